@@ -1,0 +1,51 @@
+import path from "node:path";
+import { subtask } from "hardhat/config";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import type { HardhatUserConfig } from "hardhat/config";
+import "@nomicfoundation/hardhat-toolbox";
+
+// The solc compiler ships with the `solc` npm package (solc-js). Hardhat would otherwise download a
+// native compiler, which this project's machines cannot reach, so the build is served locally.
+// The config's version must equal the installed package's version: checked below.
+const SOLC_VERSION = "0.8.28";
+
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
+  if (args.solcVersion !== SOLC_VERSION) return runSuper(args);
+  const solcPackageDir = path.dirname(require.resolve("solc/package.json"));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const installed: string = require("solc/package.json").version;
+  if (installed !== SOLC_VERSION) {
+    throw new Error(`solc npm package is ${installed}, hardhat.config.ts expects ${SOLC_VERSION}`);
+  }
+  return {
+    compilerPath: path.join(solcPackageDir, "soljson.js"),
+    isSolcJs: true,
+    version: SOLC_VERSION,
+    longVersion: "0.8.28+commit.7893614a",
+  };
+});
+
+const config: HardhatUserConfig = {
+  solidity: {
+    version: SOLC_VERSION,
+    settings: {
+      optimizer: { enabled: true, runs: 200 },
+      evmVersion: "cancun",
+    },
+  },
+  networks: {
+    hardhat: { chainId: 31337 },
+    localhost: { url: process.env.OPG_RPC_URL ?? "http://127.0.0.1:8545" },
+  },
+  mocha: {
+    timeout: 600_000,
+  },
+  gasReporter: {
+    enabled: process.env.REPORT_GAS === "1",
+    offline: true,
+    outputFile: process.env.REPORT_GAS_FILE,
+    noColors: Boolean(process.env.REPORT_GAS_FILE),
+  },
+};
+
+export default config;
