@@ -1,0 +1,88 @@
+import type { Signer } from "ethers";
+import { ethers } from "ethers";
+import {
+  NodeStaking__factory,
+  OPGGovernor__factory,
+  OPGToken__factory,
+  TimelockController__factory,
+} from "../../typechain-types";
+
+/** Protocol parameters at deployment; every one of them is later changed only through governance. */
+export interface EconomyParams {
+  /** Receives the whole OPG supply and the protocol's share of slashes and fees. */
+  treasury: string;
+  minInferenceStake: bigint;
+  minVerificationStake: bigint;
+  /** Seconds between requestUnstake and withdraw. */
+  unbondingDelay: bigint;
+  /** Share of a slash paid to the wronged party, in basis points. */
+  slashBeneficiaryShareBps: number;
+  /** Governor settings, in blocks (the token's clock is the block number). */
+  votingDelay: number;
+  votingPeriod: number;
+  proposalThreshold: bigint;
+  quorumPercent: number;
+  /** Seconds a passed proposal waits in the timelock. */
+  timelockDelay: bigint;
+  /**
+   * Owner of the parameter setters. Production: undefined, which gives them to the timelock. Unit tests may
+   * name an EOA to exercise setters without a full governance round.
+   */
+  parameterOwner?: string;
+}
+
+export const DEFAULT_ECONOMY_PARAMS: Omit<EconomyParams, "treasury"> = {
+  minInferenceStake: ethers.parseEther("1000"),
+  minVerificationStake: ethers.parseEther("500"),
+  unbondingDelay: 7n * 24n * 3600n,
+  slashBeneficiaryShareBps: 5000,
+  votingDelay: 1,
+  votingPeriod: 50,
+  proposalThreshold: 0n,
+  quorumPercent: 4,
+  timelockDelay: 3600n,
+};
+
+/** Deploy OPG, governance (timelock + governor) and node staking, wired as in production. */
+export async function deployEconomy(deployer: Signer, params: EconomyParams) {
+  const deployerAddress = await deployer.getAddress();
+  const token = await new OPGToken__factory(deployer).deploy(params.treasury);
+  // The deployer administers the timelock only long enough to hand the proposer role to the governor.
+  const timelock = await new TimelockController__factory(deployer).deploy(
+    params.timelockDelay,
+    [],
+    [ethers.ZeroAddress],
+    deployerAddress,
+  );
+  const governor = await new OPGGovernor__factory(deployer).deploy(
+    await token.getAddress(),
+    await timelock.getAddress(),
+    params.votingDelay,
+    params.votingPeriod,
+    params.proposalThreshold,
+    params.quorumPercent,
+  );
+  const governorAddress = await governor.getAddress();
+  await (await timelock.grantRole(await timelock.PROPOSER_ROLE(), governorAddress)).wait();
+  await (await timelock.grantRole(await timelock.CANCELLER_ROLE(), governorAddress)).wait();
+
+  const staking = await new NodeStaking__factory(deployer).deploy(
+    await token.getAddress(),
+    params.parameterOwner ?? (await timelock.getAddress()),
+    params.treasury,
+    params.minInferenceStake,
+    params.minVerificationStake,
+    params.unbondingDelay,
+    params.slashBeneficiaryShareBps,
+  );
+  await staking.waitForDeployment();
+  return { token, timelock, governor, staking, deployerAddress };
+}
+
+/** Give up the deployer's admin role on the timelock: from then on only governance changes parameters. */
+export async function renounceTimelockAdmin(
+  timelock: Awaited<ReturnType<typeof deployEconomy>>["timelock"],
+  admin: string,
+) {
+  await (await timelock.renounceRole(await timelock.DEFAULT_ADMIN_ROLE(), admin)).wait();
+}
