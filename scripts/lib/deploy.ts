@@ -1,9 +1,11 @@
 import type { Signer } from "ethers";
 import { ethers } from "ethers";
 import {
+  ModelRegistry__factory,
   NodeStaking__factory,
   OPGGovernor__factory,
   OPGToken__factory,
+  TaskRegistry__factory,
   TimelockController__factory,
 } from "../../typechain-types";
 
@@ -85,4 +87,27 @@ export async function renounceTimelockAdmin(
   admin: string,
 ) {
   await (await timelock.renounceRole(await timelock.DEFAULT_ADMIN_ROLE(), admin)).wait();
+}
+
+/** Deploy the model registry and the task registry on top of an economy, and authorise the task registry
+ * to lock collateral and slash on NodeStaking. `governance` must be able to call NodeStaking's setters
+ * (the timelock in production: then use a proposal instead, see docs/deploy.md). */
+export async function deployMarket(
+  deployer: Signer,
+  economy: Awaited<ReturnType<typeof deployEconomy>>,
+  params: { treasury: string; parameterOwner: string },
+  governance: Signer,
+) {
+  const models = await new ModelRegistry__factory(deployer).deploy();
+  const tasks = await new TaskRegistry__factory(deployer).deploy(
+    await economy.token.getAddress(),
+    await models.getAddress(),
+    await economy.staking.getAddress(),
+    params.parameterOwner,
+    params.treasury,
+  );
+  const tasksAddress = await tasks.getAddress();
+  await (await economy.staking.connect(governance).setCollateralManager(tasksAddress, true)).wait();
+  await (await economy.staking.connect(governance).setSlasher(tasksAddress, true)).wait();
+  return { models, tasks, tasksAddress };
 }

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {InferenceConsumer} from "../consumer/InferenceConsumer.sol";
+import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
+import {PublicSignals} from "../libraries/PublicSignals.sol";
+
+/// @title Example dapp: a lender that opens a credit line only when a verified model says the risk is low.
+/// @notice The owner asks for a borrower's risk score on the borrower's features; the verified score (the
+/// model's first output, a fixed-point number) decides the credit line: the lower the risk, the larger it is.
+contract RiskGatedLender is InferenceConsumer, Ownable {
+    /// @notice The risk model.
+    uint256 public immutable modelId;
+    /// @notice Width of one packed output value (the model's `packBits`).
+    uint8 public immutable packBits;
+    /// @notice Scores at or above this fixed-point value get no credit.
+    int256 public immutable maxRiskScore;
+    /// @notice Credit granted per fixed-point unit of score below `maxRiskScore`.
+    uint256 public immutable creditPerUnit;
+
+    mapping(uint256 taskId => address borrower) private _borrowerOf;
+    mapping(address borrower => uint256 amount) public creditLine;
+    mapping(address borrower => int256 score) public lastRiskScore;
+
+    /// @notice A risk score was requested for `borrower` as task `taskId`.
+    event RiskScoreRequested(address indexed borrower, uint256 indexed taskId);
+    /// @notice The verified score of `borrower` set its credit line to `creditLine`.
+    event CreditLineSet(
+        address indexed borrower,
+        uint256 indexed taskId,
+        int256 riskScore,
+        uint256 creditLine
+    );
+
+    constructor(
+        ITaskRegistry registry_,
+        IERC20 feeToken_,
+        address owner_,
+        uint256 modelId_,
+        uint8 packBits_,
+        int256 maxRiskScore_,
+        uint256 creditPerUnit_
+    ) InferenceConsumer(registry_, feeToken_) Ownable(owner_) {
+        modelId = modelId_;
+        packBits = packBits_;
+        maxRiskScore = maxRiskScore_;
+        creditPerUnit = creditPerUnit_;
+    }
+
+    /// @notice Request a risk score for `borrower` on its packed feature words, paying `fee` from this
+    /// contract's OPG.
+    function requestRiskScore(
+        address borrower,
+        uint256[] calldata features,
+        uint256 fee,
+        uint256 deadline
+    ) external onlyOwner returns (uint256 taskId) {
+        taskId = _requestInference(modelId, features, fee, deadline, 200_000);
+        _borrowerOf[taskId] = borrower;
+        emit RiskScoreRequested(borrower, taskId);
+    }
+
+    function _onInferenceResult(uint256 taskId, uint256, uint256[] calldata outputs) internal override {
+        address borrower = _borrowerOf[taskId];
+        delete _borrowerOf[taskId];
+        int256 score = PublicSignals.valueAt(outputs, 0, packBits);
+        uint256 line = score < maxRiskScore ? uint256(maxRiskScore - score) * creditPerUnit : 0;
+        lastRiskScore[borrower] = score;
+        creditLine[borrower] = line;
+        emit CreditLineSet(borrower, taskId, score, line);
+    }
+}

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+pragma solidity ^0.8.24;
+
+/// @title The task market: escrowed inference requests, claimed by staked nodes, settled by proof.
+/// @notice Storage per task is one commitment word (the hash of `Task`) plus one claim word. Every later call
+/// passes the `Task` back (nodes take it from `TaskSubmitted`) and the registry checks it against the
+/// commitment, as Chainlink Functions does.
+/// @dev Invariants, NEVER to be violated: the registry's OPG balance equals the fees of open (unsettled,
+/// unexpired) tasks plus all unwithdrawn credits plus accrued protocol fees; a task settles (verified or expired) at most once; the
+/// parts of a fee split add up to the fee.
+interface ITaskRegistry {
+    /// @notice Lifecycle of a task.
+    enum TaskStatus {
+        None,
+        Open,
+        Claimed,
+        Verified,
+        Expired
+    }
+
+    /// @notice What a dapp asks for.
+    /// @param modelId The model to run.
+    /// @param input Inline mode: the packed input words. Commitment mode: one word, the input commitment.
+    /// @param inputDataHash Commitment mode: data-layer id (sha256) of the full input; zero for inline.
+    /// @param fee OPG escrowed for the task; at least the model's fee.
+    /// @param deadline Timestamp after which the task can be expired and refunded.
+    /// @param callback Contract to call with the verified result, or zero.
+    /// @param callbackGasLimit Gas the callback gets (at most `maxCallbackGasLimit`).
+    struct TaskRequest {
+        uint256 modelId;
+        uint256[] input;
+        bytes32 inputDataHash;
+        uint256 fee;
+        uint256 deadline;
+        address callback;
+        uint32 callbackGasLimit;
+    }
+
+    /// @notice A task as committed at submission: the terms of the model at that time are part of it.
+    /// @param inputHash keccak256 of the packed input words (abi.encodePacked).
+    struct Task {
+        address requester;
+        uint256 modelId;
+        uint256 fee;
+        uint256 deadline;
+        address verifier;
+        address royaltyReceiver;
+        address callback;
+        uint32 callbackGasLimit;
+        uint16 outputWords;
+        bytes32 inputHash;
+        bytes32 inputDataHash;
+    }
+
+    /// @notice One result in a `submitResults` batch.
+    struct ResultSubmission {
+        uint256 taskId;
+        Task task;
+        uint256[] input;
+        uint256[] outputs;
+        uint256[8] proof;
+    }
+
+    /// @notice A verified result.
+    struct Result {
+        address node;
+        uint256 settledBlock;
+        uint256[] outputs;
+    }
+
+    /// @notice Task `taskId` was submitted. With `input` this is everything a node needs: the `Task` is these
+    /// fields with `inputHash = keccak256(abi.encodePacked(input))`.
+    event TaskSubmitted(
+        uint256 indexed taskId,
+        uint256 indexed modelId,
+        address indexed requester,
+        uint256 fee,
+        uint256 deadline,
+        address verifier,
+        address royaltyReceiver,
+        address callback,
+        uint32 callbackGasLimit,
+        uint16 outputWords,
+        bytes32 inputDataHash,
+        uint256[] input
+    );
+    /// @notice `node` claimed `taskId` until `claimExpiresAt`, locking `collateral` of its stake.
+    event TaskClaimed(
+        uint256 indexed taskId,
+        address indexed node,
+        uint256 claimExpiresAt,
+        uint256 collateral
+    );
+    /// @notice `previousNode` let its claim on `taskId` expire and lost `slashed` of its collateral.
+    event TaskClaimAbandoned(uint256 indexed taskId, address indexed previousNode, uint256 slashed);
+    /// @notice `node`'s proof for `taskId` verified; the fee was split as given.
+    event TaskVerified(
+        uint256 indexed taskId,
+        address indexed node,
+        uint256[] outputs,
+        uint256 nodeFee,
+        uint256 royalty,
+        uint256 protocolFee
+    );
+    /// @notice `taskId` passed its deadline unverified: `refund` returned to the requester.
+    event TaskExpired(uint256 indexed taskId, address indexed requester, uint256 refund);
+    /// @notice The callback of `taskId` ran; `success` false means it reverted or ran out of gas.
+    event CallbackExecuted(uint256 indexed taskId, address indexed callback, bool success);
+    /// @notice `account` withdrew `amount` of credits to `to`.
+    event CreditsWithdrawn(address indexed account, address indexed to, uint256 amount);
+    /// @notice `account` prepaid `amount` OPG into its credits, from which its task fees are taken.
+    event Deposited(address indexed account, uint256 amount);
+    /// @notice Collateral of `node`'s settled claims, `amount` in all, went back to its free stake.
+    event CollateralReleased(address indexed node, uint256 amount);
+    /// @notice Accrued protocol fees, `amount`, were paid to `treasury`.
+    event ProtocolFeesWithdrawn(address indexed treasury, uint256 amount);
+    /// @notice Governance set the fee shares (basis points of each task fee).
+    event FeeSharesSet(uint16 protocolFeeBps, uint16 royaltyBps);
+    /// @notice Governance set the treasury.
+    event TreasurySet(address treasury);
+    /// @notice Governance set the claim window, collateral per claim, callback gas cap and longest deadline.
+    event TaskParametersSet(
+        uint32 claimWindow,
+        uint256 claimCollateral,
+        uint32 maxCallbackGasLimit,
+        uint32 maxTaskDuration
+    );
+
+    /// @notice The model is deactivated or does not allow ZK verification.
+    error TaskRegistryModelUnavailable(uint256 modelId);
+    /// @notice The fee is below the model's fee, or above 2^96.
+    error TaskRegistryInvalidFee(uint256 fee, uint256 modelFee);
+    /// @notice The deadline is in the past or further than `maxTaskDuration` ahead.
+    error TaskRegistryInvalidDeadline(uint256 deadline, uint256 now_, uint256 maxDeadline);
+    /// @notice The input does not fit the model's layout (word count, mode, data hash).
+    error TaskRegistryInvalidInput(uint256 modelId, uint256 words, uint256 expectedWords);
+    /// @notice A public signal (input or output word) is not below the field modulus.
+    error TaskRegistrySignalOutOfField(uint256 index, uint256 value);
+    /// @notice The callback gas limit is above the governed cap.
+    error TaskRegistryCallbackGasTooHigh(uint32 requested, uint32 cap);
+    /// @notice The `Task` given does not match the commitment stored for `taskId`.
+    error TaskRegistryTaskMismatch(uint256 taskId);
+    /// @notice The task is not in a status that allows this call.
+    error TaskRegistryWrongStatus(uint256 taskId, TaskStatus status);
+    /// @notice The caller is not an eligible inference node.
+    error TaskRegistryNodeNotEligible(address node);
+    /// @notice The task is claimed and its claim window is still running.
+    error TaskRegistryAlreadyClaimed(uint256 taskId, address node, uint256 claimExpiresAt);
+    /// @notice The caller is not the node that claimed the task.
+    error TaskRegistryNotClaimer(uint256 taskId, address caller, address claimer);
+    /// @notice The claim window (or the deadline) passed before the result arrived.
+    error TaskRegistryClaimExpired(uint256 taskId, uint256 claimExpiresAt, uint256 now_);
+    /// @notice The deadline has passed: the task can only be expired.
+    error TaskRegistryDeadlinePassed(uint256 taskId, uint256 deadline, uint256 now_);
+    /// @notice The deadline has not passed yet.
+    error TaskRegistryDeadlineNotReached(uint256 taskId, uint256 deadline, uint256 now_);
+    /// @notice The output word count does not match the model's layout.
+    error TaskRegistryInvalidOutputs(uint256 taskId, uint256 words, uint256 expectedWords);
+    /// @notice The model's verifier rejected the proof.
+    error TaskRegistryInvalidProof(uint256 taskId);
+    /// @notice Not enough gas left to give the callback its full gas limit.
+    error TaskRegistryInsufficientCallbackGas(uint256 taskId, uint256 gasLeft, uint256 needed);
+    /// @notice A batch is empty or larger than `MAX_BATCH`.
+    error TaskRegistryInvalidBatch(uint256 size);
+    /// @notice The account has no credits to withdraw.
+    error TaskRegistryNoCredits(address account);
+    /// @notice A governed parameter is out of range.
+    error TaskRegistryInvalidParameter();
+
+    /// @notice Submit a task and escrow `request.fee` OPG: taken from the caller's credits (prepaid with
+    /// `deposit`, or earned) when they cover it, else pulled from the caller's wallet (approval needed).
+    function submitTask(TaskRequest calldata request) external returns (uint256 taskId);
+
+    /// @notice `submitTask` with an EIP-2612 permit for the fee instead of a prior approval.
+    function submitTaskWithPermit(
+        TaskRequest calldata request,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint256 taskId);
+
+    /// @notice Submit several tasks, pulling their total fee in one transfer. All or nothing.
+    function submitTasks(TaskRequest[] calldata requests) external returns (uint256[] memory taskIds);
+
+    /// @notice Claim `taskId` as an eligible inference node, locking `claimCollateral` of stake until the claim
+    /// window ends. A claim whose window passed can be taken over; its node's collateral is slashed to the
+    /// requester's benefit.
+    function claimTask(uint256 taskId, Task calldata task) external;
+
+    /// @notice Submit the claimed task's outputs with a proof. The registry builds the public signals from
+    /// the committed input, the task binding of (chain, registry, task, caller) and `outputs`, verifies, and
+    /// settles: fee split into credits, collateral released, result stored, then the capped callback.
+    function submitResult(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata input,
+        uint256[] calldata outputs,
+        uint256[8] calldata proof
+    ) external;
+
+    /// @notice Several `submitResult`s in one transaction. All or nothing.
+    function submitResults(ResultSubmission[] calldata submissions) external;
+
+    /// @notice Prepay `amount` OPG into the caller's credits: later `submitTask`s take their fee from there,
+    /// which saves the token transfer per task. Withdraw the rest any time with `withdrawCredits`.
+    function deposit(uint256 amount) external;
+
+    /// @notice After the deadline, with no verified result: refund the requester in full and slash the
+    /// claimer's collateral (if any) to the requester's benefit. Anyone may call.
+    function expire(uint256 taskId, Task calldata task) external;
+
+    /// @notice Pay the caller's credits (node fees, royalties) to `to`, and release the collateral of its
+    /// settled claims.
+    function withdrawCredits(address to) external returns (uint256 amount);
+
+    /// @notice Release the collateral of `node`'s verified claims to its free stake. Settlement records the
+    /// release and leaves the staking call to this function or the node's next claim, which keeps
+    /// `submitResult` within its gas budget. Anyone may call.
+    function releaseCollateral(address node) external returns (uint256 amount);
+
+    /// @notice Pay the accrued protocol fees to the treasury. Anyone may call.
+    function withdrawProtocolFees() external returns (uint256 amount);
+
+    /// @notice The status of `taskId`.
+    function taskStatus(uint256 taskId) external view returns (TaskStatus);
+
+    /// @notice The claimer of `taskId` and when its claim window ends (zero if unclaimed).
+    function claimOf(uint256 taskId) external view returns (address node, uint256 claimExpiresAt);
+
+    /// @notice The verified result of `taskId`; reverts unless it is verified.
+    function resultOf(uint256 taskId) external view returns (Result memory);
+
+    /// @notice Credits `account` can withdraw.
+    function creditsOf(address account) external view returns (uint256);
+
+    /// @notice Collateral of `node`'s verified claims not yet released to its free stake.
+    function releasableCollateralOf(address node) external view returns (uint256);
+
+    /// @notice Protocol fees accrued and not yet paid to the treasury.
+    function protocolFeesAccrued() external view returns (uint256);
+
+    /// @notice The binding public signal a proof for `taskId` by `node` must carry.
+    function taskBinding(uint256 taskId, address node) external view returns (uint256);
+
+    /// @notice The commitment of `task` as stored at submission.
+    function hashTask(Task calldata task) external pure returns (bytes32);
+
+    /// @notice Number of tasks submitted so far (the last id).
+    function taskCount() external view returns (uint256);
+}

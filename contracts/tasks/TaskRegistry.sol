@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
+import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
+import {INodeStaking} from "../interfaces/INodeStaking.sol";
+import {IProofVerifier} from "../interfaces/IProofVerifier.sol";
+import {IInferenceCallback} from "../interfaces/IInferenceCallback.sol";
+import {PublicSignals} from "../libraries/PublicSignals.sol";
+import {VerificationModes} from "../libraries/VerificationModes.sol";
+
+/// @title TaskRegistry
+/// @notice Escrows inference fees, hands tasks to staked nodes, verifies their Groth16 proofs against the
+/// model's verifier and settles. The owner is the governance timelock (fee shares, windows, caps).
+/// @dev Invariants, NEVER to be violated: `token.balanceOf(this) == open escrow + sum(credits)`; a task
+/// settles at most once (status moves Open -> Claimed -> Verified | Expired, never back); for every
+/// verified task `nodeFee + royalty + protocolFee == fee`.
+contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    uint256 private constant _BPS = 10_000;
+    /// @notice Most tasks or results in one batch call.
+    uint256 public constant MAX_BATCH = 32;
+    /// @notice Collateral is stored in units of 1 gwei of OPG so that a claim fits one storage word.
+    uint256 public constant COLLATERAL_UNIT = 1 gwei;
+    /// @notice Gas kept back when calling a callback, for the registry's own work after the call returns.
+    uint256 public constant CALLBACK_GAS_RESERVE = 10_000;
+    bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
+    bytes32 public constant SLASH_REASON_TASK_EXPIRED = keccak256("opg.task.expired");
+
+    /// @dev Per task, two words. `word` is the commitment `hashTask(task)` while the task is open or claimed,
+    /// and the first output word once it is verified. `aux` is the claim collateral (in COLLATERAL_UNIT)
+    /// while claimed, and the number of output words once verified. `time` is the claim expiry while
+    /// claimed, and the settlement block once verified.
+    struct TaskRecord {
+        bytes32 word;
+        address node;
+        uint32 time;
+        TaskStatus status;
+        uint56 aux;
+    }
+
+    /// @dev Governed parameters and the task counter read on the submission and claim paths: one word.
+    struct SubmitConfig {
+        uint64 taskCount;
+        uint32 maxTaskDuration;
+        uint32 maxCallbackGasLimit;
+        uint32 claimWindow;
+        uint56 claimCollateralUnits;
+    }
+
+    /// @dev Fee shares and the protocol fees they accrue, read and written once per settlement: one word.
+    struct FeeConfig {
+        uint16 protocolFeeBps;
+        uint16 royaltyBps;
+        uint128 protocolFeesAccrued;
+    }
+
+    /// @dev What the registry owes an account: withdrawable OPG credits and, for nodes, collateral of
+    /// verified claims still locked on NodeStaking. One word, so settlement pays a node with one write.
+    /// `touched` is set on first use and never cleared, so the word stays non-zero and later writes cost
+    /// 2,900 gas instead of 20,000 even after everything was withdrawn.
+    struct Account {
+        uint120 credits;
+        bool touched;
+        uint128 releasableCollateral;
+    }
+
+    IERC20 public immutable token;
+    IModelRegistry public immutable models;
+    INodeStaking public immutable staking;
+
+    SubmitConfig private _submitConfig;
+    FeeConfig private _feeConfig;
+    address private _treasury;
+    mapping(uint256 taskId => TaskRecord record) private _tasks;
+    mapping(uint256 taskId => mapping(uint256 index => uint256 word)) private _extraOutputs;
+    mapping(address account => Account balances) private _accounts;
+
+    constructor(
+        IERC20 token_,
+        IModelRegistry models_,
+        INodeStaking staking_,
+        address owner_,
+        address treasury_
+    ) Ownable(owner_) {
+        token = token_;
+        models = models_;
+        staking = staking_;
+        _setTreasury(treasury_);
+        _setFeeShares(1000, 1000);
+        _setTaskParameters(10 minutes, 100 ether, 500_000, 7 days);
+    }
+
+    // ---------------------------------------------------------------- requesters
+
+    /// @inheritdoc ITaskRegistry
+    function submitTask(TaskRequest calldata request) external nonReentrant returns (uint256 taskId) {
+        taskId = _submit(request);
+        _collectFee(request.fee);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function submitTaskWithPermit(
+        TaskRequest calldata request,
+        uint256 permitDeadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (uint256 taskId) {
+        // A front-run permit must not block the task: the allowance is what counts, and the transfer
+        // below fails cleanly without it.
+        try
+            IERC20Permit(address(token)).permit(
+                msg.sender,
+                address(this),
+                request.fee,
+                permitDeadline,
+                v,
+                r,
+                s
+            )
+        {} catch {}
+        taskId = _submit(request);
+        _collectFee(request.fee);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function submitTasks(
+        TaskRequest[] calldata requests
+    ) external nonReentrant returns (uint256[] memory taskIds) {
+        if (requests.length == 0 || requests.length > MAX_BATCH)
+            revert TaskRegistryInvalidBatch(requests.length);
+        taskIds = new uint256[](requests.length);
+        uint256 total;
+        for (uint256 i = 0; i < requests.length; ++i) {
+            taskIds[i] = _submit(requests[i]);
+            total += requests[i].fee;
+        }
+        _collectFee(total);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function deposit(uint256 amount) external nonReentrant {
+        if (amount == 0) revert TaskRegistryInvalidParameter();
+        _credit(msg.sender, amount);
+        emit Deposited(msg.sender, amount);
+        token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function expire(uint256 taskId, Task calldata task) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        TaskStatus status = _statusOf(record);
+        if (status != TaskStatus.Open && status != TaskStatus.Claimed)
+            revert TaskRegistryWrongStatus(taskId, status);
+        _checkCommitment(taskId, record, task);
+        if (block.timestamp <= task.deadline) {
+            revert TaskRegistryDeadlineNotReached(taskId, task.deadline, block.timestamp);
+        }
+        address node = record.node;
+        uint256 collateral = uint256(record.aux) * COLLATERAL_UNIT;
+        record.status = TaskStatus.Expired;
+        record.aux = 0;
+        emit TaskExpired(taskId, task.requester, task.fee);
+        if (status == TaskStatus.Claimed) {
+            _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED, task.requester);
+        }
+        token.safeTransfer(task.requester, task.fee);
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    /// @inheritdoc ITaskRegistry
+    function claimTask(uint256 taskId, Task calldata task) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        TaskStatus status = _statusOf(record);
+        if (status != TaskStatus.Open && status != TaskStatus.Claimed)
+            revert TaskRegistryWrongStatus(taskId, status);
+        _checkCommitment(taskId, record, task);
+        if (block.timestamp >= task.deadline)
+            revert TaskRegistryDeadlinePassed(taskId, task.deadline, block.timestamp);
+        if (status == TaskStatus.Claimed && block.timestamp <= record.time) {
+            revert TaskRegistryAlreadyClaimed(taskId, record.node, record.time);
+        }
+        // Settled claims' collateral counts as free stake again before eligibility is judged.
+        _releaseCollateral(msg.sender);
+        if (!staking.isEligible(msg.sender, INodeStaking.Role.Inference))
+            revert TaskRegistryNodeNotEligible(msg.sender);
+
+        if (status == TaskStatus.Claimed) {
+            _slashClaim(
+                taskId,
+                record.node,
+                uint256(record.aux) * COLLATERAL_UNIT,
+                SLASH_REASON_CLAIM_ABANDONED,
+                task.requester
+            );
+        }
+
+        SubmitConfig memory config = _submitConfig;
+        uint256 claimExpiresAt = block.timestamp + config.claimWindow;
+        if (claimExpiresAt > task.deadline) claimExpiresAt = task.deadline;
+        record.node = msg.sender;
+        // Safe cast: claimExpiresAt <= deadline <= submission time + maxTaskDuration, far below 2^32 s.
+        record.time = uint32(claimExpiresAt);
+        record.status = TaskStatus.Claimed;
+        record.aux = config.claimCollateralUnits;
+        uint256 collateral = uint256(config.claimCollateralUnits) * COLLATERAL_UNIT;
+        emit TaskClaimed(taskId, msg.sender, claimExpiresAt, collateral);
+        if (collateral != 0) staking.lockCollateral(msg.sender, collateral);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function submitResult(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata input,
+        uint256[] calldata outputs,
+        uint256[8] calldata proof
+    ) external nonReentrant {
+        _settle(taskId, task, input, outputs, proof);
+        _runCallback(taskId, task, outputs);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function submitResults(ResultSubmission[] calldata submissions) external nonReentrant {
+        if (submissions.length == 0 || submissions.length > MAX_BATCH) {
+            revert TaskRegistryInvalidBatch(submissions.length);
+        }
+        for (uint256 i = 0; i < submissions.length; ++i) {
+            ResultSubmission calldata s = submissions[i];
+            _settle(s.taskId, s.task, s.input, s.outputs, s.proof);
+        }
+        // Callbacks run after every settlement of the batch, so no callback observes a half-settled batch.
+        for (uint256 i = 0; i < submissions.length; ++i) {
+            _runCallback(submissions[i].taskId, submissions[i].task, submissions[i].outputs);
+        }
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function withdrawCredits(address to) external nonReentrant returns (uint256 amount) {
+        Account storage account = _accounts[msg.sender];
+        amount = account.credits;
+        if (amount == 0) revert TaskRegistryNoCredits(msg.sender);
+        account.credits = 0;
+        emit CreditsWithdrawn(msg.sender, to, amount);
+        _releaseCollateral(msg.sender);
+        token.safeTransfer(to, amount);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function releaseCollateral(address node) external nonReentrant returns (uint256 amount) {
+        return _releaseCollateral(node);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function withdrawProtocolFees() external nonReentrant returns (uint256 amount) {
+        amount = _feeConfig.protocolFeesAccrued;
+        if (amount == 0) revert TaskRegistryNoCredits(_treasury);
+        _feeConfig.protocolFeesAccrued = 0;
+        emit ProtocolFeesWithdrawn(_treasury, amount);
+        token.safeTransfer(_treasury, amount);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc ITaskRegistry
+    function taskStatus(uint256 taskId) external view returns (TaskStatus) {
+        return _statusOf(_tasks[taskId]);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function claimOf(uint256 taskId) external view returns (address node, uint256 claimExpiresAt) {
+        TaskRecord storage record = _tasks[taskId];
+        if (record.status != TaskStatus.Claimed) return (record.node, 0);
+        return (record.node, record.time);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function resultOf(uint256 taskId) external view returns (Result memory result) {
+        TaskRecord storage record = _tasks[taskId];
+        if (record.status != TaskStatus.Verified) revert TaskRegistryWrongStatus(taskId, _statusOf(record));
+        result.node = record.node;
+        result.settledBlock = record.time;
+        result.outputs = new uint256[](record.aux);
+        result.outputs[0] = uint256(record.word);
+        for (uint256 i = 1; i < result.outputs.length; ++i) result.outputs[i] = _extraOutputs[taskId][i];
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function creditsOf(address account) external view returns (uint256) {
+        return _accounts[account].credits;
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function releasableCollateralOf(address node) external view returns (uint256) {
+        return _accounts[node].releasableCollateral;
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function protocolFeesAccrued() external view returns (uint256) {
+        return _feeConfig.protocolFeesAccrued;
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function taskBinding(uint256 taskId, address node) public view returns (uint256) {
+        return PublicSignals.taskBinding(block.chainid, address(this), taskId, node);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function hashTask(Task calldata task) public pure returns (bytes32) {
+        return keccak256(abi.encode(task));
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function taskCount() external view returns (uint256) {
+        return _submitConfig.taskCount;
+    }
+
+    /// @notice Governed parameters: fee shares (bps), treasury, claim window (s), callback gas cap, longest
+    /// deadline (s), collateral per claim (OPG wei).
+    function parameters()
+        external
+        view
+        returns (
+            uint16 protocolFeeBps,
+            uint16 royaltyBps,
+            address treasury,
+            uint32 claimWindow,
+            uint32 maxCallbackGasLimit,
+            uint32 maxTaskDuration,
+            uint256 claimCollateral
+        )
+    {
+        SubmitConfig memory c = _submitConfig;
+        return (
+            _feeConfig.protocolFeeBps,
+            _feeConfig.royaltyBps,
+            _treasury,
+            c.claimWindow,
+            c.maxCallbackGasLimit,
+            c.maxTaskDuration,
+            uint256(c.claimCollateralUnits) * COLLATERAL_UNIT
+        );
+    }
+
+    // ---------------------------------------------------------------- governance (timelock)
+
+    /// @notice Set the protocol's and the model owner's share of each fee, in basis points; the node gets
+    /// the rest.
+    function setFeeShares(uint16 protocolFeeBps, uint16 royaltyBps) external onlyOwner {
+        _setFeeShares(protocolFeeBps, royaltyBps);
+    }
+
+    /// @notice Set the treasury paid the protocol fees.
+    function setTreasury(address treasury_) external onlyOwner {
+        _setTreasury(treasury_);
+    }
+
+    /// @notice Set the claim window, the collateral a claim locks (a multiple of COLLATERAL_UNIT), the callback
+    /// gas cap and the longest allowed deadline.
+    function setTaskParameters(
+        uint32 claimWindow,
+        uint256 claimCollateral,
+        uint32 maxCallbackGasLimit,
+        uint32 maxTaskDuration
+    ) external onlyOwner {
+        _setTaskParameters(claimWindow, claimCollateral, maxCallbackGasLimit, maxTaskDuration);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _submit(TaskRequest calldata request) private returns (uint256 taskId) {
+        IModelRegistry.TaskTerms memory terms = models.taskTerms(request.modelId);
+        if (!terms.active || terms.verificationModes & VerificationModes.ZK == 0) {
+            revert TaskRegistryModelUnavailable(request.modelId);
+        }
+        if (request.fee < terms.fee || request.fee > type(uint96).max) {
+            revert TaskRegistryInvalidFee(request.fee, terms.fee);
+        }
+        SubmitConfig memory config = _submitConfig;
+        uint256 maxDeadline = block.timestamp + config.maxTaskDuration;
+        if (request.deadline <= block.timestamp || request.deadline > maxDeadline) {
+            revert TaskRegistryInvalidDeadline(request.deadline, block.timestamp, maxDeadline);
+        }
+        _checkInput(request, terms);
+        if (request.callbackGasLimit > config.maxCallbackGasLimit) {
+            revert TaskRegistryCallbackGasTooHigh(request.callbackGasLimit, config.maxCallbackGasLimit);
+        }
+
+        Task memory task = Task({
+            requester: msg.sender,
+            modelId: request.modelId,
+            fee: request.fee,
+            deadline: request.deadline,
+            verifier: terms.verifier,
+            royaltyReceiver: terms.royaltyReceiver,
+            callback: request.callback,
+            callbackGasLimit: request.callbackGasLimit,
+            outputWords: terms.outputWords,
+            inputHash: keccak256(abi.encodePacked(request.input)),
+            inputDataHash: request.inputDataHash
+        });
+        taskId = ++_submitConfig.taskCount;
+        _tasks[taskId].word = keccak256(abi.encode(task));
+        _emitSubmitted(taskId, request, terms);
+    }
+
+    function _emitSubmitted(
+        uint256 taskId,
+        TaskRequest calldata request,
+        IModelRegistry.TaskTerms memory terms
+    ) private {
+        emit TaskSubmitted(
+            taskId,
+            request.modelId,
+            msg.sender,
+            request.fee,
+            request.deadline,
+            terms.verifier,
+            terms.royaltyReceiver,
+            request.callback,
+            request.callbackGasLimit,
+            terms.outputWords,
+            request.inputDataHash,
+            request.input
+        );
+    }
+
+    function _checkInput(TaskRequest calldata request, IModelRegistry.TaskTerms memory terms) private pure {
+        uint256 words = request.input.length;
+        bool commitment = terms.inputMode == IModelRegistry.InputMode.Commitment;
+        if (words != terms.inputWords || commitment != (request.inputDataHash != 0)) {
+            revert TaskRegistryInvalidInput(request.modelId, words, terms.inputWords);
+        }
+        for (uint256 i = 0; i < words; ++i) {
+            if (request.input[i] >= PublicSignals.SNARK_SCALAR_FIELD) {
+                revert TaskRegistrySignalOutOfField(i, request.input[i]);
+            }
+        }
+    }
+
+    function _settle(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata input,
+        uint256[] calldata outputs,
+        uint256[8] calldata proof
+    ) private {
+        TaskRecord storage record = _tasks[taskId];
+        TaskStatus status = _statusOf(record);
+        if (status != TaskStatus.Claimed) revert TaskRegistryWrongStatus(taskId, status);
+        _checkCommitment(taskId, record, task);
+        address node = record.node;
+        if (msg.sender != node) revert TaskRegistryNotClaimer(taskId, msg.sender, node);
+        if (block.timestamp > record.time)
+            revert TaskRegistryClaimExpired(taskId, record.time, block.timestamp);
+        if (keccak256(abi.encodePacked(input)) != task.inputHash) revert TaskRegistryTaskMismatch(taskId);
+        if (outputs.length != task.outputWords) {
+            revert TaskRegistryInvalidOutputs(taskId, outputs.length, task.outputWords);
+        }
+
+        if (!IProofVerifier(task.verifier).verify(proof, _publicSignals(taskId, node, input, outputs))) {
+            revert TaskRegistryInvalidProof(taskId);
+        }
+
+        uint256 collateral = _recordResult(taskId, record, outputs);
+        _splitFee(taskId, node, task.fee, task.royaltyReceiver, collateral, outputs);
+    }
+
+    /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release.
+    function _recordResult(
+        uint256 taskId,
+        TaskRecord storage record,
+        uint256[] calldata outputs
+    ) private returns (uint256 collateral) {
+        collateral = uint256(record.aux) * COLLATERAL_UNIT;
+        record.word = bytes32(outputs[0]);
+        // Safe cast: block numbers stay below 2^32 for centuries at any realistic block time.
+        record.time = uint32(block.number);
+        record.status = TaskStatus.Verified;
+        record.aux = uint56(outputs.length);
+        for (uint256 i = 1; i < outputs.length; ++i) _extraOutputs[taskId][i] = outputs[i];
+    }
+
+    function _splitFee(
+        uint256 taskId,
+        address node,
+        uint256 fee,
+        address royaltyReceiver,
+        uint256 collateral,
+        uint256[] calldata outputs
+    ) private {
+        FeeConfig memory c = _feeConfig;
+        uint256 protocolFee = (fee * c.protocolFeeBps) / _BPS;
+        uint256 royalty = (fee * c.royaltyBps) / _BPS;
+        uint256 nodeFee = fee - protocolFee - royalty;
+        // Safe casts: every amount is bounded by the OPG supply (1e27 < 2^120) held by this contract.
+        _feeConfig.protocolFeesAccrued = c.protocolFeesAccrued + uint128(protocolFee);
+        Account storage nodeAccount = _accounts[node];
+        nodeAccount.credits += uint120(nodeFee);
+        nodeAccount.touched = true;
+        nodeAccount.releasableCollateral += uint128(collateral);
+        _credit(royaltyReceiver, royalty);
+        emit TaskVerified(taskId, node, outputs, nodeFee, royalty, protocolFee);
+    }
+
+    /// @dev Public signals in the circuit's order: outputs, inputs, binding. Every word is checked to be a
+    /// field element here; the verifier would otherwise reduce it, letting two encodings pass for one value.
+    function _publicSignals(
+        uint256 taskId,
+        address node,
+        uint256[] calldata input,
+        uint256[] calldata outputs
+    ) private view returns (uint256[] memory signals) {
+        uint256 outs = outputs.length;
+        signals = new uint256[](outs + input.length + 1);
+        for (uint256 i = 0; i < outs; ++i) {
+            if (outputs[i] >= PublicSignals.SNARK_SCALAR_FIELD)
+                revert TaskRegistrySignalOutOfField(i, outputs[i]);
+            signals[i] = outputs[i];
+        }
+        // Inputs were checked against the field at submission, and the commitment pins them since.
+        for (uint256 i = 0; i < input.length; ++i) signals[outs + i] = input[i];
+        signals[signals.length - 1] = taskBinding(taskId, node);
+    }
+
+    function _runCallback(uint256 taskId, Task calldata task, uint256[] calldata outputs) private {
+        address callback = task.callback;
+        if (callback == address(0)) return;
+        uint256 gasLimit = task.callbackGasLimit;
+        // EIP-150 passes at most 63/64 of the remaining gas: a node must not be able to make the callback
+        // fail by sending just too little gas, so the full limit has to be available.
+        uint256 needed = gasLimit + gasLimit / 63 + CALLBACK_GAS_RESERVE;
+        if (gasleft() < needed) revert TaskRegistryInsufficientCallbackGas(taskId, gasleft(), needed);
+        bytes memory data = abi.encodeCall(
+            IInferenceCallback.onInferenceResult,
+            (taskId, task.modelId, outputs)
+        );
+        bool success;
+        // Return data is never copied, so a callback returning huge data cannot make the registry pay for it.
+        assembly ("memory-safe") {
+            success := call(gasLimit, callback, 0, add(data, 32), mload(data), 0, 0)
+        }
+        emit CallbackExecuted(taskId, callback, success);
+    }
+
+    /// @dev Escrow `fee` from the caller: from its prepaid credits when they cover it (one storage write),
+    /// else pulled from its wallet (an OPG transfer with vote checkpoints: about 23,000 gas).
+    function _collectFee(uint256 fee) private {
+        Account storage account = _accounts[msg.sender];
+        uint256 credits = account.credits;
+        if (credits >= fee) {
+            // Safe: fee <= credits < 2^120.
+            account.credits = uint120(credits - fee);
+        } else {
+            token.safeTransferFrom(msg.sender, address(this), fee);
+        }
+    }
+
+    function _credit(address account, uint256 amount) private {
+        Account storage a = _accounts[account];
+        // Safe cast: credits are bounded by the OPG supply (1e27 < 2^120) held by this contract.
+        a.credits += uint120(amount);
+        a.touched = true;
+    }
+
+    function _releaseCollateral(address node) private returns (uint256 amount) {
+        Account storage account = _accounts[node];
+        amount = account.releasableCollateral;
+        if (amount == 0) return 0;
+        account.releasableCollateral = 0;
+        emit CollateralReleased(node, amount);
+        staking.unlockCollateral(node, amount);
+    }
+
+    function _slashClaim(
+        uint256 taskId,
+        address node,
+        uint256 collateral,
+        bytes32 reason,
+        address requester
+    ) private {
+        if (collateral == 0) return;
+        emit TaskClaimAbandoned(taskId, node, collateral);
+        staking.unlockCollateral(node, collateral);
+        staking.slash(node, collateral, reason, requester);
+    }
+
+    function _checkCommitment(uint256 taskId, TaskRecord storage record, Task calldata task) private view {
+        if (record.word != keccak256(abi.encode(task))) revert TaskRegistryTaskMismatch(taskId);
+    }
+
+    function _statusOf(TaskRecord storage record) private view returns (TaskStatus) {
+        TaskStatus status = record.status;
+        if (status != TaskStatus.None) return status;
+        return record.word != 0 ? TaskStatus.Open : TaskStatus.None;
+    }
+
+    function _setFeeShares(uint16 protocolFeeBps, uint16 royaltyBps) private {
+        if (uint256(protocolFeeBps) + royaltyBps > _BPS) revert TaskRegistryInvalidParameter();
+        _feeConfig.protocolFeeBps = protocolFeeBps;
+        _feeConfig.royaltyBps = royaltyBps;
+        emit FeeSharesSet(protocolFeeBps, royaltyBps);
+    }
+
+    function _setTreasury(address treasury_) private {
+        if (treasury_ == address(0)) revert TaskRegistryInvalidParameter();
+        _treasury = treasury_;
+        emit TreasurySet(treasury_);
+    }
+
+    function _setTaskParameters(
+        uint32 claimWindow,
+        uint256 claimCollateral,
+        uint32 maxCallbackGasLimit,
+        uint32 maxTaskDuration
+    ) private {
+        uint256 units = claimCollateral / COLLATERAL_UNIT;
+        bool ok =
+            claimWindow != 0 &&
+                maxTaskDuration >= claimWindow &&
+                maxTaskDuration <= 365 days &&
+                claimCollateral % COLLATERAL_UNIT == 0 &&
+                units <= type(uint56).max &&
+                maxCallbackGasLimit <= 5_000_000;
+        if (!ok) revert TaskRegistryInvalidParameter();
+        SubmitConfig storage c = _submitConfig;
+        c.claimWindow = claimWindow;
+        c.maxCallbackGasLimit = maxCallbackGasLimit;
+        c.maxTaskDuration = maxTaskDuration;
+        c.claimCollateralUnits = uint56(units);
+        emit TaskParametersSet(claimWindow, claimCollateral, maxCallbackGasLimit, maxTaskDuration);
+    }
+}
