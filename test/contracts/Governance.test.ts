@@ -1,0 +1,161 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture, mine, time } from "@nomicfoundation/hardhat-network-helpers";
+import { DEFAULT_ECONOMY_PARAMS } from "../../scripts/lib/deploy";
+import { Role, productionEconomyFixture } from "../helpers/economy-fixture";
+
+/** OpenZeppelin Governor's `ProposalState`. */
+const ProposalState = {
+  Pending: 0n,
+  Active: 1n,
+  Defeated: 3n,
+  Succeeded: 4n,
+  Queued: 5n,
+  Executed: 7n,
+} as const;
+const VoteType = { Against: 0, For: 1, Abstain: 2 } as const;
+
+describe("Governance", function () {
+  /** Production wiring, the treasury's supply delegated to itself, and a two-call parameter proposal. */
+  async function proposalFixture() {
+    const f = await productionEconomyFixture();
+    const { token, staking, treasury, other } = f;
+    await token.connect(treasury).delegate(treasury.address);
+    await mine();
+    const stakingAddress = await staking.getAddress();
+    const newMinStake = ethers.parseEther("4242");
+    const targets = [stakingAddress, stakingAddress];
+    const values = [0n, 0n];
+    const calldatas = [
+      staking.interface.encodeFunctionData("setMinStake", [Role.Inference, newMinStake]),
+      staking.interface.encodeFunctionData("setCollateralManager", [other.address, true]),
+    ];
+    const description = "Raise the inference minimum stake and authorise the task registry";
+    const descriptionHash = ethers.id(description);
+    const proposal = { targets, values, calldatas, description, descriptionHash };
+    return { ...f, newMinStake, proposal };
+  }
+
+  it("is wired for production: the timelock owns NodeStaking and the deployer holds no role", async function () {
+    const { staking, timelock, governor, token, deployer } = await loadFixture(productionEconomyFixture);
+    const timelockAddress = await timelock.getAddress();
+    const governorAddress = await governor.getAddress();
+    expect(await staking.owner()).to.equal(timelockAddress);
+    expect(await governor.timelock()).to.equal(timelockAddress);
+    expect(await governor.token()).to.equal(await token.getAddress());
+    expect(await governor.votingDelay()).to.equal(BigInt(DEFAULT_ECONOMY_PARAMS.votingDelay));
+    expect(await governor.votingPeriod()).to.equal(BigInt(DEFAULT_ECONOMY_PARAMS.votingPeriod));
+    expect(await governor["quorumNumerator()"]()).to.equal(BigInt(DEFAULT_ECONOMY_PARAMS.quorumPercent));
+    expect(await timelock.getMinDelay()).to.equal(DEFAULT_ECONOMY_PARAMS.timelockDelay);
+
+    const [admin, proposer, canceller, executor] = await Promise.all([
+      timelock.DEFAULT_ADMIN_ROLE(),
+      timelock.PROPOSER_ROLE(),
+      timelock.CANCELLER_ROLE(),
+      timelock.EXECUTOR_ROLE(),
+    ]);
+    expect(await timelock.hasRole(proposer, governorAddress)).to.equal(true);
+    expect(await timelock.hasRole(canceller, governorAddress)).to.equal(true);
+    // Anyone may execute a proposal whose delay has passed.
+    expect(await timelock.hasRole(executor, ethers.ZeroAddress)).to.equal(true);
+    for (const role of [admin, proposer, canceller]) {
+      expect(await timelock.hasRole(role, deployer.address)).to.equal(false);
+    }
+    await expect(timelock.connect(deployer).grantRole(proposer, deployer.address))
+      .to.be.revertedWithCustomError(timelock, "AccessControlUnauthorizedAccount")
+      .withArgs(deployer.address, admin);
+  });
+
+  it("takes a parameter change from proposal through vote, queue and timelock to execution", async function () {
+    const { staking, governor, timelock, treasury, other, deployer, newMinStake, proposal } =
+      await loadFixture(proposalFixture);
+    const { targets, values, calldatas, description, descriptionHash } = proposal;
+    expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
+    expect(await staking.isCollateralManager(other.address)).to.equal(false);
+
+    await expect(governor.connect(treasury).propose(targets, values, calldatas, description)).to.emit(
+      governor,
+      "ProposalCreated",
+    );
+    const proposalId = await governor.hashProposal(targets, values, calldatas, descriptionHash);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Pending);
+
+    await mine(DEFAULT_ECONOMY_PARAMS.votingDelay + 1);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Active);
+    const snapshot = await governor.proposalSnapshot(proposalId);
+    const weight = await governor.getVotes(treasury.address, snapshot);
+    await expect(governor.connect(treasury).castVote(proposalId, VoteType.For))
+      .to.emit(governor, "VoteCast")
+      .withArgs(treasury.address, proposalId, VoteType.For, weight, "");
+    expect(weight).to.be.greaterThan(await governor.quorum(snapshot));
+
+    await mine(DEFAULT_ECONOMY_PARAMS.votingPeriod);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Succeeded);
+
+    const queued = await governor.queue(targets, values, calldatas, descriptionHash);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Queued);
+    const receipt = await queued.wait();
+    const scheduled = receipt!.logs
+      .map((log) => timelock.interface.parseLog(log))
+      .find((event) => event?.name === "CallScheduled");
+    const operationId: string = scheduled!.args.id;
+    expect(await timelock.isOperationPending(operationId)).to.equal(true);
+
+    // Before the delay, the timelock refuses to run it.
+    const readyState = ethers.toBeHex(1n << 2n, 32); // bit of OperationState.Ready
+    await expect(governor.execute(targets, values, calldatas, descriptionHash))
+      .to.be.revertedWithCustomError(timelock, "TimelockUnexpectedOperationState")
+      .withArgs(operationId, readyState);
+    expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
+
+    await time.increase(DEFAULT_ECONOMY_PARAMS.timelockDelay);
+    // Execution is open to anyone once the delay has passed.
+    await expect(governor.connect(deployer).execute(targets, values, calldatas, descriptionHash))
+      .to.emit(staking, "MinStakeSet")
+      .withArgs(Role.Inference, newMinStake);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Executed);
+    expect(await timelock.isOperationDone(operationId)).to.equal(true);
+    expect(await staking.minStake(Role.Inference)).to.equal(newMinStake);
+    expect(await staking.isCollateralManager(other.address)).to.equal(true);
+  });
+
+  it("rejects a direct parameter change by the former deployer or the largest holder", async function () {
+    const { staking, timelock, deployer, treasury } = await loadFixture(proposalFixture);
+    const before = await staking.minStake(Role.Inference);
+    for (const caller of [deployer, treasury]) {
+      await expect(staking.connect(caller).setMinStake(Role.Inference, 1n))
+        .to.be.revertedWithCustomError(staking, "OwnableUnauthorizedAccount")
+        .withArgs(caller.address);
+      await expect(staking.connect(caller).setSlasher(caller.address, true))
+        .to.be.revertedWithCustomError(staking, "OwnableUnauthorizedAccount")
+        .withArgs(caller.address);
+    }
+    // Nor can they bypass the governor by scheduling on the timelock themselves.
+    const proposerRole = await timelock.PROPOSER_ROLE();
+    const call = staking.interface.encodeFunctionData("setMinStake", [Role.Inference, 1n]);
+    await expect(
+      timelock
+        .connect(deployer)
+        .schedule(await staking.getAddress(), 0, call, ethers.ZeroHash, ethers.ZeroHash, 3600),
+    )
+      .to.be.revertedWithCustomError(timelock, "AccessControlUnauthorizedAccount")
+      .withArgs(deployer.address, proposerRole);
+    expect(await staking.minStake(Role.Inference)).to.equal(before);
+  });
+
+  it("a defeated proposal can't be queued and changes nothing", async function () {
+    const { staking, governor, treasury, newMinStake, proposal } = await loadFixture(proposalFixture);
+    const { targets, values, calldatas, description, descriptionHash } = proposal;
+    await governor.connect(treasury).propose(targets, values, calldatas, description);
+    const proposalId = await governor.hashProposal(targets, values, calldatas, descriptionHash);
+    await mine(DEFAULT_ECONOMY_PARAMS.votingDelay + 1);
+    await governor.connect(treasury).castVote(proposalId, VoteType.Against);
+    await mine(DEFAULT_ECONOMY_PARAMS.votingPeriod);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Defeated);
+    const succeededBit = ethers.toBeHex(1n << ProposalState.Succeeded, 32);
+    await expect(governor.queue(targets, values, calldatas, descriptionHash))
+      .to.be.revertedWithCustomError(governor, "GovernorUnexpectedProposalState")
+      .withArgs(proposalId, ProposalState.Defeated, succeededBit);
+    expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
+  });
+});
