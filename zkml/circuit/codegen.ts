@@ -1,0 +1,226 @@
+import { QProgram } from "../quant/program";
+import { signedBits } from "../quant/quantize";
+import { PublicSignalLayout } from "../packing";
+
+/** Widths of the public part of the circuit, decided before code generation. */
+export interface CircuitPlan {
+  layout: PublicSignalLayout;
+  /** Bits each input value is packed with before hashing (commitment mode). */
+  commitmentPackBits: number;
+  /** Whether each output needs its own range check to decode uniquely (its static bound exceeds packBits). */
+  outputRangeCheck: boolean;
+}
+
+export function planCircuit(program: QProgram, layout: PublicSignalLayout): CircuitPlan {
+  const out = program.tensors[program.output.tensor];
+  return {
+    layout,
+    commitmentPackBits: program.inputBits,
+    outputRangeCheck: signedBits(out.maxAbs) > layout.packBits,
+  };
+}
+
+function lit(v: bigint): string {
+  return v.toString();
+}
+
+function arrayLit(values: readonly bigint[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < values.length; i += 24)
+    parts.push(
+      values
+        .slice(i, i + 24)
+        .map(lit)
+        .join(", "),
+    );
+  return `[\n        ${parts.join(",\n        ")}\n    ]`;
+}
+
+/**
+ * Emits the model's circom source. Weights and biases become constant functions, the ops become calls
+ * into circuits/lib templates, and the public part follows the manifest's layout:
+ * outputs [outputWords], then public inputs in declaration order [inputWords | inputCommitment, taskBinding].
+ */
+export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: string): string {
+  const { layout } = plan;
+  const fns: string[] = [];
+  const body: string[] = [];
+  const B = layout.packBits;
+  const nIn = layout.inputCount;
+  const nOut = layout.outputCount;
+  const inT = program.input.tensor;
+  const outT = program.output.tensor;
+  const sig = (id: number): string => `t${id}`;
+  const declared = new Set<number>();
+  const declare = (id: number): void => {
+    if (declared.has(id)) return;
+    declared.add(id);
+    const size = program.tensors[id].shape.reduce((a, b) => a * b, 1);
+    body.push(`    signal ${sig(id)}[${size}];`);
+  };
+  const size = (id: number): number => program.tensors[id].shape.reduce((a, b) => a * b, 1);
+
+  body.push(`    // Private input: the quantized input values, round(x * 2^${program.scaleBits}).`);
+  body.push(`    signal input x[${nIn}];`);
+  declare(inT);
+  body.push(`    ${sig(inT)} <== x;`);
+  body.push(`    component inputRange = SignedRangeCheck(${nIn}, ${program.inputBits});`);
+  body.push(`    inputRange.in <== x;`);
+  if (layout.inputMode === "inline") {
+    body.push(`    component inputPack = PackValues(${nIn}, ${B});`);
+    body.push(`    inputPack.in <== x;`);
+    body.push(`    inputPack.out === inputWords;`);
+  } else {
+    const kb = plan.commitmentPackBits;
+    const words = Math.ceil(nIn / Math.floor(252 / kb));
+    body.push(`    component inputPack = PackValues(${nIn}, ${kb});`);
+    body.push(`    inputPack.in <== x;`);
+    body.push(`    component commitment = InputCommitment(${words}, ${nIn});`);
+    body.push(`    commitment.words <== inputPack.out;`);
+    body.push(`    commitment.out === inputCommitment;`);
+  }
+  body.push(`    component binding = TaskBinding();`);
+  body.push(`    binding.binding <== taskBinding;`);
+
+  program.ops.forEach((op, k) => {
+    body.push(`    // ${op.op}: ${op.node.replace(/[\r\n]/g, " ")}`);
+    declare(op.dst);
+    const d = sig(op.dst);
+    switch (op.op) {
+      case "dense": {
+        fns.push(`function W${k}() {\n    return ${arrayLit(op.weights)};\n}`);
+        fns.push(`function B${k}() {\n    return ${arrayLit(op.bias)};\n}`);
+        body.push(`    component op${k} = Dense(${op.rows}, ${op.k}, ${op.n}, W${k}(), B${k}());`);
+        body.push(`    op${k}.in <== ${sig(op.src)};`);
+        body.push(`    ${d} <== op${k}.out;`);
+        break;
+      }
+      case "conv": {
+        fns.push(`function W${k}() {\n    return ${arrayLit(op.weights)};\n}`);
+        fns.push(`function B${k}() {\n    return ${arrayLit(op.bias)};\n}`);
+        const g = [
+          op.batch,
+          op.c,
+          op.h,
+          op.w,
+          op.oc,
+          op.oh,
+          op.ow,
+          op.kh,
+          op.kw,
+          op.strides[0],
+          op.strides[1],
+          op.pads[0],
+          op.pads[1],
+          op.dilations[0],
+          op.dilations[1],
+          op.group,
+        ];
+        body.push(`    component op${k} = Conv2d([${g.join(", ")}], W${k}(), B${k}());`);
+        body.push(`    op${k}.in <== ${sig(op.src)};`);
+        body.push(`    ${d} <== op${k}.out;`);
+        break;
+      }
+      case "lincomb": {
+        const simple = op.bias.length === 1 && op.terms.every((t) => t.coef.length === 1 && t.index === null);
+        if (simple) {
+          const expr = [lit(op.bias[0]), ...op.terms.map((t) => `${lit(t.coef[0])} * ${sig(t.src)}[i]`)].join(
+            " + ",
+          );
+          body.push(`    for (var i = 0; i < ${op.size}; i++) {\n        ${d}[i] <== ${expr};\n    }`);
+        } else {
+          for (let i = 0; i < op.size; i++) {
+            const parts = [lit(op.bias.length === 1 ? op.bias[0] : op.bias[i])];
+            for (const t of op.terms) {
+              const c = t.coef.length === 1 ? t.coef[0] : t.coef[i];
+              if (c !== 0n) parts.push(`${lit(c)} * ${sig(t.src)}[${t.index ? t.index[i] : i}]`);
+            }
+            body.push(`    ${d}[${i}] <== ${parts.join(" + ")};`);
+          }
+        }
+        break;
+      }
+      case "mul":
+        for (let i = 0; i < op.ia.length; i++)
+          body.push(`    ${d}[${i}] <== ${sig(op.a)}[${op.ia[i]}] * ${sig(op.b)}[${op.ib[i]}];`);
+        break;
+      case "rescale":
+        body.push(
+          `    component op${k} = Rescale(${size(op.dst)}, ${op.shift}, ${op.bits}, ${op.relu ? 1 : 0});`,
+        );
+        body.push(`    op${k}.in <== ${sig(op.src)};`);
+        body.push(`    ${d} <== op${k}.out;`);
+        break;
+      case "relu":
+        body.push(`    component op${k} = Relu(${size(op.dst)}, ${op.bits});`);
+        body.push(`    op${k}.in <== ${sig(op.src)};`);
+        body.push(`    ${d} <== op${k}.out;`);
+        break;
+      case "maxpool":
+      case "argmax": {
+        const groups = op.op === "maxpool" ? op.windows : op.groups;
+        const tpl = op.op === "maxpool" ? "MaxN" : "ArgMaxN";
+        body.push(`    component op${k}[${groups.length}];`);
+        groups.forEach((win, i) => {
+          body.push(`    op${k}[${i}] = ${tpl}(${win.length}, ${op.bits});`);
+          win.forEach((j, t) => body.push(`    op${k}[${i}].in[${t}] <== ${sig(op.src)}[${j}];`));
+          body.push(`    ${d}[${i}] <== op${k}[${i}].out;`);
+        });
+        break;
+      }
+      case "sumpool":
+        op.windows.forEach((win, i) => {
+          body.push(
+            `    ${d}[${i}] <== ${lit(op.mult[i])} * (${win.map((j) => `${sig(op.src)}[${j}]`).join(" + ")});`,
+          );
+        });
+        break;
+      case "gather":
+        op.srcs.forEach((s, i) => {
+          body.push(`    ${d}[${i}] <== ${s < 0 ? lit(op.consts[op.idx[i]]) : `${sig(s)}[${op.idx[i]}]`};`);
+        });
+        break;
+    }
+  });
+
+  body.push(`    // Public output: the result values packed ${layout.valuesPerWord} per word.`);
+  if (plan.outputRangeCheck) {
+    body.push(`    component outputRange = SignedRangeCheck(${nOut}, ${B});`);
+    body.push(`    outputRange.in <== ${sig(outT)};`);
+  }
+  body.push(`    component outputPack = PackValues(${nOut}, ${B});`);
+  body.push(`    outputPack.in <== ${sig(outT)};`);
+  body.push(`    outputWords <== outputPack.out;`);
+
+  const header = [
+    `// Generated by opg zkml from ${modelName}. Do not edit: regenerate with \`opg zkml compile\`.`,
+    `// Public signals, in order: outputWords[${layout.outputWords}], ` +
+      (layout.inputMode === "inline" ? `inputWords[${layout.inputWords}]` : "inputCommitment") +
+      ", taskBinding.",
+    `pragma circom 2.1.0;`,
+    ``,
+    `include "fixed-point.circom";`,
+    `include "linear.circom";`,
+    `include "packing.circom";`,
+    `include "task-binding.circom";`,
+    ...(layout.inputMode === "commitment" ? [`include "input-commitment.circom";`] : []),
+    ``,
+  ];
+  const publicDecl =
+    layout.inputMode === "inline"
+      ? `    signal input inputWords[${layout.inputWords}];`
+      : `    signal input inputCommitment;`;
+  const main = [
+    `template Model() {`,
+    `    signal output outputWords[${layout.outputWords}];`,
+    publicDecl,
+    `    // Nothing else reads taskBinding: TaskBinding squares it so it stays in the constraint system.`,
+    `    signal input taskBinding;`,
+    ...body,
+    `}`,
+    ``,
+    `component main {public [${layout.inputMode === "inline" ? "inputWords" : "inputCommitment"}, taskBinding]} = Model();`,
+    ``,
+  ];
+  return [...header, ...fns, "", ...main].join("\n");
+}

@@ -1,0 +1,119 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import * as snarkjs from "snarkjs";
+import { fail } from "../errors";
+import { cacheDir } from "./paths";
+
+export type Log = (message: string) => void;
+
+const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/** Smallest power of two domain snarkjs needs for a circuit: constraints + public inputs + outputs + 1. */
+export function requiredPower(info: { nConstraints: number; nPubInputs: number; nOutputs: number }): number {
+  const n = info.nConstraints + info.nPubInputs + info.nOutputs + 1;
+  return Math.max(8, Math.ceil(Math.log2(n)));
+}
+
+export async function r1csInfo(file: string): ReturnType<typeof snarkjs.r1cs.info> {
+  return snarkjs.r1cs.info(file, quiet);
+}
+
+export interface PtauChoice {
+  file: string;
+  power: number;
+  source: "dev" | "file";
+}
+
+/**
+ * A development powers-of-tau file of at least `power`: a cached one when present, else one generated
+ * here with a random contribution and cached under .opg/cache/ptau (keyed by power). NOT a secure ceremony:
+ * whoever ran it could forge proofs. Production bundles pass --ptau with a public ceremony file.
+ */
+export async function devPtau(power: number, log: Log): Promise<PtauChoice> {
+  const dir = path.join(cacheDir(), "ptau");
+  fs.mkdirSync(dir, { recursive: true });
+  for (let p = power; p <= 28; p++) {
+    const file = path.join(dir, `dev-${p}.ptau`);
+    if (fs.existsSync(file)) return { file, power: p, source: "dev" };
+  }
+  const file = path.join(dir, `dev-${power}.ptau`);
+  log(
+    `WARNING: generating a DEVELOPMENT powers-of-tau (2^${power}); it is not a secure ceremony. ` +
+      `Use --ptau <file> with a public ceremony file for production.`,
+  );
+  const tmp = `${file}.${process.pid}.tmp`;
+  const curve = await snarkjs.curves.getCurveFromName("bn128");
+  const t0 = Date.now();
+  await snarkjs.powersOfTau.newAccumulator(curve, power, `${tmp}0`, quiet);
+  log(`  ptau: accumulator ready, contributing randomness`);
+  await snarkjs.powersOfTau.contribute(
+    `${tmp}0`,
+    `${tmp}1`,
+    "opg dev",
+    crypto.randomBytes(32).toString("hex"),
+    quiet,
+  );
+  log(`  ptau: preparing phase 2`);
+  await snarkjs.powersOfTau.preparePhase2(`${tmp}1`, tmp, quiet);
+  fs.rmSync(`${tmp}0`, { force: true });
+  fs.rmSync(`${tmp}1`, { force: true });
+  fs.renameSync(tmp, file);
+  log(`  ptau: 2^${power} generated in ${((Date.now() - t0) / 1000).toFixed(1)} s, cached at ${file}`);
+  return { file, power, source: "dev" };
+}
+
+/** Groth16 phase 2: a circuit-specific zkey with one random contribution, and its verification key. */
+export async function groth16Setup(r1cs: string, ptau: string, zkey: string, log: Log): Promise<object> {
+  const tmp = `${zkey}.0`;
+  log(`setup: phase 2 (new zkey)`);
+  try {
+    await snarkjs.zKey.newZKey(r1cs, ptau, tmp, quiet);
+  } catch (e) {
+    fail("TOOLCHAIN", `Groth16 setup failed with ptau ${ptau}: ${(e as Error).message ?? e}`);
+  }
+  log(`setup: phase 2 contribution`);
+  await snarkjs.zKey.contribute(tmp, zkey, "opg zkml", crypto.randomBytes(32).toString("hex"), quiet);
+  fs.rmSync(tmp, { force: true });
+  return snarkjs.zKey.exportVerificationKey(zkey, quiet);
+}
+
+export async function exportVerifier(zkey: string): Promise<string> {
+  const template = fs.readFileSync(
+    path.join(path.dirname(require.resolve("snarkjs")), "..", "templates", "verifier_groth16.sol.ejs"),
+    "utf8",
+  );
+  return snarkjs.zKey.exportSolidityVerifier(zkey, { groth16: template }, quiet);
+}
+
+export async function fullProve(
+  witnessInput: object,
+  wasm: string,
+  zkey: string,
+): Promise<{ proof: snarkjs.Groth16Proof; publicSignals: string[] }> {
+  return snarkjs.groth16.fullProve(witnessInput, wasm, zkey, quiet);
+}
+
+export async function groth16Verify(
+  vk: object,
+  publicSignals: string[],
+  proof: snarkjs.Groth16Proof,
+): Promise<boolean> {
+  return snarkjs.groth16.verify(vk, publicSignals, proof, quiet);
+}
+
+/** Computes the full witness (all signals) for an input, failing when any constraint is violated. */
+export async function computeWitness(witnessInput: object, wasm: string): Promise<bigint[]> {
+  const mem = { type: "mem" };
+  await snarkjs.wtns.calculate(witnessInput, wasm, mem);
+  return snarkjs.wtns.exportJson(mem);
+}
+
+/** Stops snarkjs's worker threads so a process (a CLI run, a test run) can exit. */
+export async function releaseProver(): Promise<void> {
+  const g = globalThis as { curve_bn128?: { terminate(): Promise<void> } | null };
+  if (g.curve_bn128) {
+    await g.curve_bn128.terminate();
+    g.curve_bn128 = null;
+  }
+}

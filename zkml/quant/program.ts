@@ -1,0 +1,155 @@
+/**
+ * The quantized program: what the circuit computes and what the fixed-point executor computes, op for op.
+ *
+ * Every tensor is a flat row-major array of integers. `scale` is the power of two, in multiples of the
+ * program's `scaleBits` s, the integers are multiplied by: 1 for activations (x = v / 2^s), 2 for
+ * accumulators that must be rescaled (x = v / 2^2s), 0 for plain integers (ArgMax indices). `maxAbs` is a
+ * static bound on |v| derived by interval arithmetic from the range-checked inputs; range-check widths come
+ * from it, so a value can never wrap around the field.
+ */
+export interface QTensor {
+  id: number;
+  shape: number[];
+  scale: 0 | 1 | 2;
+  maxAbs: bigint;
+}
+
+/** acc[r][n] = bias[n] + sum_k weights[n*k + k] * src[r][k]. Free in R1CS (a linear combination). */
+export interface DenseOp {
+  op: "dense";
+  node: string;
+  src: number;
+  dst: number;
+  rows: number;
+  k: number;
+  n: number;
+  weights: bigint[];
+  bias: bigint[];
+}
+
+/** 2-D convolution (NCHW, groups allowed); zero padding. Free in R1CS. */
+export interface ConvOp {
+  op: "conv";
+  node: string;
+  src: number;
+  dst: number;
+  batch: number;
+  c: number;
+  h: number;
+  w: number;
+  oc: number;
+  oh: number;
+  ow: number;
+  kh: number;
+  kw: number;
+  strides: [number, number];
+  pads: [number, number];
+  dilations: [number, number];
+  group: number;
+  weights: bigint[];
+  bias: bigint[];
+}
+
+/** One term of a linear combination: coef (one per output element, or one for all) times src[index[i]]. */
+export interface LinTerm {
+  src: number;
+  coef: bigint[];
+  index: number[] | null;
+}
+
+/** dst[i] = bias[i] + sum_terms coef[i] * src[index[i]]. Free in R1CS. */
+export interface LinCombOp {
+  op: "lincomb";
+  node: string;
+  dst: number;
+  size: number;
+  terms: LinTerm[];
+  bias: bigint[];
+}
+
+/** dst[i] = a[ia[i]] * b[ib[i]]: one constraint per element. */
+export interface MulOp {
+  op: "mul";
+  node: string;
+  a: number;
+  b: number;
+  ia: number[];
+  ib: number[];
+  dst: number;
+}
+
+/**
+ * dst = floor((src + 2^(shift-1)) / 2^shift), range-checked to `bits` signed bits (and ReLU'd when `relu`):
+ * one Num2Bits(shift + bits) per element (+1 for the ReLU product).
+ */
+export interface RescaleOp {
+  op: "rescale";
+  node: string;
+  src: number;
+  dst: number;
+  shift: number;
+  bits: number;
+  relu: boolean;
+}
+
+/** dst = max(src, 0): sign bit from Num2Bits(bits) of src + 2^(bits-1), then one product. */
+export interface ReluOp {
+  op: "relu";
+  node: string;
+  src: number;
+  dst: number;
+  bits: number;
+}
+
+/** dst[i] = max over windows[i] of src: (len-1) comparisons of `bits` + 1 bits each. */
+export interface MaxPoolOp {
+  op: "maxpool";
+  node: string;
+  src: number;
+  dst: number;
+  windows: number[][];
+  bits: number;
+}
+
+/** dst[i] = mult[i] * sum over windows[i] of src (average pooling at scale 2s). Free in R1CS. */
+export interface SumPoolOp {
+  op: "sumpool";
+  node: string;
+  src: number;
+  dst: number;
+  windows: number[][];
+  mult: bigint[];
+}
+
+/** dst[i] = src[i] when srcs[i] >= 0, else consts[idx[i]]: wiring (reshape, transpose, pad, concat). */
+export interface GatherOp {
+  op: "gather";
+  node: string;
+  dst: number;
+  srcs: number[];
+  idx: number[];
+  consts: bigint[];
+}
+
+/** dst[i] = index (0-based, first on ties) of the maximum of src over groups[i]. */
+export interface ArgMaxOp {
+  op: "argmax";
+  node: string;
+  src: number;
+  dst: number;
+  groups: number[][];
+  bits: number;
+}
+
+export type QOp =
+  DenseOp | ConvOp | LinCombOp | MulOp | RescaleOp | ReluOp | MaxPoolOp | SumPoolOp | GatherOp | ArgMaxOp;
+
+export interface QProgram {
+  scaleBits: number;
+  activationBits: number;
+  inputBits: number;
+  input: { name: string; shape: number[]; tensor: number };
+  output: { name: string; shape: number[]; tensor: number; postprocess: "none" | "softmax" | "logsoftmax" };
+  tensors: QTensor[];
+  ops: QOp[];
+}

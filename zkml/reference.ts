@@ -1,0 +1,35 @@
+import { fail } from "./errors";
+
+/**
+ * Runs the float model with onnxruntime (CPU): the reference the quantized output is compared with.
+ * The session is created per call; callers running many inputs should use referenceSession().
+ */
+export async function referenceSession(
+  onnxPath: string,
+): Promise<(input: readonly number[], shape: readonly number[]) => Promise<number[]>> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
+  let session: import("onnxruntime-node").InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(onnxPath);
+  } catch (e) {
+    fail("MALFORMED_MODEL", `onnxruntime cannot load ${onnxPath}: ${(e as Error).message}`);
+  }
+  const inputName = session.inputNames[0];
+  const outputName = session.outputNames[0];
+  return async (input, shape) => {
+    const tensor = new ort.Tensor("float32", Float32Array.from(input), [...shape]);
+    const result = await session.run({ [inputName]: tensor });
+    const out = result[outputName];
+    return Array.from(out.data as ArrayLike<number | bigint>, (v) => Number(v));
+  };
+}
+
+export async function runReference(
+  onnxPath: string,
+  input: readonly number[],
+  shape: readonly number[],
+): Promise<number[]> {
+  const run = await referenceSession(onnxPath);
+  return run(input, shape);
+}
