@@ -1,0 +1,754 @@
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { recordGas } from "../helpers/gas-snapshot";
+import {
+  CLAIM_COLLATERAL,
+  CLAIM_WINDOW,
+  MODEL_FEE,
+  NODE_STAKE,
+  marketFixture,
+  type SubmittedTask,
+} from "../helpers/market-fixture";
+import { tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
+
+const FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
+const Status = { None: 0n, Open: 1n, Claimed: 2n, Verified: 3n, Expired: 4n };
+const BPS = 10_000n;
+const PROTOCOL_BPS = 1000n;
+const ROYALTY_BPS = 1000n;
+
+type Fixture = Awaited<ReturnType<typeof marketFixture>>;
+
+async function deadlineIn(seconds: number) {
+  return (await time.latest()) + seconds;
+}
+
+function request(f: Fixture, overrides: Partial<Record<string, unknown>> = {}, deadline = 0) {
+  return {
+    modelId: f.modelId,
+    input: tinyInputWords([1n, 2n, 3n, 4n]),
+    inputDataHash: ethers.ZeroHash,
+    fee: MODEL_FEE,
+    deadline,
+    callback: ethers.ZeroAddress,
+    callbackGasLimit: 0,
+    ...overrides,
+  };
+}
+
+async function claimed(f: Fixture, node: HardhatEthersSigner = f.nodes[0], values?: bigint[]) {
+  const s = await f.submit(values);
+  await f.tasks.connect(node).claimTask(s.taskId, s.task);
+  return s;
+}
+
+async function settle(f: Fixture, s: SubmittedTask, node: HardhatEthersSigner) {
+  const { proof, outputs } = await f.prove(s, node);
+  return f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof);
+}
+
+describe("TaskRegistry", function () {
+  describe("submitTask", function () {
+    it("escrows the fee and emits everything a node needs", async function () {
+      const f = await loadFixture(marketFixture);
+      const deadline = await deadlineIn(3600);
+      const req = request(f, {}, deadline);
+      const before = await f.token.balanceOf(f.requester.address);
+      await expect(f.tasks.connect(f.requester).submitTask(req))
+        .to.emit(f.tasks, "TaskSubmitted")
+        .withArgs(
+          1n,
+          f.modelId,
+          f.requester.address,
+          MODEL_FEE,
+          deadline,
+          await f.adapter.getAddress(),
+          f.modelOwner.address,
+          ethers.ZeroAddress,
+          0n,
+          1n,
+          ethers.ZeroHash,
+          req.input,
+        );
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(before - MODEL_FEE);
+      expect(await f.token.balanceOf(f.tasksAddress)).to.equal(MODEL_FEE);
+      expect(await f.tasks.taskStatus(1n)).to.equal(Status.Open);
+      expect(await f.tasks.taskCount()).to.equal(1n);
+    });
+
+    it("stores a commitment that the event's fields rebuild", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      await expect(f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task)).to.emit(f.tasks, "TaskClaimed");
+      expect(await f.tasks.hashTask(s.task)).to.not.equal(ethers.ZeroHash);
+    });
+
+    it("takes the fee from prepaid credits when they cover it, and from the wallet otherwise", async function () {
+      const f = await loadFixture(marketFixture);
+      await f.submit(); // first use of the registry's balance slot, so the gas figures are steady-state
+      await recordGas(
+        "TaskRegistry.submitTask (wallet transfer, 4 input words)",
+        f.tasks.connect(f.requester).submitTask(request(f, {}, await deadlineIn(3600))),
+      );
+      await expect(f.tasks.connect(f.requester).deposit(MODEL_FEE * 3n))
+        .to.emit(f.tasks, "Deposited")
+        .withArgs(f.requester.address, MODEL_FEE * 3n);
+      const wallet = await f.token.balanceOf(f.requester.address);
+      const gas = await recordGas(
+        "TaskRegistry.submitTask (prepaid, 4 input words)",
+        f.tasks.connect(f.requester).submitTask(request(f, {}, await deadlineIn(3600))),
+      );
+      expect(gas).to.be.at.most(90_000);
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(wallet);
+      expect(await f.tasks.creditsOf(f.requester.address)).to.equal(MODEL_FEE * 2n);
+      // A fee above the credits is pulled from the wallet in full; the credits stay.
+      await f.tasks
+        .connect(f.requester)
+        .submitTask(request(f, { fee: MODEL_FEE * 5n }, await deadlineIn(3600)));
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(wallet - MODEL_FEE * 5n);
+      expect(await f.tasks.creditsOf(f.requester.address)).to.equal(MODEL_FEE * 2n);
+    });
+
+    it("accepts an EIP-2612 permit instead of an approval", async function () {
+      const f = await loadFixture(marketFixture);
+      const payer = f.stranger;
+      await f.token.connect(f.treasury).transfer(payer.address, MODEL_FEE);
+      const permitDeadline = await deadlineIn(3600);
+      const { chainId } = await ethers.provider.getNetwork();
+      const signature = ethers.Signature.from(
+        await payer.signTypedData(
+          { name: "OpenGradient", version: "1", chainId, verifyingContract: await f.token.getAddress() },
+          {
+            Permit: [
+              { name: "owner", type: "address" },
+              { name: "spender", type: "address" },
+              { name: "value", type: "uint256" },
+              { name: "nonce", type: "uint256" },
+              { name: "deadline", type: "uint256" },
+            ],
+          },
+          {
+            owner: payer.address,
+            spender: f.tasksAddress,
+            value: MODEL_FEE,
+            nonce: 0n,
+            deadline: permitDeadline,
+          },
+        ),
+      );
+      await expect(
+        f.tasks
+          .connect(payer)
+          .submitTaskWithPermit(
+            request(f, {}, await deadlineIn(3600)),
+            permitDeadline,
+            signature.v,
+            signature.r,
+            signature.s,
+          ),
+      ).to.emit(f.tasks, "TaskSubmitted");
+      expect(await f.token.balanceOf(payer.address)).to.equal(0n);
+    });
+
+    describe("reverts, and takes nothing, when", function () {
+      async function expectNothingTaken(f: Fixture, tx: Promise<unknown>, error: string, args?: unknown[]) {
+        const before = await f.token.balanceOf(f.requester.address);
+        const assertion = expect(tx).to.be.revertedWithCustomError(f.tasks, error);
+        if (args) await assertion.withArgs(...args);
+        else await assertion;
+        expect(await f.token.balanceOf(f.requester.address)).to.equal(before);
+        expect(await f.tasks.taskCount()).to.equal(0n);
+      }
+
+      it("the model is unknown", async function () {
+        const f = await loadFixture(marketFixture);
+        await expect(
+          f.tasks.connect(f.requester).submitTask(request(f, { modelId: 9n }, await deadlineIn(60))),
+        )
+          .to.be.revertedWithCustomError(f.models, "ModelRegistryUnknownModel")
+          .withArgs(9n);
+      });
+
+      it("the model is deactivated", async function () {
+        const f = await loadFixture(marketFixture);
+        await f.models.connect(f.modelOwner).setActive(f.modelId, false);
+        const tx = f.tasks.connect(f.requester).submitTask(request(f, {}, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [f.modelId]);
+      });
+
+      it("the fee is below the model's", async function () {
+        const f = await loadFixture(marketFixture);
+        const tx = f.tasks
+          .connect(f.requester)
+          .submitTask(request(f, { fee: MODEL_FEE - 1n }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryInvalidFee", [MODEL_FEE - 1n, MODEL_FEE]);
+      });
+
+      it("the deadline is past or beyond the longest task duration", async function () {
+        const f = await loadFixture(marketFixture);
+        const now = await time.latest();
+        await expectNothingTaken(
+          f,
+          f.tasks.connect(f.requester).submitTask(request(f, {}, now)),
+          "TaskRegistryInvalidDeadline",
+        );
+        await expectNothingTaken(
+          f,
+          f.tasks.connect(f.requester).submitTask(request(f, {}, now + 8 * 24 * 3600)),
+          "TaskRegistryInvalidDeadline",
+        );
+      });
+
+      it("the input has the wrong number of words", async function () {
+        const f = await loadFixture(marketFixture);
+        const tx = f.tasks
+          .connect(f.requester)
+          .submitTask(request(f, { input: [1n, 2n, 3n] }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryInvalidInput", [f.modelId, 3n, 4n]);
+      });
+
+      it("an inline input carries a data-layer hash", async function () {
+        const f = await loadFixture(marketFixture);
+        const tx = f.tasks
+          .connect(f.requester)
+          .submitTask(request(f, { inputDataHash: ethers.id("blob") }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryInvalidInput", [f.modelId, 4n, 4n]);
+      });
+
+      it("an input word is not a field element", async function () {
+        const f = await loadFixture(marketFixture);
+        const tx = f.tasks
+          .connect(f.requester)
+          .submitTask(request(f, { input: [1n, FIELD, 3n, 4n] }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistrySignalOutOfField", [1n, FIELD]);
+      });
+
+      it("the callback gas limit is above the cap", async function () {
+        const f = await loadFixture(marketFixture);
+        const tx = f.tasks
+          .connect(f.requester)
+          .submitTask(
+            request(f, { callback: f.stranger.address, callbackGasLimit: 500_001 }, await deadlineIn(60)),
+          );
+        await expectNothingTaken(f, tx, "TaskRegistryCallbackGasTooHigh", [500_001n, 500_000n]);
+      });
+    });
+  });
+
+  describe("submitTasks", function () {
+    it("submits a batch with one transfer of the total fee", async function () {
+      const f = await loadFixture(marketFixture);
+      const deadline = await deadlineIn(3600);
+      const before = await f.token.balanceOf(f.requester.address);
+      const batch = [
+        request(f, {}, deadline),
+        request(f, { fee: MODEL_FEE * 2n }, deadline),
+        request(f, {}, deadline),
+      ];
+      const ids = await f.tasks.connect(f.requester).submitTasks.staticCall(batch);
+      expect(ids).to.deep.equal([1n, 2n, 3n]);
+      await f.tasks.connect(f.requester).submitTasks(batch);
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(before - MODEL_FEE * 4n);
+      expect(await f.tasks.taskStatus(3n)).to.equal(Status.Open);
+    });
+
+    it("reverts on an empty or oversized batch", async function () {
+      const f = await loadFixture(marketFixture);
+      await expect(f.tasks.connect(f.requester).submitTasks([]))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
+        .withArgs(0n);
+      const one = request(f, {}, await deadlineIn(3600));
+      await expect(f.tasks.connect(f.requester).submitTasks(Array(33).fill(one)))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
+        .withArgs(33n);
+    });
+  });
+
+  describe("claimTask", function () {
+    it("locks collateral from the node's stake for the claim window", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      const node = f.nodes[0];
+      const tx = f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const expectedExpiry = (await time.latest()) + 1 + CLAIM_WINDOW;
+      await expect(tx)
+        .to.emit(f.tasks, "TaskClaimed")
+        .withArgs(s.taskId, node.address, expectedExpiry, CLAIM_COLLATERAL);
+      expect((await f.staking.nodeInfo(node.address)).locked).to.equal(CLAIM_COLLATERAL);
+      expect(await f.tasks.claimOf(s.taskId)).to.deep.equal([node.address, BigInt(expectedExpiry)]);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Claimed);
+      const s2 = await f.submit();
+      await recordGas("TaskRegistry.claimTask", f.tasks.connect(node).claimTask(s2.taskId, s2.task));
+    });
+
+    it("ends the claim window at the deadline when that comes first", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit(undefined, { deadlineIn: 120 });
+      await expect(f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task))
+        .to.emit(f.tasks, "TaskClaimed")
+        .withArgs(s.taskId, f.nodes[0].address, s.task.deadline, CLAIM_COLLATERAL);
+    });
+
+    it("reverts for a node that is not eligible", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      await expect(f.tasks.connect(f.stranger).claimTask(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNodeNotEligible")
+        .withArgs(f.stranger.address);
+    });
+
+    it("reverts for a task that does not match the commitment", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      await expect(f.tasks.connect(f.nodes[0]).claimTask(s.taskId, { ...s.task, fee: MODEL_FEE * 2n }))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryTaskMismatch")
+        .withArgs(s.taskId);
+    });
+
+    it("reverts for an unknown task", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      await expect(f.tasks.connect(f.nodes[0]).claimTask(42n, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(42n, Status.None);
+    });
+
+    it("reverts while another node's claim is running", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await claimed(f);
+      const [, expiry] = await f.tasks.claimOf(s.taskId);
+      await expect(f.tasks.connect(f.nodes[1]).claimTask(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryAlreadyClaimed")
+        .withArgs(s.taskId, f.nodes[0].address, expiry);
+    });
+
+    it("reverts once the deadline has passed", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit(undefined, { deadlineIn: 100 });
+      await time.increaseTo(s.task.deadline);
+      await expect(f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryDeadlinePassed")
+        .withArgs(s.taskId, s.task.deadline, anyValue);
+    });
+
+    it("lets another node take over an expired claim and slashes the first claimer's collateral", async function () {
+      const f = await loadFixture(marketFixture);
+      const [first, second] = f.nodes;
+      const s = await claimed(f, first);
+      await time.increase(CLAIM_WINDOW + 1);
+      const requesterBefore = await f.token.balanceOf(f.requester.address);
+      const treasuryBefore = await f.token.balanceOf(f.treasury.address);
+      await expect(f.tasks.connect(second).claimTask(s.taskId, s.task))
+        .to.emit(f.tasks, "TaskClaimAbandoned")
+        .withArgs(s.taskId, first.address, CLAIM_COLLATERAL)
+        .and.to.emit(f.staking, "NodeSlashed")
+        .withArgs(
+          first.address,
+          f.tasksAddress,
+          await f.tasks.SLASH_REASON_CLAIM_ABANDONED(),
+          CLAIM_COLLATERAL,
+          f.requester.address,
+          CLAIM_COLLATERAL / 2n,
+        )
+        .and.to.emit(f.tasks, "TaskClaimed");
+      const firstInfo = await f.staking.nodeInfo(first.address);
+      expect(firstInfo.bonded).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
+      expect(firstInfo.locked).to.equal(0n);
+      expect((await f.staking.nodeInfo(second.address)).locked).to.equal(CLAIM_COLLATERAL);
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(requesterBefore + CLAIM_COLLATERAL / 2n);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryBefore + CLAIM_COLLATERAL / 2n);
+      // The new claimer settles; the first cannot.
+      const { proof, outputs } = await f.prove(s, first);
+      await expect(f.tasks.connect(first).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNotClaimer")
+        .withArgs(s.taskId, first.address, second.address);
+      await expect(settle(f, s, second)).to.emit(f.tasks, "TaskVerified");
+    });
+  });
+
+  describe("submitResult", function () {
+    it("verifies a real proof, stores the result, splits the fee and records the collateral release", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const values = [5n, -3n, 2n, 10n];
+      const s = await claimed(f, node, values);
+      const { proof, outputs } = await f.prove(s, node);
+      expect(outputs).to.deep.equal([tinyOutputWord(values)]);
+      const protocolFee = (MODEL_FEE * PROTOCOL_BPS) / BPS;
+      const royalty = (MODEL_FEE * ROYALTY_BPS) / BPS;
+      const nodeFee = MODEL_FEE - protocolFee - royalty;
+      const tx = f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof);
+      await expect(tx)
+        .to.emit(f.tasks, "TaskVerified")
+        .withArgs(s.taskId, node.address, outputs, nodeFee, royalty, protocolFee);
+      const block = await ethers.provider.getBlockNumber();
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Verified);
+      const result = await f.tasks.resultOf(s.taskId);
+      expect(result.node).to.equal(node.address);
+      expect(result.settledBlock).to.equal(BigInt(block));
+      expect(result.outputs).to.deep.equal(outputs);
+      expect(await f.tasks.creditsOf(node.address)).to.equal(nodeFee);
+      expect(await f.tasks.creditsOf(f.modelOwner.address)).to.equal(royalty);
+      expect(await f.tasks.protocolFeesAccrued()).to.equal(protocolFee);
+      expect(await f.tasks.releasableCollateralOf(node.address)).to.equal(CLAIM_COLLATERAL);
+      // Nothing left in escrow: the registry holds exactly the credits and the protocol fees.
+      expect(await f.token.balanceOf(f.tasksAddress)).to.equal(nodeFee + royalty + protocolFee);
+
+      await expect(f.tasks.releaseCollateral(node.address))
+        .to.emit(f.tasks, "CollateralReleased")
+        .withArgs(node.address, CLAIM_COLLATERAL);
+      expect((await f.staking.nodeInfo(node.address)).locked).to.equal(0n);
+    });
+
+    it("costs at most 300,000 gas with 6 public signals, steady state", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      await settle(f, await claimed(f, node), node); // first settlement touches the credit words
+      const s = await claimed(f, node);
+      const gas = await recordGas(
+        "TaskRegistry.submitResult (Groth16, 6 public signals)",
+        settle(f, s, node),
+      );
+      expect(gas).to.be.at.most(300_000);
+    });
+
+    it("reverts for a node that did not claim the task", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await claimed(f, f.nodes[0]);
+      const { proof, outputs } = await f.prove(s, f.nodes[1]);
+      await expect(f.tasks.connect(f.nodes[1]).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNotClaimer")
+        .withArgs(s.taskId, f.nodes[1].address, f.nodes[0].address);
+    });
+
+    it("rejects a proof replayed from another task", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const first = await claimed(f, node);
+      const second = await claimed(f, node); // same model, same input
+      const replay = await f.prove(first, node);
+      await expect(
+        f.tasks
+          .connect(node)
+          .submitResult(second.taskId, second.task, second.input, replay.outputs, replay.proof),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(second.taskId);
+    });
+
+    it("rejects a proof bound to another node", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await claimed(f, f.nodes[1]);
+      const stolen = await f.prove(s, f.nodes[0]);
+      await expect(
+        f.tasks.connect(f.nodes[1]).submitResult(s.taskId, s.task, s.input, stolen.outputs, stolen.proof),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(s.taskId);
+    });
+
+    it("rejects an output word at or above the field modulus", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const { proof, outputs } = await f.prove(s, node);
+      // outputs[0] + FIELD is the same field element: without the check the verifier would accept it.
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, [outputs[0] + FIELD], proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistrySignalOutOfField")
+        .withArgs(0n, outputs[0] + FIELD);
+    });
+
+    it("rejects a tampered output", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const { proof, outputs } = await f.prove(s, node);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, [outputs[0] + 1n], proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(s.taskId);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Claimed);
+    });
+
+    it("rejects an input other than the committed one", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const other = tinyInputWords([9n, 9n, 9n, 9n]);
+      const forged = await f.prove({ ...s, input: other }, node);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, other, forged.outputs, forged.proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryTaskMismatch")
+        .withArgs(s.taskId);
+    });
+
+    it("rejects the wrong number of output words", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const { proof, outputs } = await f.prove(s, node);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, [...outputs, 1n], proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidOutputs")
+        .withArgs(s.taskId, 2n, 1n);
+    });
+
+    it("rejects a result after the claim window", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const { proof, outputs } = await f.prove(s, node);
+      const [, expiry] = await f.tasks.claimOf(s.taskId);
+      await time.increaseTo(expiry + 1n);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryClaimExpired")
+        .withArgs(s.taskId, expiry, anyValue);
+    });
+
+    it("rejects a second settlement", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      const { proof, outputs } = await f.prove(s, node);
+      await f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Verified);
+      await expect(f.tasks.expire(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Verified);
+    });
+
+    it("rejects a result for a task nobody claimed", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      const { proof, outputs } = await f.prove(s, f.nodes[0]);
+      await expect(f.tasks.connect(f.nodes[0]).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Open);
+    });
+
+    it("calls the callback with the verified outputs", async function () {
+      const f = await loadFixture(marketFixture);
+      const recorder = await (await ethers.getContractFactory("RecordingCallback")).deploy();
+      const callback = await recorder.getAddress();
+      const s = await f.submit([1n, 1n, 1n, 1n], { callback, callbackGasLimit: 200_000 });
+      await f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task);
+      await expect(settle(f, s, f.nodes[0]))
+        .to.emit(f.tasks, "CallbackExecuted")
+        .withArgs(s.taskId, callback, true);
+      expect(await recorder.lastTaskId()).to.equal(s.taskId);
+      expect(await recorder.lastModelId()).to.equal(f.modelId);
+      expect(await recorder.lastOutputs()).to.deep.equal([tinyOutputWord([1n, 1n, 1n, 1n])]);
+    });
+
+    it("reverts rather than short-change the callback's gas", async function () {
+      const f = await loadFixture(marketFixture);
+      const recorder = await (await ethers.getContractFactory("RecordingCallback")).deploy();
+      const s = await f.submit(undefined, {
+        callback: await recorder.getAddress(),
+        callbackGasLimit: 500_000,
+      });
+      await f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task);
+      const { proof, outputs } = await f.prove(s, f.nodes[0]);
+      await expect(
+        f.tasks
+          .connect(f.nodes[0])
+          .submitResult(s.taskId, s.task, s.input, outputs, proof, { gasLimit: 600_000 }),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryInsufficientCallbackGas");
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Claimed);
+    });
+  });
+
+  describe("submitResults", function () {
+    it("settles several tasks in one transaction", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const a = await claimed(f, node, [1n, 2n, 3n, 4n]);
+      const b = await claimed(f, node, [4n, 3n, 2n, 1n]);
+      const submissions = [];
+      for (const s of [a, b]) {
+        const { proof, outputs } = await f.prove(s, node);
+        submissions.push({ taskId: s.taskId, task: s.task, input: s.input, outputs, proof });
+      }
+      await f.tasks.connect(node).submitResults(submissions);
+      expect(await f.tasks.taskStatus(a.taskId)).to.equal(Status.Verified);
+      expect(await f.tasks.taskStatus(b.taskId)).to.equal(Status.Verified);
+      expect((await f.tasks.resultOf(b.taskId)).outputs).to.deep.equal([tinyOutputWord([4n, 3n, 2n, 1n])]);
+    });
+
+    it("reverts as a whole when one proof is bad", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const a = await claimed(f, node);
+      const b = await claimed(f, node);
+      const pa = await f.prove(a, node);
+      const pb = await f.prove(b, node);
+      await expect(
+        f.tasks.connect(node).submitResults([
+          { taskId: a.taskId, task: a.task, input: a.input, outputs: pa.outputs, proof: pa.proof },
+          { taskId: b.taskId, task: b.task, input: b.input, outputs: [pb.outputs[0] + 1n], proof: pb.proof },
+        ]),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(b.taskId);
+      expect(await f.tasks.taskStatus(a.taskId)).to.equal(Status.Claimed);
+    });
+
+    it("reverts on an empty batch", async function () {
+      const f = await loadFixture(marketFixture);
+      await expect(f.tasks.connect(f.nodes[0]).submitResults([]))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
+        .withArgs(0n);
+    });
+  });
+
+  describe("expire", function () {
+    it("reverts before the deadline", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      await expect(f.tasks.expire(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryDeadlineNotReached")
+        .withArgs(s.taskId, s.task.deadline, anyValue);
+    });
+
+    it("refunds an unclaimed task in full", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit(undefined, { deadlineIn: 100 });
+      await time.increaseTo(BigInt(s.task.deadline) + 1n);
+      const before = await f.token.balanceOf(f.requester.address);
+      await expect(f.tasks.connect(f.stranger).expire(s.taskId, s.task))
+        .to.emit(f.tasks, "TaskExpired")
+        .withArgs(s.taskId, f.requester.address, MODEL_FEE);
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(before + MODEL_FEE);
+      expect(await f.token.balanceOf(f.tasksAddress)).to.equal(0n);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Expired);
+      await expect(f.tasks.expire(s.taskId, s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Expired);
+    });
+
+    it("refunds a claimed task and slashes the claimer's collateral to the requester's benefit", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await f.submit(undefined, { deadlineIn: 300 });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      await time.increaseTo(BigInt(s.task.deadline) + 1n);
+      const before = await f.token.balanceOf(f.requester.address);
+      const tx = f.tasks.connect(f.stranger).expire(s.taskId, s.task);
+      await expect(tx)
+        .to.emit(f.staking, "NodeSlashed")
+        .withArgs(
+          node.address,
+          f.tasksAddress,
+          await f.tasks.SLASH_REASON_TASK_EXPIRED(),
+          CLAIM_COLLATERAL,
+          f.requester.address,
+          CLAIM_COLLATERAL / 2n,
+        );
+      await recordGas("TaskRegistry.expire (claimed, slashes collateral)", tx);
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(
+        before + MODEL_FEE + CLAIM_COLLATERAL / 2n,
+      );
+      const info = await f.staking.nodeInfo(node.address);
+      expect(info.bonded).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
+      expect(info.locked).to.equal(0n);
+      const { proof, outputs } = await f.prove(s, node);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Expired);
+    });
+
+    it("reverts for a task that does not match the commitment", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit(undefined, { deadlineIn: 100 });
+      await time.increaseTo(BigInt(s.task.deadline) + 1n);
+      await expect(f.tasks.expire(s.taskId, { ...s.task, requester: f.stranger.address }))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryTaskMismatch")
+        .withArgs(s.taskId);
+    });
+  });
+
+  describe("credits", function () {
+    it("pays node credits out and releases collateral with them", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      await settle(f, await claimed(f, node), node);
+      const credits = await f.tasks.creditsOf(node.address);
+      await expect(f.tasks.connect(node).withdrawCredits(node.address))
+        .to.emit(f.tasks, "CreditsWithdrawn")
+        .withArgs(node.address, node.address, credits)
+        .and.to.emit(f.tasks, "CollateralReleased");
+      expect(await f.token.balanceOf(node.address)).to.equal(credits);
+      expect((await f.staking.nodeInfo(node.address)).locked).to.equal(0n);
+      await expect(f.tasks.connect(node).withdrawCredits(node.address))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNoCredits")
+        .withArgs(node.address);
+    });
+
+    it("releases settled collateral at the node's next claim", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      await settle(f, await claimed(f, node), node);
+      const s = await f.submit();
+      await expect(f.tasks.connect(node).claimTask(s.taskId, s.task)).to.emit(f.tasks, "CollateralReleased");
+      expect((await f.staking.nodeInfo(node.address)).locked).to.equal(CLAIM_COLLATERAL);
+    });
+
+    it("pays protocol fees to the treasury", async function () {
+      const f = await loadFixture(marketFixture);
+      await settle(f, await claimed(f), f.nodes[0]);
+      const fees = await f.tasks.protocolFeesAccrued();
+      const before = await f.token.balanceOf(f.treasury.address);
+      await expect(f.tasks.connect(f.stranger).withdrawProtocolFees())
+        .to.emit(f.tasks, "ProtocolFeesWithdrawn")
+        .withArgs(f.treasury.address, fees);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(before + fees);
+      await expect(f.tasks.withdrawProtocolFees())
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNoCredits")
+        .withArgs(f.treasury.address);
+    });
+
+    it("rejects a zero deposit", async function () {
+      const f = await loadFixture(marketFixture);
+      await expect(f.tasks.connect(f.requester).deposit(0n)).to.be.revertedWithCustomError(
+        f.tasks,
+        "TaskRegistryInvalidParameter",
+      );
+    });
+  });
+
+  describe("governance", function () {
+    it("lets only the owner set parameters", async function () {
+      const f = await loadFixture(marketFixture);
+      for (const call of [
+        () => f.tasks.connect(f.stranger).setFeeShares(0, 0),
+        () => f.tasks.connect(f.stranger).setTreasury(f.stranger.address),
+        () => f.tasks.connect(f.stranger).setTaskParameters(60, 0, 0, 3600),
+      ]) {
+        await expect(call())
+          .to.be.revertedWithCustomError(f.tasks, "OwnableUnauthorizedAccount")
+          .withArgs(f.stranger.address);
+      }
+    });
+
+    it("bounds every parameter", async function () {
+      const f = await loadFixture(marketFixture);
+      const gov = f.tasks.connect(f.governance);
+      for (const call of [
+        () => gov.setFeeShares(6000, 5000),
+        () => gov.setTreasury(ethers.ZeroAddress),
+        () => gov.setTaskParameters(0, 0, 0, 3600),
+        () => gov.setTaskParameters(7200, 0, 0, 3600),
+        () => gov.setTaskParameters(60, 1n, 0, 3600),
+        () => gov.setTaskParameters(60, 0, 5_000_001, 3600),
+      ]) {
+        await expect(call()).to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidParameter");
+      }
+      await expect(gov.setFeeShares(500, 2500)).to.emit(f.tasks, "FeeSharesSet").withArgs(500, 2500);
+      const params = await f.tasks.parameters();
+      expect(params.protocolFeeBps).to.equal(500n);
+      expect(params.royaltyBps).to.equal(2500n);
+    });
+  });
+});
