@@ -83,8 +83,6 @@ interface INodeStaking {
     error NodeStakingNotRegistered(address node);
     /// @notice The node asked to move more than its free stake.
     error NodeStakingInsufficientFreeStake(address node, uint256 requested, uint256 free);
-    /// @notice The node asked to release more collateral than is locked.
-    error NodeStakingInsufficientLocked(address node, uint256 requested, uint256 locked);
     /// @notice The node has nothing in unbonding.
     error NodeStakingNothingToWithdraw(address node);
     /// @notice `withdraw` was called before the unbonding delay elapsed.

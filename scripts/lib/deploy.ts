@@ -111,3 +111,36 @@ export async function deployMarket(
   await (await economy.staking.connect(governance).setSlasher(tasksAddress, true)).wait();
   return { models, tasks, tasksAddress };
 }
+
+/**
+ * The whole protocol as production runs it: the deployer wires every contract, then hands every parameter
+ * setter to the timelock and gives up its timelock admin role, so from then on only governance changes
+ * anything.
+ */
+export async function deployProtocol(deployer: Signer, params: EconomyParams) {
+  const deployerAddress = await deployer.getAddress();
+  const economy = await deployEconomy(deployer, { ...params, parameterOwner: deployerAddress });
+  const market = await deployMarket(
+    deployer,
+    economy,
+    { treasury: params.treasury, parameterOwner: deployerAddress },
+    deployer,
+  );
+  const timelockAddress = await economy.timelock.getAddress();
+  await (await economy.staking.transferOwnership(timelockAddress)).wait();
+  await (await market.tasks.transferOwnership(timelockAddress)).wait();
+  await renounceTimelockAdmin(economy.timelock, deployerAddress);
+  return { ...economy, ...market };
+}
+
+/** Addresses of a deployment, as written to deployments/<network>.json for workers, SDK and dapps. */
+export async function deploymentAddresses(d: Awaited<ReturnType<typeof deployProtocol>>) {
+  return {
+    token: await d.token.getAddress(),
+    timelock: await d.timelock.getAddress(),
+    governor: await d.governor.getAddress(),
+    staking: await d.staking.getAddress(),
+    models: await d.models.getAddress(),
+    tasks: d.tasksAddress,
+  };
+}
