@@ -7,8 +7,12 @@ import { poseidon } from "./poseidon";
  *   h_0 = number of values;  h_{c+1} = Poseidon16(h_c, words[15c .. 15c+14], zero-padded);  commitment = h_last.
  */
 export function inputCommitment(values: readonly bigint[], packBits: number): bigint {
-  const words = packValues(values, packBits);
-  let h = BigInt(values.length);
+  return commitWords(packValues(values, packBits), values.length);
+}
+
+/** The Poseidon chain over already packed words (h_0 = nValues). */
+export function commitWords(words: readonly bigint[], nValues: number): bigint {
+  let h = BigInt(nValues);
   for (let c = 0; c * 15 < words.length; c++) {
     const chunk = words.slice(c * 15, c * 15 + 15);
     while (chunk.length < 15) chunk.push(0n);

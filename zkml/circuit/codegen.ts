@@ -224,3 +224,47 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
   ];
   return [...header, ...fns, "", ...main].join("\n");
 }
+
+/** Constraints of one circomlib Poseidon(16) permutation after --O2 (measured, pinned by the tests). */
+export const POSEIDON16_CONSTRAINTS = 588;
+
+/**
+ * The exact constraint count the generated circuit has after --O2, derived op by op: range checks,
+ * rescales, ReLU/max/argmax comparisons, variable products, the binding square and the input commitment.
+ * Weight multiplies (dense, conv, constant scalings) and wiring contribute nothing. Tests pin
+ * compiled counts to this formula, so a hidden constraint cannot creep in.
+ */
+export function expectedConstraints(
+  program: QProgram,
+  plan: CircuitPlan,
+): { total: number; breakdown: Record<string, number> } {
+  const b: Record<string, number> = {
+    inputRange: 0,
+    rescale: 0,
+    relu: 0,
+    maxpool: 0,
+    argmax: 0,
+    mul: 0,
+    output: 0,
+    binding: 1,
+    commitment: 0,
+  };
+  const size = (id: number): number => program.tensors[id].shape.reduce((x, y) => x * y, 1);
+  b.inputRange = plan.layout.inputCount * program.inputBits;
+  if (plan.layout.inputMode === "commitment") {
+    const words = Math.ceil(plan.layout.inputCount / Math.floor(252 / plan.commitmentPackBits));
+    b.commitment = Math.ceil(words / 15) * POSEIDON16_CONSTRAINTS;
+  }
+  for (const op of program.ops) {
+    if (op.op === "rescale") b.rescale += size(op.dst) * (op.shift + op.bits + (op.relu ? 1 : 0));
+    else if (op.op === "relu") b.relu += size(op.dst) * (op.bits + 1);
+    else if (op.op === "maxpool")
+      b.maxpool += op.windows.reduce((s, w) => s + (w.length - 1) * (op.bits + 1), 0);
+    else if (op.op === "argmax")
+      // the first step's index update is linear (idx[0] = 0): one constraint less per group
+      b.argmax += op.groups.reduce((s, g) => s + (g.length > 1 ? (g.length - 1) * (op.bits + 2) - 1 : 0), 0);
+    else if (op.op === "mul") b.mul += op.ia.length;
+  }
+  if (plan.outputRangeCheck) b.output = plan.layout.outputCount * plan.layout.packBits;
+  return { total: Object.values(b).reduce((x, y) => x + y, 0), breakdown: b };
+}

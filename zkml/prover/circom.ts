@@ -37,6 +37,7 @@ export function compileCircom(
   circuitFile: string,
   outDir: string,
   log: (m: string) => void,
+  opts: { sym?: boolean } = {},
 ): { stdout: string } {
   const root = packageRoot();
   const compiler = findCircom();
@@ -47,6 +48,7 @@ export function compileCircom(
     "--r1cs",
     "--wasm",
     "--O2",
+    ...(opts.sym ? ["--sym"] : []),
     "-l",
     rel(circomlibRoot),
     "-l",
