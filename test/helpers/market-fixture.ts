@@ -1,6 +1,7 @@
 import { ethers } from "hardhat";
+import type { Result } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { TaskRegistry } from "../../typechain-types";
+import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
 import { Groth16VerifierAdapter__factory } from "../../typechain-types";
 import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
 import { buildTinyCircuit, proveTiny, tinyInputWords, type TinyCircuit } from "./tiny-circuit";
@@ -12,7 +13,7 @@ export const CLAIM_WINDOW = 600;
 export const VERIFICATION_MODE_ZK = 1;
 export const TINY_PACK_BITS = 40;
 
-export type TaskStruct = TaskRegistry.TaskStruct;
+export type TaskStruct = ITaskRegistry.TaskStruct;
 
 /** A submitted task as a node sees it: from the TaskSubmitted event. */
 export interface SubmittedTask {
@@ -22,8 +23,8 @@ export interface SubmittedTask {
 }
 
 /** Rebuild the committed `Task` from a TaskSubmitted event, as a node does. */
-export function taskFromEvent(args: Record<string, unknown> & { input: readonly bigint[] }): SubmittedTask {
-  const input = [...args.input];
+export function taskFromEvent(args: Result): SubmittedTask {
+  const input = [...(args.input as bigint[])];
   const task: TaskStruct = {
     requester: args.requester as string,
     modelId: args.modelId as bigint,

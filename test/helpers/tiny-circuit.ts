@@ -2,13 +2,14 @@ import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { compileSolidity } from "../../scripts/lib/solidity";
 
 /**
  * Builds the tiny test circuit (test/fixtures/circuits/tiny-linear.circom) for real: circom2 compile,
  * a development powers-of-tau, Groth16 setup, the snarkjs Solidity verifier compiled with solc-js.
  * Output is cached under .opg/cache/tiny-circuit/<source hash>, so a test run pays for it once.
  */
-// snarkjs and solc ship no TypeScript types: the few calls used here are typed by hand.
+// snarkjs ships no TypeScript types: the few calls used here are typed by hand.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const snarkjs = require("snarkjs") as {
   powersOfTau: {
@@ -31,7 +32,6 @@ const snarkjs = require("snarkjs") as {
   };
   curves: { getCurveFromName(name: string): Promise<{ terminate(): Promise<void> }> };
 };
-const solc = require("solc") as { compile(input: string): string };
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface Groth16Proof {
@@ -120,27 +120,13 @@ async function build(): Promise<TinyCircuit> {
     "utf8",
   );
   const verifierSource = await snarkjs.zKey.exportSolidityVerifier(p("tiny.zkey"), { groth16: template });
-  const output = JSON.parse(
-    solc.compile(
-      JSON.stringify({
-        language: "Solidity",
-        sources: { "TinyVerifier.sol": { content: verifierSource } },
-        settings: {
-          optimizer: { enabled: true, runs: 200 },
-          outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
-        },
-      }),
-    ),
-  );
-  const errors = (output.errors ?? []).filter((e: { severity: string }) => e.severity === "error");
-  if (errors.length > 0) throw new Error(`verifier did not compile: ${JSON.stringify(errors)}`);
-  const contract = output.contracts["TinyVerifier.sol"].Groth16Verifier;
+  const contract = compileSolidity(verifierSource, "Groth16Verifier");
 
   const circuit: TinyCircuit = {
     wasm: p(path.join("tiny-linear_js", "tiny-linear.wasm")),
     zkey: p("tiny.zkey"),
     verifierAbi: contract.abi,
-    verifierBytecode: "0x" + contract.evm.bytecode.object,
+    verifierBytecode: contract.bytecode,
     verificationKeyHash: "0x" + crypto.createHash("sha256").update(JSON.stringify(vkey)).digest("hex"),
     constraints,
   };

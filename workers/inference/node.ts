@@ -1,0 +1,356 @@
+import fs from "node:fs";
+import path from "node:path";
+import type { Log } from "ethers";
+import client from "prom-client";
+import { dequantizeOutput, executeProgram, packValues, runReference, ZkmlError } from "../../zkml";
+import { DataClient } from "../data/client";
+import { BundleCache, BundleRejectedError, type LoadedBundle } from "../runtime/bundles";
+import { connect, readDeployment, type Chain } from "../runtime/chain";
+import type { ConfigOf } from "../runtime/config";
+import { Journal, type TaskRow } from "../runtime/journal";
+import type { Logger } from "../runtime/logger";
+import { ServiceHttp, sleep } from "../runtime/service";
+import { RevertedError, TxSubmitter } from "../runtime/submitter";
+import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
+import { parseSubmitted, proofWords, taskFromJson, taskRegistryInterface, taskToJson, TOPICS, type SubmittedTask } from "../runtime/tasks";
+import { ChainWatcher } from "../runtime/watcher";
+import type { inferenceSchema } from "./config";
+import { ProverPool } from "./prover-pool";
+
+export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
+
+/** Journal states of a task, in pipeline order; the last four are terminal. */
+export const STATES = ["seen", "claimed", "proved", "verified", "lost", "expired", "skipped", "refused"] as const;
+const WORKING = ["seen", "claimed", "proved"];
+const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
+
+/**
+ * The inference node: watches TaskSubmitted for the models it serves, decides by policy whether to take a
+ * task, checks the model bundle and the input before claiming, executes the quantized model (and the float
+ * model with onnxruntime as a reference), claims, proves in a worker thread, submits the result, and
+ * records what it earned. Every stage is a journal state, so a restart resumes and never repeats a
+ * completed stage; before each transaction the chain is asked what is true now.
+ */
+export class InferenceNode {
+  private readonly chain: Chain;
+  private readonly journal: Journal;
+  private readonly http: ServiceHttp;
+  private readonly submitter: TxSubmitter;
+  private readonly bundles: BundleCache;
+  private readonly data: DataClient;
+  private readonly prover: ProverPool;
+  private readonly watcher: ChainWatcher;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private running = false;
+  private loopDone?: Promise<void>;
+  private chainId = 0n;
+  private readonly metrics;
+  readonly address: string;
+
+  constructor(
+    private readonly config: InferenceConfig,
+    private readonly log: Logger,
+  ) {
+    const deployment = readDeployment(config.deployment);
+    this.chain = connect(config.rpcUrl, config.privateKey, deployment);
+    this.address = this.chain.wallet.address;
+    fs.mkdirSync(config.stateDir, { recursive: true });
+    this.journal = new Journal(path.join(config.stateDir, "journal.db"));
+    this.http = new ServiceHttp(log);
+    this.data = new DataClient(config.dataUrl);
+    this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
+    this.prover = new ProverPool(config.concurrency);
+    this.submitter = new TxSubmitter(
+      this.chain.wallet,
+      this.chain.provider,
+      this.journal,
+      [taskRegistryInterface, this.chain.staking.interface, this.chain.models.interface],
+      { replaceAfterSeconds: config.replaceAfterSeconds, maxReplacements: 3, maxRetries: config.maxRetries, dryRun: config.dryRun },
+      log,
+    );
+    this.watcher = new ChainWatcher(
+      this.chain.provider,
+      this.journal,
+      {
+        addresses: [deployment.tasks],
+        topics: [TOPICS.submitted, TOPICS.claimed, TOPICS.verified, TOPICS.expired],
+        confirmations: config.confirmations,
+        startBlock: config.startBlock,
+      },
+      { onLogs: (logs) => this.onLogs(logs), onReorg: (ancestor) => this.onReorg(ancestor) },
+      log,
+    );
+    const registers = [this.http.registry];
+    this.metrics = {
+      tasks: new client.Gauge({ name: "opg_tasks", help: "tasks in the journal by state", labelNames: ["state"], registers }),
+      seconds: new client.Histogram({
+        name: "opg_stage_seconds",
+        help: "seconds per pipeline stage (execute, prove, chain)",
+        labelNames: ["stage"],
+        buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+        registers,
+      }),
+      gas: new client.Gauge({ name: "opg_gas_spent_wei", help: "wei spent on gas since start", registers }),
+      lag: new client.Gauge({ name: "opg_chain_lag_blocks", help: "blocks between the head and the checkpoint", registers }),
+      earned: new client.Gauge({ name: "opg_earned_wei", help: "node fees earned (journal total)", registers }),
+    };
+  }
+
+  async start(): Promise<number> {
+    this.chainId = (await this.chain.provider.getNetwork()).chainId;
+    const port = await this.http.listen(this.config.metricsPort);
+    this.http.setHealth(() => ({ ok: this.running, address: this.address, lag: this.watcher.lag, tasks: this.journal.countByState() }));
+    this.running = true;
+    this.log.info({ address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun }, "inference node started");
+    this.loopDone = this.loop();
+    return port;
+  }
+
+  /** Stop polling, let tasks in flight reach their next durable state, close everything. */
+  async stop() {
+    this.running = false;
+    await this.loopDone;
+    await Promise.allSettled(this.inFlight.values());
+    await this.prover.close();
+    await this.http.close();
+    this.journal.close();
+    this.chain.provider.destroy();
+  }
+
+  private async loop() {
+    let failures = 0;
+    while (this.running) {
+      try {
+        await this.watcher.poll();
+        this.schedule();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
+        await sleep(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
+      }
+      this.updateMetrics();
+      await sleep(this.config.pollIntervalMs);
+    }
+  }
+
+  private updateMetrics() {
+    const counts = this.journal.countByState();
+    for (const state of STATES) this.metrics.tasks.set({ state }, counts[state] ?? 0);
+    this.metrics.gas.set(Number(this.submitter.gasSpent));
+    this.metrics.lag.set(this.watcher.lag);
+    this.metrics.earned.set(Number(this.journal.totalEarned()));
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private async onLogs(logs: Log[]) {
+    for (const log of logs) {
+      const topic = log.topics[0];
+      if (topic === TOPICS.submitted) {
+        const submitted = parseSubmitted(log);
+        if (this.config.models.length > 0 && !this.config.models.includes(submitted.modelId)) continue;
+        if (this.journal.upsertTask(submitted.taskId, submitted.modelId, log.blockNumber, taskToJson(submitted))) {
+          this.log.info({ taskId: submitted.taskId.toString(), modelId: submitted.modelId.toString() }, "task seen");
+        }
+        continue;
+      }
+      const parsed = taskRegistryInterface.parseLog(log);
+      if (!parsed) continue;
+      const taskId: bigint = parsed.args.taskId;
+      const row = this.journal.task(taskId);
+      if (!row) continue;
+      if (parsed.name === "TaskVerified") {
+        if (parsed.args.node === this.address) {
+          this.journal.recordEarning(taskId, parsed.args.nodeFee, log.blockNumber);
+          if (row.state !== "verified") this.journal.setState(taskId, "verified");
+        } else if (row.state !== "lost") this.journal.setState(taskId, "lost", { reason: `verified for ${parsed.args.node}` });
+      } else if (parsed.name === "TaskExpired") {
+        if (row.state !== "expired") this.journal.setState(taskId, "expired");
+      } else if (parsed.name === "TaskClaimed" && parsed.args.node !== this.address && row.state === "seen") {
+        this.journal.setState(taskId, "lost", { reason: `claimed by ${parsed.args.node}` });
+      }
+    }
+  }
+
+  /** Blocks above `ancestor` were replaced: every task they touched is re-read from the chain. */
+  private async onReorg(ancestor: number) {
+    await Promise.allSettled(this.inFlight.values());
+    const touched = new Map<string, TaskRow>();
+    for (const row of [...this.journal.tasksAbove(ancestor), ...this.journal.tasksIn(...WORKING, "verified", "lost", "expired")]) {
+      touched.set(row.taskId, row);
+    }
+    for (const row of touched.values()) await this.reconcile(BigInt(row.taskId), "reorg");
+  }
+
+  /** Bring a task's journal state in line with the chain, after a reorg or a revert. */
+  private async reconcile(taskId: bigint, why: string) {
+    const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
+    const row = this.journal.task(taskId);
+    if (!row) return;
+    let next: string;
+    if (status === "None") {
+      // The submission itself is gone; if it is mined again the watcher brings the task back.
+      this.journal.deleteTask(taskId);
+      this.log.warn({ taskId: taskId.toString(), why }, "task no longer on chain: forgotten until it reappears");
+      return;
+    } else if (status === "Open") next = "seen";
+    else if (status === "Expired") next = "expired";
+    else if (status === "Verified") {
+      const result = await this.chain.tasks.resultOf(taskId);
+      next = result.node === this.address ? "verified" : "lost";
+    } else {
+      const [node, expiresAt] = await this.chain.tasks.claimOf(taskId);
+      if (node !== this.address) next = "lost";
+      else {
+        const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
+        next = BigInt(now) > expiresAt ? "lost" : row.state === "proved" ? "proved" : "claimed";
+      }
+    }
+    if (next !== row.state) {
+      this.log.info({ taskId: taskId.toString(), from: row.state, to: next, status, why }, "task reconciled with the chain");
+      this.journal.setState(taskId, next, next === "seen" || next === "claimed" ? { proof: null } : {});
+    }
+  }
+
+  // ---------------------------------------------------------------- pipeline
+
+  private schedule() {
+    for (const row of this.journal.tasksIn(...WORKING)) {
+      if (!this.running || this.inFlight.size >= this.config.concurrency) return;
+      if (this.inFlight.has(row.taskId)) continue;
+      const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
+      this.inFlight.set(row.taskId, work);
+    }
+  }
+
+  /** Move one task through its remaining stages. Errors that can pass leave the state for the next round. */
+  private async advance(row: TaskRow) {
+    const submitted = taskFromJson(row.data);
+    const taskId = submitted.taskId;
+    const ctx = { taskId: taskId.toString(), modelId: submitted.modelId.toString() };
+    try {
+      let state = row.state;
+      let prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] } | undefined;
+      if (state === "seen" || state === "claimed") prepared = await this.prepare(submitted, state === "seen");
+      if (!prepared && (state === "seen" || state === "claimed")) return;
+      if (state === "seen") {
+        await this.claim(submitted);
+        state = "claimed";
+      }
+      if (state === "claimed") {
+        await this.prove(submitted, prepared!);
+        state = "proved";
+      }
+      if (state === "proved") await this.submit(submitted);
+    } catch (err) {
+      if (err instanceof RevertedError) {
+        this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reconciling with the chain");
+        this.journal.setState(taskId, this.journal.task(taskId)!.state, { reason: err.reason });
+        await this.reconcile(taskId, err.reason).catch((e) => this.log.warn({ ...ctx, err: e.message }, "reconcile failed"));
+      } else {
+        this.log.warn({ ...ctx, err: (err as Error).message }, "stage failed; will retry");
+        const current = this.journal.task(taskId);
+        if (current) this.journal.setState(taskId, current.state, { reason: (err as Error).message });
+      }
+    }
+  }
+
+  /**
+   * Everything that can be checked before committing collateral: policy, the bundle's hashes, the input,
+   * and a run of the quantized model. Returns undefined when the task was skipped or refused.
+   */
+  private async prepare(submitted: SubmittedTask, beforeClaim: boolean) {
+    const taskId = submitted.taskId;
+    const ctx = { taskId: taskId.toString(), modelId: submitted.modelId.toString() };
+    if (beforeClaim) {
+      const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
+      const reason =
+        BigInt(submitted.task.fee) < this.config.minFee
+          ? `fee ${submitted.task.fee} below the node's minimum ${this.config.minFee}`
+          : BigInt(submitted.task.deadline) - BigInt(now) < BigInt(this.config.deadlineMarginSeconds)
+            ? `deadline too close (${submitted.task.deadline}, now ${now})`
+            : undefined;
+      if (reason) {
+        this.journal.setState(taskId, "skipped", { reason });
+        this.log.info({ ...ctx, reason }, "task skipped by policy");
+        return undefined;
+      }
+    }
+    try {
+      const model = await this.chain.models.getModel(submitted.modelId);
+      const bundle = await this.bundles.get(model);
+      const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
+      const started = Date.now();
+      const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];
+      this.metrics.seconds.observe({ stage: "execute" }, (Date.now() - started) / 1000);
+      await this.compareWithReference(bundle, input, outputs, ctx);
+      return { bundle, input, outputs };
+    } catch (err) {
+      if (err instanceof BundleRejectedError || err instanceof InputRejectedError || err instanceof ZkmlError) {
+        this.journal.setState(taskId, "refused", { reason: err.message });
+        this.log.warn({ ...ctx, reason: err.message }, "task refused");
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  private async compareWithReference(bundle: LoadedBundle, input: bigint[], outputs: bigint[], ctx: object) {
+    const scale = 2 ** bundle.manifest.quantization.scaleBits;
+    const floats = input.map((v) => Number(v) / scale);
+    const started = Date.now();
+    const reference = await runReference(path.join(bundle.dir, bundle.manifest.onnx.file), floats, bundle.manifest.input.shape);
+    this.metrics.seconds.observe({ stage: "reference" }, (Date.now() - started) / 1000);
+    const quantized = dequantizeOutput(bundle.program, outputs);
+    const maxDiff = reference.reduce((m, r, i) => Math.max(m, Math.abs(r - (quantized[i] ?? NaN))), 0);
+    this.log.debug({ ...ctx, maxDiff }, "quantized output against the onnxruntime reference");
+  }
+
+  private async claim(submitted: SubmittedTask) {
+    const started = Date.now();
+    const data = this.chain.tasks.interface.encodeFunctionData("claimTask", [submitted.taskId, submitted.task]);
+    const receipt = await this.submitter.send("claim", await this.chain.tasks.getAddress(), data, submitted.taskId);
+    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
+    if (!receipt) return; // dry run
+    this.journal.setState(submitted.taskId, "claimed", { reason: null });
+    this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
+  }
+
+  private async prove(submitted: SubmittedTask, prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] }) {
+    const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
+    const { proof, publicSignals, ms } = await this.prover.prove(prepared.bundle.dir, prepared.input, binding);
+    this.metrics.seconds.observe({ stage: "prove" }, ms / 1000);
+    const layout = prepared.bundle.manifest.publicSignals;
+    const expected = packValues(prepared.outputs, layout.packBits).map(String);
+    if (expected.some((w, i) => w !== publicSignals[i])) {
+      throw new Error("the proof's outputs differ from the executor's: the bundle is inconsistent");
+    }
+    this.journal.setState(submitted.taskId, "proved", {
+      proof: JSON.stringify({ proof: proofWords(proof).map(String), outputs: publicSignals.slice(0, layout.outputWords) }),
+    });
+    this.log.info({ taskId: submitted.taskId.toString(), proveMs: ms }, "task proved");
+  }
+
+  private async submit(submitted: SubmittedTask) {
+    const row = this.journal.task(submitted.taskId)!;
+    const { proof, outputs } = JSON.parse(row.proof!) as { proof: string[]; outputs: string[] };
+    const started = Date.now();
+    const data = this.chain.tasks.interface.encodeFunctionData("submitResult", [
+      submitted.taskId,
+      submitted.task,
+      submitted.input,
+      outputs,
+      proof,
+    ]);
+    const receipt = await this.submitter.send("result", await this.chain.tasks.getAddress(), data, submitted.taskId);
+    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
+    if (!receipt) return;
+    for (const log of receipt.logs) {
+      const parsed = taskRegistryInterface.parseLog(log);
+      if (parsed?.name === "TaskVerified") this.journal.recordEarning(submitted.taskId, parsed.args.nodeFee, receipt.blockNumber);
+    }
+    this.journal.setState(submitted.taskId, "verified", { reason: null });
+    this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() }, "task verified");
+  }
+}

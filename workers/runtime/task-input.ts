@@ -1,0 +1,74 @@
+import { inputCommitment, unpackWords, type BundleManifest } from "../../zkml";
+import type { DataClient } from "../data/client";
+import { bytes32ToBundleId } from "../data/bundle-archive";
+import type { SubmittedTask } from "./tasks";
+
+/** A task whose input the model cannot take: refused with this reason, never claimed. */
+export class InputRejectedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InputRejectedError";
+  }
+}
+
+/**
+ * The quantized input of a task, as the circuit will see it. Inline: the packed words from the event,
+ * unpacked and range-checked. Commitment: the blob named by `inputDataHash` on the data node, a JSON
+ * `{"quantized": ["<int>", ...]}`, whose Poseidon commitment must equal the task's input word.
+ */
+export async function decodeTaskInput(
+  manifest: BundleManifest,
+  submitted: SubmittedTask,
+  data: DataClient,
+): Promise<bigint[]> {
+  const layout = manifest.publicSignals;
+  const words = submitted.input;
+  if (words.length !== layout.inputWords) {
+    throw new InputRejectedError(`input has ${words.length} words, the model takes ${layout.inputWords}`);
+  }
+  let values: bigint[];
+  if (layout.inputMode === "inline") {
+    try {
+      values = unpackWords(words, layout.inputCount, layout.packBits);
+    } catch (e) {
+      throw new InputRejectedError(`input words do not decode: ${(e as Error).message}`);
+    }
+  } else {
+    const id = bytes32ToBundleId(String(submitted.task.inputDataHash));
+    let blob: Buffer;
+    try {
+      blob = await data.get(id);
+    } catch (e) {
+      throw new InputRejectedError(`input blob ${id}: ${(e as Error).message}`);
+    }
+    values = parseQuantizedBlob(blob, layout.inputCount);
+    const commitment = inputCommitment(values, manifest.quantization.commitmentPackBits);
+    if (commitment !== words[0]) throw new InputRejectedError(`input blob ${id} does not match the input commitment`);
+  }
+  const limit = 1n << BigInt(manifest.quantization.inputBits - 1);
+  const bad = values.findIndex((v) => v < -limit || v >= limit);
+  if (bad >= 0) {
+    throw new InputRejectedError(
+      `input value #${bad} = ${values[bad]} is outside the quantization range of ${manifest.quantization.inputBits} signed bits`,
+    );
+  }
+  return values;
+}
+
+function parseQuantizedBlob(blob: Buffer, count: number): bigint[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(blob.toString("utf8"));
+  } catch {
+    throw new InputRejectedError("input blob is not JSON");
+  }
+  const list = (parsed as { quantized?: unknown })?.quantized;
+  if (!Array.isArray(list)) throw new InputRejectedError('input blob has no "quantized" array');
+  if (list.length !== count) throw new InputRejectedError(`input blob has ${list.length} values, the model takes ${count}`);
+  return list.map((v, i) => {
+    if ((typeof v !== "string" && typeof v !== "number") || !/^-?[0-9]+$/.test(String(v))) {
+      throw new InputRejectedError(`input value #${i} is ${JSON.stringify(v)}, not an integer`);
+    }
+    return BigInt(v);
+  });
+}

@@ -1,0 +1,71 @@
+import { ethers, type Log } from "ethers";
+import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
+import { TaskRegistry__factory } from "../../typechain-types";
+
+export const taskRegistryInterface = TaskRegistry__factory.createInterface();
+
+/** A task as a node sees it: the committed `Task` rebuilt from its TaskSubmitted event, and the input. */
+export interface SubmittedTask {
+  taskId: bigint;
+  modelId: bigint;
+  task: ITaskRegistry.TaskStruct;
+  input: bigint[];
+}
+
+export const TOPICS = {
+  submitted: taskRegistryInterface.getEvent("TaskSubmitted")!.topicHash,
+  claimed: taskRegistryInterface.getEvent("TaskClaimed")!.topicHash,
+  verified: taskRegistryInterface.getEvent("TaskVerified")!.topicHash,
+  expired: taskRegistryInterface.getEvent("TaskExpired")!.topicHash,
+};
+
+export function parseSubmitted(log: Pick<Log, "topics" | "data">): SubmittedTask {
+  const parsed = taskRegistryInterface.parseLog(log);
+  if (!parsed || parsed.name !== "TaskSubmitted") throw new Error("not a TaskSubmitted log");
+  const a = parsed.args;
+  const input = [...(a.input as bigint[])];
+  return {
+    taskId: a.taskId,
+    modelId: a.modelId,
+    input,
+    task: {
+      requester: a.requester,
+      modelId: a.modelId,
+      fee: a.fee,
+      deadline: a.deadline,
+      verifier: a.verifier,
+      royaltyReceiver: a.royaltyReceiver,
+      callback: a.callback,
+      callbackGasLimit: a.callbackGasLimit,
+      outputWords: a.outputWords,
+      inputHash: ethers.solidityPackedKeccak256(
+        input.map(() => "uint256"),
+        input,
+      ),
+      inputDataHash: a.inputDataHash,
+    },
+  };
+}
+
+/** JSON-safe form of a submitted task for the journal, and back. */
+export function taskToJson(t: SubmittedTask): string {
+  return JSON.stringify(t, (_k, v) => (typeof v === "bigint" ? `${v}n` : v));
+}
+
+export function taskFromJson(s: string): SubmittedTask {
+  return JSON.parse(s, (_k, v) => (typeof v === "string" && /^-?[0-9]+n$/.test(v) ? BigInt(v.slice(0, -1)) : v));
+}
+
+/** The 8 proof words TaskRegistry.submitResult takes: a, b (each pair swapped, as the pairing expects), c. */
+export function proofWords(proof: { pi_a: string[]; pi_b: string[][]; pi_c: string[] }): bigint[] {
+  return [
+    proof.pi_a[0],
+    proof.pi_a[1],
+    proof.pi_b[0][1],
+    proof.pi_b[0][0],
+    proof.pi_b[1][1],
+    proof.pi_b[1][0],
+    proof.pi_c[0],
+    proof.pi_c[1],
+  ].map(BigInt);
+}
