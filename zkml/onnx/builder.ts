@@ -5,7 +5,9 @@ import { onnxModelType } from "./onnx-schema";
  * per-op conformance tests and the benchmark's synthetic models). The encoding is standard ONNX protobuf,
  * readable by onnxruntime and by the parser alike.
  */
-export type Attr = number | number[] | string | { floats: number[] } | { tensor: InitTensor };
+/** An attribute; a whole number is written as an int unless wrapped as { float }. */
+export type Attr =
+  number | number[] | string | { float: number } | { floats: number[] } | { tensor: InitTensor };
 
 export interface InitTensor {
   dims: number[];
@@ -46,6 +48,7 @@ function attrProto(name: string, a: Attr): Record<string, unknown> {
   if (typeof a === "string") return { name, type: 3, s: Buffer.from(a) };
   if (typeof a === "number") return Number.isInteger(a) ? { name, type: 2, i: a } : { name, type: 1, f: a };
   if (Array.isArray(a)) return { name, type: 7, ints: a };
+  if ("float" in a) return { name, type: 1, f: a.float };
   if ("floats" in a) return { name, type: 6, floats: a.floats };
   return { name, type: 4, t: tensorProto(name, a.tensor) };
 }

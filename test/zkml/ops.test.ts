@@ -1,0 +1,394 @@
+import { expect } from "chai";
+import {
+  executeQuantized,
+  expectedPublicSignals,
+  loadOnnx,
+  quantizeGraph,
+  referenceSession,
+} from "../../zkml";
+import { expectedConstraints, planCircuit } from "../../zkml/circuit/codegen";
+import { InitTensor, ModelSpec, NodeSpec, randomArray, seededRandom } from "../../zkml/onnx/builder";
+import { compileNoSetup, publicOf, witnessFor, writeModel } from "./helpers";
+
+/**
+ * Per-op conformance: each supported op on random inputs. The fixed-point executor must match onnxruntime's
+ * float output within the op's tolerance (scale 2^-8; documented in docs/zkml.md), and the circuit's
+ * witness must equal the executor's output bit for bit, with the constraint count the cost model predicts.
+ */
+interface OpCase {
+  name: string;
+  inputDims: number[];
+  outputDims: number[];
+  nodes: NodeSpec[];
+  init?: Record<string, InitTensor>;
+  tolerance: number;
+  outputElemType?: number;
+  /** ops the lowered program must contain (checks folding, e.g. no rescale for BatchNorm after Conv) */
+  expectOps?: string[];
+  inputScale?: number;
+}
+
+const rand = seededRandom(42);
+const w = (dims: number[], scale = 0.5): InitTensor => ({
+  dims,
+  data: randomArray(
+    dims.reduce((a, b) => a * b, 1),
+    rand,
+    scale,
+  ),
+});
+const ints = (data: number[]): InitTensor => ({ dims: [data.length], data, type: "int64" });
+const scalar = (v: number): InitTensor => ({ dims: [], data: [v] });
+
+const CASES: OpCase[] = [
+  {
+    name: "Gemm (transB, alpha, beta, 2 rows)",
+    inputDims: [2, 5],
+    outputDims: [2, 3],
+    nodes: [
+      {
+        op: "Gemm",
+        inputs: ["x", "W", "C"],
+        outputs: ["y"],
+        attrs: { transB: 1, alpha: 0.5, beta: { float: 2 } },
+      },
+    ],
+    init: { W: w([3, 5]), C: w([3]) },
+    tolerance: 0.02,
+  },
+  {
+    name: "MatMul + Add (bias broadcast)",
+    inputDims: [1, 6],
+    outputDims: [1, 4],
+    nodes: [
+      { op: "MatMul", inputs: ["x", "W"], outputs: ["m"] },
+      { op: "Add", inputs: ["m", "b"], outputs: ["y"] },
+    ],
+    init: { W: w([6, 4]), b: w([4]) },
+    tolerance: 0.02,
+  },
+  {
+    name: "Add / Sub of computed tensors with broadcasting",
+    inputDims: [1, 2, 3],
+    outputDims: [1, 2, 3],
+    nodes: [
+      { op: "Relu", inputs: ["x"], outputs: ["r"] },
+      { op: "Add", inputs: ["x", "r"], outputs: ["s"] },
+      { op: "Sub", inputs: ["s", "c"], outputs: ["y"] },
+    ],
+    init: { c: w([3]) },
+    tolerance: 0.01,
+  },
+  {
+    name: "Mul and Div by constants",
+    inputDims: [1, 2, 3],
+    outputDims: [1, 2, 3],
+    nodes: [
+      { op: "Mul", inputs: ["x", "c"], outputs: ["m"] },
+      { op: "Div", inputs: ["m", "d"], outputs: ["y"] },
+    ],
+    init: { c: w([1, 3], 2), d: scalar(3) },
+    tolerance: 0.01,
+  },
+  {
+    name: "Mul of two computed tensors",
+    inputDims: [1, 4],
+    outputDims: [1, 4],
+    nodes: [
+      { op: "Relu", inputs: ["x"], outputs: ["r"] },
+      { op: "Mul", inputs: ["x", "r"], outputs: ["y"] },
+    ],
+    tolerance: 0.01,
+    expectOps: ["relu", "mul", "rescale"],
+  },
+  {
+    name: "Relu on the input",
+    inputDims: [1, 6],
+    outputDims: [1, 6],
+    nodes: [{ op: "Relu", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.005,
+    expectOps: ["relu"],
+  },
+  {
+    name: "LeakyRelu",
+    inputDims: [1, 6],
+    outputDims: [1, 6],
+    nodes: [{ op: "LeakyRelu", inputs: ["x"], outputs: ["y"], attrs: { alpha: 0.1 } }],
+    tolerance: 0.01,
+  },
+  {
+    name: "Clip (min/max inputs, opset 13)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Clip", inputs: ["x", "lo", "hi"], outputs: ["y"] }],
+    init: { lo: scalar(-0.5), hi: scalar(0.7) },
+    tolerance: 0.005,
+  },
+  {
+    name: "Sigmoid (piecewise linear, max error 0.019)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Sigmoid", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.025,
+    inputScale: 6,
+  },
+  {
+    name: "Tanh (piecewise linear, max error 0.038)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Tanh", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.045,
+    inputScale: 3,
+  },
+  {
+    name: "Conv (stride 2, pads, groups 2, bias)",
+    inputDims: [1, 2, 6, 6],
+    outputDims: [1, 4, 3, 3],
+    nodes: [
+      {
+        op: "Conv",
+        inputs: ["x", "W", "B"],
+        outputs: ["y"],
+        attrs: { group: 2, pads: [1, 1, 1, 1], strides: [2, 2], kernel_shape: [3, 3] },
+      },
+    ],
+    init: { W: w([4, 1, 3, 3]), B: w([4]) },
+    tolerance: 0.02,
+  },
+  {
+    name: "Conv (dilation 2) + BatchNormalization folded",
+    inputDims: [1, 1, 5, 5],
+    outputDims: [1, 2, 5, 5],
+    nodes: [
+      {
+        op: "Conv",
+        inputs: ["x", "W"],
+        outputs: ["c"],
+        attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] },
+      },
+      { op: "BatchNormalization", inputs: ["c", "g", "b", "m", "v"], outputs: ["y"] },
+    ],
+    init: {
+      W: w([2, 1, 3, 3]),
+      g: { dims: [2], data: [1.5, 0.5] },
+      b: { dims: [2], data: [0.1, -0.2] },
+      m: { dims: [2], data: [0.05, -0.1] },
+      v: { dims: [2], data: [0.8, 1.2] },
+    },
+    tolerance: 0.03,
+    expectOps: ["conv", "rescale"],
+  },
+  {
+    name: "BatchNormalization on its own (per-channel affine)",
+    inputDims: [1, 3, 2, 2],
+    outputDims: [1, 3, 2, 2],
+    nodes: [
+      {
+        op: "BatchNormalization",
+        inputs: ["x", "g", "b", "m", "v"],
+        outputs: ["y"],
+        attrs: { epsilon: 1e-3 },
+      },
+    ],
+    init: {
+      g: { dims: [3], data: [1.5, 0.5, -1] },
+      b: { dims: [3], data: [0.1, -0.2, 0.3] },
+      m: { dims: [3], data: [0.05, -0.1, 0.2] },
+      v: { dims: [3], data: [0.8, 1.2, 0.3] },
+    },
+    tolerance: 0.02,
+  },
+  {
+    name: "MaxPool (3x3, stride 2, pads 1)",
+    inputDims: [1, 2, 5, 5],
+    outputDims: [1, 2, 3, 3],
+    nodes: [
+      {
+        op: "MaxPool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
+      },
+    ],
+    tolerance: 0.003,
+  },
+  {
+    name: "MaxPool (2x2, ceil_mode)",
+    inputDims: [1, 1, 5, 5],
+    outputDims: [1, 1, 3, 3],
+    nodes: [
+      {
+        op: "MaxPool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 },
+      },
+    ],
+    tolerance: 0.003,
+  },
+  {
+    name: "AveragePool (pads, count_include_pad 0)",
+    inputDims: [1, 2, 4, 4],
+    outputDims: [1, 2, 3, 3],
+    nodes: [
+      {
+        op: "AveragePool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1] },
+      },
+    ],
+    tolerance: 0.01,
+  },
+  {
+    name: "AveragePool (3x3, count_include_pad 1)",
+    inputDims: [1, 1, 4, 4],
+    outputDims: [1, 1, 4, 4],
+    nodes: [
+      {
+        op: "AveragePool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1], count_include_pad: 1 },
+      },
+    ],
+    tolerance: 0.01,
+  },
+  {
+    name: "GlobalAveragePool",
+    inputDims: [1, 3, 3, 3],
+    outputDims: [1, 3, 1, 1],
+    nodes: [{ op: "GlobalAveragePool", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.01,
+  },
+  {
+    name: "Pad (constant value, asymmetric)",
+    inputDims: [1, 1, 3, 3],
+    outputDims: [1, 1, 5, 4],
+    nodes: [{ op: "Pad", inputs: ["x", "pads", "v"], outputs: ["y"] }],
+    init: { pads: ints([0, 0, 1, 1, 0, 0, 1, 0]), v: scalar(0.25) },
+    tolerance: 0.003,
+  },
+  {
+    name: "Transpose, Reshape (0 and -1), Slice, Concat with a constant, Squeeze, Unsqueeze",
+    inputDims: [1, 2, 3, 4],
+    outputDims: [1, 1, 11],
+    nodes: [
+      { op: "Transpose", inputs: ["x"], outputs: ["t"], attrs: { perm: [0, 2, 3, 1] } },
+      { op: "Reshape", inputs: ["t", "shape"], outputs: ["r"] },
+      { op: "Slice", inputs: ["r", "starts", "ends", "axes", "steps"], outputs: ["s"] },
+      { op: "Concat", inputs: ["s", "k"], outputs: ["c"], attrs: { axis: 1 } },
+      { op: "Unsqueeze", inputs: ["c", "ax0"], outputs: ["u"] },
+      { op: "Squeeze", inputs: ["u", "ax0"], outputs: ["q"] },
+      { op: "Unsqueeze", inputs: ["q", "ax1"], outputs: ["y"] },
+    ],
+    init: {
+      shape: ints([0, -1]),
+      starts: ints([2]),
+      ends: ints([20]),
+      axes: ints([1]),
+      steps: ints([3]),
+      k: w([1, 5]),
+      ax0: ints([0]),
+      ax1: ints([1]),
+    },
+    tolerance: 0.003,
+  },
+  {
+    name: "Flatten through an exporter-style Shape/Gather/Unsqueeze/Concat shape subgraph",
+    inputDims: [1, 2, 2, 2],
+    outputDims: [1, 8],
+    nodes: [
+      { op: "Shape", inputs: ["x"], outputs: ["shp"] },
+      { op: "Gather", inputs: ["shp", "zero"], outputs: ["n"], attrs: { axis: 0 } },
+      { op: "Unsqueeze", inputs: ["n", "ax0"], outputs: ["n1"] },
+      { op: "Concat", inputs: ["n1", "minus1"], outputs: ["target"], attrs: { axis: 0 } },
+      { op: "Reshape", inputs: ["x", "target"], outputs: ["f"] },
+      { op: "Identity", inputs: ["f"], outputs: ["i"] },
+      { op: "Dropout", inputs: ["i"], outputs: ["d"] },
+      { op: "Flatten", inputs: ["d"], outputs: ["fl"], attrs: { axis: 1 } },
+      { op: "Relu", inputs: ["fl"], outputs: ["y"] },
+    ],
+    init: { zero: { dims: [], data: [0], type: "int64" }, ax0: ints([0]), minus1: ints([-1]) },
+    tolerance: 0.003,
+    expectOps: ["relu"],
+  },
+  {
+    name: "Constant nodes as weights",
+    inputDims: [1, 3],
+    outputDims: [1, 2],
+    nodes: [
+      { op: "Constant", inputs: [], outputs: ["W"], attrs: { value: { tensor: w([3, 2]) } } },
+      { op: "Constant", inputs: [], outputs: ["b"], attrs: { value_floats: { floats: [0.25, -0.5] } } },
+      { op: "MatMul", inputs: ["x", "W"], outputs: ["m"] },
+      { op: "Add", inputs: ["m", "b"], outputs: ["y"] },
+    ],
+    tolerance: 0.02,
+  },
+  {
+    name: "Softmax at the end (applied off-circuit to the proven logits)",
+    inputDims: [1, 4],
+    outputDims: [1, 3],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "W", "C"], outputs: ["l"], attrs: { transB: 1 } },
+      { op: "Softmax", inputs: ["l"], outputs: ["y"], attrs: { axis: 1 } },
+    ],
+    init: { W: w([3, 4]), C: w([3]) },
+    tolerance: 0.01,
+  },
+  {
+    name: "ArgMax at the end (in-circuit index)",
+    inputDims: [1, 6],
+    outputDims: [1],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "W", "C"], outputs: ["l"], attrs: { transB: 1 } },
+      { op: "ArgMax", inputs: ["l"], outputs: ["y"], attrs: { axis: 1, keepdims: 0 } },
+    ],
+    init: { W: w([5, 6]), C: w([5]) },
+    outputElemType: 7,
+    tolerance: 0,
+    expectOps: ["dense", "rescale", "argmax"],
+  },
+];
+
+function specOf(c: OpCase): ModelSpec {
+  return {
+    input: { name: "x", dims: c.inputDims },
+    output: { name: "y", dims: c.outputDims, elemType: c.outputElemType },
+    nodes: c.nodes,
+    initializers: c.init,
+  };
+}
+
+describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)", function () {
+  for (const c of CASES) {
+    it(c.name, async function () {
+      const file = writeModel(specOf(c));
+      const program = quantizeGraph(loadOnnx(file), { scaleBits: 8, inputBits: 16 });
+      if (c.expectOps) expect(program.ops.map((o) => o.op)).to.deep.equal(c.expectOps);
+      const ref = await referenceSession(file);
+      const n = c.inputDims.reduce((a, b) => a * b, 1);
+      const inputs = Array.from({ length: 6 }, (_, i) =>
+        randomArray(n, seededRandom(100 + i), c.inputScale ?? 1),
+      );
+      for (const x of inputs) {
+        const q = executeQuantized(program, x);
+        const r = await ref(x, c.inputDims);
+        expect(q.output.length).to.equal(r.length);
+        q.output.forEach((v, i) =>
+          expect(Math.abs(v - r[i])).to.be.at.most(c.tolerance, `output ${i}: ${v} vs ${r[i]}`),
+        );
+      }
+      const compiled = await compileNoSetup(file, { scaleBits: 8, inputBits: 16 });
+      const plan = planCircuit(compiled.program, compiled.manifest.publicSignals);
+      expect(compiled.manifest.constraints).to.equal(expectedConstraints(compiled.program, plan).total);
+      for (const x of inputs.slice(0, 2)) {
+        const q = executeQuantized(compiled.program, x);
+        const witness = await witnessFor(compiled, q.input, 12345n);
+        expect(publicOf(compiled, witness)).to.deep.equal(
+          expectedPublicSignals(compiled.manifest, q.input, q.quantized, 12345n),
+        );
+      }
+    });
+  }
+});
