@@ -15,6 +15,9 @@ parentPort!.on("message", async (job: ProveJob) => {
     const manifest = loadManifest(job.bundleDir);
     if (!manifest.artifacts.zkey) throw new Error(`bundle ${job.bundleDir} has no zkey`);
     const started = Date.now();
+    // Fault injection for tests only: hold the proof back so a test can kill the node mid-proof.
+    const delay = Number(process.env.OPG_FAULT_PROVE_DELAY_MS ?? 0);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     const { proof, publicSignals } = await fullProve(
       witnessInput(manifest, job.quantizedInput.map(BigInt), BigInt(job.binding)),
       path.join(job.bundleDir, manifest.artifacts.wasm.file),

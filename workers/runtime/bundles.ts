@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { IModelRegistry } from "../../typechain-types/contracts/registry/ModelRegistry";
 import { loadManifest, loadProgram, type BundleManifest, type QProgram } from "../../zkml";
-import { DataClient } from "../data/client";
+import { DataClient, DataClientError } from "../data/client";
 import { bytes32ToBundleId, unpackBundle } from "../data/bundle-archive";
 
 export interface LoadedBundle {
@@ -50,8 +50,19 @@ export class BundleCache {
   private async load(id: string, model: IModelRegistry.ModelStructOutput): Promise<LoadedBundle> {
     const dir = path.join(this.cacheDir, id);
     if (!fs.existsSync(path.join(dir, "manifest.json"))) {
-      const bytes = await this.data.get(id);
-      await unpackBundle(bytes, dir);
+      let bytes: Buffer;
+      try {
+        bytes = await this.data.get(id);
+      } catch (e) {
+        // A data node that is down may come back: retry later. A corrupt or missing bundle is refused.
+        if (e instanceof DataClientError && e.retryable) throw e;
+        throw new BundleRejectedError(`bundle ${id} refused: ${(e as Error).message}`);
+      }
+      try {
+        unpackBundle(bytes, dir);
+      } catch (e) {
+        throw new BundleRejectedError(`bundle ${id} refused: ${(e as Error).message}`);
+      }
     }
     let manifest: BundleManifest;
     try {

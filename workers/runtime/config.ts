@@ -80,7 +80,8 @@ export function redact<S extends Schema>(schema: S, config: ConfigOf<S>): Record
 export function describeSchema(schema: Schema): string {
   return Object.entries(schema)
     .map(([key, s]) => {
-      const def = s.default === undefined ? "required" : s.secret ? "secret" : `default ${JSON.stringify(s.default)}`;
+      const shown = JSON.stringify(s.default, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+      const def = s.default === undefined ? "required" : s.secret ? "secret" : `default ${shown}`;
       return `  ${key} (${s.env}, ${def})\n      ${s.description}`;
     })
     .join("\n");

@@ -103,13 +103,22 @@ export class Journal {
 
   // ---------------------------------------------------------------- tasks
 
-  /** Insert a task seen on chain; a task already known keeps its state (events are replayed after restarts). */
+  /**
+   * Insert a task seen on chain. Events are replayed after restarts and reorgs: the same event leaves the row
+   * as it is; a different task under the same id (a reorg replaced it) resets the row to `seen`.
+   */
   upsertTask(taskId: bigint, modelId: bigint, block: number, data: string): boolean {
     const result = this.db
       .prepare(
         `INSERT INTO tasks (taskId, modelId, state, block, data, updatedAt) VALUES (?, ?, 'seen', ?, ?, ?)
-         ON CONFLICT(taskId) DO UPDATE SET block = excluded.block, data = excluded.data
-         WHERE tasks.block != excluded.block`,
+         ON CONFLICT(taskId) DO UPDATE SET
+           block = excluded.block,
+           modelId = excluded.modelId,
+           state = CASE WHEN tasks.data != excluded.data THEN 'seen' ELSE tasks.state END,
+           proof = CASE WHEN tasks.data != excluded.data THEN NULL ELSE tasks.proof END,
+           data = excluded.data,
+           updatedAt = excluded.updatedAt
+         WHERE tasks.block != excluded.block OR tasks.data != excluded.data`,
       )
       .run(taskId.toString(), modelId.toString(), block, data, Date.now());
     return result.changes > 0;

@@ -1,5 +1,5 @@
 import { inputCommitment, unpackWords, type BundleManifest } from "../../zkml";
-import type { DataClient } from "../data/client";
+import { DataClientError, type DataClient } from "../data/client";
 import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { SubmittedTask } from "./tasks";
 
@@ -39,6 +39,7 @@ export async function decodeTaskInput(
     try {
       blob = await data.get(id);
     } catch (e) {
+      if (e instanceof DataClientError && e.retryable) throw e;
       throw new InputRejectedError(`input blob ${id}: ${(e as Error).message}`);
     }
     values = parseQuantizedBlob(blob, layout.inputCount);

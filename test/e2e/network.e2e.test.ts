@@ -1,0 +1,280 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, type Wallet } from "ethers";
+import { executeQuantized, inputCommitment, inputWords, loadManifest, loadProgram, packValues } from "../../zkml";
+import { DataClient } from "../../workers/data/client";
+import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
+import {
+  account,
+  fixtureBundle,
+  publishModel,
+  stakeNode,
+  startInferenceNode,
+  startNetwork,
+  startVerificationNode,
+  waitFor,
+  type Network,
+  type Proc,
+} from "./harness";
+import { RpcProxy } from "./rpc-proxy";
+
+const IRIS = "test/fixtures/models/iris_mlp.onnx";
+const FEE = ethers.parseEther("1");
+const Status = { Open: 1n, Claimed: 2n, Verified: 3n, Expired: 4n };
+const irisInputs: number[][] = JSON.parse(
+  fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "iris_test.json"), "utf8"),
+).inputs;
+
+describe("network end to end (hardhat node + worker processes)", function () {
+  this.timeout(600_000);
+  let net: Network;
+  let bundleDir: string;
+  let modelId: bigint;
+  let requester: Wallet;
+  const procs: Proc[] = [];
+
+  function track(p: Proc) {
+    procs.push(p);
+    return p;
+  }
+
+  before(async function () {
+    bundleDir = await fixtureBundle(IRIS);
+    net = await startNetwork();
+    ({ modelId } = await publishModel(net, bundleDir, FEE));
+    await stakeNode(net, 5);
+    await stakeNode(net, 6);
+    await stakeNode(net, 7, 2);
+    requester = account(1).connect(net.provider) as unknown as Wallet;
+    const { token, tasks } = net.deployment;
+    await (await token.connect(net.deployer).transfer(requester.address, ethers.parseEther("10000"))).wait();
+    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
+  });
+
+  after(async function () {
+    for (const p of procs) await p.stop("SIGKILL").catch(() => undefined);
+    await net?.stop();
+  });
+
+  /** Submit a task on `model` with the i-th held-out iris sample; returns its id and expected output words. */
+  async function submit(i: number, opts: { deadlineIn?: number; model?: bigint; dir?: string } = {}) {
+    const dir = opts.dir ?? bundleDir;
+    const manifest = loadManifest(dir);
+    const q = executeQuantized(loadProgram(dir), irisInputs[i % irisInputs.length]);
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const tx = await net.deployment.tasks.connect(requester).submitTask({
+      modelId: opts.model ?? modelId,
+      input: inputWords(manifest, q.input),
+      inputDataHash: ethers.ZeroHash,
+      fee: FEE,
+      deadline: now + (opts.deadlineIn ?? 3600),
+      callback: ethers.ZeroAddress,
+      callbackGasLimit: 0,
+    });
+    const receipt = await tx.wait();
+    const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
+    return { taskId: parseSubmitted(log).taskId, expected: packValues(q.quantized, manifest.publicSignals.packBits) };
+  }
+
+  async function verifiedEvents(taskId: bigint) {
+    const tasks = net.deployment.tasks;
+    return tasks.queryFilter(tasks.filters.TaskVerified(taskId), 0, "latest");
+  }
+
+  async function waitVerified(taskIds: bigint[], timeoutMs = 180_000) {
+    await waitFor(
+      `tasks ${taskIds.join(", ")} verified`,
+      async () => {
+        for (const id of taskIds) if ((await net.deployment.tasks.taskStatus(id)) !== Status.Verified) return false;
+        return true;
+      },
+      timeoutMs,
+    );
+  }
+
+  function stateDir(name: string) {
+    return path.join(net.tmp, name);
+  }
+
+  it("settles every task a dapp submits, pays the node, and the verification node agrees", async function () {
+    const inference = track(startInferenceNode(net, 5, stateDir("a-inference")));
+    const verifier = track(startVerificationNode(net, 7, stateDir("a-verification")));
+    const submitted = [];
+    for (let i = 0; i < 4; i++) submitted.push(await submit(i));
+    await waitVerified(submitted.map((s) => s.taskId));
+    for (const s of submitted) {
+      const result = await net.deployment.tasks.resultOf(s.taskId);
+      expect(result.node).to.equal(account(5).address);
+      expect(result.outputs).to.deep.equal(s.expected);
+      expect(await verifiedEvents(s.taskId)).to.have.length(1);
+    }
+    expect(await net.deployment.tasks.creditsOf(account(5).address)).to.equal((FEE * 8n * 4n) / 10n);
+    const reportsFile = path.join(stateDir("a-verification"), "reports.jsonl");
+    const reports = await waitFor("verification reports", async () => {
+      if (!fs.existsSync(reportsFile)) return undefined;
+      const lines = fs.readFileSync(reportsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      return lines.length >= submitted.length ? lines : undefined;
+    });
+    for (const s of submitted) {
+      const r = reports.find((x: { taskId: string }) => x.taskId === s.taskId.toString());
+      expect(r, `report for task ${s.taskId}`).to.include({ proofValid: true, outputMatches: true, agree: true });
+    }
+    expect(await inference.stop()).to.equal(0);
+    expect(await verifier.stop()).to.equal(0);
+  });
+
+  it("two inference nodes racing for the same tasks settle each task exactly once", async function () {
+    const a = track(startInferenceNode(net, 5, stateDir("b-inference-5")));
+    const b = track(startInferenceNode(net, 6, stateDir("b-inference-6")));
+    const submitted = [];
+    for (let i = 0; i < 6; i++) submitted.push(await submit(i));
+    await waitVerified(submitted.map((s) => s.taskId));
+    const winners = new Set<string>();
+    for (const s of submitted) {
+      const events = await verifiedEvents(s.taskId);
+      expect(events, `TaskVerified events of task ${s.taskId}`).to.have.length(1);
+      winners.add(events[0].args.node);
+      expect((await net.deployment.tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    }
+    expect([...winners].every((w) => [account(5).address, account(6).address].includes(w))).to.equal(true);
+    expect(await a.stop()).to.equal(0);
+    expect(await b.stop()).to.equal(0);
+  });
+
+  it("a node killed with SIGKILL mid-proof resumes its claimed task after a restart", async function () {
+    const dir = stateDir("c-inference");
+    // Proofs held back 20 s by the fault hook, so the kill lands mid-proof.
+    const first = track(startInferenceNode(net, 5, dir, { env: { OPG_FAULT_PROVE_DELAY_MS: "20000" } }));
+    const s = await submit(7);
+    await waitFor("the claim", async () => (await net.deployment.tasks.taskStatus(s.taskId)) === Status.Claimed);
+    await waitFor("proving to start", async () => first.logs().some((l) => l.msg === "task claimed"));
+    first.child.kill("SIGKILL");
+    await first.exited;
+    expect(await net.deployment.tasks.taskStatus(s.taskId)).to.equal(Status.Claimed);
+    const restarted = track(startInferenceNode(net, 5, dir));
+    await waitVerified([s.taskId]);
+    expect(await verifiedEvents(s.taskId)).to.have.length(1);
+    const claims = await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskClaimed(s.taskId), 0, "latest");
+    expect(claims, "the restarted node must not claim again").to.have.length(1);
+    expect((await net.deployment.tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    expect(await restarted.stop()).to.equal(0);
+  });
+
+  it("rides out an RPC connection cut of several seconds", async function () {
+    const proxy = new RpcProxy(Number(new URL(net.chain.url).port));
+    const proxyUrl = await proxy.listen();
+    try {
+      const node = track(startInferenceNode(net, 5, stateDir("d-inference"), { rpcUrl: proxyUrl }));
+      const before = await submit(8);
+      await waitVerified([before.taskId]);
+      const cut = proxy.cut(5000);
+      const during = [await submit(9), await submit(10)];
+      await cut;
+      await waitVerified(during.map((s) => s.taskId));
+      for (const s of [before, ...during]) expect(await verifiedEvents(s.taskId)).to.have.length(1);
+      expect(node.logs().some((l) => l.msg === "poll failed; backing off"), "the node saw the cut").to.equal(true);
+      expect(await node.stop()).to.equal(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("redoes the work a reorg (evm_snapshot / evm_revert) took away", async function () {
+    const node = track(startInferenceNode(net, 5, stateDir("e-inference")));
+    const snapshot = await net.provider.send("evm_snapshot", []);
+    const orphaned = await submit(11);
+    await waitVerified([orphaned.taskId]);
+    await net.provider.send("evm_revert", [snapshot]);
+    // The task, the claim and the result are gone; a different task now has the same id.
+    const replacement = await submit(12);
+    expect(replacement.taskId).to.equal(orphaned.taskId);
+    expect(replacement.expected).to.not.deep.equal(orphaned.expected);
+    await net.provider.send("evm_mine", []);
+    await waitVerified([replacement.taskId]);
+    const result = await net.deployment.tasks.resultOf(replacement.taskId);
+    expect(result.outputs).to.deep.equal(replacement.expected);
+    expect(await verifiedEvents(replacement.taskId)).to.have.length(1);
+    expect(node.logs().some((l) => l.msg === "reorg detected: rescanning from the common ancestor")).to.equal(true);
+    expect(await node.stop()).to.equal(0);
+  });
+
+  it("refuses bad task inputs with a logged reason and keeps serving", async function () {
+    const commitDir = await fixtureBundle(IRIS, { inputMode: "commitment" });
+    const { modelId: commitModel } = await publishModel(net, commitDir, FEE);
+    const manifest = loadManifest(commitDir);
+    const program = loadProgram(commitDir);
+    const data = new DataClient(net.data.url);
+    const packBits = manifest.quantization.commitmentPackBits;
+    async function submitBlob(values: unknown[], commitTo: bigint[], blobOverride?: string) {
+      const id = blobOverride ?? (await data.put(Buffer.from(JSON.stringify({ quantized: values }))));
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      const receipt = await (
+        await net.deployment.tasks.connect(requester).submitTask({
+          modelId: commitModel,
+          input: [inputCommitment(commitTo, packBits)],
+          inputDataHash: "0x" + id,
+          fee: FEE,
+          deadline: now + 3600,
+          callback: ethers.ZeroAddress,
+          callbackGasLimit: 0,
+        })
+      ).wait();
+      return parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
+    }
+    const node = track(startInferenceNode(net, 5, stateDir("f-inference")));
+    const good = executeQuantized(program, irisInputs[3]).input;
+    const short = good.slice(0, 3);
+    const wide = [40_000n, 0n, 0n, 0n];
+    const bad = {
+      wrongLength: await submitBlob(short.map(String), short),
+      outOfRange: await submitBlob(wide.map(String), wide),
+      nan: await submitBlob(["NaN", "1", "2", "3"], good),
+      noBlob: await submitBlob([], good, "ab".repeat(32)),
+    };
+    const goodTask = await submitBlob(good.map(String), good);
+    await waitVerified([goodTask]);
+    const refused = await waitFor("every bad task refused", async () => {
+      const lines = node.logs().filter((l) => l.msg === "task refused");
+      const ids = new Set(lines.map((l) => l.taskId));
+      return Object.values(bad).every((id) => ids.has(id.toString())) ? lines : undefined;
+    });
+    const reasonOf = (id: bigint) => String(refused.find((l) => l.taskId === id.toString())!.reason);
+    expect(reasonOf(bad.wrongLength)).to.match(/3 values, the model takes 4/);
+    expect(reasonOf(bad.outOfRange)).to.match(/outside the quantization range/);
+    expect(reasonOf(bad.nan)).to.match(/not an integer/);
+    expect(reasonOf(bad.noBlob)).to.match(/input blob/);
+    for (const id of Object.values(bad)) expect(await net.deployment.tasks.taskStatus(id)).to.equal(Status.Open);
+    expect(node.child.exitCode, "the node is still running").to.equal(null);
+    expect(await node.stop()).to.equal(0);
+  });
+
+  it("refuses a corrupted bundle by hash, leaves the task unclaimed, and the requester gets a refund", async function () {
+    // Same bundle registered as another model, then corrupted on the data node's disk.
+    const { modelId: corruptModel, bundleId } = await publishModel(net, bundleDir, FEE);
+    const blobFile = path.join(net.data.dir, bundleId.slice(0, 2), bundleId);
+    const bytes = fs.readFileSync(blobFile);
+    bytes[bytes.length - 10] ^= 0xff;
+    fs.writeFileSync(blobFile, bytes);
+    try {
+      const node = track(startInferenceNode(net, 6, stateDir("g-inference")));
+      const s = await submit(13, { model: corruptModel, deadlineIn: 300 });
+      const refusal = await waitFor("the refusal", async () =>
+        node.logs().find((l) => l.msg === "task refused" && l.taskId === s.taskId.toString()),
+      );
+      expect(String(refusal.reason)).to.match(/bundle .* refused/);
+      expect(await net.deployment.tasks.taskStatus(s.taskId)).to.equal(Status.Open);
+      await net.provider.send("evm_increaseTime", [400]);
+      await net.provider.send("evm_mine", []);
+      const submittedTask = (await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskSubmitted(s.taskId)))[0];
+      const before = await net.deployment.token.balanceOf(requester.address);
+      await (await net.deployment.tasks.connect(requester).expire(s.taskId, parseSubmitted(submittedTask).task)).wait();
+      expect(await net.deployment.token.balanceOf(requester.address)).to.equal(before + FEE);
+      expect(await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskClaimed(s.taskId))).to.have.length(0);
+      expect(await node.stop()).to.equal(0);
+    } finally {
+      bytes[bytes.length - 10] ^= 0xff;
+      fs.writeFileSync(blobFile, bytes);
+    }
+  });
+});
