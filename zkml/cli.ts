@@ -130,7 +130,7 @@ export function registerZkmlCommands(program: Command): void {
     .argument("<dir>", "the bundle directory")
     .requiredOption("--input <file>", 'JSON file {"input": <nested array in the model input shape>}')
     .requiredOption("--out <dir>", "directory for proof.json, public.json, output.json")
-    .option("--binding <value>", "task binding public signal (see taskBinding())", parseBinding, 0n)
+    .option("--binding <value>", "task binding public signal, see taskBinding() (default: 0)", parseBinding)
     .option("--no-reference", "skip the onnxruntime float reference")
     .action(async (dir: string, o) => {
       await guarded(async () => {
@@ -143,7 +143,7 @@ export function registerZkmlCommands(program: Command): void {
         if (input === undefined) throw new ZkmlError("BAD_INPUT", `${o.input} has no "input" field`);
         loadManifest(dir);
         progress("quantized execution, witness and Groth16 proof ...");
-        const r = await proveBundle(dir, input, o.binding, { reference: o.reference });
+        const r = await proveBundle(dir, input, o.binding ?? 0n, { reference: o.reference });
         fs.mkdirSync(o.out, { recursive: true });
         fs.writeFileSync(path.join(o.out, "proof.json"), JSON.stringify(r.proof, null, 1));
         fs.writeFileSync(path.join(o.out, "public.json"), JSON.stringify(r.publicSignals, null, 1));

@@ -1,0 +1,133 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ZkmlError, executeQuantized, flattenInput, loadOnnx, parseOnnx, quantizeGraph } from "../../zkml";
+import { buildOnnx, mlpSpec } from "../../zkml/onnx/builder";
+import { FIXTURES, tmpDir, writeModel } from "./helpers";
+
+const ROOT = path.join(__dirname, "..", "..");
+
+function zkmlError(fn: () => unknown, code: string, pattern: RegExp): void {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).to.be.instanceOf(ZkmlError);
+    expect((e as ZkmlError).code).to.equal(code);
+    expect((e as Error).message).to.match(pattern);
+    return;
+  }
+  expect.fail("expected a ZkmlError");
+}
+
+describe("zkml bad input gives a clear error", function () {
+  const irisBytes = fs.readFileSync(path.join(FIXTURES, "iris_mlp.onnx"));
+
+  it("a malformed or truncated file", function () {
+    zkmlError(
+      () => parseOnnx(Buffer.from("definitely not protobuf \x00\xff\xff"), "x.onnx"),
+      "MALFORMED_MODEL",
+      /x\.onnx is not a valid ONNX file/,
+    );
+    zkmlError(() => parseOnnx(new Uint8Array(), "empty.onnx"), "MALFORMED_MODEL", /not a valid ONNX file/);
+    zkmlError(
+      () => parseOnnx(irisBytes.subarray(0, irisBytes.length - 40), "cut.onnx"),
+      "MALFORMED_MODEL",
+      /cut\.onnx/,
+    );
+    zkmlError(() => loadOnnx("/nonexistent/model.onnx"), "BAD_INPUT", /cannot read model file .*ENOENT/);
+  });
+
+  it("an unsupported op names the op and the node", function () {
+    const file = writeModel({
+      input: { name: "x", dims: [1, 4] },
+      output: { name: "y", dims: [1, 4] },
+      nodes: [{ op: "Erf", name: "gelu_erf", inputs: ["x"], outputs: ["y"] }],
+    });
+    zkmlError(() => quantizeGraph(loadOnnx(file)), "UNSUPPORTED_OP", /unsupported op Erf node 'gelu_erf'/);
+  });
+
+  it("a dynamic shape names the input and the dimension", function () {
+    const spec = mlpSpec([4, 3]);
+    spec.input.dims = ["batch_size", 4];
+    zkmlError(
+      () => quantizeGraph(parseOnnx(buildOnnx(spec))),
+      "DYNAMIC_SHAPE",
+      /input 'input' dimension 0 is dynamic \('batch_size'\)/,
+    );
+  });
+
+  it("a MatMul of two computed tensors", function () {
+    const file = writeModel({
+      input: { name: "x", dims: [2, 2] },
+      output: { name: "y", dims: [2, 2] },
+      nodes: [{ op: "MatMul", name: "mm", inputs: ["x", "x"], outputs: ["y"] }],
+    });
+    zkmlError(
+      () => quantizeGraph(loadOnnx(file)),
+      "UNSUPPORTED_OP",
+      /MatMul node 'mm'.*B must be a constant/,
+    );
+  });
+
+  it("a wrong input shape, an out-of-range value, NaN", function () {
+    const program = quantizeGraph(loadOnnx(path.join(FIXTURES, "iris_mlp.onnx")));
+    zkmlError(
+      () => flattenInput([[1, 2, 3]], [1, 4]),
+      "BAD_INPUT",
+      /input has shape \[1,3\], the model expects \[1,4\]/,
+    );
+    zkmlError(
+      () =>
+        flattenInput(
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          [1, 4],
+        ),
+      "BAD_INPUT",
+      /shape \[2,2\]/,
+    );
+    zkmlError(
+      () => executeQuantized(program, [0, 0, 1e6, 0]),
+      "OUT_OF_RANGE",
+      /input value #2 = 1000000 is outside the representable range/,
+    );
+    zkmlError(() => executeQuantized(program, [0, NaN, 0, 0]), "BAD_INPUT", /input value #1 is NaN/);
+    zkmlError(() => flattenInput([[0, "1", 0, 0]], [1, 4]), "BAD_INPUT", /"1", not a number/);
+  });
+
+  it("an activation that overflows its range check names the node", function () {
+    const spec = mlpSpec([4, 3, 2]);
+    spec.initializers = { ...spec.initializers, w0: { dims: [3, 4], data: new Array(12).fill(100) } };
+    const program = quantizeGraph(parseOnnx(buildOnnx(spec)), { activationBits: 12 });
+    zkmlError(
+      () => executeQuantized(program, [1, 1, 1, 1]),
+      "OUT_OF_RANGE",
+      /Gemm node 'Gemm_0'.*does not fit in 12 signed bits/,
+    );
+  });
+
+  it("the CLI prints the message, not a stack trace", function () {
+    const bad = path.join(tmpDir(), "bad.onnx");
+    fs.writeFileSync(bad, "garbage");
+    const r = spawnSync(
+      process.execPath,
+      [path.join(ROOT, "bin", "opg.js"), "zkml", "compile", bad, "--out", tmpDir()],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+      },
+    );
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/^error: .*bad\.onnx is not a valid ONNX file/m);
+    expect(r.stderr).to.not.match(/\n\s+at /);
+    const help = spawnSync(process.execPath, [path.join(ROOT, "bin", "opg.js"), "zkml", "prove", "--help"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
+    expect(help.status).to.equal(0);
+    expect(help.stdout).to.match(/--binding <value>/);
+  });
+});
