@@ -1,0 +1,422 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { impersonateAccount, loadFixture, setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import type { BaseContract, ContractTransactionReceipt } from "ethers";
+import {
+  GasBurningCallback__factory,
+  RecordingCallback__factory,
+  ReturnBombCallback__factory,
+  RevertingCallback__factory,
+  RiskGatedLender__factory,
+} from "../../typechain-types";
+import { MODEL_FEE, TINY_PACK_BITS, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
+import { TINY_OUTPUT_OFFSET, tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
+
+// solc ships no TypeScript types; this is the one call used.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const solc = require("solc") as { compile(input: string): string };
+
+const MAX_RISK_SCORE = 100n;
+const CREDIT_PER_UNIT = ethers.parseEther("1");
+const LENDER_CALLBACK_GAS = 200_000n;
+/** The cap the market fixture sets on callback gas. */
+const MAX_CALLBACK_GAS = 500_000;
+/** What the registry itself spends around a callback: the call, the encoding, the CallbackExecuted event. */
+const CALLBACK_OVERHEAD_GAS = 15_000n;
+const ATTACKS_SOURCE = path.join(__dirname, "..", "fixtures", "contracts", "CallbackAttacks.sol");
+
+/** The tiny model's score for `values`, as PublicSignals.valueAt decodes its output word. */
+function tinyScore(values: bigint[]) {
+  return tinyOutputWord(values) - TINY_OUTPUT_OFFSET;
+}
+
+function expectedCreditLine(score: bigint) {
+  return score < MAX_RISK_SCORE ? (MAX_RISK_SCORE - score) * CREDIT_PER_UNIT : 0n;
+}
+
+let attackArtifacts: Record<string, { abi: unknown[]; bytecode: string }> | undefined;
+
+/** Compile test/fixtures/contracts/CallbackAttacks.sol once, with the solc-js the project builds with. */
+function attackArtifact(name: "ReentrantCallback" | "LargeRevertCallback") {
+  if (!attackArtifacts) {
+    const output = JSON.parse(
+      solc.compile(
+        JSON.stringify({
+          language: "Solidity",
+          sources: { "CallbackAttacks.sol": { content: fs.readFileSync(ATTACKS_SOURCE, "utf8") } },
+          settings: {
+            optimizer: { enabled: true, runs: 200 },
+            evmVersion: "cancun",
+            outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+          },
+        }),
+      ),
+    );
+    const errors = (output.errors ?? []).filter((e: { severity: string }) => e.severity === "error");
+    if (errors.length > 0) throw new Error(`CallbackAttacks.sol did not compile: ${JSON.stringify(errors)}`);
+    const contracts = output.contracts["CallbackAttacks.sol"];
+    attackArtifacts = Object.fromEntries(
+      Object.entries(contracts).map(([contractName, c]) => {
+        const compiled = c as { abi: unknown[]; evm: { bytecode: { object: string } } };
+        return [contractName, { abi: compiled.abi, bytecode: "0x" + compiled.evm.bytecode.object }];
+      }),
+    );
+  }
+  return attackArtifacts[name];
+}
+
+async function deployAttack(name: "ReentrantCallback" | "LargeRevertCallback", args: unknown[]) {
+  const { abi, bytecode } = attackArtifact(name);
+  const [deployer] = await ethers.getSigners();
+  const contract = await new ethers.ContractFactory(abi as never, bytecode, deployer).deploy(...args);
+  await contract.waitForDeployment();
+  // The ABI is only known at run time: calls go through getFunction.
+  return contract as BaseContract & { getFunction(name: string): (...a: unknown[]) => Promise<never> };
+}
+
+/** The market plus a RiskGatedLender on model 1, owned by `lenderOwner` and funded with OPG. */
+async function lenderFixture() {
+  const f = await marketFixture();
+  const [, , , , , , , , , lenderOwner, borrower, otherBorrower] = await ethers.getSigners();
+  const lender = await new RiskGatedLender__factory(f.deployer).deploy(
+    f.tasksAddress,
+    await f.token.getAddress(),
+    lenderOwner.address,
+    f.modelId,
+    TINY_PACK_BITS,
+    MAX_RISK_SCORE,
+    CREDIT_PER_UNIT,
+  );
+  const lenderAddress = await lender.getAddress();
+  await f.token.connect(f.treasury).transfer(lenderAddress, MODEL_FEE * 10n);
+  return { ...f, lender, lenderAddress, lenderOwner, borrower, otherBorrower };
+}
+
+type Fixture = Awaited<ReturnType<typeof lenderFixture>>;
+
+async function deadline(secondsFromNow = 3600) {
+  return (await ethers.provider.getBlock("latest"))!.timestamp + secondsFromNow;
+}
+
+/** The lender asks for `borrower`'s score on `values`; returns the task as the node sees it. */
+async function requestScore(f: Fixture, borrower: HardhatEthersSigner, values: bigint[]) {
+  const tx = await f.lender
+    .connect(f.lenderOwner)
+    .requestRiskScore(borrower.address, tinyInputWords(values), MODEL_FEE, await deadline());
+  const receipt = await tx.wait();
+  return f.submittedFrom(receipt!.logs);
+}
+
+/** `node` claims `submitted`, proves it for real and submits; returns the settlement receipt. */
+async function claimAndSettle(
+  f: Fixture,
+  submitted: SubmittedTask,
+  node: HardhatEthersSigner = f.nodes[0],
+): Promise<ContractTransactionReceipt> {
+  await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
+  const { proof, outputs } = await f.prove(submitted, node);
+  const tx = await f.tasks
+    .connect(node)
+    .submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof);
+  return (await tx.wait())!;
+}
+
+function registryEvents(f: Fixture, receipt: ContractTransactionReceipt, name: string) {
+  return receipt.logs
+    .filter((log) => log.address === f.tasksAddress)
+    .map((log) => f.tasks.interface.parseLog(log))
+    .filter((parsed) => parsed?.name === name)
+    .map((parsed) => parsed!.args);
+}
+
+describe("InferenceConsumer", function () {
+  describe("RiskGatedLender", function () {
+    it("requests a score as a task paid from its own OPG, with itself as the callback", async function () {
+      const f = await loadFixture(lenderFixture);
+      const before = await f.token.balanceOf(f.lenderAddress);
+      const tx = f.lender
+        .connect(f.lenderOwner)
+        .requestRiskScore(f.borrower.address, tinyInputWords([1n, 2n, 3n, 4n]), MODEL_FEE, await deadline());
+      await expect(tx).to.emit(f.lender, "RiskScoreRequested").withArgs(f.borrower.address, 1n);
+      const submitted = f.submittedFrom((await (await tx).wait())!.logs);
+
+      expect(submitted.task.requester).to.equal(f.lenderAddress);
+      expect(submitted.task.callback).to.equal(f.lenderAddress);
+      expect(submitted.task.callbackGasLimit).to.equal(LENDER_CALLBACK_GAS);
+      expect(submitted.task.fee).to.equal(MODEL_FEE);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
+      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(before - MODEL_FEE);
+      expect(await f.token.allowance(f.lenderAddress, f.tasksAddress)).to.equal(0n);
+    });
+
+    it("sets the credit line from the verified score of a real proof", async function () {
+      const f = await loadFixture(lenderFixture);
+      const values = [10n, 20n, -5n, 3n]; // y = 30 - 40 - 25 + 3 + 7 = -25: low risk
+      const score = tinyScore(values);
+      expect(score).to.equal(-25n);
+      const submitted = await requestScore(f, f.borrower, values);
+
+      const node = f.nodes[1];
+      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
+      const { proof, outputs } = await f.prove(submitted, node);
+      const settle = f.tasks
+        .connect(node)
+        .submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof);
+      await expect(settle)
+        .to.emit(f.tasks, "TaskVerified")
+        .withArgs(submitted.taskId, node.address, [tinyOutputWord(values)], anyValue, anyValue, anyValue);
+      await expect(settle)
+        .to.emit(f.tasks, "CallbackExecuted")
+        .withArgs(submitted.taskId, f.lenderAddress, true);
+      await expect(settle)
+        .to.emit(f.lender, "CreditLineSet")
+        .withArgs(f.borrower.address, submitted.taskId, score, expectedCreditLine(score));
+
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(score);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(125n * CREDIT_PER_UNIT);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(false);
+      expect(await f.lender.creditLine(f.otherBorrower.address)).to.equal(0n);
+    });
+
+    it("grants no credit at or above the maximum risk score", async function () {
+      const f = await loadFixture(lenderFixture);
+      const values = [100n, 0n, 10n, 0n]; // y = 300 + 50 + 7 = 357
+      const first = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]); // y = 7
+      const second = await requestScore(f, f.otherBorrower, values);
+      await claimAndSettle(f, first, f.nodes[0]);
+      await claimAndSettle(f, second, f.nodes[2]);
+
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(7n);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(93n * CREDIT_PER_UNIT);
+      expect(await f.lender.lastRiskScore(f.otherBorrower.address)).to.equal(357n);
+      expect(await f.lender.creditLine(f.otherBorrower.address)).to.equal(0n);
+    });
+
+    it("updates a borrower's line on a later score", async function () {
+      const f = await loadFixture(lenderFixture);
+      await claimAndSettle(f, await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]));
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(93n * CREDIT_PER_UNIT);
+      await claimAndSettle(f, await requestScore(f, f.borrower, [40n, 0n, 0n, 0n])); // y = 127
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(127n);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
+    });
+
+    it("reverts with OwnableUnauthorizedAccount when anyone but the owner requests a score", async function () {
+      const f = await loadFixture(lenderFixture);
+      await expect(
+        f.lender
+          .connect(f.stranger)
+          .requestRiskScore(
+            f.borrower.address,
+            tinyInputWords([1n, 2n, 3n, 4n]),
+            MODEL_FEE,
+            await deadline(),
+          ),
+      )
+        .to.be.revertedWithCustomError(f.lender, "OwnableUnauthorizedAccount")
+        .withArgs(f.stranger.address);
+    });
+  });
+
+  describe("onInferenceResult", function () {
+    it("reverts with InferenceConsumerNotRegistry for any caller but the registry", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      // Even with the right task id and a well-formed output word, a direct call is refused.
+      for (const caller of [f.stranger, f.lenderOwner, f.nodes[0]]) {
+        await expect(
+          f.lender
+            .connect(caller)
+            .onInferenceResult(submitted.taskId, f.modelId, [tinyOutputWord([-100n, 0n, 0n, 0n])]),
+        )
+          .to.be.revertedWithCustomError(f.lender, "InferenceConsumerNotRegistry")
+          .withArgs(caller.address);
+      }
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
+    });
+
+    it("reverts with InferenceConsumerUnknownTask for a task it did not request, or one already answered", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]);
+      await claimAndSettle(f, submitted);
+
+      await impersonateAccount(f.tasksAddress);
+      await setBalance(f.tasksAddress, ethers.parseEther("1"));
+      const registry = await ethers.getSigner(f.tasksAddress);
+      const output = [tinyOutputWord([-100n, 0n, 0n, 0n])];
+      for (const taskId of [999n, submitted.taskId]) {
+        await expect(f.lender.connect(registry).onInferenceResult(taskId, f.modelId, output))
+          .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
+          .withArgs(taskId);
+      }
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(7n);
+    });
+
+    it("ignores a task someone else submitted naming it as callback: settled, callback recorded as failed", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await f.submit([-100n, 0n, 0n, 0n], {
+        callback: f.lenderAddress,
+        callbackGasLimit: Number(LENDER_CALLBACK_GAS),
+      });
+      const receipt = await claimAndSettle(f, submitted);
+      expect(registryEvents(f, receipt, "TaskVerified")).to.have.length(1);
+      expect(registryEvents(f, receipt, "CallbackExecuted").map((e) => e.success)).to.deep.equal([false]);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
+    });
+  });
+
+  describe("callback faults never block settlement", function () {
+    /** Settle one task with `callback` and `gasLimit` by node 0; check the settlement itself is complete. */
+    async function settleWithCallback(f: Fixture, callback: string, gasLimit: number) {
+      const node = f.nodes[0];
+      const values = [3n, 1n, 4n, 1n];
+      const creditsBefore = await f.tasks.creditsOf(node.address);
+      const submitted = await f.submit(values, { callback, callbackGasLimit: gasLimit });
+      const receipt = await claimAndSettle(f, submitted, node);
+
+      const [verified] = registryEvents(f, receipt, "TaskVerified");
+      expect(verified.taskId).to.equal(submitted.taskId);
+      expect(verified.nodeFee + verified.royalty + verified.protocolFee).to.equal(MODEL_FEE);
+      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(3n); // Verified
+      expect((await f.tasks.resultOf(submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
+      expect(await f.tasks.creditsOf(node.address)).to.equal(creditsBefore + verified.nodeFee);
+      return { receipt, submitted, callbacks: registryEvents(f, receipt, "CallbackExecuted") };
+    }
+
+    /** Gas of a settlement without callback, after a first one warmed the node's and receivers' accounts. */
+    async function baselineGas(f: Fixture) {
+      await settleWithCallback(f, ethers.ZeroAddress, 0);
+      const { receipt } = await settleWithCallback(f, ethers.ZeroAddress, 0);
+      return receipt.gasUsed;
+    }
+
+    const faults: [string, (f: Fixture) => Promise<string>][] = [
+      [
+        "a callback that reverts",
+        async (f) => (await new RevertingCallback__factory(f.deployer).deploy()).getAddress(),
+      ],
+      [
+        "a callback that burns all its gas",
+        async (f) => (await new GasBurningCallback__factory(f.deployer).deploy()).getAddress(),
+      ],
+      [
+        "a callback that reverts with 1 MB (runs out of gas building it)",
+        async (f) => (await new ReturnBombCallback__factory(f.deployer).deploy()).getAddress(),
+      ],
+      [
+        "a callback that returns a real 416 KB return bomb",
+        async () => (await deployAttack("LargeRevertCallback", [416_000])).getAddress(),
+      ],
+    ];
+    for (const [what, deploy] of faults) {
+      it(`settles, credits the node and records the failure of ${what}`, async function () {
+        const f = await loadFixture(lenderFixture);
+        const baseline = await baselineGas(f);
+        const callback = await deploy(f);
+        const gasLimit = 450_000;
+        const { receipt, submitted, callbacks } = await settleWithCallback(f, callback, gasLimit);
+        expect(callbacks.map((e) => [e.taskId, e.callback, e.success])).to.deep.equal([
+          [submitted.taskId, callback, false],
+        ]);
+        // Whatever the callback does costs the node at most the gas limit the requester chose: the
+        // registry copies no return data.
+        expect(receipt.gasUsed - baseline).to.be.lte(BigInt(gasLimit) + CALLBACK_OVERHEAD_GAS);
+      });
+    }
+
+    it("the 416 KB return bomb is real: called directly within the gas limit it reverts with all its data", async function () {
+      await loadFixture(lenderFixture);
+      const bomb = await deployAttack("LargeRevertCallback", [416_000]);
+      const data = bomb.interface.encodeFunctionData("onInferenceResult", [1n, 1n, [1n]]);
+      const error = await ethers.provider
+        .call({ to: await bomb.getAddress(), data, gasLimit: 450_000 })
+        .then(() => undefined)
+        .catch((e: { data?: string }) => e);
+      expect(error?.data).to.have.length(2 + 2 * 416_000);
+    });
+
+    it("records a successful callback with the registry's outputs (RecordingCallback)", async function () {
+      const f = await loadFixture(lenderFixture);
+      const recorder = await new RecordingCallback__factory(f.deployer).deploy();
+      const recorderAddress = await recorder.getAddress();
+      const { submitted, callbacks } = await settleWithCallback(f, recorderAddress, 100_000);
+      expect(callbacks.map((e) => e.success)).to.deep.equal([true]);
+      expect(await recorder.lastTaskId()).to.equal(submitted.taskId);
+      expect(await recorder.lastModelId()).to.equal(f.modelId);
+      expect(await recorder.lastOutputs()).to.deep.equal([tinyOutputWord([3n, 1n, 4n, 1n])]);
+    });
+
+    it("reverts with TaskRegistryInsufficientCallbackGas when the node sends too little gas for the callback", async function () {
+      const f = await loadFixture(lenderFixture);
+      const baseline = await baselineGas(f);
+      const node = f.nodes[0];
+      const callback = await (await new RecordingCallback__factory(f.deployer).deploy()).getAddress();
+      const submitted = await f.submit([1n, 2n, 3n, 4n], { callback, callbackGasLimit: MAX_CALLBACK_GAS });
+      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
+      const { proof, outputs } = await f.prove(submitted, node);
+      const needed = BigInt(MAX_CALLBACK_GAS) + BigInt(MAX_CALLBACK_GAS) / 63n + 10_000n;
+      await expect(
+        f.tasks
+          .connect(node)
+          .submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof, {
+            gasLimit: baseline + 100_000n,
+          }),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInsufficientCallbackGas")
+        .withArgs(submitted.taskId, anyValue, needed);
+      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(2n); // still Claimed: the node can retry
+    });
+  });
+
+  describe("re-entrancy", function () {
+    it("records a callback that re-enters the registry as failed, and settlement stands", async function () {
+      const f = await loadFixture(lenderFixture);
+      const node = f.nodes[0];
+      const data = f.tasks.interface.encodeFunctionData("releaseCollateral", [node.address]);
+      const attacker = await deployAttack("ReentrantCallback", [f.tasksAddress, data, true]);
+      const attackerAddress = await attacker.getAddress();
+
+      const submitted = await f.submit([1n, 2n, 3n, 4n], {
+        callback: attackerAddress,
+        callbackGasLimit: 200_000,
+      });
+      const receipt = await claimAndSettle(f, submitted, node);
+      expect(registryEvents(f, receipt, "TaskVerified")).to.have.length(1);
+      expect(
+        registryEvents(f, receipt, "CallbackExecuted").map((e) => [e.callback, e.success]),
+      ).to.deep.equal([[attackerAddress, false]]);
+      expect(registryEvents(f, receipt, "CollateralReleased")).to.have.length(0);
+      expect(await f.tasks.releasableCollateralOf(node.address)).to.be.gt(0n);
+
+      // The same call outside a callback goes through: the refusal came from the settlement in progress.
+      await attacker.getFunction("reenter")();
+      expect(await attacker.getFunction("successfulCalls")()).to.equal(1n);
+      expect(await f.tasks.releasableCollateralOf(node.address)).to.equal(0n);
+    });
+
+    it("refuses the re-entrant call with ReentrancyGuardReentrantCall", async function () {
+      const f = await loadFixture(lenderFixture);
+      const node = f.nodes[0];
+      const data = f.tasks.interface.encodeFunctionData("releaseCollateral", [node.address]);
+      // This one catches the refusal, so the callback succeeds and keeps the reason.
+      const attacker = await deployAttack("ReentrantCallback", [f.tasksAddress, data, false]);
+      const attackerAddress = await attacker.getAddress();
+
+      const submitted = await f.submit([1n, 2n, 3n, 4n], {
+        callback: attackerAddress,
+        callbackGasLimit: 200_000,
+      });
+      const receipt = await claimAndSettle(f, submitted, node);
+      expect(registryEvents(f, receipt, "CallbackExecuted").map((e) => e.success)).to.deep.equal([true]);
+      expect(await attacker.getFunction("lastError")()).to.equal(
+        f.tasks.interface.getError("ReentrancyGuardReentrantCall")!.selector,
+      );
+      expect(await attacker.getFunction("successfulCalls")()).to.equal(0n);
+    });
+  });
+});
