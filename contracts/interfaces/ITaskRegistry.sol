@@ -136,6 +136,8 @@ interface ITaskRegistry {
     error TaskRegistryInvalidInput(uint256 modelId, uint256 words, uint256 expectedWords);
     /// @notice A public signal (input or output word) is not below the field modulus.
     error TaskRegistrySignalOutOfField(uint256 index, uint256 value);
+    /// @notice The callback is not a contract, or has no gas to run with.
+    error TaskRegistryInvalidCallback(address callback, uint32 gasLimit);
     /// @notice The callback gas limit is above the governed cap.
     error TaskRegistryCallbackGasTooHigh(uint32 requested, uint32 cap);
     /// @notice The `Task` given does not match the commitment stored for `taskId`.

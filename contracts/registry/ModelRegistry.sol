@@ -83,8 +83,8 @@ contract ModelRegistry is IModelRegistry {
     /// @inheritdoc IModelRegistry
     function transferModelOwnership(uint256 modelId, address newOwner) external onlyModelOwner(modelId) {
         if (newOwner == address(0)) revert ModelRegistryInvalidAddress(newOwner);
-        emit ModelOwnershipTransferred(modelId, msg.sender, newOwner);
         _models[modelId].owner = newOwner;
+        emit ModelOwnershipTransferred(modelId, msg.sender, newOwner);
     }
 
     /// @inheritdoc IModelRegistry

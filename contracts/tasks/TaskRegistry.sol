@@ -17,7 +17,8 @@ import {VerificationModes} from "../libraries/VerificationModes.sol";
 /// @title TaskRegistry
 /// @notice Escrows inference fees, hands tasks to staked nodes, verifies their Groth16 proofs against the
 /// model's verifier and settles. The owner is the governance timelock (fee shares, windows, caps).
-/// @dev Invariants, NEVER to be violated: `token.balanceOf(this) == open escrow + sum(credits)`; a task
+/// @dev Invariants, NEVER to be violated: `token.balanceOf(this) == open escrow + sum(credits) +
+/// protocolFeesAccrued`; a task
 /// settles at most once (status moves Open -> Claimed -> Verified | Expired, never back); for every
 /// verified task `nodeFee + royalty + protocolFee == fee`.
 contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
@@ -392,6 +393,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         _checkInput(request, terms);
         if (request.callbackGasLimit > config.maxCallbackGasLimit) {
             revert TaskRegistryCallbackGasTooHigh(request.callbackGasLimit, config.maxCallbackGasLimit);
+        }
+        if (
+            request.callback != address(0) &&
+            (request.callback.code.length == 0 || request.callbackGasLimit == 0)
+        ) {
+            revert TaskRegistryInvalidCallback(request.callback, request.callbackGasLimit);
         }
 
         Task memory task = Task({

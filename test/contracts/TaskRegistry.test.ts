@@ -226,6 +226,20 @@ describe("TaskRegistry", function () {
         await expectNothingTaken(f, tx, "TaskRegistrySignalOutOfField", [1n, FIELD]);
       });
 
+      it("the callback is not a contract or has no gas", async function () {
+        const f = await loadFixture(marketFixture);
+        const eoa = f.tasks
+          .connect(f.requester)
+          .submitTask(
+            request(f, { callback: f.stranger.address, callbackGasLimit: 100_000 }, await deadlineIn(60)),
+          );
+        await expectNothingTaken(f, eoa, "TaskRegistryInvalidCallback", [f.stranger.address, 100_000n]);
+        const noGas = f.tasks
+          .connect(f.requester)
+          .submitTask(request(f, { callback: f.tasksAddress, callbackGasLimit: 0 }, await deadlineIn(60)));
+        await expectNothingTaken(f, noGas, "TaskRegistryInvalidCallback", [f.tasksAddress, 0n]);
+      });
+
       it("the callback gas limit is above the cap", async function () {
         const f = await loadFixture(marketFixture);
         const tx = f.tasks
