@@ -73,6 +73,8 @@ export interface BundleManifest {
   artifacts: Record<"circuit" | "program" | "r1cs" | "wasm", ArtifactRef> &
     Partial<Record<"zkey" | "verificationKey" | "verifier", ArtifactRef>>;
   verifierContract: string | null;
+  /** Wall time of each build step on the machine that built the bundle. */
+  buildTimings: { quantizeMs: number; circomMs: number; setupMs: number | null; ptauMs: number | null };
   tools: Record<string, string>;
   createdAt: string;
 }
@@ -151,6 +153,7 @@ export async function compileModel(
 ): Promise<BundleManifest> {
   const log = opts.log ?? (() => {});
   const packBits = opts.packBits ?? 16;
+  const tq = Date.now();
   const graph = loadOnnx(onnxPath);
   const program = quantizeGraph(graph, {
     scaleBits: opts.scaleBits ?? DEFAULT_QUANTIZE.scaleBits,
@@ -176,6 +179,7 @@ export async function compileModel(
   fs.copyFileSync(onnxPath, path.join(dir, "model.onnx"));
   fs.writeFileSync(path.join(dir, "program.json"), programToJson(program));
   fs.writeFileSync(path.join(dir, "circuit.circom"), generateCircom(program, plan, path.basename(onnxPath)));
+  const quantizeMs = Date.now() - tq;
   log(`quantized ${name}: ${program.ops.length} ops, scale 2^${program.scaleBits}, input mode ${mode}`);
 
   const t0 = Date.now();
@@ -183,6 +187,7 @@ export async function compileModel(
   const jsDir = path.join(dir, "circuit_js");
   fs.renameSync(path.join(jsDir, "circuit.wasm"), path.join(dir, "circuit.wasm"));
   fs.rmSync(jsDir, { recursive: true, force: true });
+  const circomMs = Date.now() - t0;
   const info = await r1csInfo(path.join(dir, "circuit.r1cs"));
   log(
     `circuit: ${info.nConstraints} constraints, ${info.nVars} wires (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
@@ -220,6 +225,7 @@ export async function compileModel(
       wasm: ref(dir, "circuit.wasm"),
     },
     verifierContract: null,
+    buildTimings: { quantizeMs, circomMs, setupMs: null, ptauMs: null },
     tools: toolVersions(),
     createdAt: new Date().toISOString(),
   };
@@ -232,7 +238,9 @@ export async function compileModel(
       ptau = { file: path.resolve(opts.ptau), power, source: "file" as const };
       log(`setup: using ceremony file ${opts.ptau}`);
     } else {
+      const tp = Date.now();
       ptau = await devPtau(power, log);
+      manifest.buildTimings.ptauMs = Date.now() - tp;
       log(`setup: WARNING development ptau ${path.basename(ptau.file)}: NOT a secure ceremony`);
     }
     const t1 = Date.now();
@@ -253,6 +261,7 @@ export async function compileModel(
       path.join(dir, "Verifier.sol"),
       header + sol.replace("contract Groth16Verifier", `contract ${contract}`),
     );
+    manifest.buildTimings.setupMs = Date.now() - t1;
     log(`setup: done in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
     manifest.ptau = {
       source: ptau.source,
