@@ -16,8 +16,8 @@ import {
   waitFor,
   type Network,
   type Proc,
-} from "./harness";
-import { RpcProxy } from "./rpc-proxy";
+} from "../../scripts/lib/local-network";
+import { RpcProxy } from "../../scripts/lib/rpc-proxy";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const FEE = ethers.parseEther("1");

@@ -5,14 +5,14 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { HDNodeWallet, JsonRpcProvider, NonceManager, type Signer } from "ethers";
-import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "../../scripts/lib/deploy";
-import { registerBundle } from "../../scripts/lib/register-model";
+import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./deploy";
+import { registerBundle } from "./register-model";
 import { compileModel } from "../../zkml";
 import { packBundle, bundleArchiveId } from "../../workers/data/bundle-archive";
 import { DataClient } from "../../workers/data/client";
 
 /**
- * End-to-end harness: a real `hardhat node` child process, the protocol deployed on it, a data node child
+ * A local network for end-to-end tests, benchmarks and demos: a real `hardhat node` child process, the protocol deployed on it, a data node child
  * process, fixture models compiled into bundles (cached by ONNX hash and options), and worker nodes as real
  * `opg node ...` child processes with their own state directories.
  */
