@@ -16,6 +16,7 @@ const program = new Command();
 program.name("opg").description("OPG verifiable inference network tools").showHelpAfterError();
 
 require("../zkml/cli").registerZkmlCommands(program);
+require("../workers/cli").registerWorkerCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   process.stderr.write(`error: ${e.message}\n`);
