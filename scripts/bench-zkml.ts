@@ -9,6 +9,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { InterfaceAbi } from "ethers";
 import { ethers } from "hardhat";
 import {
   CompileOptions,
@@ -91,7 +92,7 @@ const MODELS: BenchModel[] = [
   },
 ];
 
-function solcCompile(source: string, contract: string): { abi: ethers.InterfaceAbi; bytecode: string } {
+function solcCompile(source: string, contract: string): { abi: InterfaceAbi; bytecode: string } {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const solc = require("solc");
   const out = JSON.parse(

@@ -390,24 +390,67 @@ export interface ProveOptions {
  * `binding` the task binding (see taskBinding()). The circuit's public signals are checked against the
  * fixed-point executor's before returning: they agree bit for bit or this throws.
  */
+/** Proving material kept in memory per bundle, so a long-running worker reads the zkey and wasm once. */
+interface LoadedBundle {
+  manifest: BundleManifest;
+  program: QProgram;
+  zkey: { type: "mem"; data: Uint8Array };
+  wasm: { type: "mem"; data: Uint8Array };
+}
+
+const loaded = new Map<string, LoadedBundle>();
+
+function loadBundle(dir: string, checkHashes: boolean): LoadedBundle {
+  const key = path.resolve(dir);
+  const manifest = loadManifest(dir);
+  const cached = loaded.get(key);
+  if (
+    cached &&
+    cached.manifest.artifacts.zkey?.sha256 === manifest.artifacts.zkey?.sha256 &&
+    cached.manifest.artifacts.program.sha256 === manifest.artifacts.program.sha256
+  ) {
+    return cached;
+  }
+  if (checkHashes) loadManifest(dir, { checkHashes: true });
+  if (!manifest.artifacts.zkey) fail("BUNDLE", `bundle ${dir} was compiled without setup: it has no zkey`);
+  const b: LoadedBundle = {
+    manifest,
+    program: loadProgram(dir),
+    zkey: {
+      type: "mem",
+      data: new Uint8Array(fs.readFileSync(path.join(dir, manifest.artifacts.zkey.file))),
+    },
+    wasm: {
+      type: "mem",
+      data: new Uint8Array(fs.readFileSync(path.join(dir, manifest.artifacts.wasm.file))),
+    },
+  };
+  loaded.set(key, b);
+  return b;
+}
+
+/**
+ * Proves one inference. `input` is the nested array in the model's input shape (or already flat);
+ * `binding` the task binding (see taskBinding()). The circuit's public signals are checked against the
+ * fixed-point executor's before returning: they agree bit for bit or this throws. The bundle's proving
+ * key and witness generator stay in memory for later calls (artifact hashes are checked when loaded).
+ */
 export async function proveBundle(
   dir: string,
   input: unknown,
   binding: bigint,
   opts: ProveOptions = {},
 ): Promise<ProofResult> {
-  const manifest = loadManifest(dir, { checkHashes: opts.checkHashes ?? true });
-  if (!manifest.artifacts.zkey) fail("BUNDLE", `bundle ${dir} was compiled without setup: it has no zkey`);
+  const { manifest, program, zkey, wasm } = loadBundle(dir, opts.checkHashes ?? true);
   if (binding < 0n || binding >= SNARK_SCALAR_FIELD)
     fail("BAD_INPUT", `binding must be in [0, r): ${binding}`);
-  const program = loadProgram(dir);
   const flat = flattenInput(input, manifest.input.shape);
   const q = executeQuantized(program, flat);
   const t0 = Date.now();
   const { proof, publicSignals } = await fullProve(
     witnessInput(manifest, q.input, binding),
-    path.join(dir, manifest.artifacts.wasm.file),
-    path.join(dir, manifest.artifacts.zkey.file),
+    wasm,
+    zkey,
   ).catch((e: Error) => fail("TOOLCHAIN", `witness generation or proving failed: ${e.message}`));
   const witnessAndProveMs = Date.now() - t0;
   const expected = expectedPublicSignals(manifest, q.input, q.quantized, binding).map(String);

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
+import type { InterfaceAbi } from "ethers";
 import { ethers } from "hardhat";
 import * as snarkjs from "snarkjs";
 import {
@@ -175,7 +176,7 @@ describe("zkml Groth16 bundles (iris MLP exported by PyTorch)", function () {
     const src = fs.readFileSync(path.join(dir, "Verifier.sol"), "utf8");
     const { abi, bytecode } = solcCompile(src, manifest.verifierContract as string);
     const [signer] = await ethers.getSigners();
-    const verifier = await new ethers.ContractFactory(abi as ethers.InterfaceAbi, bytecode, signer).deploy();
+    const verifier = await new ethers.ContractFactory(abi as InterfaceAbi, bytecode, signer).deploy();
     const { a, b, c, pubSignals } = verifierCalldata(result.proof, result.publicSignals);
     expect(await verifier.getFunction("verifyProof")(a, b, c, pubSignals)).to.equal(true);
     const other = [...pubSignals];

@@ -86,10 +86,11 @@ export async function exportVerifier(zkey: string): Promise<string> {
   return snarkjs.zKey.exportSolidityVerifier(zkey, { groth16: template }, quiet);
 }
 
+/** Witness and proof in one go; wasm and zkey are file names or in-memory files ({ type: "mem", data }). */
 export async function fullProve(
   witnessInput: object,
-  wasm: string,
-  zkey: string,
+  wasm: string | object,
+  zkey: string | object,
 ): Promise<{ proof: snarkjs.Groth16Proof; publicSignals: string[] }> {
   return snarkjs.groth16.fullProve(witnessInput, wasm, zkey, quiet);
 }

@@ -16,8 +16,8 @@ declare module "snarkjs" {
   export const groth16: {
     fullProve(
       input: object,
-      wasm: string,
-      zkey: string,
+      wasm: string | object,
+      zkey: string | object,
       logger?: Logger,
     ): Promise<{ proof: Groth16Proof; publicSignals: string[] }>;
     prove(
