@@ -36,6 +36,8 @@ interface BenchModel {
   options: CompileOptions;
   sample: () => number[];
   agreement?: boolean;
+  /** false: report constraints only (no setup, no proof) */
+  prove?: boolean;
 }
 
 const digits = JSON.parse(fs.readFileSync(path.join(FIXTURES, "digits_test.json"), "utf8")) as {
@@ -89,6 +91,7 @@ const MODELS: BenchModel[] = [
     shape: [1, 784],
     options: { scaleBits: 8, inputBits: 10, inputMode: "commitment" },
     sample: () => Array.from({ length: 784 }, (_, i) => ((i * 37) % 17) / 16),
+    prove: process.env.BENCH_FULL === "1",
   },
 ];
 
@@ -127,16 +130,32 @@ async function main(): Promise<void> {
     const file = m.file || mnistModel();
     const dir = path.join(OUT, m.name.replace(/[^A-Za-z0-9]+/g, "_"));
     console.error(`\n== ${m.name}`);
-    const manifest = await compileModel(file, dir, { ...m.options, log: (x) => console.error(`  ${x}`) });
+    const manifest = await compileModel(file, dir, {
+      ...m.options,
+      skipSetup: m.prove === false,
+      log: (x) => console.error(`  ${x}`),
+    });
+    if (m.prove === false) {
+      rows.push({
+        model: m.name,
+        constraints: manifest.constraints,
+        baseline: manifest.baselineConstraints,
+        ratio: (manifest.constraints / manifest.baselineConstraints).toFixed(3),
+        publicSignals: manifest.publicSignals.bindingIndex + 1,
+        compile: s(manifest.buildTimings.circomMs),
+        setup: "not run (BENCH_FULL=1)",
+      });
+      continue;
+    }
     const x = m.sample();
     const cold = await proveBundle(dir, x, binding, { reference: false, checkHashes: false });
-    const warmRuns: number[] = [];
+    const warmRuns: { witnessMs: number; proveMs: number }[] = [];
     let last = cold;
-    for (let i = 0; i < 3; i++) {
-      const t = Date.now();
+    for (let i = 0; i < 5; i++) {
       last = await proveBundle(dir, x, binding, { reference: false, checkHashes: false });
-      warmRuns.push(Date.now() - t);
+      warmRuns.push(last.timings);
     }
+    const median = (k: "witnessMs" | "proveMs"): number => warmRuns.map((r) => r[k]).sort((p, q) => p - q)[2];
     const tv = Date.now();
     const v = await verifyBundle(dir, last);
     const verifyMs = Date.now() - tv;
@@ -164,7 +183,6 @@ async function main(): Promise<void> {
       agreement = `${agree}/${digits.inputs.length} (${((100 * agree) / digits.inputs.length).toFixed(1)}%)`;
     }
     const nPub = last.publicSignals.length;
-    const warm = warmRuns.sort((p, q) => p - q)[1];
     rows.push({
       model: m.name,
       constraints: manifest.constraints,
@@ -175,7 +193,8 @@ async function main(): Promise<void> {
       setup: s(manifest.buildTimings.setupMs),
       ptau: `2^${manifest.ptau?.power}${manifest.buildTimings.ptauMs && manifest.buildTimings.ptauMs > 1000 ? ` (generated ${s(manifest.buildTimings.ptauMs)})` : ""}`,
       proveCold: s(cold.timings.witnessAndProveMs),
-      proveWarm: s(warm),
+      witnessWarm: s(median("witnessMs")),
+      proveWarm: s(median("proveMs")),
       verify: s(verifyMs),
       proofSize: `${JSON.stringify(last.proof).length} B json, 256 B raw`,
       verifierGas: Number(gas),
@@ -188,7 +207,7 @@ async function main(): Promise<void> {
   const table = [
     `| ${cols.join(" | ")} |`,
     `| ${cols.map(() => "---").join(" | ")} |`,
-    ...rows.map((r) => `| ${cols.map((c) => r[c]).join(" | ")} |`),
+    ...rows.map((r) => `| ${cols.map((c) => r[c] ?? "-").join(" | ")} |`),
   ].join("\n");
   console.log(`\nZKML benchmark (${process.platform}, ${os.cpus().length} cores, node ${process.version})\n`);
   console.log(table);

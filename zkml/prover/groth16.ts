@@ -103,6 +103,22 @@ export async function groth16Verify(
   return snarkjs.groth16.verify(vk, publicSignals, proof, quiet);
 }
 
+/** Writes the witness for an input into `wtns` (a file name or { type: "mem" }). */
+export async function computeWitnessFile(
+  witnessInput: object,
+  wasm: string | object,
+  wtns: string | object,
+): Promise<void> {
+  await snarkjs.wtns.calculate(witnessInput, wasm as string, wtns);
+}
+
+export async function groth16Prove(
+  zkey: string | object,
+  wtns: string | object,
+): Promise<{ proof: snarkjs.Groth16Proof; publicSignals: string[] }> {
+  return snarkjs.groth16.prove(zkey as string, wtns, quiet);
+}
+
 /** Computes the full witness (all signals) for an input, failing when any constraint is violated. */
 export async function computeWitness(witnessInput: object, wasm: string): Promise<bigint[]> {
   const mem = { type: "mem" };
