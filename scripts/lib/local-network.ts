@@ -161,7 +161,8 @@ export interface Network {
 export async function startNetwork(): Promise<Network> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-e2e-"));
   const chain = await startHardhatNode();
-  const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true });
+  // No response cache: consecutive transactions from one key must see fresh nonces.
+  const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
   const deployer = new NonceManager(account(0).connect(provider));
   const deployment = await deployProtocol(deployer, { ...DEFAULT_ECONOMY_PARAMS, treasury: await deployer.getAddress() });
   const deploymentFile = path.join(tmp, "deployment.json");

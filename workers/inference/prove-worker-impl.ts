@@ -1,5 +1,4 @@
 import path from "node:path";
-import { parentPort } from "node:worker_threads";
 import { loadManifest, witnessInput } from "../../zkml";
 import { fullProve } from "../../zkml/prover/groth16";
 
@@ -10,7 +9,7 @@ export interface ProveJob {
   binding: string;
 }
 
-parentPort!.on("message", async (job: ProveJob) => {
+process.on("message", async (job: ProveJob) => {
   try {
     const manifest = loadManifest(job.bundleDir);
     if (!manifest.artifacts.zkey) throw new Error(`bundle ${job.bundleDir} has no zkey`);
@@ -23,8 +22,12 @@ parentPort!.on("message", async (job: ProveJob) => {
       path.join(job.bundleDir, manifest.artifacts.wasm.file),
       path.join(job.bundleDir, manifest.artifacts.zkey.file),
     );
-    parentPort!.postMessage({ id: job.id, proof, publicSignals, ms: Date.now() - started });
+    process.send!({ id: job.id, proof, publicSignals, ms: Date.now() - started });
   } catch (e) {
-    parentPort!.postMessage({ id: job.id, error: (e as Error).message });
+    process.send!({ id: job.id, error: (e as Error).message });
   }
 });
+
+// The node stops its provers on shutdown; exit cleanly without waiting for snarkjs's threads.
+process.on("SIGTERM", () => process.exit(0));
+process.on("disconnect", () => process.exit(0));

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { Worker } from "node:worker_threads";
+import { fork, type ChildProcess } from "node:child_process";
 import type { Groth16Proof } from "snarkjs";
 
 interface Pending {
@@ -7,17 +7,23 @@ interface Pending {
   reject(e: Error): void;
 }
 
-/** A fixed pool of proving threads; jobs queue when all are busy. */
+/**
+ * A fixed pool of proving processes; jobs queue when all are busy. Proving runs outside the node's process
+ * so its event loop keeps polling the chain and serving /metrics. They are child processes rather than
+ * worker threads because snarkjs's own thread pool (ffjavascript's web-worker shim) only starts from a main
+ * thread; inside each child it uses every core as usual.
+ */
 export class ProverPool {
-  private readonly idle: Worker[] = [];
-  private readonly all: Worker[] = [];
+  private readonly idle: ChildProcess[] = [];
+  private readonly all: ChildProcess[] = [];
   private readonly waiting: (() => void)[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  private closing = false;
 
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(path.join(__dirname, "prove-worker.js"));
+      const worker = fork(path.join(__dirname, "prove-worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
       worker.on("message", (m: { id: number; error?: string; proof: Groth16Proof; publicSignals: string[]; ms: number }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
@@ -26,11 +32,15 @@ export class ProverPool {
         if (m.error) p.reject(new Error(m.error));
         else p.resolve(m);
       });
-      worker.on("error", (err) => {
+      const failAll = (err: Error) => {
         for (const [id, p] of this.pending) {
           p.reject(err);
           this.pending.delete(id);
         }
+      };
+      worker.on("error", failAll);
+      worker.on("exit", (code, signal) => {
+        if (!this.closing) failAll(new Error(`prover process exited (${signal ?? code})`));
       });
       this.all.push(worker);
       this.idle.push(worker);
@@ -42,22 +52,32 @@ export class ProverPool {
     const id = this.nextId++;
     return new Promise<{ proof: Groth16Proof; publicSignals: string[]; ms: number }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ id, bundleDir, quantizedInput: quantizedInput.map(String), binding: binding.toString() });
+      worker.send({ id, bundleDir, quantizedInput: quantizedInput.map(String), binding: binding.toString() });
     });
   }
 
-  private acquire(): Promise<Worker> {
+  private acquire(): Promise<ChildProcess> {
     const w = this.idle.pop();
     if (w) return Promise.resolve(w);
     return new Promise((resolve) => this.waiting.push(() => resolve(this.idle.pop()!)));
   }
 
-  private release(worker: Worker) {
+  private release(worker: ChildProcess) {
     this.idle.push(worker);
     this.waiting.shift()?.();
   }
 
   async close() {
-    await Promise.all(this.all.map((w) => w.terminate()));
+    this.closing = true;
+    await Promise.all(
+      this.all.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.exitCode !== null || w.signalCode !== null) return resolve();
+            w.once("exit", () => resolve());
+            w.kill("SIGTERM");
+          }),
+      ),
+    );
   }
 }

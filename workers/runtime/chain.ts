@@ -33,8 +33,14 @@ export function readDeployment(file: string): Deployment {
 
 /** Provider, the node's wallet and typed handles on the protocol contracts. */
 export function connect(rpcUrl: string, privateKey: string, deployment: Deployment) {
-  // Polling only (no filters kept on the node), and no batching so one failed call fails alone.
-  const provider = new JsonRpcProvider(rpcUrl, undefined, { staticNetwork: true, batchMaxCount: 1, polling: true });
+  // Polling only (no filters kept on the node), no batching so one failed call fails alone, and no response
+  // cache so every nonce and status read is fresh.
+  const provider = new JsonRpcProvider(rpcUrl, undefined, {
+    staticNetwork: true,
+    batchMaxCount: 1,
+    polling: true,
+    cacheTimeout: -1,
+  });
   const wallet = new Wallet(privateKey, provider);
   return {
     provider,
