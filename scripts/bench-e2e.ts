@@ -32,7 +32,8 @@ async function stageSeconds(proc: Proc): Promise<Record<string, number>> {
   const listening = proc.logs().find((l) => l.msg === "metrics and health listening");
   const text = await (await fetch(`http://127.0.0.1:${listening!.port}/metrics`)).text();
   const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^opg_stage_seconds_sum\{stage="(\w+)"\} ([0-9.e+-]+)$/gm)) out[m[1]] = Number(m[2]);
+  for (const m of text.matchAll(/^opg_stage_seconds_sum\{stage="(\w+)"\} ([0-9.e+-]+)$/gm))
+    out[m[1]] = Number(m[2]);
   return out;
 }
 
@@ -40,7 +41,9 @@ async function main() {
   const bundleDir = await fixtureBundle(MODEL);
   const manifest = loadManifest(bundleDir);
   const program = loadProgram(bundleDir);
-  const samples: number[][] = JSON.parse(fs.readFileSync(path.join("test/fixtures/models/digits_test.json"), "utf8")).inputs;
+  const samples: number[][] = JSON.parse(
+    fs.readFileSync(path.join("test/fixtures/models/digits_test.json"), "utf8"),
+  ).inputs;
   const rows: string[] = [];
   let baseline = 0;
   for (const nodes of [1, 2]) {
@@ -55,9 +58,15 @@ async function main() {
       await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
       await (await tasks.connect(requester).deposit(FEE * BigInt(TASKS))).wait();
       for (let i = 0; i < nodes; i++) {
-        procs.push(startInferenceNode(net, 5 + i, path.join(net.tmp, `bench-${i}`), { env: { OPG_LOG_LEVEL: "info" } }));
+        procs.push(
+          startInferenceNode(net, 5 + i, path.join(net.tmp, `bench-${i}`), {
+            env: { OPG_LOG_LEVEL: "info" },
+          }),
+        );
       }
-      await waitFor("nodes up", async () => procs.every((p) => p.logs().some((l) => l.msg === "inference node started")));
+      await waitFor("nodes up", async () =>
+        procs.every((p) => p.logs().some((l) => l.msg === "inference node started")),
+      );
       // Warm each node's bundle cache and proving thread with one task each, not counted.
       const submittedAt = new Map<bigint, number>();
       const submitOne = async (i: number) => {
@@ -89,7 +98,7 @@ async function main() {
           await new Promise((r) => setTimeout(r, 50));
         }
       })();
-      const warm = [];
+      const warm: bigint[] = [];
       for (let i = 0; i < nodes; i++) warm.push(await submitOne(1000 + i));
       await waitFor("warm-up", async () => warm.every((id) => verifiedAt.has(id)), 300_000);
       const before = await Promise.all(procs.map(stageSeconds));
@@ -105,7 +114,9 @@ async function main() {
       after.forEach((a, i) => {
         for (const [k, v] of Object.entries(a)) split[k] = (split[k] ?? 0) + v - (before[i][k] ?? 0);
       });
-      const latencies = ids.map((id) => (verifiedAt.get(id)! - submittedAt.get(id)!) / 1000).sort((a, b) => a - b);
+      const latencies = ids
+        .map((id) => (verifiedAt.get(id)! - submittedAt.get(id)!) / 1000)
+        .sort((a, b) => a - b);
       const perMinute = (TASKS / elapsed) * 60;
       if (nodes === 1) baseline = perMinute;
       const total = (split.execute ?? 0) + (split.reference ?? 0) + (split.prove ?? 0) + (split.chain ?? 0);
@@ -119,7 +130,9 @@ async function main() {
     }
   }
   console.log(`\nbench:e2e on ${MODEL} (${manifest.constraints} constraints), hardhat node with automine\n`);
-  console.log("| inference nodes | tasks | tasks/min | vs 1 node | latency p50 | latency p95 | time: execute / onnxruntime / prove / chain |");
+  console.log(
+    "| inference nodes | tasks | tasks/min | vs 1 node | latency p50 | latency p95 | time: execute / onnxruntime / prove / chain |",
+  );
   console.log("|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(r);
 }

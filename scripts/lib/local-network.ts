@@ -38,7 +38,12 @@ export async function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 120_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 120_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -50,7 +55,9 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     }
     await sleep(everyMs);
   }
-  throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`);
+  throw new Error(
+    `timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`,
+  );
 }
 
 /** A child process whose output is kept (and printed when OPG_E2E_VERBOSE is set). */
@@ -135,13 +142,25 @@ export async function startDataNode(dir: string): Promise<{ proc: Proc; url: str
 }
 
 /** Compile a fixture model once per (file, options), cached under .opg/cache/e2e-bundles. */
-export async function fixtureBundle(onnxRel: string, opts: { inputMode?: "inline" | "commitment" } = {}): Promise<string> {
+export async function fixtureBundle(
+  onnxRel: string,
+  opts: { inputMode?: "inline" | "commitment"; inputBits?: number } = {},
+): Promise<string> {
   const onnx = path.join(ROOT, onnxRel);
-  const key = crypto.createHash("sha256").update(fs.readFileSync(onnx)).update(JSON.stringify(opts)).digest("hex").slice(0, 16);
+  const key = crypto
+    .createHash("sha256")
+    .update(fs.readFileSync(onnx))
+    .update(JSON.stringify(opts))
+    .digest("hex")
+    .slice(0, 16);
   const dir = path.join(ROOT, ".opg", "cache", "e2e-bundles", `${path.basename(onnx, ".onnx")}-${key}`);
   if (!fs.existsSync(path.join(dir, "manifest.json"))) {
     fs.rmSync(dir, { recursive: true, force: true });
-    await compileModel(onnx, dir, { inputMode: opts.inputMode ?? "inline", log: () => undefined });
+    await compileModel(onnx, dir, {
+      inputMode: opts.inputMode ?? "inline",
+      inputBits: opts.inputBits,
+      log: () => undefined,
+    });
   }
   return dir;
 }
@@ -164,10 +183,16 @@ export async function startNetwork(): Promise<Network> {
   // No response cache: consecutive transactions from one key must see fresh nonces.
   const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
   const deployer = new NonceManager(account(0).connect(provider));
-  const deployment = await deployProtocol(deployer, { ...DEFAULT_ECONOMY_PARAMS, treasury: await deployer.getAddress() });
+  const deployment = await deployProtocol(deployer, {
+    ...DEFAULT_ECONOMY_PARAMS,
+    treasury: await deployer.getAddress(),
+  });
   const deploymentFile = path.join(tmp, "deployment.json");
   const { chainId } = await provider.getNetwork();
-  fs.writeFileSync(deploymentFile, JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }));
+  fs.writeFileSync(
+    deploymentFile,
+    JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }),
+  );
   const dataDir = path.join(tmp, "data");
   const data = await startDataNode(dataDir);
   return {
@@ -216,14 +241,23 @@ export function startInferenceNode(
   return spawnProc(
     `inference-${index}`,
     [
-      CLI, "node", "inference",
-      "--rpc-url", opts.rpcUrl ?? net.chain.url,
-      "--deployment", net.deploymentFile,
-      "--data-url", net.data.url,
-      "--state-dir", stateDir,
-      "--metrics-port", "0",
-      "--confirmations", "0",
-      "--poll-interval-ms", "150",
+      CLI,
+      "node",
+      "inference",
+      "--rpc-url",
+      opts.rpcUrl ?? net.chain.url,
+      "--deployment",
+      net.deploymentFile,
+      "--data-url",
+      net.data.url,
+      "--state-dir",
+      stateDir,
+      "--metrics-port",
+      "0",
+      "--confirmations",
+      "0",
+      "--poll-interval-ms",
+      "150",
       ...(opts.extra ?? []),
     ],
     { OPG_PRIVATE_KEY: account(index).privateKey, ...(opts.env ?? {}) },
@@ -234,14 +268,23 @@ export function startVerificationNode(net: Network, index: number, stateDir: str
   return spawnProc(
     `verification-${index}`,
     [
-      CLI, "node", "verification",
-      "--rpc-url", net.chain.url,
-      "--deployment", net.deploymentFile,
-      "--data-url", net.data.url,
-      "--state-dir", stateDir,
-      "--metrics-port", "0",
-      "--confirmations", "0",
-      "--poll-interval-ms", "150",
+      CLI,
+      "node",
+      "verification",
+      "--rpc-url",
+      net.chain.url,
+      "--deployment",
+      net.deploymentFile,
+      "--data-url",
+      net.data.url,
+      "--state-dir",
+      stateDir,
+      "--metrics-port",
+      "0",
+      "--confirmations",
+      "0",
+      "--poll-interval-ms",
+      "150",
     ],
     { OPG_PRIVATE_KEY: account(index).privateKey },
   );

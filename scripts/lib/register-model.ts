@@ -32,7 +32,10 @@ export async function registerBundle(
   await verifier.waitForDeployment();
   const layout = manifest.publicSignals;
   const signalCount = layout.outputWords + layout.inputWords + 1;
-  const adapter = await new Groth16VerifierAdapter__factory(signer).deploy(await verifier.getAddress(), signalCount);
+  const adapter = await new Groth16VerifierAdapter__factory(signer).deploy(
+    await verifier.getAddress(),
+    signalCount,
+  );
   await adapter.waitForDeployment();
   const adapterAddress = await adapter.getAddress();
   const spec = {

@@ -22,7 +22,9 @@ export function compileSolidity(source: string, contractName: string): { abi: un
   );
   const errors = (output.errors ?? []).filter((e: { severity: string }) => e.severity === "error");
   if (errors.length > 0) {
-    throw new Error(`${contractName} does not compile: ${errors.map((e: { message: string }) => e.message).join("; ")}`);
+    throw new Error(
+      `${contractName} does not compile: ${errors.map((e: { message: string }) => e.message).join("; ")}`,
+    );
   }
   const contract = output.contracts?.["Generated.sol"]?.[contractName];
   if (!contract) throw new Error(`${contractName} not found in the generated source`);

@@ -2,7 +2,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { ethers, type Wallet } from "ethers";
-import { executeQuantized, inputCommitment, inputWords, loadManifest, loadProgram, packValues } from "../../zkml";
+import {
+  executeQuantized,
+  inputCommitment,
+  inputWords,
+  loadManifest,
+  loadProgram,
+  packValues,
+} from "../../zkml";
 import { DataClient } from "../../workers/data/client";
 import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
 import {
@@ -74,7 +81,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
     });
     const receipt = await tx.wait();
     const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
-    return { taskId: parseSubmitted(log).taskId, expected: packValues(q.quantized, manifest.publicSignals.packBits) };
+    return {
+      taskId: parseSubmitted(log).taskId,
+      expected: packValues(q.quantized, manifest.publicSignals.packBits),
+    };
   }
 
   async function verifiedEvents(taskId: bigint) {
@@ -86,7 +96,8 @@ describe("network end to end (hardhat node + worker processes)", function () {
     await waitFor(
       `tasks ${taskIds.join(", ")} verified`,
       async () => {
-        for (const id of taskIds) if ((await net.deployment.tasks.taskStatus(id)) !== Status.Verified) return false;
+        for (const id of taskIds)
+          if ((await net.deployment.tasks.taskStatus(id)) !== Status.Verified) return false;
         return true;
       },
       timeoutMs,
@@ -113,12 +124,20 @@ describe("network end to end (hardhat node + worker processes)", function () {
     const reportsFile = path.join(stateDir("a-verification"), "reports.jsonl");
     const reports = await waitFor("verification reports", async () => {
       if (!fs.existsSync(reportsFile)) return undefined;
-      const lines = fs.readFileSync(reportsFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      const lines = fs
+        .readFileSync(reportsFile, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
       return lines.length >= submitted.length ? lines : undefined;
     });
     for (const s of submitted) {
       const r = reports.find((x: { taskId: string }) => x.taskId === s.taskId.toString());
-      expect(r, `report for task ${s.taskId}`).to.include({ proofValid: true, outputMatches: true, agree: true });
+      expect(r, `report for task ${s.taskId}`).to.include({
+        proofValid: true,
+        outputMatches: true,
+        agree: true,
+      });
     }
     expect(await inference.stop()).to.equal(0);
     expect(await verifier.stop()).to.equal(0);
@@ -147,7 +166,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
     // Proofs held back 20 s by the fault hook, so the kill lands mid-proof.
     const first = track(startInferenceNode(net, 5, dir, { env: { OPG_FAULT_PROVE_DELAY_MS: "20000" } }));
     const s = await submit(7);
-    await waitFor("the claim", async () => (await net.deployment.tasks.taskStatus(s.taskId)) === Status.Claimed);
+    await waitFor(
+      "the claim",
+      async () => (await net.deployment.tasks.taskStatus(s.taskId)) === Status.Claimed,
+    );
     await waitFor("proving to start", async () => first.logs().some((l) => l.msg === "task claimed"));
     first.child.kill("SIGKILL");
     await first.exited;
@@ -155,7 +177,11 @@ describe("network end to end (hardhat node + worker processes)", function () {
     const restarted = track(startInferenceNode(net, 5, dir));
     await waitVerified([s.taskId]);
     expect(await verifiedEvents(s.taskId)).to.have.length(1);
-    const claims = await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskClaimed(s.taskId), 0, "latest");
+    const claims = await net.deployment.tasks.queryFilter(
+      net.deployment.tasks.filters.TaskClaimed(s.taskId),
+      0,
+      "latest",
+    );
     expect(claims, "the restarted node must not claim again").to.have.length(1);
     expect((await net.deployment.tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
     expect(await restarted.stop()).to.equal(0);
@@ -173,7 +199,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
       await cut;
       await waitVerified(during.map((s) => s.taskId));
       for (const s of [before, ...during]) expect(await verifiedEvents(s.taskId)).to.have.length(1);
-      expect(node.logs().some((l) => l.msg === "poll failed; backing off"), "the node saw the cut").to.equal(true);
+      expect(
+        node.logs().some((l) => l.msg === "poll failed; backing off"),
+        "the node saw the cut",
+      ).to.equal(true);
       expect(await node.stop()).to.equal(0);
     } finally {
       await proxy.close();
@@ -195,12 +224,15 @@ describe("network end to end (hardhat node + worker processes)", function () {
     const result = await net.deployment.tasks.resultOf(replacement.taskId);
     expect(result.outputs).to.deep.equal(replacement.expected);
     expect(await verifiedEvents(replacement.taskId)).to.have.length(1);
-    expect(node.logs().some((l) => l.msg === "reorg detected: rescanning from the common ancestor")).to.equal(true);
+    expect(node.logs().some((l) => l.msg === "reorg detected: rescanning from the common ancestor")).to.equal(
+      true,
+    );
     expect(await node.stop()).to.equal(0);
   });
 
   it("refuses bad task inputs with a logged reason and keeps serving", async function () {
-    const commitDir = await fixtureBundle(IRIS, { inputMode: "commitment" });
+    // Inputs range-checked to 12 bits but packed with 16: a committed value can lie outside the range.
+    const commitDir = await fixtureBundle(IRIS, { inputMode: "commitment", inputBits: 12 });
     const { modelId: commitModel } = await publishModel(net, commitDir, FEE);
     const manifest = loadManifest(commitDir);
     const program = loadProgram(commitDir);
@@ -225,10 +257,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
     const node = track(startInferenceNode(net, 5, stateDir("f-inference")));
     const good = executeQuantized(program, irisInputs[3]).input;
     const short = good.slice(0, 3);
-    const wide = [40_000n, 0n, 0n, 0n];
+    const wide = [4_000n, 0n, 0n, 0n];
     const bad = {
       wrongLength: await submitBlob(short.map(String), short),
-      outOfRange: await submitBlob(wide.map(String), wide),
+      outOfRange: await submitBlob(wide.map(String), good),
       nan: await submitBlob(["NaN", "1", "2", "3"], good),
       noBlob: await submitBlob([], good, "ab".repeat(32)),
     };
@@ -244,7 +276,8 @@ describe("network end to end (hardhat node + worker processes)", function () {
     expect(reasonOf(bad.outOfRange)).to.match(/outside the quantization range/);
     expect(reasonOf(bad.nan)).to.match(/not an integer/);
     expect(reasonOf(bad.noBlob)).to.match(/input blob/);
-    for (const id of Object.values(bad)) expect(await net.deployment.tasks.taskStatus(id)).to.equal(Status.Open);
+    for (const id of Object.values(bad))
+      expect(await net.deployment.tasks.taskStatus(id)).to.equal(Status.Open);
     expect(node.child.exitCode, "the node is still running").to.equal(null);
     expect(await node.stop()).to.equal(0);
   });
@@ -266,11 +299,17 @@ describe("network end to end (hardhat node + worker processes)", function () {
       expect(await net.deployment.tasks.taskStatus(s.taskId)).to.equal(Status.Open);
       await net.provider.send("evm_increaseTime", [400]);
       await net.provider.send("evm_mine", []);
-      const submittedTask = (await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskSubmitted(s.taskId)))[0];
+      const submittedTask = (
+        await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskSubmitted(s.taskId))
+      )[0];
       const before = await net.deployment.token.balanceOf(requester.address);
-      await (await net.deployment.tasks.connect(requester).expire(s.taskId, parseSubmitted(submittedTask).task)).wait();
+      await (
+        await net.deployment.tasks.connect(requester).expire(s.taskId, parseSubmitted(submittedTask).task)
+      ).wait();
       expect(await net.deployment.token.balanceOf(requester.address)).to.equal(before + FEE);
-      expect(await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskClaimed(s.taskId))).to.have.length(0);
+      expect(
+        await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskClaimed(s.taskId)),
+      ).to.have.length(0);
       expect(await node.stop()).to.equal(0);
     } finally {
       bytes[bytes.length - 10] ^= 0xff;

@@ -4,24 +4,104 @@ const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec
 
 /** Options shared by every node that talks to the chain. */
 export const chainNodeSchema = {
-  rpcUrl: opt({ env: "OPG_RPC_URL", description: "JSON-RPC endpoint of the chain", default: "http://127.0.0.1:8545", parse: parse.url }),
-  privateKey: opt({ env: "OPG_PRIVATE_KEY", description: "the node operator's key (0x + 64 hex)", secret: true, parse: parse.privateKey }),
-  deployment: opt({ env: "OPG_DEPLOYMENT", description: "deployment file with the contract addresses (scripts/deploy.ts writes it)", default: "deployments/localhost.json", parse: parse.path }),
-  dataUrl: opt({ env: "OPG_DATA_URL", description: "data node serving model bundles and large inputs", default: "http://127.0.0.1:8600", parse: parse.url }),
-  models: opt({ env: "OPG_MODELS", description: "model ids to serve, comma-separated; empty serves every model", default: [] as bigint[], parse: parse.idList }),
-  confirmations: opt({ env: "OPG_CONFIRMATIONS", description: "blocks behind the head before acting on an event", default: 2, parse: parse.int(0, 1000) }),
-  startBlock: opt({ env: "OPG_START_BLOCK", description: "first block to scan on a fresh journal", default: 0, parse: parse.int(0, Number.MAX_SAFE_INTEGER) }),
-  pollIntervalMs: opt({ env: "OPG_POLL_INTERVAL_MS", description: "how often to poll the chain", default: 1000, parse: parse.int(50, 600_000) }),
-  stateDir: opt({ env: "OPG_STATE_DIR", description: "journal (SQLite), bundle cache and reports", default: ".opg/node", parse: parse.path }),
-  metricsPort: opt({ env: "OPG_METRICS_PORT", description: "port of /metrics and /healthz (0 picks a free one)", default: 9464, parse: parse.int(0, 65535) }),
-  dryRun: opt({ env: "OPG_DRY_RUN", description: "do everything but send transactions", default: false, parse: parse.bool }),
+  rpcUrl: opt({
+    env: "OPG_RPC_URL",
+    description: "JSON-RPC endpoint of the chain",
+    default: "http://127.0.0.1:8545",
+    parse: parse.url,
+  }),
+  privateKey: opt({
+    env: "OPG_PRIVATE_KEY",
+    description: "the node operator's key (0x + 64 hex)",
+    secret: true,
+    parse: parse.privateKey,
+  }),
+  deployment: opt({
+    env: "OPG_DEPLOYMENT",
+    description: "deployment file with the contract addresses (scripts/deploy.ts writes it)",
+    default: "deployments/localhost.json",
+    parse: parse.path,
+  }),
+  dataUrl: opt({
+    env: "OPG_DATA_URL",
+    description: "data node serving model bundles and large inputs",
+    default: "http://127.0.0.1:8600",
+    parse: parse.url,
+  }),
+  models: opt({
+    env: "OPG_MODELS",
+    description: "model ids to serve, comma-separated; empty serves every model",
+    default: [] as bigint[],
+    parse: parse.idList,
+  }),
+  confirmations: opt({
+    env: "OPG_CONFIRMATIONS",
+    description: "blocks behind the head before acting on an event",
+    default: 2,
+    parse: parse.int(0, 1000),
+  }),
+  startBlock: opt({
+    env: "OPG_START_BLOCK",
+    description: "first block to scan on a fresh journal",
+    default: 0,
+    parse: parse.int(0, Number.MAX_SAFE_INTEGER),
+  }),
+  pollIntervalMs: opt({
+    env: "OPG_POLL_INTERVAL_MS",
+    description: "how often to poll the chain",
+    default: 1000,
+    parse: parse.int(50, 600_000),
+  }),
+  stateDir: opt({
+    env: "OPG_STATE_DIR",
+    description: "journal (SQLite), bundle cache and reports",
+    default: ".opg/node",
+    parse: parse.path,
+  }),
+  metricsPort: opt({
+    env: "OPG_METRICS_PORT",
+    description: "port of /metrics and /healthz (0 picks a free one)",
+    default: 9464,
+    parse: parse.int(0, 65535),
+  }),
+  dryRun: opt({
+    env: "OPG_DRY_RUN",
+    description: "do everything but send transactions",
+    default: false,
+    parse: parse.bool,
+  }),
 };
 
 export const inferenceSchema = {
   ...chainNodeSchema,
-  minFee: opt({ env: "OPG_MIN_FEE", description: "smallest task fee worth claiming, in OPG", default: 0n, parse: parse.opgAmount }),
-  concurrency: opt({ env: "OPG_CONCURRENCY", description: "tasks worked on at once (proving threads)", default: 1, parse: parse.int(1, 64) }),
-  deadlineMarginSeconds: opt({ env: "OPG_DEADLINE_MARGIN_SECONDS", description: "skip tasks with less time than this before their deadline", default: 30, parse: parse.int(0, 86_400) }),
-  replaceAfterSeconds: opt({ env: "OPG_REPLACE_AFTER_SECONDS", description: "replace a transaction with higher fees after this long unmined", default: 30, parse: parse.int(1, 3600) }),
-  maxRetries: opt({ env: "OPG_MAX_RETRIES", description: "attempts for errors that can succeed later", default: 5, parse: parse.int(1, 100) }),
+  minFee: opt({
+    env: "OPG_MIN_FEE",
+    description: "smallest task fee worth claiming, in OPG",
+    default: 0n,
+    parse: parse.opgAmount,
+  }),
+  concurrency: opt({
+    env: "OPG_CONCURRENCY",
+    description: "tasks worked on at once (proving threads)",
+    default: 1,
+    parse: parse.int(1, 64),
+  }),
+  deadlineMarginSeconds: opt({
+    env: "OPG_DEADLINE_MARGIN_SECONDS",
+    description: "skip tasks with less time than this before their deadline",
+    default: 30,
+    parse: parse.int(0, 86_400),
+  }),
+  replaceAfterSeconds: opt({
+    env: "OPG_REPLACE_AFTER_SECONDS",
+    description: "replace a transaction with higher fees after this long unmined",
+    default: 30,
+    parse: parse.int(1, 3600),
+  }),
+  maxRetries: opt({
+    env: "OPG_MAX_RETRIES",
+    description: "attempts for errors that can succeed later",
+    default: 5,
+    parse: parse.int(1, 100),
+  }),
 };

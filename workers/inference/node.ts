@@ -12,7 +12,15 @@ import type { Logger } from "../runtime/logger";
 import { ServiceHttp, sleep } from "../runtime/service";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
-import { parseSubmitted, proofWords, taskFromJson, taskRegistryInterface, taskToJson, TOPICS, type SubmittedTask } from "../runtime/tasks";
+import {
+  parseSubmitted,
+  proofWords,
+  taskFromJson,
+  taskRegistryInterface,
+  taskToJson,
+  TOPICS,
+  type SubmittedTask,
+} from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
 import type { inferenceSchema } from "./config";
 import { ProverPool } from "./prover-pool";
@@ -20,7 +28,16 @@ import { ProverPool } from "./prover-pool";
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
 /** Journal states of a task, in pipeline order; the last four are terminal. */
-export const STATES = ["seen", "claimed", "proved", "verified", "lost", "expired", "skipped", "refused"] as const;
+export const STATES = [
+  "seen",
+  "claimed",
+  "proved",
+  "verified",
+  "lost",
+  "expired",
+  "skipped",
+  "refused",
+] as const;
 const WORKING = ["seen", "claimed", "proved"];
 const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
 
@@ -65,7 +82,12 @@ export class InferenceNode {
       this.chain.provider,
       this.journal,
       [taskRegistryInterface, this.chain.staking.interface, this.chain.models.interface],
-      { replaceAfterSeconds: config.replaceAfterSeconds, maxReplacements: 3, maxRetries: config.maxRetries, dryRun: config.dryRun },
+      {
+        replaceAfterSeconds: config.replaceAfterSeconds,
+        maxReplacements: 3,
+        maxRetries: config.maxRetries,
+        dryRun: config.dryRun,
+      },
       log,
     );
     this.watcher = new ChainWatcher(
@@ -82,7 +104,12 @@ export class InferenceNode {
     );
     const registers = [this.http.registry];
     this.metrics = {
-      tasks: new client.Gauge({ name: "opg_tasks", help: "tasks in the journal by state", labelNames: ["state"], registers }),
+      tasks: new client.Gauge({
+        name: "opg_tasks",
+        help: "tasks in the journal by state",
+        labelNames: ["state"],
+        registers,
+      }),
       seconds: new client.Histogram({
         name: "opg_stage_seconds",
         help: "seconds per pipeline stage (execute, prove, chain)",
@@ -91,17 +118,33 @@ export class InferenceNode {
         registers,
       }),
       gas: new client.Gauge({ name: "opg_gas_spent_wei", help: "wei spent on gas since start", registers }),
-      lag: new client.Gauge({ name: "opg_chain_lag_blocks", help: "blocks between the head and the checkpoint", registers }),
-      earned: new client.Gauge({ name: "opg_earned_wei", help: "node fees earned (journal total)", registers }),
+      lag: new client.Gauge({
+        name: "opg_chain_lag_blocks",
+        help: "blocks between the head and the checkpoint",
+        registers,
+      }),
+      earned: new client.Gauge({
+        name: "opg_earned_wei",
+        help: "node fees earned (journal total)",
+        registers,
+      }),
     };
   }
 
   async start(): Promise<number> {
     this.chainId = (await this.chain.provider.getNetwork()).chainId;
     const port = await this.http.listen(this.config.metricsPort);
-    this.http.setHealth(() => ({ ok: this.running, address: this.address, lag: this.watcher.lag, tasks: this.journal.countByState() }));
+    this.http.setHealth(() => ({
+      ok: this.running,
+      address: this.address,
+      lag: this.watcher.lag,
+      tasks: this.journal.countByState(),
+    }));
     this.running = true;
-    this.log.info({ address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun }, "inference node started");
+    this.log.info(
+      { address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun },
+      "inference node started",
+    );
     this.loopDone = this.loop();
     return port;
   }
@@ -150,8 +193,13 @@ export class InferenceNode {
       if (topic === TOPICS.submitted) {
         const submitted = parseSubmitted(log);
         if (this.config.models.length > 0 && !this.config.models.includes(submitted.modelId)) continue;
-        if (this.journal.upsertTask(submitted.taskId, submitted.modelId, log.blockNumber, taskToJson(submitted))) {
-          this.log.info({ taskId: submitted.taskId.toString(), modelId: submitted.modelId.toString() }, "task seen");
+        if (
+          this.journal.upsertTask(submitted.taskId, submitted.modelId, log.blockNumber, taskToJson(submitted))
+        ) {
+          this.log.info(
+            { taskId: submitted.taskId.toString(), modelId: submitted.modelId.toString() },
+            "task seen",
+          );
         }
         continue;
       }
@@ -164,7 +212,8 @@ export class InferenceNode {
         if (parsed.args.node === this.address) {
           this.journal.recordEarning(taskId, parsed.args.nodeFee, log.blockNumber);
           if (row.state !== "verified") this.journal.setState(taskId, "verified");
-        } else if (row.state !== "lost") this.journal.setState(taskId, "lost", { reason: `verified for ${parsed.args.node}` });
+        } else if (row.state !== "lost")
+          this.journal.setState(taskId, "lost", { reason: `verified for ${parsed.args.node}` });
       } else if (parsed.name === "TaskExpired") {
         if (row.state !== "expired") this.journal.setState(taskId, "expired");
       } else if (parsed.name === "TaskClaimed" && parsed.args.node !== this.address && row.state === "seen") {
@@ -173,14 +222,17 @@ export class InferenceNode {
     }
   }
 
-  /** Blocks above `ancestor` were replaced: every task they touched is re-read from the chain. */
+  /**
+   * Blocks above `ancestor` were replaced. Tasks submitted in them are forgotten: the rescan that follows
+   * brings back the ones the new chain holds, as they are there now. Every other task in the journal is
+   * re-read from the chain, since claims and results in the replaced blocks are gone too.
+   */
   private async onReorg(ancestor: number) {
     await Promise.allSettled(this.inFlight.values());
-    const touched = new Map<string, TaskRow>();
-    for (const row of [...this.journal.tasksAbove(ancestor), ...this.journal.tasksIn(...WORKING, "verified", "lost", "expired")]) {
-      touched.set(row.taskId, row);
+    for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
+    for (const row of this.journal.tasksIn(...WORKING, "verified", "lost", "expired")) {
+      await this.reconcile(BigInt(row.taskId), "reorg");
     }
-    for (const row of touched.values()) await this.reconcile(BigInt(row.taskId), "reorg");
   }
 
   /** Bring a task's journal state in line with the chain, after a reorg or a revert. */
@@ -192,7 +244,10 @@ export class InferenceNode {
     if (status === "None") {
       // The submission itself is gone; if it is mined again the watcher brings the task back.
       this.journal.deleteTask(taskId);
-      this.log.warn({ taskId: taskId.toString(), why }, "task no longer on chain: forgotten until it reappears");
+      this.log.warn(
+        { taskId: taskId.toString(), why },
+        "task no longer on chain: forgotten until it reappears",
+      );
       return;
     } else if (status === "Open") next = "seen";
     else if (status === "Expired") next = "expired";
@@ -208,7 +263,10 @@ export class InferenceNode {
       }
     }
     if (next !== row.state) {
-      this.log.info({ taskId: taskId.toString(), from: row.state, to: next, status, why }, "task reconciled with the chain");
+      this.log.info(
+        { taskId: taskId.toString(), from: row.state, to: next, status, why },
+        "task reconciled with the chain",
+      );
       this.journal.setState(taskId, next, next === "seen" || next === "claimed" ? { proof: null } : {});
     }
   }
@@ -247,7 +305,9 @@ export class InferenceNode {
       if (err instanceof RevertedError) {
         this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reconciling with the chain");
         this.journal.setState(taskId, this.journal.task(taskId)!.state, { reason: err.reason });
-        await this.reconcile(taskId, err.reason).catch((e) => this.log.warn({ ...ctx, err: e.message }, "reconcile failed"));
+        await this.reconcile(taskId, err.reason).catch((e) =>
+          this.log.warn({ ...ctx, err: e.message }, "reconcile failed"),
+        );
       } else {
         this.log.warn({ ...ctx, err: (err as Error).message }, "stage failed; will retry");
         const current = this.journal.task(taskId);
@@ -287,7 +347,11 @@ export class InferenceNode {
       await this.compareWithReference(bundle, input, outputs, ctx);
       return { bundle, input, outputs };
     } catch (err) {
-      if (err instanceof BundleRejectedError || err instanceof InputRejectedError || err instanceof ZkmlError) {
+      if (
+        err instanceof BundleRejectedError ||
+        err instanceof InputRejectedError ||
+        err instanceof ZkmlError
+      ) {
         this.journal.setState(taskId, "refused", { reason: err.message });
         this.log.warn({ ...ctx, reason: err.message }, "task refused");
         return undefined;
@@ -300,7 +364,11 @@ export class InferenceNode {
     const scale = 2 ** bundle.manifest.quantization.scaleBits;
     const floats = input.map((v) => Number(v) / scale);
     const started = Date.now();
-    const reference = await runReference(path.join(bundle.dir, bundle.manifest.onnx.file), floats, bundle.manifest.input.shape);
+    const reference = await runReference(
+      path.join(bundle.dir, bundle.manifest.onnx.file),
+      floats,
+      bundle.manifest.input.shape,
+    );
     this.metrics.seconds.observe({ stage: "reference" }, (Date.now() - started) / 1000);
     const quantized = dequantizeOutput(bundle.program, outputs);
     const maxDiff = reference.reduce((m, r, i) => Math.max(m, Math.abs(r - (quantized[i] ?? NaN))), 0);
@@ -309,17 +377,32 @@ export class InferenceNode {
 
   private async claim(submitted: SubmittedTask) {
     const started = Date.now();
-    const data = this.chain.tasks.interface.encodeFunctionData("claimTask", [submitted.taskId, submitted.task]);
-    const receipt = await this.submitter.send("claim", await this.chain.tasks.getAddress(), data, submitted.taskId);
+    const data = this.chain.tasks.interface.encodeFunctionData("claimTask", [
+      submitted.taskId,
+      submitted.task,
+    ]);
+    const receipt = await this.submitter.send(
+      "claim",
+      await this.chain.tasks.getAddress(),
+      data,
+      submitted.taskId,
+    );
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
     if (!receipt) return; // dry run
     this.journal.setState(submitted.taskId, "claimed", { reason: null });
     this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
   }
 
-  private async prove(submitted: SubmittedTask, prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] }) {
+  private async prove(
+    submitted: SubmittedTask,
+    prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] },
+  ) {
     const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
-    const { proof, publicSignals, ms } = await this.prover.prove(prepared.bundle.dir, prepared.input, binding);
+    const { proof, publicSignals, ms } = await this.prover.prove(
+      prepared.bundle.dir,
+      prepared.input,
+      binding,
+    );
     this.metrics.seconds.observe({ stage: "prove" }, ms / 1000);
     const layout = prepared.bundle.manifest.publicSignals;
     const expected = packValues(prepared.outputs, layout.packBits).map(String);
@@ -327,7 +410,10 @@ export class InferenceNode {
       throw new Error("the proof's outputs differ from the executor's: the bundle is inconsistent");
     }
     this.journal.setState(submitted.taskId, "proved", {
-      proof: JSON.stringify({ proof: proofWords(proof).map(String), outputs: publicSignals.slice(0, layout.outputWords) }),
+      proof: JSON.stringify({
+        proof: proofWords(proof).map(String),
+        outputs: publicSignals.slice(0, layout.outputWords),
+      }),
     });
     this.log.info({ taskId: submitted.taskId.toString(), proveMs: ms }, "task proved");
   }
@@ -343,14 +429,23 @@ export class InferenceNode {
       outputs,
       proof,
     ]);
-    const receipt = await this.submitter.send("result", await this.chain.tasks.getAddress(), data, submitted.taskId);
+    const receipt = await this.submitter.send(
+      "result",
+      await this.chain.tasks.getAddress(),
+      data,
+      submitted.taskId,
+    );
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
     if (!receipt) return;
     for (const log of receipt.logs) {
       const parsed = taskRegistryInterface.parseLog(log);
-      if (parsed?.name === "TaskVerified") this.journal.recordEarning(submitted.taskId, parsed.args.nodeFee, receipt.blockNumber);
+      if (parsed?.name === "TaskVerified")
+        this.journal.recordEarning(submitted.taskId, parsed.args.nodeFee, receipt.blockNumber);
     }
     this.journal.setState(submitted.taskId, "verified", { reason: null });
-    this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() }, "task verified");
+    this.log.info(
+      { taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() },
+      "task verified",
+    );
   }
 }

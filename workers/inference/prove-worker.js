@@ -2,5 +2,8 @@
 "use strict";
 /* eslint-disable @typescript-eslint/no-require-imports -- a CommonJS shim that loads the TypeScript sources */
 const path = require("node:path");
-require("ts-node").register({ transpileOnly: true, project: path.join(__dirname, "..", "..", "tsconfig.json") });
+require("ts-node").register({
+  transpileOnly: true,
+  project: path.join(__dirname, "..", "..", "tsconfig.json"),
+});
 require("./prove-worker-impl.ts");

@@ -23,15 +23,20 @@ export class ProverPool {
 
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
-      const worker = fork(path.join(__dirname, "prove-worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-      worker.on("message", (m: { id: number; error?: string; proof: Groth16Proof; publicSignals: string[]; ms: number }) => {
-        const p = this.pending.get(m.id);
-        this.pending.delete(m.id);
-        this.release(worker);
-        if (!p) return;
-        if (m.error) p.reject(new Error(m.error));
-        else p.resolve(m);
+      const worker = fork(path.join(__dirname, "prove-worker.js"), [], {
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
+      worker.on(
+        "message",
+        (m: { id: number; error?: string; proof: Groth16Proof; publicSignals: string[]; ms: number }) => {
+          const p = this.pending.get(m.id);
+          this.pending.delete(m.id);
+          this.release(worker);
+          if (!p) return;
+          if (m.error) p.reject(new Error(m.error));
+          else p.resolve(m);
+        },
+      );
       const failAll = (err: Error) => {
         for (const [id, p] of this.pending) {
           p.reject(err);

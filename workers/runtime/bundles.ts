@@ -73,10 +73,15 @@ export class BundleCache {
     }
     const vk = manifest.artifacts.verificationKey?.sha256;
     const problems: string[] = [];
-    if (!vk || hex(vk) !== hex(model.verificationKeyHash)) problems.push("verification key hash differs from the registry's");
-    if (hex(manifest.onnx.sha256) !== hex(model.onnxHash)) problems.push("ONNX hash differs from the registry's");
+    if (!vk || hex(vk) !== hex(model.verificationKeyHash))
+      problems.push("verification key hash differs from the registry's");
+    if (hex(manifest.onnx.sha256) !== hex(model.onnxHash))
+      problems.push("ONNX hash differs from the registry's");
     const layout = manifest.publicSignals;
-    if (BigInt(layout.inputWords) !== model.terms.inputWords || BigInt(layout.outputWords) !== model.terms.outputWords) {
+    if (
+      BigInt(layout.inputWords) !== model.terms.inputWords ||
+      BigInt(layout.outputWords) !== model.terms.outputWords
+    ) {
       problems.push("public-signal layout differs from the registry's word counts");
     }
     if (problems.length > 0) throw new BundleRejectedError(`bundle ${id}: ${problems.join("; ")}`);

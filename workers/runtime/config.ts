@@ -102,12 +102,14 @@ export const parse = {
     } catch {
       throw new Error(`"${s}" is not a URL`);
     }
-    if (!["http:", "https:", "ws:", "wss:"].includes(u.protocol)) throw new Error(`unsupported URL scheme ${u.protocol}`);
+    if (!["http:", "https:", "ws:", "wss:"].includes(u.protocol))
+      throw new Error(`unsupported URL scheme ${u.protocol}`);
     return s;
   },
   int(min: number, max: number) {
     return (raw: unknown): number => {
-      const n = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : NaN;
+      const n =
+        typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : NaN;
       if (!Number.isInteger(n)) throw new Error(`expected an integer, got ${JSON.stringify(raw)}`);
       if (n < min || n > max) throw new Error(`${n} is outside [${min}, ${max}]`);
       return n;
@@ -126,12 +128,17 @@ export const parse = {
   },
   privateKey(raw: unknown): string {
     const s = parse.string(raw);
-    if (!/^0x[0-9a-fA-F]{64}$/.test(s)) throw new Error("expected a 32-byte hex private key (value not shown)");
+    if (!/^0x[0-9a-fA-F]{64}$/.test(s))
+      throw new Error("expected a 32-byte hex private key (value not shown)");
     return s;
   },
   /** A comma-separated list (or JSON array) of positive integers, e.g. model ids. */
   idList(raw: unknown): bigint[] {
-    const items = Array.isArray(raw) ? raw : String(raw).split(",").filter((x) => x.trim() !== "");
+    const items = Array.isArray(raw)
+      ? raw
+      : String(raw)
+          .split(",")
+          .filter((x) => x.trim() !== "");
     return items.map((x) => {
       const s = String(x).trim();
       if (!/^[0-9]+$/.test(s) || BigInt(s) === 0n) throw new Error(`"${s}" is not a positive integer id`);

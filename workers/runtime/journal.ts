@@ -62,13 +62,13 @@ export class Journal {
   /** Last block fully processed, or undefined before the first poll. */
   checkpoint(): { number: number; hash: string } | undefined {
     const row = this.db.prepare("SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 1").get() as
-      | { number: number; hash: string }
-      | undefined;
+      { number: number; hash: string } | undefined;
     return row;
   }
 
   blockHash(number: number): string | undefined {
-    const row = this.db.prepare("SELECT hash FROM blocks WHERE number = ?").get(number) as { hash: string } | undefined;
+    const row = this.db.prepare("SELECT hash FROM blocks WHERE number = ?").get(number) as
+      { hash: string } | undefined;
     return row?.hash;
   }
 
@@ -93,7 +93,8 @@ export class Journal {
   }
 
   getMeta(key: string): string | undefined {
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as { value: string } | undefined;
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as
+      { value: string } | undefined;
     return row?.value;
   }
 
@@ -125,7 +126,8 @@ export class Journal {
   }
 
   task(taskId: bigint): TaskRow | undefined {
-    return this.db.prepare("SELECT * FROM tasks WHERE taskId = ?").get(taskId.toString()) as TaskRow | undefined;
+    return this.db.prepare("SELECT * FROM tasks WHERE taskId = ?").get(taskId.toString()) as
+      TaskRow | undefined;
   }
 
   tasksIn(...states: string[]): TaskRow[] {
@@ -139,7 +141,9 @@ export class Journal {
     const row = this.task(taskId);
     if (!row) throw new Error(`journal: unknown task ${taskId}`);
     this.db
-      .prepare("UPDATE tasks SET state = ?, proof = ?, reason = ?, attempts = ?, updatedAt = ? WHERE taskId = ?")
+      .prepare(
+        "UPDATE tasks SET state = ?, proof = ?, reason = ?, attempts = ?, updatedAt = ? WHERE taskId = ?",
+      )
       .run(
         state,
         fields.proof === undefined ? row.proof : fields.proof,
@@ -171,7 +175,9 @@ export class Journal {
 
   recordTx(tx: { hash: string; nonce: number; kind: string; taskId?: bigint; status: string }) {
     this.db
-      .prepare("INSERT OR REPLACE INTO txs (hash, nonce, kind, taskId, status, sentAt) VALUES (?, ?, ?, ?, ?, ?)")
+      .prepare(
+        "INSERT OR REPLACE INTO txs (hash, nonce, kind, taskId, status, sentAt) VALUES (?, ?, ?, ?, ?, ?)",
+      )
       .run(tx.hash, tx.nonce, tx.kind, tx.taskId?.toString() ?? null, tx.status, Date.now());
   }
 
@@ -182,7 +188,9 @@ export class Journal {
   txsFor(taskId: bigint, kind?: string): TxRow[] {
     return (
       kind
-        ? this.db.prepare("SELECT * FROM txs WHERE taskId = ? AND kind = ? ORDER BY sentAt").all(taskId.toString(), kind)
+        ? this.db
+            .prepare("SELECT * FROM txs WHERE taskId = ? AND kind = ? ORDER BY sentAt")
+            .all(taskId.toString(), kind)
         : this.db.prepare("SELECT * FROM txs WHERE taskId = ? ORDER BY sentAt").all(taskId.toString())
     ) as TxRow[];
   }

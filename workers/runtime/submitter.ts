@@ -58,10 +58,16 @@ export class TxSubmitter {
       try {
         return await this.sendOnce(kind, to, data, taskId);
       } catch (err) {
-        if (err instanceof RevertedError || !isTransient(err) || attempt >= this.opts.maxRetries) throw err;
-        const delay = Math.min(30_000, 250 * 2 ** attempt);
-        this.log.warn({ kind, taskId: taskId?.toString(), attempt, delay, err: (err as Error).message }, "transient error; retrying");
+        // Whatever went wrong, the next attempt asks the chain for the nonce: a reorg or a dropped
+        // transaction leaves the local counter ahead of the chain.
         this.nextNonce = undefined;
+        const retryable = isTransient(err) || isNonceError(err);
+        if (err instanceof RevertedError || !retryable || attempt >= this.opts.maxRetries) throw err;
+        const delay = Math.min(30_000, 250 * 2 ** attempt);
+        this.log.warn(
+          { kind, taskId: taskId?.toString(), attempt, delay, err: (err as Error).message },
+          "transient error; retrying",
+        );
         await sleep(delay);
       }
     }
@@ -79,7 +85,10 @@ export class TxSubmitter {
     }
     gasLimit = (gasLimit * 12n) / 10n;
     if (this.opts.dryRun) {
-      this.log.info({ kind, taskId: taskId?.toString(), gasLimit: gasLimit.toString() }, "dry run: not sending");
+      this.log.info(
+        { kind, taskId: taskId?.toString(), gasLimit: gasLimit.toString() },
+        "dry run: not sending",
+      );
       return null;
     }
     this.nextNonce ??= await this.provider.getTransactionCount(from, "pending");
@@ -102,7 +111,8 @@ export class TxSubmitter {
       });
       const hash = await this.provider.send("eth_sendRawTransaction", [signed]).catch((err) => {
         // A replacement racing the original's inclusion: the nonce is used, look for any of our receipts.
-        if (/nonce too low|already known|replacement/i.test(String(err?.message)) && hashes.length > 0) return null;
+        if (/nonce too low|already known|replacement/i.test(String(err?.message)) && hashes.length > 0)
+          return null;
         throw err;
       });
       if (hash) {
@@ -125,7 +135,10 @@ export class TxSubmitter {
       // Stuck: same nonce, fees up by 12.5% (above the 10% most nodes require for a replacement).
       maxPriorityFeePerGas = (maxPriorityFeePerGas * 1125n) / 1000n + 1n;
       maxFeePerGas = (maxFeePerGas * 1125n) / 1000n + 1n;
-      this.log.warn({ kind, taskId: taskId?.toString(), nonce }, "transaction stuck; replacing with higher fees");
+      this.log.warn(
+        { kind, taskId: taskId?.toString(), nonce },
+        "transaction stuck; replacing with higher fees",
+      );
     }
   }
 
@@ -171,6 +184,13 @@ function revertData(err: unknown): string | undefined {
     e = (e.error ?? (typeof e.data === "object" ? e.data : undefined)) as typeof e;
   }
   return undefined;
+}
+
+/** The chain's nonce moved under us (a reorg, a dropped or foreign transaction): resync and resend. */
+export function isNonceError(err: unknown): boolean {
+  return /nonce too (high|low)|NONCE_EXPIRED|nonce has already been used/i.test(
+    `${(err as { code?: string })?.code ?? ""} ${(err as Error)?.message ?? ""}`,
+  );
 }
 
 /** Errors that can succeed if tried again: the transport, not the transaction. */

@@ -33,6 +33,7 @@ export async function decodeTaskInput(
     } catch (e) {
       throw new InputRejectedError(`input words do not decode: ${(e as Error).message}`);
     }
+    checkRange(manifest, values);
   } else {
     const id = bytes32ToBundleId(String(submitted.task.inputDataHash));
     let blob: Buffer;
@@ -43,9 +44,15 @@ export async function decodeTaskInput(
       throw new InputRejectedError(`input blob ${id}: ${(e as Error).message}`);
     }
     values = parseQuantizedBlob(blob, layout.inputCount);
+    checkRange(manifest, values);
     const commitment = inputCommitment(values, manifest.quantization.commitmentPackBits);
-    if (commitment !== words[0]) throw new InputRejectedError(`input blob ${id} does not match the input commitment`);
+    if (commitment !== words[0])
+      throw new InputRejectedError(`input blob ${id} does not match the input commitment`);
   }
+  return values;
+}
+
+function checkRange(manifest: BundleManifest, values: bigint[]) {
   const limit = 1n << BigInt(manifest.quantization.inputBits - 1);
   const bad = values.findIndex((v) => v < -limit || v >= limit);
   if (bad >= 0) {
@@ -53,7 +60,6 @@ export async function decodeTaskInput(
       `input value #${bad} = ${values[bad]} is outside the quantization range of ${manifest.quantization.inputBits} signed bits`,
     );
   }
-  return values;
 }
 
 function parseQuantizedBlob(blob: Buffer, count: number): bigint[] {
@@ -65,7 +71,8 @@ function parseQuantizedBlob(blob: Buffer, count: number): bigint[] {
   }
   const list = (parsed as { quantized?: unknown })?.quantized;
   if (!Array.isArray(list)) throw new InputRejectedError('input blob has no "quantized" array');
-  if (list.length !== count) throw new InputRejectedError(`input blob has ${list.length} values, the model takes ${count}`);
+  if (list.length !== count)
+    throw new InputRejectedError(`input blob has ${list.length} values, the model takes ${count}`);
   return list.map((v, i) => {
     if ((typeof v !== "string" && typeof v !== "number") || !/^-?[0-9]+$/.test(String(v))) {
       throw new InputRejectedError(`input value #${i} is ${JSON.stringify(v)}, not an integer`);

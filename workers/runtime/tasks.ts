@@ -53,7 +53,9 @@ export function taskToJson(t: SubmittedTask): string {
 }
 
 export function taskFromJson(s: string): SubmittedTask {
-  return JSON.parse(s, (_k, v) => (typeof v === "string" && /^-?[0-9]+n$/.test(v) ? BigInt(v.slice(0, -1)) : v));
+  return JSON.parse(s, (_k, v) =>
+    typeof v === "string" && /^-?[0-9]+n$/.test(v) ? BigInt(v.slice(0, -1)) : v,
+  );
 }
 
 /** The 8 proof words TaskRegistry.submitResult takes: a, b (each pair swapped, as the pairing expects), c. */

@@ -47,7 +47,10 @@ export class ChainWatcher {
     if (checkpoint) {
       const ancestor = await this.findCommonAncestor();
       if (ancestor !== checkpoint.number) {
-        this.log.warn({ from: checkpoint.number, ancestor }, "reorg detected: rescanning from the common ancestor");
+        this.log.warn(
+          { from: checkpoint.number, ancestor },
+          "reorg detected: rescanning from the common ancestor",
+        );
         this.journal.rewindTo(ancestor);
         await this.handlers.onReorg(ancestor);
         checkpoint = this.journal.checkpoint();

@@ -69,7 +69,12 @@ export class VerificationNode {
     this.watcher = new ChainWatcher(
       this.chain.provider,
       this.journal,
-      { addresses: [deployment.tasks], topics: [TOPICS.verified], confirmations: config.confirmations, startBlock: config.startBlock },
+      {
+        addresses: [deployment.tasks],
+        topics: [TOPICS.verified],
+        confirmations: config.confirmations,
+        startBlock: config.startBlock,
+      },
       { onLogs: (logs) => this.onLogs(logs), onReorg: async (ancestor) => this.onReorg(ancestor) },
       log,
     );
@@ -84,7 +89,11 @@ export class VerificationNode {
   async start(): Promise<number> {
     this.chainId = (await this.chain.provider.getNetwork()).chainId;
     const port = await this.http.listen(this.config.metricsPort);
-    this.http.setHealth(() => ({ ok: this.running, lag: this.watcher.lag, tasks: this.journal.countByState() }));
+    this.http.setHealth(() => ({
+      ok: this.running,
+      lag: this.watcher.lag,
+      tasks: this.journal.countByState(),
+    }));
     this.running = true;
     this.log.info({ chainId: this.chainId.toString() }, "verification node started");
     this.loopDone = this.loop();
@@ -142,27 +151,44 @@ export class VerificationNode {
       this.journal.setState(taskId, report.agree ? "agreed" : "disagreed", { reason: report.detail });
       fs.appendFileSync(this.reportFile, JSON.stringify(report) + "\n");
       this.checked.inc({ result: report.agree ? "agree" : "disagree" });
-      if (report.agree) this.log.info({ taskId: report.taskId, node: report.node }, "verified task re-checked: agree");
+      if (report.agree)
+        this.log.info({ taskId: report.taskId, node: report.node }, "verified task re-checked: agree");
       else this.log.error({ ...report }, "DISAGREEMENT: a verified task does not re-check");
     }
   }
 
-  private async check(log: Log, taskId: bigint, node: string, eventOutputs: bigint[]): Promise<VerificationReport | undefined> {
+  private async check(
+    log: Log,
+    taskId: bigint,
+    node: string,
+    eventOutputs: bigint[],
+  ): Promise<VerificationReport | undefined> {
     const tx = await this.chain.provider.getTransaction(log.transactionHash);
     if (!tx) throw new Error(`transaction ${log.transactionHash} not found`);
     const call = taskRegistryInterface.parseTransaction({ data: tx.data });
-    let submission: { task: SubmittedTask["task"]; input: bigint[]; outputs: bigint[]; proof: bigint[] } | undefined;
+    let submission:
+      { task: SubmittedTask["task"]; input: bigint[]; outputs: bigint[]; proof: bigint[] } | undefined;
     if (call?.name === "submitResult") {
-      submission = { task: call.args.task, input: [...call.args.input], outputs: [...call.args.outputs], proof: [...call.args.proof] };
+      submission = {
+        task: call.args.task,
+        input: [...call.args.input],
+        outputs: [...call.args.outputs],
+        proof: [...call.args.proof],
+      };
     } else if (call?.name === "submitResults") {
       const s = (call.args.submissions as { taskId: bigint }[]).find((x) => x.taskId === taskId) as
-        | { task: SubmittedTask["task"]; input: bigint[]; outputs: bigint[]; proof: bigint[] }
-        | undefined;
+        { task: SubmittedTask["task"]; input: bigint[]; outputs: bigint[]; proof: bigint[] } | undefined;
       if (s) submission = { task: s.task, input: [...s.input], outputs: [...s.outputs], proof: [...s.proof] };
     }
     const modelId = submission ? BigInt(submission.task.modelId) : 0n;
     if (this.config.models.length > 0 && !this.config.models.includes(modelId)) return undefined;
-    const base = { taskId: taskId.toString(), modelId: modelId.toString(), node, block: log.blockNumber, tx: log.transactionHash };
+    const base = {
+      taskId: taskId.toString(),
+      modelId: modelId.toString(),
+      node,
+      block: log.blockNumber,
+      tx: log.transactionHash,
+    };
     const report = (proofValid: boolean, outputMatches: boolean, detail: string): VerificationReport => ({
       ...base,
       proofValid,
@@ -171,13 +197,16 @@ export class VerificationNode {
       detail,
       checkedAt: new Date().toISOString(),
     });
-    if (!submission) return report(false, false, "the settling transaction's calldata does not carry this task");
+    if (!submission)
+      return report(false, false, "the settling transaction's calldata does not carry this task");
     if (submission.outputs.some((w, i) => w !== eventOutputs[i])) {
       return report(false, false, "calldata outputs differ from the TaskVerified event");
     }
     const model = await this.chain.models.getModel(modelId);
     const bundle = await this.bundles.get(model);
-    const vk = JSON.parse(fs.readFileSync(path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file), "utf8"));
+    const vk = JSON.parse(
+      fs.readFileSync(path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file), "utf8"),
+    );
     const binding = BigInt(await this.chain.tasks.taskBinding(taskId, node));
     const signals = [...submission.outputs, ...submission.input, binding].map(String);
     const p = submission.proof.map(String);
@@ -197,8 +226,12 @@ export class VerificationNode {
     const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
     const recomputed = executeProgram(bundle.program, input)[bundle.program.output.tensor];
     const words = packValues(recomputed, bundle.manifest.publicSignals.packBits);
-    const outputMatches = words.length === submission.outputs.length && words.every((w, i) => w === submission.outputs[i]);
-    const detail = [proofValid ? "proof valid" : "PROOF INVALID", outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS"].join("; ");
+    const outputMatches =
+      words.length === submission.outputs.length && words.every((w, i) => w === submission.outputs[i]);
+    const detail = [
+      proofValid ? "proof valid" : "PROOF INVALID",
+      outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS",
+    ].join("; ");
     return report(proofValid, outputMatches, detail);
   }
 }
