@@ -19,6 +19,8 @@ import {
   stakeNode,
   startInferenceNode,
   startNetwork,
+  sleep,
+  spawnProc,
   startVerificationNode,
   waitFor,
   type Network,
@@ -315,5 +317,71 @@ describe("network end to end (hardhat node + worker processes)", function () {
       bytes[bytes.length - 10] ^= 0xff;
       fs.writeFileSync(blobFile, bytes);
     }
+  });
+
+  it("replaces a stuck transaction with higher fees, serves /metrics and /healthz, and sends nothing in dry-run", async function () {
+    const dry = track(startInferenceNode(net, 6, stateDir("h-dry"), { extra: ["--dry-run"] }));
+    const node = track(
+      startInferenceNode(net, 5, stateDir("h-inference"), { env: { OPG_REPLACE_AFTER_SECONDS: "2" } }),
+    );
+    await waitFor("nodes up", async () =>
+      [dry, node].every((p) => p.logs().some((l) => l.msg === "inference node started")),
+    );
+    await net.provider.send("evm_setAutomine", [false]);
+    try {
+      const pending = submit(14);
+      let s: Awaited<typeof pending> | undefined;
+      while (!(s = await Promise.race([pending, sleep(200).then(() => undefined)]))) {
+        await net.provider.send("evm_mine", []);
+      }
+      // The claim sits in the mempool: nothing mines until the node has replaced it.
+      await waitFor("a replacement", async () =>
+        node
+          .logs()
+          .some(
+            (l) =>
+              l.msg === "transaction stuck; replacing with higher fees" && l.taskId === s.taskId.toString(),
+          ),
+      );
+      await net.provider.send("evm_setAutomine", [true]);
+      await net.provider.send("evm_mine", []);
+      await waitVerified([s.taskId]);
+      expect(await verifiedEvents(s.taskId)).to.have.length(1);
+      expect(
+        dry.logs().some((l) => l.msg === "dry run: not sending" && l.taskId === s.taskId.toString()),
+      ).to.equal(true);
+      const dryClaims = await net.deployment.tasks.queryFilter(
+        net.deployment.tasks.filters.TaskClaimed(undefined, account(6).address),
+      );
+      expect(dryClaims, "a dry-run node sends no transaction").to.have.length(0);
+    } finally {
+      await net.provider.send("evm_setAutomine", [true]);
+    }
+    const port = node.logs().find((l) => l.msg === "metrics and health listening")!.port;
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).to.match(/^opg_tasks\{state="verified"\} [1-9]/m);
+    expect(metrics).to.match(/^opg_stage_seconds_count\{stage="prove"\} [1-9]/m);
+    expect(metrics).to.match(/^opg_gas_spent_wei [1-9]/m);
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    expect(health).to.include({ ok: true, address: account(5).address });
+    expect(await node.stop()).to.equal(0);
+    expect(await dry.stop()).to.equal(0);
+  });
+
+  it("refuses to start on a bad configuration, naming each bad field", async function () {
+    const bad = track(
+      spawnProc(
+        "inference-bad",
+        ["bin/opg.js", "node", "inference", "--rpc-url", "ftp://nowhere", "--concurrency", "0"],
+        { OPG_PRIVATE_KEY: "0x1234" },
+      ),
+    );
+    expect(await bad.exited).to.equal(2);
+    const text = bad.output.join("\n");
+    expect(text)
+      .to.match(/rpcUrl/)
+      .and.match(/concurrency/)
+      .and.match(/privateKey/);
+    expect(text).to.not.include("0x1234");
   });
 });

@@ -86,7 +86,13 @@ function freePort(): Promise<number> {
 /** A raw HTTP request (no client-side checks), body written in chunks when given as an array. */
 function rawRequest(
   url: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: Buffer | Buffer[] } = {},
+  opts: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: Buffer | Buffer[];
+    /** Chunked bodies: awaited after the first chunk is written, before the rest. */
+    afterFirstChunk?: () => Promise<void>;
+  } = {},
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: opts.method ?? "GET", headers: opts.headers }, (res) => {
@@ -102,9 +108,14 @@ function rawRequest(
       let stopped = false;
       req.on("response", () => (stopped = true));
       const chunks = [...opts.body];
+      let first = true;
       const next = (): void => {
         if (stopped || chunks.length === 0) return void req.end();
-        req.write(chunks.shift(), () => setImmediate(next));
+        req.write(chunks.shift(), () => {
+          const gate = first && opts.afterFirstChunk ? opts.afterFirstChunk() : Promise.resolve();
+          first = false;
+          gate.then(() => setImmediate(next), reject);
+        });
       };
       next();
     } else {
@@ -478,16 +489,21 @@ describe("data node", function () {
 
     it("finishes a request in flight on shutdown and then refuses connections", async function () {
       const bytes = crypto.randomBytes(48 * 1024);
+      // The rest of the body is held back until the server counts the request in flight and shutdown has
+      // begun, so the shutdown always meets a request in flight.
+      let stopped: Promise<void> | undefined;
       const pending = rawRequest(`${url}/blobs`, {
         method: "PUT",
         headers: { "transfer-encoding": "chunked" },
         body: [bytes.subarray(0, 16 * 1024), bytes.subarray(16 * 1024)],
+        afterFirstChunk: async () => {
+          while (node.server.requestsInFlight === 0) await new Promise((r) => setTimeout(r, 5));
+          stopped = node.stop();
+        },
       });
-      while (node.server.requestsInFlight === 0) await new Promise((r) => setTimeout(r, 5));
-      const stopped = node.stop();
       const r = await pending;
       expect(r.status).to.equal(201);
-      await stopped;
+      await stopped!;
       const e = await expectReject(rawRequest(`${url}/healthz`));
       expect((e as NodeJS.ErrnoException).code).to.equal("ECONNREFUSED");
       node = await startDataNode(config(dir), { logger: silent }); // for afterEach, over the same dir

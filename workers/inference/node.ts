@@ -9,7 +9,7 @@ import { connect, readDeployment, type Chain } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal, type TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
-import { ServiceHttp, sleep } from "../runtime/service";
+import { ServiceHttp } from "../runtime/service";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
@@ -26,6 +26,9 @@ import type { inferenceSchema } from "./config";
 import { ProverPool } from "./prover-pool";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
+
+/** Ends a task's pipeline in dry-run mode after the first transaction it would have sent. */
+class DryRunStop extends Error {}
 
 /** Journal states of a task, in pipeline order; the last four are terminal. */
 export const STATES = [
@@ -59,6 +62,7 @@ export class InferenceNode {
   private readonly watcher: ChainWatcher;
   private readonly inFlight = new Map<string, Promise<void>>();
   private running = false;
+  private wake?: () => void;
   private loopDone?: Promise<void>;
   private chainId = 0n;
   private readonly metrics;
@@ -152,6 +156,7 @@ export class InferenceNode {
   /** Stop polling, let tasks in flight reach their next durable state, close everything. */
   async stop() {
     this.running = false;
+    this.wake?.();
     await this.loopDone;
     await Promise.allSettled(this.inFlight.values());
     await this.prover.close();
@@ -170,11 +175,22 @@ export class InferenceNode {
       } catch (err) {
         failures++;
         this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
-        await sleep(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
+        await this.pause(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
       }
       this.updateMetrics();
-      await sleep(this.config.pollIntervalMs);
+      await this.pause(this.config.pollIntervalMs);
     }
+  }
+
+  /** A sleep that `stop()` cuts short, so shutdown never waits out a backoff. */
+  private pause(ms: number) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   private updateMetrics() {
@@ -302,6 +318,7 @@ export class InferenceNode {
       }
       if (state === "proved") await this.submit(submitted);
     } catch (err) {
+      if (err instanceof DryRunStop) return;
       if (err instanceof RevertedError) {
         this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reconciling with the chain");
         this.journal.setState(taskId, this.journal.task(taskId)!.state, { reason: err.reason });
@@ -388,7 +405,11 @@ export class InferenceNode {
       submitted.taskId,
     );
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!receipt) return; // dry run
+    if (!receipt) {
+      // Dry run: everything up to the claim was done; park the task instead of simulating it every poll.
+      this.journal.setState(submitted.taskId, "skipped", { reason: "dry run: would claim" });
+      throw new DryRunStop();
+    }
     this.journal.setState(submitted.taskId, "claimed", { reason: null });
     this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
   }

@@ -10,7 +10,7 @@ import { connect, readDeployment, type Chain } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
-import { ServiceHttp, sleep } from "../runtime/service";
+import { ServiceHttp } from "../runtime/service";
 import { decodeTaskInput } from "../runtime/task-input";
 import { taskRegistryInterface, TOPICS, type SubmittedTask } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
@@ -48,6 +48,7 @@ export class VerificationNode {
   private readonly watcher: ChainWatcher;
   private readonly reportFile: string;
   private running = false;
+  private wake?: () => void;
   private loopDone?: Promise<void>;
   private chainId = 0n;
   private registryAddress = "";
@@ -102,6 +103,7 @@ export class VerificationNode {
 
   async stop() {
     this.running = false;
+    this.wake?.();
     await this.loopDone;
     await this.http.close();
     this.journal.close();
@@ -127,10 +129,21 @@ export class VerificationNode {
       } catch (err) {
         failures++;
         this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
-        await sleep(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
+        await this.pause(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
       }
-      await sleep(this.config.pollIntervalMs);
+      await this.pause(this.config.pollIntervalMs);
     }
+  }
+
+  /** A sleep that `stop()` cuts short, so shutdown never waits out a backoff. */
+  private pause(ms: number) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   private onReorg(ancestor: number) {
