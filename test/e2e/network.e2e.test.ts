@@ -19,7 +19,6 @@ import {
   stakeNode,
   startInferenceNode,
   startNetwork,
-  sleep,
   spawnProc,
   startVerificationNode,
   waitFor,
@@ -67,7 +66,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
   });
 
   /** Submit a task on `model` with the i-th held-out iris sample; returns its id and expected output words. */
-  async function submit(i: number, opts: { deadlineIn?: number; model?: bigint; dir?: string } = {}) {
+  async function submit(
+    i: number,
+    opts: { deadlineIn?: number; model?: bigint; dir?: string; mineByHand?: boolean } = {},
+  ) {
     const dir = opts.dir ?? bundleDir;
     const manifest = loadManifest(dir);
     const q = executeQuantized(loadProgram(dir), irisInputs[i % irisInputs.length]);
@@ -81,7 +83,9 @@ describe("network end to end (hardhat node + worker processes)", function () {
       callback: ethers.ZeroAddress,
       callbackGasLimit: 0,
     });
-    const receipt = await tx.wait();
+    // With automine off the test mines exactly one block for the submission, and nothing else.
+    if (opts.mineByHand) await net.provider.send("evm_mine", []);
+    const receipt = opts.mineByHand ? await net.provider.getTransactionReceipt(tx.hash) : await tx.wait();
     const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
     return {
       taskId: parseSubmitted(log).taskId,
@@ -329,11 +333,7 @@ describe("network end to end (hardhat node + worker processes)", function () {
     );
     await net.provider.send("evm_setAutomine", [false]);
     try {
-      const pending = submit(14);
-      let s: Awaited<typeof pending> | undefined;
-      while (!(s = await Promise.race([pending, sleep(200).then(() => undefined)]))) {
-        await net.provider.send("evm_mine", []);
-      }
+      const s = await submit(14, { mineByHand: true });
       // The claim sits in the mempool: nothing mines until the node has replaced it.
       await waitFor("a replacement", async () =>
         node
