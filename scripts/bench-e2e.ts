@@ -41,9 +41,12 @@ async function main() {
   const bundleDir = await fixtureBundle(MODEL);
   const manifest = loadManifest(bundleDir);
   const program = loadProgram(bundleDir);
-  const samples: number[][] = JSON.parse(
-    fs.readFileSync(path.join("test/fixtures/models/digits_test.json"), "utf8"),
-  ).inputs;
+  // Held-out sklearn digits, stored divided by `scale`: multiply back to the model's input range.
+  const digits = JSON.parse(fs.readFileSync(path.join("test/fixtures/models/digits_test.json"), "utf8")) as {
+    scale: number;
+    inputs: number[][];
+  };
+  const samples = digits.inputs.map((x) => x.map((v) => v * digits.scale));
   const rows: string[] = [];
   let baseline = 0;
   for (const nodes of [1, 2]) {
@@ -54,9 +57,11 @@ async function main() {
       for (let i = 0; i < nodes; i++) await stakeNode(net, 5 + i);
       const requester = account(1).connect(net.provider);
       const { token, tasks } = net.deployment;
-      await (await token.connect(net.deployer).transfer(requester.address, FEE * BigInt(TASKS))).wait();
+      await (
+        await token.connect(net.deployer).transfer(requester.address, FEE * BigInt(TASKS + nodes))
+      ).wait();
       await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
-      await (await tasks.connect(requester).deposit(FEE * BigInt(TASKS))).wait();
+      await (await tasks.connect(requester).deposit(FEE * BigInt(TASKS + nodes))).wait();
       for (let i = 0; i < nodes; i++) {
         procs.push(
           startInferenceNode(net, 5 + i, path.join(net.tmp, `bench-${i}`), {

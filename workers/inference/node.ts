@@ -2,7 +2,14 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Log } from "ethers";
 import client from "prom-client";
-import { dequantizeOutput, executeProgram, packValues, runReference, ZkmlError } from "../../zkml";
+import {
+  dequantizeOutput,
+  executeProgram,
+  expectedPublicSignals,
+  packValues,
+  runReference,
+  ZkmlError,
+} from "../../zkml";
 import { DataClient } from "../data/client";
 import { BundleCache, BundleRejectedError, type LoadedBundle } from "../runtime/bundles";
 import { connect, readDeployment, type Chain } from "../runtime/chain";
@@ -27,10 +34,12 @@ import { ProverPool } from "./prover-pool";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
-/** Ends a task's pipeline in dry-run mode after the first transaction it would have sent. */
-class DryRunStop extends Error {}
+/** Ends a task's pipeline quietly: dry run after the first transaction it would send, or a task given up. */
+class PipelineStop extends Error {}
 
-/** Journal states of a task, in pipeline order; the last four are terminal. */
+const MAX_PROVE_ATTEMPTS = 3;
+
+/** Journal states of a task, in pipeline order; every state after `proved` is terminal. */
 export const STATES = [
   "seen",
   "claimed",
@@ -40,6 +49,7 @@ export const STATES = [
   "expired",
   "skipped",
   "refused",
+  "failed",
 ] as const;
 const WORKING = ["seen", "claimed", "proved"];
 const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
@@ -318,7 +328,7 @@ export class InferenceNode {
       }
       if (state === "proved") await this.submit(submitted);
     } catch (err) {
-      if (err instanceof DryRunStop) return;
+      if (err instanceof PipelineStop) return;
       if (err instanceof RevertedError) {
         this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reconciling with the chain");
         this.journal.setState(taskId, this.journal.task(taskId)!.state, { reason: err.reason });
@@ -360,6 +370,9 @@ export class InferenceNode {
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
       const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];
+      // The circuit range-checks and packs the outputs: an output that does not fit cannot be proved, so it
+      // must be refused now, before collateral is locked.
+      expectedPublicSignals(bundle.manifest, input, outputs, 0n);
       this.metrics.seconds.observe({ stage: "execute" }, (Date.now() - started) / 1000);
       await this.compareWithReference(bundle, input, outputs, ctx);
       return { bundle, input, outputs };
@@ -408,7 +421,7 @@ export class InferenceNode {
     if (!receipt) {
       // Dry run: everything up to the claim was done; park the task instead of simulating it every poll.
       this.journal.setState(submitted.taskId, "skipped", { reason: "dry run: would claim" });
-      throw new DryRunStop();
+      throw new PipelineStop();
     }
     this.journal.setState(submitted.taskId, "claimed", { reason: null });
     this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
@@ -419,11 +432,25 @@ export class InferenceNode {
     prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] },
   ) {
     const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
-    const { proof, publicSignals, ms } = await this.prover.prove(
-      prepared.bundle.dir,
-      prepared.input,
-      binding,
-    );
+    let proved: Awaited<ReturnType<ProverPool["prove"]>>;
+    try {
+      proved = await this.prover.prove(prepared.bundle.dir, prepared.input, binding);
+    } catch (err) {
+      // Proving is deterministic: after a few failures it will not succeed. Give the task up (it expires and
+      // the requester is refunded) instead of retrying forever.
+      if (this.journal.task(submitted.taskId)!.attempts + 1 >= MAX_PROVE_ATTEMPTS) {
+        this.journal.setState(submitted.taskId, "failed", {
+          reason: `proving failed: ${(err as Error).message}`,
+        });
+        this.log.error(
+          { taskId: submitted.taskId.toString(), err: (err as Error).message },
+          "proving failed; task given up",
+        );
+        throw new PipelineStop();
+      }
+      throw err;
+    }
+    const { proof, publicSignals, ms } = proved;
     this.metrics.seconds.observe({ stage: "prove" }, ms / 1000);
     const layout = prepared.bundle.manifest.publicSignals;
     const expected = packValues(prepared.outputs, layout.packBits).map(String);
