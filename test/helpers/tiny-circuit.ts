@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { compileSolidity } from "../../scripts/lib/solidity";
+import { proofWords } from "../../workers/runtime/tasks";
 
 /**
  * Builds the tiny test circuit (test/fixtures/circuits/tiny-linear.circom) for real: circom2 compile,
@@ -141,19 +142,5 @@ export async function proveTiny(circuit: TinyCircuit, inputWords: bigint[], bind
     circuit.wasm,
     circuit.zkey,
   );
-  return { proof: toSolidityProof(proof), publicSignals: publicSignals.map(BigInt) };
-}
-
-/** The 8 words a snarkjs Solidity verifier takes: a, b (each pair swapped, as its pairing expects), c. */
-export function toSolidityProof(proof: Groth16Proof): bigint[] {
-  return [
-    proof.pi_a[0],
-    proof.pi_a[1],
-    proof.pi_b[0][1],
-    proof.pi_b[0][0],
-    proof.pi_b[1][1],
-    proof.pi_b[1][0],
-    proof.pi_c[0],
-    proof.pi_c[1],
-  ].map(BigInt);
+  return { proof: proofWords(proof), publicSignals: publicSignals.map(BigInt) };
 }

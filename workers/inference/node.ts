@@ -16,7 +16,7 @@ import { connect, readDeployment, type Chain } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal, type TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
-import { ServiceHttp } from "../runtime/service";
+import { PollLoop, ServiceHttp } from "../runtime/service";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
@@ -71,9 +71,7 @@ export class InferenceNode {
   private readonly prover: ProverPool;
   private readonly watcher: ChainWatcher;
   private readonly inFlight = new Map<string, Promise<void>>();
-  private running = false;
-  private wake?: () => void;
-  private loopDone?: Promise<void>;
+  private readonly loop: PollLoop;
   private chainId = 0n;
   private readonly metrics;
   readonly address: string;
@@ -88,6 +86,18 @@ export class InferenceNode {
     fs.mkdirSync(config.stateDir, { recursive: true });
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
     this.http = new ServiceHttp(log);
+    this.loop = new PollLoop(
+      config.pollIntervalMs,
+      async () => {
+        try {
+          await this.watcher.poll();
+          this.schedule();
+        } finally {
+          this.updateMetrics();
+        }
+      },
+      log,
+    );
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
     this.prover = new ProverPool(config.concurrency);
@@ -149,58 +159,27 @@ export class InferenceNode {
     this.chainId = (await this.chain.provider.getNetwork()).chainId;
     const port = await this.http.listen(this.config.metricsPort);
     this.http.setHealth(() => ({
-      ok: this.running,
+      ok: this.loop.isRunning,
       address: this.address,
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
-    this.running = true;
+    this.loop.start();
     this.log.info(
       { address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun },
       "inference node started",
     );
-    this.loopDone = this.loop();
     return port;
   }
 
   /** Stop polling, let tasks in flight reach their next durable state, close everything. */
   async stop() {
-    this.running = false;
-    this.wake?.();
-    await this.loopDone;
+    await this.loop.stop();
     await Promise.allSettled(this.inFlight.values());
     await this.prover.close();
     await this.http.close();
     this.journal.close();
     this.chain.provider.destroy();
-  }
-
-  private async loop() {
-    let failures = 0;
-    while (this.running) {
-      try {
-        await this.watcher.poll();
-        this.schedule();
-        failures = 0;
-      } catch (err) {
-        failures++;
-        this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
-        await this.pause(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
-      }
-      this.updateMetrics();
-      await this.pause(this.config.pollIntervalMs);
-    }
-  }
-
-  /** A sleep that `stop()` cuts short, so shutdown never waits out a backoff. */
-  private pause(ms: number) {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private updateMetrics() {
@@ -301,7 +280,7 @@ export class InferenceNode {
 
   private schedule() {
     for (const row of this.journal.tasksIn(...WORKING)) {
-      if (!this.running || this.inFlight.size >= this.config.concurrency) return;
+      if (!this.loop.isRunning || this.inFlight.size >= this.config.concurrency) return;
       if (this.inFlight.has(row.taskId)) continue;
       const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
       this.inFlight.set(row.taskId, work);

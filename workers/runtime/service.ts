@@ -76,3 +76,59 @@ export function onShutdown(log: Logger, stop: () => Promise<void>) {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `tick` every `intervalMs` until stopped. While ticks fail it backs off exponentially (up to 30 s);
+ * `stop()` cuts any wait short, so shutdown never waits out a backoff.
+ */
+export class PollLoop {
+  private running = false;
+  private wake?: () => void;
+  private done?: Promise<void>;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly tick: () => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  get isRunning() {
+    return this.running;
+  }
+
+  start() {
+    this.running = true;
+    this.done = this.run();
+  }
+
+  async stop() {
+    this.running = false;
+    this.wake?.();
+    await this.done;
+  }
+
+  private async run() {
+    let failures = 0;
+    while (this.running) {
+      try {
+        await this.tick();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
+        await this.pause(Math.min(30_000, this.intervalMs * 2 ** Math.min(failures, 5)));
+      }
+      await this.pause(this.intervalMs);
+    }
+  }
+
+  private pause(ms: number) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

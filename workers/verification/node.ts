@@ -10,7 +10,7 @@ import { connect, readDeployment, type Chain } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
-import { ServiceHttp } from "../runtime/service";
+import { PollLoop, ServiceHttp } from "../runtime/service";
 import { decodeTaskInput } from "../runtime/task-input";
 import { taskRegistryInterface, TOPICS, type SubmittedTask } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
@@ -47,9 +47,7 @@ export class VerificationNode {
   private readonly data: DataClient;
   private readonly watcher: ChainWatcher;
   private readonly reportFile: string;
-  private running = false;
-  private wake?: () => void;
-  private loopDone?: Promise<void>;
+  private readonly loop: PollLoop;
   private chainId = 0n;
   private registryAddress = "";
   private readonly checked;
@@ -65,6 +63,7 @@ export class VerificationNode {
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
     this.reportFile = path.join(config.stateDir, "reports.jsonl");
     this.http = new ServiceHttp(log);
+    this.loop = new PollLoop(config.pollIntervalMs, () => this.watcher.poll(), log);
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
     this.watcher = new ChainWatcher(
@@ -91,20 +90,17 @@ export class VerificationNode {
     this.chainId = (await this.chain.provider.getNetwork()).chainId;
     const port = await this.http.listen(this.config.metricsPort);
     this.http.setHealth(() => ({
-      ok: this.running,
+      ok: this.loop.isRunning,
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
-    this.running = true;
+    this.loop.start();
     this.log.info({ chainId: this.chainId.toString() }, "verification node started");
-    this.loopDone = this.loop();
     return port;
   }
 
   async stop() {
-    this.running = false;
-    this.wake?.();
-    await this.loopDone;
+    await this.loop.stop();
     await this.http.close();
     this.journal.close();
     this.chain.provider.destroy();
@@ -118,32 +114,6 @@ export class VerificationNode {
       .split("\n")
       .filter(Boolean)
       .map((l) => JSON.parse(l));
-  }
-
-  private async loop() {
-    let failures = 0;
-    while (this.running) {
-      try {
-        await this.watcher.poll();
-        failures = 0;
-      } catch (err) {
-        failures++;
-        this.log.warn({ err: (err as Error).message, failures }, "poll failed; backing off");
-        await this.pause(Math.min(30_000, this.config.pollIntervalMs * 2 ** Math.min(failures, 5)));
-      }
-      await this.pause(this.config.pollIntervalMs);
-    }
-  }
-
-  /** A sleep that `stop()` cuts short, so shutdown never waits out a backoff. */
-  private pause(ms: number) {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private onReorg(ancestor: number) {
