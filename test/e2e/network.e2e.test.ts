@@ -351,7 +351,7 @@ describe("network end to end (hardhat node + worker processes)", function () {
         dry.logs().some((l) => l.msg === "dry run: not sending" && l.taskId === s.taskId.toString()),
       ).to.equal(true);
       const dryClaims = await net.deployment.tasks.queryFilter(
-        net.deployment.tasks.filters.TaskClaimed(undefined, account(6).address),
+        net.deployment.tasks.filters.TaskClaimed(s.taskId, account(6).address),
       );
       expect(dryClaims, "a dry-run node sends no transaction").to.have.length(0);
     } finally {
