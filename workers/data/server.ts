@@ -2,7 +2,7 @@ import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { PassThrough } from "node:stream";
-import pino, { type Logger } from "pino";
+import { createLogger, type Logger } from "../runtime/logger";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { BLOB_ID_PATTERN, BlobError, BlobStore, isBlobId } from "./blob-store";
 import type { DataNodeConfig } from "./config";
@@ -408,14 +408,6 @@ function sendJson(
   );
 }
 
-/** JSON lines on stdout, written synchronously so that nothing is lost or reordered at exit. */
-export function createLogger(level: string): Logger {
-  return pino(
-    { level, base: { service: "opg-data", pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.destination({ dest: 1, sync: true }),
-  );
-}
-
 export interface RunningDataNode {
   server: DataServer;
   store: BlobStore;
@@ -431,7 +423,7 @@ export async function startDataNode(
   config: DataNodeConfig,
   opts: { logger?: Logger } = {},
 ): Promise<RunningDataNode> {
-  const logger = opts.logger ?? createLogger(config.logLevel);
+  const logger = opts.logger ?? createLogger("data", config.logLevel);
   const store = await BlobStore.open({
     dir: config.dir,
     maxBlobBytes: config.maxBlobBytes,
