@@ -193,6 +193,46 @@ describe("network end to end (hardhat node + worker processes)", function () {
     expect(await restarted.stop()).to.equal(0);
   });
 
+  it("another node takes over a claim whose claimer died, and the abandoned collateral is slashed", async function () {
+    const [a, b] = [account(5).address, account(6).address];
+    const gone = track(
+      startInferenceNode(net, 5, stateDir("c2-inference-5"), { env: { OPG_FAULT_PROVE_DELAY_MS: "20000" } }),
+    );
+    const s = await submit(9);
+    await waitFor("the claim", async () => gone.logs().some((l) => l.msg === "task claimed"));
+    gone.child.kill("SIGKILL");
+    await gone.exited;
+    const taker = track(startInferenceNode(net, 6, stateDir("c2-inference-6")));
+    await waitFor("the watch", async () =>
+      taker
+        .logs()
+        .some((l) => l.msg === "task claimed by another node: watching" && l.taskId === s.taskId.toString()),
+    );
+    const [claimer, expiresAt] = await net.deployment.tasks.claimOf(s.taskId);
+    expect(claimer).to.equal(a);
+    expect(await net.deployment.tasks.taskStatus(s.taskId), "no take-over inside the claim window").to.equal(
+      Status.Claimed,
+    );
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    await net.provider.send("evm_increaseTime", [Number(expiresAt) - now + 1]);
+    await net.provider.send("evm_mine", []);
+    await waitVerified([s.taskId]);
+    const verified = await verifiedEvents(s.taskId);
+    expect(verified).to.have.length(1);
+    expect(verified[0].args.node).to.equal(b);
+    expect((await net.deployment.tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    const tasks = net.deployment.tasks;
+    const claims = await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId), 0, "latest");
+    expect(claims.map((c) => c.args.node)).to.deep.equal([a, b]);
+    const abandoned = await tasks.queryFilter(tasks.filters.TaskClaimAbandoned(s.taskId), 0, "latest");
+    expect(abandoned).to.have.length(1);
+    expect(abandoned[0].args.previousNode).to.equal(a);
+    expect(abandoned[0].args.slashed).to.equal(claims[0].args.collateral);
+    expect(abandoned[0].args.slashed > 0n).to.equal(true);
+    expect(taker.logs().some((l) => l.msg === "claim lapsed: taking the task over")).to.equal(true);
+    expect(await taker.stop()).to.equal(0);
+  });
+
   it("rides out an RPC connection cut of several seconds", async function () {
     const proxy = new RpcProxy(Number(new URL(net.chain.url).port));
     const proxyUrl = await proxy.listen();

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import Database from "better-sqlite3";
 import { expect } from "chai";
 import { ConfigError, loadConfig, redact } from "../../workers/runtime/config";
 import { inferenceSchema } from "../../workers/inference/config";
@@ -87,6 +88,37 @@ describe("worker runtime", function () {
       expect(j.task(1n)!.state).to.equal("proved");
       expect(j.upsertTask(1n, 7n, 11, "task-B")).to.equal(true);
       expect(j.task(1n)).to.include({ state: "seen", proof: null, data: "task-B", block: 11 });
+      j.close();
+    });
+
+    it("keeps a watched claim's expiry only while the task is watching", function () {
+      const j = new Journal(path.join(dir, "j.db"));
+      j.upsertTask(3n, 1n, 8, "t");
+      j.setState(3n, "watching", { until: 1_700_000_000, reason: "claimed by 0xabc" });
+      expect(j.task(3n)).to.include({ state: "watching", until: 1_700_000_000 });
+      j.setState(3n, "watching", { reason: "still" });
+      expect(j.task(3n)!.until).to.equal(1_700_000_000);
+      j.setState(3n, "seen", { until: 5 });
+      expect(j.task(3n)!.until).to.equal(null);
+      j.close();
+    });
+
+    it("adds the claim-expiry column to a journal written by an earlier version", function () {
+      const file = path.join(dir, "old.db");
+      const old = new Database(file);
+      old.exec(`CREATE TABLE tasks (
+        taskId TEXT PRIMARY KEY, modelId TEXT NOT NULL, state TEXT NOT NULL, block INTEGER NOT NULL,
+        data TEXT NOT NULL, proof TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, updatedAt INTEGER NOT NULL)`);
+      old
+        .prepare(
+          "INSERT INTO tasks (taskId, modelId, state, block, data, updatedAt) VALUES ('4', '1', 'lost', 3, 't', 0)",
+        )
+        .run();
+      old.close();
+      const j = new Journal(file);
+      expect(j.task(4n)).to.include({ state: "lost", until: null });
+      j.setState(4n, "watching", { until: 99 });
+      expect(j.task(4n)!.until).to.equal(99);
       j.close();
     });
 

@@ -92,6 +92,13 @@ export const inferenceSchema = {
     default: 30,
     parse: parse.int(0, 86_400),
   }),
+  takeOverClaims: opt({
+    env: "OPG_TAKE_OVER_CLAIMS",
+    description:
+      "claim tasks whose claimer let its claim window lapse (the registry slashes the lapsed claim's collateral)",
+    default: true,
+    parse: parse.bool,
+  }),
   replaceAfterSeconds: opt({
     env: "OPG_REPLACE_AFTER_SECONDS",
     description: "replace a transaction with higher fees after this long unmined",

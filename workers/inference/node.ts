@@ -39,11 +39,15 @@ class PipelineStop extends Error {}
 
 const MAX_PROVE_ATTEMPTS = 3;
 
-/** Journal states of a task, in pipeline order; every state after `proved` is terminal. */
+/**
+ * Journal states of a task, in pipeline order. `watching` waits for another node's claim to lapse (then the
+ * task goes back to `seen` and is taken over); every state after it is terminal.
+ */
 export const STATES = [
   "seen",
   "claimed",
   "proved",
+  "watching",
   "verified",
   "lost",
   "expired",
@@ -91,6 +95,7 @@ export class InferenceNode {
       async () => {
         try {
           await this.watcher.poll();
+          await this.takeOverLapsedClaims();
           this.schedule();
         } finally {
           this.updateMetrics();
@@ -221,8 +226,12 @@ export class InferenceNode {
           this.journal.setState(taskId, "lost", { reason: `verified for ${parsed.args.node}` });
       } else if (parsed.name === "TaskExpired") {
         if (row.state !== "expired") this.journal.setState(taskId, "expired");
-      } else if (parsed.name === "TaskClaimed" && parsed.args.node !== this.address && row.state === "seen") {
-        this.journal.setState(taskId, "lost", { reason: `claimed by ${parsed.args.node}` });
+      } else if (
+        parsed.name === "TaskClaimed" &&
+        parsed.args.node !== this.address &&
+        (row.state === "seen" || row.state === "watching")
+      ) {
+        this.watchClaim(row, parsed.args.node, Number(parsed.args.claimExpiresAt));
       }
     }
   }
@@ -235,7 +244,7 @@ export class InferenceNode {
   private async onReorg(ancestor: number) {
     await Promise.allSettled(this.inFlight.values());
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
-    for (const row of this.journal.tasksIn(...WORKING, "verified", "lost", "expired")) {
+    for (const row of this.journal.tasksIn(...WORKING, "watching", "verified", "lost", "expired")) {
       await this.reconcile(BigInt(row.taskId), "reorg");
     }
   }
@@ -246,6 +255,7 @@ export class InferenceNode {
     const row = this.journal.task(taskId);
     if (!row) return;
     let next: string;
+    let until: number | undefined;
     if (status === "None") {
       // The submission itself is gone; if it is mined again the watcher brings the task back.
       this.journal.deleteTask(taskId);
@@ -261,18 +271,69 @@ export class InferenceNode {
       next = result.node === this.address ? "verified" : "lost";
     } else {
       const [node, expiresAt] = await this.chain.tasks.claimOf(taskId);
-      if (node !== this.address) next = "lost";
-      else {
-        const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-        next = BigInt(now) > expiresAt ? "lost" : row.state === "proved" ? "proved" : "claimed";
+      const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
+      if (node === this.address && BigInt(now) <= expiresAt) {
+        next = row.state === "proved" ? "proved" : "claimed";
+      } else {
+        // Another node's claim, or our own that lapsed while we were away: wait for it to lapse, then take
+        // the task over (our own lapsed claim is re-claimed the same way; its collateral is lost either way).
+        [next, until] = this.claimWatch(row, Number(expiresAt));
       }
     }
-    if (next !== row.state) {
+    if (next !== row.state || (until !== undefined && until !== row.until)) {
       this.log.info(
         { taskId: taskId.toString(), from: row.state, to: next, status, why },
         "task reconciled with the chain",
       );
-      this.journal.setState(taskId, next, next === "seen" || next === "claimed" ? { proof: null } : {});
+      this.journal.setState(
+        taskId,
+        next,
+        next === "seen" || next === "claimed" ? { proof: null } : next === "watching" ? { until } : {},
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- claim take-over
+
+  /**
+   * What to do about a claim on `row`'s task that lapses at `expiresAt`: watch it when the node may take the task over
+   * after it lapses (take-over is on and enough time would be left before the deadline), else give it up.
+   */
+  private claimWatch(row: TaskRow, expiresAt: number): ["watching", number] | ["lost", undefined] {
+    const deadline = Number(taskFromJson(row.data).task.deadline);
+    if (this.config.takeOverClaims && expiresAt + this.config.deadlineMarginSeconds < deadline) {
+      return ["watching", expiresAt];
+    }
+    return ["lost", undefined];
+  }
+
+  /** Another node claimed a task this node tracks: watch the claim for a lapse, or give the task up. */
+  private watchClaim(row: TaskRow, node: string, expiresAt: number) {
+    const taskId = BigInt(row.taskId);
+    const [next, until] = this.claimWatch(row, expiresAt);
+    const reason = `claimed by ${node} until ${expiresAt}`;
+    this.journal.setState(taskId, next, { reason, ...(until !== undefined ? { until } : {}) });
+    if (next === "watching") {
+      this.log.info(
+        { taskId: row.taskId, node, claimExpiresAt: expiresAt },
+        "task claimed by another node: watching",
+      );
+    }
+  }
+
+  /**
+   * Send watched tasks whose claim has lapsed back to `seen`: the pipeline then checks policy and claims
+   * them, and the registry slashes the lapsed claimer's collateral to the requester. A node that claims
+   * first wins; the loser's claim reverts and the task is watched again under the new claim.
+   */
+  private async takeOverLapsedClaims() {
+    const watching = this.journal.tasksIn("watching");
+    if (watching.length === 0) return;
+    const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
+    for (const row of watching) {
+      if (row.until === null || now <= row.until) continue;
+      this.journal.setState(BigInt(row.taskId), "seen", { reason: `claim lapsed at ${row.until}` });
+      this.log.info({ taskId: row.taskId, claimExpiredAt: row.until }, "claim lapsed: taking the task over");
     }
   }
 

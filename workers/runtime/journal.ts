@@ -18,6 +18,8 @@ export interface TaskRow {
   reason: string | null;
   attempts: number;
   updatedAt: number;
+  /** While `watching`: when another node's claim on the task lapses (unix seconds); null otherwise. */
+  until: number | null;
 }
 
 export interface TxRow {
@@ -42,7 +44,8 @@ export class Journal {
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS tasks (
         taskId TEXT PRIMARY KEY, modelId TEXT NOT NULL, state TEXT NOT NULL, block INTEGER NOT NULL,
-        data TEXT NOT NULL, proof TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, updatedAt INTEGER NOT NULL
+        data TEXT NOT NULL, proof TEXT, reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, updatedAt INTEGER NOT NULL,
+        until INTEGER
       );
       CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
       CREATE TABLE IF NOT EXISTS txs (
@@ -51,6 +54,9 @@ export class Journal {
       );
       CREATE TABLE IF NOT EXISTS earnings (taskId TEXT PRIMARY KEY, amount TEXT NOT NULL, block INTEGER NOT NULL);
     `);
+    // Journals written before claim take-over have no `until` column: add it in place.
+    const columns = this.db.prepare("PRAGMA table_info(tasks)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "until")) this.db.exec("ALTER TABLE tasks ADD COLUMN until INTEGER");
   }
 
   close() {
@@ -117,6 +123,7 @@ export class Journal {
            modelId = excluded.modelId,
            state = CASE WHEN tasks.data != excluded.data THEN 'seen' ELSE tasks.state END,
            proof = CASE WHEN tasks.data != excluded.data THEN NULL ELSE tasks.proof END,
+           until = CASE WHEN tasks.data != excluded.data THEN NULL ELSE tasks.until END,
            data = excluded.data,
            updatedAt = excluded.updatedAt
          WHERE tasks.block != excluded.block OR tasks.data != excluded.data`,
@@ -137,17 +144,23 @@ export class Journal {
       .all(...states) as TaskRow[];
   }
 
-  setState(taskId: bigint, state: string, fields: { proof?: string | null; reason?: string | null } = {}) {
+  /** Move a task to `state`; `until` is kept only while the task stays `watching`. */
+  setState(
+    taskId: bigint,
+    state: string,
+    fields: { proof?: string | null; reason?: string | null; until?: number | null } = {},
+  ) {
     const row = this.task(taskId);
     if (!row) throw new Error(`journal: unknown task ${taskId}`);
     this.db
       .prepare(
-        "UPDATE tasks SET state = ?, proof = ?, reason = ?, attempts = ?, updatedAt = ? WHERE taskId = ?",
+        "UPDATE tasks SET state = ?, proof = ?, reason = ?, until = ?, attempts = ?, updatedAt = ? WHERE taskId = ?",
       )
       .run(
         state,
         fields.proof === undefined ? row.proof : fields.proof,
         fields.reason === undefined ? row.reason : fields.reason,
+        state !== "watching" ? null : fields.until === undefined ? row.until : fields.until,
         state === row.state ? row.attempts + 1 : row.attempts,
         Date.now(),
         taskId.toString(),
