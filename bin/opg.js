@@ -17,6 +17,7 @@ program.name("opg").description("OPG verifiable inference network tools").showHe
 
 require("../zkml/cli").registerZkmlCommands(program);
 require("../workers/cli").registerWorkerCommands(program);
+require("../sdk/cli").registerClientCommands(program);
 
 program.parseAsync(process.argv).catch((e) => {
   process.stderr.write(`error: ${e.message}\n`);

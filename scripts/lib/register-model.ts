@@ -12,13 +12,13 @@ const VERIFICATION_MODE_ZK = 1;
  * Put a compiled ZKML bundle on chain: deploy its generated Groth16 verifier and the IProofVerifier adapter,
  * then register the model with the hashes workers check bundles against: the ONNX sha256, the
  * verification key's sha256, and `bundleHash` = the data-layer id of the packed bundle (sha256 of the
- * archive the data node stores).
+ * archive the data node stores). `opts.verifier` registers an IProofVerifier deployed beforehand instead.
  */
 export async function registerBundle(
   signer: Signer,
   models: ModelRegistry,
   bundleDir: string,
-  opts: { bundleId: string; fee: bigint; royaltyReceiver?: string },
+  opts: { bundleId: string; fee: bigint; royaltyReceiver?: string; verifier?: string },
 ): Promise<{ modelId: bigint; verifier: string; adapter: string }> {
   const manifest = loadManifest(bundleDir, { checkHashes: true });
   const verifierRef = manifest.artifacts.verifier;
@@ -26,18 +26,23 @@ export async function registerBundle(
   if (!verifierRef || !vkRef || !manifest.verifierContract) {
     throw new Error(`bundle ${bundleDir} has no verifier: compile it with trusted setup`);
   }
-  const source = fs.readFileSync(path.join(bundleDir, verifierRef.file), "utf8");
-  const { abi, bytecode } = compileSolidity(source, manifest.verifierContract);
-  const verifier = await new ContractFactory(abi as never, bytecode, signer).deploy();
-  await verifier.waitForDeployment();
   const layout = manifest.publicSignals;
-  const signalCount = layout.outputWords + layout.inputWords + 1;
-  const adapter = await new Groth16VerifierAdapter__factory(signer).deploy(
-    await verifier.getAddress(),
-    signalCount,
-  );
-  await adapter.waitForDeployment();
-  const adapterAddress = await adapter.getAddress();
+  let verifierAddress: string;
+  let adapterAddress: string;
+  if (opts.verifier) {
+    // An IProofVerifier deployed beforehand (shared across versions, or a test's deliberately broken one).
+    verifierAddress = adapterAddress = opts.verifier;
+  } else {
+    const source = fs.readFileSync(path.join(bundleDir, verifierRef.file), "utf8");
+    const { abi, bytecode } = compileSolidity(source, manifest.verifierContract);
+    const verifier = await new ContractFactory(abi as never, bytecode, signer).deploy();
+    await verifier.waitForDeployment();
+    verifierAddress = await verifier.getAddress();
+    const signalCount = layout.outputWords + layout.inputWords + 1;
+    const adapter = await new Groth16VerifierAdapter__factory(signer).deploy(verifierAddress, signalCount);
+    await adapter.waitForDeployment();
+    adapterAddress = await adapter.getAddress();
+  }
   const spec = {
     name: manifest.name,
     onnxHash: "0x" + manifest.onnx.sha256,
@@ -57,5 +62,5 @@ export async function registerBundle(
   };
   const modelId = await models.connect(signer).registerModel.staticCall(spec);
   await (await models.connect(signer).registerModel(spec)).wait();
-  return { modelId, verifier: await verifier.getAddress(), adapter: adapterAddress };
+  return { modelId, verifier: verifierAddress, adapter: adapterAddress };
 }

@@ -1,0 +1,186 @@
+import fs from "node:fs";
+import { Command } from "commander";
+import { JsonRpcProvider, Wallet } from "ethers";
+import { ModelRegistry__factory } from "../typechain-types";
+import { registerBundle } from "../scripts/lib/register-model";
+import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
+import { DataClient } from "../workers/data/client";
+import { parse } from "../workers/runtime/config";
+import { readDeployment } from "../workers/runtime/chain";
+import { releaseProver } from "../zkml";
+import { OpgClient, OpgClientError } from "./client";
+
+interface Conn {
+  rpcUrl?: string;
+  deployment?: string;
+  dataUrl?: string;
+}
+
+/** Connection flags shared by the client commands; each falls back to its OPG_* variable, then a default. */
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option("--rpc-url <url>", "JSON-RPC endpoint (OPG_RPC_URL, default http://127.0.0.1:8545)")
+    .option("--deployment <file>", "deployment file (OPG_DEPLOYMENT, default deployments/localhost.json)")
+    .option("--data-url <url>", "data node (OPG_DATA_URL, default http://127.0.0.1:8600)")
+    .addHelpText(
+      "after",
+      "\nThe signing key, where one is needed, is read from OPG_PRIVATE_KEY only (never a flag: flags end up in\n" +
+        "shell history and process lists).",
+    );
+}
+
+function settings(o: Conn) {
+  return {
+    rpcUrl: o.rpcUrl ?? process.env.OPG_RPC_URL ?? "http://127.0.0.1:8545",
+    deployment: o.deployment ?? process.env.OPG_DEPLOYMENT ?? "deployments/localhost.json",
+    dataUrl: o.dataUrl ?? process.env.OPG_DATA_URL ?? "http://127.0.0.1:8600",
+  };
+}
+
+/** No response cache: an approval and the submission right after it must see fresh nonces. */
+const rpc = (url: string) => new JsonRpcProvider(url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+
+function signerFrom(provider: JsonRpcProvider): Wallet {
+  const key = process.env.OPG_PRIVATE_KEY;
+  if (!key) throw new OpgClientError("OPG_PRIVATE_KEY is not set: this command sends a transaction");
+  try {
+    return new Wallet(parse.privateKey(key), provider);
+  } catch (e) {
+    throw new OpgClientError(`OPG_PRIVATE_KEY: ${(e as Error).message}`);
+  }
+}
+
+function clientFor(o: Conn, signed: boolean) {
+  const s = settings(o);
+  const provider = rpc(s.rpcUrl);
+  const runner = signed ? signerFrom(provider) : provider;
+  return { client: new OpgClient({ runner, deployment: s.deployment, dataUrl: s.dataUrl }), provider, s };
+}
+
+function taskId(raw: string): bigint {
+  if (!/^[0-9]+$/.test(raw)) throw new OpgClientError(`task id "${raw}" is not a number`);
+  return BigInt(raw);
+}
+
+const json = (v: unknown) =>
+  JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n";
+
+/**
+ * Run a command body; a failure prints its message (no stack trace) and exits 1. The body hands its
+ * provider to `keep` so that it is closed at the end either way.
+ */
+async function run(body: (keep: (p: JsonRpcProvider) => void) => Promise<number | void>) {
+  let provider: JsonRpcProvider | undefined;
+  try {
+    process.exitCode = (await body((p) => (provider = p))) ?? 0;
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  } finally {
+    provider?.destroy();
+    await releaseProver(); // snarkjs's worker threads (audits) would keep the process alive
+  }
+}
+
+/** `opg model register` and `opg task submit|result|audit`: the model owner's, dapp's and auditor's CLI. */
+export function registerClientCommands(program: Command) {
+  const model = program.command("model").description("publish models to a deployment");
+  withConnection(model.command("register <bundleDir>"))
+    .description("upload a compiled bundle to the data node, deploy its verifier and register the model")
+    .requiredOption("--fee <opg>", "fee per inference, in OPG")
+    .option("--royalty-receiver <address>", "who receives the model royalty (default: the signer)")
+    .action(async (bundleDir: string, o: Conn & { fee: string; royaltyReceiver?: string }) => {
+      await run(async (keep) => {
+        const s = settings(o);
+        if (!fs.existsSync(bundleDir)) throw new OpgClientError(`bundle directory ${bundleDir} not found`);
+        const provider = rpc(s.rpcUrl);
+        keep(provider);
+        const signer = signerFrom(provider);
+        const fee = parse.opgAmount(o.fee);
+        const archive = packBundle(bundleDir);
+        const bundleId = bundleArchiveId(archive);
+        const stored = await new DataClient(s.dataUrl).put(archive);
+        if (stored !== bundleId) throw new OpgClientError(`data node stored ${stored}, expected ${bundleId}`);
+        const models = ModelRegistry__factory.connect(readDeployment(s.deployment).models, signer);
+        const registered = await registerBundle(signer, models, bundleDir, {
+          bundleId,
+          fee,
+          royaltyReceiver: o.royaltyReceiver,
+        });
+        process.stdout.write(json({ ...registered, bundleId }));
+      });
+    });
+
+  const task = program.command("task").description("submit inference tasks, read and audit their results");
+  withConnection(task.command("submit"))
+    .description("pay for an inference: quantizes the input as the model's circuit expects and submits it")
+    .requiredOption("--model <id>", "model id")
+    .requiredOption("--input <file>", 'JSON file {"input": <nested array in the model\'s input shape>}')
+    .option("--fee <opg>", "fee in OPG (default: the model's)")
+    .option("--deadline-seconds <n>", "seconds until the deadline (default 600)")
+    .option("--wait", "wait for the verified result and print it")
+    .option("--timeout-seconds <n>", "with --wait: how long to wait (default 300)")
+    .action(
+      async (
+        o: Conn & {
+          model: string;
+          input: string;
+          fee?: string;
+          deadlineSeconds?: string;
+          wait?: boolean;
+          timeoutSeconds?: string;
+        },
+      ) => {
+        await run(async (keep) => {
+          const { client, provider } = clientFor(o, true);
+          keep(provider);
+          let input: unknown;
+          try {
+            input = JSON.parse(fs.readFileSync(o.input, "utf8")).input;
+          } catch (e) {
+            throw new OpgClientError(`input file ${o.input}: ${(e as Error).message}`);
+          }
+          if (input === undefined) throw new OpgClientError(`input file ${o.input} has no "input" key`);
+          const submitted = await client.submit(taskId(o.model), input, {
+            fee: o.fee ? parse.opgAmount(o.fee) : undefined,
+            deadlineSeconds: o.deadlineSeconds ? parse.int(1, 7 * 86_400)(o.deadlineSeconds) : undefined,
+          });
+          process.stderr.write(`task ${submitted.taskId} submitted in ${submitted.txHash}\n`);
+          if (!o.wait) {
+            process.stdout.write(json({ taskId: submitted.taskId, tx: submitted.txHash }));
+            return;
+          }
+          const timeoutMs = 1000 * (o.timeoutSeconds ? parse.int(1, 86_400)(o.timeoutSeconds) : 300);
+          process.stdout.write(json(await client.waitForResult(submitted.taskId, { timeoutMs })));
+        });
+      },
+    );
+
+  withConnection(task.command("result <taskId>"))
+    .description("print a task's status and, once verified, its decoded output")
+    .action(async (id: string, o: Conn) => {
+      await run(async (keep) => {
+        const { client, provider } = clientFor(o, false);
+        keep(provider);
+        const status = await client.status(taskId(id));
+        const result = status === "Verified" ? await client.result(taskId(id)) : undefined;
+        process.stdout.write(json({ taskId: id, status, ...(result ?? {}) }));
+      });
+    });
+
+  withConnection(task.command("audit <taskId>"))
+    .description(
+      "re-check a verified task from public data: proof against the registered key, output recomputed " +
+        "(exit 0 when it agrees, 3 when it does not)",
+    )
+    .action(async (id: string, o: Conn) => {
+      await run(async (keep) => {
+        const { client, provider } = clientFor(o, false);
+        keep(provider);
+        const report = await client.audit(taskId(id));
+        process.stdout.write(json(report));
+        return report.agree ? 0 : 3;
+      });
+    });
+  return { model, task };
+}

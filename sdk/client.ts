@@ -1,0 +1,287 @@
+import os from "node:os";
+import path from "node:path";
+import { ethers, type ContractTransactionReceipt, type Provider, type Signer } from "ethers";
+import {
+  ModelRegistry__factory,
+  OPGToken__factory,
+  TaskRegistry__factory,
+  type ModelRegistry,
+  type OPGToken,
+  type TaskRegistry,
+} from "../typechain-types";
+import {
+  dequantizeOutput,
+  flattenInput,
+  inputWords,
+  quantizeInput,
+  unpackWords,
+  type BundleManifest,
+  type QProgram,
+} from "../zkml";
+import { DataClient } from "../workers/data/client";
+import {
+  auditVerifiedLog,
+  findVerifiedLog,
+  type AuditDeps,
+  type AuditReport,
+} from "../workers/runtime/audit";
+import { BundleCache } from "../workers/runtime/bundles";
+import { readDeployment, type Deployment } from "../workers/runtime/chain";
+import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
+
+export type { AuditReport } from "../workers/runtime/audit";
+export type { Deployment } from "../workers/runtime/chain";
+
+export const TASK_STATUSES = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
+export type TaskStatusName = (typeof TASK_STATUSES)[number];
+
+/** A client-side failure with a message that names the problem (bad input, unknown model, expired task). */
+export class OpgClientError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "OpgClientError";
+  }
+}
+
+export interface OpgClientOptions {
+  /** A signer submits tasks (its provider serves reads); a bare provider is enough for results and audits. */
+  runner: Signer | Provider;
+  /** Contract addresses, or the deployment file scripts/deploy.ts wrote. */
+  deployment: Deployment | string;
+  /** Data node that serves model bundles (and stores large inputs). */
+  dataUrl: string;
+  /** Where verified bundles are unpacked; defaults to a folder under the OS temp directory. */
+  cacheDir?: string;
+}
+
+/** A registered model with its bundle, fetched from the data node and checked against the registry. */
+export interface ModelInfo {
+  modelId: bigint;
+  fee: bigint;
+  active: boolean;
+  manifest: BundleManifest;
+  program: QProgram;
+}
+
+export interface SubmitOptions {
+  /** OPG fee in wei; defaults to the model's fee. */
+  fee?: bigint;
+  /** Seconds from the latest block to the deadline (default 600). */
+  deadlineSeconds?: number;
+  /** Contract to call back with the verified output, and the gas it may use. */
+  callback?: string;
+  callbackGasLimit?: number;
+}
+
+export interface SubmittedRequest {
+  taskId: bigint;
+  txHash: string;
+  /** The input as the circuit sees it (fixed point). */
+  quantizedInput: bigint[];
+  /** The task as committed on chain, and its input words: what claimTask and submitResult take. */
+  task: SubmittedTask["task"];
+  input: bigint[];
+}
+
+export interface TaskResult {
+  taskId: bigint;
+  node: string;
+  settledBlock: number;
+  /** Output words exactly as verified on chain. */
+  words: bigint[];
+  /** The fixed-point output values the proof attests. */
+  quantized: bigint[];
+  /** Dequantized output (softmax applied off-circuit where the model ends in one). */
+  output: number[];
+  /** Index of the largest output: the class of a classifier. */
+  argmax: number;
+}
+
+/**
+ * The dapp developer's and auditor's handle on a deployment: submit inference tasks with float inputs
+ * (quantized and packed exactly as the model's circuit expects), wait for and decode verified results,
+ * and audit any verified task from public data. Everything it trusts is checked against the registries.
+ */
+export class OpgClient {
+  readonly provider: Provider;
+  readonly signer?: Signer;
+  readonly tasks: TaskRegistry;
+  readonly models: ModelRegistry;
+  readonly token: OPGToken;
+  private readonly data: DataClient;
+  private readonly bundles: BundleCache;
+
+  constructor(opts: OpgClientOptions) {
+    const deployment =
+      typeof opts.deployment === "string" ? readDeployment(opts.deployment) : opts.deployment;
+    const signer = "getAddress" in opts.runner ? (opts.runner as Signer) : undefined;
+    const provider = signer ? signer.provider : (opts.runner as Provider);
+    if (!provider) throw new OpgClientError("the signer has no provider: connect it to one");
+    this.provider = provider;
+    this.signer = signer;
+    const runner = signer ?? provider;
+    this.tasks = TaskRegistry__factory.connect(deployment.tasks, runner);
+    this.models = ModelRegistry__factory.connect(deployment.models, runner);
+    this.token = OPGToken__factory.connect(deployment.token, runner);
+    this.data = new DataClient(opts.dataUrl);
+    this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data);
+  }
+
+  /** The model's registered terms and its bundle (hash-checked against the registry). */
+  async model(modelId: bigint): Promise<ModelInfo> {
+    const count = await this.models.modelCount();
+    if (modelId < 1n || modelId > count) throw new OpgClientError(`model ${modelId} is not registered`);
+    const model = await this.models.getModel(modelId);
+    const bundle = await this.bundles.get(model);
+    return {
+      modelId,
+      fee: model.terms.fee,
+      active: model.terms.active,
+      manifest: bundle.manifest,
+      program: bundle.program,
+    };
+  }
+
+  /** Quantize a float input (nested in the model's shape, or flat) the way the circuit takes it. */
+  quantize(info: ModelInfo, input: unknown): bigint[] {
+    try {
+      return quantizeInput(info.program, flattenInput(input, info.manifest.input.shape));
+    } catch (e) {
+      throw new OpgClientError(`model ${info.modelId}: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Pay for an inference of `modelId` on `input` (floats). Inline models carry the packed input in the
+   * task; commitment models get the input stored on the data node and its Poseidon commitment on chain.
+   * The fee comes from prepaid credits when they cover it, else from the wallet (approved here if needed).
+   */
+  async submit(modelId: bigint, input: unknown, opts: SubmitOptions = {}): Promise<SubmittedRequest> {
+    const signer = this.requireSigner();
+    const info = await this.model(modelId);
+    if (!info.active) throw new OpgClientError(`model ${modelId} is deactivated`);
+    const quantizedInput = this.quantize(info, input);
+    const fee = opts.fee ?? info.fee;
+    let inputDataHash = ethers.ZeroHash;
+    if (info.manifest.publicSignals.inputMode === "commitment") {
+      const blob = Buffer.from(JSON.stringify({ quantized: quantizedInput.map(String) }));
+      inputDataHash = "0x" + (await this.data.put(blob));
+    }
+    await this.ensureFunds(signer, fee);
+    const now = (await this.provider.getBlock("latest"))!.timestamp;
+    const tx = await this.tasks.connect(signer).submitTask({
+      modelId,
+      input: inputWords(info.manifest, quantizedInput),
+      inputDataHash,
+      fee,
+      deadline: now + (opts.deadlineSeconds ?? 600),
+      callback: opts.callback ?? ethers.ZeroAddress,
+      callbackGasLimit: opts.callbackGasLimit ?? 0,
+    });
+    const receipt = (await tx.wait()) as ContractTransactionReceipt;
+    const log = receipt.logs.find((l) => l.topics[0] === TOPICS.submitted);
+    if (!log) throw new OpgClientError(`transaction ${receipt.hash} emitted no TaskSubmitted`);
+    const submitted = parseSubmitted(log);
+    return {
+      taskId: submitted.taskId,
+      txHash: receipt.hash,
+      quantizedInput,
+      task: submitted.task,
+      input: submitted.input,
+    };
+  }
+
+  async status(taskId: bigint): Promise<TaskStatusName> {
+    return TASK_STATUSES[Number(await this.tasks.taskStatus(taskId))];
+  }
+
+  /** The verified result of `taskId`, decoded; undefined while it is not verified. */
+  async result(taskId: bigint): Promise<TaskResult | undefined> {
+    if ((await this.status(taskId)) !== "Verified") return undefined;
+    const result = await this.tasks.resultOf(taskId);
+    const log = await findVerifiedLog(this.auditDeps(), taskId);
+    const modelId = log ? await this.modelOfSettlement(log.transactionHash, taskId) : undefined;
+    if (modelId === undefined) throw new OpgClientError(`task ${taskId}: settlement not found`);
+    const info = await this.model(modelId);
+    const words = [...result.outputs];
+    const layout = info.manifest.publicSignals;
+    const quantized = unpackWords(words, layout.outputCount, layout.packBits);
+    const output = dequantizeOutput(info.program, quantized);
+    return {
+      taskId,
+      node: result.node,
+      settledBlock: Number(result.settledBlock),
+      words,
+      quantized,
+      output,
+      argmax: output.indexOf(Math.max(...output)),
+    };
+  }
+
+  /** Wait until `taskId` is verified and return its result; fails if it expires or the timeout passes. */
+  async waitForResult(
+    taskId: bigint,
+    opts: { timeoutMs?: number; pollMs?: number } = {},
+  ): Promise<TaskResult> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+    for (;;) {
+      const status = await this.status(taskId);
+      if (status === "Verified") return (await this.result(taskId))!;
+      if (status === "Expired") throw new OpgClientError(`task ${taskId} expired without a verified result`);
+      if (status === "None") throw new OpgClientError(`task ${taskId} does not exist`);
+      if (Date.now() > deadline) throw new OpgClientError(`task ${taskId} still ${status} after the timeout`);
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+    }
+  }
+
+  /** Re-check a verified task from public data: proof against the registered key, output recomputed. */
+  async audit(taskId: bigint): Promise<AuditReport> {
+    const log = await findVerifiedLog(this.auditDeps(), taskId);
+    if (!log) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);
+    return (await auditVerifiedLog(this.auditDeps(), log))!;
+  }
+
+  private auditDeps(): AuditDeps {
+    return {
+      provider: this.provider,
+      models: this.models,
+      tasks: this.tasks,
+      bundles: this.bundles,
+      data: this.data,
+    };
+  }
+
+  private async modelOfSettlement(txHash: string, taskId: bigint): Promise<bigint | undefined> {
+    const tx = await this.provider.getTransaction(txHash);
+    const call = tx ? this.tasks.interface.parseTransaction({ data: tx.data }) : null;
+    if (call?.name === "submitResult") return BigInt(call.args.task.modelId);
+    if (call?.name === "submitResults") {
+      const s = (call.args.submissions as { taskId: bigint; task: { modelId: bigint } }[]).find(
+        (x) => x.taskId === taskId,
+      );
+      return s ? BigInt(s.task.modelId) : undefined;
+    }
+    return undefined;
+  }
+
+  private requireSigner(): Signer {
+    if (!this.signer) throw new OpgClientError("submitting a task needs a signer, not a bare provider");
+    return this.signer;
+  }
+
+  /** Unless prepaid credits cover `fee`, make sure the registry may pull it from the wallet. */
+  private async ensureFunds(signer: Signer, fee: bigint) {
+    const account = await signer.getAddress();
+    if ((await this.tasks.creditsOf(account)) >= fee) return;
+    const registry = await this.tasks.getAddress();
+    const balance = await this.token.balanceOf(account);
+    if (balance < fee) {
+      throw new OpgClientError(
+        `${account} holds ${ethers.formatEther(balance)} OPG, the fee is ${ethers.formatEther(fee)}`,
+      );
+    }
+    if ((await this.token.allowance(account, registry)) < fee) {
+      await (await this.token.connect(signer).approve(registry, fee)).wait();
+    }
+  }
+}

@@ -1,0 +1,230 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, type Wallet } from "ethers";
+import { AcceptAllVerifier__factory } from "../../typechain-types";
+import { registerBundle } from "../../scripts/lib/register-model";
+import {
+  account,
+  fixtureBundle,
+  publishModel,
+  ROOT,
+  stakeNode,
+  startInferenceNode,
+  startNetwork,
+  type Network,
+  type Proc,
+} from "../../scripts/lib/local-network";
+import { OpgClient, OpgClientError } from "../../sdk";
+import { executeQuantized, loadManifest, loadProgram, packValues } from "../../zkml";
+
+const IRIS = "test/fixtures/models/iris_mlp.onnx";
+const FEE = ethers.parseEther("1");
+const irisInputs: number[][] = JSON.parse(
+  fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "iris_test.json"), "utf8"),
+).inputs;
+
+/** Run `opg ...` as a child process; resolves with its exit code and both streams. */
+function opg(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(ROOT, "bin", "opg.js"), ...args],
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function expectClientError(p: Promise<unknown>, pattern: RegExp) {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).to.be.instanceOf(OpgClientError);
+    expect((e as Error).message).to.match(pattern);
+    return;
+  }
+  expect.fail(`expected an OpgClientError matching ${pattern}`);
+}
+
+describe("SDK and client CLI (hardhat node + worker processes)", function () {
+  this.timeout(600_000);
+  let net: Network;
+  let bundleDir: string;
+  let modelId: bigint;
+  let dapp: Wallet;
+  let client: OpgClient;
+  let node: Proc;
+  let conn: string[];
+
+  before(async function () {
+    bundleDir = await fixtureBundle(IRIS);
+    net = await startNetwork();
+    ({ modelId } = await publishModel(net, bundleDir, FEE));
+    await stakeNode(net, 5);
+    await stakeNode(net, 6);
+    dapp = account(1).connect(net.provider) as unknown as Wallet;
+    // OPG but no approval: the SDK approves what a task needs.
+    await (await net.deployment.token.connect(net.deployer).transfer(dapp.address, FEE * 20n)).wait();
+    client = new OpgClient({
+      runner: dapp,
+      deployment: net.deploymentFile,
+      dataUrl: net.data.url,
+      cacheDir: path.join(net.tmp, "sdk"),
+    });
+    node = startInferenceNode(net, 5, path.join(net.tmp, "inference"), {
+      extra: ["--models", String(modelId)],
+    });
+    conn = ["--rpc-url", net.chain.url, "--deployment", net.deploymentFile, "--data-url", net.data.url];
+  });
+
+  after(async function () {
+    await node?.stop().catch(() => undefined);
+    await net?.stop();
+  });
+
+  it("submits float inputs, returns the decoded verified output, and the audit agrees", async function () {
+    const request = await client.submit(modelId, irisInputs[0]);
+    const result = await client.waitForResult(request.taskId, { timeoutMs: 180_000, pollMs: 200 });
+    const expected = executeQuantized(loadProgram(bundleDir), irisInputs[0]);
+    expect(request.quantizedInput).to.deep.equal(expected.input);
+    expect(result.quantized).to.deep.equal(expected.quantized);
+    expect(result.output).to.deep.equal(expected.output);
+    expect(result.argmax).to.equal(expected.output.indexOf(Math.max(...expected.output)));
+    expect(result.node).to.equal(account(5).address);
+    expect(result.words).to.deep.equal(
+      packValues(expected.quantized, loadManifest(bundleDir).publicSignals.packBits),
+    );
+
+    const report = await client.audit(request.taskId);
+    expect(report).to.include({
+      agree: true,
+      proofValid: true,
+      outputMatches: true,
+      node: account(5).address,
+    });
+    expect(report.output).to.deep.equal(expected.output);
+
+    const shown = await opg(["task", "result", String(request.taskId), ...conn]);
+    expect(shown.code, shown.stderr).to.equal(0);
+    expect(JSON.parse(shown.stdout)).to.include({ status: "Verified", argmax: result.argmax });
+    const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
+    expect(audited.code, audited.stderr).to.equal(0);
+    expect(JSON.parse(audited.stdout)).to.include({ agree: true });
+  });
+
+  it("opg task submit --wait pays, waits and prints the verified output", async function () {
+    const input = path.join(net.tmp, "input.json");
+    fs.writeFileSync(input, JSON.stringify({ input: [irisInputs[1]] }));
+    const run = await opg(
+      ["task", "submit", "--model", String(modelId), "--input", input, "--wait", ...conn],
+      {
+        OPG_PRIVATE_KEY: account(2).privateKey,
+      },
+    );
+    // account 2 holds no OPG yet: a clear refusal, nothing sent.
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.match(/holds 0\.0 OPG, the fee is 1\.0/);
+    await (await net.deployment.token.connect(net.deployer).transfer(account(2).address, FEE)).wait();
+    const paid = await opg(
+      ["task", "submit", "--model", String(modelId), "--input", input, "--wait", ...conn],
+      {
+        OPG_PRIVATE_KEY: account(2).privateKey,
+      },
+    );
+    expect(paid.code, paid.stderr).to.equal(0);
+    const printed = JSON.parse(paid.stdout);
+    const expected = executeQuantized(loadProgram(bundleDir), irisInputs[1]);
+    expect(printed.output).to.deep.equal(expected.output);
+    expect(await net.deployment.token.balanceOf(account(2).address)).to.equal(0n);
+  });
+
+  it("names the problem with bad input and misuse, and sends nothing", async function () {
+    const before = await net.deployment.tasks.taskCount();
+    await expectClientError(client.submit(modelId, [1, 2, 3]), /model \d+: input has shape \[3\]/);
+    await expectClientError(client.submit(modelId, [1, Number.NaN, 3, 4]), /not a number/);
+    await expectClientError(client.submit(99n, irisInputs[0]), /model 99 is not registered/);
+    await expectClientError(client.audit(12345n), /task 12345 is None, not verified/);
+    const readOnly = new OpgClient({
+      runner: net.provider,
+      deployment: net.deploymentFile,
+      dataUrl: net.data.url,
+    });
+    await expectClientError(readOnly.submit(modelId, irisInputs[0]), /needs a signer/);
+    expect(await net.deployment.tasks.taskCount()).to.equal(before);
+    expect(await client.result(12345n)).to.equal(undefined);
+
+    const noKey = await opg(["task", "submit", "--model", String(modelId), "--input", "x.json", ...conn], {
+      OPG_PRIVATE_KEY: "",
+    });
+    expect(noKey.code).to.equal(1);
+    expect(noKey.stderr).to.match(/OPG_PRIVATE_KEY is not set/);
+    expect(noKey.stderr).to.not.match(/\n\s+at /); // a message, not a stack trace
+    const badId = await opg(["task", "audit", "abc", ...conn]);
+    expect(badId.code).to.equal(1);
+    expect(badId.stderr).to.match(/task id "abc" is not a number/);
+  });
+
+  it("an audit catches a forged result that a broken verifier let settle", async function () {
+    // Fault injected on purpose: the same bundle registered with a verifier that accepts anything.
+    const layout = loadManifest(bundleDir).publicSignals;
+    const broken = await new AcceptAllVerifier__factory(net.deployer).deploy(
+      layout.outputWords + layout.inputWords + 1,
+    );
+    await broken.waitForDeployment();
+    const { bundleId } = await publishModel(net, bundleDir, FEE); // same archive, stored again (idempotent)
+    const { modelId: brokenModel } = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
+      bundleId,
+      fee: FEE,
+      verifier: await broken.getAddress(),
+    });
+    const request = await client.submit(brokenModel, irisInputs[2]);
+    const cheat = account(6).connect(net.provider);
+    const tasks = net.deployment.tasks.connect(cheat);
+    await (await tasks.claimTask(request.taskId, request.task)).wait();
+    const honest = executeQuantized(loadProgram(bundleDir), irisInputs[2]).quantized;
+    const forged = honest.map((v, i) => (i === 0 ? v + 1000n : v));
+    await (
+      await tasks.submitResult(
+        request.taskId,
+        request.task,
+        request.input,
+        packValues(forged, layout.packBits),
+        Array(8).fill(1n),
+      )
+    ).wait();
+    expect(await client.status(request.taskId)).to.equal("Verified");
+
+    const report = await client.audit(request.taskId);
+    expect(report).to.include({ agree: false, proofValid: false, outputMatches: false, node: cheat.address });
+    expect(report.detail).to.equal("PROOF INVALID; OUTPUT DIFFERS");
+    const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
+    expect(audited.code).to.equal(3);
+    expect(JSON.parse(audited.stdout)).to.include({ agree: false });
+  });
+
+  it("opg model register uploads a bundle, deploys its verifier and registers the model", async function () {
+    const run = await opg(["model", "register", bundleDir, "--fee", "2.5", ...conn], {
+      OPG_PRIVATE_KEY: account(3).privateKey,
+    });
+    expect(run.code, run.stderr).to.equal(0);
+    const printed = JSON.parse(run.stdout);
+    const model = await net.deployment.models.getModel(BigInt(printed.modelId));
+    expect(model.owner).to.equal(account(3).address);
+    expect(model.terms.fee).to.equal(ethers.parseEther("2.5"));
+    expect(model.terms.verifier).to.equal(printed.adapter);
+    expect(model.bundleHash).to.equal("0x" + printed.bundleId);
+    const info = await client.model(BigInt(printed.modelId));
+    expect(info.manifest.onnx.sha256).to.equal(loadManifest(bundleDir).onnx.sha256);
+
+    const missing = await opg(["model", "register", "no-such-dir", "--fee", "1", ...conn], {
+      OPG_PRIVATE_KEY: account(3).privateKey,
+    });
+    expect(missing.code).to.equal(1);
+    expect(missing.stderr).to.match(/bundle directory no-such-dir not found/);
+  });
+});
