@@ -364,17 +364,19 @@ describe("network end to end (hardhat node + worker processes)", function () {
   });
 
   it("replaces a stuck transaction with higher fees, serves /metrics and /healthz, and sends nothing in dry-run", async function () {
+    // The dry-run node alone first, so that it sees the task open whatever the timing of the other node.
     const dry = track(startInferenceNode(net, 6, stateDir("h-dry"), { extra: ["--dry-run"] }));
-    const node = track(
-      startInferenceNode(net, 5, stateDir("h-inference"), { env: { OPG_REPLACE_AFTER_SECONDS: "2" } }),
+    const s = await submit(14);
+    await waitFor("the dry run's simulated claim", async () =>
+      dry.logs().some((l) => l.msg === "dry run: not sending" && l.taskId === s.taskId.toString()),
     );
-    await waitFor("nodes up", async () =>
-      [dry, node].every((p) => p.logs().some((l) => l.msg === "inference node started")),
-    );
+    // Automine off before the real node starts: its claim sits in the mempool until it has been replaced.
     await net.provider.send("evm_setAutomine", [false]);
+    let node: Proc;
     try {
-      const s = await submit(14, { mineByHand: true });
-      // The claim sits in the mempool: nothing mines until the node has replaced it.
+      node = track(
+        startInferenceNode(net, 5, stateDir("h-inference"), { env: { OPG_REPLACE_AFTER_SECONDS: "2" } }),
+      );
       await waitFor("a replacement", async () =>
         node
           .logs()
@@ -387,9 +389,6 @@ describe("network end to end (hardhat node + worker processes)", function () {
       await net.provider.send("evm_mine", []);
       await waitVerified([s.taskId]);
       expect(await verifiedEvents(s.taskId)).to.have.length(1);
-      expect(
-        dry.logs().some((l) => l.msg === "dry run: not sending" && l.taskId === s.taskId.toString()),
-      ).to.equal(true);
       const dryClaims = await net.deployment.tasks.queryFilter(
         net.deployment.tasks.filters.TaskClaimed(s.taskId, account(6).address),
       );
