@@ -10,6 +10,7 @@ import {
   loadProgram,
   packValues,
 } from "../../zkml";
+import { RiskGatedLender__factory } from "../../typechain-types";
 import { DataClient } from "../../workers/data/client";
 import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
 import {
@@ -147,6 +148,38 @@ describe("network end to end (hardhat node + worker processes)", function () {
     }
     expect(await inference.stop()).to.equal(0);
     expect(await verifier.stop()).to.equal(0);
+  });
+
+  it("an on-chain dapp (RiskGatedLender) gets its verified output in a callback settled by a worker node", async function () {
+    const manifest = loadManifest(bundleDir);
+    const borrower = account(8).address;
+    const lender = await new RiskGatedLender__factory(requester).deploy(
+      await net.deployment.tasks.getAddress(),
+      await net.deployment.token.getAddress(),
+      requester.address,
+      modelId,
+      manifest.publicSignals.packBits,
+      1n << 40n, // every score is below the cap: the line is (cap - score) * 1 wei
+      1n,
+    );
+    await lender.waitForDeployment();
+    await (await net.deployment.token.connect(requester).transfer(await lender.getAddress(), FEE)).wait();
+    const node = track(startInferenceNode(net, 5, stateDir("a2-inference")));
+    const q = executeQuantized(loadProgram(bundleDir), irisInputs[5]);
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const receipt = await (
+      await lender.requestRiskScore(borrower, inputWords(manifest, q.input), FEE, now + 3600)
+    ).wait();
+    const taskId = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
+    await waitVerified([taskId]);
+    const tasks = net.deployment.tasks;
+    const callbacks = await tasks.queryFilter(tasks.filters.CallbackExecuted(taskId), 0, "latest");
+    expect(callbacks).to.have.length(1);
+    expect(callbacks[0].args.callback).to.equal(await lender.getAddress());
+    expect(callbacks[0].args.success, "the callback ran with the gas the node sent").to.equal(true);
+    expect(await lender.lastRiskScore(borrower)).to.equal(q.quantized[0]);
+    expect(await lender.creditLine(borrower)).to.equal((1n << 40n) - q.quantized[0]);
+    expect(await node.stop()).to.equal(0);
   });
 
   it("two inference nodes racing for the same tasks settle each task exactly once", async function () {
