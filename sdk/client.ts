@@ -1,6 +1,13 @@
 import os from "node:os";
 import path from "node:path";
-import { ethers, type ContractTransactionReceipt, type Provider, type Signer } from "ethers";
+import {
+  ethers,
+  type ContractTransactionReceipt,
+  type ContractTransactionResponse,
+  type Interface,
+  type Provider,
+  type Signer,
+} from "ethers";
 import {
   ModelRegistry__factory,
   OPGToken__factory,
@@ -40,6 +47,23 @@ export class OpgClientError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "OpgClientError";
+  }
+}
+
+/**
+ * Send a contract transaction and wait for it; a revert becomes an OpgClientError naming the contract's
+ * custom error and its arguments, decoded with `iface` (ethers leaves errors of another ABI undecoded).
+ */
+export async function sendTx(what: string, iface: Interface, tx: () => Promise<ContractTransactionResponse>) {
+  try {
+    return (await (await tx()).wait()) as ContractTransactionReceipt;
+  } catch (e) {
+    const data = (e as { data?: unknown }).data;
+    const decoded = typeof data === "string" && data.length >= 10 ? iface.parseError(data) : null;
+    if (decoded) {
+      throw new OpgClientError(`${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})`);
+    }
+    throw e;
   }
 }
 
@@ -162,6 +186,23 @@ export class OpgClient {
     if (!info.active) throw new OpgClientError(`model ${modelId} is deactivated`);
     const quantizedInput = this.quantize(info, input);
     const fee = opts.fee ?? info.fee;
+    const seconds = opts.deadlineSeconds ?? 600;
+    const params = await this.tasks.parameters();
+    if (fee < info.fee) {
+      throw new OpgClientError(
+        `fee ${ethers.formatEther(fee)} OPG is below model ${modelId}'s ${ethers.formatEther(info.fee)}`,
+      );
+    }
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > Number(params.maxTaskDuration)) {
+      throw new OpgClientError(
+        `a deadline ${seconds} s away: the registry takes 1 to ${params.maxTaskDuration} s`,
+      );
+    }
+    if ((opts.callbackGasLimit ?? 0) > Number(params.maxCallbackGasLimit)) {
+      throw new OpgClientError(
+        `callback gas ${opts.callbackGasLimit} is above the registry's cap of ${params.maxCallbackGasLimit}`,
+      );
+    }
     let inputDataHash = ethers.ZeroHash;
     if (info.manifest.publicSignals.inputMode === "commitment") {
       const blob = Buffer.from(JSON.stringify({ quantized: quantizedInput.map(String) }));
@@ -169,16 +210,17 @@ export class OpgClient {
     }
     await this.ensureFunds(signer, fee);
     const now = (await this.provider.getBlock("latest"))!.timestamp;
-    const tx = await this.tasks.connect(signer).submitTask({
-      modelId,
-      input: inputWords(info.manifest, quantizedInput),
-      inputDataHash,
-      fee,
-      deadline: now + (opts.deadlineSeconds ?? 600),
-      callback: opts.callback ?? ethers.ZeroAddress,
-      callbackGasLimit: opts.callbackGasLimit ?? 0,
-    });
-    const receipt = (await tx.wait()) as ContractTransactionReceipt;
+    const receipt = await sendTx("submitTask", this.tasks.interface, () =>
+      this.tasks.connect(signer).submitTask({
+        modelId,
+        input: inputWords(info.manifest, quantizedInput),
+        inputDataHash,
+        fee,
+        deadline: now + seconds,
+        callback: opts.callback ?? ethers.ZeroAddress,
+        callbackGasLimit: opts.callbackGasLimit ?? 0,
+      }),
+    );
     const log = receipt.logs.find((l) => l.topics[0] === TOPICS.submitted);
     if (!log) throw new OpgClientError(`transaction ${receipt.hash} emitted no TaskSubmitted`);
     const submitted = parseSubmitted(log);
@@ -281,7 +323,7 @@ export class OpgClient {
       );
     }
     if ((await this.token.allowance(account, registry)) < fee) {
-      await (await this.token.connect(signer).approve(registry, fee)).wait();
+      await sendTx("approve", this.token.interface, () => this.token.connect(signer).approve(registry, fee));
     }
   }
 }

@@ -4,6 +4,7 @@
 export {
   OpgClient,
   OpgClientError,
+  sendTx,
   TASK_STATUSES,
   type AuditReport,
   type Deployment,

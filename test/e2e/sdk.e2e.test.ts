@@ -155,6 +155,18 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
       dataUrl: net.data.url,
     });
     await expectClientError(readOnly.submit(modelId, irisInputs[0]), /needs a signer/);
+    const allowance = await net.deployment.token.allowance(
+      dapp.address,
+      await net.deployment.tasks.getAddress(),
+    );
+    await expectClientError(
+      client.submit(modelId, irisInputs[0], { deadlineSeconds: 30 * 86_400 }),
+      /a deadline 2592000 s away: the registry takes 1 to \d+ s/,
+    );
+    await expectClientError(client.submit(modelId, irisInputs[0], { fee: 1n }), /is below model \d+'s 1\.0/);
+    expect(
+      await net.deployment.token.allowance(dapp.address, await net.deployment.tasks.getAddress()),
+    ).to.equal(allowance);
     expect(await net.deployment.tasks.taskCount()).to.equal(before);
     expect(await client.result(12345n)).to.equal(undefined);
 
@@ -205,6 +217,65 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
     expect(audited.code).to.equal(3);
     expect(JSON.parse(audited.stdout)).to.include({ agree: false });
+  });
+
+  it("opg operator: register, stake, status, unstake, refusals by custom error, claim earnings", async function () {
+    const key = { OPG_PRIVATE_KEY: account(4).privateKey };
+    const { token, tasks } = net.deployment;
+    await (await token.connect(net.deployer).transfer(account(4).address, ethers.parseEther("6000"))).wait();
+    const status = async (env = key, ...args: string[]) => {
+      const r = await opg(["operator", "status", ...args, ...conn], env);
+      expect(r.code, r.stderr).to.equal(0);
+      return JSON.parse(r.stdout);
+    };
+    expect(await status()).to.deep.include({
+      registered: false,
+      eligible: { inference: false, verification: false },
+    });
+
+    const badRole = await opg(
+      ["operator", "register", "--roles", "gpu", "--endpoint", "http://x", ...conn],
+      key,
+    );
+    expect(badRole.code).to.equal(1);
+    expect(badRole.stderr).to.match(/unknown role "gpu"/);
+    const reg = await opg(
+      ["operator", "register", "--roles", "inference", "--endpoint", "http://op4.local:9464", ...conn],
+      key,
+    );
+    expect(reg.code, reg.stderr).to.equal(0);
+    const staked = await opg(["operator", "stake", "5000", ...conn], key);
+    expect(staked.code, staked.stderr).to.equal(0);
+    expect(await status()).to.deep.include({
+      registered: true,
+      roles: ["inference"],
+      endpoint: "http://op4.local:9464",
+      bonded: "5000.0",
+      eligible: { inference: true, verification: false },
+    });
+
+    const unstaked = await opg(["operator", "unstake", "1000", ...conn], key);
+    expect(unstaked.code, unstaked.stderr).to.equal(0);
+    expect(await status()).to.include({ bonded: "4000.0", unbonding: "1000.0" });
+    const early = await opg(["operator", "withdraw", ...conn], key);
+    expect(early.code).to.equal(1);
+    expect(early.stderr).to.match(/withdraw reverted: NodeStakingUnbondingNotElapsed\(0x/);
+    const tooMuch = await opg(["operator", "unstake", "999999", ...conn], key);
+    expect(tooMuch.code).to.equal(1);
+    expect(tooMuch.stderr).to.match(/requestUnstake reverted: NodeStakingInsufficientFreeStake\(/);
+
+    // Node 5 earned fees settling the earlier tasks.
+    const node5 = account(5).address;
+    const earned = await tasks.creditsOf(node5);
+    expect(earned > 0n).to.equal(true);
+    const before = await token.balanceOf(node5);
+    const claimed = await opg(["operator", "claim-earnings", ...conn], {
+      OPG_PRIVATE_KEY: account(5).privateKey,
+    });
+    expect(claimed.code, claimed.stderr).to.equal(0);
+    expect(JSON.parse(claimed.stdout)).to.include({ to: node5, amount: ethers.formatEther(earned) });
+    expect(await token.balanceOf(node5)).to.equal(before + earned);
+    expect(await status({ OPG_PRIVATE_KEY: "" }, node5)).to.include({ node: node5, earnings: "0.0" });
   });
 
   it("opg model register uploads a bundle, deploys its verifier and registers the model", async function () {
