@@ -36,6 +36,16 @@ const config: HardhatUserConfig = {
   networks: {
     hardhat: { chainId: 31337 },
     localhost: { url: process.env.OPG_RPC_URL ?? "http://127.0.0.1:8545" },
+    // Any EVM testnet (Cancun or later): defined only when its RPC URL is set, so that a fresh checkout needs
+    // no secrets. The deployer key comes from the environment and is never written anywhere.
+    ...(process.env.OPG_TESTNET_RPC_URL
+      ? {
+          testnet: {
+            url: process.env.OPG_TESTNET_RPC_URL,
+            accounts: process.env.OPG_DEPLOYER_KEY ? [process.env.OPG_DEPLOYER_KEY] : [],
+          },
+        }
+      : {}),
   },
   mocha: {
     timeout: 600_000,
