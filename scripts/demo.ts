@@ -55,6 +55,13 @@ async function main(): Promise<number> {
     const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference"));
     const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification"));
     procs.push(inference, verification);
+    await waitFor(
+      "the nodes to start",
+      async () =>
+        inference.logs().some((l) => l.msg === "inference node started") &&
+        verification.logs().some((l) => l.msg === "verification node started"),
+      60_000,
+    );
     say(`inference node ${account(5).address} and verification node ${account(7).address} started`);
 
     // The dapp: an account with OPG, talking to the network through the SDK.
@@ -73,27 +80,38 @@ async function main(): Promise<number> {
     };
     const samples = digits.inputs.slice(0, TASKS).map((x) => x.map((v) => v * digits.scale));
 
-    say(`dapp submits ${TASKS} handwritten digits (8x8 images) through the SDK`);
+    await client.deposit(FEE * BigInt(TASKS));
+    say(
+      `dapp deposited ${TASKS} OPG of prepaid credits; submits ${TASKS} handwritten digits (8x8) via the SDK`,
+    );
     const submitted = [];
     for (const [i, image] of samples.entries()) {
-      const started = Date.now();
-      submitted.push({ i, image, started, request: await client.submit(modelId, image) });
+      const request = await client.submit(modelId, image);
+      submitted.push({ i, image, request, submittedAt: Date.now(), verifiedAt: 0 });
+      if (process.env.OPG_E2E_VERBOSE)
+        console.log(`[demo] task ${request.taskId} submitted ${new Date().toISOString()}`);
     }
-    console.log("");
-    console.log(
-      "task  label  proven answer  onnxruntime  node                                        seconds",
+    const results = await Promise.all(
+      submitted.map(async (s) => {
+        const result = await client.waitForResult(s.request.taskId, { timeoutMs: 300_000, pollMs: 100 });
+        s.verifiedAt = Date.now();
+        return result;
+      }),
     );
+    console.log("");
+    console.log("task  label  proven  onnxruntime  submit gas  submitted->verified  node");
     let ok = true;
     const onnx = path.join(bundleDir, manifest.onnx.file);
-    for (const s of submitted) {
-      const result = await client.waitForResult(s.request.taskId, { timeoutMs: 300_000, pollMs: 250 });
-      const seconds = (Date.now() - s.started) / 1000;
+    for (const [k, s] of submitted.entries()) {
+      const result = results[k];
       const reference = await runReference(onnx, s.image, manifest.input.shape);
       const refArgmax = reference.indexOf(Math.max(...reference));
       if (result.argmax !== refArgmax) ok = false;
       console.log(
         `${String(s.request.taskId).padEnd(6)}${String(digits.labels[s.i]).padEnd(7)}` +
-          `${String(result.argmax).padEnd(15)}${String(refArgmax).padEnd(13)}${result.node}  ${seconds.toFixed(2)}`,
+          `${String(result.argmax).padEnd(8)}${String(refArgmax).padEnd(13)}` +
+          `${s.request.gasUsed.toLocaleString("en-US").padEnd(12)}` +
+          `${`${((s.verifiedAt - s.submittedAt) / 1000).toFixed(2)} s`.padEnd(21)}${result.node}`,
       );
     }
     console.log("");

@@ -100,6 +100,8 @@ export interface SubmitOptions {
 export interface SubmittedRequest {
   taskId: bigint;
   txHash: string;
+  /** Gas the submission used (about 78k from prepaid credits, 98k pulling the fee from the wallet). */
+  gasUsed: bigint;
   /** The input as the circuit sees it (fixed point). */
   quantizedInput: bigint[];
   /** The task as committed on chain, and its input words: what claimTask and submitResult take. */
@@ -227,10 +229,42 @@ export class OpgClient {
     return {
       taskId: submitted.taskId,
       txHash: receipt.hash,
+      gasUsed: receipt.gasUsed,
       quantizedInput,
       task: submitted.task,
       input: submitted.input,
     };
+  }
+
+  /**
+   * Prepay `amount` OPG of credits (approving exactly the amount when needed). Later submissions take their
+   * fee from the credits: no token transfer per task, about 20,000 gas less each.
+   */
+  async deposit(amount: bigint): Promise<string> {
+    const signer = this.requireSigner();
+    if (amount <= 0n) throw new OpgClientError("a deposit must be more than 0 OPG");
+    const account = await signer.getAddress();
+    const registry = await this.tasks.getAddress();
+    const balance = await this.token.balanceOf(account);
+    if (balance < amount) {
+      throw new OpgClientError(
+        `${account} holds ${ethers.formatEther(balance)} OPG, asked to deposit ${ethers.formatEther(amount)}`,
+      );
+    }
+    if ((await this.token.allowance(account, registry)) < amount) {
+      await sendTx("approve", this.token.interface, () =>
+        this.token.connect(signer).approve(registry, amount),
+      );
+    }
+    const receipt = await sendTx("deposit", this.tasks.interface, () =>
+      this.tasks.connect(signer).deposit(amount),
+    );
+    return receipt.hash;
+  }
+
+  /** Prepaid credits of `account` (default: the signer's), in OPG wei. */
+  async credits(account?: string): Promise<bigint> {
+    return this.tasks.creditsOf(account ?? (await this.requireSigner().getAddress()));
   }
 
   async status(taskId: bigint): Promise<TaskStatusName> {

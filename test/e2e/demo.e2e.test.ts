@@ -25,10 +25,10 @@ describe("npm run demo (scripts/demo.ts as a child process)", function () {
     expect(code, `${stdout}\n${stderr}`).to.equal(0);
     expect(stdout).to.include("all 2 tasks verified on chain, audited and agreed");
     expect(stdout).to.include("verification node re-checked 2 tasks: 2 agree");
-    // Table rows: task, label, proven answer, onnxruntime answer, node, seconds.
+    // Table rows: task, label, proven answer, onnxruntime answer, submit gas, latency, node.
     const rows = stdout
       .split("\n")
-      .filter((l) => /^\d+\s+\d\s+\d\s+\d\s+0x[0-9a-fA-F]{40}\s+[0-9.]+$/.test(l));
+      .filter((l) => /^\d+\s+\d\s+\d\s+\d\s+[0-9,]+\s+[0-9.]+ s\s+0x[0-9a-fA-F]{40}$/.test(l));
     expect(rows).to.have.length(2);
     for (const row of rows) {
       const [, , proven, reference] = row.split(/\s+/);
