@@ -122,6 +122,27 @@ export function registerClientCommands(program: Command) {
         return report.agree ? 0 : 3;
       });
     });
+  withConnection(task.command("audit-range"))
+    .description(
+      "audit every task verified in a block range: one JSON report per line, then a summary " +
+        "(exit 0 when all agree, 3 when any does not)",
+    )
+    .requiredOption("--from-block <n>", "first block")
+    .option("--to-block <n>", "last block (default: latest)")
+    .action(async (o: Conn & { fromBlock: string; toBlock?: string }) => {
+      await run(async (keep) => {
+        const { client, provider } = clientFor(o, false);
+        keep(provider);
+        const block = parse.int(0, Number.MAX_SAFE_INTEGER);
+        const summary = await client.auditRange(block(o.fromBlock), {
+          toBlock: o.toBlock === undefined ? undefined : block(o.toBlock),
+          onReport: (r) => process.stdout.write(JSON.stringify(r) + "\n"),
+        });
+        process.stdout.write(JSON.stringify({ summary }) + "\n");
+        return summary.disagreed.length === 0 ? 0 : 3;
+      });
+    });
+
   const operator = registerOperatorCommands(program);
   return { model, task, operator };
 }

@@ -317,6 +317,41 @@ export class OpgClient {
     return (await auditVerifiedLog(this.auditDeps(), log))!;
   }
 
+  /**
+   * Audit every task verified in blocks [fromBlock, toBlock] (default: up to the latest), reading logs in
+   * windows of `chunk` blocks so that RPC providers with log-range limits serve it. `onReport` sees each
+   * report as it is made; the summary counts them.
+   */
+  async auditRange(
+    fromBlock: number,
+    opts: { toBlock?: number; chunk?: number; onReport?: (r: AuditReport) => void } = {},
+  ): Promise<{ fromBlock: number; toBlock: number; audited: number; agreed: number; disagreed: string[] }> {
+    const toBlock = opts.toBlock ?? (await this.provider.getBlockNumber());
+    const chunk = opts.chunk ?? 5_000;
+    if (!Number.isInteger(fromBlock) || fromBlock < 0 || fromBlock > toBlock) {
+      throw new OpgClientError(`block range ${fromBlock}..${toBlock} is empty or invalid`);
+    }
+    const address = await this.tasks.getAddress();
+    const summary = { fromBlock, toBlock, audited: 0, agreed: 0, disagreed: [] as string[] };
+    for (let start = fromBlock; start <= toBlock; start += chunk) {
+      const end = Math.min(toBlock, start + chunk - 1);
+      const logs = await this.provider.getLogs({
+        address,
+        topics: [TOPICS.verified],
+        fromBlock: start,
+        toBlock: end,
+      });
+      for (const log of logs) {
+        const report = (await auditVerifiedLog(this.auditDeps(), log))!;
+        summary.audited++;
+        if (report.agree) summary.agreed++;
+        else summary.disagreed.push(report.taskId);
+        opts.onReport?.(report);
+      }
+    }
+    return summary;
+  }
+
   private auditDeps(): AuditDeps {
     return {
       provider: this.provider,

@@ -217,6 +217,22 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
     expect(audited.code).to.equal(3);
     expect(JSON.parse(audited.stdout)).to.include({ agree: false });
+
+    // A sweep over every verified task so far: the honest ones agree, the forged one is named.
+    const sweep = await opg(["task", "audit-range", "--from-block", "0", ...conn]);
+    expect(sweep.code, sweep.stderr).to.equal(3);
+    const lines = sweep.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const { summary } = lines[lines.length - 1];
+    expect(summary.disagreed).to.deep.equal([String(request.taskId)]);
+    expect(summary.audited).to.equal(lines.length - 1);
+    expect(summary.agreed).to.equal(summary.audited - 1);
+    expect(summary.audited).to.be.at.least(3);
+    const firstOnly = await client.auditRange(0, { toBlock: (await client.result(1n))!.settledBlock });
+    expect(firstOnly).to.include({ audited: 1, agreed: 1 });
+    await expectClientError(client.auditRange(10, { toBlock: 5 }), /block range 10\.\.5 is empty or invalid/);
   });
 
   it("opg operator: register, stake, status, unstake, refusals by custom error, claim earnings", async function () {
