@@ -4,7 +4,8 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { expect } from "chai";
 import { ConfigError, loadConfig, redact } from "../../workers/runtime/config";
-import { inferenceSchema } from "../../workers/inference/config";
+import { chainNodeSchema, inferenceSchema } from "../../workers/inference/config";
+import { dataNodeSchema } from "../../workers/data/config";
 import { Journal } from "../../workers/runtime/journal";
 import { isNonceError, isTransient } from "../../workers/runtime/submitter";
 
@@ -27,6 +28,28 @@ describe("worker runtime", function () {
       expect(config.confirmations).to.equal(0);
       expect(config.rpcUrl).to.equal("http://127.0.0.1:8545");
       expect(redact(inferenceSchema, config).privateKey).to.equal("<redacted>");
+    });
+
+    it("accepts the example configuration files of docs/examples as they are", function () {
+      const examples = path.join(__dirname, "..", "..", "docs", "examples");
+      const env = { OPG_PRIVATE_KEY: KEY };
+      const inference = loadConfig(inferenceSchema, {
+        file: path.join(examples, "inference-node.json"),
+        env,
+      });
+      expect(inference).to.include({
+        concurrency: 1,
+        takeOverClaims: true,
+        minFee: 500_000_000_000_000_000n,
+      });
+      expect(inference.models).to.deep.equal([1n, 2n]);
+      const verification = loadConfig(chainNodeSchema, {
+        file: path.join(examples, "verification-node.json"),
+        env,
+      });
+      expect(verification.metricsPort).to.equal(9465);
+      const data = loadConfig(dataNodeSchema, { file: path.join(examples, "data-node.json"), env: {} });
+      expect(data).to.include({ port: 8600, host: "0.0.0.0" });
     });
 
     it("names every bad field at once and never echoes the key", function () {
