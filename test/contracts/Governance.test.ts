@@ -8,6 +8,7 @@ import { Role, productionEconomyFixture } from "../helpers/economy-fixture";
 const ProposalState = {
   Pending: 0n,
   Active: 1n,
+  Canceled: 2n,
   Defeated: 3n,
   Succeeded: 4n,
   Queued: 5n,
@@ -156,6 +157,27 @@ describe("Governance", function () {
     await expect(governor.queue(targets, values, calldatas, descriptionHash))
       .to.be.revertedWithCustomError(governor, "GovernorUnexpectedProposalState")
       .withArgs(proposalId, ProposalState.Defeated, succeededBit);
+    expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
+  });
+
+  it("the proposer can cancel a pending proposal; others can't, and a canceled one never runs", async function () {
+    const { staking, governor, treasury, other, newMinStake, proposal } = await loadFixture(proposalFixture);
+    const { targets, values, calldatas, description, descriptionHash } = proposal;
+    await governor.connect(treasury).propose(targets, values, calldatas, description);
+    const proposalId = await governor.hashProposal(targets, values, calldatas, descriptionHash);
+    // A call, not a transaction: a mined block would end the pending phase (voting delay: 1 block).
+    await expect(governor.connect(other).cancel.staticCall(targets, values, calldatas, descriptionHash))
+      .to.be.revertedWithCustomError(governor, "GovernorUnableToCancel")
+      .withArgs(proposalId, other.address);
+    await expect(governor.connect(treasury).cancel(targets, values, calldatas, descriptionHash))
+      .to.emit(governor, "ProposalCanceled")
+      .withArgs(proposalId);
+    expect(await governor.state(proposalId)).to.equal(ProposalState.Canceled);
+    await mine(DEFAULT_ECONOMY_PARAMS.votingDelay + 1);
+    await expect(governor.connect(treasury).castVote(proposalId, VoteType.For)).to.be.revertedWithCustomError(
+      governor,
+      "GovernorUnexpectedProposalState",
+    );
     expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
   });
 });

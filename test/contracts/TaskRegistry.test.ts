@@ -3,12 +3,13 @@ import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { recordGas } from "../helpers/gas-snapshot";
+import { expectGasAtMost, recordGas } from "../helpers/gas-snapshot";
 import {
   CLAIM_COLLATERAL,
   CLAIM_WINDOW,
   MODEL_FEE,
   NODE_STAKE,
+  defaultModelSpec,
   marketFixture,
   type SubmittedTask,
 } from "../helpers/market-fixture";
@@ -101,7 +102,7 @@ describe("TaskRegistry", function () {
         "TaskRegistry.submitTask (prepaid, 4 input words)",
         f.tasks.connect(f.requester).submitTask(request(f, {}, await deadlineIn(3600))),
       );
-      expect(gas).to.be.at.most(90_000);
+      expectGasAtMost(gas, 90_000, "submitTask (prepaid, 4 input words)");
       expect(await f.token.balanceOf(f.requester.address)).to.equal(wallet);
       expect(await f.tasks.creditsOf(f.requester.address)).to.equal(MODEL_FEE * 2n);
       // A fee above the credits is pulled from the wallet in full; the credits stay.
@@ -177,6 +178,24 @@ describe("TaskRegistry", function () {
         await f.models.connect(f.modelOwner).setActive(f.modelId, false);
         const tx = f.tasks.connect(f.requester).submitTask(request(f, {}, await deadlineIn(60)));
         await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [f.modelId]);
+      });
+
+      it("the model does not offer ZK verification", async function () {
+        const f = await loadFixture(marketFixture);
+        const spec = {
+          ...defaultModelSpec(await f.adapter.getAddress(), f.modelOwner.address),
+          verificationModes: 2,
+        };
+        await f.models.connect(f.modelOwner).registerModel(spec);
+        const tx = f.tasks.connect(f.requester).submitTask(request(f, { modelId: 2n }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [2n]);
+      });
+
+      it("the fee does not fit 96 bits", async function () {
+        const f = await loadFixture(marketFixture);
+        const fee = 1n << 96n;
+        const tx = f.tasks.connect(f.requester).submitTask(request(f, { fee }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryInvalidFee", [fee, MODEL_FEE]);
       });
 
       it("the fee is below the model's", async function () {
@@ -426,7 +445,7 @@ describe("TaskRegistry", function () {
         "TaskRegistry.submitResult (Groth16, 6 public signals)",
         settle(f, s, node),
       );
-      expect(gas).to.be.at.most(300_000);
+      expectGasAtMost(gas, 300_000, "submitResult (6 public signals)");
     });
 
     it("reverts for a node that did not claim the task", async function () {
@@ -614,6 +633,68 @@ describe("TaskRegistry", function () {
       await expect(f.tasks.connect(f.nodes[0]).submitResults([]))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
         .withArgs(0n);
+    });
+
+    it("reverts on a batch above MAX_BATCH before looking at any entry", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await claimed(f, f.nodes[0]);
+      const max = Number(await f.tasks.MAX_BATCH());
+      const entry = {
+        taskId: s.taskId,
+        task: s.task,
+        input: s.input,
+        outputs: [0n],
+        proof: Array(8).fill(0n),
+      };
+      await expect(f.tasks.connect(f.nodes[0]).submitResults(Array(max + 1).fill(entry)))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
+        .withArgs(BigInt(max + 1));
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Claimed);
+    });
+  });
+
+  describe("views", function () {
+    it("claimOf gives no expiry outside a running claim; resultOf reverts until verified", async function () {
+      const f = await loadFixture(marketFixture);
+      const s = await f.submit();
+      expect(await f.tasks.claimOf(s.taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
+      await expect(f.tasks.resultOf(s.taskId))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Open);
+      await f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task);
+      await expect(f.tasks.resultOf(s.taskId))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Claimed);
+      await settle(f, s, f.nodes[0]);
+      expect(await f.tasks.claimOf(s.taskId)).to.deep.equal([f.nodes[0].address, 0n]);
+      await expect(f.tasks.resultOf(99n))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(99n, Status.None);
+    });
+  });
+
+  describe("without claim collateral (governance set it to 0)", function () {
+    it("claims lock nothing, a take-over and an expiry slash nothing, and settlement still pays", async function () {
+      const f = await loadFixture(marketFixture);
+      await f.tasks.connect(f.governance).setTaskParameters(CLAIM_WINDOW, 0, 500_000, 7 * 24 * 3600);
+      const [first, second] = f.nodes;
+      const s = await claimed(f, first);
+      expect((await f.staking.nodeInfo(first.address)).locked).to.equal(0n);
+      await time.increase(CLAIM_WINDOW + 1);
+      await expect(f.tasks.connect(second).claimTask(s.taskId, s.task))
+        .to.emit(f.tasks, "TaskClaimed")
+        .withArgs(s.taskId, second.address, anyValue, 0n)
+        .and.not.to.emit(f.tasks, "TaskClaimAbandoned");
+      expect((await f.staking.nodeInfo(first.address)).bonded).to.equal(NODE_STAKE);
+      await expect(settle(f, s, second)).to.emit(f.tasks, "TaskVerified");
+
+      const late = await claimed(f, first);
+      await time.increaseTo(BigInt(late.task.deadline) + 1n);
+      await expect(f.tasks.expire(late.taskId, late.task))
+        .to.emit(f.tasks, "TaskExpired")
+        .withArgs(late.taskId, f.requester.address, MODEL_FEE)
+        .and.not.to.emit(f.staking, "NodeSlashed");
+      expect((await f.staking.nodeInfo(first.address)).bonded).to.equal(NODE_STAKE);
     });
   });
 
