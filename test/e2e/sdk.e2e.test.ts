@@ -17,6 +17,7 @@ import {
   type Proc,
 } from "../../scripts/lib/local-network";
 import { OpgClient, OpgClientError } from "../../sdk";
+import { DataClient } from "../../workers/data/client";
 import { executeQuantized, loadManifest, loadProgram, packValues } from "../../zkml";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
@@ -141,6 +142,33 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     const expected = executeQuantized(loadProgram(bundleDir), irisInputs[1]);
     expect(printed.output).to.deep.equal(expected.output);
     expect(await net.deployment.token.balanceOf(account(2).address)).to.equal(0n);
+  });
+
+  it("a commitment-mode model: the SDK stores the input on the data node and commits to it", async function () {
+    const commitDir = await fixtureBundle(IRIS, { inputMode: "commitment", inputBits: 12 });
+    const { modelId: committed } = await publishModel(net, commitDir, FEE);
+    const other = startInferenceNode(net, 6, path.join(net.tmp, "inference-commit"), {
+      extra: ["--models", String(committed)],
+    });
+    try {
+      const request = await client.submit(committed, irisInputs[3]);
+      expect(request.input).to.have.length(1); // the Poseidon commitment alone
+      expect(request.task.inputDataHash).to.not.equal(ethers.ZeroHash);
+      const blob = JSON.parse(
+        (await new DataClient(net.data.url).get(String(request.task.inputDataHash).slice(2))).toString(
+          "utf8",
+        ),
+      );
+      expect(blob.quantized).to.deep.equal(request.quantizedInput.map(String));
+      const result = await client.waitForResult(request.taskId, { timeoutMs: 180_000, pollMs: 200 });
+      expect(result.quantized).to.deep.equal(
+        executeQuantized(loadProgram(commitDir), irisInputs[3]).quantized,
+      );
+      expect(result.node).to.equal(account(6).address);
+      expect(await client.audit(request.taskId)).to.include({ agree: true });
+    } finally {
+      expect(await other.stop()).to.equal(0);
+    }
   });
 
   it("names the problem with bad input and misuse, and sends nothing", async function () {
