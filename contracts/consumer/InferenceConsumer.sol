@@ -18,7 +18,8 @@ abstract contract InferenceConsumer is IInferenceCallback {
     /// @notice The OPG token fees are paid in.
     IERC20 public immutable feeToken;
 
-    mapping(uint256 taskId => bool pending) private _pending;
+    /// @dev The model of each task awaiting its result (model ids start at 1, so 0 means none).
+    mapping(uint256 taskId => uint256 modelId) private _pendingModel;
 
     /// @notice Thrown when someone other than the task registry calls the callback.
     error InferenceConsumerNotRegistry(address caller);
@@ -33,14 +34,25 @@ abstract contract InferenceConsumer is IInferenceCallback {
     /// @inheritdoc IInferenceCallback
     function onInferenceResult(uint256 taskId, uint256 modelId, uint256[] calldata outputs) external {
         if (msg.sender != address(taskRegistry)) revert InferenceConsumerNotRegistry(msg.sender);
-        if (!_pending[taskId]) revert InferenceConsumerUnknownTask(taskId);
-        delete _pending[taskId];
+        if (_pendingModel[taskId] == 0) revert InferenceConsumerUnknownTask(taskId);
+        delete _pendingModel[taskId];
         _onInferenceResult(taskId, modelId, outputs);
+    }
+
+    /// @notice Deliver the verified result of a task whose callback failed (it reverted, or the gas the
+    /// requester set was not enough): anyone may call. The outputs are the registry's stored, verified ones;
+    /// reverts with the registry's `TaskRegistryWrongStatus` while the task is not verified.
+    function deliverResult(uint256 taskId) external {
+        uint256 modelId = _pendingModel[taskId];
+        if (modelId == 0) revert InferenceConsumerUnknownTask(taskId);
+        ITaskRegistry.Result memory result = taskRegistry.resultOf(taskId);
+        delete _pendingModel[taskId];
+        _onInferenceResult(taskId, modelId, result.outputs);
     }
 
     /// @notice Whether `taskId` was requested by this contract and has not been answered yet.
     function isPending(uint256 taskId) public view returns (bool) {
-        return _pending[taskId];
+        return _pendingModel[taskId] != 0;
     }
 
     /// @dev Submit a task paid from this contract's OPG balance, with this contract as the callback.
@@ -63,9 +75,9 @@ abstract contract InferenceConsumer is IInferenceCallback {
                 callbackGasLimit: callbackGasLimit
             })
         );
-        _pending[taskId] = true;
+        _pendingModel[taskId] = modelId;
     }
 
     /// @dev Called with the verified, packed output words of a task this contract requested.
-    function _onInferenceResult(uint256 taskId, uint256 modelId, uint256[] calldata outputs) internal virtual;
+    function _onInferenceResult(uint256 taskId, uint256 modelId, uint256[] memory outputs) internal virtual;
 }

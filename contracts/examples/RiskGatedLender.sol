@@ -62,7 +62,7 @@ contract RiskGatedLender is InferenceConsumer, Ownable {
         emit RiskScoreRequested(borrower, taskId);
     }
 
-    function _onInferenceResult(uint256 taskId, uint256, uint256[] calldata outputs) internal override {
+    function _onInferenceResult(uint256 taskId, uint256, uint256[] memory outputs) internal override {
         address borrower = _borrowerOf[taskId];
         delete _borrowerOf[taskId];
         int256 score = PublicSignals.valueAt(outputs, 0, packBits);

@@ -12,6 +12,7 @@ import {
   ReturnBombCallback__factory,
   RevertingCallback__factory,
   RiskGatedLender__factory,
+  ToggleConsumer__factory,
 } from "../../typechain-types";
 import { MODEL_FEE, TINY_PACK_BITS, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
 import { TINY_OUTPUT_OFFSET, tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
@@ -267,6 +268,54 @@ describe("InferenceConsumer", function () {
       expect(registryEvents(f, receipt, "TaskVerified")).to.have.length(1);
       expect(registryEvents(f, receipt, "CallbackExecuted").map((e) => e.success)).to.deep.equal([false]);
       expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
+    });
+  });
+
+  describe("deliverResult", function () {
+    it("delivers a result whose callback failed, on anyone's call, from the registry's stored outputs", async function () {
+      const f = await loadFixture(lenderFixture);
+      const consumer = await new ToggleConsumer__factory(f.deployer).deploy(
+        f.tasksAddress,
+        await f.token.getAddress(),
+      );
+      const consumerAddress = await consumer.getAddress();
+      await f.token.connect(f.treasury).transfer(consumerAddress, MODEL_FEE * 2n);
+      await consumer.setFailing(true);
+      const values = [3n, -1n, 4n, 1n];
+      const receipt = await (
+        await consumer.request(f.modelId, tinyInputWords(values), MODEL_FEE, await deadline(), 100_000)
+      ).wait();
+      const submitted = f.submittedFrom(receipt!.logs);
+      const settled = await claimAndSettle(f, submitted);
+      expect(registryEvents(f, settled, "CallbackExecuted")[0].success).to.equal(false);
+      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(3n); // settled all the same
+      expect(await consumer.isPending(submitted.taskId)).to.equal(true);
+
+      // Still failing: the hook's error comes through and the task stays pending.
+      await expect(
+        consumer.connect(f.stranger).deliverResult(submitted.taskId),
+      ).to.be.revertedWithCustomError(consumer, "ToggleConsumerFailing");
+      await consumer.setFailing(false);
+      await consumer.connect(f.stranger).deliverResult(submitted.taskId);
+      expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
+      expect(await consumer.lastOutputs()).to.deep.equal((await f.tasks.resultOf(submitted.taskId)).outputs);
+      expect(await consumer.lastOutputs()).to.deep.equal([tinyOutputWord(values)]);
+      expect(await consumer.isPending(submitted.taskId)).to.equal(false);
+      await expect(consumer.deliverResult(submitted.taskId))
+        .to.be.revertedWithCustomError(consumer, "InferenceConsumerUnknownTask")
+        .withArgs(submitted.taskId);
+    });
+
+    it("refuses a task it did not request, and one the registry has not verified", async function () {
+      const f = await loadFixture(lenderFixture);
+      await expect(f.lender.deliverResult(999n))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
+        .withArgs(999n);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      await expect(f.lender.connect(f.stranger).deliverResult(submitted.taskId))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(submitted.taskId, 1n);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
     });
   });
 
