@@ -323,7 +323,7 @@ export class InferenceNode {
 
   /**
    * Send watched tasks whose claim has lapsed back to `seen`: the pipeline then checks policy and claims
-   * them, and the registry slashes the lapsed claimer's collateral to the requester. A node that claims
+   * them, and the registry slashes the lapsed claimer's collateral (the requester gets its share). A node that claims
    * first wins; the loser's claim reverts and the task is watched again under the new claim.
    */
   private async takeOverLapsedClaims() {
