@@ -122,6 +122,20 @@ export function registerClientCommands(program: Command) {
         return report.agree ? 0 : 3;
       });
     });
+  withConnection(task.command("refund <taskId>"))
+    .description("after its deadline, refund a task nobody settled to its requester (any key may send it)")
+    .option("--from-block <n>", "a block at or before the submission (default 0)")
+    .action(async (id: string, o: Conn & { fromBlock?: string }) => {
+      await run(async (keep) => {
+        const { client, provider } = clientFor(o, true);
+        keep(provider);
+        const fromBlock =
+          o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
+        const tx = await client.refund(taskId(id), { fromBlock });
+        process.stdout.write(json({ taskId: id, refunded: true, tx }));
+      });
+    });
+
   withConnection(task.command("audit-range"))
     .description(
       "audit every task verified in a block range: one JSON report per line, then a summary " +

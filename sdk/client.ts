@@ -310,6 +310,52 @@ export class OpgClient {
     }
   }
 
+  /**
+   * The task as committed at submission, from its TaskSubmitted event (searched from `fromBlock` in windows
+   * of `chunk` blocks: pass the submission block, or a block before it, on chains with long histories).
+   */
+  async submittedTask(
+    taskId: bigint,
+    opts: { fromBlock?: number; chunk?: number } = {},
+  ): Promise<SubmittedTask> {
+    const address = await this.tasks.getAddress();
+    const latest = await this.provider.getBlockNumber();
+    const chunk = opts.chunk ?? 5_000;
+    for (let start = opts.fromBlock ?? 0; start <= latest; start += chunk) {
+      const logs = await this.provider.getLogs({
+        address,
+        topics: [TOPICS.submitted, ethers.toBeHex(taskId, 32)],
+        fromBlock: start,
+        toBlock: Math.min(latest, start + chunk - 1),
+      });
+      if (logs.length > 0) return parseSubmitted(logs[0]);
+    }
+    throw new OpgClientError(`task ${taskId}: no TaskSubmitted event from block ${opts.fromBlock ?? 0} on`);
+  }
+
+  /**
+   * Get the fee of a task nobody settled back once its deadline has passed (anyone may call; the refund goes
+   * to the requester, and a claimer that let it lapse loses its collateral). Returns the transaction hash.
+   */
+  async refund(taskId: bigint, opts: { fromBlock?: number } = {}): Promise<string> {
+    const signer = this.requireSigner();
+    const status = await this.status(taskId);
+    if (status !== "Open" && status !== "Claimed") {
+      throw new OpgClientError(`task ${taskId} is ${status}: only an open or claimed task can be refunded`);
+    }
+    const { task } = await this.submittedTask(taskId, opts);
+    const now = (await this.provider.getBlock("latest"))!.timestamp;
+    if (BigInt(now) <= BigInt(task.deadline)) {
+      throw new OpgClientError(
+        `task ${taskId}: its deadline ${new Date(Number(task.deadline) * 1000).toISOString()} has not passed yet`,
+      );
+    }
+    const receipt = await sendTx("expire", this.tasks.interface, () =>
+      this.tasks.connect(signer).expire(taskId, task),
+    );
+    return receipt.hash;
+  }
+
   /** Re-check a verified task from public data: proof against the registered key, output recomputed. */
   async audit(taskId: bigint): Promise<AuditReport> {
     const log = await findVerifiedLog(this.auditDeps(), taskId);

@@ -322,6 +322,28 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     expect(await status({ OPG_PRIVATE_KEY: "" }, node5)).to.include({ node: node5, earnings: "0.0" });
   });
 
+  it("refunds a task nobody settled once its deadline passed, and not before", async function () {
+    // A model no running node serves.
+    const { bundleId } = await publishModel(net, bundleDir, FEE);
+    const { modelId: unserved } = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
+      bundleId,
+      fee: FEE,
+    });
+    const request = await client.submit(unserved, irisInputs[4], { deadlineSeconds: 60 });
+    await expectClientError(client.refund(request.taskId), /its deadline .* has not passed yet/);
+    await net.provider.send("evm_increaseTime", [61]);
+    await net.provider.send("evm_mine", []);
+    const before = await net.deployment.token.balanceOf(dapp.address);
+    // Anyone may send it (here a key with no stake and no task); the fee goes back to the requester.
+    const run = await opg(["task", "refund", String(request.taskId), ...conn], {
+      OPG_PRIVATE_KEY: account(9).privateKey,
+    });
+    expect(run.code, run.stderr).to.equal(0);
+    expect(await net.deployment.token.balanceOf(dapp.address)).to.equal(before + FEE);
+    expect(await client.status(request.taskId)).to.equal("Expired");
+    await expectClientError(client.refund(request.taskId), /is Expired: only an open or claimed task/);
+  });
+
   it("opg model register uploads a bundle, deploys its verifier and registers the model", async function () {
     const run = await opg(["model", "register", bundleDir, "--fee", "2.5", ...conn], {
       OPG_PRIVATE_KEY: account(3).privateKey,
