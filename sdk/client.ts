@@ -29,6 +29,7 @@ import { DataClient } from "../workers/data/client";
 import {
   auditVerifiedLog,
   findVerifiedLog,
+  readSubmission,
   type AuditDeps,
   type AuditReport,
 } from "../workers/runtime/audit";
@@ -64,6 +65,26 @@ export async function sendTx(what: string, iface: Interface, tx: () => Promise<C
       throw new OpgClientError(`${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})`);
     }
     throw e;
+  }
+}
+
+/**
+ * Make sure `signer` holds `amount` OPG and that `spender` may pull it, approving exactly `amount` when the
+ * allowance is short (never an unlimited approval). `need` ends the error when the balance is short.
+ */
+export async function approveFromWallet(
+  token: OPGToken,
+  signer: Signer,
+  spender: string,
+  amount: bigint,
+  need: string,
+) {
+  const account = await signer.getAddress();
+  const balance = await token.balanceOf(account);
+  if (balance < amount)
+    throw new OpgClientError(`${account} holds ${ethers.formatEther(balance)} OPG, ${need}`);
+  if ((await token.allowance(account, spender)) < amount) {
+    await sendTx("approve", token.interface, () => token.connect(signer).approve(spender, amount));
   }
 }
 
@@ -243,19 +264,14 @@ export class OpgClient {
   async deposit(amount: bigint): Promise<string> {
     const signer = this.requireSigner();
     if (amount <= 0n) throw new OpgClientError("a deposit must be more than 0 OPG");
-    const account = await signer.getAddress();
     const registry = await this.tasks.getAddress();
-    const balance = await this.token.balanceOf(account);
-    if (balance < amount) {
-      throw new OpgClientError(
-        `${account} holds ${ethers.formatEther(balance)} OPG, asked to deposit ${ethers.formatEther(amount)}`,
-      );
-    }
-    if ((await this.token.allowance(account, registry)) < amount) {
-      await sendTx("approve", this.token.interface, () =>
-        this.token.connect(signer).approve(registry, amount),
-      );
-    }
+    await approveFromWallet(
+      this.token,
+      signer,
+      registry,
+      amount,
+      `asked to deposit ${ethers.formatEther(amount)}`,
+    );
     const receipt = await sendTx("deposit", this.tasks.interface, () =>
       this.tasks.connect(signer).deposit(amount),
     );
@@ -273,12 +289,12 @@ export class OpgClient {
 
   /** The verified result of `taskId`, decoded; undefined while it is not verified. */
   async result(taskId: bigint): Promise<TaskResult | undefined> {
-    if ((await this.status(taskId)) !== "Verified") return undefined;
-    const result = await this.tasks.resultOf(taskId);
-    const log = await findVerifiedLog(this.auditDeps(), taskId);
-    const modelId = log ? await this.modelOfSettlement(log.transactionHash, taskId) : undefined;
-    if (modelId === undefined) throw new OpgClientError(`task ${taskId}: settlement not found`);
-    const info = await this.model(modelId);
+    const found = await findVerifiedLog(this.auditDeps(), taskId);
+    if (!found) return undefined;
+    const { log, result } = found;
+    const submission = await readSubmission(this.provider, log.transactionHash, taskId);
+    if (!submission) throw new OpgClientError(`task ${taskId}: settlement not found`);
+    const info = await this.model(BigInt(submission.task.modelId));
     const words = [...result.outputs];
     const layout = info.manifest.publicSignals;
     const quantized = unpackWords(words, layout.outputCount, layout.packBits);
@@ -318,16 +334,9 @@ export class OpgClient {
     taskId: bigint,
     opts: { fromBlock?: number; chunk?: number } = {},
   ): Promise<SubmittedTask> {
-    const address = await this.tasks.getAddress();
     const latest = await this.provider.getBlockNumber();
-    const chunk = opts.chunk ?? 5_000;
-    for (let start = opts.fromBlock ?? 0; start <= latest; start += chunk) {
-      const logs = await this.provider.getLogs({
-        address,
-        topics: [TOPICS.submitted, ethers.toBeHex(taskId, 32)],
-        fromBlock: start,
-        toBlock: Math.min(latest, start + chunk - 1),
-      });
+    const topics = [TOPICS.submitted, ethers.toBeHex(taskId, 32)];
+    for await (const logs of this.registryLogs(topics, opts.fromBlock ?? 0, latest, opts.chunk ?? 5_000)) {
       if (logs.length > 0) return parseSubmitted(logs[0]);
     }
     throw new OpgClientError(`task ${taskId}: no TaskSubmitted event from block ${opts.fromBlock ?? 0} on`);
@@ -358,9 +367,9 @@ export class OpgClient {
 
   /** Re-check a verified task from public data: proof against the registered key, output recomputed. */
   async audit(taskId: bigint): Promise<AuditReport> {
-    const log = await findVerifiedLog(this.auditDeps(), taskId);
-    if (!log) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);
-    return (await auditVerifiedLog(this.auditDeps(), log))!;
+    const found = await findVerifiedLog(this.auditDeps(), taskId);
+    if (!found) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);
+    return (await auditVerifiedLog(this.auditDeps(), found.log))!;
   }
 
   /**
@@ -377,16 +386,8 @@ export class OpgClient {
     if (!Number.isInteger(fromBlock) || fromBlock < 0 || fromBlock > toBlock) {
       throw new OpgClientError(`block range ${fromBlock}..${toBlock} is empty or invalid`);
     }
-    const address = await this.tasks.getAddress();
     const summary = { fromBlock, toBlock, audited: 0, agreed: 0, disagreed: [] as string[] };
-    for (let start = fromBlock; start <= toBlock; start += chunk) {
-      const end = Math.min(toBlock, start + chunk - 1);
-      const logs = await this.provider.getLogs({
-        address,
-        topics: [TOPICS.verified],
-        fromBlock: start,
-        toBlock: end,
-      });
+    for await (const logs of this.registryLogs([TOPICS.verified], fromBlock, toBlock, chunk)) {
       for (const log of logs) {
         const report = (await auditVerifiedLog(this.auditDeps(), log))!;
         summary.audited++;
@@ -396,6 +397,19 @@ export class OpgClient {
       }
     }
     return summary;
+  }
+
+  /** The registry's logs matching `topics` in [fromBlock, toBlock], one window of `chunk` blocks at a time. */
+  private async *registryLogs(topics: string[], fromBlock: number, toBlock: number, chunk: number) {
+    const address = await this.tasks.getAddress();
+    for (let start = fromBlock; start <= toBlock; start += chunk) {
+      yield await this.provider.getLogs({
+        address,
+        topics,
+        fromBlock: start,
+        toBlock: Math.min(toBlock, start + chunk - 1),
+      });
+    }
   }
 
   private auditDeps(): AuditDeps {
@@ -408,19 +422,6 @@ export class OpgClient {
     };
   }
 
-  private async modelOfSettlement(txHash: string, taskId: bigint): Promise<bigint | undefined> {
-    const tx = await this.provider.getTransaction(txHash);
-    const call = tx ? this.tasks.interface.parseTransaction({ data: tx.data }) : null;
-    if (call?.name === "submitResult") return BigInt(call.args.task.modelId);
-    if (call?.name === "submitResults") {
-      const s = (call.args.submissions as { taskId: bigint; task: { modelId: bigint } }[]).find(
-        (x) => x.taskId === taskId,
-      );
-      return s ? BigInt(s.task.modelId) : undefined;
-    }
-    return undefined;
-  }
-
   private requireSigner(): Signer {
     if (!this.signer) throw new OpgClientError("submitting a task needs a signer, not a bare provider");
     return this.signer;
@@ -431,14 +432,6 @@ export class OpgClient {
     const account = await signer.getAddress();
     if ((await this.tasks.creditsOf(account)) >= fee) return;
     const registry = await this.tasks.getAddress();
-    const balance = await this.token.balanceOf(account);
-    if (balance < fee) {
-      throw new OpgClientError(
-        `${account} holds ${ethers.formatEther(balance)} OPG, the fee is ${ethers.formatEther(fee)}`,
-      );
-    }
-    if ((await this.token.allowance(account, registry)) < fee) {
-      await sendTx("approve", this.token.interface, () => this.token.connect(signer).approve(registry, fee));
-    }
+    await approveFromWallet(this.token, signer, registry, fee, `the fee is ${ethers.formatEther(fee)}`);
   }
 }

@@ -3,7 +3,7 @@ import { ethers } from "ethers";
 import { NodeStaking__factory, OPGToken__factory, TaskRegistry__factory } from "../typechain-types";
 import { parse } from "../workers/runtime/config";
 import { readDeployment } from "../workers/runtime/chain";
-import { OpgClientError, sendTx } from "./client";
+import { approveFromWallet, OpgClientError, sendTx } from "./client";
 import { json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
 
 const ROLE_BITS: Record<string, number> = { inference: 1, verification: 2 };
@@ -72,19 +72,15 @@ export function registerOperatorCommands(program: Command): Command {
         const c = contracts(o);
         keep(c.provider);
         const wei = parse.opgAmount(amount);
-        const address = c.me;
-        const stakingAddress = await c.staking.getAddress();
-        const balance = await c.token.balanceOf(address);
-        if (balance < wei) {
-          throw new OpgClientError(
-            `${address} holds ${ethers.formatEther(balance)} OPG, asked to stake ${amount}`,
-          );
-        }
-        if ((await c.token.allowance(address, stakingAddress)) < wei) {
-          await sendTx("approve", c.token.interface, () => c.token.approve(stakingAddress, wei));
-        }
+        await approveFromWallet(
+          c.token,
+          c.signer,
+          await c.staking.getAddress(),
+          wei,
+          `asked to stake ${amount}`,
+        );
         const receipt = await sendTx("stake", c.staking.interface, () => c.staking.stake(wei));
-        process.stdout.write(json({ node: address, staked: ethers.formatEther(wei), tx: receipt.hash }));
+        process.stdout.write(json({ node: c.me, staked: ethers.formatEther(wei), tx: receipt.hash }));
       });
     });
 

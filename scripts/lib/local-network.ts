@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -111,6 +111,26 @@ export function spawnProc(name: string, args: string[], env: Record<string, stri
     stdio: ["ignore", "pipe", "pipe"],
   });
   return new Proc(name, child);
+}
+
+/** Run a Node script to its end (in the repo root); resolves with its exit code and both streams. */
+export function runToEnd(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 120_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      args,
+      { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        // A process killed by the timeout has no numeric exit code: count it as a failure.
+        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
 }
 
 export async function startHardhatNode(): Promise<{ proc: Proc; url: string }> {

@@ -1,26 +1,15 @@
-import { execFile } from "node:child_process";
 import path from "node:path";
 import { expect } from "chai";
-import { ROOT } from "../../scripts/lib/local-network";
+import { runToEnd } from "../../scripts/lib/local-network";
 
 describe("npm run demo (scripts/demo.ts as a child process)", function () {
   this.timeout(600_000);
 
   it("runs the whole network and ends with every task verified, audited and agreed", async function () {
-    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>(
-      (resolve) => {
-        execFile(
-          process.execPath,
-          [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join("scripts", "demo.ts")],
-          { cwd: ROOT, env: { ...process.env, OPG_DEMO_TASKS: "2" }, timeout: 540_000 },
-          (err, out, errOut) =>
-            resolve({
-              code: err ? (typeof err.code === "number" ? err.code : 1) : 0,
-              stdout: out,
-              stderr: errOut,
-            }),
-        );
-      },
+    const { code, stdout, stderr } = await runToEnd(
+      [require.resolve("ts-node/dist/bin.js"), "--transpile-only", path.join("scripts", "demo.ts")],
+      { OPG_DEMO_TASKS: "2" },
+      540_000,
     );
     expect(code, `${stdout}\n${stderr}`).to.equal(0);
     expect(stdout).to.include("all 2 tasks verified on chain, audited and agreed");

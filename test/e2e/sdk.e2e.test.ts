@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
@@ -10,6 +9,7 @@ import {
   fixtureBundle,
   publishModel,
   ROOT,
+  runToEnd,
   stakeNode,
   startInferenceNode,
   startNetwork,
@@ -28,17 +28,7 @@ const irisInputs: number[][] = JSON.parse(
 
 /** Run `opg ...` as a child process; resolves with its exit code and both streams. */
 function opg(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(ROOT, "bin", "opg.js"), ...args],
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return runToEnd([path.join(ROOT, "bin", "opg.js"), ...args], env);
 }
 
 async function expectClientError(p: Promise<unknown>, pattern: RegExp) {

@@ -231,7 +231,7 @@ export class InferenceNode {
         parsed.args.node !== this.address &&
         (row.state === "seen" || row.state === "watching")
       ) {
-        this.watchClaim(row, parsed.args.node, Number(parsed.args.claimExpiresAt));
+        this.onForeignClaim(row, parsed.args.node, Number(parsed.args.claimExpiresAt));
       }
     }
   }
@@ -277,7 +277,7 @@ export class InferenceNode {
       } else {
         // Another node's claim, or our own that lapsed while we were away: wait for it to lapse, then take
         // the task over (our own lapsed claim is re-claimed the same way; its collateral is lost either way).
-        [next, until] = this.claimWatch(row, Number(expiresAt));
+        [next, until] = this.stateForClaimNotHeld(row, Number(expiresAt));
       }
     }
     if (next !== row.state || (until !== undefined && until !== row.until)) {
@@ -296,10 +296,11 @@ export class InferenceNode {
   // ---------------------------------------------------------------- claim take-over
 
   /**
-   * What to do about a claim on `row`'s task that lapses at `expiresAt`: watch it when the node may take the task over
-   * after it lapses (take-over is on and enough time would be left before the deadline), else give it up.
+   * The state of a task whose claim this node does not hold (another node's, or our own that lapsed) and
+   * that lapses at `expiresAt`: watched when the task can be taken over after it (take-over is on and
+   * enough time would be left before the deadline), else given up.
    */
-  private claimWatch(row: TaskRow, expiresAt: number): ["watching", number] | ["lost", undefined] {
+  private stateForClaimNotHeld(row: TaskRow, expiresAt: number): ["watching", number] | ["lost", undefined] {
     const deadline = Number(taskFromJson(row.data).task.deadline);
     if (this.config.takeOverClaims && expiresAt + this.config.deadlineMarginSeconds < deadline) {
       return ["watching", expiresAt];
@@ -308,9 +309,9 @@ export class InferenceNode {
   }
 
   /** Another node claimed a task this node tracks: watch the claim for a lapse, or give the task up. */
-  private watchClaim(row: TaskRow, node: string, expiresAt: number) {
+  private onForeignClaim(row: TaskRow, node: string, expiresAt: number) {
     const taskId = BigInt(row.taskId);
-    const [next, until] = this.claimWatch(row, expiresAt);
+    const [next, until] = this.stateForClaimNotHeld(row, expiresAt);
     const reason = `claimed by ${node} until ${expiresAt}`;
     this.journal.setState(taskId, next, { reason, ...(until !== undefined ? { until } : {}) });
     if (next === "watching") {

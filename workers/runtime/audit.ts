@@ -42,7 +42,7 @@ interface Submission {
 }
 
 /** The proof, outputs, input and task of `taskId` from the calldata of the transaction that settled it. */
-async function readSubmission(provider: Provider, txHash: string, taskId: bigint) {
+export async function readSubmission(provider: Provider, txHash: string, taskId: bigint) {
   const tx = await provider.getTransaction(txHash);
   if (!tx) throw new Error(`transaction ${txHash} not found`);
   const call = taskRegistryInterface.parseTransaction({ data: tx.data });
@@ -61,10 +61,11 @@ async function readSubmission(provider: Provider, txHash: string, taskId: bigint
 }
 
 /**
- * The TaskVerified log of `taskId`, looked up in the one block the registry says settled it (no scan from
- * genesis, so it works against RPC providers that limit log ranges). Undefined while the task is unsettled.
+ * The registry's stored result of `taskId` and its TaskVerified log, looked up in the one block the registry
+ * says settled it (no scan from genesis, so it works against RPC providers that limit log ranges).
+ * Undefined while the task is not verified.
  */
-export async function findVerifiedLog(deps: AuditDeps, taskId: bigint): Promise<Log | undefined> {
+export async function findVerifiedLog(deps: AuditDeps, taskId: bigint) {
   if ((await deps.tasks.taskStatus(taskId)) !== 3n) return undefined;
   const result = await deps.tasks.resultOf(taskId);
   const logs = await deps.provider.getLogs({
@@ -73,7 +74,7 @@ export async function findVerifiedLog(deps: AuditDeps, taskId: bigint): Promise<
     fromBlock: Number(result.settledBlock),
     toBlock: Number(result.settledBlock),
   });
-  return logs[0];
+  return logs[0] ? { log: logs[0], result } : undefined;
 }
 
 /**
