@@ -23,9 +23,14 @@ contract RiskGatedLender is InferenceConsumer, Ownable {
     mapping(uint256 taskId => address borrower) private _borrowerOf;
     mapping(address borrower => uint256 amount) public creditLine;
     mapping(address borrower => int256 score) public lastRiskScore;
+    /// @notice The task whose score set the borrower's credit line: results apply in request order, so an
+    /// older request settled late never overwrites a newer score.
+    mapping(address borrower => uint256 taskId) public scoreTaskOf;
 
     /// @notice A risk score was requested for `borrower` as task `taskId`.
     event RiskScoreRequested(address indexed borrower, uint256 indexed taskId);
+    /// @notice The verified score of an older request arrived after a newer one had been applied: ignored.
+    event StaleRiskScoreIgnored(address indexed borrower, uint256 indexed taskId, uint256 appliedTaskId);
     /// @notice The verified score of `borrower` set its credit line to `creditLine`.
     event CreditLineSet(
         address indexed borrower,
@@ -65,6 +70,13 @@ contract RiskGatedLender is InferenceConsumer, Ownable {
     function _onInferenceResult(uint256 taskId, uint256, uint256[] memory outputs) internal override {
         address borrower = _borrowerOf[taskId];
         delete _borrowerOf[taskId];
+        // Task ids grow with every submission, so a lower id is an older request.
+        uint256 applied = scoreTaskOf[borrower];
+        if (taskId < applied) {
+            emit StaleRiskScoreIgnored(borrower, taskId, applied);
+            return;
+        }
+        scoreTaskOf[borrower] = taskId;
         int256 score = PublicSignals.valueAt(outputs, 0, packBits);
         uint256 line = score < maxRiskScore ? uint256(maxRiskScore - score) * creditPerUnit : 0;
         lastRiskScore[borrower] = score;

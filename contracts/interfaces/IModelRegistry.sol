@@ -2,9 +2,11 @@
 pragma solidity ^0.8.24;
 
 /// @title The on-chain part of the data layer: what a model is, how it is verified, what it costs.
-/// @notice A registered version is immutable in what it is (ONNX, verification key, verifier, bundle,
-/// shapes, signal layout); its owner can change only the fee, the royalty receiver and whether it is active.
-/// A new version is a new model id.
+/// @notice A registered version is immutable in what it is (ONNX, verification key, bundle, shapes, signal
+/// layout); its owner can change only the fee, the royalty receiver and whether it is active. A new version
+/// is a new model id. No model-supplied code takes part in settlement: a ZK model registers its Groth16
+/// verification key, which the registry validates against the model's signal layout and stores immutably;
+/// the task registry verifies proofs against it with the protocol's own verifier (`Groth16`).
 interface IModelRegistry {
     /// @notice How a task's input reaches the circuit.
     /// @dev Inline: the packed input words are public signals. Commitment: one public signal, a Poseidon
@@ -14,14 +16,16 @@ interface IModelRegistry {
         Commitment
     }
 
-    /// @notice Everything a model owner registers. Shapes and the fixed-point scale are for workers and
-    /// dapps; the word counts are what the task registry needs to rebuild public signals.
+    /// @notice Everything a model owner registers besides its verification key. Shapes and the fixed-point
+    /// scale are for workers and dapps; the word counts, pack width and input width are what the task
+    /// registry needs to check inputs and rebuild public signals, and must agree with the shapes.
+    /// @param packBits Bits per packed value in a public word (2..126): `252 / packBits` values per word.
+    /// @param inputBits Signed bits of each quantized input value, as the circuit range-checks it
+    /// (2..packBits): an inline input value outside this range could not be proved.
     struct ModelSpec {
         string name;
         bytes32 onnxHash;
-        bytes32 verificationKeyHash;
         bytes32 bundleHash;
-        address verifier;
         address royaltyReceiver;
         uint96 fee;
         uint8 verificationModes;
@@ -30,13 +34,16 @@ interface IModelRegistry {
         uint16 outputWords;
         uint8 scaleBits;
         uint8 packBits;
+        uint8 inputBits;
         uint32[] inputShape;
         uint32[] outputShape;
     }
 
     /// @notice What the task registry reads at submission, in two storage slots.
+    /// @param verificationKey The data contract holding the model's verification key (zero without ZK mode).
+    /// @param inputValues Number of input values (the product of the input shape).
     struct TaskTerms {
-        address verifier;
+        address verificationKey;
         uint96 fee;
         address royaltyReceiver;
         bool active;
@@ -44,6 +51,9 @@ interface IModelRegistry {
         InputMode inputMode;
         uint16 inputWords;
         uint16 outputWords;
+        uint8 packBits;
+        uint8 inputBits;
+        uint24 inputValues;
     }
 
     /// @notice A full view of a registered model.
@@ -55,12 +65,20 @@ interface IModelRegistry {
         bytes32 bundleHash;
         uint8 scaleBits;
         uint8 packBits;
+        uint8 inputBits;
         uint32[] inputShape;
         uint32[] outputShape;
     }
 
-    /// @notice Model `modelId` was registered by `owner`.
-    event ModelRegistered(uint256 indexed modelId, address indexed owner, ModelSpec spec);
+    /// @notice Model `modelId` was registered by `owner`; its verification key (keccak256 of its words:
+    /// `verificationKeyHash`) is stored at `verificationKey`.
+    event ModelRegistered(
+        uint256 indexed modelId,
+        address indexed owner,
+        ModelSpec spec,
+        address verificationKey,
+        bytes32 verificationKeyHash
+    );
     /// @notice The fee of `modelId` changed.
     event ModelFeeUpdated(uint256 indexed modelId, uint96 fee);
     /// @notice The royalty receiver of `modelId` changed.
@@ -80,18 +98,31 @@ interface IModelRegistry {
     error ModelRegistryNotModelOwner(uint256 modelId, address caller);
     /// @notice A required hash is zero.
     error ModelRegistryZeroHash();
-    /// @notice A required address is zero, or the verifier has no code.
+    /// @notice A required address is zero.
     error ModelRegistryInvalidAddress(address account);
+    /// @notice The verification key has the wrong number of words for the layout's public signals, or is
+    /// given for a model without ZK mode.
+    error ModelRegistryVerificationKeyLength(uint256 words, uint256 expectedWords);
+    /// @notice The verification key has a coordinate out of the field, a point off the curve or outside its
+    /// subgroup, a point at infinity, or gamma equal to delta.
+    error ModelRegistryInvalidVerificationKey();
     /// @notice The verification-mode bitmask is empty or has unknown bits.
     error ModelRegistryInvalidModes(uint8 modes);
-    /// @notice The public-signal layout is inconsistent (word counts, pack width, input mode).
+    /// @notice The public-signal layout is inconsistent (word counts against the shapes, pack width, input
+    /// width, input mode, too many signals).
     error ModelRegistryInvalidLayout(uint16 inputWords, uint16 outputWords, uint8 packBits);
     /// @notice A shape is empty, too long, or has a zero dimension.
     error ModelRegistryInvalidShape();
 
     /// @notice Register a new model (version); the caller becomes its owner.
+    /// @param verificationKey With ZK mode: the Groth16 key in `Groth16`'s word order, for exactly
+    /// `outputWords + inputWords + 1` public signals; validated, then stored immutably. Without ZK mode:
+    /// empty.
     /// @return modelId The new model's id (ids start at 1).
-    function registerModel(ModelSpec calldata spec) external returns (uint256 modelId);
+    function registerModel(
+        ModelSpec calldata spec,
+        uint256[] calldata verificationKey
+    ) external returns (uint256 modelId);
 
     /// @notice Set the fee per inference of `modelId`.
     function setFee(uint256 modelId, uint96 fee) external;
@@ -110,6 +141,9 @@ interface IModelRegistry {
 
     /// @notice Everything about `modelId`; reverts for an unknown model.
     function getModel(uint256 modelId) external view returns (Model memory);
+
+    /// @notice The verification key words of `modelId` (empty without ZK mode); reverts for an unknown model.
+    function verificationKeyOf(uint256 modelId) external view returns (uint256[] memory);
 
     /// @notice Number of models registered so far (the last id).
     function modelCount() external view returns (uint256);

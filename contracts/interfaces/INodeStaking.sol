@@ -93,6 +93,11 @@ interface INodeStaking {
     error NodeStakingNotSlasher(address caller);
     /// @notice A basis-point value above 10,000.
     error NodeStakingInvalidBps(uint256 bps);
+    /// @notice The owner's timelock delay would not exceed the unbonding delay: governance could act before
+    /// a staker who saw the proposal could leave.
+    error NodeStakingGovernanceFasterThanExit(uint256 timelockDelay, uint256 unbondingDelay);
+    /// @notice `manager` is still authorised: it unlocks its own collateral.
+    error NodeStakingManagerStillAuthorised(address manager);
     /// @notice An unbonding delay above the maximum.
     error NodeStakingInvalidUnbondingDelay(uint64 delay, uint64 maxDelay);
     /// @notice The zero address where an address is required.
@@ -125,6 +130,11 @@ interface INodeStaking {
     /// @notice Release up to `amount` of `node`'s locked collateral; releases what is left if a slash took
     /// part of it (never reverts for that, so a task can always settle). Authorised collateral managers only.
     function unlockCollateral(address node, uint256 amount) external;
+
+    /// @notice Release the collateral `manager` locked on the caller's stake once governance has revoked
+    /// `manager` (e.g. a retired task registry): what a revoked manager locked can no longer be unlocked by
+    /// it, and must not stay locked forever. Returns the amount released.
+    function releaseRevokedCollateral(address manager) external returns (uint256 released);
 
     /// @notice Slash up to `amount` of `node`'s stake (bonded first, then unbonding; never more than it has):
     /// the governed share to `beneficiary` (all to the treasury if it is zero), the rest to the treasury.

@@ -36,18 +36,25 @@ interface ITaskRegistry {
         uint32 callbackGasLimit;
     }
 
-    /// @notice A task as committed at submission: the terms of the model at that time are part of it.
+    /// @notice A task as committed at submission: the terms of the model and the fee shares at that time are
+    /// part of it, so neither a model owner nor governance changes what a submitted task pays or how it is
+    /// verified.
+    /// @param verificationKey The data contract holding the model's Groth16 verification key.
+    /// @param protocolFeeBps Protocol share of the fee, frozen at submission.
+    /// @param royaltyBps Model owner's share of the fee, frozen at submission.
     /// @param inputHash keccak256 of the packed input words (abi.encodePacked).
     struct Task {
         address requester;
         uint256 modelId;
         uint256 fee;
         uint256 deadline;
-        address verifier;
+        address verificationKey;
         address royaltyReceiver;
         address callback;
         uint32 callbackGasLimit;
         uint16 outputWords;
+        uint16 protocolFeeBps;
+        uint16 royaltyBps;
         bytes32 inputHash;
         bytes32 inputDataHash;
     }
@@ -68,20 +75,13 @@ interface ITaskRegistry {
         uint256[] outputs;
     }
 
-    /// @notice Task `taskId` was submitted. With `input` this is everything a node needs: the `Task` is these
-    /// fields with `inputHash = keccak256(abi.encodePacked(input))`.
+    /// @notice Task `taskId` was submitted: `task` is the committed `Task` every later call passes back, and
+    /// `input` the input words (their keccak256 is `task.inputHash`).
     event TaskSubmitted(
         uint256 indexed taskId,
         uint256 indexed modelId,
         address indexed requester,
-        uint256 fee,
-        uint256 deadline,
-        address verifier,
-        address royaltyReceiver,
-        address callback,
-        uint32 callbackGasLimit,
-        uint16 outputWords,
-        bytes32 inputDataHash,
+        Task task,
         uint256[] input
     );
     /// @notice `node` claimed `taskId` until `claimExpiresAt`, locking `collateral` of its stake.
@@ -104,6 +104,10 @@ interface ITaskRegistry {
     );
     /// @notice `taskId` passed its deadline unverified: `refund` returned to the requester.
     event TaskExpired(uint256 indexed taskId, address indexed requester, uint256 refund);
+    /// @notice A call to NodeStaking failed (the registry lost its collateral-manager or slasher role, e.g.
+    /// while governance migrates registries): `amount` of `node`'s collateral was not unlocked or slashed.
+    /// Refunds and payouts never wait for NodeStaking.
+    event StakingCallFailed(uint256 indexed taskId, address indexed node, uint256 amount, bytes4 selector);
     /// @notice The callback of `taskId` ran; `success` false means it reverted or ran out of gas.
     event CallbackExecuted(uint256 indexed taskId, address indexed callback, bool success);
     /// @notice `account` withdrew `amount` of credits to `to`.
@@ -134,6 +138,9 @@ interface ITaskRegistry {
     error TaskRegistryInvalidDeadline(uint256 deadline, uint256 now_, uint256 maxDeadline);
     /// @notice The input does not fit the model's layout (word count, mode, data hash).
     error TaskRegistryInvalidInput(uint256 modelId, uint256 words, uint256 expectedWords);
+    /// @notice Inline input word `index` is not a canonical packing of values the circuit accepts: bits set
+    /// above its values, or a value outside the model's `inputBits` signed range. No proof could exist.
+    error TaskRegistryUnprovableInput(uint256 index, uint256 word);
     /// @notice A public signal (input or output word) is not below the field modulus.
     error TaskRegistrySignalOutOfField(uint256 index, uint256 value);
     /// @notice The callback is not a contract, or has no gas to run with.
@@ -158,7 +165,7 @@ interface ITaskRegistry {
     error TaskRegistryDeadlineNotReached(uint256 taskId, uint256 deadline, uint256 now_);
     /// @notice The output word count does not match the model's layout.
     error TaskRegistryInvalidOutputs(uint256 taskId, uint256 words, uint256 expectedWords);
-    /// @notice The model's verifier rejected the proof.
+    /// @notice The proof does not verify against the model's registered verification key.
     error TaskRegistryInvalidProof(uint256 taskId);
     /// @notice Not enough gas left to give the callback its full gas limit.
     error TaskRegistryInsufficientCallbackGas(uint256 taskId, uint256 gasLeft, uint256 needed);
@@ -187,12 +194,13 @@ interface ITaskRegistry {
 
     /// @notice Claim `taskId` as an eligible inference node, locking `claimCollateral` of stake until the claim
     /// window ends. A claim whose window passed can be taken over; its node's collateral is slashed to the
-    /// requester's benefit.
+    /// treasury (never to the requester or the model owner, who can influence whether a task is provable).
     function claimTask(uint256 taskId, Task calldata task) external;
 
     /// @notice Submit the claimed task's outputs with a proof. The registry builds the public signals from
-    /// the committed input, the task binding of (chain, registry, task, caller) and `outputs`, verifies, and
-    /// settles: fee split into credits, collateral released, result stored, then the capped callback.
+    /// the committed input, the task binding of (chain, registry, task, caller) and `outputs`, verifies them
+    /// with the protocol's Groth16 verifier against the model's registered key, and settles: fee split into
+    /// credits by the shares frozen in the task, collateral released, result stored, then the capped callback.
     function submitResult(
         uint256 taskId,
         Task calldata task,
@@ -209,11 +217,12 @@ interface ITaskRegistry {
     function deposit(uint256 amount) external;
 
     /// @notice After the deadline, with no verified result: refund the requester in full and slash the
-    /// claimer's collateral (if any) to the requester's benefit. Anyone may call.
+    /// claimer's collateral (if any) to the treasury. The refund never depends on the slash succeeding.
+    /// Anyone may call.
     function expire(uint256 taskId, Task calldata task) external;
 
-    /// @notice Pay the caller's credits (node fees, royalties) to `to`, and release the collateral of its
-    /// settled claims.
+    /// @notice Pay the caller's credits (node fees, royalties, prepaid fees) to `to`. Touches only the
+    /// registry's own books, so it works whatever roles the registry holds on NodeStaking.
     function withdrawCredits(address to) external returns (uint256 amount);
 
     /// @notice Release the collateral of `node`'s verified claims to its free stake. Settlement records the

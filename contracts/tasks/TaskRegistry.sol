@@ -9,18 +9,21 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
 import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {INodeStaking} from "../interfaces/INodeStaking.sol";
-import {IProofVerifier} from "../interfaces/IProofVerifier.sol";
 import {IInferenceCallback} from "../interfaces/IInferenceCallback.sol";
 import {PublicSignals} from "../libraries/PublicSignals.sol";
+import {Groth16} from "../libraries/Groth16.sol";
 import {VerificationModes} from "../libraries/VerificationModes.sol";
 
 /// @title TaskRegistry
 /// @notice Escrows inference fees, hands tasks to staked nodes, verifies their Groth16 proofs against the
-/// model's verifier and settles. The owner is the governance timelock (fee shares, windows, caps).
+/// model's registered verification key with the protocol's own verifier, and settles. The owner is the
+/// governance timelock (fee shares, windows, caps).
 /// @dev Invariants, NEVER to be violated: `token.balanceOf(this) == open escrow + sum(credits) +
 /// protocolFeesAccrued`; a task
 /// settles at most once (status moves Open -> Claimed -> Verified | Expired, never back); for every
-/// verified task `nodeFee + royalty + protocolFee == fee`.
+/// verified task `nodeFee + royalty + protocolFee == fee`; no slash ever pays the requester or the model
+/// owner (both can influence whether a task is provable), and no refund or payout depends on a
+/// NodeStaking call succeeding.
 contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -169,9 +172,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         record.status = TaskStatus.Expired;
         record.aux = 0;
         emit TaskExpired(taskId, task.requester, task.fee);
-        if (status == TaskStatus.Claimed) {
-            _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED, task.requester);
-        }
+        if (status == TaskStatus.Claimed) _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED);
         token.safeTransfer(task.requester, task.fee);
     }
 
@@ -195,13 +196,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryNodeNotEligible(msg.sender);
 
         if (status == TaskStatus.Claimed) {
-            _slashClaim(
-                taskId,
-                record.node,
-                uint256(record.aux) * COLLATERAL_UNIT,
-                SLASH_REASON_CLAIM_ABANDONED,
-                task.requester
-            );
+            _slashClaim(taskId, record.node, uint256(record.aux) * COLLATERAL_UNIT, SLASH_REASON_CLAIM_ABANDONED);
         }
 
         SubmitConfig memory config = _submitConfig;
@@ -251,7 +246,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         if (amount == 0) revert TaskRegistryNoCredits(msg.sender);
         account.credits = 0;
         emit CreditsWithdrawn(msg.sender, to, amount);
-        _releaseCollateral(msg.sender);
         token.safeTransfer(to, amount);
     }
 
@@ -401,55 +395,65 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryInvalidCallback(request.callback, request.callbackGasLimit);
         }
 
+        FeeConfig memory shares = _feeConfig;
         Task memory task = Task({
             requester: msg.sender,
             modelId: request.modelId,
             fee: request.fee,
             deadline: request.deadline,
-            verifier: terms.verifier,
+            verificationKey: terms.verificationKey,
             royaltyReceiver: terms.royaltyReceiver,
             callback: request.callback,
             callbackGasLimit: request.callbackGasLimit,
             outputWords: terms.outputWords,
+            protocolFeeBps: shares.protocolFeeBps,
+            royaltyBps: shares.royaltyBps,
             inputHash: keccak256(abi.encodePacked(request.input)),
             inputDataHash: request.inputDataHash
         });
         taskId = ++_submitConfig.taskCount;
         _tasks[taskId].word = keccak256(abi.encode(task));
-        _emitSubmitted(taskId, request, terms);
+        emit TaskSubmitted(taskId, request.modelId, msg.sender, task, request.input);
     }
 
-    function _emitSubmitted(
-        uint256 taskId,
-        TaskRequest calldata request,
-        IModelRegistry.TaskTerms memory terms
-    ) private {
-        emit TaskSubmitted(
-            taskId,
-            request.modelId,
-            msg.sender,
-            request.fee,
-            request.deadline,
-            terms.verifier,
-            terms.royaltyReceiver,
-            request.callback,
-            request.callbackGasLimit,
-            terms.outputWords,
-            request.inputDataHash,
-            request.input
-        );
-    }
-
+    /// @dev A task must be provable by construction. Commitment mode: the word is a field element (the
+    /// node checks the committed data before claiming). Inline mode: each word must be exactly what the
+    /// circuit's packing produces: no bit set above its values (the last word holds fewer values), and
+    /// every value, stored with the offset 2^(packBits-1), inside the circuit's signed `inputBits` range.
     function _checkInput(TaskRequest calldata request, IModelRegistry.TaskTerms memory terms) private pure {
         uint256 words = request.input.length;
         bool commitment = terms.inputMode == IModelRegistry.InputMode.Commitment;
         if (words != terms.inputWords || commitment != (request.inputDataHash != 0)) {
             revert TaskRegistryInvalidInput(request.modelId, words, terms.inputWords);
         }
-        for (uint256 i = 0; i < words; ++i) {
-            if (request.input[i] >= PublicSignals.SNARK_SCALAR_FIELD) {
-                revert TaskRegistrySignalOutOfField(i, request.input[i]);
+        if (commitment) {
+            if (request.input[0] >= PublicSignals.SNARK_SCALAR_FIELD) {
+                revert TaskRegistrySignalOutOfField(0, request.input[0]);
             }
+            return;
+        }
+        uint256 packBits = terms.packBits;
+        uint256 perWord = PublicSignals.WORD_PAYLOAD_BITS / packBits;
+        // Per value: u = v + 2^(B-1) with -2^(I-1) <= v < 2^(I-1), i.e. u - low in [0, 2^I) where
+        // low = 2^(B-1) - 2^(I-1). Subtracting `low` from every lane at once leaves every lane in [0, 2^I),
+        // high bits clear, exactly when every value is in range: a lane below `low` borrows and wraps to at
+        // least 2^B - low >= 2^I, which sets its own high bits (a borrow only disturbs lanes above it).
+        uint256 low = (uint256(1) << (packBits - 1)) - (uint256(1) << (terms.inputBits - 1));
+        uint256 high = ((uint256(1) << packBits) - 1) ^ ((uint256(1) << terms.inputBits) - 1);
+        uint256 remaining = terms.inputValues;
+        for (uint256 i = 0; i < words; ++i) {
+            uint256 lanes = remaining < perWord ? remaining : perWord;
+            remaining -= lanes;
+            uint256 word = request.input[i];
+            uint256 payloadBits = lanes * packBits;
+            // repeat = sum over lanes of 2^(j*B): (2^(lanes*B) - 1) / (2^B - 1), exact.
+            uint256 repeat = ((uint256(1) << payloadBits) - 1) / ((uint256(1) << packBits) - 1);
+            bool ok = word >> payloadBits == 0;
+            // Wrapping is intended: a lane below `low` shows up in its own high bits (see above).
+            unchecked {
+                ok = ok && ((word - low * repeat) & (high * repeat)) == 0;
+            }
+            if (!ok) revert TaskRegistryUnprovableInput(i, word);
         }
     }
 
@@ -473,12 +477,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryInvalidOutputs(taskId, outputs.length, task.outputWords);
         }
 
-        if (!IProofVerifier(task.verifier).verify(proof, _publicSignals(taskId, node, input, outputs))) {
+        if (!Groth16.verify(task.verificationKey, proof, _publicSignals(taskId, node, input, outputs))) {
             revert TaskRegistryInvalidProof(taskId);
         }
 
         uint256 collateral = _recordResult(taskId, record, outputs);
-        _splitFee(taskId, node, task.fee, task.royaltyReceiver, collateral, outputs);
+        _splitFee(taskId, node, task, collateral, outputs);
     }
 
     /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release.
@@ -499,17 +503,18 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     function _splitFee(
         uint256 taskId,
         address node,
-        uint256 fee,
-        address royaltyReceiver,
+        Task calldata task,
         uint256 collateral,
         uint256[] calldata outputs
     ) private {
-        FeeConfig memory c = _feeConfig;
-        uint256 protocolFee = (fee * c.protocolFeeBps) / _BPS;
-        uint256 royalty = (fee * c.royaltyBps) / _BPS;
+        // The shares frozen at submission (their sum was checked <= _BPS when governance set them).
+        uint256 fee = task.fee;
+        uint256 protocolFee = (fee * task.protocolFeeBps) / _BPS;
+        uint256 royalty = (fee * task.royaltyBps) / _BPS;
         uint256 nodeFee = fee - protocolFee - royalty;
+        address royaltyReceiver = task.royaltyReceiver;
         // Safe casts: every amount is bounded by the OPG supply (1e27 < 2^120) held by this contract.
-        _feeConfig.protocolFeesAccrued = c.protocolFeesAccrued + uint128(protocolFee);
+        _feeConfig.protocolFeesAccrued += uint128(protocolFee);
         Account storage nodeAccount = _accounts[node];
         nodeAccount.credits += uint120(nodeFee);
         nodeAccount.touched = true;
@@ -587,17 +592,19 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         staking.unlockCollateral(node, amount);
     }
 
-    function _slashClaim(
-        uint256 taskId,
-        address node,
-        uint256 collateral,
-        bytes32 reason,
-        address requester
-    ) private {
+    /// @dev Slashes a lapsed claim's collateral to the treasury (no beneficiary: the requester and the model
+    /// owner can influence whether a task is provable, so neither may profit from a failed claim). Each
+    /// NodeStaking call may fail without reverting the caller: refunds and take-overs must not depend on the
+    /// registry still holding its roles.
+    function _slashClaim(uint256 taskId, address node, uint256 collateral, bytes32 reason) private {
         if (collateral == 0) return;
         emit TaskClaimAbandoned(taskId, node, collateral);
-        staking.unlockCollateral(node, collateral);
-        staking.slash(node, collateral, reason, requester);
+        try staking.unlockCollateral(node, collateral) {} catch {
+            emit StakingCallFailed(taskId, node, collateral, INodeStaking.unlockCollateral.selector);
+        }
+        try staking.slash(node, collateral, reason, address(0)) {} catch {
+            emit StakingCallFailed(taskId, node, collateral, INodeStaking.slash.selector);
+        }
     }
 
     function _checkCommitment(uint256 taskId, TaskRecord storage record, Task calldata task) private view {

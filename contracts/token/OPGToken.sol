@@ -7,18 +7,30 @@ import {ERC20Votes} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Vo
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 
 /// @title OPG, the network's token: fees, node stake and governance weight.
-/// @notice The whole supply is minted once, at deployment, to the treasury. There is no owner and no mint
-/// function: node rewards come from task fees, not from emissions (see docs/economics.md).
+/// @notice The whole supply is minted once, at deployment, split among the recipients the deployer names
+/// (the token distribution: treasury, operators, community...). There is no owner and no mint function:
+/// node rewards come from task fees, not from emissions.
 contract OPGToken is ERC20, ERC20Permit, ERC20Votes {
     /// @notice Fixed supply: one billion OPG with 18 decimals.
     uint256 public constant INITIAL_SUPPLY = 1_000_000_000 ether;
 
-    /// @notice Thrown when the treasury given at deployment is the zero address.
-    error OPGTokenZeroTreasury();
+    /// @notice Thrown when the distribution is empty, its arrays differ in length, or a recipient is zero.
+    error OPGTokenInvalidDistribution();
+    /// @notice Thrown when the distributed amounts do not add up to `INITIAL_SUPPLY`.
+    error OPGTokenDistributionTotal(uint256 total, uint256 supply);
 
-    constructor(address treasury) ERC20("OpenGradient", "OPG") ERC20Permit("OpenGradient") {
-        if (treasury == address(0)) revert OPGTokenZeroTreasury();
-        _mint(treasury, INITIAL_SUPPLY);
+    constructor(
+        address[] memory recipients,
+        uint256[] memory amounts
+    ) ERC20("OpenGradient", "OPG") ERC20Permit("OpenGradient") {
+        if (recipients.length == 0 || recipients.length != amounts.length) revert OPGTokenInvalidDistribution();
+        uint256 total;
+        for (uint256 i = 0; i < recipients.length; ++i) {
+            if (recipients[i] == address(0)) revert OPGTokenInvalidDistribution();
+            total += amounts[i];
+            _mint(recipients[i], amounts[i]);
+        }
+        if (total != INITIAL_SUPPLY) revert OPGTokenDistributionTotal(total, INITIAL_SUPPLY);
     }
 
     function _update(address from, address to, uint256 value) internal override(ERC20, ERC20Votes) {

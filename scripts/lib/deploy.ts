@@ -4,15 +4,20 @@ import {
   ModelRegistry__factory,
   NodeStaking__factory,
   OPGGovernor__factory,
+  OPGTimelock__factory,
   OPGToken__factory,
   TaskRegistry__factory,
-  TimelockController__factory,
 } from "../../typechain-types";
+
+/** The whole OPG supply (OPGToken.INITIAL_SUPPLY). */
+export const OPG_SUPPLY = ethers.parseEther("1000000000");
 
 /** Protocol parameters at deployment; every one of them is later changed only through governance. */
 export interface EconomyParams {
-  /** Receives the whole OPG supply and the protocol's share of slashes and fees. */
+  /** Receives the protocol fees and slashed stake, and the whole OPG supply unless `distribution` is set. */
   treasury: string;
+  /** Who gets the OPG supply at deployment (amounts in wei, adding up to OPG_SUPPLY). Default: the treasury. */
+  distribution?: { recipients: string[]; amounts: bigint[] };
   minInferenceStake: bigint;
   minVerificationStake: bigint;
   /** Seconds between requestUnstake and withdraw. */
@@ -24,7 +29,7 @@ export interface EconomyParams {
   votingPeriod: number;
   proposalThreshold: bigint;
   quorumPercent: number;
-  /** Seconds a passed proposal waits in the timelock. */
+  /** Seconds a passed proposal waits in the timelock: must exceed `unbondingDelay` (enforced on chain). */
   timelockDelay: bigint;
   /**
    * Owner of the parameter setters. Production: undefined, which gives them to the timelock. Unit tests may
@@ -42,19 +47,36 @@ export const DEFAULT_ECONOMY_PARAMS: Omit<EconomyParams, "treasury"> = {
   votingPeriod: 50,
   proposalThreshold: 0n,
   quorumPercent: 4,
-  timelockDelay: 3600n,
+  // Longer than the unbonding delay, so stakers can leave before a proposal they oppose takes effect.
+  timelockDelay: 8n * 24n * 3600n,
 };
 
-/** Deploy OPG, governance (timelock + governor) and node staking, wired as in production. */
+/**
+ * Deploy OPG, node staking and governance (timelock + governor), wired as in production. Staking comes first
+ * because the timelock checks its delay against the unbonding delay; staking is handed to the timelock (or
+ * to `parameterOwner`) once the timelock exists.
+ */
 export async function deployEconomy(deployer: Signer, params: EconomyParams) {
   const deployerAddress = await deployer.getAddress();
-  const token = await new OPGToken__factory(deployer).deploy(params.treasury);
+  const distribution = params.distribution ?? { recipients: [params.treasury], amounts: [OPG_SUPPLY] };
+  const token = await new OPGToken__factory(deployer).deploy(distribution.recipients, distribution.amounts);
+  const staking = await new NodeStaking__factory(deployer).deploy(
+    await token.getAddress(),
+    deployerAddress,
+    params.treasury,
+    params.minInferenceStake,
+    params.minVerificationStake,
+    params.unbondingDelay,
+    params.slashBeneficiaryShareBps,
+  );
+  await staking.waitForDeployment();
   // The deployer administers the timelock only long enough to hand the proposer role to the governor.
-  const timelock = await new TimelockController__factory(deployer).deploy(
+  const timelock = await new OPGTimelock__factory(deployer).deploy(
     params.timelockDelay,
     [],
     [ethers.ZeroAddress],
     deployerAddress,
+    await staking.getAddress(),
   );
   const governor = await new OPGGovernor__factory(deployer).deploy(
     await token.getAddress(),
@@ -67,17 +89,8 @@ export async function deployEconomy(deployer: Signer, params: EconomyParams) {
   const governorAddress = await governor.getAddress();
   await (await timelock.grantRole(await timelock.PROPOSER_ROLE(), governorAddress)).wait();
   await (await timelock.grantRole(await timelock.CANCELLER_ROLE(), governorAddress)).wait();
-
-  const staking = await new NodeStaking__factory(deployer).deploy(
-    await token.getAddress(),
-    params.parameterOwner ?? (await timelock.getAddress()),
-    params.treasury,
-    params.minInferenceStake,
-    params.minVerificationStake,
-    params.unbondingDelay,
-    params.slashBeneficiaryShareBps,
-  );
-  await staking.waitForDeployment();
+  const stakingOwner = params.parameterOwner ?? (await timelock.getAddress());
+  if (stakingOwner !== deployerAddress) await (await staking.transferOwnership(stakingOwner)).wait();
   return { token, timelock, governor, staking, deployerAddress };
 }
 
