@@ -17,6 +17,8 @@ export {
 } from "./bundle";
 export type { BundleManifest, CompileOptions, ProofResult, ProveOptions, VerifyResult } from "./bundle";
 export { taskBinding } from "./binding";
+export { verificationKeyHash, verificationKeyWords } from "./verification-key";
+export type { SnarkjsVerificationKey } from "./verification-key";
 export { inputCommitment } from "./commitment";
 export { ZkmlError } from "./errors";
 export { SNARK_SCALAR_FIELD, fromField, toField } from "./field";
