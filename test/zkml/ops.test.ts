@@ -314,6 +314,54 @@ const CASES: OpCase[] = [
     expectOps: ["relu"],
   },
   {
+    // A pre-ReLU value read again through an alias: fusing the ReLU into the Gemm's rescale would clamp
+    // the Add's operand too (issue 8, item 9).
+    name: "Relu through a Flatten alias of a value an Add also reads (not fused)",
+    inputDims: [1, 4],
+    outputDims: [1, 4],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "W", "C"], outputs: ["g"], attrs: { transB: 1 } },
+      { op: "Flatten", inputs: ["g"], outputs: ["f"] },
+      { op: "Relu", inputs: ["f"], outputs: ["r"] },
+      { op: "Add", inputs: ["g", "r"], outputs: ["y"] },
+    ],
+    init: { W: w([4, 4]), C: w([4]) },
+    tolerance: 0.02,
+    expectOps: ["dense", "rescale", "relu", "lincomb"],
+  },
+  {
+    name: "Relu through Reshape, Identity, Dropout, Cast, Unsqueeze, Squeeze of a value a Sub also reads",
+    inputDims: [1, 4],
+    outputDims: [1, 4],
+    nodes: [
+      { op: "MatMul", inputs: ["x", "W"], outputs: ["m"] },
+      { op: "Reshape", inputs: ["m", "shape"], outputs: ["a1"] },
+      { op: "Identity", inputs: ["a1"], outputs: ["a2"] },
+      { op: "Dropout", inputs: ["a2"], outputs: ["a3"] },
+      { op: "Cast", inputs: ["a3"], outputs: ["a4"], attrs: { to: 1 } },
+      { op: "Unsqueeze", inputs: ["a4", "ax0"], outputs: ["a5"] },
+      { op: "Squeeze", inputs: ["a5", "ax0"], outputs: ["a6"] },
+      { op: "Relu", inputs: ["a6"], outputs: ["r"] },
+      { op: "Sub", inputs: ["r", "m"], outputs: ["y"] },
+    ],
+    init: { W: w([4, 4]), shape: ints([1, 4]), ax0: ints([0]) },
+    tolerance: 0.02,
+    expectOps: ["dense", "rescale", "relu", "lincomb"],
+  },
+  {
+    name: "Relu through an alias that is the value's only reader (fused into the rescale)",
+    inputDims: [1, 4],
+    outputDims: [1, 4],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "W", "C"], outputs: ["g"], attrs: { transB: 1 } },
+      { op: "Flatten", inputs: ["g"], outputs: ["f"] },
+      { op: "Relu", inputs: ["f"], outputs: ["y"] },
+    ],
+    init: { W: w([4, 4]), C: w([4]) },
+    tolerance: 0.02,
+    expectOps: ["dense", "rescale"],
+  },
+  {
     name: "Constant nodes as weights",
     inputDims: [1, 3],
     outputDims: [1, 2],
@@ -361,6 +409,24 @@ function specOf(c: OpCase): ModelSpec {
 }
 
 describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)", function () {
+  it("a ReLU read through a Flatten alias leaves the Add's operand unclamped (onnxruntime's numbers)", async function () {
+    const file = writeModel({
+      input: { name: "x", dims: [1, 4] },
+      output: { name: "y", dims: [1, 4] },
+      nodes: [
+        { op: "Gemm", inputs: ["x", "W"], outputs: ["g"] },
+        { op: "Flatten", inputs: ["g"], outputs: ["f"] },
+        { op: "Relu", inputs: ["f"], outputs: ["r"] },
+        { op: "Add", inputs: ["g", "r"], outputs: ["y"] },
+      ],
+      initializers: { W: { dims: [4, 4], data: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1] } },
+    });
+    const x = [0.5, -0.5, -0.5, -0.25];
+    const expected = [1, -0.5, -0.5, -0.25];
+    expect(await (await referenceSession(file))(x, [1, 4])).to.deep.equal(expected);
+    expect(executeQuantized(quantizeGraph(loadOnnx(file)), x).output).to.deep.equal(expected);
+  });
+
   for (const c of CASES) {
     it(c.name, async function () {
       const file = writeModel(specOf(c));

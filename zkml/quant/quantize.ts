@@ -92,23 +92,40 @@ export function plSigmoid(x: number): number {
 }
 
 class Lowering {
+  readonly graph: OnnxGraph;
   readonly tensors: QTensor[] = [];
   readonly ops: QOp[] = [];
   readonly env = new Map<string, Value>();
   readonly s: number;
   readonly one: bigint;
-  /** Consumers per value name: lets BatchNormalization fold only into a producer it alone reads. */
+  /**
+   * Readers per ONNX name: lets BatchNormalization fold only into a Conv/Gemm it alone reads. Counting by
+   * name is sound there because the BatchNormalization reads the producer's own output name, and any other
+   * reader of that value (an alias such as Flatten included) reads that name too. ReLU fusion, where the
+   * ReLU may read an alias, is decided on tensor ids instead (fuseRescaleRelus).
+   */
   readonly uses = new Map<string, number>();
 
   constructor(
-    readonly graph: OnnxGraph,
+    graph: OnnxGraph,
     readonly opts: QuantizeOptions,
   ) {
+    // Folding rewrites nodes and adds initializers: work on a copy so the caller's graph stays as parsed.
+    this.graph = {
+      ...graph,
+      nodes: graph.nodes.map((n) => ({
+        ...n,
+        inputs: [...n.inputs],
+        outputs: [...n.outputs],
+        attrs: new Map(n.attrs),
+      })),
+      initializers: new Map(graph.initializers),
+    };
     this.s = opts.scaleBits;
     this.one = 1n << BigInt(this.s);
-    for (const n of graph.nodes)
+    for (const n of this.graph.nodes)
       for (const i of n.inputs) if (i) this.uses.set(i, (this.uses.get(i) ?? 0) + 1);
-    for (const o of graph.outputs) this.uses.set(o.name, (this.uses.get(o.name) ?? 0) + 1);
+    for (const o of this.graph.outputs) this.uses.set(o.name, (this.uses.get(o.name) ?? 0) + 1);
   }
 
   newTensor(shape: number[], scale: 0 | 1 | 2, maxAbs: bigint): QTensor {
@@ -189,21 +206,13 @@ class Lowering {
     return out.id;
   }
 
+  /** A ReLU op; fuseRescaleRelus() later folds it into the rescale before it where that is sound. */
   relu(node: string, src: number): number {
     const t = this.t(src);
-    const last = this.ops[this.ops.length - 1];
-    // Fuse into the rescale that just produced src when nothing else reads it: saves a sign decomposition.
-    if (last && last.op === "rescale" && last.dst === src && !last.relu && this.pendingSingleUse) {
-      last.relu = true;
-      return src;
-    }
     const out = this.newTensor(t.shape, t.scale, t.maxAbs);
     this.ops.push({ op: "relu", node, src, dst: out.id, bits: signedBits(t.maxAbs) });
     return out.id;
   }
-
-  /** Whether the current node's input is read by this node only (set per node before lowering). */
-  pendingSingleUse = false;
 
   lincomb(node: string, shape: number[], terms: LinTerm[], bias: bigint[], scale: 0 | 1 | 2): number {
     const size = numel(shape);
@@ -292,8 +301,6 @@ class Lowering {
         this.env.set(node.outputs[0], this.get(node.inputs[0], node));
         continue;
       }
-      const input0 = node.inputs[0];
-      this.pendingSingleUse = input0 ? (this.uses.get(input0) ?? 0) <= 1 : false;
       this.lowerNode(node);
     }
     const out = this.env.get(outName);
@@ -301,6 +308,7 @@ class Lowering {
     if (out.kind !== "dyn")
       fail("UNSUPPORTED_OP", `graph output '${outName}' is a constant: nothing to prove`);
     const outId = this.rescale("output", out.id);
+    fuseRescaleRelus(this.ops, outId);
     return {
       scaleBits: this.s,
       activationBits: this.opts.activationBits,
@@ -762,7 +770,6 @@ class Lowering {
     const label = nodeLabel(node);
     const x = this.dyn(xv);
     const alpha = this.q(attrNum(node, "alpha", 0.01));
-    this.pendingSingleUse = false; // x is read twice below
     const r = this.relu(label, x.id);
     // y = alpha*x + (1 - alpha)*relu(x), at scale 2s, then rescaled.
     const acc = this.lincomb(
@@ -788,14 +795,12 @@ class Lowering {
     if (Number.isFinite(lo)) {
       const lq = this.q(lo);
       const d = this.lincomb(label, x.shape, [{ src: cur, coef: [1n], index: null }], [-lq], 1);
-      this.pendingSingleUse = false;
       const r = this.relu(label, d);
       cur = this.lincomb(label, x.shape, [{ src: r, coef: [1n], index: null }], [lq], 1);
     }
     if (Number.isFinite(hi)) {
       const hq = this.q(hi);
       const d = this.lincomb(label, x.shape, [{ src: cur, coef: [-1n], index: null }], [hq], 1);
-      this.pendingSingleUse = false;
       const r = this.relu(label, d);
       cur = this.lincomb(label, x.shape, [{ src: r, coef: [-1n], index: null }], [hq], 1);
     }
@@ -808,7 +813,6 @@ class Lowering {
     const tanh = node.opType === "Tanh";
     // tanh(x) = 2 sigmoid(2x) - 1 = sum 4 DELTA_k relu(x - BREAK_k / 2) - 1.
     const terms: LinTerm[] = [];
-    this.pendingSingleUse = false;
     for (let k = 0; k < SIGMOID_BREAKS.length; k++) {
       const t = this.q(tanh ? SIGMOID_BREAKS[k] / 2 : SIGMOID_BREAKS[k]);
       const d = this.lincomb(label, x.shape, [{ src: x.id, coef: [1n], index: null }], [-t], 1);
@@ -942,6 +946,53 @@ class Lowering {
     });
     return { kind: "dyn", id: out.id, shape };
   }
+}
+
+/** The tensors an op reads. */
+export function opSources(op: QOp): number[] {
+  switch (op.op) {
+    case "lincomb":
+      return op.terms.map((t) => t.src);
+    case "mul":
+      return [op.a, op.b];
+    case "gather":
+      return op.srcs.filter((s) => s >= 0);
+    default:
+      return [op.src];
+  }
+}
+
+/**
+ * Folds each ReLU into the rescale that produced its input when nothing else reads that value: the rescale's
+ * decomposition already holds the sign bit, so this saves a w-bit decomposition per element.
+ *
+ * The decision is taken here, on the lowered program, because a value is a tensor id, not an ONNX name:
+ * Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout and Cast re-use a tensor under a new name, so
+ * counting readers per name misses the readers of the other names (a pre-ReLU value also read by an Add
+ * through a Flatten would be clamped for the Add too). NEVER fuse into a rescale whose output anything
+ * else reads, the program output included.
+ */
+export function fuseRescaleRelus(ops: QOp[], outputTensor: number): void {
+  const readers = new Map<number, number>([[outputTensor, 1]]);
+  const producer = new Map<number, QOp>();
+  for (const op of ops) {
+    for (const s of new Set(opSources(op))) readers.set(s, (readers.get(s) ?? 0) + 1);
+    producer.set(op.dst, op);
+  }
+  const fused = new Set<QOp>();
+  for (const op of ops) {
+    if (op.op !== "relu") continue;
+    const r = producer.get(op.src);
+    if (!r || r.op !== "rescale" || r.relu || readers.get(op.src) !== 1) continue;
+    // The rescale now writes the ReLU's output tensor; its own output had this ReLU as sole reader.
+    r.relu = true;
+    r.dst = op.dst;
+    fused.add(op);
+  }
+  if (fused.size === 0) return;
+  const kept = ops.filter((op) => !fused.has(op));
+  ops.length = 0;
+  ops.push(...kept);
 }
 
 function maxBig(a: bigint, b: bigint): bigint {
