@@ -49,20 +49,16 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint56 aux;
     }
 
-    /// @dev Governed parameters and the task counter read on the submission and claim paths: one word.
+    /// @dev Governed parameters and the task counter read on the submission and claim paths: one word. The
+    /// fee shares are read at submission and frozen into the task's commitment.
     struct SubmitConfig {
         uint64 taskCount;
         uint32 maxTaskDuration;
         uint32 maxCallbackGasLimit;
         uint32 claimWindow;
         uint56 claimCollateralUnits;
-    }
-
-    /// @dev Fee shares and the protocol fees they accrue, read and written once per settlement: one word.
-    struct FeeConfig {
         uint16 protocolFeeBps;
         uint16 royaltyBps;
-        uint128 protocolFeesAccrued;
     }
 
     /// @dev What the registry owes an account: withdrawable OPG credits and, for nodes, collateral of
@@ -80,7 +76,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     INodeStaking public immutable staking;
 
     SubmitConfig private _submitConfig;
-    FeeConfig private _feeConfig;
+    uint256 private _protocolFeesAccrued;
     address private _treasury;
     mapping(uint256 taskId => TaskRecord record) private _tasks;
     mapping(uint256 taskId => mapping(uint256 index => uint256 word)) private _extraOutputs;
@@ -256,9 +252,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskRegistry
     function withdrawProtocolFees() external nonReentrant returns (uint256 amount) {
-        amount = _feeConfig.protocolFeesAccrued;
+        amount = _protocolFeesAccrued;
         if (amount == 0) revert TaskRegistryNoCredits(_treasury);
-        _feeConfig.protocolFeesAccrued = 0;
+        _protocolFeesAccrued = 0;
         emit ProtocolFeesWithdrawn(_treasury, amount);
         token.safeTransfer(_treasury, amount);
     }
@@ -300,7 +296,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskRegistry
     function protocolFeesAccrued() external view returns (uint256) {
-        return _feeConfig.protocolFeesAccrued;
+        return _protocolFeesAccrued;
     }
 
     /// @inheritdoc ITaskRegistry
@@ -335,8 +331,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     {
         SubmitConfig memory c = _submitConfig;
         return (
-            _feeConfig.protocolFeeBps,
-            _feeConfig.royaltyBps,
+            c.protocolFeeBps,
+            c.royaltyBps,
             _treasury,
             c.claimWindow,
             c.maxCallbackGasLimit,
@@ -395,7 +391,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryInvalidCallback(request.callback, request.callbackGasLimit);
         }
 
-        FeeConfig memory shares = _feeConfig;
         Task memory task = Task({
             requester: msg.sender,
             modelId: request.modelId,
@@ -406,8 +401,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             callback: request.callback,
             callbackGasLimit: request.callbackGasLimit,
             outputWords: terms.outputWords,
-            protocolFeeBps: shares.protocolFeeBps,
-            royaltyBps: shares.royaltyBps,
+            protocolFeeBps: config.protocolFeeBps,
+            royaltyBps: config.royaltyBps,
             inputHash: keccak256(abi.encodePacked(request.input)),
             inputDataHash: request.inputDataHash
         });
@@ -514,7 +509,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint256 nodeFee = fee - protocolFee - royalty;
         address royaltyReceiver = task.royaltyReceiver;
         // Safe casts: every amount is bounded by the OPG supply (1e27 < 2^120) held by this contract.
-        _feeConfig.protocolFeesAccrued += uint128(protocolFee);
+        _protocolFeesAccrued += protocolFee;
         Account storage nodeAccount = _accounts[node];
         nodeAccount.credits += uint120(nodeFee);
         nodeAccount.touched = true;
@@ -619,8 +614,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     function _setFeeShares(uint16 protocolFeeBps, uint16 royaltyBps) private {
         if (uint256(protocolFeeBps) + royaltyBps > _BPS) revert TaskRegistryInvalidParameter();
-        _feeConfig.protocolFeeBps = protocolFeeBps;
-        _feeConfig.royaltyBps = royaltyBps;
+        _submitConfig.protocolFeeBps = protocolFeeBps;
+        _submitConfig.royaltyBps = royaltyBps;
         emit FeeSharesSet(protocolFeeBps, royaltyBps);
     }
 

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
+import { pinNextBlockTime } from "../helpers/chain-time";
 import { ethers } from "hardhat";
 import { impersonateAccount, loadFixture, setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
@@ -99,8 +100,9 @@ async function lenderFixture() {
 
 type Fixture = Awaited<ReturnType<typeof lenderFixture>>;
 
+/** A deadline counted from the (pinned) time of the next block: robust to slow machines. */
 async function deadline(secondsFromNow = 3600) {
-  return (await ethers.provider.getBlock("latest"))!.timestamp + secondsFromNow;
+  return Number(await pinNextBlockTime()) + secondsFromNow;
 }
 
 /** The lender asks for `borrower`'s score on `values`; returns the task as the node sees it. */

@@ -14,22 +14,37 @@ describe("OPGToken", function () {
       expect(await token.decimals()).to.equal(18n);
     });
 
-    it("mints the whole fixed supply to the treasury and nothing else", async function () {
-      const [deployer, treasury] = await ethers.getSigners();
-      const token = await new OPGToken__factory(deployer).deploy(treasury.address);
-      const supply = await token.INITIAL_SUPPLY();
-      expect(supply).to.equal(ethers.parseEther("1000000000"));
+    it("mints the whole fixed supply to the named recipients and nothing else", async function () {
+      const [deployer, treasury, operator] = await ethers.getSigners();
+      const supply = ethers.parseEther("1000000000");
+      const toOperator = ethers.parseEther("250000000");
+      const token = await new OPGToken__factory(deployer).deploy(
+        [treasury.address, operator.address],
+        [supply - toOperator, toOperator],
+      );
+      expect(await token.INITIAL_SUPPLY()).to.equal(supply);
       expect(await token.totalSupply()).to.equal(supply);
-      expect(await token.balanceOf(treasury.address)).to.equal(supply);
+      expect(await token.balanceOf(treasury.address)).to.equal(supply - toOperator);
+      expect(await token.balanceOf(operator.address)).to.equal(toOperator);
       expect(await token.balanceOf(deployer.address)).to.equal(0n);
     });
 
-    it("reverts with OPGTokenZeroTreasury for a zero treasury", async function () {
-      const [deployer] = await ethers.getSigners();
+    it("reverts for a distribution that is empty, uneven, names the zero address or misses the supply", async function () {
+      const [deployer, treasury] = await ethers.getSigners();
       const factory = new OPGToken__factory(deployer);
-      await expect(factory.deploy(ethers.ZeroAddress))
-        .to.be.revertedWithCustomError(factory, "OPGTokenZeroTreasury")
-        .withArgs();
+      const supply = ethers.parseEther("1000000000");
+      await expect(factory.deploy([], [])).to.be.revertedWithCustomError(factory, "OPGTokenInvalidDistribution");
+      await expect(factory.deploy([treasury.address], [])).to.be.revertedWithCustomError(
+        factory,
+        "OPGTokenInvalidDistribution",
+      );
+      await expect(factory.deploy([ethers.ZeroAddress], [supply])).to.be.revertedWithCustomError(
+        factory,
+        "OPGTokenInvalidDistribution",
+      );
+      await expect(factory.deploy([treasury.address], [supply - 1n]))
+        .to.be.revertedWithCustomError(factory, "OPGTokenDistributionTotal")
+        .withArgs(supply - 1n, supply);
     });
 
     it("has no mint function and no owner in its ABI", async function () {

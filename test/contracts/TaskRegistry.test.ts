@@ -13,6 +13,7 @@ import {
   marketFixture,
   type SubmittedTask,
 } from "../helpers/market-fixture";
+import { pinNextBlockTime } from "../helpers/chain-time";
 import { tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
 
 const FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
@@ -23,8 +24,9 @@ const ROYALTY_BPS = 1000n;
 
 type Fixture = Awaited<ReturnType<typeof marketFixture>>;
 
+/** A deadline `seconds` after the (pinned) time of the next block: robust to slow machines. */
 async function deadlineIn(seconds: number) {
-  return (await time.latest()) + seconds;
+  return Number(await pinNextBlockTime()) + seconds;
 }
 
 function request(f: Fixture, overrides: Partial<Record<string, unknown>> = {}, deadline = 0) {
@@ -64,14 +66,24 @@ describe("TaskRegistry", function () {
           1n,
           f.modelId,
           f.requester.address,
-          MODEL_FEE,
-          deadline,
-          await f.adapter.getAddress(),
-          f.modelOwner.address,
-          ethers.ZeroAddress,
-          0n,
-          1n,
-          ethers.ZeroHash,
+          [
+            f.requester.address,
+            f.modelId,
+            MODEL_FEE,
+            deadline,
+            (await f.models.taskTerms(f.modelId)).verificationKey,
+            f.modelOwner.address,
+            ethers.ZeroAddress,
+            0n,
+            1n,
+            PROTOCOL_BPS,
+            ROYALTY_BPS,
+            ethers.solidityPackedKeccak256(
+              req.input.map(() => "uint256"),
+              req.input,
+            ),
+            ethers.ZeroHash,
+          ],
           req.input,
         );
       expect(await f.token.balanceOf(f.requester.address)).to.equal(before - MODEL_FEE);
@@ -182,11 +194,8 @@ describe("TaskRegistry", function () {
 
       it("the model does not offer ZK verification", async function () {
         const f = await loadFixture(marketFixture);
-        const spec = {
-          ...defaultModelSpec(await f.adapter.getAddress(), f.modelOwner.address),
-          verificationModes: 2,
-        };
-        await f.models.connect(f.modelOwner).registerModel(spec);
+        const spec = { ...defaultModelSpec(f.modelOwner.address), verificationModes: 2 };
+        await f.models.connect(f.modelOwner).registerModel(spec, []);
         const tx = f.tasks.connect(f.requester).submitTask(request(f, { modelId: 2n }, await deadlineIn(60)));
         await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [2n]);
       });
@@ -239,10 +248,32 @@ describe("TaskRegistry", function () {
 
       it("an input word is not a field element", async function () {
         const f = await loadFixture(marketFixture);
-        const tx = f.tasks
-          .connect(f.requester)
-          .submitTask(request(f, { input: [1n, FIELD, 3n, 4n] }, await deadlineIn(60)));
-        await expectNothingTaken(f, tx, "TaskRegistrySignalOutOfField", [1n, FIELD]);
+        const input = tinyInputWords([1n, 2n]);
+        input[1] = FIELD;
+        const tx = f.tasks.connect(f.requester).submitTask(request(f, { input }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryUnprovableInput", [1n, FIELD]);
+      });
+
+      // The attack: a requester sends words no proof can match, every claimer's proof fails, its collateral
+      // is slashed. The registry refuses such words at submission, so no node can be made to claim them.
+      it("an input word has a bit set above its packed values", async function () {
+        const f = await loadFixture(marketFixture);
+        const input = tinyInputWords([1n, 2n, 3n, 4n]);
+        input[3] |= 1n << 240n; // 6 values of 40 bits fill bits 0..239
+        const tx = f.tasks.connect(f.requester).submitTask(request(f, { input }, await deadlineIn(60)));
+        await expectNothingTaken(f, tx, "TaskRegistryUnprovableInput", [3n, input[3]]);
+      });
+
+      it("an input value is outside the circuit's signed input range", async function () {
+        const f = await loadFixture(marketFixture);
+        for (const value of [1n << 15n, -(1n << 15n) - 1n, (1n << 39n) - 1n, -(1n << 39n)]) {
+          // Canonical 40-bit packing, but beyond the circuit's 16-bit range check.
+          const values = Array<bigint>(24).fill(0n);
+          values[7] = value;
+          const input = tinyInputWords(values);
+          const tx = f.tasks.connect(f.requester).submitTask(request(f, { input }, await deadlineIn(60)));
+          await expectNothingTaken(f, tx, "TaskRegistryUnprovableInput", [1n, input[1]]);
+        }
       });
 
       it("the callback is not a contract or has no gas", async function () {
@@ -367,7 +398,7 @@ describe("TaskRegistry", function () {
         .withArgs(s.taskId, s.task.deadline, anyValue);
     });
 
-    it("lets another node take over an expired claim and slashes the first claimer's collateral", async function () {
+    it("lets another node take over an expired claim and slashes the first claimer's collateral to the treasury", async function () {
       const f = await loadFixture(marketFixture);
       const [first, second] = f.nodes;
       const s = await claimed(f, first);
@@ -383,16 +414,17 @@ describe("TaskRegistry", function () {
           f.tasksAddress,
           await f.tasks.SLASH_REASON_CLAIM_ABANDONED(),
           CLAIM_COLLATERAL,
-          f.requester.address,
-          CLAIM_COLLATERAL / 2n,
+          ethers.ZeroAddress,
+          0n,
         )
         .and.to.emit(f.tasks, "TaskClaimed");
       const firstInfo = await f.staking.nodeInfo(first.address);
       expect(firstInfo.bonded).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
       expect(firstInfo.locked).to.equal(0n);
       expect((await f.staking.nodeInfo(second.address)).locked).to.equal(CLAIM_COLLATERAL);
-      expect(await f.token.balanceOf(f.requester.address)).to.equal(requesterBefore + CLAIM_COLLATERAL / 2n);
-      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryBefore + CLAIM_COLLATERAL / 2n);
+      // Neither the requester nor the model owner profits from a lapsed claim: all of it goes to the treasury.
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(requesterBefore);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryBefore + CLAIM_COLLATERAL);
       // The new claimer settles; the first cannot.
       const { proof, outputs } = await f.prove(s, first);
       await expect(f.tasks.connect(first).submitResult(s.taskId, s.task, s.input, outputs, proof))
@@ -723,13 +755,14 @@ describe("TaskRegistry", function () {
         .withArgs(s.taskId, Status.Expired);
     });
 
-    it("refunds a claimed task and slashes the claimer's collateral to the requester's benefit", async function () {
+    it("refunds a claimed task in full and slashes the claimer's collateral to the treasury", async function () {
       const f = await loadFixture(marketFixture);
       const node = f.nodes[0];
       const s = await f.submit(undefined, { deadlineIn: 300 });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       await time.increaseTo(BigInt(s.task.deadline) + 1n);
       const before = await f.token.balanceOf(f.requester.address);
+      const treasuryBefore = await f.token.balanceOf(f.treasury.address);
       const tx = f.tasks.connect(f.stranger).expire(s.taskId, s.task);
       await expect(tx)
         .to.emit(f.staking, "NodeSlashed")
@@ -738,13 +771,12 @@ describe("TaskRegistry", function () {
           f.tasksAddress,
           await f.tasks.SLASH_REASON_TASK_EXPIRED(),
           CLAIM_COLLATERAL,
-          f.requester.address,
-          CLAIM_COLLATERAL / 2n,
+          ethers.ZeroAddress,
+          0n,
         );
       await recordGas("TaskRegistry.expire (claimed, slashes collateral)", tx);
-      expect(await f.token.balanceOf(f.requester.address)).to.equal(
-        before + MODEL_FEE + CLAIM_COLLATERAL / 2n,
-      );
+      expect(await f.token.balanceOf(f.requester.address)).to.equal(before + MODEL_FEE);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryBefore + CLAIM_COLLATERAL);
       const info = await f.staking.nodeInfo(node.address);
       expect(info.bonded).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
       expect(info.locked).to.equal(0n);
@@ -765,7 +797,7 @@ describe("TaskRegistry", function () {
   });
 
   describe("credits", function () {
-    it("pays node credits out and releases collateral with them", async function () {
+    it("pays node credits out, and releases collateral on request", async function () {
       const f = await loadFixture(marketFixture);
       const node = f.nodes[0];
       await settle(f, await claimed(f, node), node);
@@ -773,8 +805,11 @@ describe("TaskRegistry", function () {
       await expect(f.tasks.connect(node).withdrawCredits(node.address))
         .to.emit(f.tasks, "CreditsWithdrawn")
         .withArgs(node.address, node.address, credits)
-        .and.to.emit(f.tasks, "CollateralReleased");
+        .and.not.to.emit(f.tasks, "CollateralReleased");
       expect(await f.token.balanceOf(node.address)).to.equal(credits);
+      await expect(f.tasks.connect(f.stranger).releaseCollateral(node.address))
+        .to.emit(f.tasks, "CollateralReleased")
+        .withArgs(node.address, CLAIM_COLLATERAL);
       expect((await f.staking.nodeInfo(node.address)).locked).to.equal(0n);
       await expect(f.tasks.connect(node).withdrawCredits(node.address))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNoCredits")

@@ -2,16 +2,24 @@ import { ethers } from "hardhat";
 import type { Result } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
-import { Groth16VerifierAdapter__factory } from "../../typechain-types";
+import { pinNextBlockTime } from "./chain-time";
 import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
-import { buildTinyCircuit, proveTiny, tinyInputWords, type TinyCircuit } from "./tiny-circuit";
+import {
+  buildTinyCircuit,
+  proveTiny,
+  tinyInputWords,
+  TINY_INPUT_BITS,
+  TINY_INPUTS,
+  TINY_PACK_BITS,
+  type TinyCircuit,
+} from "./tiny-circuit";
 
 export const MODEL_FEE = ethers.parseEther("10");
 export const NODE_STAKE = ethers.parseEther("5000");
 export const CLAIM_COLLATERAL = ethers.parseEther("100");
 export const CLAIM_WINDOW = 600;
 export const VERIFICATION_MODE_ZK = 1;
-export const TINY_PACK_BITS = 40;
+export { TINY_PACK_BITS };
 
 export type TaskStruct = ITaskRegistry.TaskStruct;
 
@@ -22,35 +30,33 @@ export interface SubmittedTask {
   input: bigint[];
 }
 
-/** Rebuild the committed `Task` from a TaskSubmitted event, as a node does. */
+/** The committed `Task` and the input, from a TaskSubmitted event, as a node reads them. */
 export function taskFromEvent(args: Result): SubmittedTask {
-  const input = [...(args.input as bigint[])];
+  const t = args.task as Result;
   const task: TaskStruct = {
-    requester: args.requester as string,
-    modelId: args.modelId as bigint,
-    fee: args.fee as bigint,
-    deadline: args.deadline as bigint,
-    verifier: args.verifier as string,
-    royaltyReceiver: args.royaltyReceiver as string,
-    callback: args.callback as string,
-    callbackGasLimit: args.callbackGasLimit as bigint,
-    outputWords: args.outputWords as bigint,
-    inputHash: ethers.solidityPackedKeccak256(
-      input.map(() => "uint256"),
-      input,
-    ),
-    inputDataHash: args.inputDataHash as string,
+    requester: t.requester as string,
+    modelId: t.modelId as bigint,
+    fee: t.fee as bigint,
+    deadline: t.deadline as bigint,
+    verificationKey: t.verificationKey as string,
+    royaltyReceiver: t.royaltyReceiver as string,
+    callback: t.callback as string,
+    callbackGasLimit: t.callbackGasLimit as bigint,
+    outputWords: t.outputWords as bigint,
+    protocolFeeBps: t.protocolFeeBps as bigint,
+    royaltyBps: t.royaltyBps as bigint,
+    inputHash: t.inputHash as string,
+    inputDataHash: t.inputDataHash as string,
   };
-  return { taskId: args.taskId as bigint, task, input };
+  return { taskId: args.taskId as bigint, task, input: [...(args.input as bigint[])] };
 }
 
-export function defaultModelSpec(verifier: string, royaltyReceiver: string) {
+/** The tiny model's registration: its real layout (24 inputs in 4 words, one output word). */
+export function defaultModelSpec(royaltyReceiver: string) {
   return {
     name: "tiny-linear",
     onnxHash: ethers.id("onnx:tiny-linear"),
-    verificationKeyHash: ethers.id("vk:tiny-linear"),
     bundleHash: ethers.id("bundle:tiny-linear"),
-    verifier,
     royaltyReceiver,
     fee: MODEL_FEE,
     verificationModes: VERIFICATION_MODE_ZK,
@@ -59,7 +65,8 @@ export function defaultModelSpec(verifier: string, royaltyReceiver: string) {
     outputWords: 1,
     scaleBits: 0,
     packBits: TINY_PACK_BITS,
-    inputShape: [1, 4],
+    inputBits: TINY_INPUT_BITS,
+    inputShape: [1, TINY_INPUTS],
     outputShape: [1, 1],
   };
 }
@@ -88,14 +95,8 @@ export async function marketFixture() {
   );
   await tasks.connect(governance).setTaskParameters(CLAIM_WINDOW, CLAIM_COLLATERAL, 500_000, 7 * 24 * 3600);
 
-  const groth16 = await new ethers.ContractFactory(
-    circuit.verifierAbi as never,
-    circuit.verifierBytecode,
-    deployer,
-  ).deploy();
-  const adapter = await new Groth16VerifierAdapter__factory(deployer).deploy(await groth16.getAddress(), 6);
-  const adapterAddress = await adapter.getAddress();
-  await models.connect(modelOwner).registerModel(defaultModelSpec(adapterAddress, modelOwner.address));
+  const verificationKey = circuit.verificationKey.map(BigInt);
+  await models.connect(modelOwner).registerModel(defaultModelSpec(modelOwner.address), verificationKey);
   const modelId = 1n;
 
   const stakingAddress = await staking.getAddress();
@@ -119,7 +120,8 @@ export async function marketFixture() {
       from?: HardhatEthersSigner;
     } = {},
   ): Promise<SubmittedTask> {
-    const now = (await ethers.provider.getBlock("latest"))!.timestamp;
+    // The submission's block time is pinned, so the deadline counts from it however slow the machine.
+    const now = Number(await pinNextBlockTime());
     const request = {
       modelId,
       input: tinyInputWords(values),
@@ -153,8 +155,7 @@ export async function marketFixture() {
     models,
     tasks,
     tasksAddress,
-    adapter,
-    groth16,
+    verificationKey,
     circuit,
     modelId,
     deployer,

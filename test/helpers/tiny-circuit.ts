@@ -4,6 +4,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { compileSolidity } from "../../scripts/lib/solidity";
 import { proofWords } from "../../workers/runtime/tasks";
+import { packValues } from "../../zkml/packing";
+import { verificationKeyHash, verificationKeyWords, type SnarkjsVerificationKey } from "../../zkml/verification-key";
+
 
 /**
  * Builds the tiny test circuit (test/fixtures/circuits/tiny-linear.circom) for real: circom2 compile,
@@ -44,30 +47,51 @@ export interface Groth16Proof {
 export interface TinyCircuit {
   wasm: string;
   zkey: string;
+  /** The key in the registry's word order (decimal strings: JSON has no bigint). */
+  verificationKey: string[];
+  /** keccak256 of the packed key words, as the ModelRegistry records it. */
+  verificationKeyHash: string;
+  /** snarkjs's own Solidity verifier for the same key: the gas baseline the protocol verifier is held to. */
   verifierAbi: unknown[];
   verifierBytecode: string;
-  verificationKeyHash: string;
   constraints: number;
 }
 
 const ROOT = path.join(__dirname, "..", "..");
 const SOURCE = "test/fixtures/circuits/tiny-linear.circom";
-const PTAU_POWER = 8;
+const PTAU_POWER = 9;
 
-/** Input value offset of the tiny circuit's 16-bit inputs and its 40-bit output. */
-export const TINY_INPUT_OFFSET = 1n << 15n;
+/** The tiny model's layout: 24 signed 16-bit inputs, packed 6 per word at 40 bits; one 40-bit output. */
+export const TINY_INPUTS = 24;
+export const TINY_PACK_BITS = 40;
+export const TINY_INPUT_BITS = 16;
 export const TINY_OUTPUT_OFFSET = 1n << 39n;
-export const TINY_WEIGHTS = [3n, -2n, 5n, 1n];
+export const TINY_WEIGHTS = [3n, -2n, 5n, 1n, ...Array<bigint>(20).fill(1n)];
 export const TINY_BIAS = 7n;
 
-/** What the tiny model computes, in the packed encoding of its output word. */
+function padded(values: bigint[]): bigint[] {
+  if (values.length > TINY_INPUTS) throw new Error(`the tiny model takes ${TINY_INPUTS} inputs`);
+  return [...values, ...Array<bigint>(TINY_INPUTS - values.length).fill(0n)];
+}
+
+/** What the tiny model computes on `values` (zero-padded to 24), in the packed encoding of its output word. */
 export function tinyOutputWord(values: bigint[]): bigint {
-  const y = values.reduce((acc, v, i) => acc + TINY_WEIGHTS[i] * v, TINY_BIAS);
+  const y = padded(values).reduce((acc, v, i) => acc + TINY_WEIGHTS[i] * v, TINY_BIAS);
   return y + TINY_OUTPUT_OFFSET;
 }
 
+/** The 4 canonical input words of `values` (zero-padded to 24). */
 export function tinyInputWords(values: bigint[]): bigint[] {
-  return values.map((v) => v + TINY_INPUT_OFFSET);
+  return packValues(padded(values), TINY_PACK_BITS);
+}
+
+/** The input values the 4 words hold (what the circuit's private input is). */
+function unpackTiny(words: bigint[]): bigint[] {
+  const mask = (1n << BigInt(TINY_PACK_BITS)) - 1n;
+  return Array.from({ length: TINY_INPUTS }, (_, i) => {
+    const word = words[Math.floor(i / 6)];
+    return ((word >> BigInt(TINY_PACK_BITS * (i % 6))) & mask) - TINY_OUTPUT_OFFSET;
+  });
 }
 
 let cached: Promise<TinyCircuit> | undefined;
@@ -115,7 +139,8 @@ async function build(): Promise<TinyCircuit> {
   } finally {
     await curve.terminate();
   }
-  const vkey = await snarkjs.zKey.exportVerificationKey(p("tiny.zkey"));
+  const vkey = (await snarkjs.zKey.exportVerificationKey(p("tiny.zkey"))) as SnarkjsVerificationKey;
+  const keyWords = verificationKeyWords(vkey);
   const template = fs.readFileSync(
     path.join(ROOT, "node_modules", "snarkjs", "templates", "verifier_groth16.sol.ejs"),
     "utf8",
@@ -126,9 +151,10 @@ async function build(): Promise<TinyCircuit> {
   const circuit: TinyCircuit = {
     wasm: p(path.join("tiny-linear_js", "tiny-linear.wasm")),
     zkey: p("tiny.zkey"),
+    verificationKey: keyWords.map(String),
+    verificationKeyHash: verificationKeyHash(keyWords),
     verifierAbi: contract.abi,
     verifierBytecode: contract.bytecode,
-    verificationKeyHash: "0x" + crypto.createHash("sha256").update(JSON.stringify(vkey)).digest("hex"),
     constraints,
   };
   fs.writeFileSync(done, JSON.stringify(circuit));
@@ -138,7 +164,11 @@ async function build(): Promise<TinyCircuit> {
 /** Prove the tiny model on `inputWords` for `binding`; returns the 8 proof words and the public signals. */
 export async function proveTiny(circuit: TinyCircuit, inputWords: bigint[], binding: bigint) {
   const { proof, publicSignals } = await snarkjs.groth16.fullProve(
-    { in: inputWords.map(String), taskBinding: binding.toString() },
+    {
+      x: unpackTiny(inputWords).map(String),
+      inputWords: inputWords.map(String),
+      taskBinding: binding.toString(),
+    },
     circuit.wasm,
     circuit.zkey,
   );
