@@ -8,9 +8,13 @@ import { SNARK_SCALAR_FIELD, toField } from "./field";
 import { loadOnnx } from "./onnx/parse";
 import { PublicSignalLayout, makeLayout, packValues, unpackWords, wordCount } from "./packing";
 import { programFromJson, programToJson } from "./program-io";
+import { PtauCheck, PtauContribution, PtauTrust, PublishedPtau, checkPtau } from "./ceremony/ptau";
+import type { ZkeyContribution } from "./ceremony/zkey";
 import {
+  COMPILE_CONTRIBUTION_NAME,
   Log,
   devPtau,
+  exportVerificationKey,
   exportVerifier,
   computeWitnessFile,
   groth16Prove,
@@ -43,8 +47,14 @@ export interface CompileOptions {
   inputMode?: "inline" | "commitment" | "auto";
   /** Inline-mode limit for "auto" (default 8 words). */
   maxInlineWords?: number;
-  /** An existing powers-of-tau ceremony file; without it a cached development ptau is used. */
+  /**
+   * An existing powers-of-tau ceremony file; without it a cached development ptau is used. The file is
+   * verified (once per machine, cached by hash) and marked secure only when it is a published ceremony
+   * file (see checkPtau).
+   */
   ptau?: string;
+  /** Published ceremony files a --ptau file is matched against (default PUBLISHED_PTAU). */
+  publishedPtau?: readonly PublishedPtau[];
   /** Solidity contract name of the verifier (default <Model>Groth16Verifier). */
   contractName?: string;
   /** Stop after writing the circuit and the witness wasm (no trusted setup). */
@@ -55,6 +65,32 @@ export interface CompileOptions {
 export interface ArtifactRef {
   file: string;
   sha256: string;
+}
+
+/** The phase-1 file a bundle's zkey was set up with, and how far it can be trusted. */
+export interface PtauRecord {
+  source: "dev" | "file";
+  /** The development ptau's file name (in the cache), or the path of the file passed with --ptau. */
+  file: string;
+  /** log2 of the powers the file holds. */
+  power: number;
+  sha256: string;
+  /** True only for a byte-identical copy of a published ceremony file (trust "published-ceremony"). */
+  secure: boolean;
+  /** blake2b-512 of the whole file, as b2sum and the snarkjs README's list of published files give it. */
+  blake2b?: string;
+  /** "development" (generated here), "published-ceremony", or "verified-unpublished". */
+  trust?: PtauTrust;
+  /** The published ceremony file this is a copy of. */
+  published?: string | null;
+  /** Phase-1 contributions recorded in the file. */
+  contributions?: PtauContribution[];
+}
+
+/** One phase-2 contribution to a bundle's zkey (the zkey records the same name, type and hash). */
+export interface Phase2Contribution extends ZkeyContribution {
+  /** When it was made, where this tool made it. */
+  at?: string;
 }
 
 export interface BundleManifest {
@@ -70,7 +106,12 @@ export interface BundleManifest {
   baselineConstraints: number;
   weightMultiplies: number;
   wires: number;
-  ptau: { source: "dev" | "file"; file: string; power: number; sha256: string; secure: boolean } | null;
+  ptau: PtauRecord | null;
+  /**
+   * Phase-2 contributions to the zkey, in order: compile's own first, then each `ceremony contribute` /
+   * `ceremony beacon`. Absent in bundles made before it was recorded (the zkey still holds them).
+   */
+  phase2?: { contributions: Phase2Contribution[] };
   artifacts: Record<"circuit" | "program" | "r1cs" | "wasm", ArtifactRef> &
     Partial<Record<"zkey" | "verificationKey" | "verifier", ArtifactRef>>;
   verifierContract: string | null;
@@ -183,6 +224,13 @@ export async function compileModel(
   const quantizeMs = Date.now() - tq;
   log(`quantized ${name}: ${program.ops.length} ops, scale 2^${program.scaleBits}, input mode ${mode}`);
 
+  // a ceremony file is checked before the (long) circuit compile, so a bad one fails fast
+  let givenPtau: PtauCheck | null = null;
+  if (opts.ptau && !opts.skipSetup) {
+    log(`setup: checking ceremony file ${opts.ptau}`);
+    givenPtau = await checkPtau(opts.ptau, { publishedPtau: opts.publishedPtau, log });
+  }
+
   const t0 = Date.now();
   compileCircom(path.join(dir, "circuit.circom"), dir, log);
   const jsDir = path.join(dir, "circuit_js");
@@ -233,51 +281,90 @@ export async function compileModel(
 
   if (!opts.skipSetup) {
     const power = requiredPower(info);
-    let ptau;
-    if (opts.ptau) {
-      if (!fs.existsSync(opts.ptau)) fail("BAD_INPUT", `ptau file ${opts.ptau} does not exist`);
-      ptau = { file: path.resolve(opts.ptau), power, source: "file" as const };
-      log(`setup: using ceremony file ${opts.ptau}`);
+    let ptau: PtauCheck;
+    if (givenPtau) {
+      ptau = givenPtau;
+      if (ptau.power < power) {
+        fail(
+          "CEREMONY",
+          `ptau ${opts.ptau} holds 2^${ptau.power} powers; this circuit needs at least 2^${power}`,
+        );
+      }
     } else {
       const tp = Date.now();
-      ptau = await devPtau(power, log);
+      const dev = await devPtau(power, log);
       manifest.buildTimings.ptauMs = Date.now() - tp;
-      log(`setup: WARNING development ptau ${path.basename(ptau.file)}: NOT a secure ceremony`);
+      log(`setup: WARNING development ptau ${path.basename(dev.file)}: NOT a secure ceremony`);
+      ptau = await checkPtau(dev.file, { requiredPower: power, log });
     }
     const t1 = Date.now();
-    const vk = await groth16Setup(
+    const { contributionHash } = await groth16Setup(
       path.join(dir, "circuit.r1cs"),
       ptau.file,
       path.join(dir, "circuit.zkey"),
       log,
     );
-    fs.writeFileSync(path.join(dir, "verification_key.json"), JSON.stringify(vk, null, 1));
-    const sol = await exportVerifier(path.join(dir, "circuit.zkey"));
-    const header =
-      `// Generated by opg zkml from ${path.basename(onnxPath)} (onnx sha256 ${manifest.onnx.sha256}). ` +
-      `Do not edit: regenerate with \`opg zkml compile\`.\n` +
-      `// Public signals: [outputWords x${layout.outputWords}, ` +
-      `${layout.inputMode === "inline" ? `inputWords x${layout.inputWords}` : "inputCommitment"}, taskBinding].\n`;
-    fs.writeFileSync(
-      path.join(dir, "Verifier.sol"),
-      header + sol.replace("contract Groth16Verifier", `contract ${contract}`),
-    );
+    manifest.verifierContract = contract;
+    await writeVerificationArtifacts(dir, manifest);
     manifest.buildTimings.setupMs = Date.now() - t1;
     log(`setup: done in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    const dev = ptau.trust === "development";
     manifest.ptau = {
-      source: ptau.source,
-      file: ptau.source === "dev" ? path.basename(ptau.file) : ptau.file,
+      source: dev ? "dev" : "file",
+      file: dev ? path.basename(ptau.file) : ptau.file,
       power: ptau.power,
-      sha256: sha256File(ptau.file),
-      secure: ptau.source === "file",
+      sha256: ptau.sha256,
+      secure: ptau.secure,
+      blake2b: ptau.blake2b,
+      trust: ptau.trust,
+      published: ptau.published,
+      contributions: ptau.contributions,
     };
-    manifest.artifacts.zkey = ref(dir, "circuit.zkey");
-    manifest.artifacts.verificationKey = ref(dir, "verification_key.json");
-    manifest.artifacts.verifier = ref(dir, "Verifier.sol");
-    manifest.verifierContract = contract;
+    manifest.phase2 = {
+      contributions: [
+        {
+          type: "contribute",
+          name: COMPILE_CONTRIBUTION_NAME,
+          hash: contributionHash,
+          at: new Date().toISOString(),
+        },
+      ],
+    };
   }
-  fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  writeManifest(dir, manifest);
   return manifest;
+}
+
+export function writeManifest(dir: string, manifest: BundleManifest): void {
+  fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+}
+
+/**
+ * Exports the verification key and the Solidity verifier from the bundle's zkey (circuit.zkey) and
+ * records their hashes, with the zkey's, in `manifest` (not written to disk here). Run after compile's
+ * setup and after every phase-2 contribution: both files change with each contribution.
+ */
+export async function writeVerificationArtifacts(dir: string, manifest: BundleManifest): Promise<void> {
+  const zkey = path.join(dir, "circuit.zkey");
+  const vk = await exportVerificationKey(zkey);
+  fs.writeFileSync(path.join(dir, "verification_key.json"), JSON.stringify(vk, null, 1));
+  fs.writeFileSync(path.join(dir, "Verifier.sol"), await verifierSource(zkey, manifest));
+  manifest.artifacts.zkey = ref(dir, "circuit.zkey");
+  manifest.artifacts.verificationKey = ref(dir, "verification_key.json");
+  manifest.artifacts.verifier = ref(dir, "Verifier.sol");
+}
+
+/** The Solidity verifier for a zkey, with the bundle's header and contract name. */
+export async function verifierSource(zkey: string, manifest: BundleManifest): Promise<string> {
+  const sol = await exportVerifier(zkey);
+  const layout = manifest.publicSignals;
+  const contract = manifest.verifierContract ?? `${pascal(manifest.name)}Groth16Verifier`;
+  const header =
+    `// Generated by opg zkml from ${manifest.name}.onnx (onnx sha256 ${manifest.onnx.sha256}). ` +
+    `Do not edit: regenerate with \`opg zkml compile\`.\n` +
+    `// Public signals: [outputWords x${layout.outputWords}, ` +
+    `${layout.inputMode === "inline" ? `inputWords x${layout.inputWords}` : "inputCommitment"}, taskBinding].\n`;
+  return header + sol.replace("contract Groth16Verifier", `contract ${contract}`);
 }
 
 /** Reads a bundle's manifest, optionally checking every artifact against its recorded sha256. */

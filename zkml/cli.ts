@@ -2,6 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { compileModel, loadManifest, proveBundle, verifyBundle } from "./bundle";
+import { beaconToBundle, contributeToBundle } from "./ceremony/phase2";
+import { SetupTrustReport, checkSetup } from "./ceremony/trust";
 import { ZkmlError } from "./errors";
 import { SNARK_SCALAR_FIELD } from "./field";
 import { releaseProver } from "./prover/groth16";
@@ -50,7 +52,23 @@ async function guarded(body: () => Promise<number | void>): Promise<void> {
   process.exitCode = code;
 }
 
-/** Adds `zkml compile|prove|verify` to the opg command line. */
+function printReport(r: SetupTrustReport): void {
+  const p = r.ptau;
+  const lines = [
+    `phase 1: ${p.trust}${p.published ? ` (${p.published})` : ""}, secure: ${p.secure}` +
+      `${p.file ? `, ${path.basename(p.file)}` : ""}${p.power !== null ? `, 2^${p.power}` : ""}` +
+      ` [${p.checkedFrom === "file" ? "checked from the file" : "manifest's claim"}]`,
+    `phase 2: ${r.phase2.count} contribution(s) [${r.phase2.checkedFrom === "zkey" ? "read from the zkey" : "manifest's list"}]`,
+    ...r.phase2.contributions.map((c, i) => `  #${i + 1} ${c.type} '${c.name}' ${c.hash}`),
+    `zkey: ${r.zkey.verified === null ? "not verified" : r.zkey.verified ? "verifies" : "DOES NOT VERIFY"}: ${r.zkey.reason}`,
+    `who could forge proofs: ${r.whoCanForge}`,
+    `secure: ${r.secure}`,
+    ...r.warnings.map((w) => `warning: ${w}`),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** Adds `zkml compile|prove|verify|ceremony` to the opg command line. */
 export function registerZkmlCommands(program: Command): void {
   const zkml = program
     .command("zkml")
@@ -92,7 +110,11 @@ export function registerZkmlCommands(program: Command): void {
       intOption("max inline words", 1, 1000),
       8,
     )
-    .option("--ptau <file>", "powers-of-tau ceremony file (default: a cached development ptau, NOT secure)")
+    .option(
+      "--ptau <file>",
+      "powers-of-tau file, verified and marked secure only when it is a published ceremony file " +
+        "(default: a cached development ptau, NOT secure)",
+    )
     .option("--contract-name <name>", "Solidity verifier contract name")
     .option("--no-setup", "stop after compiling the circuit (no zkey, no verifier)")
     .action(async (model: string, o) => {
@@ -121,6 +143,13 @@ export function registerZkmlCommands(program: Command): void {
             `${m.baselineConstraints}), public signals ${l.bindingIndex + 1} ` +
             `[outputWords ${l.outputWords}, inputWords ${l.inputWords} (${l.inputMode}), taskBinding]\n`,
         );
+        if (m.ptau) {
+          process.stdout.write(
+            `setup: phase 1 ${m.ptau.trust}${m.ptau.published ? ` (${m.ptau.published})` : ""}, secure: ` +
+              `${m.ptau.secure}; phase 2 has one contribution, this machine's: add independent ones with ` +
+              `\`opg zkml ceremony contribute ${o.out}\`\n`,
+          );
+        }
       });
     });
 
@@ -166,6 +195,87 @@ export function registerZkmlCommands(program: Command): void {
           return 3;
         }
         process.stdout.write(`proof verifies; output ${JSON.stringify(r.output)}\n`);
+      });
+    });
+
+  const ceremony = zkml
+    .command("ceremony")
+    .description("phase-2 trusted setup ceremony of a bundle: contribute, apply a beacon, verify");
+
+  ceremony
+    .command("contribute")
+    .description(
+      "add a secret phase-2 contribution to the bundle's zkey; re-exports the verification key and " +
+        "Verifier.sol (a verifier deployed before no longer matches)",
+    )
+    .argument("<bundleDir>", "the bundle directory")
+    .option(
+      "--name <name>",
+      "contributor name recorded in the zkey and manifest (max 64 characters)",
+      "anonymous",
+    )
+    .option("--entropy <text>", "extra entropy (OS randomness is always mixed in; default: random)")
+    .action(async (dir: string, o) => {
+      await guarded(async () => {
+        const c = await contributeToBundle(dir, { name: o.name, entropy: o.entropy, log: progress });
+        const n = loadManifest(dir).phase2?.contributions.length ?? 0;
+        process.stdout.write(
+          `contribution #${n} '${c.name}' added to ${dir}\ncontribution hash: ${c.hash}\n` +
+            `keep this hash: \`opg zkml ceremony verify\` lists it when your contribution is in the zkey\n`,
+        );
+      });
+    });
+
+  ceremony
+    .command("beacon")
+    .description("apply a public random beacon to the bundle's zkey (normally to close a ceremony)")
+    .argument("<bundleDir>", "the bundle directory")
+    .argument("<hex>", "the beacon value in hex (e.g. a future block hash announced in advance)")
+    .argument("<iterationsExp>", "hash the beacon 2^n times (10 to 63)", intOption("iterationsExp", 10, 63))
+    .option("--name <name>", "name recorded for the beacon", "beacon")
+    .action(async (dir: string, hex: string, exp: number, o) => {
+      await guarded(async () => {
+        const c = await beaconToBundle(dir, hex, exp, { name: o.name, log: progress });
+        process.stdout.write(`beacon '${c.name}' applied to ${dir}\ncontribution hash: ${c.hash}\n`);
+      });
+    });
+
+  ceremony
+    .command("verify")
+    .description(
+      "verify the bundle's zkey against its r1cs and ptau, and report who could forge proofs; " +
+        "exit 0 when the zkey verifies, 3 otherwise",
+    )
+    .argument("<bundleDir>", "the bundle directory")
+    .option("--ptau <file>", "the phase-1 file (default: the one the manifest records, when on this machine)")
+    .option("--json", "print the full report as JSON")
+    .action(async (dir: string, o) => {
+      await guarded(async () => {
+        const m = loadManifest(dir);
+        if (!m.artifacts.zkey) {
+          throw new ZkmlError(
+            "BUNDLE",
+            `bundle ${dir} was compiled without setup (--no-setup): it has no zkey`,
+          );
+        }
+        const r = await checkSetup(dir, { ptau: o.ptau, log: progress });
+        if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + "\n");
+        else printReport(r);
+        if (r.zkey.verified === null) {
+          throw new ZkmlError("CEREMONY", `cannot verify the zkey: ${r.zkey.reason}; pass --ptau <file>`);
+        }
+        if (!r.zkey.verified || r.zkey.verificationKeyMatches === false || r.zkey.artifactProblems.length) {
+          process.stderr.write(
+            `setup verification FAILED: ${
+              !r.zkey.verified
+                ? r.zkey.reason
+                : r.zkey.artifactProblems.length
+                  ? `bundle artifacts differ from the manifest: ${r.zkey.artifactProblems.join("; ")}`
+                  : "verification_key.json or Verifier.sol is not derived from the zkey"
+            }\n`,
+          );
+          return 3;
+        }
       });
     });
 }

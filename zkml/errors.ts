@@ -11,6 +11,7 @@ export type ZkmlErrorCode =
   | "OUT_OF_RANGE"
   | "TOOLCHAIN"
   | "BUNDLE"
+  | "CEREMONY"
   | "VERIFY_FAILED";
 
 export class ZkmlError extends Error {

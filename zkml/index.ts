@@ -14,8 +14,39 @@ export {
   verifierCalldata,
   verifyBundle,
   witnessInput,
+  writeVerificationArtifacts,
 } from "./bundle";
-export type { BundleManifest, CompileOptions, ProofResult, ProveOptions, VerifyResult } from "./bundle";
+export type {
+  BundleManifest,
+  CompileOptions,
+  Phase2Contribution,
+  ProofResult,
+  ProveOptions,
+  PtauRecord,
+  VerifyResult,
+} from "./bundle";
+export { beaconToBundle, contributeToBundle } from "./ceremony/phase2";
+export type { BeaconOptions, ContributeOptions } from "./ceremony/phase2";
+export {
+  PUBLISHED_PTAU,
+  PUBLISHED_PTAU_SOURCE,
+  checkPtau,
+  hashFile,
+  isDevelopmentPtau,
+  readPtauInfo,
+} from "./ceremony/ptau";
+export type {
+  CheckPtauOptions,
+  PtauCheck,
+  PtauContribution,
+  PtauInfo,
+  PtauTrust,
+  PublishedPtau,
+} from "./ceremony/ptau";
+export { checkSetup } from "./ceremony/trust";
+export type { CheckSetupOptions, SetupTrustReport } from "./ceremony/trust";
+export { readZkeyContributions, verifyZkey } from "./ceremony/zkey";
+export type { ZkeyContribution } from "./ceremony/zkey";
 export { taskBinding } from "./binding";
 export { verificationKeyHash, verificationKeyWords } from "./verification-key";
 export type { SnarkjsVerificationKey } from "./verification-key";

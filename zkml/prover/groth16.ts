@@ -63,18 +63,45 @@ export async function devPtau(power: number, log: Log): Promise<PtauChoice> {
   return { file, power, source: "dev" };
 }
 
-/** Groth16 phase 2: a circuit-specific zkey with one random contribution, and its verification key. */
-export async function groth16Setup(r1cs: string, ptau: string, zkey: string, log: Log): Promise<object> {
+/** Name of the phase-2 contribution `compile` makes: the first entry of every bundle's phase 2. */
+export const COMPILE_CONTRIBUTION_NAME = "opg zkml compile";
+
+/**
+ * Groth16 phase 2: a circuit-specific zkey with one random contribution (named
+ * COMPILE_CONTRIBUTION_NAME); resolves to the contribution hash (hex).
+ */
+export async function groth16Setup(
+  r1cs: string,
+  ptau: string,
+  zkey: string,
+  log: Log,
+): Promise<{ contributionHash: string }> {
   const tmp = `${zkey}.0`;
   log(`setup: phase 2 (new zkey)`);
+  const errors: string[] = [];
+  let made: unknown;
   try {
-    await snarkjs.zKey.newZKey(r1cs, ptau, tmp, quiet);
+    made = await snarkjs.zKey.newZKey(r1cs, ptau, tmp, { ...quiet, error: (m: string) => errors.push(m) });
   } catch (e) {
-    fail("TOOLCHAIN", `Groth16 setup failed with ptau ${ptau}: ${(e as Error).message ?? e}`);
+    errors.push((e as Error).message ?? String(e));
+  }
+  // newZKey reports some failures (a ptau too small or not prepared) by returning -1, not by throwing
+  if (errors.length || made === -1 || !fs.existsSync(tmp)) {
+    fail("TOOLCHAIN", `Groth16 setup failed with ptau ${ptau}: ${errors.join("; ") || "no zkey written"}`);
   }
   log(`setup: phase 2 contribution`);
-  await snarkjs.zKey.contribute(tmp, zkey, "opg zkml", crypto.randomBytes(32).toString("hex"), quiet);
+  const hash = await snarkjs.zKey.contribute(
+    tmp,
+    zkey,
+    COMPILE_CONTRIBUTION_NAME,
+    crypto.randomBytes(32).toString("hex"),
+    quiet,
+  );
   fs.rmSync(tmp, { force: true });
+  return { contributionHash: Buffer.from(hash).toString("hex") };
+}
+
+export async function exportVerificationKey(zkey: string): Promise<object> {
   return snarkjs.zKey.exportVerificationKey(zkey, quiet);
 }
 

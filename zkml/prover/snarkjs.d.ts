@@ -29,13 +29,24 @@ declare module "snarkjs" {
   };
   export const zKey: {
     newZKey(r1cs: string, ptau: string, zkey: string, logger?: Logger): Promise<unknown>;
+    /** Resolves to the contribution hash (64 bytes). */
     contribute(
       oldZkey: string,
       newZkey: string,
       name: string,
       entropy: string,
       logger?: Logger,
-    ): Promise<unknown>;
+    ): Promise<Uint8Array>;
+    /** Resolves to the contribution hash, or false when the beacon parameters are invalid. */
+    beacon(
+      oldZkey: string,
+      newZkey: string,
+      name: string,
+      beaconHashHex: string,
+      numIterationsExp: number,
+      logger?: Logger,
+    ): Promise<Uint8Array | false>;
+    verifyFromR1cs(r1cs: string, ptau: string, zkey: string, logger?: Logger): Promise<boolean>;
     exportVerificationKey(zkey: string, logger?: Logger): Promise<object>;
     exportSolidityVerifier(zkey: string, templates: Record<string, string>, logger?: Logger): Promise<string>;
   };
@@ -48,7 +59,16 @@ declare module "snarkjs" {
       entropy: string,
       logger?: Logger,
     ): Promise<unknown>;
+    beacon(
+      oldPtau: string,
+      newPtau: string,
+      name: string,
+      beaconHashHex: string,
+      numIterationsExp: number,
+      logger?: Logger,
+    ): Promise<unknown>;
     preparePhase2(oldPtau: string, newPtau: string, logger?: Logger): Promise<unknown>;
+    verify(ptau: string, logger?: Logger): Promise<boolean>;
   };
   export const r1cs: {
     info(
@@ -67,5 +87,11 @@ declare module "snarkjs" {
     check(r1cs: string, wtns: string, logger?: Logger): Promise<boolean>;
     exportJson(wtns: string | object): Promise<bigint[]>;
   };
-  export const curves: { getCurveFromName(name: string): Promise<{ terminate(): Promise<void> }> };
+  export interface CurvePoints {
+    F: { n8: number };
+    toRprUncompressed(buff: Uint8Array, offset: number, point: Uint8Array): void;
+  }
+  export const curves: {
+    getCurveFromName(name: string): Promise<{ terminate(): Promise<void>; G1: CurvePoints; G2: CurvePoints }>;
+  };
 }
