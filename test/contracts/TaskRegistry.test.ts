@@ -881,4 +881,125 @@ describe("TaskRegistry", function () {
       expect(params.royaltyBps).to.equal(2500n);
     });
   });
+
+  // Each attack from the economic review, played against the real contracts: the attacker gains nothing.
+  describe("economic attacks on honest nodes", function () {
+    it("a model owner who is also the requester cannot make a claim fail for profit (no verifier to swap)", async function () {
+      const f = await loadFixture(marketFixture);
+      const attacker = f.modelOwner;
+      // The attack needed a verifier the model owner controls. Registration takes a key, not code: the
+      // registry stores it immutably and the protocol verifier reads it, so there is nothing to switch.
+      const fragment = f.models.interface.getFunction("registerModel");
+      expect(fragment.inputs.map((i) => i.name)).to.deep.equal(["spec", "verificationKey"]);
+      const key = (await f.models.taskTerms(f.modelId)).verificationKey;
+      const keyCode = await ethers.provider.getCode(key);
+      expect(keyCode.slice(0, 4)).to.equal("0x00"); // a STOP byte: the key is data, never run
+
+      await f.token.connect(f.treasury).transfer(attacker.address, MODEL_FEE);
+      await f.token.connect(attacker).approve(f.tasksAddress, ethers.MaxUint256);
+      const attackerStart = await f.token.balanceOf(attacker.address);
+      const treasuryStart = await f.token.balanceOf(f.treasury.address);
+      const s = await f.submit([5n, 6n], { from: attacker, deadlineIn: 3 * CLAIM_WINDOW });
+      // Two honest nodes claim in turn; each lapses (say the attacker kept them from proving in time).
+      await f.tasks.connect(f.nodes[0]).claimTask(s.taskId, s.task);
+      await time.increase(CLAIM_WINDOW + 1);
+      await f.tasks.connect(f.nodes[1]).claimTask(s.taskId, s.task);
+      await time.increaseTo(BigInt(s.task.deadline) + 1n);
+      await f.tasks.connect(attacker).expire(s.taskId, s.task);
+      // The attacker is made whole and no more; both collaterals went to the treasury.
+      expect(await f.token.balanceOf(attacker.address)).to.equal(attackerStart);
+      expect(await f.tasks.creditsOf(attacker.address)).to.equal(0n);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryStart + 2n * CLAIM_COLLATERAL);
+      // And the key still verifies honest proofs: a fresh task settles.
+      const next = await claimed(f, f.nodes[2], [5n, 6n]);
+      await expect(settle(f, next, f.nodes[2])).to.emit(f.tasks, "TaskVerified");
+    });
+
+    it("settles with the fee shares frozen at submission, whatever governance sets later", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const s = await claimed(f, node);
+      expect([s.task.protocolFeeBps, s.task.royaltyBps]).to.deep.equal([PROTOCOL_BPS, ROYALTY_BPS]);
+      await f.tasks.connect(f.governance).setFeeShares(0, 9000);
+      const protocolFee = (MODEL_FEE * PROTOCOL_BPS) / BPS;
+      const royalty = (MODEL_FEE * ROYALTY_BPS) / BPS;
+      await expect(settle(f, s, node))
+        .to.emit(f.tasks, "TaskVerified")
+        .withArgs(s.taskId, node.address, anyValue, MODEL_FEE - protocolFee - royalty, royalty, protocolFee);
+      // A task submitted after the change carries the new shares.
+      const later = await f.submit();
+      expect([later.task.protocolFeeBps, later.task.royaltyBps]).to.deep.equal([0n, 9000n]);
+      // Nobody can settle the earlier task's commitment with other shares.
+      const other = await claimed(f, f.nodes[1]);
+      const { proof, outputs } = await f.prove(other, f.nodes[1]);
+      await expect(
+        f.tasks
+          .connect(f.nodes[1])
+          .submitResult(other.taskId, { ...other.task, royaltyBps: 0n }, other.input, outputs, proof),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryTaskMismatch")
+        .withArgs(other.taskId);
+    });
+
+    describe("when governance revokes the registry's roles on NodeStaking (e.g. migrating registries)", function () {
+      async function revokedFixture() {
+        const f = await marketFixture();
+        const [node, other] = f.nodes;
+        // A verified task (credits and releasable collateral), a claimed one and a prepaid requester.
+        const done = await claimed(f, node);
+        await settle(f, done, node);
+        const pending = await f.submit(undefined, { deadlineIn: 300 });
+        await f.tasks.connect(other).claimTask(pending.taskId, pending.task);
+        await f.tasks.connect(f.requester).deposit(MODEL_FEE);
+        await f.staking.connect(f.governance).setCollateralManager(f.tasksAddress, false);
+        await f.staking.connect(f.governance).setSlasher(f.tasksAddress, false);
+        return { ...f, node, other, pending };
+      }
+
+      it("still pays out credits and prepaid deposits", async function () {
+        const f = await loadFixture(revokedFixture);
+        for (const account of [f.node, f.modelOwner, f.requester]) {
+          const owed = await f.tasks.creditsOf(account.address);
+          expect(owed).to.be.greaterThan(0n);
+          const before = await f.token.balanceOf(account.address);
+          await f.tasks.connect(account).withdrawCredits(account.address);
+          expect(await f.token.balanceOf(account.address)).to.equal(before + owed);
+        }
+        await expect(f.tasks.withdrawProtocolFees()).to.emit(f.tasks, "ProtocolFeesWithdrawn");
+      });
+
+      it("still refunds an expired claimed task in full, reporting the staking calls it could not make", async function () {
+        const f = await loadFixture(revokedFixture);
+        await time.increaseTo(BigInt(f.pending.task.deadline) + 1n);
+        const before = await f.token.balanceOf(f.requester.address);
+        await expect(f.tasks.expire(f.pending.taskId, f.pending.task))
+          .to.emit(f.tasks, "TaskExpired")
+          .and.to.emit(f.tasks, "StakingCallFailed")
+          .withArgs(
+            f.pending.taskId,
+            f.other.address,
+            CLAIM_COLLATERAL,
+            f.staking.interface.getFunction("slash").selector,
+          );
+        expect(await f.token.balanceOf(f.requester.address)).to.equal(before + MODEL_FEE);
+        expect(await f.tasks.taskStatus(f.pending.taskId)).to.equal(Status.Expired);
+      });
+
+      it("lets nodes take back the collateral the revoked registry had locked", async function () {
+        const f = await loadFixture(revokedFixture);
+        // Settled collateral (node) and the live claim's (other): both stuck under the revoked manager.
+        await expect(f.tasks.releaseCollateral(f.node.address)).to.be.revertedWithCustomError(
+          f.staking,
+          "NodeStakingNotCollateralManager",
+        );
+        for (const node of [f.node, f.other]) {
+          expect((await f.staking.nodeInfo(node.address)).locked).to.equal(CLAIM_COLLATERAL);
+          await expect(f.staking.connect(node).releaseRevokedCollateral(f.tasksAddress))
+            .to.emit(f.staking, "CollateralUnlocked")
+            .withArgs(node.address, f.tasksAddress, CLAIM_COLLATERAL);
+          expect((await f.staking.nodeInfo(node.address)).locked).to.equal(0n);
+        }
+      });
+    });
+  });
 });
