@@ -3,7 +3,7 @@
  *
  *   1. compile the digits classifier (ONNX, 64-32-16-10 MLP) into a Groth16 bundle (cached after the first run)
  *   2. start a local chain (`hardhat node`), deploy the protocol, start a data node
- *   3. publish the model: bundle to the data node, verifier contract deployed, model registered
+ *   3. publish the model: bundle to the data node, model registered with its verification key
  *   4. stake two operators and start an inference node and a verification node (real child processes)
  *   5. as a dapp, submit handwritten digits through the SDK, wait for the verified answers
  *   6. as an auditor, re-check every answer from public data; read the verification node's reports
@@ -25,6 +25,7 @@ import {
   startNetwork,
   startVerificationNode,
   waitFor,
+  waitForLog,
   type Network,
   type Proc,
 } from "./lib/local-network";
@@ -38,7 +39,7 @@ const say = (msg: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(
 
 async function main(): Promise<number> {
   if (!Number.isInteger(TASKS) || TASKS < 1 || TASKS > 100) throw new Error("OPG_DEMO_TASKS must be 1..100");
-  say(`compiling ${MODEL} into a circuit, trusted setup (development ptau) and verifier`);
+  say(`compiling ${MODEL} into a circuit, trusted setup (development ptau) and verification key`);
   const bundleDir = await fixtureBundle(MODEL);
   const manifest = JSON.parse(fs.readFileSync(path.join(bundleDir, "manifest.json"), "utf8"));
   say(`bundle ready: ${manifest.constraints} constraints, ${bundleDir}`);
@@ -47,21 +48,19 @@ async function main(): Promise<number> {
   const net: Network = await startNetwork();
   const procs: Proc[] = [];
   try {
-    const { modelId, bundleId } = await publishModel(net, bundleDir, FEE);
-    say(`model ${modelId} registered (bundle ${bundleId.slice(0, 16)}..., fee 1 OPG)`);
+    const { modelId, bundleId, verificationKeyHash } = await publishModel(net, bundleDir, FEE);
+    say(
+      `model ${modelId} registered (bundle ${bundleId.slice(0, 16)}..., ` +
+        `verification key ${verificationKeyHash.slice(0, 18)}..., fee 1 OPG)`,
+    );
 
     await stakeNode(net, 5, 1);
     await stakeNode(net, 7, 2);
     const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference"));
     const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification"));
     procs.push(inference, verification);
-    await waitFor(
-      "the nodes to start",
-      async () =>
-        inference.logs().some((l) => l.msg === "inference node started") &&
-        verification.logs().some((l) => l.msg === "verification node started"),
-      60_000,
-    );
+    await waitForLog(inference, "inference node started");
+    await waitForLog(verification, "verification node started");
     say(`inference node ${account(5).address} and verification node ${account(7).address} started`);
 
     // The dapp: an account with OPG, talking to the network through the SDK.
@@ -93,7 +92,7 @@ async function main(): Promise<number> {
     }
     const results = await Promise.all(
       submitted.map(async (s) => {
-        const result = await client.waitForResult(s.request.taskId, { timeoutMs: 300_000, pollMs: 100 });
+        const result = await client.waitForResult(s.request.taskId, { timeoutMs: 400_000, pollMs: 100 });
         s.verifiedAt = Date.now();
         return result;
       }),
@@ -133,7 +132,9 @@ async function main(): Promise<number> {
         const lines = fs.readFileSync(reportFile, "utf8").split("\n").filter(Boolean);
         return lines.length >= TASKS ? lines.map((l) => JSON.parse(l) as { agree: boolean }) : undefined;
       },
-      120_000,
+      300_000,
+      200,
+      verification,
     );
     const agreed = reports.filter((r) => r.agree).length;
     say(`verification node re-checked ${reports.length} tasks: ${agreed} agree`);

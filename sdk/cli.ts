@@ -26,7 +26,10 @@ function taskId(raw: string): bigint {
 export function registerClientCommands(program: Command) {
   const model = program.command("model").description("publish models to a deployment");
   withConnection(model.command("register <bundleDir>"))
-    .description("upload a compiled bundle to the data node, deploy its verifier and register the model")
+    .description(
+      "upload a compiled bundle to the data node and register the model with its Groth16 verification key " +
+        "(prints the model id, the key's data contract and its hash)",
+    )
     .requiredOption("--fee <opg>", "fee per inference, in OPG")
     .option("--royalty-receiver <address>", "who receives the model royalty (default: the signer)")
     .action(async (bundleDir: string, o: Conn & { fee: string; royaltyReceiver?: string }) => {
@@ -47,7 +50,14 @@ export function registerClientCommands(program: Command) {
           fee,
           royaltyReceiver: o.royaltyReceiver,
         });
-        process.stdout.write(json({ ...registered, bundleId }));
+        process.stdout.write(
+          json({
+            modelId: registered.modelId,
+            bundleId,
+            verificationKey: registered.verificationKey,
+            verificationKeyHash: registered.verificationKeyHash,
+          }),
+        );
       });
     });
 
@@ -110,7 +120,8 @@ export function registerClientCommands(program: Command) {
 
   withConnection(task.command("audit <taskId>"))
     .description(
-      "re-check a verified task from public data: proof against the registered key, output recomputed " +
+      "re-check a verified task from public data: proof against the registered key, bundle against the " +
+        "registration, output recomputed " +
         "(exit 0 when it agrees, 3 when it does not)",
     )
     .action(async (id: string, o: Conn) => {

@@ -33,7 +33,7 @@ import {
   type AuditDeps,
   type AuditReport,
 } from "../workers/runtime/audit";
-import { BundleCache } from "../workers/runtime/bundles";
+import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
 import { readDeployment, type Deployment } from "../workers/runtime/chain";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
 
@@ -179,7 +179,14 @@ export class OpgClient {
     const count = await this.models.modelCount();
     if (modelId < 1n || modelId > count) throw new OpgClientError(`model ${modelId} is not registered`);
     const model = await this.models.getModel(modelId);
-    const bundle = await this.bundles.get(model);
+    let bundle;
+    try {
+      bundle = await this.bundles.get(model);
+    } catch (e) {
+      // A bundle that disagrees with its registration (hashes, verification key, layout) is never used.
+      if (e instanceof BundleRejectedError) throw new OpgClientError(`model ${modelId}: ${e.message}`);
+      throw e;
+    }
     return {
       modelId,
       fee: model.terms.fee,
@@ -365,7 +372,10 @@ export class OpgClient {
     return receipt.hash;
   }
 
-  /** Re-check a verified task from public data: proof against the registered key, output recomputed. */
+  /**
+   * Re-check a verified task from public data: proof against the registered key, the bundle against the
+   * registration (its verification key included), output recomputed.
+   */
   async audit(taskId: bigint): Promise<AuditReport> {
     const found = await findVerifiedLog(this.auditDeps(), taskId);
     if (!found) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);

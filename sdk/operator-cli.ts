@@ -116,7 +116,7 @@ export function registerOperatorCommands(program: Command): Command {
     });
 
   withConnection(op.command("claim-earnings"))
-    .description("withdraw the fees earned from verified tasks (and release settled collateral)")
+    .description("withdraw the fees earned from verified tasks, and release the collateral of settled claims")
     .option("--to <address>", "where to send the OPG (default: the node's own address)")
     .action(async (o: Conn & { to?: string }) => {
       await run(async (keep) => {
@@ -125,8 +125,28 @@ export function registerOperatorCommands(program: Command): Command {
         const to = o.to ?? c.me;
         if (!ethers.isAddress(to)) throw new OpgClientError(`--to ${to} is not an address`);
         const credits = await c.tasks.creditsOf(c.me);
-        const receipt = await sendTx("withdrawCredits", c.tasks.interface, () => c.tasks.withdrawCredits(to));
-        process.stdout.write(json({ to, amount: ethers.formatEther(credits), tx: receipt.hash }));
+        const releasable = await c.tasks.releasableCollateralOf(c.me);
+        // withdrawCredits touches only the registry's books; collateral is released by its own call.
+        // With nothing at all to claim, withdrawCredits is still sent so that its revert says so.
+        let tx: string | undefined;
+        if (credits > 0n || releasable === 0n) {
+          tx = (await sendTx("withdrawCredits", c.tasks.interface, () => c.tasks.withdrawCredits(to))).hash;
+        }
+        let releaseTx: string | undefined;
+        if (releasable > 0n) {
+          releaseTx = (
+            await sendTx("releaseCollateral", c.tasks.interface, () => c.tasks.releaseCollateral(c.me))
+          ).hash;
+        }
+        process.stdout.write(
+          json({
+            to,
+            amount: ethers.formatEther(credits),
+            tx,
+            collateralReleased: ethers.formatEther(releasable),
+            releaseTx,
+          }),
+        );
       });
     });
 

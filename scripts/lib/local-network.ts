@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -38,26 +38,85 @@ export async function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Bounds of the readiness waits: minutes, not seconds, since a loaded 2-core machine starts things slowly. */
+export const READY_TIMEOUT_MS = 300_000;
+
+/**
+ * Poll `fn` until it returns a value (not undefined or false), at most `timeoutMs`. The error on timeout
+ * says what was waited for, for how long, the last error `fn` threw and, when `proc` is given, how that
+ * process ended (a process that exits while waited for fails the wait at once) and its last output lines.
+ */
 export async function waitFor<T>(
   what: string,
   fn: () => Promise<T | undefined | false>,
-  timeoutMs = 120_000,
+  timeoutMs = READY_TIMEOUT_MS,
   everyMs = 200,
+  proc?: Proc,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
   let lastError: unknown;
-  while (Date.now() < deadline) {
+  for (;;) {
     try {
       const v = await fn();
       if (v !== undefined && v !== false) return v as T;
     } catch (e) {
       lastError = e;
     }
+    const exited = proc?.hasExited();
+    if (exited || Date.now() - started > timeoutMs) {
+      const why = exited
+        ? `${proc!.name} exited (${proc!.exitDescription()}) while waiting for ${what}`
+        : `timed out after ${((Date.now() - started) / 1000).toFixed(0)} s waiting for ${what}`;
+      const last = lastError ? ` (last error: ${(lastError as Error).message})` : "";
+      const tail = proc ? `\n${proc.name}'s last output:\n  ${proc.output.slice(-15).join("\n  ")}` : "";
+      throw new Error(`${why}${last}${tail}`);
+    }
     await sleep(everyMs);
   }
-  throw new Error(
-    `timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`,
-  );
+}
+
+/**
+ * Every process spawned here that may still be running. Each is the leader of its own process group
+ * (spawned detached), so a kill reaches what it spawned too (an inference node's provers).
+ */
+const live = new Set<Proc>();
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals) {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** SIGKILL every process group spawned here that is still running (synchronous: safe in an 'exit' handler). */
+export function killAllSpawned() {
+  for (const p of live) killGroup(p.child, "SIGKILL");
+  live.clear();
+}
+
+let exitHooksInstalled = false;
+/**
+ * When this process ends (normally, by an uncaught error, or by SIGINT/SIGTERM/SIGHUP), take every spawned
+ * process group with it: a failed test or an interrupted demo must not leave a hardhat node or a data node
+ * running. Children also watch for their parent on their own (exit-with-parent.js), for a parent that is
+ * SIGKILLed.
+ */
+function installExitHooks() {
+  if (exitHooksInstalled) return;
+  exitHooksInstalled = true;
+  process.on("exit", killAllSpawned);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(signal, () => {
+      killAllSpawned();
+      process.exit(128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 1));
+    });
+  }
 }
 
 /** A child process whose output is kept (and printed when OPG_E2E_VERBOSE is set). */
@@ -78,7 +137,29 @@ export class Proc {
     };
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
-    this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    live.add(this);
+    this.exited = new Promise((resolve) =>
+      child.on("exit", (code) => {
+        // The leader is gone; anything it left in its group goes with it.
+        if (child.pid !== undefined) {
+          try {
+            process.kill(-child.pid, "SIGKILL");
+          } catch {
+            // Nothing left in the group.
+          }
+        }
+        live.delete(this);
+        resolve(code);
+      }),
+    );
+  }
+
+  hasExited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
+  exitDescription(): string {
+    return this.child.signalCode ? `signal ${this.child.signalCode}` : `exit code ${this.child.exitCode}`;
   }
 
   /** JSON log lines (pino) emitted so far. */
@@ -92,44 +173,74 @@ export class Proc {
     });
   }
 
-  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 20_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
-    this.child.kill(signal);
+  /**
+   * Send `signal` to the process group and wait for the process to exit; after `timeoutMs` SIGKILL the
+   * group and fail, naming the process.
+   */
+  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 30_000): Promise<number | null> {
+    if (this.hasExited()) return this.child.exitCode;
+    killGroup(this.child, signal);
     const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => "timeout" as const)]);
     if (code === "timeout") {
-      this.child.kill("SIGKILL");
+      killGroup(this.child, "SIGKILL");
+      await this.exited;
       throw new Error(`${this.name} did not stop within ${timeoutMs} ms of ${signal}`);
     }
     return code;
   }
 }
 
+const EXIT_WITH_PARENT = path.join(__dirname, "exit-with-parent.js");
+
 export function spawnProc(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, args, {
+  installExitHooks();
+  const child = spawn(process.execPath, ["-r", EXIT_WITH_PARENT, ...args], {
     cwd: ROOT,
-    env: { ...process.env, OPG_LOG_LEVEL: process.env.OPG_LOG_LEVEL ?? "info", ...env },
+    env: {
+      ...process.env,
+      OPG_LOG_LEVEL: process.env.OPG_LOG_LEVEL ?? "info",
+      ...env,
+      OPG_EXIT_WITH_PARENT: String(process.pid),
+    },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group, so that stopping it stops what it spawned.
+    detached: true,
   });
   return new Proc(name, child);
 }
 
-/** Run a Node script to its end (in the repo root); resolves with its exit code and both streams. */
+/** Stop every process this harness spawned that is still running: SIGTERM, then SIGKILL after a grace period. */
+export async function stopAllSpawned(graceMs = 10_000) {
+  await Promise.all([...live].map((p) => p.stop("SIGTERM", graceMs).catch(() => undefined)));
+}
+
+/**
+ * Run a Node script to its end (in the repo root, in its own process group); resolves with its exit code
+ * and both streams. Past `timeoutMs` the whole group is killed (what the script spawned included) and the
+ * code is 124, as timeout(1) reports it.
+ */
 export function runToEnd(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 120_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      args,
-      { cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs },
-      (err, stdout, stderr) => {
-        // A process killed by the timeout has no numeric exit code: count it as a failure.
-        const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
+  const script = args.find((a) => /\.[jt]s$/.test(a) && !a.includes("node_modules")) ?? args[0];
+  const proc = spawnProc(path.basename(script), args, env);
+  let stdout = "";
+  let stderr = "";
+  proc.child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()));
+  proc.child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup(proc.child, "SIGTERM");
+    setTimeout(() => killGroup(proc.child, "SIGKILL"), 10_000).unref();
+  }, timeoutMs);
+  return proc.exited.then((code) => {
+    clearTimeout(timer);
+    if (timedOut) return { code: 124, stdout, stderr: `${stderr}\n(killed after ${timeoutMs} ms)` };
+    // A process killed by a signal has no numeric exit code: count it as a failure.
+    return { code: code ?? 1, stdout, stderr };
   });
 }
 
@@ -138,7 +249,7 @@ export async function startHardhatNode(): Promise<{ proc: Proc; url: string }> {
   const proc = spawnProc("hardhat", [HARDHAT_CLI, "node", "--port", String(port), "--hostname", "127.0.0.1"]);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
-    "hardhat node",
+    `the hardhat node to answer eth_chainId at ${url}`,
     async () => {
       const res = await fetch(url, {
         method: "POST",
@@ -147,8 +258,9 @@ export async function startHardhatNode(): Promise<{ proc: Proc; url: string }> {
       });
       return res.ok;
     },
-    60_000,
+    READY_TIMEOUT_MS,
     250,
+    proc,
   );
   return { proc, url };
 }
@@ -157,14 +269,31 @@ export async function startDataNode(dir: string): Promise<{ proc: Proc; url: str
   const port = await freePort();
   const proc = spawnProc("data", [CLI, "node", "data", "--port", String(port), "--dir", dir]);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor("data node", async () => (await fetch(`${url}/healthz`)).ok, 30_000);
+  await waitFor(
+    `the data node to answer ${url}/healthz`,
+    async () => (await fetch(`${url}/healthz`)).ok,
+    READY_TIMEOUT_MS,
+    250,
+    proc,
+  );
   return { proc, url };
+}
+
+/** Wait until a node process logs `message` (its start line, say), failing early if it exits. */
+export async function waitForLog(proc: Proc, message: string, timeoutMs = READY_TIMEOUT_MS) {
+  await waitFor(
+    `${proc.name} to log "${message}"`,
+    async () => proc.logs().some((l) => l.msg === message),
+    timeoutMs,
+    200,
+    proc,
+  );
 }
 
 /** Compile a fixture model once per (file, options), cached under .opg/cache/e2e-bundles. */
 export async function fixtureBundle(
   onnxRel: string,
-  opts: { inputMode?: "inline" | "commitment"; inputBits?: number } = {},
+  opts: { inputMode?: "inline" | "commitment"; inputBits?: number; scaleBits?: number } = {},
 ): Promise<string> {
   const onnx = path.join(ROOT, onnxRel);
   const key = crypto
@@ -179,6 +308,7 @@ export async function fixtureBundle(
     await compileModel(onnx, dir, {
       inputMode: opts.inputMode ?? "inline",
       inputBits: opts.inputBits,
+      scaleBits: opts.scaleBits,
       log: () => undefined,
     });
   }
@@ -202,43 +332,65 @@ export async function startNetwork(): Promise<Network> {
   const chain = await startHardhatNode();
   // No response cache: consecutive transactions from one key must see fresh nonces.
   const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
-  const deployer = new NonceManager(account(0).connect(provider));
-  const deployment = await deployProtocol(deployer, {
-    ...DEFAULT_ECONOMY_PARAMS,
-    treasury: await deployer.getAddress(),
-  });
-  const deploymentFile = path.join(tmp, "deployment.json");
-  const { chainId } = await provider.getNetwork();
-  fs.writeFileSync(
-    deploymentFile,
-    JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }),
-  );
-  const dataDir = path.join(tmp, "data");
-  const data = await startDataNode(dataDir);
-  return {
-    chain,
-    data: { ...data, dir: dataDir },
-    provider,
-    deployer,
-    deployment,
-    deploymentFile,
-    tmp,
-    async stop() {
-      await data.proc.stop().catch(() => undefined);
-      await chain.proc.stop().catch(() => undefined);
-      provider.destroy();
-    },
-  };
+  let data: { proc: Proc; url: string } | undefined;
+  try {
+    const deployer = new NonceManager(account(0).connect(provider));
+    const deployment = await deployProtocol(deployer, {
+      ...DEFAULT_ECONOMY_PARAMS,
+      treasury: await deployer.getAddress(),
+    });
+    const deploymentFile = path.join(tmp, "deployment.json");
+    const { chainId } = await provider.getNetwork();
+    fs.writeFileSync(
+      deploymentFile,
+      JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }),
+    );
+    const dataDir = path.join(tmp, "data");
+    data = await startDataNode(dataDir);
+    const dataNode = data;
+    return {
+      chain,
+      data: { ...dataNode, dir: dataDir },
+      provider,
+      deployer,
+      deployment,
+      deploymentFile,
+      tmp,
+      async stop() {
+        await dataNode.proc.stop().catch(() => dataNode.proc.stop("SIGKILL"));
+        await chain.proc.stop().catch(() => chain.proc.stop("SIGKILL"));
+        provider.destroy();
+      },
+    };
+  } catch (e) {
+    // Half a network is no use to anyone: stop what did start before reporting the failure.
+    await data?.proc.stop("SIGKILL").catch(() => undefined);
+    await chain.proc.stop("SIGKILL").catch(() => undefined);
+    provider.destroy();
+    throw e;
+  }
 }
 
-/** Upload a bundle to the data node and register it on chain; returns the model id and the bundle id. */
-export async function publishModel(net: Network, bundleDir: string, fee: bigint) {
+/**
+ * Upload a bundle to the data node and register it on chain; returns the model id and the bundle id.
+ * `opts.verificationKey` registers other key words than the bundle's (tests playing a dishonest owner).
+ */
+export async function publishModel(
+  net: Network,
+  bundleDir: string,
+  fee: bigint,
+  opts: { verificationKey?: bigint[] } = {},
+) {
   const archive = packBundle(bundleDir);
   const bundleId = bundleArchiveId(archive);
   const stored = await new DataClient(net.data.url).put(archive);
   if (stored !== bundleId) throw new Error(`data node stored ${stored}, expected ${bundleId}`);
-  const { modelId } = await registerBundle(net.deployer, net.deployment.models, bundleDir, { bundleId, fee });
-  return { modelId, bundleId };
+  const registered = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
+    bundleId,
+    fee,
+    verificationKey: opts.verificationKey,
+  });
+  return { ...registered, bundleId };
 }
 
 /** Fund, register and stake node operator `index` for the inference role (1) and/or verification (2). */

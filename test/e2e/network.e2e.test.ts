@@ -10,6 +10,7 @@ import {
   loadProgram,
   packValues,
 } from "../../zkml";
+import { sha256File } from "../../zkml/bundle";
 import { RiskGatedLender__factory } from "../../typechain-types";
 import { DataClient } from "../../workers/data/client";
 import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
@@ -22,11 +23,14 @@ import {
   startNetwork,
   spawnProc,
   startVerificationNode,
+  stopAllSpawned,
   waitFor,
   type Network,
   type Proc,
 } from "../../scripts/lib/local-network";
 import { RpcProxy } from "../../scripts/lib/rpc-proxy";
+import { bundleKeyWords } from "../../scripts/lib/register-model";
+import { Journal } from "../../workers/runtime/journal";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const FEE = ethers.parseEther("1");
@@ -48,6 +52,12 @@ describe("network end to end (hardhat node + worker processes)", function () {
     return p;
   }
 
+  afterEach(async function () {
+    // Whatever a test started and did not stop (it failed half way): kill it with its process group, so
+    // the next test starts from a quiet chain and nothing outlives the suite.
+    for (const p of procs.splice(0)) await p.stop("SIGKILL").catch(() => undefined);
+  });
+
   before(async function () {
     bundleDir = await fixtureBundle(IRIS);
     net = await startNetwork();
@@ -62,14 +72,21 @@ describe("network end to end (hardhat node + worker processes)", function () {
   });
 
   after(async function () {
-    for (const p of procs) await p.stop("SIGKILL").catch(() => undefined);
+    await stopAllSpawned();
     await net?.stop();
   });
 
   /** Submit a task on `model` with the i-th held-out iris sample; returns its id and expected output words. */
   async function submit(
     i: number,
-    opts: { deadlineIn?: number; model?: bigint; dir?: string; mineByHand?: boolean } = {},
+    opts: {
+      deadlineIn?: number;
+      model?: bigint;
+      dir?: string;
+      mineByHand?: boolean;
+      callback?: string;
+      callbackGasLimit?: number;
+    } = {},
   ) {
     const dir = opts.dir ?? bundleDir;
     const manifest = loadManifest(dir);
@@ -81,8 +98,8 @@ describe("network end to end (hardhat node + worker processes)", function () {
       inputDataHash: ethers.ZeroHash,
       fee: FEE,
       deadline: now + (opts.deadlineIn ?? 3600),
-      callback: ethers.ZeroAddress,
-      callbackGasLimit: 0,
+      callback: opts.callback ?? ethers.ZeroAddress,
+      callbackGasLimit: opts.callbackGasLimit ?? 0,
     });
     // With automine off the test mines exactly one block for the submission, and nothing else.
     if (opts.mineByHand) await net.provider.send("evm_mine", []);
@@ -99,7 +116,7 @@ describe("network end to end (hardhat node + worker processes)", function () {
     return tasks.queryFilter(tasks.filters.TaskVerified(taskId), 0, "latest");
   }
 
-  async function waitVerified(taskIds: bigint[], timeoutMs = 180_000) {
+  async function waitVerified(taskIds: bigint[], timeoutMs = 300_000) {
     await waitFor(
       `tasks ${taskIds.join(", ")} verified`,
       async () => {
@@ -370,17 +387,20 @@ describe("network end to end (hardhat node + worker processes)", function () {
     fs.writeFileSync(blobFile, bytes);
     try {
       const node = track(startInferenceNode(net, 6, stateDir("g-inference")));
-      const s = await submit(13, { model: corruptModel, deadlineIn: 300 });
+      const s = await submit(13, { model: corruptModel });
       const refusal = await waitFor("the refusal", async () =>
         node.logs().find((l) => l.msg === "task refused" && l.taskId === s.taskId.toString()),
       );
       expect(String(refusal.reason)).to.match(/bundle .* refused/);
       expect(await net.deployment.tasks.taskStatus(s.taskId)).to.equal(Status.Open);
-      await net.provider.send("evm_increaseTime", [400]);
-      await net.provider.send("evm_mine", []);
       const submittedTask = (
         await net.deployment.tasks.queryFilter(net.deployment.tasks.filters.TaskSubmitted(s.taskId))
       )[0];
+      // Past the deadline by chain time, however long the refusal took on a loaded machine.
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      const deadline = Number(parseSubmitted(submittedTask).task.deadline);
+      await net.provider.send("evm_increaseTime", [deadline - now + 1]);
+      await net.provider.send("evm_mine", []);
       const before = await net.deployment.token.balanceOf(requester.address);
       await (
         await net.deployment.tasks.connect(requester).expire(s.taskId, parseSubmitted(submittedTask).task)
@@ -393,6 +413,74 @@ describe("network end to end (hardhat node + worker processes)", function () {
     } finally {
       bytes[bytes.length - 10] ^= 0xff;
       fs.writeFileSync(blobFile, bytes);
+    }
+  });
+
+  it("refuses before claiming: a registered key that is not the bundle's, a zkey that is not its key, a callback gas above its cap", async function () {
+    // Another circuit with the same signal layout: iris quantized at 2^6 instead of 2^8.
+    const otherDir = await fixtureBundle(IRIS, { scaleBits: 6 });
+    expect(loadManifest(otherDir).publicSignals).to.deep.equal(loadManifest(bundleDir).publicSignals);
+    // 1. The honest bundle registered with the other circuit's key: proofs made with the bundle's zkey
+    //    would fail on chain, so claiming would only lose collateral.
+    const { modelId: wrongKey } = await publishModel(net, bundleDir, FEE, {
+      verificationKey: bundleKeyWords(otherDir),
+    });
+    // 2. A bundle whose verification_key.json is the registered key but whose zkey is the other circuit's
+    //    (its manifest hashes updated, so every file hash checks out).
+    const swapped = path.join(net.tmp, "zkey-swapped-bundle");
+    fs.cpSync(bundleDir, swapped, { recursive: true });
+    const manifest = loadManifest(swapped);
+    fs.copyFileSync(path.join(otherDir, "circuit.zkey"), path.join(swapped, manifest.artifacts.zkey!.file));
+    manifest.artifacts.zkey!.sha256 = sha256File(path.join(swapped, manifest.artifacts.zkey!.file));
+    fs.writeFileSync(path.join(swapped, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+    const { modelId: wrongZkey } = await publishModel(net, swapped, FEE);
+
+    const dir = stateDir("i-inference");
+    const node = track(startInferenceNode(net, 5, dir, { extra: ["--max-callback-gas", "100000"] }));
+    const keyTask = await submit(15, { model: wrongKey });
+    const zkeyTask = await submit(16, { model: wrongZkey });
+    // 3. A task whose callback may burn more gas than this node pays for (a contract, so the registry takes it).
+    const callbackTask = await submit(17, {
+      callback: await net.deployment.token.getAddress(),
+      callbackGasLimit: 200_000,
+    });
+    const good = await submit(18);
+    await waitVerified([good.taskId]);
+    const outcome = await waitFor("the three tasks refused or skipped", async () => {
+      const lines = node.logs().filter((l) => l.msg === "task refused" || l.msg === "task skipped by policy");
+      const of = (id: bigint) => lines.find((l) => l.taskId === id.toString());
+      const all = [of(keyTask.taskId), of(zkeyTask.taskId), of(callbackTask.taskId)];
+      return all.every(Boolean) ? all.map((l) => ({ msg: l!.msg, reason: String(l!.reason) })) : undefined;
+    });
+    expect(outcome[0].msg).to.equal("task refused");
+    expect(outcome[0].reason).to.match(
+      /^bundle [0-9a-f]{64}: verification key hash 0x[0-9a-f]{64} differs from the registry's 0x[0-9a-f]{64}$/,
+    );
+    expect(outcome[1].msg).to.equal("task refused");
+    expect(outcome[1].reason).to.match(
+      /^model \d+: verification key mismatch: the key of the bundle's zkey \(hash 0x[0-9a-f]{64}\) is not the registered key/,
+    );
+    expect(outcome[2]).to.deep.equal({
+      msg: "task skipped by policy",
+      reason: "callback gas limit 200000 above the node's maxCallbackGas 100000",
+    });
+    const tasks = net.deployment.tasks;
+    for (const s of [keyTask, zkeyTask, callbackTask]) {
+      expect(await tasks.taskStatus(s.taskId), `task ${s.taskId}`).to.equal(Status.Open);
+      expect(
+        await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId)),
+        `claims of ${s.taskId}`,
+      ).to.have.length(0);
+    }
+    expect(await node.stop()).to.equal(0);
+    const journal = new Journal(path.join(dir, "journal.db"));
+    try {
+      expect(journal.task(keyTask.taskId)).to.include({ state: "refused" });
+      expect(journal.task(zkeyTask.taskId)).to.include({ state: "refused" });
+      expect(journal.task(callbackTask.taskId)).to.include({ state: "skipped" });
+      expect(journal.task(good.taskId)).to.include({ state: "verified" });
+    } finally {
+      journal.close();
     }
   });
 

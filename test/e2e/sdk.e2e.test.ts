@@ -2,8 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { ethers, type Wallet } from "ethers";
-import { AcceptAllVerifier__factory } from "../../typechain-types";
-import { registerBundle } from "../../scripts/lib/register-model";
+import { bundleKeyWords } from "../../scripts/lib/register-model";
 import {
   account,
   fixtureBundle,
@@ -13,12 +12,24 @@ import {
   stakeNode,
   startInferenceNode,
   startNetwork,
+  stopAllSpawned,
   type Network,
   type Proc,
 } from "../../scripts/lib/local-network";
 import { OpgClient, OpgClientError } from "../../sdk";
 import { DataClient } from "../../workers/data/client";
-import { executeQuantized, loadManifest, loadProgram, packValues } from "../../zkml";
+import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
+import {
+  executeQuantized,
+  inputWords,
+  loadManifest,
+  loadProgram,
+  packValues,
+  releaseProver,
+  verificationKeyHash,
+  witnessInput,
+} from "../../zkml";
+import { fullProve } from "../../zkml/prover/groth16";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const FEE = ethers.parseEther("1");
@@ -75,7 +86,9 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
 
   after(async function () {
     await node?.stop().catch(() => undefined);
+    await stopAllSpawned();
     await net?.stop();
+    await releaseProver(); // the proofs and audits made in this process started snarkjs's threads
   });
 
   it("submits float inputs, returns the decoded verified output, and the audit agrees", async function () {
@@ -199,42 +212,76 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     expect(badId.stderr).to.match(/task id "abc" is not a number/);
   });
 
-  it("an audit catches a forged result that a broken verifier let settle", async function () {
-    // Fault injected on purpose: the same bundle registered with a verifier that accepts anything.
-    const layout = loadManifest(bundleDir).publicSignals;
-    const broken = await new AcceptAllVerifier__factory(net.deployer).deploy(
-      layout.outputWords + layout.inputWords + 1,
+  it("an audit catches a result settled under a registered key that is not the published bundle's", async function () {
+    // A dishonest model owner publishes the honest iris bundle but registers the key of another circuit with
+    // the same layout (iris quantized at 2^6 instead of 2^8): the chain verifies proofs of that circuit.
+    const otherDir = await fixtureBundle(IRIS, { scaleBits: 6 });
+    const other = loadManifest(otherDir);
+    const honest = loadManifest(bundleDir);
+    expect(other.publicSignals).to.deep.equal(honest.publicSignals);
+    const { modelId: dishonest, verificationKeyHash: registeredHash } = await publishModel(
+      net,
+      bundleDir,
+      FEE,
+      {
+        verificationKey: bundleKeyWords(otherDir),
+      },
     );
-    await broken.waitForDeployment();
-    const { bundleId } = await publishModel(net, bundleDir, FEE); // same archive, stored again (idempotent)
-    const { modelId: brokenModel } = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
-      bundleId,
-      fee: FEE,
-      verifier: await broken.getAddress(),
-    });
-    const request = await client.submit(brokenModel, irisInputs[2]);
+    expect(registeredHash).to.equal(verificationKeyHash(bundleKeyWords(otherDir)));
+    // The SDK checks the registration against the bundle before anything is sent.
+    await expectClientError(
+      client.submit(dishonest, irisInputs[2]),
+      /model \d+: bundle [0-9a-f]{64}: verification key hash 0x[0-9a-f]{64} differs from the registry's/,
+    );
+    // A dapp that submits without the SDK: the input quantized as the published bundle says.
+    const q = executeQuantized(loadProgram(bundleDir), irisInputs[2]);
+    const registry = await net.deployment.tasks.getAddress();
+    await (await net.deployment.token.connect(dapp).approve(registry, FEE)).wait();
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const receipt = await (
+      await net.deployment.tasks.connect(dapp).submitTask({
+        modelId: dishonest,
+        input: inputWords(honest, q.input),
+        inputDataHash: ethers.ZeroHash,
+        fee: FEE,
+        deadline: now + 3600,
+        callback: ethers.ZeroAddress,
+        callbackGasLimit: 0,
+      })
+    ).wait();
+    const request = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
+    // The owner's own node settles it with a proof of the other circuit on the same input words.
     const cheat = account(6).connect(net.provider);
     const tasks = net.deployment.tasks.connect(cheat);
     await (await tasks.claimTask(request.taskId, request.task)).wait();
-    const honest = executeQuantized(loadProgram(bundleDir), irisInputs[2]).quantized;
-    const forged = honest.map((v, i) => (i === 0 ? v + 1000n : v));
+    const binding = BigInt(await tasks.taskBinding(request.taskId, cheat.address));
+    const { proof, publicSignals } = await fullProve(
+      witnessInput(other, q.input, binding),
+      path.join(otherDir, other.artifacts.wasm.file),
+      path.join(otherDir, other.artifacts.zkey!.file),
+    );
+    const forged = publicSignals.slice(0, other.publicSignals.outputWords).map(BigInt);
+    expect(forged).to.not.deep.equal(packValues(q.quantized, honest.publicSignals.packBits));
     await (
-      await tasks.submitResult(
-        request.taskId,
-        request.task,
-        request.input,
-        packValues(forged, layout.packBits),
-        Array(8).fill(1n),
-      )
+      await tasks.submitResult(request.taskId, request.task, request.input, forged, proofWords(proof))
     ).wait();
     expect(await client.status(request.taskId)).to.equal("Verified");
 
     const report = await client.audit(request.taskId);
-    expect(report).to.include({ agree: false, proofValid: false, outputMatches: false, node: cheat.address });
-    expect(report.detail).to.equal("PROOF INVALID; OUTPUT DIFFERS");
+    expect(report).to.include({
+      agree: false,
+      proofValid: true,
+      bundleMatches: false,
+      outputMatches: false,
+      node: cheat.address,
+    });
+    expect(report.detail).to.match(
+      /^proof valid against the registered key; BUNDLE DIFFERS FROM THE REGISTRY: verification key hash 0x[0-9a-f]{64} differs from the registry's 0x[0-9a-f]{64}; OUTPUT DIFFERS$/,
+    );
+    expect(report.detail).to.include(registeredHash);
     const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
-    expect(audited.code).to.equal(3);
-    expect(JSON.parse(audited.stdout)).to.include({ agree: false });
+    expect(audited.code, audited.stderr).to.equal(3);
+    expect(JSON.parse(audited.stdout)).to.include({ agree: false, bundleMatches: false });
 
     // A sweep over every verified task so far: the honest ones agree, the forged one is named.
     const sweep = await opg(["task", "audit-range", "--from-block", "0", ...conn]);
@@ -314,14 +361,12 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
 
   it("refunds a task nobody settled once its deadline passed, and not before", async function () {
     // A model no running node serves.
-    const { bundleId } = await publishModel(net, bundleDir, FEE);
-    const { modelId: unserved } = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
-      bundleId,
-      fee: FEE,
-    });
-    const request = await client.submit(unserved, irisInputs[4], { deadlineSeconds: 60 });
+    const { modelId: unserved } = await publishModel(net, bundleDir, FEE);
+    const request = await client.submit(unserved, irisInputs[4], { deadlineSeconds: 600 });
     await expectClientError(client.refund(request.taskId), /its deadline .* has not passed yet/);
-    await net.provider.send("evm_increaseTime", [61]);
+    // Past the deadline by chain time, however long the steps above took on a loaded machine.
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    await net.provider.send("evm_increaseTime", [Number(request.task.deadline) - now + 1]);
     await net.provider.send("evm_mine", []);
     const before = await net.deployment.token.balanceOf(dapp.address);
     // Anyone may send it (here a key with no stake and no task); the fee goes back to the requester.
@@ -334,17 +379,24 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     await expectClientError(client.refund(request.taskId), /is Expired: only an open or claimed task/);
   });
 
-  it("opg model register uploads a bundle, deploys its verifier and registers the model", async function () {
+  it("opg model register uploads a bundle and registers the model with its verification key", async function () {
     const run = await opg(["model", "register", bundleDir, "--fee", "2.5", ...conn], {
       OPG_PRIVATE_KEY: account(3).privateKey,
     });
     expect(run.code, run.stderr).to.equal(0);
     const printed = JSON.parse(run.stdout);
-    const model = await net.deployment.models.getModel(BigInt(printed.modelId));
+    const modelId = BigInt(printed.modelId);
+    const model = await net.deployment.models.getModel(modelId);
     expect(model.owner).to.equal(account(3).address);
     expect(model.terms.fee).to.equal(ethers.parseEther("2.5"));
-    expect(model.terms.verifier).to.equal(printed.adapter);
     expect(model.bundleHash).to.equal("0x" + printed.bundleId);
+    expect(model.inputBits).to.equal(BigInt(loadManifest(bundleDir).quantization.inputBits));
+    // The key is stored on chain as it is in the bundle's verification_key.json, nothing deployed for it.
+    const words = bundleKeyWords(bundleDir);
+    expect(model.terms.verificationKey).to.equal(printed.verificationKey);
+    expect(model.verificationKeyHash).to.equal(printed.verificationKeyHash);
+    expect(printed.verificationKeyHash).to.equal(verificationKeyHash(words));
+    expect(await net.deployment.models.verificationKeyOf(modelId)).to.deep.equal(words);
     const info = await client.model(BigInt(printed.modelId));
     expect(info.manifest.onnx.sha256).to.equal(loadManifest(bundleDir).onnx.sha256);
 

@@ -45,6 +45,7 @@ export function registerInferenceCommands(node: Command) {
     .description("run an inference node: claim tasks, execute, prove and settle")
     .option("--min-fee <opg>", "smallest fee worth claiming, in OPG")
     .option("--concurrency <n>", "tasks in flight (proving threads)")
+    .option("--max-callback-gas <gas>", "skip tasks whose callback gas limit is above this (default 500000)")
     .option("--take-over-claims <bool>", "claim tasks whose claimer let its claim lapse (default true)")
     .addHelpText("after", `\nConfiguration (flag, env or config file):\n${describeSchema(inferenceSchema)}`)
     .action(async (opts) => {

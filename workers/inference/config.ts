@@ -92,6 +92,13 @@ export const inferenceSchema = {
     default: 30,
     parse: parse.int(0, 86_400),
   }),
+  maxCallbackGas: opt({
+    env: "OPG_MAX_CALLBACK_GAS",
+    description:
+      "skip tasks whose callback gas limit is above this: the node's submitResult pays for the requester's callback",
+    default: 500_000,
+    parse: parse.int(0, 30_000_000),
+  }),
   takeOverClaims: opt({
     env: "OPG_TAKE_OVER_CLAIMS",
     description:

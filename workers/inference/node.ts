@@ -8,6 +8,7 @@ import {
   expectedPublicSignals,
   packValues,
   runReference,
+  verificationKeyWords,
   ZkmlError,
 } from "../../zkml";
 import { DataClient } from "../data/client";
@@ -31,6 +32,7 @@ import {
 import { ChainWatcher } from "../runtime/watcher";
 import type { inferenceSchema } from "./config";
 import { ProverPool } from "./prover-pool";
+import { servedKeyProblem } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
@@ -56,6 +58,26 @@ export const STATES = [
   "failed",
 ] as const;
 const WORKING = ["seen", "claimed", "proved"];
+
+/**
+ * Why the claim policy skips a task (the fee, the time left before its deadline at chain time `now`, the
+ * callback gas the node's submitResult would pay for), or undefined when the task is worth taking.
+ */
+export function policySkipReason(
+  task: Pick<SubmittedTask["task"], "fee" | "deadline" | "callbackGasLimit">,
+  now: number,
+  policy: Pick<InferenceConfig, "minFee" | "deadlineMarginSeconds" | "maxCallbackGas">,
+): string | undefined {
+  const { fee, deadline, callbackGasLimit } = task;
+  if (BigInt(fee) < policy.minFee) return `fee ${fee} below the node's minimum ${policy.minFee}`;
+  if (BigInt(deadline) - BigInt(now) < BigInt(policy.deadlineMarginSeconds)) {
+    return `deadline too close (${deadline}, now ${now})`;
+  }
+  if (BigInt(callbackGasLimit) > BigInt(policy.maxCallbackGas)) {
+    return `callback gas limit ${callbackGasLimit} above the node's maxCallbackGas ${policy.maxCallbackGas}`;
+  }
+  return undefined;
+}
 const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
 
 /**
@@ -75,6 +97,8 @@ export class InferenceNode {
   private readonly prover: ProverPool;
   private readonly watcher: ChainWatcher;
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Per model id: why its key rules it out (servedKeyProblem), or undefined when it may be served. */
+  private readonly servedKeys = new Map<string, Promise<string | undefined>>();
   private readonly loop: PollLoop;
   private chainId = 0n;
   private readonly metrics;
@@ -243,6 +267,8 @@ export class InferenceNode {
    */
   private async onReorg(ancestor: number) {
     await Promise.allSettled(this.inFlight.values());
+    // A replaced block may have held a model registration: check keys again.
+    this.servedKeys.clear();
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
     for (const row of this.journal.tasksIn(...WORKING, "watching", "verified", "lost", "expired")) {
       await this.reconcile(BigInt(row.taskId), "reorg");
@@ -324,8 +350,8 @@ export class InferenceNode {
 
   /**
    * Send watched tasks whose claim has lapsed back to `seen`: the pipeline then checks policy and claims
-   * them, and the registry slashes the lapsed claimer's collateral (the requester gets its share). A node that claims
-   * first wins; the loser's claim reverts and the task is watched again under the new claim.
+   * them, and the registry slashes the lapsed claimer's collateral to the treasury. A node that claims first
+   * wins; the loser's claim reverts and the task is watched again under the new claim.
    */
   private async takeOverLapsedClaims() {
     const watching = this.journal.tasksIn("watching");
@@ -393,12 +419,7 @@ export class InferenceNode {
     const ctx = { taskId: taskId.toString(), modelId: submitted.modelId.toString() };
     if (beforeClaim) {
       const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-      const reason =
-        BigInt(submitted.task.fee) < this.config.minFee
-          ? `fee ${submitted.task.fee} below the node's minimum ${this.config.minFee}`
-          : BigInt(submitted.task.deadline) - BigInt(now) < BigInt(this.config.deadlineMarginSeconds)
-            ? `deadline too close (${submitted.task.deadline}, now ${now})`
-            : undefined;
+      const reason = policySkipReason(submitted.task, now, this.config);
       if (reason) {
         this.journal.setState(taskId, "skipped", { reason });
         this.log.info({ ...ctx, reason }, "task skipped by policy");
@@ -408,6 +429,7 @@ export class InferenceNode {
     try {
       const model = await this.chain.models.getModel(submitted.modelId);
       const bundle = await this.bundles.get(model);
+      await this.checkServedKey(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
       const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];
@@ -429,6 +451,33 @@ export class InferenceNode {
       }
       throw err;
     }
+  }
+
+  /**
+   * Refuse (BundleRejectedError) a model whose registered verification key is not the key of the zkey this
+   * node would prove with, or not the bundle's verification_key.json: its proofs could not settle. Checked
+   * once per model (a model's key and bundle never change); a failure to check is retried.
+   */
+  private async checkServedKey(modelId: bigint, bundle: LoadedBundle) {
+    const id = modelId.toString();
+    let entry = this.servedKeys.get(id);
+    if (!entry) {
+      entry = (async () => {
+        const vkFile = path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file);
+        const problem = servedKeyProblem({
+          registered: [...(await this.chain.models.verificationKeyOf(modelId))],
+          bundled: verificationKeyWords(JSON.parse(fs.readFileSync(vkFile, "utf8"))),
+          proving: await this.prover.zkeyVerificationKey(bundle.dir),
+        });
+        if (!problem)
+          this.log.info({ modelId: id }, "model verification key matches the zkey and the registry");
+        return problem;
+      })();
+      this.servedKeys.set(id, entry);
+      entry.catch(() => this.servedKeys.delete(id));
+    }
+    const problem = await entry;
+    if (problem) throw new BundleRejectedError(`model ${id}: ${problem}`);
   }
 
   private async compareWithReference(bundle: LoadedBundle, input: bigint[], outputs: bigint[], ctx: object) {

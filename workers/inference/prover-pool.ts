@@ -2,8 +2,14 @@ import path from "node:path";
 import { fork, type ChildProcess } from "node:child_process";
 import type { Groth16Proof } from "snarkjs";
 
+interface Proved {
+  proof: Groth16Proof;
+  publicSignals: string[];
+  ms: number;
+}
+
 interface Pending {
-  resolve(r: { proof: Groth16Proof; publicSignals: string[]; ms: number }): void;
+  resolve(r: unknown): void;
   reject(e: Error): void;
 }
 
@@ -26,17 +32,14 @@ export class ProverPool {
       const worker = fork(path.join(__dirname, "prove-worker.js"), [], {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
-      worker.on(
-        "message",
-        (m: { id: number; error?: string; proof: Groth16Proof; publicSignals: string[]; ms: number }) => {
-          const p = this.pending.get(m.id);
-          this.pending.delete(m.id);
-          this.release(worker);
-          if (!p) return;
-          if (m.error) p.reject(new Error(m.error));
-          else p.resolve(m);
-        },
-      );
+      worker.on("message", (m: { id: number; error?: string }) => {
+        const p = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        this.release(worker);
+        if (!p) return;
+        if (m.error) p.reject(new Error(m.error));
+        else p.resolve(m);
+      });
       const failAll = (err: Error) => {
         for (const [id, p] of this.pending) {
           p.reject(err);
@@ -52,12 +55,27 @@ export class ProverPool {
     }
   }
 
-  async prove(bundleDir: string, quantizedInput: bigint[], binding: bigint) {
+  async prove(bundleDir: string, quantizedInput: bigint[], binding: bigint): Promise<Proved> {
+    return this.run({
+      kind: "prove",
+      bundleDir,
+      quantizedInput: quantizedInput.map(String),
+      binding: binding.toString(),
+    });
+  }
+
+  /** The verification key of the bundle's proving key (its zkey), in the registry's word order. */
+  async zkeyVerificationKey(bundleDir: string): Promise<bigint[]> {
+    const { words } = await this.run<{ words: string[] }>({ kind: "key", bundleDir });
+    return words.map(BigInt);
+  }
+
+  private async run<T>(job: Record<string, unknown>): Promise<T> {
     const worker = await this.acquire();
     const id = this.nextId++;
-    return new Promise<{ proof: Groth16Proof; publicSignals: string[]; ms: number }>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.send({ id, bundleDir, quantizedInput: quantizedInput.map(String), binding: binding.toString() });
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
+      worker.send({ id, ...job });
     });
   }
 

@@ -1,12 +1,10 @@
-import fs from "node:fs";
-import path from "node:path";
 import { toBeHex, type Log, type Provider } from "ethers";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
 import type { DataClient } from "../data/client";
-import type { BundleCache } from "./bundles";
+import { BundleRejectedError, type BundleCache } from "./bundles";
 import type { Chain } from "./chain";
-import { decodeTaskInput } from "./task-input";
+import { decodeTaskInput, InputRejectedError } from "./task-input";
 import { taskRegistryInterface, TOPICS, type SubmittedTask } from "./tasks";
 
 /** What an independent re-check concluded about one verified task. */
@@ -16,8 +14,13 @@ export interface AuditReport {
   node: string;
   block: number;
   tx: string;
+  /** The proof verifies against the model's registered key, with public signals rebuilt from chain data. */
   proofValid: boolean;
+  /** The model's public bundle is the one registered: its verification key, ONNX and signal layout agree. */
+  bundleMatches: boolean;
+  /** The output recomputed from the bundle's quantized program equals the verified output words. */
   outputMatches: boolean;
+  /** All three: the result is re-verified from public data. */
   agree: boolean;
   detail: string;
   /** The verified output, dequantized (softmax applied where the model ends in one); absent when unreadable. */
@@ -78,11 +81,40 @@ export async function findVerifiedLog(deps: AuditDeps, taskId: bigint) {
 }
 
 /**
+ * The snarkjs form of a key in the registry's word order (the inverse of zkml's verificationKeyWords): G2
+ * coordinates are stored imaginary part first, snarkjs writes them real part first.
+ */
+export function snarkjsKeyFromWords(words: readonly bigint[]) {
+  const w = words.map(String);
+  const g1 = (i: number) => [w[i], w[i + 1], "1"];
+  const g2 = (i: number) => [
+    [w[i + 1], w[i]],
+    [w[i + 3], w[i + 2]],
+    ["1", "0"],
+  ];
+  const ic: string[][] = [];
+  for (let i = 14; i + 1 < w.length; i += 2) ic.push(g1(i));
+  return {
+    protocol: "groth16",
+    curve: "bn128",
+    nPublic: ic.length - 1,
+    vk_alpha_1: g1(0),
+    vk_beta_2: g2(2),
+    vk_gamma_2: g2(6),
+    vk_delta_2: g2(10),
+    IC: ic,
+  };
+}
+
+/**
  * Re-check a TaskVerified log from public data only: the settling transaction's calldata (proof, outputs,
- * input, task), the model bundle (fetched by the registry's bundle hash, every hash checked), the proof
- * verified off-chain against the registered verification key with public signals rebuilt from chain data
- * (outputs, input, the binding of chain, registry, task and node), and the output recomputed with the
- * fixed-point executor. `models` limits the audit to those model ids (undefined when another model).
+ * input, task); the proof verified off-chain against the model's registered verification key
+ * (`verificationKeyOf`) with public signals rebuilt from chain data (outputs, input, the binding of chain,
+ * registry, task and node); the model bundle (fetched by the registry's bundle hash, every file hash
+ * checked) compared with the registered model, so that the registered key is the published circuit's
+ * (keccak256 of the bundle's key words against `verificationKeyHash`), and the ONNX and layout agree; and the
+ * output recomputed with the bundle's fixed-point executor. `models` limits the audit to those model ids
+ * (undefined when another model). Throws only for what may pass (an RPC or data node outage).
  */
 export async function auditVerifiedLog(
   deps: AuditDeps,
@@ -104,25 +136,25 @@ export async function auditVerifiedLog(
     block: log.blockNumber,
     tx: log.transactionHash,
   };
-  const report = (proofValid: boolean, outputMatches: boolean, detail: string, output?: number[]) => ({
+  const report = (
+    checks: { proofValid: boolean; bundleMatches: boolean; outputMatches: boolean },
+    detail: string,
+    output?: number[],
+  ): AuditReport => ({
     ...base,
-    proofValid,
-    outputMatches,
-    agree: proofValid && outputMatches,
+    ...checks,
+    agree: checks.proofValid && checks.bundleMatches && checks.outputMatches,
     detail,
     ...(output ? { output } : {}),
     checkedAt: new Date().toISOString(),
   });
-  if (!submission)
-    return report(false, false, "the settling transaction's calldata does not carry this task");
+  const none = { proofValid: false, bundleMatches: false, outputMatches: false };
+  if (!submission) return report(none, "the settling transaction's calldata does not carry this task");
   if (submission.outputs.some((w, i) => w !== eventOutputs[i])) {
-    return report(false, false, "calldata outputs differ from the TaskVerified event");
+    return report(none, "calldata outputs differ from the TaskVerified event");
   }
-  const model = await deps.models.getModel(modelId);
-  const bundle = await deps.bundles.get(model);
-  const vk = JSON.parse(
-    fs.readFileSync(path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file), "utf8"),
-  );
+
+  const registeredKey = [...(await deps.models.verificationKeyOf(modelId))];
   const binding = BigInt(await deps.tasks.taskBinding(taskId, node));
   const signals = [...submission.outputs, ...submission.input, binding].map(String);
   const p = submission.proof.map(String);
@@ -137,16 +169,52 @@ export async function auditVerifiedLog(
     protocol: "groth16",
     curve: "bn128",
   };
-  const proofValid = await groth16Verify(vk, signals, proof as never);
+  const proofValid =
+    registeredKey.length > 0 &&
+    (await groth16Verify(snarkjsKeyFromWords(registeredKey), signals, proof as never));
+  const proofDetail = proofValid ? "proof valid against the registered key" : "PROOF INVALID";
+
+  const model = await deps.models.getModel(modelId);
+  let inspected: Awaited<ReturnType<BundleCache["inspect"]>>;
+  try {
+    inspected = await deps.bundles.inspect(model);
+  } catch (e) {
+    if (!(e instanceof BundleRejectedError)) throw e;
+    return report({ ...none, proofValid }, `${proofDetail}; BUNDLE REFUSED: ${e.message}`);
+  }
+  const { bundle, problems } = inspected;
+  const bundleMatches = problems.length === 0;
+  const bundleDetail = bundleMatches
+    ? "bundle matches the registry"
+    : `BUNDLE DIFFERS FROM THE REGISTRY: ${problems.join("; ")}`;
   const submitted: SubmittedTask = { taskId, modelId, task: submission.task, input: submission.input };
-  const input = await decodeTaskInput(bundle.manifest, submitted, deps.data);
+  let input: bigint[];
+  try {
+    input = await decodeTaskInput(bundle.manifest, submitted, deps.data);
+  } catch (e) {
+    if (!(e instanceof InputRejectedError)) throw e;
+    return report(
+      { proofValid, bundleMatches, outputMatches: false },
+      `${proofDetail}; ${bundleDetail}; INPUT NOT RECOVERABLE: ${e.message}`,
+    );
+  }
   const recomputed = executeProgram(bundle.program, input)[bundle.program.output.tensor];
-  const words = packValues(recomputed, bundle.manifest.publicSignals.packBits);
+  let words: bigint[] = [];
+  try {
+    words = packValues(recomputed, bundle.manifest.publicSignals.packBits);
+  } catch {
+    // A recomputed output that does not fit the packing cannot equal any verified output.
+  }
   const outputMatches =
     words.length === submission.outputs.length && words.every((w, i) => w === submission.outputs[i]);
   const detail = [
-    proofValid ? "proof valid" : "PROOF INVALID",
+    proofDetail,
+    bundleDetail,
     outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS",
   ].join("; ");
-  return report(proofValid, outputMatches, detail, dequantizeOutput(bundle.program, recomputed));
+  return report(
+    { proofValid, bundleMatches, outputMatches },
+    detail,
+    dequantizeOutput(bundle.program, recomputed),
+  );
 }

@@ -1,7 +1,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { IModelRegistry } from "../../typechain-types/contracts/registry/ModelRegistry";
-import { loadManifest, loadProgram, type BundleManifest, type QProgram } from "../../zkml";
+import {
+  loadManifest,
+  loadProgram,
+  verificationKeyHash,
+  verificationKeyWords,
+  type BundleManifest,
+  type QProgram,
+} from "../../zkml";
 import { DataClient, DataClientError } from "../data/client";
 import { bytes32ToBundleId, unpackBundle } from "../data/bundle-archive";
 
@@ -9,6 +16,8 @@ export interface LoadedBundle {
   dir: string;
   manifest: BundleManifest;
   program: QProgram;
+  /** keccak256 of the words of the bundle's verification_key.json: what the registry records for its key. */
+  verificationKeyHash: string;
 }
 
 /** Thrown when a bundle cannot be trusted: a hash or layout that disagrees with the model registry. */
@@ -22,10 +31,54 @@ export class BundleRejectedError extends Error {
 const hex = (h: string) => h.toLowerCase().replace(/^0x/, "");
 
 /**
+ * Where a bundle disagrees with the model it is registered for: the ONNX hash, the verification key (the
+ * keccak256 of the bundle's key words against the registry's `verificationKeyHash`), and the signal layout
+ * (input mode, word counts, pack width, input width). Empty when it agrees.
+ */
+export function bundleModelProblems(bundle: LoadedBundle, model: IModelRegistry.ModelStructOutput): string[] {
+  const { manifest } = bundle;
+  const problems: string[] = [];
+  if (hex(bundle.verificationKeyHash) !== hex(model.verificationKeyHash)) {
+    problems.push(
+      `verification key hash ${bundle.verificationKeyHash} differs from the registry's ${model.verificationKeyHash}`,
+    );
+  }
+  if (hex(manifest.onnx.sha256) !== hex(model.onnxHash))
+    problems.push("ONNX hash differs from the registry's");
+  const layout = manifest.publicSignals;
+  const registered = {
+    inputMode: Number(model.terms.inputMode) === 0 ? "inline" : "commitment",
+    inputWords: Number(model.terms.inputWords),
+    outputWords: Number(model.terms.outputWords),
+    packBits: Number(model.packBits),
+    inputBits: Number(model.inputBits),
+  };
+  const bundled = {
+    inputMode: layout.inputMode,
+    inputWords: layout.inputWords,
+    outputWords: layout.outputWords,
+    packBits: layout.packBits,
+    inputBits: manifest.quantization.inputBits,
+  };
+  const differ = (Object.keys(registered) as (keyof typeof registered)[]).filter(
+    (k) => registered[k] !== bundled[k],
+  );
+  if (differ.length > 0) {
+    problems.push(
+      `public-signal layout differs from the registry's: ${differ
+        .map((k) => `${k} ${bundled[k]} (registered ${registered[k]})`)
+        .join(", ")}`,
+    );
+  }
+  return problems;
+}
+
+/**
  * Model bundles fetched from the data node by the bundle hash the model registry holds, checked, unpacked
- * into a local cache and kept in memory. Nothing is used before every hash matches the registry: the archive
- * hash (data-layer id), each file against the manifest, the verification key and ONNX hashes against the
- * registered model, and the public-signal layout against the registered word counts.
+ * into a local cache and kept in memory. Nothing is used before every hash matches: the archive hash
+ * (data-layer id) and each file against the manifest when the bundle is loaded (once per bundle), then on
+ * every `get` the bundle against the model it is asked for (bundleModelProblems: a bundle may be registered
+ * by several models, each with its own key and layout).
  */
 export class BundleCache {
   private readonly loaded = new Map<string, Promise<LoadedBundle>>();
@@ -35,19 +88,35 @@ export class BundleCache {
     private readonly data: DataClient,
   ) {}
 
-  get(model: IModelRegistry.ModelStructOutput): Promise<LoadedBundle> {
+  /** The bundle of `model`, refused (BundleRejectedError) unless it agrees with the registered model. */
+  async get(model: IModelRegistry.ModelStructOutput): Promise<LoadedBundle> {
+    const { bundle, problems } = await this.inspect(model);
+    if (problems.length > 0) {
+      throw new BundleRejectedError(`bundle ${bytes32ToBundleId(model.bundleHash)}: ${problems.join("; ")}`);
+    }
+    return bundle;
+  }
+
+  /**
+   * The bundle of `model` (its archive and file hashes checked) and where it disagrees with the registered
+   * model, for callers that report a disagreement rather than refuse (an audit).
+   */
+  async inspect(
+    model: IModelRegistry.ModelStructOutput,
+  ): Promise<{ bundle: LoadedBundle; problems: string[] }> {
     const id = bytes32ToBundleId(model.bundleHash);
     let entry = this.loaded.get(id);
     if (!entry) {
-      entry = this.load(id, model);
+      entry = this.load(id);
       this.loaded.set(id, entry);
       // A failed fetch is not cached: the next task may find the data node repaired.
       entry.catch(() => this.loaded.delete(id));
     }
-    return entry;
+    const bundle = await entry;
+    return { bundle, problems: bundleModelProblems(bundle, model) };
   }
 
-  private async load(id: string, model: IModelRegistry.ModelStructOutput): Promise<LoadedBundle> {
+  private async load(id: string): Promise<LoadedBundle> {
     const dir = path.join(this.cacheDir, id);
     if (!fs.existsSync(path.join(dir, "manifest.json"))) {
       let bytes: Buffer;
@@ -65,26 +134,18 @@ export class BundleCache {
       }
     }
     let manifest: BundleManifest;
+    let keyHash: string;
     try {
       manifest = loadManifest(dir, { checkHashes: true });
+      const vk = manifest.artifacts.verificationKey;
+      if (!vk) throw new Error("no verification key (compiled without trusted setup)");
+      keyHash = verificationKeyHash(
+        verificationKeyWords(JSON.parse(fs.readFileSync(path.join(dir, vk.file), "utf8"))),
+      );
     } catch (e) {
       fs.rmSync(dir, { recursive: true, force: true });
       throw new BundleRejectedError(`bundle ${id}: ${(e as Error).message}`);
     }
-    const vk = manifest.artifacts.verificationKey?.sha256;
-    const problems: string[] = [];
-    if (!vk || hex(vk) !== hex(model.verificationKeyHash))
-      problems.push("verification key hash differs from the registry's");
-    if (hex(manifest.onnx.sha256) !== hex(model.onnxHash))
-      problems.push("ONNX hash differs from the registry's");
-    const layout = manifest.publicSignals;
-    if (
-      BigInt(layout.inputWords) !== model.terms.inputWords ||
-      BigInt(layout.outputWords) !== model.terms.outputWords
-    ) {
-      problems.push("public-signal layout differs from the registry's word counts");
-    }
-    if (problems.length > 0) throw new BundleRejectedError(`bundle ${id}: ${problems.join("; ")}`);
-    return { dir, manifest, program: loadProgram(dir) };
+    return { dir, manifest, program: loadProgram(dir), verificationKeyHash: keyHash };
   }
 }

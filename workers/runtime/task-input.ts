@@ -1,4 +1,4 @@
-import { inputCommitment, unpackWords, type BundleManifest } from "../../zkml";
+import { inputCommitment, packValues, unpackWords, type BundleManifest } from "../../zkml";
 import { DataClientError, type DataClient } from "../data/client";
 import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { SubmittedTask } from "./tasks";
@@ -13,8 +13,9 @@ export class InputRejectedError extends Error {
 
 /**
  * The quantized input of a task, as the circuit will see it. Inline: the packed words from the event,
- * unpacked and range-checked. Commitment: the blob named by `inputDataHash` on the data node, a JSON
- * `{"quantized": ["<int>", ...]}`, whose Poseidon commitment must equal the task's input word.
+ * unpacked, range-checked and checked to be their canonical packing (inlineInputValues). Commitment: the
+ * blob named by `inputDataHash` on the data node, a JSON `{"quantized": ["<int>", ...]}`, whose Poseidon
+ * commitment must equal the task's input word.
  */
 export async function decodeTaskInput(
   manifest: BundleManifest,
@@ -28,12 +29,7 @@ export async function decodeTaskInput(
   }
   let values: bigint[];
   if (layout.inputMode === "inline") {
-    try {
-      values = unpackWords(words, layout.inputCount, layout.packBits);
-    } catch (e) {
-      throw new InputRejectedError(`input words do not decode: ${(e as Error).message}`);
-    }
-    checkRange(manifest, values);
+    values = inlineInputValues(manifest, words);
   } else {
     const id = bytes32ToBundleId(String(submitted.task.inputDataHash));
     let blob: Buffer;
@@ -48,6 +44,32 @@ export async function decodeTaskInput(
     const commitment = inputCommitment(values, manifest.quantization.commitmentPackBits);
     if (commitment !== words[0])
       throw new InputRejectedError(`input blob ${id} does not match the input commitment`);
+  }
+  return values;
+}
+
+/**
+ * The values of inline input words, refused (InputRejectedError) unless the words are exactly the canonical
+ * packing of values the circuit accepts: unpacked, every value within the bundle's `inputBits` signed range,
+ * and packed again with zkml's packValues to the very same words. Unpacking alone would ignore bits set above
+ * a word's last value, and the circuit's packing constraint would then fail: no proof could exist.
+ */
+export function inlineInputValues(manifest: BundleManifest, words: readonly bigint[]): bigint[] {
+  const layout = manifest.publicSignals;
+  let values: bigint[];
+  try {
+    values = unpackWords(words, layout.inputCount, layout.packBits);
+  } catch (e) {
+    throw new InputRejectedError(`input words do not decode: ${(e as Error).message}`);
+  }
+  checkRange(manifest, values);
+  const canonical = packValues(values, layout.packBits);
+  const bad = canonical.findIndex((w, i) => w !== words[i]);
+  if (bad >= 0) {
+    throw new InputRejectedError(
+      `input word #${bad} = ${words[bad]} is not a canonical packing of ${layout.packBits}-bit values ` +
+        `(bits set outside its values; canonical ${canonical[bad]}): no proof can exist`,
+    );
   }
   return values;
 }

@@ -1,10 +1,10 @@
-import { ethers, type Log } from "ethers";
+import type { Log, Result } from "ethers";
 import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
 import { TaskRegistry__factory } from "../../typechain-types";
 
 export const taskRegistryInterface = TaskRegistry__factory.createInterface();
 
-/** A task as a node sees it: the committed `Task` rebuilt from its TaskSubmitted event, and the input. */
+/** A task as a node sees it: the committed `Task` from its TaskSubmitted event, and the input words. */
 export interface SubmittedTask {
   taskId: bigint;
   modelId: bigint;
@@ -23,28 +23,9 @@ export function parseSubmitted(log: Pick<Log, "topics" | "data">): SubmittedTask
   const parsed = taskRegistryInterface.parseLog(log);
   if (!parsed || parsed.name !== "TaskSubmitted") throw new Error("not a TaskSubmitted log");
   const a = parsed.args;
-  const input = [...(a.input as bigint[])];
-  return {
-    taskId: a.taskId,
-    modelId: a.modelId,
-    input,
-    task: {
-      requester: a.requester,
-      modelId: a.modelId,
-      fee: a.fee,
-      deadline: a.deadline,
-      verifier: a.verifier,
-      royaltyReceiver: a.royaltyReceiver,
-      callback: a.callback,
-      callbackGasLimit: a.callbackGasLimit,
-      outputWords: a.outputWords,
-      inputHash: ethers.solidityPackedKeccak256(
-        input.map(() => "uint256"),
-        input,
-      ),
-      inputDataHash: a.inputDataHash,
-    },
-  };
+  // The event carries the committed Task itself: what claimTask, submitResult and expire take back.
+  const task = (a.task as Result).toObject() as ITaskRegistry.TaskStruct;
+  return { taskId: a.taskId, modelId: a.modelId, task, input: [...(a.input as bigint[])] };
 }
 
 /** JSON-safe form of a submitted task for the journal, and back. */
