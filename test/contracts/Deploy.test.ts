@@ -1,6 +1,10 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { DEFAULT_ECONOMY_PARAMS, deployProtocol } from "../../scripts/lib/deploy";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { DEFAULT_ECONOMY_PARAMS, OPG_SUPPLY, deployProtocol } from "../../scripts/lib/deploy";
+import { deploySettings } from "../../scripts/lib/deploy-settings";
 
 describe("deployProtocol", function () {
   it("wires the market and leaves every setter with the timelock", async function () {
@@ -18,5 +22,59 @@ describe("deployProtocol", function () {
     await expect(d.tasks.setFeeShares(0, 0))
       .to.be.revertedWithCustomError(d.tasks, "OwnableUnauthorizedAccount")
       .withArgs(deployer.address);
+  });
+});
+
+describe("deploySettings", function () {
+  const deployer = "0x00000000000000000000000000000000000000d1";
+  const treasury = "0x00000000000000000000000000000000000000aa";
+  const operator = "0x00000000000000000000000000000000000000bb";
+
+  function distributionFile(content: unknown): string {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "opg-dist-")), "distribution.json");
+    fs.writeFileSync(file, JSON.stringify(content));
+    return file;
+  }
+
+  it("defaults treasury and supply to the deployer on a local chain", function () {
+    const settings = deploySettings({ network: "localhost", chainId: 31337n, deployer, env: {} });
+    expect(settings.treasury).to.equal(ethers.getAddress(deployer));
+    expect(settings.distribution).to.deep.equal({ recipients: [deployer], amounts: [OPG_SUPPLY] });
+  });
+
+  it("refuses a non-local network without an explicit treasury and distribution", function () {
+    for (const env of [{}, { OPG_TREASURY: treasury }, { OPG_DISTRIBUTION: distributionFile({}) }]) {
+      expect(() => deploySettings({ network: "testnet", chainId: 11155111n, deployer, env })).to.throw(
+        /refusing to deploy to testnet .* without an explicit treasury and token distribution/,
+      );
+    }
+    // A "localhost" that is really another chain is not local either.
+    expect(() => deploySettings({ network: "localhost", chainId: 1n, deployer, env: {} })).to.throw(
+      /refusing/,
+    );
+  });
+
+  it("reads a distribution that adds up to the supply, and names what is wrong with one that does not", function () {
+    const good = distributionFile({ [treasury]: "600000000", [operator]: "400000000" });
+    const settings = deploySettings({
+      network: "testnet",
+      chainId: 11155111n,
+      deployer,
+      env: { OPG_TREASURY: treasury, OPG_DISTRIBUTION: good },
+    });
+    expect(settings.treasury).to.equal(ethers.getAddress(treasury));
+    expect(settings.distribution.amounts.reduce((a, b) => a + b, 0n)).to.equal(OPG_SUPPLY);
+    const cases: [unknown, RegExp][] = [
+      [{ [treasury]: "1" }, /adds up to 1\.0 OPG, not the supply/],
+      [{ nope: "1000000000" }, /nope is not a non-zero address/],
+      [{ [treasury]: "lots" }, /not a number of OPG/],
+      [[treasury], /must be a JSON object/],
+    ];
+    for (const [content, message] of cases) {
+      const env = { OPG_TREASURY: treasury, OPG_DISTRIBUTION: distributionFile(content) };
+      expect(() => deploySettings({ network: "testnet", chainId: 11155111n, deployer, env })).to.throw(
+        message,
+      );
+    }
   });
 });

@@ -2,7 +2,8 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, mine, time } from "@nomicfoundation/hardhat-network-helpers";
 import { DEFAULT_ECONOMY_PARAMS } from "../../scripts/lib/deploy";
-import { Role, productionEconomyFixture } from "../helpers/economy-fixture";
+import { OPGTimelock__factory, TimelockController__factory } from "../../typechain-types";
+import { ROLES, Role, economyFixture, productionEconomyFixture } from "../helpers/economy-fixture";
 
 /** OpenZeppelin Governor's `ProposalState`. */
 const ProposalState = {
@@ -179,5 +180,131 @@ describe("Governance", function () {
       "GovernorUnexpectedProposalState",
     );
     expect(await staking.minStake(Role.Inference)).to.not.equal(newMinStake);
+  });
+
+  describe("is slower than a staker's exit", function () {
+    /** Propose `calls` on NodeStaking or the timelock as the treasury (all the votes), vote and queue. */
+    async function passAndQueue(
+      f: Awaited<ReturnType<typeof productionEconomyFixture>>,
+      calls: { target: string; data: string }[],
+      description: string,
+    ) {
+      const targets = calls.map((c) => c.target);
+      const values = calls.map(() => 0n);
+      const calldatas = calls.map((c) => c.data);
+      const descriptionHash = ethers.id(description);
+      await f.governor.connect(f.treasury).propose(targets, values, calldatas, description);
+      await mine(DEFAULT_ECONOMY_PARAMS.votingDelay + 1);
+      const proposalId = await f.governor.hashProposal(targets, values, calldatas, descriptionHash);
+      await f.governor.connect(f.treasury).castVote(proposalId, VoteType.For);
+      await mine(DEFAULT_ECONOMY_PARAMS.votingPeriod);
+      await f.governor.queue(targets, values, calldatas, descriptionHash);
+      return () => f.governor.execute(targets, values, calldatas, descriptionHash);
+    }
+
+    async function capturedFixture() {
+      const f = await productionEconomyFixture();
+      await f.token.connect(f.treasury).delegate(f.treasury.address);
+      await mine();
+      return f;
+    }
+
+    it("the default deploy's timelock delay exceeds the unbonding delay", async function () {
+      const { staking, timelock } = await loadFixture(productionEconomyFixture);
+      expect(await timelock.getMinDelay()).to.be.greaterThan(await staking.unbondingDelay());
+      expect(
+        await (await ethers.getContractAt("OPGTimelock", await timelock.getAddress())).staking(),
+      ).to.equal(await staking.getAddress());
+    });
+
+    it("the holder of the supply cannot authorise a slasher before a staker who saw the proposal has left", async function () {
+      const f = await loadFixture(capturedFixture);
+      const { staking, token, treasury, voter: staker, other: attacker } = f;
+      const stake = ethers.parseEther("5000");
+      await token.connect(treasury).transfer(staker.address, stake);
+      await token.connect(staker).approve(await staking.getAddress(), stake);
+      await staking.connect(staker).register(ROLES.inference, "");
+      await staking.connect(staker).stake(stake);
+
+      const execute = await passAndQueue(
+        f,
+        [
+          {
+            target: await staking.getAddress(),
+            data: staking.interface.encodeFunctionData("setSlasher", [attacker.address, true]),
+          },
+        ],
+        "Authorise a new slasher",
+      );
+      // The staker saw the proposal and asked to leave; the unbonding delay passes before the timelock's.
+      await staking.connect(staker).requestUnstake(stake);
+      await time.increase(DEFAULT_ECONOMY_PARAMS.unbondingDelay);
+      await expect(execute()).to.be.revertedWithCustomError(f.timelock, "TimelockUnexpectedOperationState");
+      await staking.connect(staker).withdraw();
+      expect(await token.balanceOf(staker.address)).to.equal(stake);
+
+      await time.increase(DEFAULT_ECONOMY_PARAMS.timelockDelay - DEFAULT_ECONOMY_PARAMS.unbondingDelay);
+      await expect(execute()).to.emit(staking, "SlasherSet").withArgs(attacker.address, true);
+      // The new slasher finds nothing left to take.
+      expect(
+        await staking
+          .connect(attacker)
+          .slash.staticCall(staker.address, stake, ethers.ZeroHash, attacker.address),
+      ).to.equal(0n);
+    });
+
+    it("refuses a timelock delay at or below the unbonding delay, in the constructor and through a proposal", async function () {
+      const f = await loadFixture(capturedFixture);
+      const unbonding = DEFAULT_ECONOMY_PARAMS.unbondingDelay;
+      const factory = new OPGTimelock__factory(f.deployer);
+      await expect(factory.deploy(unbonding, [], [], f.deployer.address, await f.staking.getAddress()))
+        .to.be.revertedWithCustomError(factory, "OPGTimelockFasterThanExit")
+        .withArgs(unbonding, unbonding);
+      const timelockAddress = await f.timelock.getAddress();
+      const execute = await passAndQueue(
+        f,
+        [
+          {
+            target: timelockAddress,
+            data: f.timelock.interface.encodeFunctionData("updateDelay", [unbonding]),
+          },
+        ],
+        "Shorten the timelock to the unbonding delay",
+      );
+      await time.increase(DEFAULT_ECONOMY_PARAMS.timelockDelay);
+      await expect(execute())
+        .to.be.revertedWithCustomError(factory, "OPGTimelockFasterThanExit")
+        .withArgs(unbonding, unbonding);
+      expect(await f.timelock.getMinDelay()).to.equal(DEFAULT_ECONOMY_PARAMS.timelockDelay);
+    });
+
+    it("refuses an unbonding delay at or above the timelock delay through a proposal", async function () {
+      const f = await loadFixture(capturedFixture);
+      const delay = DEFAULT_ECONOMY_PARAMS.timelockDelay;
+      const execute = await passAndQueue(
+        f,
+        [
+          {
+            target: await f.staking.getAddress(),
+            data: f.staking.interface.encodeFunctionData("setUnbondingDelay", [delay]),
+          },
+        ],
+        "Lengthen unbonding to the timelock delay",
+      );
+      await time.increase(delay);
+      await expect(execute())
+        .to.be.revertedWithCustomError(f.staking, "NodeStakingGovernanceFasterThanExit")
+        .withArgs(delay, delay);
+      expect(await f.staking.unbondingDelay()).to.equal(DEFAULT_ECONOMY_PARAMS.unbondingDelay);
+    });
+
+    it("NodeStaking refuses to move to a timelock that is not slower than unbonding", async function () {
+      const { staking, governance, deployer } = await loadFixture(economyFixture);
+      const fast = await new TimelockController__factory(deployer).deploy(3600, [], [], deployer.address);
+      await expect(staking.connect(governance).transferOwnership(await fast.getAddress()))
+        .to.be.revertedWithCustomError(staking, "NodeStakingGovernanceFasterThanExit")
+        .withArgs(3600, DEFAULT_ECONOMY_PARAMS.unbondingDelay);
+      expect(await staking.owner()).to.equal(governance.address);
+    });
   });
 });

@@ -580,6 +580,43 @@ describe("NodeStaking", function () {
           .withArgs(),
       );
     });
+
+    it("unlocks only what the calling manager locked itself", async function () {
+      const { staking, node, manager, governance, stranger } = await loadFixture(stakedNodeFixture);
+      await staking.connect(governance).setCollateralManager(stranger.address, true);
+      await staking.connect(manager).lockCollateral(node.address, opg("300"));
+      await staking.connect(stranger).lockCollateral(node.address, opg("500"));
+      expect(await staking.collateralLockedBy(node.address, stranger.address)).to.equal(opg("500"));
+      // The second manager cannot release the first one's collateral.
+      await expect(staking.connect(stranger).unlockCollateral(node.address, opg("800")))
+        .to.emit(staking, "CollateralUnlocked")
+        .withArgs(node.address, stranger.address, opg("500"));
+      expect((await staking.nodeInfo(node.address)).locked).to.equal(opg("300"));
+      expect(await staking.collateralLockedBy(node.address, manager.address)).to.equal(opg("300"));
+    });
+  });
+
+  describe("releaseRevokedCollateral", function () {
+    it("gives a node back what a manager governance revoked had locked, and nothing else", async function () {
+      const { staking, node, manager, governance, stranger } = await loadFixture(stakedNodeFixture);
+      await staking.connect(governance).setCollateralManager(stranger.address, true);
+      await staking.connect(manager).lockCollateral(node.address, opg("300"));
+      await staking.connect(stranger).lockCollateral(node.address, opg("500"));
+      await expect(staking.connect(node).releaseRevokedCollateral(manager.address))
+        .to.be.revertedWithCustomError(staking, "NodeStakingManagerStillAuthorised")
+        .withArgs(manager.address);
+      await staking.connect(governance).setCollateralManager(manager.address, false);
+      await expect(staking.connect(node).releaseRevokedCollateral(manager.address))
+        .to.emit(staking, "CollateralUnlocked")
+        .withArgs(node.address, manager.address, opg("300"));
+      expect((await staking.nodeInfo(node.address)).locked).to.equal(opg("500"));
+      // Once released, re-authorising the manager does not let it unlock anything of the other's.
+      await staking.connect(governance).setCollateralManager(manager.address, true);
+      await expect(staking.connect(manager).unlockCollateral(node.address, opg("300")))
+        .to.emit(staking, "CollateralUnlocked")
+        .withArgs(node.address, manager.address, 0);
+      expect((await staking.nodeInfo(node.address)).locked).to.equal(opg("500"));
+    });
   });
 
   describe("slash", function () {
