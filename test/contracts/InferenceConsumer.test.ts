@@ -185,6 +185,23 @@ describe("InferenceConsumer", function () {
       expect(await f.lender.creditLine(f.otherBorrower.address)).to.equal(0n);
     });
 
+    it("applies scores in request order: an older request settled late never overwrites a newer score", async function () {
+      const f = await loadFixture(lenderFixture);
+      const older = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]); // y = 7
+      const newer = await requestScore(f, f.borrower, [10n, 20n, -5n, 3n]); // y = -25
+      await claimAndSettle(f, newer, f.nodes[0]);
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(-25n);
+      const late = f.tasks.connect(f.nodes[1]);
+      await late.claimTask(older.taskId, older.task);
+      const { proof, outputs } = await f.prove(older, f.nodes[1]);
+      await expect(late.submitResult(older.taskId, older.task, older.input, outputs, proof))
+        .to.emit(f.lender, "StaleRiskScoreIgnored")
+        .withArgs(f.borrower.address, older.taskId, newer.taskId);
+      expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(-25n);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(expectedCreditLine(-25n));
+      expect(await f.lender.scoreTaskOf(f.borrower.address)).to.equal(newer.taskId);
+    });
+
     it("grants no credit at or above the maximum risk score", async function () {
       const f = await loadFixture(lenderFixture);
       const values = [100n, 0n, 10n, 0n]; // y = 300 + 50 + 7 = 357
