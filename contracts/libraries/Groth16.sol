@@ -87,15 +87,25 @@ library Groth16 {
         uint256 n = signals.length;
         uint256 keyBytes = keyWords(n) * 32;
         if (pointer.code.length != keyBytes + 1) return false;
-        for (uint256 i = 0; i < 8; ++i) {
-            if (proof[i] >= BASE_FIELD) return false;
-        }
-        for (uint256 i = 0; i < n; ++i) {
-            if (signals[i] >= SCALAR_FIELD) return false;
-        }
         // Scratch memory past the free pointer, never kept: the pairing input (24 words at p), the key copy
         // (at k), and the ecMul/ecAdd operands (at s). vk_x accumulates in place inside the pairing input.
         assembly ("memory-safe") {
+            // Range checks first: every proof coordinate below q, every signal below r (no reduction).
+            ok := 1
+            for {
+                let i := 0
+            } lt(i, 8) {
+                i := add(i, 1)
+            } {
+                ok := and(ok, lt(calldataload(add(proof, mul(i, 0x20))), BASE_FIELD))
+            }
+            for {
+                let i := 0
+            } lt(i, n) {
+                i := add(i, 1)
+            } {
+                ok := and(ok, lt(mload(add(add(signals, 0x20), mul(i, 0x20))), SCALAR_FIELD))
+            }
             let p := mload(0x40)
             let k := add(p, 0x300)
             let s := add(k, keyBytes)
@@ -105,7 +115,6 @@ library Groth16 {
             let acc := add(p, 0x180)
             mstore(acc, mload(add(k, 0x1c0)))
             mstore(add(acc, 0x20), mload(add(k, 0x1e0)))
-            ok := 1
             let ic := add(k, 0x200)
             let sig := add(signals, 0x20)
             for {

@@ -533,9 +533,13 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
                 revert TaskRegistrySignalOutOfField(i, outputs[i]);
             signals[i] = outputs[i];
         }
-        // Inputs were checked against the field at submission, and the commitment pins them since.
-        for (uint256 i = 0; i < input.length; ++i) signals[outs + i] = input[i];
-        signals[signals.length - 1] = taskBinding(taskId, node);
+        // Inputs were checked at submission, and the commitment pins them since: copied as they are.
+        uint256 ins = input.length;
+        // Copies `ins` words into the array allocated above, right after the outputs.
+        assembly ("memory-safe") {
+            calldatacopy(add(add(signals, 0x20), mul(outs, 0x20)), input.offset, mul(ins, 0x20))
+        }
+        signals[outs + ins] = taskBinding(taskId, node);
     }
 
     function _runCallback(uint256 taskId, Task calldata task, uint256[] calldata outputs) private {
