@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
+import { Command } from "commander";
 import * as snarkjs from "snarkjs";
 import {
   BundleManifest,
@@ -19,6 +20,7 @@ import {
   readZkeyContributions,
   verifyBundle,
 } from "../../zkml";
+import { registerZkmlCommands } from "../../zkml/cli";
 import { mlpSpec } from "../../zkml/onnx/builder";
 import { cacheDir } from "../../zkml/prover/paths";
 import { tmpDir, writeModel } from "./helpers";
@@ -32,6 +34,28 @@ function opg(args: string[]): { status: number | null; stdout: string; stderr: s
     encoding: "utf8",
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs `opg zkml ...` in this process (starting the CLI costs seconds of ts-node per run): the same
+ * command code, with stdout, stderr and the exit code captured.
+ */
+async function opgHere(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const program = new Command().exitOverride();
+  registerZkmlCommands(program);
+  const out: string[] = [];
+  const err: string[] = [];
+  const [write, writeErr] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } finally {
+    [process.stdout.write, process.stderr.write] = [write, writeErr];
+  }
+  const status = Number(process.exitCode ?? 0);
+  process.exitCode = undefined;
+  return { status, stdout: out.join(""), stderr: err.join("") };
 }
 
 async function rejection(p: Promise<unknown>): Promise<ZkmlError> {
@@ -211,7 +235,7 @@ describe("zkml trusted setup: ceremony files and phase-2 contributions", functio
       expect(single.whoCanForge).to.match(/^only whoever ran compile/);
 
       const alice = await contributeToBundle(publishedDir, { name: "alice" });
-      const cli = opg([
+      const cli = await opgHere([
         "zkml",
         "ceremony",
         "contribute",
@@ -243,7 +267,7 @@ describe("zkml trusted setup: ceremony files and phase-2 contributions", functio
     });
 
     it("ceremony verify passes and checkSetup names every contributor", async function () {
-      const cli = opg(["zkml", "ceremony", "verify", publishedDir]);
+      const cli = await opgHere(["zkml", "ceremony", "verify", publishedDir]);
       expect(cli.status, cli.stderr).to.equal(0);
       expect(cli.stdout).to.match(/phase 2: 4 contribution\(s\) \[read from the zkey\]/);
       expect(cli.stdout).to.match(/zkey: verifies/);
@@ -287,6 +311,7 @@ describe("zkml trusted setup: ceremony files and phase-2 contributions", functio
       expect(r.whoCanForge).to.match(/^unknown, possibly anyone: the zkey does not verify/);
       expect(r.secure).to.equal(false);
 
+      // a real process: exit code 3, the reason on stderr, no stack trace
       const cli = opg(["zkml", "ceremony", "verify", dir]);
       expect(cli.status).to.equal(3);
       expect(cli.stderr).to.match(/setup verification FAILED: the zkey was made for a different circuit/);
