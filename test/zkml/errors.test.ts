@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { ZkmlError, executeQuantized, flattenInput, loadOnnx, parseOnnx, quantizeGraph } from "../../zkml";
-import { buildOnnx, mlpSpec } from "../../zkml/onnx/builder";
+import { ModelSpec, NodeSpec, buildOnnx, mlpSpec } from "../../zkml/onnx/builder";
 import { FIXTURES, tmpDir, writeModel } from "./helpers";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -68,6 +68,90 @@ describe("zkml bad input gives a clear error", function () {
       "UNSUPPORTED_OP",
       /MatMul node 'mm'.*B must be a constant/,
     );
+  });
+
+  describe("what the circuit cannot compute is refused, naming the op and attribute", function () {
+    const one = (nodes: NodeSpec[], initializers: ModelSpec["initializers"] = {}, opset = 13): ModelSpec => ({
+      input: { name: "x", dims: [1, 2, 2, 2] },
+      output: { name: "y", dims: [1, 2, 2, 2] },
+      nodes,
+      initializers,
+      opset,
+    });
+    const bn = ["x", "g", "b", "m", "v"];
+    const bnParams = {
+      g: { dims: [2], data: [1, 2] },
+      b: { dims: [2], data: [0, 1] },
+      m: { dims: [2], data: [0, 0] },
+      v: { dims: [2], data: [1, 1] },
+    };
+
+    it("Dropout in training mode (random)", function () {
+      const training = one([{ op: "Dropout", name: "drop", inputs: ["x", "r", "t"], outputs: ["y"] }], {
+        r: { dims: [], data: [0.3] },
+        t: { dims: [], data: [1], type: "bool" },
+      });
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(training))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /Dropout node 'drop': training_mode=true with ratio 0\.3/,
+      );
+      const old = one([{ op: "Dropout", name: "drop6", inputs: ["x"], outputs: ["y"] }], {}, 6);
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(old))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /Dropout node 'drop6': is_test=0 \(training mode, opset 6\)/,
+      );
+    });
+
+    it("BatchNormalization in training mode or with one scale per element", function () {
+      const training = one(
+        [{ op: "BatchNormalization", name: "bn", inputs: bn, outputs: ["y"], attrs: { training_mode: 1 } }],
+        bnParams,
+        15,
+      );
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(training))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /BatchNormalization node 'bn': training_mode=1/,
+      );
+      const perElement = one(
+        [{ op: "BatchNormalization", name: "bn7", inputs: bn, outputs: ["y"], attrs: { spatial: 0 } }],
+        bnParams,
+        7,
+      );
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(perElement))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /BatchNormalization node 'bn7': spatial=0/,
+      );
+      // folded into a Conv or not, the check is the same
+      const folded = one(
+        [
+          { op: "Conv", inputs: ["x", "W"], outputs: ["c"] },
+          { op: "BatchNormalization", name: "bn6", inputs: ["c", "g", "b", "m", "v"], outputs: ["y"] },
+        ],
+        { ...bnParams, W: { dims: [2, 2, 1, 1], data: [1, 0, 0, 1] } },
+        6,
+      );
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(folded))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /BatchNormalization node 'bn6': is_test=0/,
+      );
+    });
+
+    it("Softmax anywhere but at the end", function () {
+      const early = one([
+        { op: "Softmax", name: "sm", inputs: ["x"], outputs: ["s"] },
+        { op: "Relu", inputs: ["s"], outputs: ["y"] },
+      ]);
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(early))),
+        "UNSUPPORTED_OP",
+        /Softmax node 'sm': Softmax is supported only as the model's last op/,
+      );
+    });
   });
 
   it("a wrong input shape, an out-of-range value, NaN", function () {

@@ -7,6 +7,7 @@ import {
   referenceSession,
 } from "../../zkml";
 import { expectedConstraints, planCircuit } from "../../zkml/circuit/codegen";
+import { executeWithErrorBound } from "../../zkml/quant/error-bound";
 import { InitTensor, ModelSpec, NodeSpec, randomArray, seededRandom } from "../../zkml/onnx/builder";
 import { compileNoSetup, publicOf, witnessFor, writeModel } from "./helpers";
 
@@ -26,6 +27,7 @@ interface OpCase {
   /** ops the lowered program must contain (checks folding, e.g. no rescale for BatchNorm after Conv) */
   expectOps?: string[];
   inputScale?: number;
+  opset?: number;
 }
 
 const rand = seededRandom(42);
@@ -385,6 +387,58 @@ const CASES: OpCase[] = [
     tolerance: 0.01,
   },
   {
+    // Before opset 13 Softmax normalises all the dims from `axis` on together (issue 8, item 10).
+    name: "Softmax at the end, opset 11, axis 1 of 3 (dims 1 and 2 together)",
+    inputDims: [2, 2, 3],
+    outputDims: [2, 2, 3],
+    nodes: [
+      { op: "Mul", inputs: ["x", "c"], outputs: ["l"] },
+      { op: "Softmax", inputs: ["l"], outputs: ["y"], attrs: { axis: 1 } },
+    ],
+    init: { c: scalar(2) },
+    tolerance: 0.01,
+    opset: 11,
+  },
+  {
+    name: "LogSoftmax at the end over axis 1 of 3 (not the last axis)",
+    inputDims: [2, 3, 2],
+    outputDims: [2, 3, 2],
+    nodes: [
+      { op: "Mul", inputs: ["x", "c"], outputs: ["l"] },
+      { op: "LogSoftmax", inputs: ["l"], outputs: ["y"], attrs: { axis: 1 } },
+    ],
+    init: { c: scalar(2) },
+    tolerance: 0.02,
+  },
+  {
+    // A bias that varies by row, with M = N, so it cannot be mistaken for a per-column bias.
+    name: "Gemm with a bias C of shape [M, 1]",
+    inputDims: [3, 4],
+    outputDims: [3, 3],
+    nodes: [{ op: "Gemm", inputs: ["x", "W", "C"], outputs: ["y"], attrs: { beta: { float: 0.5 } } }],
+    init: { W: w([4, 3]), C: w([3, 1]) },
+    tolerance: 0.02,
+    expectOps: ["dense", "lincomb", "rescale"],
+  },
+  {
+    name: "Dropout with training_mode=false, and with training_mode=true at ratio 0 (both the identity)",
+    inputDims: [1, 6],
+    outputDims: [1, 6],
+    nodes: [
+      { op: "Dropout", inputs: ["x", "half", "no"], outputs: ["d"] },
+      { op: "Dropout", inputs: ["d", "zero", "yes"], outputs: ["e", "mask"] },
+      { op: "Relu", inputs: ["e"], outputs: ["y"] },
+    ],
+    init: {
+      half: scalar(0.5),
+      zero: scalar(0),
+      no: { dims: [], data: [0], type: "bool" },
+      yes: { dims: [], data: [1], type: "bool" },
+    },
+    tolerance: 0.005,
+    expectOps: ["relu"],
+  },
+  {
     name: "ArgMax at the end (in-circuit index)",
     inputDims: [1, 6],
     outputDims: [1],
@@ -405,8 +459,31 @@ function specOf(c: OpCase): ModelSpec {
     output: { name: "y", dims: c.outputDims, elemType: c.outputElemType },
     nodes: c.nodes,
     initializers: c.init,
+    opset: c.opset,
   };
 }
+
+describe("zkml semantics before opset 7 (onnxruntime cannot load these: checked by hand)", function () {
+  it("Add/Mul with broadcast=1 line B up at `axis` (or A's last dims); Reshape takes its shape attribute", function () {
+    const spec: ModelSpec = {
+      input: { name: "x", dims: [1, 2, 3] },
+      output: { name: "y", dims: [1, 6] },
+      nodes: [
+        { op: "Add", inputs: ["x", "B"], outputs: ["a"], attrs: { broadcast: 1, axis: 1 } },
+        { op: "Mul", inputs: ["a", "C"], outputs: ["m"], attrs: { broadcast: 1 } },
+        { op: "Reshape", inputs: ["m"], outputs: ["y"], attrs: { shape: [1, 6] } },
+      ],
+      initializers: { B: { dims: [2], data: [0.5, -1] }, C: { dims: [3], data: [1, 2, -0.25] } },
+      opset: 4,
+    };
+    const x = [0.25, -0.5, 0.75, 1, 0, -0.125];
+    const want = x.map((v, i) => (v + [0.5, -1][Math.floor(i / 3)]) * [1, 2, -0.25][i % 3]);
+    const out = executeQuantized(quantizeGraph(loadOnnx(writeModel(spec))), x).output;
+    out.forEach((v, i) => expect(v).to.be.closeTo(want[i], 0.01, `output ${i}`));
+    const strict = { ...spec, nodes: [{ op: "Add", inputs: ["x", "B"], outputs: ["y"] }] };
+    expect(() => quantizeGraph(loadOnnx(writeModel(strict)))).to.throw(/differ and broadcast=0/);
+  });
+});
 
 describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)", function () {
   it("a ReLU read through a Flatten alias leaves the Add's operand unclamped (onnxruntime's numbers)", async function () {
@@ -443,6 +520,15 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
         expect(q.output.length).to.equal(r.length);
         q.output.forEach((v, i) =>
           expect(Math.abs(v - r[i])).to.be.at.most(c.tolerance, `output ${i}: ${v} vs ${r[i]}`),
+        );
+        // The propagated error bound (zkml/quant/error-bound.ts) holds too, up to float32 rounding.
+        const b = executeWithErrorBound(program, x);
+        expect(b.output).to.deep.equal(q.output);
+        b.output.forEach((v, i) =>
+          expect(Math.abs(v - r[i])).to.be.at.most(
+            b.bound[i] + 2 ** -20 * (1 + Math.abs(r[i])),
+            `bound ${i}`,
+          ),
         );
       }
       const compiled = await compileNoSetup(file, { scaleBits: 8, inputBits: 16 });

@@ -12,7 +12,7 @@ export type Attr =
 export interface InitTensor {
   dims: number[];
   data: number[] | Float32Array;
-  type?: "float" | "int64";
+  type?: "float" | "int64" | "bool";
 }
 
 export interface NodeSpec {
@@ -35,6 +35,13 @@ function tensorProto(name: string, t: InitTensor): Record<string, unknown> {
   const type = t.type ?? "float";
   const n = t.dims.reduce((a, b) => a * b, 1);
   if (t.data.length !== n) throw new Error(`tensor ${name}: ${t.data.length} values for dims [${t.dims}]`);
+  if (type === "bool")
+    return {
+      name,
+      dims: t.dims,
+      data_type: 9,
+      raw_data: Buffer.from(Array.from(t.data, (v) => (v ? 1 : 0))),
+    };
   if (type === "int64") {
     const buf = Buffer.alloc(8 * n);
     Array.from(t.data).forEach((v, i) => buf.writeBigInt64LE(BigInt(v), i * 8));

@@ -46,6 +46,7 @@ export function elemTypeName(t: number): string {
     1: "float32",
     2: "uint8",
     3: "int8",
+    4: "uint16",
     5: "int16",
     6: "int32",
     7: "int64",
@@ -53,6 +54,8 @@ export function elemTypeName(t: number): string {
     9: "bool",
     10: "float16",
     11: "float64",
+    12: "uint32",
+    13: "uint64",
     16: "bfloat16",
   };
   return names[t] ?? `type ${t}`;

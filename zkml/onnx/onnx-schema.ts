@@ -88,10 +88,18 @@ message OperatorSetIdProto {
 }
 `;
 
-let modelType: protobuf.Type | undefined;
+let root: protobuf.Root | undefined;
+
+function onnxRoot(): protobuf.Root {
+  if (!root) root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
+  return root;
+}
 
 export function onnxModelType(): protobuf.Type {
-  if (!modelType)
-    modelType = protobuf.parse(ONNX_PROTO, { keepCase: true }).root.lookupType("onnx.ModelProto");
-  return modelType;
+  return onnxRoot().lookupType("onnx.ModelProto");
+}
+
+/** A serialized TensorProto on its own: how ONNX's test data stores inputs and expected outputs. */
+export function onnxTensorType(): protobuf.Type {
+  return onnxRoot().lookupType("onnx.TensorProto");
 }

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { fail, ZkmlError } from "../errors";
-import { onnxModelType } from "./onnx-schema";
+import { onnxModelType, onnxTensorType } from "./onnx-schema";
 import {
   AttrValue,
   ConstTensor,
@@ -86,7 +86,25 @@ export function decodeTensor(t: PbTensor, what: string): ConstTensor {
   if (t.data_location === 1 || (t.external_data && t.external_data.length > 0)) {
     fail("MALFORMED_MODEL", `${what}: tensor data is stored in an external file, which is not supported`);
   }
+  if (![ELEM_FLOAT, ELEM_DOUBLE, ELEM_INT64, ELEM_INT32, ELEM_BOOL].includes(type)) {
+    fail(
+      "MALFORMED_MODEL",
+      `${what}: element type ${elemTypeName(type)} is not supported (float32/64, int32/64, bool)`,
+    );
+  }
   const raw = t.raw_data && t.raw_data.length > 0 ? t.raw_data : undefined;
+  // Every stored element takes at least one byte or one list entry: check before allocating.
+  const held = raw
+    ? raw.length
+    : Math.max(
+        t.float_data?.length ?? 0,
+        t.int32_data?.length ?? 0,
+        t.int64_data?.length ?? 0,
+        t.double_data?.length ?? 0,
+      );
+  if (dims.some((d) => !Number.isSafeInteger(d) || d < 0) || !Number.isSafeInteger(n) || n > held) {
+    fail("MALFORMED_MODEL", `${what}: shape [${dims}] needs ${n} values, the tensor holds fewer`);
+  }
   const out = new Float64Array(n);
   let isInteger = false;
   const view = raw ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
@@ -133,11 +151,6 @@ export function decodeTensor(t: PbTensor, what: string): ConstTensor {
         for (let i = 0; i < n; i++) out[i] = bytes === 1 ? view.getUint8(i) : view.getInt32(i * 4, true);
       } else fromList(t.int32_data);
       break;
-    default:
-      fail(
-        "MALFORMED_MODEL",
-        `${what}: element type ${elemTypeName(type)} is not supported (float32/64, int32/64)`,
-      );
   }
   return { dims, data: out, isInteger };
 }
@@ -225,6 +238,21 @@ export function parseOnnx(bytes: Uint8Array, label = "model"): OnnxGraph {
     nodes,
     initializers,
   };
+}
+
+/** Decodes a serialized TensorProto (ONNX's test data format: input_0.pb, output_0.pb). */
+export function parseTensor(
+  bytes: Uint8Array,
+  label = "tensor",
+): { name: string; elemType: number; tensor: ConstTensor } {
+  let pb: PbTensor;
+  try {
+    const type = onnxTensorType();
+    pb = type.toObject(type.decode(bytes), { defaults: false, arrays: true }) as PbTensor;
+  } catch (e) {
+    fail("MALFORMED_MODEL", `${label} is not a valid ONNX tensor: ${(e as Error).message}`);
+  }
+  return { name: pb.name ?? "", elemType: pb.data_type ?? 0, tensor: decodeTensor(pb, label) };
 }
 
 export function loadOnnx(file: string): OnnxGraph {

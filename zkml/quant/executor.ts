@@ -179,19 +179,31 @@ export function dequantizeOutput(program: QProgram, quantized: readonly bigint[]
   const div = 2 ** (program.scaleBits * scale);
   const real = quantized.map((v) => Number(v) / div);
   if (program.output.postprocess === "none") return real;
-  // Softmax over the last axis, applied off-circuit to the proven logits.
-  const last = program.output.shape[program.output.shape.length - 1] ?? real.length;
-  const out: number[] = [];
-  for (let off = 0; off < real.length; off += last) {
-    const row = real.slice(off, off + last);
+  // Softmax over each normalisation group, applied off-circuit to the proven logits.
+  const out = new Array<number>(real.length);
+  for (const group of normalizeGroups(program)) {
+    const row = group.map((i) => real[i]);
     const m = Math.max(...row);
     const e = row.map((v) => Math.exp(v - m));
     const sum = e.reduce((a, b) => a + b, 0);
-    out.push(
-      ...(program.output.postprocess === "softmax"
-        ? e.map((v) => v / sum)
-        : row.map((v) => v - m - Math.log(sum))),
-    );
+    group.forEach((i, k) => {
+      out[i] = program.output.postprocess === "softmax" ? e[k] / sum : row[k] - m - Math.log(sum);
+    });
   }
   return out;
+}
+
+/** The flat output indices of each group the postprocess normalises together (see QProgram.output). */
+export function normalizeGroups(program: QProgram): number[][] {
+  const total = numel(program.output.shape);
+  const { size, stride } = program.output.normalize ?? {
+    size: program.output.shape[program.output.shape.length - 1] ?? total,
+    stride: 1,
+  };
+  const groups: number[][] = [];
+  if (size <= 0) return groups;
+  for (let outer = 0; outer < total; outer += size * stride)
+    for (let inner = 0; inner < stride; inner++)
+      groups.push(Array.from({ length: size }, (_, k) => outer + inner + k * stride));
+  return groups;
 }

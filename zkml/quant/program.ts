@@ -65,6 +65,11 @@ export interface LinCombOp {
   size: number;
   terms: LinTerm[];
   bias: bigint[];
+  /**
+   * Where this op completes an approximation of a function (Sigmoid, Tanh: piecewise linear), the
+   * documented bound on |approximation - function|, in real units, beyond fixed-point rounding.
+   */
+  approxError?: number;
 }
 
 /** dst[i] = a[ia[i]] * b[ib[i]]: one constraint per element. */
@@ -149,7 +154,18 @@ export interface QProgram {
   activationBits: number;
   inputBits: number;
   input: { name: string; shape: number[]; tensor: number };
-  output: { name: string; shape: number[]; tensor: number; postprocess: "none" | "softmax" | "logsoftmax" };
+  output: {
+    name: string;
+    shape: number[];
+    tensor: number;
+    postprocess: "none" | "softmax" | "logsoftmax";
+    /**
+     * The values the postprocess normalises together: groups of `size` elements `stride` apart in the
+     * flat output (ONNX Softmax over axis a: size = dims[a], stride = product of the dims after a; before
+     * opset 13, over the dims from a on: stride 1). Absent: the last axis.
+     */
+    normalize?: { size: number; stride: number };
+  };
   tensors: QTensor[];
   ops: QOp[];
 }

@@ -1,7 +1,7 @@
 import { fail } from "../errors";
 import { AttrValue, ConstTensor, OnnxGraph, OnnxNode, nodeLabel } from "../onnx/graph";
 import { broadcastIndex, broadcastShapes, normAxis, numel, strides, transposeIndex } from "./shapes";
-import { LinTerm, QOp, QProgram, QTensor } from "./program";
+import { LinCombOp, LinTerm, QOp, QProgram, QTensor } from "./program";
 
 export interface QuantizeOptions {
   /** Fixed-point scale s: a real x is held as round(x * 2^s). */
@@ -84,6 +84,9 @@ export function roundToInt(x: number): bigint {
  */
 export const SIGMOID_BREAKS = [-5, -7 / 3, -1, 1, 7 / 3, 5];
 export const SIGMOID_DELTAS = [1 / 32, 3 / 32, 1 / 8, -1 / 8, -3 / 32, -1 / 32];
+
+/** sup |plSigmoid(x) - sigmoid(x)| = 0.018941... (at the knots), rounded up; Tanh's is twice this. */
+export const SIGMOID_MAX_ERROR = 0.01895;
 
 export function plSigmoid(x: number): number {
   let y = 0;
@@ -287,6 +290,7 @@ class Lowering {
 
     this.foldBatchNorms();
     let postprocess: QProgram["output"]["postprocess"] = "none";
+    let normalize: QProgram["output"]["normalize"];
     const outName = g.outputs[0].name;
     for (const node of g.nodes) {
       if (node.domain && node.domain !== "ai.onnx") {
@@ -298,7 +302,9 @@ class Lowering {
       if ((node.opType === "Softmax" || node.opType === "LogSoftmax") && node.outputs[0] === outName) {
         // The circuit proves the logits; the monotone normalisation is applied off-circuit (argmax unchanged).
         postprocess = node.opType === "Softmax" ? "softmax" : "logsoftmax";
-        this.env.set(node.outputs[0], this.get(node.inputs[0], node));
+        const logits = this.get(node.inputs[0], node);
+        normalize = softmaxGroup(node, logits.kind === "dyn" ? logits.shape : logits.t.dims, g.opset);
+        this.env.set(node.outputs[0], logits);
         continue;
       }
       this.lowerNode(node);
@@ -314,7 +320,13 @@ class Lowering {
       activationBits: this.opts.activationBits,
       inputBits: this.opts.inputBits,
       input: { name: inp.name, shape: inShape, tensor: inputTensor.id },
-      output: { name: outName, shape: out.shape, tensor: outId, postprocess },
+      output: {
+        name: outName,
+        shape: out.shape,
+        tensor: outId,
+        postprocess,
+        ...(normalize ? { normalize } : {}),
+      },
       tensors: this.tensors,
       ops: this.ops,
     };
@@ -331,6 +343,7 @@ class Lowering {
     const removed = new Set<OnnxNode>();
     for (const bn of g.nodes) {
       if (bn.opType !== "BatchNormalization") continue;
+      checkInferenceBatchNorm(bn, g.opset);
       const prev = producer.get(bn.inputs[0]);
       if (!prev || (prev.opType !== "Conv" && prev.opType !== "Gemm")) continue;
       if ((this.uses.get(bn.inputs[0]) ?? 0) !== 1) continue;
@@ -342,6 +355,7 @@ class Lowering {
       const [gamma, beta, mean, variance] = params as ConstTensor[];
       const eps = attrNum(bn, "epsilon", 1e-5);
       const nOut = prev.opType === "Conv" ? w.dims[0] : attrNum(prev, "transB", 0) ? w.dims[0] : w.dims[1];
+      if ([gamma, beta, mean, variance].some((p) => p.data.length !== nOut)) continue;
       const factor = new Float64Array(nOut);
       for (let c = 0; c < nOut; c++) factor[c] = gamma.data[c] / Math.sqrt(variance.data[c] + eps);
       const nw = new Float64Array(w.data.length);
@@ -414,17 +428,26 @@ class Lowering {
       return;
     }
     if (node.opType === "Identity" || node.opType === "Dropout") {
+      if (node.opType === "Dropout") {
+        this.checkInferenceDropout(node);
+        // In inference mode the mask, where asked for, keeps everything.
+        if (node.outputs[1]) {
+          const v = ins[0] as Value;
+          const dims = v.kind === "dyn" ? v.shape : v.t.dims;
+          set(
+            { kind: "const", t: { dims, data: new Float64Array(numel(dims)).fill(1), isInteger: true } },
+            1,
+          );
+        }
+      }
       set(ins[0] as Value);
       return;
     }
     if (allConst) {
-      set({
-        kind: "const",
-        t: foldConst(
-          node,
-          ins.map((v) => (v as { t: ConstTensor } | undefined)?.t),
-        ),
-      });
+      const consts = ins.map((v) => (v as { t: ConstTensor } | undefined)?.t);
+      if (["Add", "Sub", "Mul", "Div"].includes(node.opType))
+        consts[1] = (this.legacyBroadcast(node, ins[0], ins[1]) as { t: ConstTensor }).t;
+      set({ kind: "const", t: foldConst(node, consts) });
       return;
     }
     const x = ins[0] as Value;
@@ -448,10 +471,10 @@ class Lowering {
         return set(this.sigmoidTanh(node, x));
       case "Add":
       case "Sub":
-        return set(this.addSub(node, ins[0] as Value, ins[1] as Value));
+        return set(this.addSub(node, ins[0] as Value, this.legacyBroadcast(node, ins[0], ins[1])));
       case "Mul":
       case "Div":
-        return set(this.mulDiv(node, ins[0] as Value, ins[1] as Value));
+        return set(this.mulDiv(node, ins[0] as Value, this.legacyBroadcast(node, ins[0], ins[1])));
       case "MaxPool":
       case "AveragePool":
       case "GlobalAveragePool":
@@ -472,8 +495,11 @@ class Lowering {
       }
       case "Reshape": {
         const d = this.dyn(x);
-        const shapeT = this.constInput(node, 1, "the target shape");
-        return set({ kind: "dyn", id: d.id, shape: reshapeTarget(d.shape, [...shapeT.data], node) });
+        // Before opset 5 the target shape is an attribute.
+        const target = node.inputs[1]
+          ? [...this.constInput(node, 1, "the target shape").data]
+          : attrInts(node, "shape", []);
+        return set({ kind: "dyn", id: d.id, shape: reshapeTarget(d.shape, target, node) });
       }
       case "Squeeze":
       case "Unsqueeze": {
@@ -502,8 +528,62 @@ class Lowering {
           fail("UNSUPPORTED_OP", `${label}: casting a computed tensor to a non-float type`);
         return set(x);
       }
+      case "Softmax":
+      case "LogSoftmax":
+        return fail(
+          "UNSUPPORTED_OP",
+          `${label}: ${node.opType} is supported only as the model's last op (normalising the proven output)`,
+        );
       default:
         fail("UNSUPPORTED_OP", `${label} is supported on constant inputs only (shape computations)`);
+    }
+  }
+
+  /**
+   * Before opset 7, Add/Sub/Mul/Div broadcast only with `broadcast`=1, and then B's dims line up with
+   * A's from `axis` on (default: A's last dims). Returns B reshaped so numpy broadcasting means the same.
+   */
+  legacyBroadcast(node: OnnxNode, av: Value | undefined, bv: Value | undefined): Value {
+    const label = nodeLabel(node);
+    if (!av || !bv) fail("MALFORMED_MODEL", `${label} needs two inputs`);
+    if (this.graph.opset >= 7) return bv;
+    const sa = av.kind === "dyn" ? av.shape : av.t.dims;
+    const sb = bv.kind === "dyn" ? bv.shape : bv.t.dims;
+    if (attrNum(node, "broadcast", 0) === 0) {
+      if (!sameShape(sa, sb))
+        fail("MALFORMED_MODEL", `${label}: shapes [${sa}] and [${sb}] differ and broadcast=0 (opset < 7)`);
+      return bv;
+    }
+    if (!node.attrs.has("axis")) return bv;
+    const axis = normAxis(attrNum(node, "axis", 0), sa.length);
+    const trailing = sa.length - axis - sb.length;
+    if (axis < 0 || trailing < 0)
+      fail("MALFORMED_MODEL", `${label}: B [${sb}] does not fit A [${sa}] at axis ${axis}`);
+    const dims = [...sb, ...new Array<number>(trailing).fill(1)];
+    return bv.kind === "dyn" ? { ...bv, shape: dims } : { kind: "const", t: { ...bv.t, dims } };
+  }
+
+  /**
+   * Dropout is the identity only in inference mode. Before opset 7 the mode is the `is_test` attribute
+   * (default 0: training); from opset 12 it is the `training_mode` input (default false), and training
+   * with a ratio above 0 drops values at random: nothing a circuit can reproduce.
+   */
+  checkInferenceDropout(node: OnnxNode): void {
+    const label = nodeLabel(node);
+    if (this.graph.opset < 7 && attrNum(node, "is_test", 0) === 0) {
+      fail(
+        "UNSUPPORTED_ATTRIBUTE",
+        `${label}: is_test=0 (training mode, opset ${this.graph.opset}) drops values at random`,
+      );
+    }
+    if (!node.inputs[2]) return;
+    const training = this.constInput(node, 2, "training_mode").data[0] !== 0;
+    const ratio = node.inputs[1] ? this.constInput(node, 1, "ratio").data[0] : 0.5;
+    if (training && ratio !== 0) {
+      fail(
+        "UNSUPPORTED_ATTRIBUTE",
+        `${label}: training_mode=true with ratio ${ratio} drops values at random`,
+      );
     }
   }
 
@@ -528,13 +608,17 @@ class Lowering {
     for (let n = 0; n < N; n++)
       for (let k = 0; k < K; k++) weights[n * K + k] = this.q(alpha * b.data[transB ? n * K + k : k * N + n]);
     const bias = new Array<bigint>(N).fill(0n);
+    let elementBias: bigint[] | undefined;
     if (c) {
-      if (c.data.length !== 1 && c.data.length !== N) {
-        fail("UNSUPPORTED_OP", `${label}: bias C of shape [${c.dims}] (only [N], [1,N] or scalar)`);
-      }
-      for (let n = 0; n < N; n++) bias[n] = this.q(beta * c.data[c.data.length === 1 ? 0 : n], 2);
+      // C broadcasts to [M, N] (unidirectionally); a C that varies by row is added after the dense op.
+      if (!broadcastShapes(c.dims, [M, N])?.every((d, i) => d === [M, N][i]))
+        fail("MALFORMED_MODEL", `${label}: bias C [${c.dims}] does not broadcast to [${M},${N}]`);
+      const idx = broadcastIndex([M, N], c.dims);
+      const perColumn = idx.every((j, i) => j === idx[i % N]);
+      if (perColumn) for (let n = 0; n < N; n++) bias[n] = this.q(beta * c.data[idx[n]], 2);
+      else elementBias = idx.map((j) => this.q(beta * c.data[j], 2));
     }
-    return this.dense(label, x.id, M, K, N, weights, bias, [M, N]);
+    return this.dense(label, x.id, M, K, N, weights, bias, [M, N], elementBias);
   }
 
   dense(
@@ -546,6 +630,7 @@ class Lowering {
     weights: bigint[],
     bias: bigint[],
     shape: number[],
+    elementBias?: bigint[],
   ): Value {
     const inMax = this.t(src).maxAbs;
     let maxAbs = 0n;
@@ -556,7 +641,10 @@ class Lowering {
     }
     const acc = this.newTensor(shape, 2, maxAbs);
     this.ops.push({ op: "dense", node: label, src, dst: acc.id, rows, k, n, weights, bias });
-    return { kind: "dyn", id: this.rescale(label, acc.id), shape };
+    let out = acc.id;
+    if (elementBias)
+      out = this.lincomb(label, shape, [{ src: out, coef: [1n], index: null }], elementBias, 2);
+    return { kind: "dyn", id: this.rescale(label, out), shape };
   }
 
   matmul(node: OnnxNode, av: Value, bv: Value): Value {
@@ -695,11 +783,17 @@ class Lowering {
   batchNorm(node: OnnxNode, xv: Value): Value {
     const label = nodeLabel(node);
     const x = this.dyn(xv);
+    checkInferenceBatchNorm(node, this.graph.opset);
     const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) =>
       this.constInput(node, i, "a BatchNormalization parameter"),
     );
     const eps = attrNum(node, "epsilon", 1e-5);
     const c = x.shape[1] ?? 1;
+    for (const p of [gamma, beta, mean, variance]) {
+      if (p.data.length !== c) {
+        fail("MALFORMED_MODEL", `${label}: a parameter has ${p.data.length} values for ${c} channels`);
+      }
+    }
     const chanOf = channelIndex(x.shape);
     const a: bigint[] = [];
     const bb: bigint[] = [];
@@ -820,6 +914,9 @@ class Lowering {
       terms.push({ src: r, coef: [this.q(tanh ? 4 * SIGMOID_DELTAS[k] : SIGMOID_DELTAS[k])], index: null });
     }
     const acc = this.lincomb(label, x.shape, terms, [tanh ? -this.q(1, 2) : 0n], 2);
+    (this.ops[this.ops.length - 1] as LinCombOp).approxError = tanh
+      ? 2 * SIGMOID_MAX_ERROR
+      : SIGMOID_MAX_ERROR;
     return { kind: "dyn", id: this.rescale(label, acc), shape: x.shape };
   }
 
@@ -993,6 +1090,43 @@ export function fuseRescaleRelus(ops: QOp[], outputTensor: number): void {
   const kept = ops.filter((op) => !fused.has(op));
   ops.length = 0;
   ops.push(...kept);
+}
+
+/**
+ * The values a final Softmax/LogSoftmax normalises together. From opset 13 it is one axis (default -1);
+ * before, the input is coerced to 2-D at `axis` (default 1) and each row, all the dims from `axis` on, is
+ * normalised.
+ */
+function softmaxGroup(node: OnnxNode, shape: number[], opset: number): { size: number; stride: number } {
+  const r = shape.length;
+  const raw = attrNum(node, "axis", opset >= 13 ? -1 : 1);
+  const axis = normAxis(raw, r);
+  if (!Number.isInteger(axis) || axis < 0 || axis >= Math.max(r, 1)) {
+    fail("MALFORMED_MODEL", `${nodeLabel(node)}: axis ${raw} is out of range for rank ${r}`);
+  }
+  if (opset >= 13) return { size: shape[axis] ?? 1, stride: numel(shape.slice(axis + 1)) };
+  return { size: numel(shape.slice(axis)), stride: 1 };
+}
+
+/**
+ * BatchNormalization is a per-channel affine map only in inference mode with one scale per channel.
+ * Training mode (`is_test`=0 before opset 7, `training_mode`=1 from opset 14, or the running-statistics
+ * outputs asked for) normalises with the batch's own statistics; `spatial`=0 (before opset 9) has one
+ * scale per element. Both are refused.
+ */
+function checkInferenceBatchNorm(node: OnnxNode, opset: number): void {
+  const label = nodeLabel(node);
+  if (opset < 7 && attrNum(node, "is_test", 0) === 0)
+    fail(
+      "UNSUPPORTED_ATTRIBUTE",
+      `${label}: is_test=0 (training mode, opset ${opset}) uses batch statistics`,
+    );
+  if (attrNum(node, "training_mode", 0) !== 0)
+    fail("UNSUPPORTED_ATTRIBUTE", `${label}: training_mode=1 uses batch statistics`);
+  if (node.outputs.slice(1).some((o) => o))
+    fail("UNSUPPORTED_OP", `${label}: the running mean/variance outputs (training mode) are not supported`);
+  if (opset < 9 && attrNum(node, "spatial", 1) === 0)
+    fail("UNSUPPORTED_ATTRIBUTE", `${label}: spatial=0 (one scale per element) is not supported`);
 }
 
 function maxBig(a: bigint, b: bigint): bigint {
@@ -1249,7 +1383,10 @@ function foldConst(node: OnnxNode, ins: (ConstTensor | undefined)[]): ConstTenso
       return { dims: shape, data: Float64Array.from(data), isInteger: parts.every((p) => p.isInteger) };
     }
     case "Reshape":
-      return { ...a, dims: reshapeTarget(a.dims, [...(ins[1] as ConstTensor).data], node) };
+      return {
+        ...a,
+        dims: reshapeTarget(a.dims, ins[1] ? [...ins[1].data] : attrInts(node, "shape", []), node),
+      };
     case "Flatten": {
       const axis = normAxis(attrNum(node, "axis", 1), a.dims.length);
       return { ...a, dims: [numel(a.dims.slice(0, axis)), numel(a.dims.slice(axis))] };

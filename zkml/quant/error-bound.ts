@@ -1,0 +1,181 @@
+import { dequantizeOutput, executeProgram, normalizeGroups, quantizeInput } from "./executor";
+import { QProgram } from "./program";
+
+/**
+ * How far the fixed-point result can be from the exact real-valued model, element by element, for one
+ * real input: a first-order worst-case bound propagated alongside the executor's own values.
+ *
+ * The rules (u = 2^-s, one unit at scale 1; constants are rounded to the nearest unit of their scale):
+ * - input: the actual rounding error |round(x * 2^s) / 2^s - x| (at most u/2);
+ * - every constant (weight, bias, multiplier, padding value) carries at most half a unit of its scale;
+ *   an integer coefficient (Add/Sub, Clip's +-1) is exact;
+ * - a linear op (dense, conv, lincomb, average pooling) with real coefficients c over inputs with value
+ *   x and bound e adds up sum |c| e + sum (half a coefficient unit) (|x| + e) + half a bias unit;
+ * - a product a * b: |a| e_b + |b| e_a + e_a e_b;
+ * - a rescale adds half a unit of its output; ReLU, max and wiring are 1-Lipschitz and keep the bound;
+ * - an op that completes an approximation (Sigmoid, Tanh) adds its documented approximation error;
+ * - ArgMax: 0 where the maximum is unambiguous (no other value within both bounds), otherwise the
+ *   largest index distance to a value that could be the maximum;
+ * - Softmax over a group whose largest bound is E: p (exp(e + E) - 1); LogSoftmax: e + E.
+ * |x| + e bounds the true |x|, so the bound is rigorous (up to the float arithmetic computing it).
+ */
+export interface BoundedResult {
+  /** The quantized input, the proven output and the dequantized output, as executeQuantized returns. */
+  input: bigint[];
+  quantized: bigint[];
+  output: number[];
+  /** Per output element: |output - exact model output| <= bound. */
+  bound: number[];
+}
+
+export function executeWithErrorBound(program: QProgram, input: readonly number[]): BoundedResult {
+  const q = quantizeInput(program, input);
+  const vals = executeProgram(program, q);
+  const bounds = errorBounds(program, input, vals);
+  const quantized = vals[program.output.tensor];
+  const output = dequantizeOutput(program, quantized);
+  const e = bounds[program.output.tensor];
+  let bound = Array.from(e);
+  if (program.output.postprocess !== "none") {
+    bound = new Array<number>(output.length);
+    for (const group of normalizeGroups(program)) {
+      const worst = Math.max(...group.map((i) => e[i]));
+      for (const i of group) {
+        bound[i] =
+          program.output.postprocess === "softmax" ? output[i] * Math.expm1(e[i] + worst) : e[i] + worst;
+      }
+    }
+  }
+  return { input: q, quantized, output, bound };
+}
+
+/** Per tensor, per element, the bound on |value / 2^(s * scale) - exact value| (real units). */
+export function errorBounds(
+  program: QProgram,
+  input: readonly number[],
+  vals: readonly (readonly bigint[])[],
+): Float64Array[] {
+  const s = program.scaleBits;
+  const unit = (id: number): number => 2 ** (-s * program.tensors[id].scale);
+  const e: Float64Array[] = new Array(program.tensors.length);
+  const inT = program.input.tensor;
+  e[inT] = Float64Array.from(input, (x, i) => Math.abs(Number(vals[inT][i]) * unit(inT) - x));
+  /** Per tensor, |value| + bound: a bound on the true |value|. */
+  const mags: Float64Array[] = new Array(program.tensors.length);
+  const setMag = (id: number): void => {
+    const u = unit(id);
+    mags[id] = Float64Array.from(vals[id], (v, i) => Math.abs(Number(v)) * u + e[id][i]);
+  };
+  const mag = (id: number, i: number): number => mags[id][i];
+  setMag(inT);
+
+  for (const op of program.ops) {
+    const out = new Float64Array(vals[op.dst].length);
+    const du = unit(op.dst);
+    switch (op.op) {
+      case "dense": {
+        const cu = du / unit(op.src);
+        for (let r = 0; r < op.rows; r++)
+          for (let j = 0; j < op.n; j++) {
+            let acc = du / 2;
+            for (let i = 0; i < op.k; i++) {
+              const x = r * op.k + i;
+              acc +=
+                Math.abs(Number(op.weights[j * op.k + i])) * cu * e[op.src][x] + (cu / 2) * mag(op.src, x);
+            }
+            out[r * op.n + j] = acc;
+          }
+        break;
+      }
+      case "conv": {
+        const cu = du / unit(op.src);
+        const { c, h, w, oc, oh, ow, kh, kw, group } = op;
+        const cg = c / group;
+        const ocg = oc / group;
+        for (let b = 0; b < op.batch; b++)
+          for (let o = 0; o < oc; o++) {
+            const g = Math.floor(o / ocg);
+            for (let oy = 0; oy < oh; oy++)
+              for (let ox = 0; ox < ow; ox++) {
+                let acc = du / 2;
+                for (let ic = 0; ic < cg; ic++)
+                  for (let ky = 0; ky < kh; ky++) {
+                    const iy = oy * op.strides[0] - op.pads[0] + ky * op.dilations[0];
+                    if (iy < 0 || iy >= h) continue;
+                    for (let kx = 0; kx < kw; kx++) {
+                      const ix = ox * op.strides[1] - op.pads[1] + kx * op.dilations[1];
+                      if (ix < 0 || ix >= w) continue;
+                      const x = ((b * c + g * cg + ic) * h + iy) * w + ix;
+                      const wt = Number(op.weights[((o * cg + ic) * kh + ky) * kw + kx]);
+                      acc += Math.abs(wt) * cu * e[op.src][x] + (cu / 2) * mag(op.src, x);
+                    }
+                  }
+                out[((b * oc + o) * oh + oy) * ow + ox] = acc;
+              }
+          }
+        break;
+      }
+      case "lincomb": {
+        for (let i = 0; i < op.size; i++) {
+          let acc = du / 2 + (op.approxError ?? 0);
+          for (const t of op.terms) {
+            const cu = du / unit(t.src);
+            const c = Math.abs(Number(t.coef.length === 1 ? t.coef[0] : t.coef[i]));
+            const x = t.index ? t.index[i] : i;
+            // A coefficient at scale 0 is an exact integer; a real one carries half a unit.
+            acc += c * cu * e[t.src][x] + (cu < 1 ? (cu / 2) * mag(t.src, x) : 0);
+          }
+          out[i] = acc;
+        }
+        break;
+      }
+      case "mul": {
+        const [ua, ub] = [unit(op.a), unit(op.b)];
+        op.ia.forEach((ja, i) => {
+          const jb = op.ib[i];
+          const [a, b] = [Math.abs(Number(vals[op.a][ja])) * ua, Math.abs(Number(vals[op.b][jb])) * ub];
+          const [ea, eb] = [e[op.a][ja], e[op.b][jb]];
+          out[i] = a * eb + b * ea + ea * eb;
+        });
+        break;
+      }
+      case "rescale":
+        e[op.src].forEach((v, i) => (out[i] = v + du / 2));
+        break;
+      case "relu":
+        out.set(e[op.src]);
+        break;
+      case "maxpool":
+        op.windows.forEach((win, i) => (out[i] = Math.max(...win.map((j) => e[op.src][j]))));
+        break;
+      case "sumpool": {
+        const cu = du / unit(op.src);
+        op.windows.forEach((win, i) => {
+          const m = Number(op.mult[i]) * cu;
+          out[i] = win.reduce((acc, j) => acc + m * e[op.src][j] + (cu / 2) * mag(op.src, j), 0);
+        });
+        break;
+      }
+      case "gather":
+        op.srcs.forEach((src, i) => (out[i] = src < 0 ? du / 2 : e[src][op.idx[i]]));
+        break;
+      case "argmax": {
+        const su = unit(op.src);
+        const x = vals[op.src];
+        op.groups.forEach((g, i) => {
+          const chosen = Number(vals[op.dst][i]);
+          const lowest = Math.max(...g.map((j) => Number(x[j]) * su - e[op.src][j]));
+          let worst = 0;
+          g.forEach((j, k) => {
+            if (Number(x[j]) * su + e[op.src][j] >= lowest) worst = Math.max(worst, Math.abs(k - chosen));
+          });
+          out[i] = worst;
+        });
+        break;
+      }
+    }
+    e[op.dst] = out;
+    setMag(op.dst);
+  }
+  return e;
+}
