@@ -60,7 +60,7 @@ function printReport(r: SetupTrustReport): void {
       ` [${p.checkedFrom === "file" ? "checked from the file" : "manifest's claim"}]`,
     `phase 2: ${r.phase2.count} contribution(s) [${r.phase2.checkedFrom === "zkey" ? "read from the zkey" : "manifest's list"}]`,
     ...r.phase2.contributions.map((c, i) => `  #${i + 1} ${c.type} '${c.name}' ${c.hash}`),
-    `zkey: ${r.zkey.verified === null ? "not verified" : r.zkey.verified ? "verifies" : "DOES NOT VERIFY"}: ${r.zkey.reason}`,
+    `zkey: ${r.zkey.verified === false ? `DOES NOT VERIFY: ${r.zkey.reason}` : r.zkey.reason}`,
     `who could forge proofs: ${r.whoCanForge}`,
     `secure: ${r.secure}`,
     ...r.warnings.map((w) => `warning: ${w}`),

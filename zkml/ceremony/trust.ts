@@ -79,6 +79,9 @@ export interface SetupTrustReport {
   warnings: string[];
 }
 
+/** Names compile gives its phase-2 contribution ("opg zkml" in bundles made before it was renamed). */
+const COMPILE_NAMES = new Set([COMPILE_CONTRIBUTION_NAME, "opg zkml"]);
+
 function recordedPtauPath(dir: string, m: BundleManifest): string | null {
   if (!m.ptau) return null;
   return m.ptau.source === "dev"
@@ -158,13 +161,16 @@ function forgeStatement(r: Omit<SetupTrustReport, "whoCanForge" | "secure">): st
     r.zkey.verified === null || r.phase2.checkedFrom === "manifest"
       ? ` (not established here: ${r.zkey.reason})`
       : "";
+  if (r.phase2.count === 0 && r.phase2.checkedFrom === "manifest") {
+    return `${claim}unknown: phase 2 is not recorded in the manifest and the zkey was not read${unchecked}`;
+  }
   const secret = r.phase2.contributions.filter((c) => c.type === "contribute");
   if (secret.length === 0) {
     return `${claim}anyone: phase 2 has no secret contribution (only public beacons), so its delta is public${unchecked}`;
   }
-  if (secret.length === 1 && secret[0].name === COMPILE_CONTRIBUTION_NAME) {
+  if (secret.length === 1 && COMPILE_NAMES.has(secret[0].name)) {
     return (
-      `${claim}only whoever ran compile ('${COMPILE_CONTRIBUTION_NAME}' is the only secret phase-2 contribution), ` +
+      `${claim}only whoever ran compile ('${secret[0].name}' is the only secret phase-2 contribution), ` +
       `given the published phase-1 ceremony ${file}${unchecked}`
     );
   }
@@ -337,13 +343,11 @@ export async function checkSetup(
   }
 
   phase2.contributors = phase2.contributions.filter((c) => c.type === "contribute").map((c) => c.name);
-  if (m.ptau && phase2.contributors.length === 0) {
+  if (m.ptau && phase2.count === 0 && phase2.checkedFrom === "manifest") {
+    warnings.push("phase 2 is unknown: the manifest lists no contributions and the zkey was not read");
+  } else if (m.ptau && phase2.contributors.length === 0) {
     warnings.push("phase 2 has no secret contribution: anyone can forge proofs");
-  } else if (
-    m.ptau &&
-    phase2.contributors.length === 1 &&
-    phase2.contributors[0] === COMPILE_CONTRIBUTION_NAME
-  ) {
+  } else if (m.ptau && phase2.contributors.length === 1 && COMPILE_NAMES.has(phase2.contributors[0])) {
     warnings.push(
       "phase 2 has one contributor, the machine that ran compile: add independent contributions with " +
         "`opg zkml ceremony contribute`",
