@@ -6,7 +6,7 @@ pragma solidity ^0.8.24;
 /// passes the `Task` back (nodes take it from `TaskSubmitted`) and the registry checks it against the
 /// commitment, as Chainlink Functions does.
 /// @dev Invariants, NEVER to be violated: the registry's OPG balance equals the fees of open (unsettled,
-/// unexpired) tasks plus all unwithdrawn credits plus accrued protocol fees; a task settles (verified or expired) at most once; the
+/// unexpired) tasks plus all unwithdrawn credits plus the protocol fees held; a task settles (verified or expired) at most once; the
 /// parts of a fee split add up to the fee.
 interface ITaskRegistry {
     /// @notice Lifecycle of a task.
@@ -230,8 +230,9 @@ interface ITaskRegistry {
     /// `submitResult` within its gas budget. Anyone may call.
     function releaseCollateral(address node) external returns (uint256 amount);
 
-    /// @notice Pay the accrued protocol fees to the treasury. Anyone may call.
-    function withdrawProtocolFees() external returns (uint256 amount);
+    /// @notice Pay the protocol's share of the fees that `nodes` settled (held in each node's account) to the
+    /// treasury. Anyone may call, with up to `MAX_BATCH` nodes.
+    function withdrawProtocolFees(address[] calldata nodes) external returns (uint256 amount);
 
     /// @notice The status of `taskId`.
     function taskStatus(uint256 taskId) external view returns (TaskStatus);
@@ -248,8 +249,8 @@ interface ITaskRegistry {
     /// @notice Collateral of `node`'s verified claims not yet released to its free stake.
     function releasableCollateralOf(address node) external view returns (uint256);
 
-    /// @notice Protocol fees accrued and not yet paid to the treasury.
-    function protocolFeesAccrued() external view returns (uint256);
+    /// @notice The protocol's share of the fees `node` settled, not yet paid to the treasury.
+    function protocolFeesOf(address node) external view returns (uint256);
 
     /// @notice The binding public signal a proof for `taskId` by `node` must carry.
     function taskBinding(uint256 taskId, address node) external view returns (uint256);

@@ -19,7 +19,7 @@ import {VerificationModes} from "../libraries/VerificationModes.sol";
 /// model's registered verification key with the protocol's own verifier, and settles. The owner is the
 /// governance timelock (fee shares, windows, caps).
 /// @dev Invariants, NEVER to be violated: `token.balanceOf(this) == open escrow + sum(credits) +
-/// protocolFeesAccrued`; a task
+/// sum(protocol fees held)`; a task
 /// settles at most once (status moves Open -> Claimed -> Verified | Expired, never back); for every
 /// verified task `nodeFee + royalty + protocolFee == fee`; no slash ever pays the requester or the model
 /// owner (both can influence whether a task is provable), and no refund or payout depends on a
@@ -32,6 +32,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     uint256 public constant MAX_BATCH = 32;
     /// @notice Collateral is stored in units of 1 gwei of OPG so that a claim fits one storage word.
     uint256 public constant COLLATERAL_UNIT = 1 gwei;
+    /// @notice The protocol's share of each fee is held in units of 1 gwei of OPG (the dust goes to the node),
+    /// so it fits beside the node's credits in one storage word.
+    uint256 public constant FEE_UNIT = 1 gwei;
     /// @notice Gas kept back when calling a callback, for the registry's own work after the call returns.
     uint256 public constant CALLBACK_GAS_RESERVE = 10_000;
     bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
@@ -61,14 +64,18 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint16 royaltyBps;
     }
 
-    /// @dev What the registry owes an account: withdrawable OPG credits and, for nodes, collateral of
-    /// verified claims still locked on NodeStaking. One word, so settlement pays a node with one write.
+    /// @dev What the registry owes an account: withdrawable OPG credits and, for nodes, the protocol's share
+    /// of the fees they settled (held here until anyone sweeps it to the treasury) and the collateral of
+    /// verified claims still locked on NodeStaking. One word, so settlement pays a node and the protocol
+    /// with one write (a separate protocol-fee counter would cost another 5,000 gas per settlement).
     /// `touched` is set on first use and never cleared, so the word stays non-zero and later writes cost
-    /// 2,900 gas instead of 20,000 even after everything was withdrawn.
+    /// 2,900 gas instead of 20,000 even after everything was withdrawn. Widths: credits are bounded by the
+    /// OPG supply (1e27 < 2^96); the other two count units of 1 gwei (1e18 units < 2^64).
     struct Account {
-        uint120 credits;
+        uint96 credits;
+        uint64 protocolFeeUnits;
+        uint64 releasableCollateralUnits;
         bool touched;
-        uint128 releasableCollateral;
     }
 
     IERC20 public immutable token;
@@ -76,7 +83,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     INodeStaking public immutable staking;
 
     SubmitConfig private _submitConfig;
-    uint256 private _protocolFeesAccrued;
     address private _treasury;
     mapping(uint256 taskId => TaskRecord record) private _tasks;
     mapping(uint256 taskId => mapping(uint256 index => uint256 word)) private _extraOutputs;
@@ -251,10 +257,16 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ITaskRegistry
-    function withdrawProtocolFees() external nonReentrant returns (uint256 amount) {
-        amount = _protocolFeesAccrued;
+    function withdrawProtocolFees(address[] calldata nodes) external nonReentrant returns (uint256 amount) {
+        if (nodes.length == 0 || nodes.length > MAX_BATCH) revert TaskRegistryInvalidBatch(nodes.length);
+        uint256 units;
+        for (uint256 i = 0; i < nodes.length; ++i) {
+            Account storage account = _accounts[nodes[i]];
+            units += account.protocolFeeUnits;
+            account.protocolFeeUnits = 0;
+        }
+        amount = units * FEE_UNIT;
         if (amount == 0) revert TaskRegistryNoCredits(_treasury);
-        _protocolFeesAccrued = 0;
         emit ProtocolFeesWithdrawn(_treasury, amount);
         token.safeTransfer(_treasury, amount);
     }
@@ -291,12 +303,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc ITaskRegistry
     function releasableCollateralOf(address node) external view returns (uint256) {
-        return _accounts[node].releasableCollateral;
+        return uint256(_accounts[node].releasableCollateralUnits) * COLLATERAL_UNIT;
     }
 
     /// @inheritdoc ITaskRegistry
-    function protocolFeesAccrued() external view returns (uint256) {
-        return _protocolFeesAccrued;
+    function protocolFeesOf(address node) external view returns (uint256) {
+        return uint256(_accounts[node].protocolFeeUnits) * FEE_UNIT;
     }
 
     /// @inheritdoc ITaskRegistry
@@ -476,17 +488,18 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryInvalidProof(taskId);
         }
 
-        uint256 collateral = _recordResult(taskId, record, outputs);
-        _splitFee(taskId, node, task, collateral, outputs);
+        uint256 collateralUnits = _recordResult(taskId, record, outputs);
+        _splitFee(taskId, node, task, collateralUnits, outputs);
     }
 
-    /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release.
+    /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release,
+    /// in COLLATERAL_UNIT.
     function _recordResult(
         uint256 taskId,
         TaskRecord storage record,
         uint256[] calldata outputs
-    ) private returns (uint256 collateral) {
-        collateral = uint256(record.aux) * COLLATERAL_UNIT;
+    ) private returns (uint256 collateralUnits) {
+        collateralUnits = record.aux;
         record.word = bytes32(outputs[0]);
         // Safe cast: block numbers stay below 2^32 for centuries at any realistic block time.
         record.time = uint32(block.number);
@@ -499,21 +512,24 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint256 taskId,
         address node,
         Task calldata task,
-        uint256 collateral,
+        uint256 collateralUnits,
         uint256[] calldata outputs
     ) private {
-        // The shares frozen at submission (their sum was checked <= _BPS when governance set them).
+        // The shares frozen at submission (their sum was checked <= _BPS when governance set them). The
+        // protocol's share is held in whole FEE_UNITs; the rounding dust goes to the node.
         uint256 fee = task.fee;
-        uint256 protocolFee = (fee * task.protocolFeeBps) / _BPS;
+        uint256 protocolUnits = (fee * task.protocolFeeBps) / _BPS / FEE_UNIT;
+        uint256 protocolFee = protocolUnits * FEE_UNIT;
         uint256 royalty = (fee * task.royaltyBps) / _BPS;
         uint256 nodeFee = fee - protocolFee - royalty;
         address royaltyReceiver = task.royaltyReceiver;
-        // Safe casts: every amount is bounded by the OPG supply (1e27 < 2^120) held by this contract.
-        _protocolFeesAccrued += protocolFee;
         Account storage nodeAccount = _accounts[node];
-        nodeAccount.credits += uint120(nodeFee);
+        // Safe casts: every amount is bounded by the OPG supply (1e27 wei < 2^96; 1e18 gwei < 2^64) held by
+        // this contract.
+        nodeAccount.credits += uint96(nodeFee);
+        nodeAccount.protocolFeeUnits += uint64(protocolUnits);
+        nodeAccount.releasableCollateralUnits += uint64(collateralUnits);
         nodeAccount.touched = true;
-        nodeAccount.releasableCollateral += uint128(collateral);
         _credit(royaltyReceiver, royalty);
         emit TaskVerified(taskId, node, outputs, nodeFee, royalty, protocolFee);
     }
@@ -568,8 +584,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         Account storage account = _accounts[msg.sender];
         uint256 credits = account.credits;
         if (credits >= fee) {
-            // Safe: fee <= credits < 2^120.
-            account.credits = uint120(credits - fee);
+            // Safe: fee <= credits < 2^96.
+            account.credits = uint96(credits - fee);
         } else {
             token.safeTransferFrom(msg.sender, address(this), fee);
         }
@@ -577,16 +593,16 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     function _credit(address account, uint256 amount) private {
         Account storage a = _accounts[account];
-        // Safe cast: credits are bounded by the OPG supply (1e27 < 2^120) held by this contract.
-        a.credits += uint120(amount);
+        // Safe cast: credits are bounded by the OPG supply (1e27 < 2^96) held by this contract.
+        a.credits += uint96(amount);
         a.touched = true;
     }
 
     function _releaseCollateral(address node) private returns (uint256 amount) {
         Account storage account = _accounts[node];
-        amount = account.releasableCollateral;
+        amount = uint256(account.releasableCollateralUnits) * COLLATERAL_UNIT;
         if (amount == 0) return 0;
-        account.releasableCollateral = 0;
+        account.releasableCollateralUnits = 0;
         emit CollateralReleased(node, amount);
         staking.unlockCollateral(node, amount);
     }

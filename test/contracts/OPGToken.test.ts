@@ -33,7 +33,10 @@ describe("OPGToken", function () {
       const [deployer, treasury] = await ethers.getSigners();
       const factory = new OPGToken__factory(deployer);
       const supply = ethers.parseEther("1000000000");
-      await expect(factory.deploy([], [])).to.be.revertedWithCustomError(factory, "OPGTokenInvalidDistribution");
+      await expect(factory.deploy([], [])).to.be.revertedWithCustomError(
+        factory,
+        "OPGTokenInvalidDistribution",
+      );
       await expect(factory.deploy([treasury.address], [])).to.be.revertedWithCustomError(
         factory,
         "OPGTokenInvalidDistribution",

@@ -19,7 +19,7 @@ import { tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
  * withdrawProtocolFees, with time jumps, run against a model of the registry. Every call's outcome, revert
  * and arguments included, is the one the model predicts. After every step:
  * - the registry's OPG balance == fees of Open and Claimed tasks + credits of every account involved
- *   + protocolFeesAccrued (and each of those equals the model's);
+ *   + the protocol fees held in the nodes' accounts (and each of those equals the model's);
  * - every task's status equals the model's and only moved forward; a settled task never changes again, and
  *   submitResult or expire on it reverts with TaskRegistryWrongStatus;
  * - every TaskVerified split adds up to the task's fee and follows the governed shares;
@@ -29,6 +29,7 @@ import { tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
 
 /** 20 sequences of 8 to 14 steps, about 3 real proofs each: about 15 s. */
 const NUM_RUNS = 20;
+const GWEI = 10n ** 9n;
 const BPS = 10_000n;
 const SNARK_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
 
@@ -158,6 +159,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
 
   const accounts = [requester, modelOwner, ...nodes];
   const requesterStart = await token.balanceOf(requester.address);
+  const nodeAddresses = nodes.map((n) => n.address);
   const model = {
     tasks: [] as TaskModel[],
     credits: new Map<string, bigint>([...accounts, stranger].map((a) => [a.address, 0n])),
@@ -323,7 +325,8 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
           expect(outputs).to.deep.equal([tinyOutputWord(t.values)]);
           const receipt = (await (await submit()).wait())!;
           const fee = BigInt(task.fee);
-          const protocolFee = (fee * protocolFeeBps) / BPS;
+          // The protocol's share is held in whole gwei; the dust goes to the node.
+          const protocolFee = ((fee * protocolFeeBps) / BPS / GWEI) * GWEI;
           const royalty = (fee * royaltyBps) / BPS;
           const verified = events(receipt, "TaskVerified");
           expect(verified).to.have.length(1);
@@ -447,12 +450,12 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
 
       case "withdrawProtocolFees": {
         if (model.protocolFees === 0n) {
-          await expect(inNextBlock(() => tasks.connect(stranger).withdrawProtocolFees()))
+          await expect(inNextBlock(() => tasks.connect(stranger).withdrawProtocolFees(nodeAddresses)))
             .to.be.revertedWithCustomError(tasks, "TaskRegistryNoCredits")
             .withArgs(treasury.address);
           break;
         }
-        const receipt = await mined(() => tasks.connect(stranger).withdrawProtocolFees());
+        const receipt = await mined(() => tasks.connect(stranger).withdrawProtocolFees(nodeAddresses));
         const [paid] = events(receipt, "ProtocolFeesWithdrawn");
         expect([paid.treasury, paid.amount]).to.deep.equal([treasury.address, model.protocolFees]);
         model.protocolFees = 0n;
@@ -476,7 +479,8 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
     expect(credits, `credits after ${step.kind}`).to.deep.equal([...model.credits.values()]);
     const releasable = await Promise.all(nodes.map((n) => tasks.releasableCollateralOf(n.address)));
     expect(releasable).to.deep.equal(nodes.map((n) => model.releasable.get(n.address)));
-    const protocolFees = await tasks.protocolFeesAccrued();
+    const held = await Promise.all(nodeAddresses.map((a) => tasks.protocolFeesOf(a)));
+    const protocolFees = held.reduce((sum, v) => sum + v, 0n);
     expect(protocolFees).to.equal(model.protocolFees);
 
     const escrow = model.tasks

@@ -461,7 +461,7 @@ describe("TaskRegistry", function () {
       expect(result.outputs).to.deep.equal(outputs);
       expect(await f.tasks.creditsOf(node.address)).to.equal(nodeFee);
       expect(await f.tasks.creditsOf(f.modelOwner.address)).to.equal(royalty);
-      expect(await f.tasks.protocolFeesAccrued()).to.equal(protocolFee);
+      expect(await f.tasks.protocolFeesOf(node.address)).to.equal(protocolFee);
       expect(await f.tasks.releasableCollateralOf(node.address)).to.equal(CLAIM_COLLATERAL);
       // Nothing left in escrow: the registry holds exactly the credits and the protocol fees.
       expect(await f.token.balanceOf(f.tasksAddress)).to.equal(nodeFee + royalty + protocolFee);
@@ -829,18 +829,41 @@ describe("TaskRegistry", function () {
       expect((await f.staking.nodeInfo(node.address)).locked).to.equal(CLAIM_COLLATERAL);
     });
 
-    it("pays protocol fees to the treasury", async function () {
+    it("pays the protocol fees held in nodes' accounts to the treasury", async function () {
       const f = await loadFixture(marketFixture);
-      await settle(f, await claimed(f), f.nodes[0]);
-      const fees = await f.tasks.protocolFeesAccrued();
+      const [a, b, c] = f.nodes;
+      await settle(f, await claimed(f, a), a);
+      await settle(f, await claimed(f, b), b);
+      const fees = (await f.tasks.protocolFeesOf(a.address)) + (await f.tasks.protocolFeesOf(b.address));
+      expect(fees).to.equal((2n * MODEL_FEE * PROTOCOL_BPS) / BPS);
       const before = await f.token.balanceOf(f.treasury.address);
-      await expect(f.tasks.connect(f.stranger).withdrawProtocolFees())
+      await expect(f.tasks.connect(f.stranger).withdrawProtocolFees([a.address, b.address, c.address]))
         .to.emit(f.tasks, "ProtocolFeesWithdrawn")
         .withArgs(f.treasury.address, fees);
       expect(await f.token.balanceOf(f.treasury.address)).to.equal(before + fees);
-      await expect(f.tasks.withdrawProtocolFees())
+      expect(await f.tasks.protocolFeesOf(a.address)).to.equal(0n);
+      await expect(f.tasks.withdrawProtocolFees([a.address]))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNoCredits")
         .withArgs(f.treasury.address);
+      for (const batch of [[], Array(33).fill(a.address)]) {
+        await expect(f.tasks.withdrawProtocolFees(batch))
+          .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidBatch")
+          .withArgs(batch.length);
+      }
+    });
+
+    it("holds the protocol's share in whole gwei and gives the rounding dust to the node", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const fee = MODEL_FEE + 12_345n; // 10% of it is not a whole number of gwei
+      const s = await f.submit(undefined, { fee });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const protocolFee = ((fee * PROTOCOL_BPS) / BPS / 10n ** 9n) * 10n ** 9n;
+      const royalty = (fee * ROYALTY_BPS) / BPS;
+      await expect(settle(f, s, node))
+        .to.emit(f.tasks, "TaskVerified")
+        .withArgs(s.taskId, node.address, anyValue, fee - protocolFee - royalty, royalty, protocolFee);
+      expect(await f.tasks.protocolFeesOf(node.address)).to.equal(protocolFee);
     });
 
     it("rejects a zero deposit", async function () {
@@ -969,7 +992,10 @@ describe("TaskRegistry", function () {
           await f.tasks.connect(account).withdrawCredits(account.address);
           expect(await f.token.balanceOf(account.address)).to.equal(before + owed);
         }
-        await expect(f.tasks.withdrawProtocolFees()).to.emit(f.tasks, "ProtocolFeesWithdrawn");
+        await expect(f.tasks.withdrawProtocolFees([f.node.address])).to.emit(
+          f.tasks,
+          "ProtocolFeesWithdrawn",
+        );
       });
 
       it("still refunds an expired claimed task in full, reporting the staking calls it could not make", async function () {

@@ -1,0 +1,117 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
+import { fixtureBundle } from "../../scripts/lib/local-network";
+import { registerBundle } from "../../scripts/lib/register-model";
+import { proofWords } from "../../workers/runtime/tasks";
+import {
+  executeQuantized,
+  flattenInput,
+  inputWords,
+  loadManifest,
+  loadProgram,
+  proveBundle,
+} from "../../zkml";
+import { pinNextBlockTime } from "../helpers/chain-time";
+import { expectGasAtMost, recordGas } from "../helpers/gas-snapshot";
+
+const DIGITS = "test/fixtures/models/digits_mlp.onnx";
+const FEE = ethers.parseEther("1");
+const ROOT = path.join(__dirname, "..", "..");
+
+/**
+ * The README's model end to end on the contracts alone: the digits MLP bundle (compiled once, cached under
+ * .opg/cache and shared with the demo test) registered with its key, one handwritten digit submitted,
+ * proved for real and settled. This is where the submitResult budget is held: 300,000 gas for the digits
+ * MLP (5 input words, 1 output word, the binding: 7 public signals).
+ */
+async function digitsFixture() {
+  const bundleDir = await fixtureBundle(DIGITS);
+  const [deployer, treasury, governance, modelOwner, requester, node] = await ethers.getSigners();
+  const economy = await deployEconomy(deployer, {
+    ...DEFAULT_ECONOMY_PARAMS,
+    treasury: treasury.address,
+    parameterOwner: governance.address,
+  });
+  const market = await deployMarket(
+    deployer,
+    economy,
+    { treasury: treasury.address, parameterOwner: governance.address },
+    governance,
+  );
+  const { modelId } = await registerBundle(modelOwner, market.models, bundleDir, {
+    bundleId: "11".repeat(32),
+    fee: FEE,
+  });
+  const { token, staking } = economy;
+  await token.connect(treasury).transfer(node.address, ethers.parseEther("5000"));
+  await token.connect(node).approve(await staking.getAddress(), ethers.MaxUint256);
+  await staking.connect(node).register(1, "");
+  await staking.connect(node).stake(ethers.parseEther("5000"));
+  await token.connect(treasury).transfer(requester.address, ethers.parseEther("100"));
+  await token.connect(requester).approve(market.tasksAddress, ethers.MaxUint256);
+  return { ...economy, ...market, bundleDir, modelId, requester, node };
+}
+
+/** Submit digit `index` of the fixture set, claim it as the node, prove it for real and settle it. */
+async function settleDigit(f: Awaited<ReturnType<typeof digitsFixture>>, index: number) {
+  const manifest = loadManifest(f.bundleDir);
+  const layout = manifest.publicSignals;
+  const digits = JSON.parse(
+    fs.readFileSync(path.join(ROOT, "test/fixtures/models/digits_test.json"), "utf8"),
+  );
+  const image: number[] = digits.inputs[index].map((v: number) => v * digits.scale);
+  const quantized = executeQuantized(loadProgram(f.bundleDir), flattenInput(image, manifest.input.shape));
+  const request = {
+    modelId: f.modelId,
+    input: inputWords(manifest, quantized.input),
+    inputDataHash: ethers.ZeroHash,
+    fee: FEE,
+    deadline: (await pinNextBlockTime()) + 3600n,
+    callback: ethers.ZeroAddress,
+    callbackGasLimit: 0,
+  };
+  const receipt = (await (await f.tasks.connect(f.requester).submitTask(request)).wait())!;
+  const submitted = receipt.logs
+    .map((l) => f.tasks.interface.parseLog(l))
+    .find((e) => e?.name === "TaskSubmitted")!.args;
+  const task = submitted.task.toObject();
+  await f.tasks.connect(f.node).claimTask(submitted.taskId, task);
+  const binding = await f.tasks.taskBinding(submitted.taskId, f.node.address);
+  const { proof, publicSignals } = await proveBundle(f.bundleDir, image, binding, { reference: false });
+  const outputs = publicSignals.slice(0, layout.outputWords).map(BigInt);
+  const tx = f.tasks
+    .connect(f.node)
+    .submitResult(submitted.taskId, task, request.input, outputs, proofWords(proof));
+  return {
+    tx,
+    taskId: submitted.taskId as bigint,
+    outputs,
+    label: digits.labels[index] as number,
+    quantized,
+    signals: layout.inputWords + layout.outputWords + 1,
+  };
+}
+
+describe("TaskRegistry with the digits MLP bundle", function () {
+  it("settles real proofs of handwritten digits within 300,000 gas, and the output is the model's", async function () {
+    const f = await loadFixture(digitsFixture);
+    // The first settlement a node and a royalty receiver ever get pays for their first credit words;
+    // the budget is for the steady state, measured on the second.
+    const first = await settleDigit(f, 0);
+    await expect(first.tx).to.emit(f.tasks, "TaskVerified");
+    const second = await settleDigit(f, 1);
+    expect(second.signals).to.equal(7);
+    await expect(second.tx).to.emit(f.tasks, "TaskVerified");
+    const gas = await recordGas("TaskRegistry.submitResult (digits MLP, 7 public signals)", second.tx);
+    expectGasAtMost(gas, 300_000, "submitResult for the digits MLP");
+    for (const settled of [first, second]) {
+      expect((await f.tasks.resultOf(settled.taskId)).outputs).to.deep.equal(settled.outputs);
+      const out = settled.quantized.output;
+      expect(out.indexOf(Math.max(...out))).to.equal(settled.label);
+    }
+  });
+});
