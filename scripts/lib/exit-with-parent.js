@@ -5,6 +5,9 @@
 /* global setInterval, clearInterval, setTimeout -- Node timers */
 
 const parent = Number(process.env.OPG_EXIT_WITH_PARENT);
+// Not for this process's own children (an inference node's provers inherit `-r` through execArgv): they
+// have their own parent to follow.
+delete process.env.OPG_EXIT_WITH_PARENT;
 if (Number.isInteger(parent) && parent > 1) {
   const alive = () => {
     try {
