@@ -42,7 +42,8 @@ library Groth16 {
         for (uint256 i = 0; i < length; ++i) {
             if (key[i] >= BASE_FIELD) return false;
         }
-        if (_isZero(key, 0, 2) || _isZero(key, 2, 4) || _isZero(key, 6, 4) || _isZero(key, 10, 4)) return false;
+        if (_isZero(key, 0, 2) || _isZero(key, 2, 4) || _isZero(key, 6, 4) || _isZero(key, 10, 4))
+            return false;
         if (key[6] == key[10] && key[7] == key[11] && key[8] == key[12] && key[9] == key[13]) return false;
         if (!_isG1(key[0], key[1])) return false;
         for (uint256 i = FIXED_KEY_WORDS; i < length; i += 2) {
@@ -57,7 +58,12 @@ library Groth16 {
     /// The runtime starts with a STOP byte so the data contract can never be executed.
     function store(uint256[] calldata key) internal returns (address pointer) {
         bytes memory runtime = abi.encodePacked(hex"00", key);
-        bytes memory creation = abi.encodePacked(hex"61", uint16(runtime.length), hex"80600a3d393df3", runtime);
+        bytes memory creation = abi.encodePacked(
+            hex"61",
+            uint16(runtime.length),
+            hex"80600a3d393df3",
+            runtime
+        );
         // Deploys the data contract; memory is only read.
         assembly ("memory-safe") {
             pointer := create(0, add(creation, 0x20), mload(creation))

@@ -198,7 +198,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryNodeNotEligible(msg.sender);
 
         if (status == TaskStatus.Claimed) {
-            _slashClaim(taskId, record.node, uint256(record.aux) * COLLATERAL_UNIT, SLASH_REASON_CLAIM_ABANDONED);
+            _slashClaim(
+                taskId,
+                record.node,
+                uint256(record.aux) * COLLATERAL_UNIT,
+                SLASH_REASON_CLAIM_ABANDONED
+            );
         }
 
         SubmitConfig memory config = _submitConfig;

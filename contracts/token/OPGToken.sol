@@ -23,7 +23,8 @@ contract OPGToken is ERC20, ERC20Permit, ERC20Votes {
         address[] memory recipients,
         uint256[] memory amounts
     ) ERC20("OpenGradient", "OPG") ERC20Permit("OpenGradient") {
-        if (recipients.length == 0 || recipients.length != amounts.length) revert OPGTokenInvalidDistribution();
+        if (recipients.length == 0 || recipients.length != amounts.length)
+            revert OPGTokenInvalidDistribution();
         uint256 total;
         for (uint256 i = 0; i < recipients.length; ++i) {
             if (recipients[i] == address(0)) revert OPGTokenInvalidDistribution();

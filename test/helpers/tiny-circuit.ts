@@ -5,8 +5,11 @@ import path from "node:path";
 import { compileSolidity } from "../../scripts/lib/solidity";
 import { proofWords } from "../../workers/runtime/tasks";
 import { packValues } from "../../zkml/packing";
-import { verificationKeyHash, verificationKeyWords, type SnarkjsVerificationKey } from "../../zkml/verification-key";
-
+import {
+  verificationKeyHash,
+  verificationKeyWords,
+  type SnarkjsVerificationKey,
+} from "../../zkml/verification-key";
 
 /**
  * Builds the tiny test circuit (test/fixtures/circuits/tiny-linear.circom) for real: circom2 compile,
