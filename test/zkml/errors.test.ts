@@ -141,6 +141,33 @@ describe("zkml bad input gives a clear error", function () {
       );
     });
 
+    it("SAME padding with dilations (onnxruntime sizes it differently) and an empty tensor", function () {
+      const dilated = one([
+        {
+          op: "MaxPool",
+          name: "pool",
+          inputs: ["x"],
+          outputs: ["y"],
+          attrs: { kernel_shape: [2, 2], auto_pad: "SAME_UPPER", dilations: [1, 2] },
+        },
+      ]);
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(dilated))),
+        "UNSUPPORTED_ATTRIBUTE",
+        /MaxPool node 'pool': auto_pad SAME_UPPER with dilations \[1,2\]/,
+      );
+      const ints = (data: number[]) => ({ dims: [data.length], data, type: "int64" as const });
+      const empty = one([{ op: "Slice", name: "cut", inputs: ["x", "s", "e"], outputs: ["y"] }], {
+        s: ints([1]),
+        e: ints([1]),
+      });
+      zkmlError(
+        () => quantizeGraph(parseOnnx(buildOnnx(empty))),
+        "UNSUPPORTED_OP",
+        /Slice node 'cut' produces an empty tensor \[0,2,2,2\]/,
+      );
+    });
+
     it("Softmax anywhere but at the end", function () {
       const early = one([
         { op: "Softmax", name: "sm", inputs: ["x"], outputs: ["s"] },

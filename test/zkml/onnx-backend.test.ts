@@ -138,7 +138,7 @@ function reasonOf(detail: string): string {
     .trim();
 }
 
-export function conformanceTable(results: CaseResult[]): string {
+function conformanceTable(results: CaseResult[]): string {
   const rows = [
     "| category | cases | supported (all ops claimed) | pass | refused | mismatches |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -160,7 +160,7 @@ export function conformanceTable(results: CaseResult[]): string {
   return rows.join("\n");
 }
 
-export function refusalTable(results: CaseResult[]): string {
+function refusalTable(results: CaseResult[]): string {
   const groups = new Map<string, string[]>();
   for (const r of results.filter((x) => x.supported && x.outcome === "refused")) {
     const key = reasonOf(r.detail ?? "");
@@ -194,11 +194,14 @@ describe("zkml conformance: ONNX backend test data (libonnx-testdata)", function
         if (fs.existsSync(path.join(dir, name, "model.onnx"))) results.push(runCase(c, path.join(dir, name)));
       }
     }
-    const ratio = Math.max(...results.map((r) => (r.outcome === "pass" ? (r.ratio ?? 0) : 0)));
+    const tightest = results
+      .filter((r) => r.outcome === "pass")
+      .reduce((a, b) => ((b.ratio ?? 0) > (a.ratio ?? 0) ? b : a));
     console.log(`\n${conformanceTable(results)}\n\n${refusalTable(results)}\n`);
     console.log(
       `  ${results.length} cases from ${root} in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
-        `largest error / bound among passes: ${ratio.toFixed(3)}\n`,
+        `largest error / bound among passes: ${(tightest.ratio ?? 0).toFixed(3)} ` +
+        `(${tightest.category}/${tightest.name})\n`,
     );
     if (process.env.OPG_CONFORMANCE_OUT) {
       fs.writeFileSync(

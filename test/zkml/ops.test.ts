@@ -297,6 +297,20 @@ const CASES: OpCase[] = [
     tolerance: 0.003,
   },
   {
+    // With a negative step, starts clamp to [0, d-1] (not [-1, d-1]): a start below -d selects index 0.
+    name: "Slice with negative steps from starts beyond either end",
+    inputDims: [1, 2, 3, 4],
+    outputDims: [1, 2, 1, 2],
+    nodes: [{ op: "Slice", inputs: ["x", "starts", "ends", "axes", "steps"], outputs: ["y"] }],
+    init: {
+      starts: ints([-10, 10]),
+      ends: ints([-1e9, -1e9]),
+      axes: ints([2, -1]),
+      steps: ints([-1, -2]),
+    },
+    tolerance: 0.003,
+  },
+  {
     name: "Flatten through an exporter-style Shape/Gather/Unsqueeze/Concat shape subgraph",
     inputDims: [1, 2, 2, 2],
     outputDims: [1, 8],

@@ -391,10 +391,12 @@ class Lowering {
   lowerNode(node: OnnxNode): void {
     const ins = node.inputs.map((n) => (n ? this.get(n, node) : undefined));
     const allConst = ins.every((v) => !v || v.kind === "const");
+    const label = nodeLabel(node);
     const set = (v: Value, i = 0): void => {
+      if (v.kind === "dyn" && numel(v.shape) === 0)
+        fail("UNSUPPORTED_OP", `${label} produces an empty tensor [${v.shape}]: nothing to compute`);
       this.env.set(node.outputs[i], v);
     };
-    const label = nodeLabel(node);
     if (!SUPPORTED_OPS.includes(node.opType)) {
       fail("UNSUPPORTED_OP", `unsupported op ${label}. Supported ops: ${SUPPORTED_OPS.join(", ")}`);
     }
@@ -1199,6 +1201,10 @@ function windowGeometry(node: OnnxNode, spatial: number[], kernel: number[], cei
     fail("UNSUPPORTED_ATTRIBUTE", `${label}: strides/dilations/pads must describe 2 spatial dimensions`);
   }
   if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
+    // onnxruntime sizes SAME padding without the dilation (and refuses it for Conv), so the float
+    // reference would disagree with the circuit's ONNX-spec windows: refuse rather than differ.
+    if (dl.some((d) => d !== 1))
+      fail("UNSUPPORTED_ATTRIBUTE", `${label}: auto_pad ${autoPad} with dilations [${dl}]`);
     pads = [0, 0, 0, 0];
     for (let d = 0; d < 2; d++) {
       const out = Math.ceil(spatial[d] / st[d]);
@@ -1292,12 +1298,14 @@ function sliceIndex(
     const d = shape[a];
     const stp = steps[i];
     if (stp === 0) fail("MALFORMED_MODEL", `${nodeLabel(node)}: slice step 0`);
-    const clampS = (v: number): number => {
+    // ONNX: with a positive step both clamp to [0, d]; with a negative step starts clamp to [0, d-1] and
+    // ends to [-1, d-1].
+    const clamp = (v: number, lo: number): number => {
       const x = v < 0 ? v + d : v;
-      return stp > 0 ? Math.max(0, Math.min(d, x)) : Math.max(-1, Math.min(d - 1, x));
+      return stp > 0 ? Math.max(0, Math.min(d, x)) : Math.max(lo, Math.min(d - 1, x));
     };
-    const s0 = clampS(starts[i]);
-    const e0 = clampS(ends[i]);
+    const s0 = clamp(starts[i], 0);
+    const e0 = clamp(ends[i], -1);
     begin[a] = s0;
     step[a] = stp;
     outShape[a] = Math.max(0, Math.ceil((e0 - s0) / stp));
