@@ -1,27 +1,33 @@
 /**
- * ZKML benchmark: `npm run bench:zkml`. Timings in a plain Node process; verifier gas on an in-process
- * Hardhat chain loaded at the end.
+ * ZKML benchmark: `npm run bench:zkml`. Timings in a plain Node process; gas on an in-process Hardhat chain
+ * loaded at the end, where the protocol is deployed and each model registered with its verification key.
  *
  * Per model: constraints, the baseline with weights as private signals (one more constraint per weight
- * multiply), their ratio, compile / setup / prove (cold and warm) / verify times, proof size, verifier gas,
- * and for the digits fixtures the quantized-vs-onnxruntime argmax agreement on the held-out split.
+ * multiply), their ratio, compile / setup / prove (cold and warm) / verify times, proof size, the gas of
+ * `TaskRegistry.submitResult` (the protocol's Groth16 verifier against the registered key, plus settlement;
+ * a node's and a royalty receiver's first settlement excluded), and for the digits fixtures the
+ * quantized-vs-onnxruntime argmax agreement on the held-out split.
  * BENCH_MODELS=iris_mlp,digits_mlp limits the run; results also go to build/bench-zkml.json.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { InterfaceAbi } from "ethers";
-import { compileSolidity } from "./lib/solidity";
+import { ethers as ethersLib, type Signer } from "ethers";
+import { DEFAULT_ECONOMY_PARAMS, deployProtocol } from "./lib/deploy";
+import { registerBundle } from "./lib/register-model";
+import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
+import { parseSubmitted, proofWords, TOPICS } from "../workers/runtime/tasks";
 import {
   CompileOptions,
   compileModel,
   executeQuantized,
+  inputWords,
+  loadManifest,
   loadProgram,
   proveBundle,
   referenceSession,
   releaseProver,
   taskBinding,
-  verifierCalldata,
   verifyBundle,
 } from "../zkml";
 import { buildOnnx, mlpSpec } from "../zkml/onnx/builder";
@@ -101,11 +107,7 @@ const s = (ms: number | null): string => (ms === null ? "-" : `${(ms / 1000).toF
 async function main(): Promise<void> {
   const only = process.env.BENCH_MODELS?.split(",");
   const rows: Record<string, string | number>[] = [];
-  const gasJobs: {
-    row: number;
-    verifier: { abi: unknown[]; bytecode: string };
-    calldata: ReturnType<typeof verifierCalldata>;
-  }[] = [];
+  const gasJobs: { row: number; dir: string; sample: number[] }[] = [];
   const binding = taskBinding(
     31337n,
     "0x5FbDB2315678afecb367f032d93F642f64180aa3",
@@ -149,14 +151,7 @@ async function main(): Promise<void> {
     if (!v.ok) throw new Error(`${m.name}: proof did not verify: ${v.reason}`);
 
     // Gas is measured after every timing, so the timings come from a plain Node process (see below).
-    gasJobs.push({
-      row: rows.length,
-      verifier: compileSolidity(
-        fs.readFileSync(path.join(dir, "Verifier.sol"), "utf8"),
-        manifest.verifierContract!,
-      ),
-      calldata: verifierCalldata(last.proof, last.publicSignals),
-    });
+    gasJobs.push({ row: rows.length, dir, sample: x });
 
     let agreement = "-";
     if (m.agreement) {
@@ -185,7 +180,7 @@ async function main(): Promise<void> {
       proveWarm: s(median("proveMs")),
       verify: s(verifyMs),
       proofSize: `${JSON.stringify(last.proof).length} B json, 256 B raw`,
-      verifierGas: "-",
+      submitResultGas: "-",
       argmaxAgreement: agreement,
     });
     console.error(JSON.stringify(rows[rows.length - 1]));
@@ -194,17 +189,11 @@ async function main(): Promise<void> {
   // Hardhat's in-process chain is loaded only now: with it running, proving on 2 cores is ~60% slower, and
   // the proving times above are meant to be those of a worker process.
   const { ethers } = await import("hardhat");
-  const [signer] = await ethers.getSigners();
-  for (const job of gasJobs) {
-    const verifier = await new ethers.ContractFactory(
-      job.verifier.abi as InterfaceAbi,
-      job.verifier.bytecode,
-      signer,
-    ).deploy();
-    const { a, b, c, pubSignals } = job.calldata;
-    rows[job.row].verifierGas = Number(
-      await verifier.getFunction("verifyProof").estimateGas(a, b, c, pubSignals),
-    );
+  const [deployer, node] = await ethers.getSigners();
+  if (gasJobs.length > 0) {
+    const gas = await submitResultGas(deployer, node, gasJobs);
+    for (const [i, job] of gasJobs.entries()) rows[job.row].submitResultGas = gas[i];
+    await releaseProver();
   }
   const cols = Object.keys(rows[0] ?? {});
   const table = [
@@ -216,6 +205,62 @@ async function main(): Promise<void> {
   console.log(table);
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(path.join(ROOT, "build", "bench-zkml.json"), JSON.stringify(rows, null, 2));
+}
+
+/**
+ * Gas of `TaskRegistry.submitResult` per bundle on a fresh protocol deployment: each model registered with its
+ * verification key, two tasks submitted and claimed by `node`; the first settled (so that no first-credit
+ * storage costs land in the figure), the second's settlement estimated.
+ */
+async function submitResultGas(deployer: Signer, node: Signer, jobs: { dir: string; sample: number[] }[]) {
+  const treasury = await deployer.getAddress();
+  const { token, staking, models, tasks } = await deployProtocol(deployer, {
+    ...DEFAULT_ECONOMY_PARAMS,
+    treasury,
+  });
+  const stake = ethersLib.parseEther("5000");
+  await (await token.transfer(await node.getAddress(), stake)).wait();
+  await (await token.connect(node).approve(await staking.getAddress(), stake)).wait();
+  await (await staking.connect(node).register(1, "http://bench.local")).wait();
+  await (await staking.connect(node).stake(stake)).wait();
+  await (await token.approve(await tasks.getAddress(), ethersLib.MaxUint256)).wait();
+  const fee = ethersLib.parseEther("1");
+  const out: number[] = [];
+  for (const job of jobs) {
+    const manifest = loadManifest(job.dir);
+    const bundleId = bundleArchiveId(packBundle(job.dir));
+    const { modelId } = await registerBundle(deployer, models, job.dir, { bundleId, fee });
+    const q = executeQuantized(loadProgram(job.dir), job.sample);
+    const commitment = manifest.publicSignals.inputMode === "commitment";
+    const settle = async (send: boolean) => {
+      const now = (await deployer.provider!.getBlock("latest"))!.timestamp;
+      const receipt = await (
+        await tasks.submitTask({
+          modelId,
+          input: inputWords(manifest, q.input),
+          inputDataHash: commitment ? ethersLib.id(JSON.stringify(q.input.map(String))) : ethersLib.ZeroHash,
+          fee,
+          deadline: now + 3600,
+          callback: ethersLib.ZeroAddress,
+          callbackGasLimit: 0,
+        })
+      ).wait();
+      const t = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
+      await (await tasks.connect(node).claimTask(t.taskId, t.task)).wait();
+      const binding = BigInt(await tasks.taskBinding(t.taskId, await node.getAddress()));
+      const proved = await proveBundle(job.dir, job.sample, binding, {
+        reference: false,
+        checkHashes: false,
+      });
+      const outputs = proved.publicSignals.slice(0, manifest.publicSignals.outputWords);
+      const args = [t.taskId, t.task, t.input, outputs, proofWords(proved.proof)] as const;
+      if (send) await (await tasks.connect(node).submitResult(...args)).wait();
+      else out.push(Number(await tasks.connect(node).submitResult.estimateGas(...args)));
+    };
+    await settle(true);
+    await settle(false);
+  }
+  return out;
 }
 
 main().catch(async (e) => {

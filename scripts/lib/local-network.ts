@@ -222,7 +222,7 @@ export async function stopAllSpawned(graceMs = 10_000) {
 export function runToEnd(
   args: string[],
   env: Record<string, string> = {},
-  timeoutMs = 120_000,
+  timeoutMs = READY_TIMEOUT_MS,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const script = args.find((a) => /\.[jt]s$/.test(a) && !a.includes("node_modules")) ?? args[0];
   const proc = spawnProc(path.basename(script), args, env);

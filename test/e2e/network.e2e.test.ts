@@ -482,6 +482,19 @@ describe("network end to end (hardhat node + worker processes)", function () {
     } finally {
       journal.close();
     }
+    // Past their deadlines (by chain time) the requester gets every fee back, and no open task is left for
+    // the nodes of later tests (one with the default maxCallbackGas would take the callback task).
+    const refused = [];
+    for (const s of [keyTask, zkeyTask, callbackTask]) {
+      refused.push(parseSubmitted((await tasks.queryFilter(tasks.filters.TaskSubmitted(s.taskId)))[0]));
+    }
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const last = Math.max(...refused.map((r) => Number(r.task.deadline)));
+    await net.provider.send("evm_increaseTime", [last - now + 1]);
+    await net.provider.send("evm_mine", []);
+    const before = await net.deployment.token.balanceOf(requester.address);
+    for (const r of refused) await (await tasks.connect(requester).expire(r.taskId, r.task)).wait();
+    expect(await net.deployment.token.balanceOf(requester.address)).to.equal(before + FEE * 3n);
   });
 
   it("replaces a stuck transaction with higher fees, serves /metrics and /healthz, and sends nothing in dry-run", async function () {

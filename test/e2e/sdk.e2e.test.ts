@@ -93,7 +93,7 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
 
   it("submits float inputs, returns the decoded verified output, and the audit agrees", async function () {
     const request = await client.submit(modelId, irisInputs[0]);
-    const result = await client.waitForResult(request.taskId, { timeoutMs: 180_000, pollMs: 200 });
+    const result = await client.waitForResult(request.taskId, { timeoutMs: 300_000, pollMs: 200 });
     const expected = executeQuantized(loadProgram(bundleDir), irisInputs[0]);
     expect(request.quantizedInput).to.deep.equal(expected.input);
     expect(result.quantized).to.deep.equal(expected.quantized);
@@ -163,7 +163,7 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
         ),
       );
       expect(blob.quantized).to.deep.equal(request.quantizedInput.map(String));
-      const result = await client.waitForResult(request.taskId, { timeoutMs: 180_000, pollMs: 200 });
+      const result = await client.waitForResult(request.taskId, { timeoutMs: 300_000, pollMs: 200 });
       expect(result.quantized).to.deep.equal(
         executeQuantized(loadProgram(commitDir), irisInputs[3]).quantized,
       );

@@ -40,6 +40,7 @@ describe("worker runtime", function () {
       expect(inference).to.include({
         concurrency: 1,
         takeOverClaims: true,
+        maxCallbackGas: 300_000,
         minFee: 500_000_000_000_000_000n,
       });
       expect(inference.models).to.deep.equal([1n, 2n]);
