@@ -58,6 +58,7 @@ export const STATES = [
   "failed",
 ] as const;
 const WORKING = ["seen", "claimed", "proved"];
+const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
 
 /**
  * Why the claim policy skips a task (the fee, the time left before its deadline at chain time `now`, the
@@ -78,7 +79,6 @@ export function policySkipReason(
   }
   return undefined;
 }
-const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
 
 /**
  * The inference node: watches TaskSubmitted for the models it serves, decides by policy whether to take a
