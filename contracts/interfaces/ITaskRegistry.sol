@@ -169,6 +169,9 @@ interface ITaskRegistry {
     error TaskRegistryInvalidProof(uint256 taskId);
     /// @notice Not enough gas left to give the callback its full gas limit.
     error TaskRegistryInsufficientCallbackGas(uint256 taskId, uint256 gasLeft, uint256 needed);
+    /// @notice Too little gas left to slash a lapsed claim: the NodeStaking calls must not fail for lack of
+    /// gas, since a failure there is tolerated (and the refund goes on).
+    error TaskRegistryInsufficientSlashGas(uint256 gasLeft, uint256 needed);
     /// @notice A batch is empty or larger than `MAX_BATCH`.
     error TaskRegistryInvalidBatch(uint256 size);
     /// @notice The account has no credits to withdraw.

@@ -37,6 +37,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     uint256 public constant FEE_UNIT = 1 gwei;
     /// @notice Gas kept back when calling a callback, for the registry's own work after the call returns.
     uint256 public constant CALLBACK_GAS_RESERVE = 10_000;
+    /// @notice Gas that must be left before a lapsed claim is slashed: unlockCollateral and slash on
+    /// NodeStaking use about 95,000 together; the floor leaves them a wide margin under the 63/64 rule.
+    uint256 public constant SLASH_GAS_FLOOR = 200_000;
     bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
     bytes32 public constant SLASH_REASON_TASK_EXPIRED = keccak256("opg.task.expired");
 
@@ -618,6 +621,10 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     /// registry still holding its roles.
     function _slashClaim(uint256 taskId, address node, uint256 collateral, bytes32 reason) private {
         if (collateral == 0) return;
+        // A caller must not be able to make the calls below fail by sending too little gas (each would get
+        // only 63/64 of what is left and the catch would swallow the out-of-gas): with this much left, both
+        // calls get more than they use.
+        if (gasleft() < SLASH_GAS_FLOOR) revert TaskRegistryInsufficientSlashGas(gasleft(), SLASH_GAS_FLOOR);
         emit TaskClaimAbandoned(taskId, node, collateral);
         try staking.unlockCollateral(node, collateral) {} catch {
             emit StakingCallFailed(taskId, node, collateral, INodeStaking.unlockCollateral.selector);

@@ -1015,6 +1015,23 @@ describe("TaskRegistry", function () {
         expect(await f.tasks.taskStatus(f.pending.taskId)).to.equal(Status.Expired);
       });
 
+      it("cannot be faked by a caller starving the staking calls of gas (the slash fails only for lack of role)", async function () {
+        const f = await loadFixture(marketFixture);
+        const node = f.nodes[0];
+        const s = await f.submit(undefined, { deadlineIn: 300 });
+        await f.tasks.connect(node).claimTask(s.taskId, s.task);
+        await time.increaseTo(BigInt(s.task.deadline) + 1n);
+        // The lapsed node itself tries to expire with just enough gas for the refund but not the slash.
+        for (const gasLimit of [120_000, 180_000]) {
+          await expect(f.tasks.connect(node).expire(s.taskId, s.task, { gasLimit }))
+            .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInsufficientSlashGas")
+            .withArgs(anyValue, await f.tasks.SLASH_GAS_FLOOR());
+        }
+        await expect(f.tasks.connect(node).expire(s.taskId, s.task))
+          .to.emit(f.staking, "NodeSlashed")
+          .and.not.to.emit(f.tasks, "StakingCallFailed");
+      });
+
       it("lets nodes take back the collateral the revoked registry had locked", async function () {
         const f = await loadFixture(revokedFixture);
         // Settled collateral (node) and the live claim's (other): both stuck under the revoked manager.
