@@ -118,11 +118,15 @@ async function main(): Promise<number> {
     say(
       "auditor re-checks every task from public data (calldata, registry, bundle hashes, verification key)",
     );
+    let setup = "";
     for (const s of submitted) {
       const report = await client.audit(s.request.taskId);
       say(`  task ${report.taskId}: ${report.detail}`);
       if (!report.agree) ok = false;
+      setup = report.setup?.summary ?? setup;
     }
+    // the same for every task of the model: who could forge its proofs (a development setup here)
+    if (setup) say(`  ${setup}`);
 
     const reportFile = path.join(net.tmp, "verification", "reports.jsonl");
     const reports = await waitFor(

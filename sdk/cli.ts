@@ -6,15 +6,51 @@ import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
 import { DataClient } from "../workers/data/client";
 import { parse } from "../workers/runtime/config";
 import { readDeployment } from "../workers/runtime/chain";
-import { OpgClient, OpgClientError } from "./client";
+import { OpgClient, OpgClientError, type AuditReport } from "./client";
 import { json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
 import { registerOperatorCommands } from "./operator-cli";
 
-function clientFor(o: Conn, signed: boolean) {
+/** The setup flags of the audit commands. */
+interface SetupFlags {
+  ptau?: string;
+  requireSecureSetup?: boolean;
+}
+
+function clientFor(o: Conn & SetupFlags, signed: boolean) {
   const s = settings(o);
+  if (o.ptau !== undefined && !fs.existsSync(o.ptau))
+    throw new OpgClientError(`ptau file ${o.ptau} not found`);
   const provider = rpc(s.rpcUrl);
   const runner = signed ? signerFrom(provider) : provider;
-  return { client: new OpgClient({ runner, deployment: s.deployment, dataUrl: s.dataUrl }), provider, s };
+  const client = new OpgClient({
+    runner,
+    deployment: s.deployment,
+    dataUrl: s.dataUrl,
+    ptau: o.ptau,
+    log: (m) => process.stderr.write(`${m}\n`),
+  });
+  return { client, provider, s };
+}
+
+function withSetupFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      "--ptau <file>",
+      "the phase-1 (powers of tau) file the model was set up with: checked, and the zkey verified against " +
+        "it (a setup is found secure only with it)",
+    )
+    .option(
+      "--require-secure-setup",
+      "exit 3 also when the model's trusted setup is not established secure (needs --ptau)",
+    );
+}
+
+/** The audit's setup verdict as printed on stderr (stdout stays JSON). */
+function setupLine(r: AuditReport): string {
+  if (!r.setup) return "setup: NOT CHECKED (the model's bundle could not be read)";
+  return r.bundleMatches
+    ? r.setup.summary
+    : `${r.setup.summary} [this is the published bundle's setup; the registered key is not that bundle's]`;
 }
 
 function taskId(raw: string): bigint {
@@ -118,19 +154,21 @@ export function registerClientCommands(program: Command) {
       });
     });
 
-  withConnection(task.command("audit <taskId>"))
+  withSetupFlags(withConnection(task.command("audit <taskId>")))
     .description(
       "re-check a verified task from public data: proof against the registered key, bundle against the " +
-        "registration, output recomputed " +
-        "(exit 0 when it agrees, 3 when it does not)",
+        "registration, output recomputed; and the model's trusted setup (who could forge proofs, printed " +
+        "on stderr) (exit 0 when it agrees, 3 when it does not, or with --require-secure-setup when the " +
+        "setup is not secure)",
     )
-    .action(async (id: string, o: Conn) => {
+    .action(async (id: string, o: Conn & SetupFlags) => {
       await run(async (keep) => {
         const { client, provider } = clientFor(o, false);
         keep(provider);
         const report = await client.audit(taskId(id));
+        process.stderr.write(`${setupLine(report)}\n`);
         process.stdout.write(json(report));
-        return report.agree ? 0 : 3;
+        return report.agree && (report.setupSecure || !o.requireSecureSetup) ? 0 : 3;
       });
     });
   withConnection(task.command("refund <taskId>"))
@@ -147,24 +185,31 @@ export function registerClientCommands(program: Command) {
       });
     });
 
-  withConnection(task.command("audit-range"))
+  withSetupFlags(withConnection(task.command("audit-range")))
     .description(
-      "audit every task verified in a block range: one JSON report per line, then a summary " +
-        "(exit 0 when all agree, 3 when any does not)",
+      "audit every task verified in a block range: one JSON report per line, then a summary; each model's " +
+        "setup line on stderr (exit 0 when all agree, 3 when any does not, or with --require-secure-setup " +
+        "when any model's setup is not secure)",
     )
     .requiredOption("--from-block <n>", "first block")
     .option("--to-block <n>", "last block (default: latest)")
-    .action(async (o: Conn & { fromBlock: string; toBlock?: string }) => {
+    .action(async (o: Conn & SetupFlags & { fromBlock: string; toBlock?: string }) => {
       await run(async (keep) => {
         const { client, provider } = clientFor(o, false);
         keep(provider);
         const block = parse.int(0, Number.MAX_SAFE_INTEGER);
+        const shown = new Set<string>();
         const summary = await client.auditRange(block(o.fromBlock), {
           toBlock: o.toBlock === undefined ? undefined : block(o.toBlock),
-          onReport: (r) => process.stdout.write(JSON.stringify(r) + "\n"),
+          onReport: (r) => {
+            if (!shown.has(r.modelId)) process.stderr.write(`model ${r.modelId}: ${setupLine(r)}\n`);
+            shown.add(r.modelId);
+            process.stdout.write(JSON.stringify(r) + "\n");
+          },
         });
         process.stdout.write(JSON.stringify({ summary }) + "\n");
-        return summary.disagreed.length === 0 ? 0 : 3;
+        const setupOk = !o.requireSecureSetup || summary.setupNotSecure.length === 0;
+        return summary.disagreed.length === 0 && setupOk ? 0 : 3;
       });
     });
 

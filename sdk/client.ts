@@ -33,11 +33,13 @@ import {
   type AuditDeps,
   type AuditReport,
 } from "../workers/runtime/audit";
+import { SetupChecks } from "../workers/runtime/audit-setup";
 import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
 import { readDeployment, type Deployment } from "../workers/runtime/chain";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
 
 export type { AuditReport } from "../workers/runtime/audit";
+export type { AuditSetup } from "../workers/runtime/audit-setup";
 export type { Deployment } from "../workers/runtime/chain";
 
 export const TASK_STATUSES = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
@@ -97,6 +99,14 @@ export interface OpgClientOptions {
   dataUrl: string;
   /** Where verified bundles are unpacked; defaults to a folder under the OS temp directory. */
   cacheDir?: string;
+  /**
+   * A phase-1 (powers of tau) file to check the models' trusted setup against in audits: only with it is
+   * a bundle's zkey verified and a setup found secure (`setupSecure`). A large file not seen before on this
+   * machine takes minutes to verify, once.
+   */
+  ptau?: string;
+  /** Progress of the setup checks (the ptau verification). */
+  log?: (message: string) => void;
 }
 
 /** A registered model with its bundle, fetched from the data node and checked against the registry. */
@@ -157,6 +167,7 @@ export class OpgClient {
   readonly token: OPGToken;
   private readonly data: DataClient;
   private readonly bundles: BundleCache;
+  private readonly setups: SetupChecks;
 
   constructor(opts: OpgClientOptions) {
     const deployment =
@@ -172,6 +183,7 @@ export class OpgClient {
     this.token = OPGToken__factory.connect(deployment.token, runner);
     this.data = new DataClient(opts.dataUrl);
     this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data);
+    this.setups = new SetupChecks({ ptau: opts.ptau, log: opts.log });
   }
 
   /** The model's registered terms and its bundle (hash-checked against the registry). */
@@ -374,7 +386,8 @@ export class OpgClient {
 
   /**
    * Re-check a verified task from public data: proof against the registered key, the bundle against the
-   * registration (its verification key included), output recomputed.
+   * registration (its verification key included), output recomputed; and the bundle's trusted setup
+   * (`setup`: who could forge proofs; `setupSecure`), which does not change `agree`.
    */
   async audit(taskId: bigint): Promise<AuditReport> {
     const found = await findVerifiedLog(this.auditDeps(), taskId);
@@ -385,24 +398,42 @@ export class OpgClient {
   /**
    * Audit every task verified in blocks [fromBlock, toBlock] (default: up to the latest), reading logs in
    * windows of `chunk` blocks so that RPC providers with log-range limits serve it. `onReport` sees each
-   * report as it is made; the summary counts them.
+   * report as it is made; the summary counts them and names the models whose setup is not secure.
    */
   async auditRange(
     fromBlock: number,
     opts: { toBlock?: number; chunk?: number; onReport?: (r: AuditReport) => void } = {},
-  ): Promise<{ fromBlock: number; toBlock: number; audited: number; agreed: number; disagreed: string[] }> {
+  ): Promise<{
+    fromBlock: number;
+    toBlock: number;
+    audited: number;
+    agreed: number;
+    disagreed: string[];
+    /** Model ids (of the audited tasks) whose setup is not established secure here. */
+    setupNotSecure: string[];
+  }> {
     const toBlock = opts.toBlock ?? (await this.provider.getBlockNumber());
     const chunk = opts.chunk ?? 5_000;
     if (!Number.isInteger(fromBlock) || fromBlock < 0 || fromBlock > toBlock) {
       throw new OpgClientError(`block range ${fromBlock}..${toBlock} is empty or invalid`);
     }
-    const summary = { fromBlock, toBlock, audited: 0, agreed: 0, disagreed: [] as string[] };
+    const summary = {
+      fromBlock,
+      toBlock,
+      audited: 0,
+      agreed: 0,
+      disagreed: [] as string[],
+      setupNotSecure: [] as string[],
+    };
     for await (const logs of this.registryLogs([TOPICS.verified], fromBlock, toBlock, chunk)) {
       for (const log of logs) {
         const report = (await auditVerifiedLog(this.auditDeps(), log))!;
         summary.audited++;
         if (report.agree) summary.agreed++;
         else summary.disagreed.push(report.taskId);
+        if (!report.setupSecure && !summary.setupNotSecure.includes(report.modelId)) {
+          summary.setupNotSecure.push(report.modelId);
+        }
         opts.onReport?.(report);
       }
     }
@@ -429,6 +460,7 @@ export class OpgClient {
       tasks: this.tasks,
       bundles: this.bundles,
       data: this.data,
+      setups: this.setups,
     };
   }
 

@@ -7,6 +7,7 @@ export {
   sendTx,
   TASK_STATUSES,
   type AuditReport,
+  type AuditSetup,
   type Deployment,
   type ModelInfo,
   type OpgClientOptions,

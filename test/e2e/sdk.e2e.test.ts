@@ -112,13 +112,25 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
       node: account(5).address,
     });
     expect(report.output).to.deep.equal(expected.output);
+    // the demo's bundle is compiled with the development ptau: the proof holds, the setup is not secure
+    expect(report).to.include({ setupSecure: false });
+    expect(report.setup).to.include({ trust: "development", secure: false });
+    expect(report.setup!.phase2.contributors).to.deep.equal(["opg zkml compile"]);
 
     const shown = await opg(["task", "result", String(request.taskId), ...conn]);
     expect(shown.code, shown.stderr).to.equal(0);
     expect(JSON.parse(shown.stdout)).to.include({ status: "Verified", argmax: result.argmax });
     const audited = await opg(["task", "audit", String(request.taskId), ...conn]);
     expect(audited.code, audited.stderr).to.equal(0);
-    expect(JSON.parse(audited.stdout)).to.include({ agree: true });
+    expect(JSON.parse(audited.stdout)).to.include({ agree: true, setupSecure: false });
+    expect(JSON.parse(audited.stdout).setup).to.include({ trust: "development" });
+    expect(audited.stderr).to.include(
+      "setup: DEVELOPMENT (single-machine trusted setup): whoever ran compile could forge proofs for this " +
+        "model; phase 2: 1 contribution(s) ('opg zkml compile')",
+    );
+    const strict = await opg(["task", "audit", String(request.taskId), "--require-secure-setup", ...conn]);
+    expect(strict.code, strict.stderr).to.equal(3);
+    expect(JSON.parse(strict.stdout)).to.include({ agree: true, setupSecure: false });
   });
 
   it("opg task submit --wait pays, waits and prints the verified output", async function () {
@@ -292,6 +304,8 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
       .map((l) => JSON.parse(l));
     const { summary } = lines[lines.length - 1];
     expect(summary.disagreed).to.deep.equal([String(request.taskId)]);
+    expect(summary.setupNotSecure).to.include(String(modelId));
+    expect(sweep.stderr).to.match(new RegExp(`^model ${modelId}: setup: DEVELOPMENT`, "m"));
     expect(summary.audited).to.equal(lines.length - 1);
     expect(summary.agreed).to.equal(summary.audited - 1);
     expect(summary.audited).to.be.at.least(3);

@@ -2,8 +2,9 @@ import type { Command } from "commander";
 import { ConfigError, describeSchema, loadConfig, redact } from "../runtime/config";
 import { createLogger } from "../runtime/logger";
 import { onShutdown } from "../runtime/service";
-import { chainNodeSchema, inferenceSchema } from "./config";
+import { inferenceSchema } from "./config";
 import { InferenceNode } from "./node";
+import { verificationSchema } from "../verification/config";
 import { VerificationNode } from "../verification/node";
 
 /** Options every chain node takes on the command line; each overrides its OPG_* variable and the config file. */
@@ -59,11 +60,15 @@ export function registerInferenceCommands(node: Command) {
 
   withChainOptions(node.command("verification"))
     .description("run a verification node: re-verify every settled task and report disagreements")
-    .addHelpText("after", `\nConfiguration (flag, env or config file):\n${describeSchema(chainNodeSchema)}`)
+    .option("--setup-ptau <file>", "phase-1 file to check the models' trusted setup against")
+    .addHelpText(
+      "after",
+      `\nConfiguration (flag, env or config file):\n${describeSchema(verificationSchema)}`,
+    )
     .action(async (opts) => {
-      const config = configOrExit(chainNodeSchema, opts);
+      const config = configOrExit(verificationSchema, opts);
       const log = createLogger("verification");
-      log.info({ config: redact(chainNodeSchema, config) }, "configuration");
+      log.info({ config: redact(verificationSchema, config) }, "configuration");
       const worker = new VerificationNode(config, log);
       onShutdown(log, () => worker.stop());
       await worker.start();

@@ -1,7 +1,9 @@
 import { toBeHex, type Log, type Provider } from "ethers";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
+import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { DataClient } from "../data/client";
+import type { AuditSetup, SetupChecks } from "./audit-setup";
 import { BundleRejectedError, type BundleCache } from "./bundles";
 import type { Chain } from "./chain";
 import { decodeTaskInput, InputRejectedError } from "./task-input";
@@ -23,6 +25,15 @@ export interface AuditReport {
   /** All three: the result is re-verified from public data. */
   agree: boolean;
   detail: string;
+  /**
+   * The registered key's trusted setup is established secure here: the bundle matches the registry and
+   * its setup check found a published phase-1 ceremony and a secret phase-2 contribution (needs the ptau).
+   * Independent of `agree`: a proof under a development setup verifies, but whoever ran compile could
+   * have forged it.
+   */
+  setupSecure: boolean;
+  /** Who could forge proofs for the model's bundle; absent when the bundle could not be read. */
+  setup?: AuditSetup;
   /** The verified output, dequantized (softmax applied where the model ends in one); absent when unreadable. */
   output?: number[];
   checkedAt: string;
@@ -35,6 +46,8 @@ export interface AuditDeps {
   tasks: Chain["tasks"];
   bundles: BundleCache;
   data: DataClient;
+  /** Setup checks of the bundles, one per bundle (kept across audits: every task of a model shares it). */
+  setups: SetupChecks;
 }
 
 interface Submission {
@@ -113,8 +126,10 @@ export function snarkjsKeyFromWords(words: readonly bigint[]) {
  * registry, task and node); the model bundle (fetched by the registry's bundle hash, every file hash
  * checked) compared with the registered model, so that the registered key is the published circuit's
  * (keccak256 of the bundle's key words against `verificationKeyHash`), and the ONNX and layout agree; and the
- * output recomputed with the bundle's fixed-point executor. `models` limits the audit to those model ids
- * (undefined when another model). Throws only for what may pass (an RPC or data node outage).
+ * output recomputed with the bundle's fixed-point executor. The bundle's trusted setup is checked too
+ * (`setup`, `setupSecure`: who could forge proofs), which does not change `agree`. `models` limits the
+ * audit to those model ids (undefined when another model). Throws only for what may pass (an RPC or data
+ * node outage).
  */
 export async function auditVerifiedLog(
   deps: AuditDeps,
@@ -139,12 +154,15 @@ export async function auditVerifiedLog(
   const report = (
     checks: { proofValid: boolean; bundleMatches: boolean; outputMatches: boolean },
     detail: string,
-    output?: number[],
+    { setup, output }: { setup?: AuditSetup; output?: number[] } = {},
   ): AuditReport => ({
     ...base,
     ...checks,
     agree: checks.proofValid && checks.bundleMatches && checks.outputMatches,
     detail,
+    // the setup checked is the published bundle's: it says nothing of a registered key that differs
+    setupSecure: checks.bundleMatches && setup?.secure === true,
+    ...(setup ? { setup } : {}),
     ...(output ? { output } : {}),
     checkedAt: new Date().toISOString(),
   });
@@ -183,6 +201,7 @@ export async function auditVerifiedLog(
     return report({ ...none, proofValid }, `${proofDetail}; BUNDLE REFUSED: ${e.message}`);
   }
   const { bundle, problems } = inspected;
+  const setup = await deps.setups.of(bytes32ToBundleId(model.bundleHash), bundle.dir);
   const bundleMatches = problems.length === 0;
   const bundleDetail = bundleMatches
     ? "bundle matches the registry"
@@ -196,6 +215,7 @@ export async function auditVerifiedLog(
     return report(
       { proofValid, bundleMatches, outputMatches: false },
       `${proofDetail}; ${bundleDetail}; INPUT NOT RECOVERABLE: ${e.message}`,
+      { setup },
     );
   }
   const recomputed = executeProgram(bundle.program, input)[bundle.program.output.tensor];
@@ -212,9 +232,8 @@ export async function auditVerifiedLog(
     bundleDetail,
     outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS",
   ].join("; ");
-  return report(
-    { proofValid, bundleMatches, outputMatches },
-    detail,
-    dequantizeOutput(bundle.program, recomputed),
-  );
+  return report({ proofValid, bundleMatches, outputMatches }, detail, {
+    setup,
+    output: dequantizeOutput(bundle.program, recomputed),
+  });
 }

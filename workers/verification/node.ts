@@ -10,11 +10,12 @@ import { Journal } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
 import { PollLoop, ServiceHttp } from "../runtime/service";
 import { auditVerifiedLog, type AuditDeps, type AuditReport } from "../runtime/audit";
+import { SetupChecks } from "../runtime/audit-setup";
 import { taskRegistryInterface, TOPICS } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
-import type { chainNodeSchema } from "../inference/config";
+import type { verificationSchema } from "./config";
 
-export type VerificationConfig = ConfigOf<typeof chainNodeSchema>;
+export type VerificationConfig = ConfigOf<typeof verificationSchema>;
 
 /** What a verification node concluded about one verified task. */
 export type VerificationReport = AuditReport;
@@ -25,6 +26,8 @@ export type VerificationReport = AuditReport;
  * registry, verification key included), re-verifies the proof off-chain against that key with the public
  * signals rebuilt from chain data, and recomputes the quantized output with the fixed-point executor.
  * Every conclusion goes to the log, a metric and a JSON-lines report; a disagreement is logged as an error.
+ * Each model's trusted setup (who could forge its proofs) is logged once, at warn level when its phase 1
+ * is a development or unpublished one, and kept in the `opg_model_setup_secure{model}` gauge.
  */
 export class VerificationNode {
   private readonly chain: Chain;
@@ -38,6 +41,9 @@ export class VerificationNode {
   private readonly auditDeps: AuditDeps;
   private chainId = 0n;
   private readonly checked;
+  private readonly setupSecure;
+  /** Models whose setup has been logged. */
+  private readonly setupLogged = new Set<string>();
 
   constructor(
     private readonly config: VerificationConfig,
@@ -53,7 +59,11 @@ export class VerificationNode {
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
     const { provider, models, tasks } = this.chain;
-    this.auditDeps = { provider, models, tasks, bundles: this.bundles, data: this.data };
+    const setups = new SetupChecks({
+      ptau: config.setupPtau || undefined,
+      log: (message) => log.info(message),
+    });
+    this.auditDeps = { provider, models, tasks, bundles: this.bundles, data: this.data, setups };
     this.watcher = new ChainWatcher(
       this.chain.provider,
       this.journal,
@@ -70,6 +80,12 @@ export class VerificationNode {
       name: "opg_verifications_total",
       help: "verified tasks re-checked, by result",
       labelNames: ["result"],
+      registers: [this.http.registry],
+    });
+    this.setupSecure = new client.Gauge({
+      name: "opg_model_setup_secure",
+      help: "1 when the model's trusted setup is established secure (published phase 1, checked here), else 0",
+      labelNames: ["model"],
       registers: [this.http.registry],
     });
   }
@@ -104,6 +120,28 @@ export class VerificationNode {
       .map((l) => JSON.parse(l));
   }
 
+  /** The model's setup: its gauge on every report, a log line the first time it is known. */
+  private noteSetup(report: VerificationReport) {
+    this.setupSecure.set({ model: report.modelId }, report.setupSecure ? 1 : 0);
+    const setup = report.setup;
+    if (!setup || this.setupLogged.has(report.modelId)) return;
+    this.setupLogged.add(report.modelId);
+    const fields = {
+      modelId: report.modelId,
+      trust: setup.trust,
+      checkedFrom: setup.checkedFrom,
+      secure: report.setupSecure,
+      phase2Contributions: setup.phase2.count,
+      contributors: setup.phase2.contributors,
+      whoCanForge: setup.whoCanForge,
+      warnings: setup.warnings,
+    };
+    // a development or unpublished phase 1 (or a zkey that does not verify): someone known could forge
+    const weak = setup.trust !== "published-ceremony" || setup.zkeyVerified === false;
+    if (weak) this.log.warn(fields, `model ${report.modelId} ${setup.summary}`);
+    else this.log.info(fields, `model ${report.modelId} ${setup.summary}`);
+  }
+
   private onReorg(ancestor: number) {
     // Reports above the ancestor described blocks that are gone: forget them so the rescan checks anew.
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
@@ -122,6 +160,7 @@ export class VerificationNode {
       this.journal.setState(taskId, report.agree ? "agreed" : "disagreed", { reason: report.detail });
       fs.appendFileSync(this.reportFile, JSON.stringify(report) + "\n");
       this.checked.inc({ result: report.agree ? "agree" : "disagree" });
+      this.noteSetup(report);
       if (report.agree)
         this.log.info({ taskId: report.taskId, node: report.node }, "verified task re-checked: agree");
       else this.log.error({ ...report }, "DISAGREEMENT: a verified task does not re-check");

@@ -1,0 +1,23 @@
+import fs from "node:fs";
+import { chainNodeSchema } from "../inference/config";
+import { parse, type OptionSpec } from "../runtime/config";
+
+const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec<T>;
+
+/** The verification node's options: the chain node's, and the phase-1 file its setup checks use. */
+export const verificationSchema = {
+  ...chainNodeSchema,
+  setupPtau: opt({
+    env: "OPG_SETUP_PTAU",
+    description:
+      "phase-1 (powers of tau) file the models were set up with: their setup is checked against it and " +
+      "their zkey verified (without it no model's setup counts as secure); empty: none",
+    default: "",
+    parse: (raw) => {
+      if (raw === "") return "";
+      const file = parse.path(raw);
+      if (!fs.existsSync(file)) throw new Error(`${file} does not exist`);
+      return file;
+    },
+  }),
+};
