@@ -1,4 +1,10 @@
-import { dequantizeOutput, executeProgram, normalizeGroups, quantizeInput } from "./executor";
+import {
+  dequantizeOutput,
+  executeProgram,
+  normalizeGroups,
+  quantizeInput,
+  type QuantizedResult,
+} from "./executor";
 import { QProgram } from "./program";
 
 /**
@@ -19,11 +25,8 @@ import { QProgram } from "./program";
  * - Softmax over a group whose largest bound is E: p (exp(e + E) - 1); LogSoftmax: e + E.
  * |x| + e bounds the true |x|, so the bound is rigorous (up to the float arithmetic computing it).
  */
-export interface BoundedResult {
-  /** The quantized input, the proven output and the dequantized output, as executeQuantized returns. */
-  input: bigint[];
-  quantized: bigint[];
-  output: number[];
+/** What executeQuantized returns, plus a bound on each output element's error. */
+export interface BoundedResult extends QuantizedResult {
   /** Per output element: |output - exact model output| <= bound. */
   bound: number[];
 }
