@@ -1,6 +1,7 @@
 import {
   dequantizeOutput,
   executeProgram,
+  forEachConvTap,
   normalizeGroups,
   quantizeInput,
   type QuantizedResult,
@@ -92,30 +93,10 @@ export function errorBounds(
       }
       case "conv": {
         const cu = du / unit(op.src);
-        const { c, h, w, oc, oh, ow, kh, kw, group } = op;
-        const cg = c / group;
-        const ocg = oc / group;
-        for (let b = 0; b < op.batch; b++)
-          for (let o = 0; o < oc; o++) {
-            const g = Math.floor(o / ocg);
-            for (let oy = 0; oy < oh; oy++)
-              for (let ox = 0; ox < ow; ox++) {
-                let acc = du / 2;
-                for (let ic = 0; ic < cg; ic++)
-                  for (let ky = 0; ky < kh; ky++) {
-                    const iy = oy * op.strides[0] - op.pads[0] + ky * op.dilations[0];
-                    if (iy < 0 || iy >= h) continue;
-                    for (let kx = 0; kx < kw; kx++) {
-                      const ix = ox * op.strides[1] - op.pads[1] + kx * op.dilations[1];
-                      if (ix < 0 || ix >= w) continue;
-                      const x = ((b * c + g * cg + ic) * h + iy) * w + ix;
-                      const wt = Number(op.weights[((o * cg + ic) * kh + ky) * kw + kx]);
-                      acc += Math.abs(wt) * cu * e[op.src][x] + (cu / 2) * mag(op.src, x);
-                    }
-                  }
-                out[((b * oc + o) * oh + oy) * ow + ox] = acc;
-              }
-          }
+        out.fill(du / 2);
+        forEachConvTap(op, (o, x, wi) => {
+          out[o] += Math.abs(Number(op.weights[wi])) * cu * e[op.src][x] + (cu / 2) * mag(op.src, x);
+        });
         break;
       }
       case "lincomb": {

@@ -1,6 +1,35 @@
 import { fail } from "../errors";
-import { QProgram } from "./program";
+import type { ConvOp, QProgram } from "./program";
 import { numel } from "./shapes";
+
+/**
+ * Visits every tap of a convolution: `out` is the flat output index, `x` the flat input index and `w` the
+ * flat weight index it multiplies (padding taps are skipped). The one place the conv geometry (groups,
+ * strides, pads, dilations) is written: the executor and the error bound both walk it.
+ */
+export function forEachConvTap(op: ConvOp, visit: (out: number, x: number, w: number) => void): void {
+  const { c, h, w, oc, oh, ow, kh, kw, group } = op;
+  const cg = c / group;
+  const ocg = oc / group;
+  for (let b = 0; b < op.batch; b++)
+    for (let o = 0; o < oc; o++) {
+      const g = Math.floor(o / ocg);
+      for (let oy = 0; oy < oh; oy++)
+        for (let ox = 0; ox < ow; ox++) {
+          const out = ((b * oc + o) * oh + oy) * ow + ox;
+          for (let ic = 0; ic < cg; ic++)
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * op.strides[0] - op.pads[0] + ky * op.dilations[0];
+              if (iy < 0 || iy >= h) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * op.strides[1] - op.pads[1] + kx * op.dilations[1];
+                if (ix < 0 || ix >= w) continue;
+                visit(out, ((b * c + g * cg + ic) * h + iy) * w + ix, ((o * cg + ic) * kh + ky) * kw + kx);
+              }
+            }
+        }
+    }
+}
 
 /** floor(a / 2^k) for any sign of a (BigInt `>>` is already a floor shift). */
 function floorShift(a: bigint, k: number): bigint {
@@ -71,31 +100,14 @@ export function executeProgram(program: QProgram, input: readonly bigint[]): big
       }
       case "conv": {
         const x = vals[op.src];
-        const { c, h, w, oc, oh, ow, kh, kw, group } = op;
-        const cg = c / group;
-        const ocg = oc / group;
-        const out = new Array<bigint>(op.batch * oc * oh * ow);
-        for (let b = 0; b < op.batch; b++)
-          for (let o = 0; o < oc; o++) {
-            const g = Math.floor(o / ocg);
-            for (let oy = 0; oy < oh; oy++)
-              for (let ox = 0; ox < ow; ox++) {
-                let acc = op.bias[o];
-                for (let ic = 0; ic < cg; ic++)
-                  for (let ky = 0; ky < kh; ky++) {
-                    const iy = oy * op.strides[0] - op.pads[0] + ky * op.dilations[0];
-                    if (iy < 0 || iy >= h) continue;
-                    for (let kx = 0; kx < kw; kx++) {
-                      const ix = ox * op.strides[1] - op.pads[1] + kx * op.dilations[1];
-                      if (ix < 0 || ix >= w) continue;
-                      acc +=
-                        op.weights[((o * cg + ic) * kh + ky) * kw + kx] *
-                        x[((b * c + g * cg + ic) * h + iy) * w + ix];
-                    }
-                  }
-                out[((b * oc + o) * oh + oy) * ow + ox] = acc;
-              }
-          }
+        const plane = op.oh * op.ow;
+        const out = Array.from(
+          { length: op.batch * op.oc * plane },
+          (_, i) => op.bias[Math.floor(i / plane) % op.oc],
+        );
+        forEachConvTap(op, (o, xi, wi) => {
+          out[o] += op.weights[wi] * x[xi];
+        });
         vals[op.dst] = out;
         break;
       }
