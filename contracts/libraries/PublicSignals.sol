@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 pragma solidity ^0.8.24;
 
+import {Groth16} from "./Groth16.sol";
+
 /// @title Public-signal layout shared by the compiler, the task registry, workers and dapps.
 /// @notice A model circuit's public signals are `[outputWords..., inputWords..., taskBinding]`. Each word packs
 /// `valuesPerWord = 252 / packBits` fixed-point values, value j of a word in bits [j*packBits, (j+1)*packBits),
@@ -8,8 +10,7 @@ pragma solidity ^0.8.24;
 /// range-checks every packed value, so a word decodes one way only.
 library PublicSignals {
     /// @notice The BN254 scalar field modulus: every public signal must be below it.
-    uint256 internal constant SNARK_SCALAR_FIELD =
-        21888242871839275222246405745257275088548364400416034343698204186575808495617;
+    uint256 internal constant SNARK_SCALAR_FIELD = Groth16.SCALAR_FIELD;
     /// @notice Payload bits of a packed word: the largest multiple of a value width that stays below the
     /// 254-bit modulus with room to spare.
     uint256 internal constant WORD_PAYLOAD_BITS = 252;

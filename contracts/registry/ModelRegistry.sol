@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {VerificationModes} from "../libraries/VerificationModes.sol";
 import {Groth16} from "../libraries/Groth16.sol";
+import {PublicSignals} from "../libraries/PublicSignals.sol";
 
 /// @title ModelRegistry
 /// @notice Model id -> hashes, verification key, fee, royalty receiver, shapes and public-signal layout.
@@ -19,8 +20,6 @@ contract ModelRegistry is IModelRegistry {
     uint8 public constant MAX_PACK_BITS = 126;
     /// @notice Narrowest packed value: a sign bit and one magnitude bit.
     uint8 public constant MIN_PACK_BITS = 2;
-    /// @notice Payload bits of a packed word (`PublicSignals.WORD_PAYLOAD_BITS`).
-    uint256 private constant _WORD_PAYLOAD_BITS = 252;
     /// @notice Most values a shape may hold: inline input counts are stored in 24 bits.
     uint256 private constant _MAX_VALUES = type(uint24).max;
 
@@ -173,7 +172,7 @@ contract ModelRegistry is IModelRegistry {
                 spec.inputBits <= MAX_PACK_BITS &&
                 (spec.inputMode == InputMode.Commitment || spec.inputBits <= packBits);
         if (!widthsOk) revert ModelRegistryInvalidLayout(spec.inputWords, spec.outputWords, packBits);
-        uint256 perWord = _WORD_PAYLOAD_BITS / packBits;
+        uint256 perWord = PublicSignals.WORD_PAYLOAD_BITS / packBits;
         uint256 inputWords = spec.inputMode == InputMode.Inline ? _ceilDiv(inputValues, perWord) : 1;
         bool layoutOk =
             spec.inputWords == inputWords &&

@@ -6,7 +6,7 @@ import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
 import { fixtureBundle } from "../../scripts/lib/local-network";
 import { registerBundle } from "../../scripts/lib/register-model";
-import { proofWords } from "../../workers/runtime/tasks";
+import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
 import {
   executeQuantized,
   flattenInput,
@@ -53,18 +53,28 @@ async function digitsFixture() {
   await staking.connect(node).stake(ethers.parseEther("5000"));
   await token.connect(treasury).transfer(requester.address, ethers.parseEther("100"));
   await token.connect(requester).approve(market.tasksAddress, ethers.MaxUint256);
-  return { ...economy, ...market, bundleDir, modelId, requester, node };
+  const digits = JSON.parse(
+    fs.readFileSync(path.join(ROOT, "test/fixtures/models/digits_test.json"), "utf8"),
+  );
+  return {
+    ...economy,
+    ...market,
+    bundleDir,
+    manifest: loadManifest(bundleDir),
+    program: loadProgram(bundleDir),
+    digits: digits as { scale: number; inputs: number[][]; labels: number[] },
+    modelId,
+    requester,
+    node,
+  };
 }
 
 /** Submit digit `index` of the fixture set, claim it as the node, prove it for real and settle it. */
 async function settleDigit(f: Awaited<ReturnType<typeof digitsFixture>>, index: number) {
-  const manifest = loadManifest(f.bundleDir);
+  const { manifest, digits } = f;
   const layout = manifest.publicSignals;
-  const digits = JSON.parse(
-    fs.readFileSync(path.join(ROOT, "test/fixtures/models/digits_test.json"), "utf8"),
-  );
-  const image: number[] = digits.inputs[index].map((v: number) => v * digits.scale);
-  const quantized = executeQuantized(loadProgram(f.bundleDir), flattenInput(image, manifest.input.shape));
+  const image = digits.inputs[index].map((v) => v * digits.scale);
+  const quantized = executeQuantized(f.program, flattenInput(image, manifest.input.shape));
   const request = {
     modelId: f.modelId,
     input: inputWords(manifest, quantized.input),
@@ -75,10 +85,8 @@ async function settleDigit(f: Awaited<ReturnType<typeof digitsFixture>>, index: 
     callbackGasLimit: 0,
   };
   const receipt = (await (await f.tasks.connect(f.requester).submitTask(request)).wait())!;
-  const submitted = receipt.logs
-    .map((l) => f.tasks.interface.parseLog(l))
-    .find((e) => e?.name === "TaskSubmitted")!.args;
-  const task = submitted.task.toObject();
+  const submitted = parseSubmitted(receipt.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
+  const task = submitted.task;
   await f.tasks.connect(f.node).claimTask(submitted.taskId, task);
   const binding = await f.tasks.taskBinding(submitted.taskId, f.node.address);
   const { proof, publicSignals } = await proveBundle(f.bundleDir, image, binding, { reference: false });
@@ -88,9 +96,9 @@ async function settleDigit(f: Awaited<ReturnType<typeof digitsFixture>>, index: 
     .submitResult(submitted.taskId, task, request.input, outputs, proofWords(proof));
   return {
     tx,
-    taskId: submitted.taskId as bigint,
+    taskId: submitted.taskId,
     outputs,
-    label: digits.labels[index] as number,
+    label: digits.labels[index],
     quantized,
     signals: layout.inputWords + layout.outputWords + 1,
   };

@@ -1,7 +1,6 @@
 import { ethers } from "hardhat";
-import type { Result } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
+import { parseSubmitted, TOPICS, type SubmittedTask } from "../../workers/runtime/tasks";
 import { pinNextBlockTime } from "./chain-time";
 import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
 import {
@@ -21,35 +20,7 @@ export const CLAIM_WINDOW = 600;
 export const VERIFICATION_MODE_ZK = 1;
 export { TINY_PACK_BITS };
 
-export type TaskStruct = ITaskRegistry.TaskStruct;
-
-/** A submitted task as a node sees it: from the TaskSubmitted event. */
-export interface SubmittedTask {
-  taskId: bigint;
-  task: TaskStruct;
-  input: bigint[];
-}
-
-/** The committed `Task` and the input, from a TaskSubmitted event, as a node reads them. */
-export function taskFromEvent(args: Result): SubmittedTask {
-  const t = args.task as Result;
-  const task: TaskStruct = {
-    requester: t.requester as string,
-    modelId: t.modelId as bigint,
-    fee: t.fee as bigint,
-    deadline: t.deadline as bigint,
-    verificationKey: t.verificationKey as string,
-    royaltyReceiver: t.royaltyReceiver as string,
-    callback: t.callback as string,
-    callbackGasLimit: t.callbackGasLimit as bigint,
-    outputWords: t.outputWords as bigint,
-    protocolFeeBps: t.protocolFeeBps as bigint,
-    royaltyBps: t.royaltyBps as bigint,
-    inputHash: t.inputHash as string,
-    inputDataHash: t.inputDataHash as string,
-  };
-  return { taskId: args.taskId as bigint, task, input: [...(args.input as bigint[])] };
-}
+export type { SubmittedTask };
 
 /** The tiny model's registration: its real layout (24 inputs in 4 words, one output word). */
 export function defaultModelSpec(royaltyReceiver: string) {
@@ -136,11 +107,10 @@ export async function marketFixture() {
   }
 
   function submittedFrom(logs: readonly { topics: readonly string[]; data: string }[]): SubmittedTask {
-    for (const log of logs) {
-      const parsed = tasks.interface.parseLog(log);
-      if (parsed?.name === "TaskSubmitted") return taskFromEvent(parsed.args);
-    }
-    throw new Error("no TaskSubmitted event");
+    // The node's own reader: the fixture sees a task exactly as an inference node does.
+    const log = logs.find((l) => l.topics[0] === TOPICS.submitted);
+    if (!log) throw new Error("no TaskSubmitted event");
+    return parseSubmitted(log);
   }
 
   /** Prove `submitted` for `node`: real Groth16 over the tiny circuit with the registry's binding. */
