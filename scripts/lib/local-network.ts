@@ -16,8 +16,22 @@ import { DataClient } from "../../workers/data/client";
  * process, fixture models compiled into bundles (cached by ONNX hash and options), and worker nodes as real
  * `opg node ...` child processes with their own state directories.
  */
-export const ROOT = path.join(__dirname, "..", "..");
+export const ROOT = projectRoot(__dirname);
 const CLI = path.join(ROOT, "bin", "opg.js");
+
+/**
+ * The repository root: the first folder above `from` with both package.json and hardhat.config.ts, so
+ * that this module finds bin/opg.js and the hardhat config whether it runs from scripts/lib (ts-node) or
+ * from its compiled copy under dist/.
+ */
+function projectRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "package.json")) && fs.existsSync(path.join(dir, "hardhat.config.ts")))
+      return dir;
+    if (path.dirname(dir) === dir)
+      throw new Error(`no project root (package.json + hardhat.config.ts) above ${from}`);
+  }
+}
 const HARDHAT_CLI = require.resolve("hardhat/internal/cli/cli.js");
 const MNEMONIC = "test test test test test test test test test test test junk";
 
@@ -101,6 +115,16 @@ export function killAllSpawned() {
 }
 
 let exitHooksInstalled = false;
+let exitOnSignal = true;
+
+/**
+ * Leave SIGINT/SIGTERM/SIGHUP to the caller (a long-running `opg dev` stops its children gently and exits
+ * 0); the harness still SIGKILLs whatever is left when the process exits.
+ */
+export function leaveSignalsToCaller() {
+  exitOnSignal = false;
+}
+
 /**
  * When this process ends (normally, by an uncaught error, or by SIGINT/SIGTERM/SIGHUP), take every spawned
  * process group with it: a failed test or an interrupted demo must not leave a hardhat node or a data node
@@ -113,10 +137,19 @@ function installExitHooks() {
   process.on("exit", killAllSpawned);
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(signal, () => {
+      if (!exitOnSignal) return;
       killAllSpawned();
       process.exit(128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 1));
     });
   }
+}
+
+/** What a spawned process's output lines are kept for. */
+export interface OutputOptions {
+  /** Keep only the last `keepLines` lines in `output` (a long-running process; default: all). */
+  keepLines?: number;
+  /** Called with every output line (a log file, a terminal). */
+  onLine?: (line: string) => void;
 }
 
 /** A child process whose output is kept (and printed when OPG_E2E_VERBOSE is set). */
@@ -127,11 +160,14 @@ export class Proc {
   constructor(
     readonly name: string,
     readonly child: ChildProcess,
+    opts: OutputOptions = {},
   ) {
     const keep = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (!line) continue;
         this.output.push(line);
+        if (opts.keepLines !== undefined && this.output.length > opts.keepLines) this.output.shift();
+        opts.onLine?.(line);
         if (process.env.OPG_E2E_VERBOSE) console.log(`[${name}] ${line}`);
       }
     };
@@ -190,9 +226,15 @@ export class Proc {
   }
 }
 
-const EXIT_WITH_PARENT = path.join(__dirname, "exit-with-parent.js");
+// A plain JavaScript file next to this one in the sources (not copied into a compiled build).
+const EXIT_WITH_PARENT = path.join(ROOT, "scripts", "lib", "exit-with-parent.js");
 
-export function spawnProc(name: string, args: string[], env: Record<string, string> = {}): Proc {
+export function spawnProc(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+  output: OutputOptions = {},
+): Proc {
   installExitHooks();
   const child = spawn(process.execPath, ["-r", EXIT_WITH_PARENT, ...args], {
     cwd: ROOT,
@@ -206,7 +248,7 @@ export function spawnProc(name: string, args: string[], env: Record<string, stri
     // Its own process group, so that stopping it stops what it spawned.
     detached: true,
   });
-  return new Proc(name, child);
+  return new Proc(name, child, output);
 }
 
 /** Stop every process this harness spawned that is still running: SIGTERM, then SIGKILL after a grace period. */
@@ -244,12 +286,16 @@ export function runToEnd(
   });
 }
 
-export async function startHardhatNode(): Promise<{ proc: Proc; url: string }> {
-  const port = await freePort();
-  const proc = spawnProc("hardhat", [HARDHAT_CLI, "node", "--port", String(port), "--hostname", "127.0.0.1"]);
-  const url = `http://127.0.0.1:${port}`;
+/** Where and how a harness process listens: a fixed port (default: a free one) and its output handling. */
+export interface ListenOptions {
+  port?: number;
+  output?: OutputOptions;
+}
+
+/** Resolves when `url` answers eth_chainId; fails early when `proc` exits first. */
+export async function waitForRpc(url: string, proc?: Proc, timeoutMs = READY_TIMEOUT_MS) {
   await waitFor(
-    `the hardhat node to answer eth_chainId at ${url}`,
+    `the JSON-RPC endpoint ${url} to answer eth_chainId`,
     async () => {
       const res = await fetch(url, {
         method: "POST",
@@ -258,16 +304,36 @@ export async function startHardhatNode(): Promise<{ proc: Proc; url: string }> {
       });
       return res.ok;
     },
-    READY_TIMEOUT_MS,
+    timeoutMs,
     250,
     proc,
   );
+}
+
+export async function startHardhatNode(opts: ListenOptions = {}): Promise<{ proc: Proc; url: string }> {
+  const port = opts.port ?? (await freePort());
+  const proc = spawnProc(
+    "hardhat",
+    [HARDHAT_CLI, "node", "--port", String(port), "--hostname", "127.0.0.1"],
+    {},
+    opts.output,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitForRpc(url, proc);
   return { proc, url };
 }
 
-export async function startDataNode(dir: string): Promise<{ proc: Proc; url: string }> {
-  const port = await freePort();
-  const proc = spawnProc("data", [CLI, "node", "data", "--port", String(port), "--dir", dir]);
+export async function startDataNode(
+  dir: string,
+  opts: ListenOptions = {},
+): Promise<{ proc: Proc; url: string }> {
+  const port = opts.port ?? (await freePort());
+  const proc = spawnProc(
+    "data",
+    [CLI, "node", "data", "--port", String(port), "--dir", dir],
+    {},
+    opts.output,
+  );
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
     `the data node to answer ${url}/healthz`,
@@ -290,12 +356,16 @@ export async function waitForLog(proc: Proc, message: string, timeoutMs = READY_
   );
 }
 
-/** Compile a fixture model once per (file, options), cached under .opg/cache/e2e-bundles. */
+/**
+ * Compile a model (a path relative to the repository root, or absolute) once per (file, options), cached
+ * under .opg/cache/e2e-bundles. `log` is told the compiler's progress.
+ */
 export async function fixtureBundle(
   onnxRel: string,
   opts: { inputMode?: "inline" | "commitment"; inputBits?: number; scaleBits?: number } = {},
+  log: (message: string) => void = () => undefined,
 ): Promise<string> {
-  const onnx = path.join(ROOT, onnxRel);
+  const onnx = path.resolve(ROOT, onnxRel);
   const key = crypto
     .createHash("sha256")
     .update(fs.readFileSync(onnx))
@@ -309,7 +379,7 @@ export async function fixtureBundle(
       inputMode: opts.inputMode ?? "inline",
       inputBits: opts.inputBits,
       scaleBits: opts.scaleBits,
-      log: () => undefined,
+      log,
     });
   }
   return dir;
@@ -326,27 +396,45 @@ export interface Network {
   stop(): Promise<void>;
 }
 
+/** Where `startNetwork` puts things; each defaults to a fresh temporary folder or a free port. */
+export interface NetworkOptions {
+  /** Working folder (deployment file, data node store, node state); default: a new temporary folder. */
+  dir?: string;
+  /** Where the deployment file is written (default: `<dir>/deployment.json`). */
+  deploymentFile?: string;
+  chain?: ListenOptions;
+  data?: ListenOptions;
+  /** Told each stage as it starts (a progress line). */
+  onStage?: (stage: string) => void;
+}
+
 /** Chain + protocol + data node. Every node operator key gets OPG, registers for `roles` and stakes. */
-export async function startNetwork(): Promise<Network> {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-e2e-"));
-  const chain = await startHardhatNode();
+export async function startNetwork(opts: NetworkOptions = {}): Promise<Network> {
+  const tmp = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "opg-e2e-"));
+  fs.mkdirSync(tmp, { recursive: true });
+  opts.onStage?.("starting the hardhat node");
+  const chain = await startHardhatNode(opts.chain);
   // No response cache: consecutive transactions from one key must see fresh nonces.
   const provider = new JsonRpcProvider(chain.url, undefined, { staticNetwork: true, cacheTimeout: -1 });
   let data: { proc: Proc; url: string } | undefined;
   try {
     const deployer = new NonceManager(account(0).connect(provider));
+    opts.onStage?.(`deploying the protocol on ${chain.url}`);
     const deployment = await deployProtocol(deployer, {
       ...DEFAULT_ECONOMY_PARAMS,
       treasury: await deployer.getAddress(),
     });
-    const deploymentFile = path.join(tmp, "deployment.json");
+    const deploymentFile = opts.deploymentFile ?? path.join(tmp, "deployment.json");
     const { chainId } = await provider.getNetwork();
+    fs.mkdirSync(path.dirname(deploymentFile), { recursive: true });
     fs.writeFileSync(
       deploymentFile,
-      JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }),
+      JSON.stringify({ chainId: Number(chainId), ...(await deploymentAddresses(deployment)) }, null, 2) +
+        "\n",
     );
     const dataDir = path.join(tmp, "data");
-    data = await startDataNode(dataDir);
+    opts.onStage?.("starting the data node");
+    data = await startDataNode(dataDir, opts.data);
     const dataNode = data;
     return {
       chain,
@@ -394,21 +482,38 @@ export async function publishModel(
 }
 
 /** Fund, register and stake node operator `index` for the inference role (1) and/or verification (2). */
-export async function stakeNode(net: Network, index: number, roles = 1, amount = 5_000n * 10n ** 18n) {
+export async function stakeNode(
+  net: Network,
+  index: number,
+  roles = 1,
+  amount = 5_000n * 10n ** 18n,
+  endpoint = `http://node-${index}.local`,
+) {
   const wallet = account(index).connect(net.provider);
   const { token, staking } = net.deployment;
   await (await token.connect(net.deployer).transfer(wallet.address, amount)).wait();
   await (await token.connect(wallet).approve(await staking.getAddress(), amount)).wait();
-  await (await staking.connect(wallet).register(roles, `http://node-${index}.local`)).wait();
+  await (await staking.connect(wallet).register(roles, endpoint)).wait();
   await (await staking.connect(wallet).stake(amount)).wait();
   return wallet;
+}
+
+/** How a worker node is started: by default a free metrics port, no confirmations, a 150 ms poll. */
+export interface NodeOptions {
+  extra?: string[];
+  rpcUrl?: string;
+  env?: Record<string, string>;
+  /** Port of /metrics and /healthz (default 0: any free port). */
+  metricsPort?: number;
+  pollIntervalMs?: number;
+  output?: OutputOptions;
 }
 
 export function startInferenceNode(
   net: Network,
   index: number,
   stateDir: string,
-  opts: { extra?: string[]; rpcUrl?: string; env?: Record<string, string> } = {},
+  opts: NodeOptions = {},
 ): Proc {
   return spawnProc(
     `inference-${index}`,
@@ -425,18 +530,24 @@ export function startInferenceNode(
       "--state-dir",
       stateDir,
       "--metrics-port",
-      "0",
+      String(opts.metricsPort ?? 0),
       "--confirmations",
       "0",
       "--poll-interval-ms",
-      "150",
+      String(opts.pollIntervalMs ?? 150),
       ...(opts.extra ?? []),
     ],
     { OPG_PRIVATE_KEY: account(index).privateKey, ...(opts.env ?? {}) },
+    opts.output,
   );
 }
 
-export function startVerificationNode(net: Network, index: number, stateDir: string): Proc {
+export function startVerificationNode(
+  net: Network,
+  index: number,
+  stateDir: string,
+  opts: NodeOptions = {},
+): Proc {
   return spawnProc(
     `verification-${index}`,
     [
@@ -452,12 +563,14 @@ export function startVerificationNode(net: Network, index: number, stateDir: str
       "--state-dir",
       stateDir,
       "--metrics-port",
-      "0",
+      String(opts.metricsPort ?? 0),
       "--confirmations",
       "0",
       "--poll-interval-ms",
-      "150",
+      String(opts.pollIntervalMs ?? 150),
+      ...(opts.extra ?? []),
     ],
-    { OPG_PRIVATE_KEY: account(index).privateKey },
+    { OPG_PRIVATE_KEY: account(index).privateKey, ...(opts.env ?? {}) },
+    opts.output,
   );
 }
