@@ -1,14 +1,20 @@
-import { Command } from "commander";
-import { JsonRpcProvider, Wallet } from "ethers";
-import { releaseProver } from "../zkml";
-import { parse } from "../workers/runtime/config";
-import { OpgClientError } from "./client";
+import type { Command } from "commander";
+import type { JsonRpcProvider, Wallet } from "ethers";
 
-/** Shared plumbing of the client and operator commands: connection flags, the key, output, exit codes. */
+/**
+ * Shared plumbing of the client, operator and token commands: connection flags, the key, output, exit codes.
+ * This module is loaded by `opg --help`: it imports nothing heavy at top level (ethers, the contract
+ * bindings and the prover are loaded by the functions that need them).
+ */
 export interface Conn {
   rpcUrl?: string;
   deployment?: string;
   dataUrl?: string;
+}
+
+/** A user's mistake or a refused operation: printed as one line, exit 1. */
+export class CliError extends Error {
+  override name = "CliError";
 }
 
 /** Connection flags shared by the client commands; each falls back to its OPG_* variable, then a default. */
@@ -20,7 +26,8 @@ export function withConnection(cmd: Command): Command {
     .addHelpText(
       "after",
       "\nThe signing key, where one is needed, is read from OPG_PRIVATE_KEY only (never a flag: flags end up in\n" +
-        "shell history and process lists).",
+        "shell history and process lists).\n" +
+        "Exit codes: 0 success, 1 error, 2 bad configuration, 3 disagreement (an audit that does not agree).",
     );
 }
 
@@ -33,21 +40,48 @@ export function settings(o: Conn) {
 }
 
 /** No response cache: an approval and the submission right after it must see fresh nonces. */
-export const rpc = (url: string) =>
-  new JsonRpcProvider(url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+export async function rpc(url: string): Promise<JsonRpcProvider> {
+  const { JsonRpcProvider } = await import("ethers");
+  return new JsonRpcProvider(url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+}
 
-export function signerFrom(provider: JsonRpcProvider): Wallet {
+/** The wallet of OPG_PRIVATE_KEY; a CliError when it is not set or not a key. */
+export async function signerFrom(provider: JsonRpcProvider): Promise<Wallet> {
   const key = process.env.OPG_PRIVATE_KEY;
-  if (!key) throw new OpgClientError("OPG_PRIVATE_KEY is not set: this command sends a transaction");
+  if (!key) throw new CliError("OPG_PRIVATE_KEY is not set: this command sends a transaction");
+  const [{ Wallet }, { parse }] = await Promise.all([import("ethers"), import("../workers/runtime/config")]);
   try {
     return new Wallet(parse.privateKey(key), provider);
   } catch (e) {
-    throw new OpgClientError(`OPG_PRIVATE_KEY: ${(e as Error).message}`);
+    throw new CliError(`OPG_PRIVATE_KEY: ${(e as Error).message}`);
   }
+}
+
+/** A non-negative integer argument named `what` ("task id", "model id"). */
+export function idArg(what: string, raw: string): bigint {
+  if (!/^[0-9]+$/.test(raw)) throw new CliError(`${what} "${raw}" is not a non-negative integer`);
+  return BigInt(raw);
 }
 
 export const json = (v: unknown) =>
   JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n";
+
+/** snarkjs's worker threads (audits) would keep the process alive; free them only when they were loaded. */
+async function releaseProverIfLoaded(): Promise<void> {
+  const id = require.resolve("../zkml/prover/groth16");
+  if (!require.cache[id]) return;
+  const { releaseProver } = await import("../zkml/prover/groth16");
+  await releaseProver();
+}
+
+/** One line for an error: its message (ethers' long messages cut to their short reason), stack with OPG_DEBUG. */
+export function errorLine(e: unknown): string {
+  if (process.env.OPG_DEBUG && e instanceof Error && e.stack) return e.stack;
+  const err = e as { shortMessage?: string; message?: string; code?: string };
+  if (err?.code === "ECONNREFUSED" || /ECONNREFUSED/.test(err?.message ?? ""))
+    return `cannot reach the JSON-RPC endpoint or data node: ${err.message}`;
+  return err?.shortMessage ?? err?.message ?? String(e);
+}
 
 /**
  * Run a command body; a failure prints its message (no stack trace) and exits 1. The body hands its
@@ -58,10 +92,10 @@ export async function run(body: (keep: (p: JsonRpcProvider) => void) => Promise<
   try {
     process.exitCode = (await body((p) => (provider = p))) ?? 0;
   } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.stderr.write(`error: ${errorLine(e)}\n`);
     process.exitCode = 1;
   } finally {
     provider?.destroy();
-    await releaseProver(); // snarkjs's worker threads (audits) would keep the process alive
+    await releaseProverIfLoaded();
   }
 }

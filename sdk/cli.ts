@@ -1,14 +1,20 @@
 import fs from "node:fs";
-import { Command } from "commander";
-import { ModelRegistry__factory } from "../typechain-types";
-import { registerBundle } from "../scripts/lib/register-model";
-import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
-import { DataClient } from "../workers/data/client";
-import { parse } from "../workers/runtime/config";
-import { readDeployment } from "../workers/runtime/chain";
-import { OpgClient, OpgClientError, type AuditReport } from "./client";
-import { json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
+import type { Command } from "commander";
+import type { AuditReport, OpgClient } from "./client";
+import {
+  CliError,
+  idArg,
+  json,
+  rpc,
+  run,
+  settings,
+  signerFrom,
+  withConnection,
+  type Conn,
+} from "./cli-common";
 import { registerOperatorCommands } from "./operator-cli";
+
+// Loaded by `opg --help`: the client, ethers and the bindings are imported by the actions that use them.
 
 /** The setup flags of the audit commands. */
 interface SetupFlags {
@@ -16,12 +22,12 @@ interface SetupFlags {
   requireSecureSetup?: boolean;
 }
 
-function clientFor(o: Conn & SetupFlags, signed: boolean) {
+async function clientFor(o: Conn & SetupFlags, signed: boolean) {
   const s = settings(o);
-  if (o.ptau !== undefined && !fs.existsSync(o.ptau))
-    throw new OpgClientError(`ptau file ${o.ptau} not found`);
-  const provider = rpc(s.rpcUrl);
-  const runner = signed ? signerFrom(provider) : provider;
+  if (o.ptau !== undefined && !fs.existsSync(o.ptau)) throw new CliError(`ptau file ${o.ptau} not found`);
+  const { OpgClient } = await import("./client");
+  const provider = await rpc(s.rpcUrl);
+  const runner = signed ? await signerFrom(provider) : provider;
   const client = new OpgClient({
     runner,
     deployment: s.deployment,
@@ -30,6 +36,19 @@ function clientFor(o: Conn & SetupFlags, signed: boolean) {
     log: (m) => process.stderr.write(`${m}\n`),
   });
   return { client, provider, s };
+}
+
+/** A task id that names a submitted task: otherwise a CliError saying how many tasks there are. */
+async function existingTask(client: OpgClient, raw: string): Promise<bigint> {
+  const id = idArg("task id", raw);
+  const count = await client.tasks.taskCount();
+  if (id === 0n || id > count) {
+    throw new CliError(
+      `task ${id} does not exist; the registry has ${count} task${count === 1n ? "" : "s"}` +
+        (count > 0n ? ` (ids 1 to ${count})` : ""),
+    );
+  }
+  return id;
 }
 
 function withSetupFlags(cmd: Command): Command {
@@ -53,9 +72,15 @@ function setupLine(r: AuditReport): string {
     : `${r.setup.summary} [this is the published bundle's setup; the registered key is not that bundle's]`;
 }
 
-function taskId(raw: string): bigint {
-  if (!/^[0-9]+$/.test(raw)) throw new OpgClientError(`task id "${raw}" is not a number`);
-  return BigInt(raw);
+/** What `task submit --wait` prints on stderr while it waits: each change of situation, with elapsed seconds. */
+export function waitReporter(write: (line: string) => void = (l) => process.stderr.write(l)) {
+  const started = Date.now();
+  let last = "";
+  return (s: { status: string; message: string; claimedBy?: string }) => {
+    if (s.message === last) return;
+    last = s.message;
+    write(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${s.message}\n`);
+  };
 }
 
 /** `opg model register` and `opg task submit|result|audit`: the model owner's, dapp's and auditor's CLI. */
@@ -71,16 +96,25 @@ export function registerClientCommands(program: Command) {
     .action(async (bundleDir: string, o: Conn & { fee: string; royaltyReceiver?: string }) => {
       await run(async (keep) => {
         const s = settings(o);
-        if (!fs.existsSync(bundleDir)) throw new OpgClientError(`bundle directory ${bundleDir} not found`);
-        const provider = rpc(s.rpcUrl);
+        if (!fs.existsSync(bundleDir)) throw new CliError(`bundle directory ${bundleDir} not found`);
+        const [{ ModelRegistry__factory }, { registerBundle }, archives, { DataClient }, { parse }, chain] =
+          await Promise.all([
+            import("../typechain-types"),
+            import("../scripts/lib/register-model"),
+            import("../workers/data/bundle-archive"),
+            import("../workers/data/client"),
+            import("../workers/runtime/config"),
+            import("../workers/runtime/chain"),
+          ]);
+        const provider = await rpc(s.rpcUrl);
         keep(provider);
-        const signer = signerFrom(provider);
+        const signer = await signerFrom(provider);
         const fee = parse.opgAmount(o.fee);
-        const archive = packBundle(bundleDir);
-        const bundleId = bundleArchiveId(archive);
+        const archive = archives.packBundle(bundleDir);
+        const bundleId = archives.bundleArchiveId(archive);
         const stored = await new DataClient(s.dataUrl).put(archive);
-        if (stored !== bundleId) throw new OpgClientError(`data node stored ${stored}, expected ${bundleId}`);
-        const models = ModelRegistry__factory.connect(readDeployment(s.deployment).models, signer);
+        if (stored !== bundleId) throw new CliError(`data node stored ${stored}, expected ${bundleId}`);
+        const models = ModelRegistry__factory.connect(chain.readDeployment(s.deployment).models, signer);
         const registered = await registerBundle(signer, models, bundleDir, {
           bundleId,
           fee,
@@ -104,7 +138,11 @@ export function registerClientCommands(program: Command) {
     .requiredOption("--input <file>", 'JSON file {"input": <nested array in the model\'s input shape>}')
     .option("--fee <opg>", "fee in OPG (default: the model's)")
     .option("--deadline-seconds <n>", "seconds until the deadline (default 600)")
-    .option("--wait", "wait for the verified result and print it")
+    .option(
+      "--wait",
+      "wait for the verified result and print it (says on stderr what it is waiting for: an eligible node, " +
+        "a claim, the proof)",
+    )
     .option("--timeout-seconds <n>", "with --wait: how long to wait (default 300)")
     .action(
       async (
@@ -118,26 +156,30 @@ export function registerClientCommands(program: Command) {
         },
       ) => {
         await run(async (keep) => {
-          const { client, provider } = clientFor(o, true);
-          keep(provider);
+          const modelId = idArg("model id", o.model);
           let input: unknown;
           try {
             input = JSON.parse(fs.readFileSync(o.input, "utf8")).input;
           } catch (e) {
-            throw new OpgClientError(`input file ${o.input}: ${(e as Error).message}`);
+            throw new CliError(`input file ${o.input}: ${(e as Error).message}`);
           }
-          if (input === undefined) throw new OpgClientError(`input file ${o.input} has no "input" key`);
-          const submitted = await client.submit(taskId(o.model), input, {
-            fee: o.fee ? parse.opgAmount(o.fee) : undefined,
-            deadlineSeconds: o.deadlineSeconds ? parse.int(1, 7 * 86_400)(o.deadlineSeconds) : undefined,
-          });
+          if (input === undefined) throw new CliError(`input file ${o.input} has no "input" key`);
+          const { parse } = await import("../workers/runtime/config");
+          const fee = o.fee ? parse.opgAmount(o.fee) : undefined;
+          const deadlineSeconds = o.deadlineSeconds ? parse.int(1, 7 * 86_400)(o.deadlineSeconds) : undefined;
+          const timeoutMs = 1000 * (o.timeoutSeconds ? parse.int(1, 86_400)(o.timeoutSeconds) : 300);
+          const { client, provider } = await clientFor(o, true);
+          keep(provider);
+          const submitted = await client.submit(modelId, input, { fee, deadlineSeconds });
           process.stderr.write(`task ${submitted.taskId} submitted in ${submitted.txHash}\n`);
           if (!o.wait) {
             process.stdout.write(json({ taskId: submitted.taskId, tx: submitted.txHash }));
             return;
           }
-          const timeoutMs = 1000 * (o.timeoutSeconds ? parse.int(1, 86_400)(o.timeoutSeconds) : 300);
-          process.stdout.write(json(await client.waitForResult(submitted.taskId, { timeoutMs })));
+          // onStatus: what the task waits for, each time it changes (the SDK's waitForResult option)
+          const waitOpts = { timeoutMs, onStatus: waitReporter() };
+          const result = await client.waitForResult(submitted.taskId, waitOpts);
+          process.stdout.write(json(result));
         });
       },
     );
@@ -146,10 +188,12 @@ export function registerClientCommands(program: Command) {
     .description("print a task's status and, once verified, its decoded output")
     .action(async (id: string, o: Conn) => {
       await run(async (keep) => {
-        const { client, provider } = clientFor(o, false);
+        idArg("task id", id);
+        const { client, provider } = await clientFor(o, false);
         keep(provider);
-        const status = await client.status(taskId(id));
-        const result = status === "Verified" ? await client.result(taskId(id)) : undefined;
+        const taskId = await existingTask(client, id);
+        const status = await client.status(taskId);
+        const result = status === "Verified" ? await client.result(taskId) : undefined;
         process.stdout.write(json({ taskId: id, status, ...(result ?? {}) }));
       });
     });
@@ -163,9 +207,10 @@ export function registerClientCommands(program: Command) {
     )
     .action(async (id: string, o: Conn & SetupFlags) => {
       await run(async (keep) => {
-        const { client, provider } = clientFor(o, false);
+        idArg("task id", id);
+        const { client, provider } = await clientFor(o, false);
         keep(provider);
-        const report = await client.audit(taskId(id));
+        const report = await client.audit(await existingTask(client, id));
         process.stderr.write(`${setupLine(report)}\n`);
         process.stdout.write(json(report));
         return report.agree && (report.setupSecure || !o.requireSecureSetup) ? 0 : 3;
@@ -176,11 +221,13 @@ export function registerClientCommands(program: Command) {
     .option("--from-block <n>", "a block at or before the submission (default 0)")
     .action(async (id: string, o: Conn & { fromBlock?: string }) => {
       await run(async (keep) => {
-        const { client, provider } = clientFor(o, true);
-        keep(provider);
+        idArg("task id", id);
+        const { parse } = await import("../workers/runtime/config");
         const fromBlock =
           o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
-        const tx = await client.refund(taskId(id), { fromBlock });
+        const { client, provider } = await clientFor(o, true);
+        keep(provider);
+        const tx = await client.refund(await existingTask(client, id), { fromBlock });
         process.stdout.write(json({ taskId: id, refunded: true, tx }));
       });
     });
@@ -195,12 +242,15 @@ export function registerClientCommands(program: Command) {
     .option("--to-block <n>", "last block (default: latest)")
     .action(async (o: Conn & SetupFlags & { fromBlock: string; toBlock?: string }) => {
       await run(async (keep) => {
-        const { client, provider } = clientFor(o, false);
-        keep(provider);
+        const { parse } = await import("../workers/runtime/config");
         const block = parse.int(0, Number.MAX_SAFE_INTEGER);
+        const fromBlock = block(o.fromBlock);
+        const toBlock = o.toBlock === undefined ? undefined : block(o.toBlock);
+        const { client, provider } = await clientFor(o, false);
+        keep(provider);
         const shown = new Set<string>();
-        const summary = await client.auditRange(block(o.fromBlock), {
-          toBlock: o.toBlock === undefined ? undefined : block(o.toBlock),
+        const summary = await client.auditRange(fromBlock, {
+          toBlock,
           onReport: (r) => {
             if (!shown.has(r.modelId)) process.stderr.write(`model ${r.modelId}: ${setupLine(r)}\n`);
             shown.add(r.modelId);

@@ -1,10 +1,7 @@
 import type { Command } from "commander";
-import { ethers } from "ethers";
-import { NodeStaking__factory, OPGToken__factory, TaskRegistry__factory } from "../typechain-types";
-import { parse } from "../workers/runtime/config";
-import { readDeployment } from "../workers/runtime/chain";
-import { approveFromWallet, OpgClientError, sendTx } from "./client";
-import { json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
+import { CliError, json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
+
+// Loaded by `opg --help`: ethers, the bindings and the SDK are imported when an action runs.
 
 const ROLE_BITS: Record<string, number> = { inference: 1, verification: 2 };
 
@@ -12,17 +9,29 @@ function roleMask(raw: string): number {
   let mask = 0;
   for (const name of raw.split(",").map((r) => r.trim().toLowerCase())) {
     const bit = ROLE_BITS[name];
-    if (!bit) throw new OpgClientError(`unknown role "${name}": use inference, verification or both`);
+    if (!bit) throw new CliError(`unknown role "${name}": use inference, verification or both`);
     mask |= bit;
   }
   return mask;
 }
 
-function connectAll(o: Conn, withKey: boolean) {
+/** ethers, the SDK's transaction helpers and the amount parser: what every operator action needs. */
+async function libs() {
+  const [{ ethers }, client, { parse }] = await Promise.all([
+    import("ethers"),
+    import("./client"),
+    import("../workers/runtime/config"),
+  ]);
+  return { ethers, sendTx: client.sendTx, approveFromWallet: client.approveFromWallet, parse };
+}
+
+async function connectAll(o: Conn, withKey: boolean) {
   const s = settings(o);
-  const provider = rpc(s.rpcUrl);
+  const [{ NodeStaking__factory, OPGToken__factory, TaskRegistry__factory }, { readDeployment }] =
+    await Promise.all([import("../typechain-types"), import("../workers/runtime/chain")]);
+  const provider = await rpc(s.rpcUrl);
   const deployment = readDeployment(s.deployment);
-  const signer = withKey ? signerFrom(provider) : undefined;
+  const signer = withKey ? await signerFrom(provider) : undefined;
   const runner = signer ?? provider;
   return {
     provider,
@@ -34,8 +43,8 @@ function connectAll(o: Conn, withKey: boolean) {
 }
 
 /** The contracts with the operator's key (OPG_PRIVATE_KEY) as the runner. */
-function contracts(o: Conn) {
-  const c = connectAll(o, true);
+async function contracts(o: Conn) {
+  const c = await connectAll(o, true);
   return { ...c, signer: c.signer!, me: c.signer!.address };
 }
 
@@ -53,7 +62,8 @@ export function registerOperatorCommands(program: Command): Command {
     .requiredOption("--endpoint <url>", "where the node can be reached (its /healthz), published on chain")
     .action(async (o: Conn & { roles: string; endpoint: string }) => {
       await run(async (keep) => {
-        const c = contracts(o);
+        const c = await contracts(o);
+        const { sendTx } = await libs();
         keep(c.provider);
         const roles = roleMask(o.roles);
         const address = c.me;
@@ -69,7 +79,8 @@ export function registerOperatorCommands(program: Command): Command {
     .description("bond OPG (approves exactly the amount first when needed)")
     .action(async (amount: string, o: Conn) => {
       await run(async (keep) => {
-        const c = contracts(o);
+        const c = await contracts(o);
+        const { ethers, sendTx, approveFromWallet, parse } = await libs();
         keep(c.provider);
         const wei = parse.opgAmount(amount);
         await approveFromWallet(
@@ -88,7 +99,8 @@ export function registerOperatorCommands(program: Command): Command {
     .description("start unbonding free stake; `withdraw` pays it out after the unbonding delay")
     .action(async (amount: string, o: Conn) => {
       await run(async (keep) => {
-        const c = contracts(o);
+        const c = await contracts(o);
+        const { ethers, sendTx, parse } = await libs();
         keep(c.provider);
         const receipt = await sendTx("requestUnstake", c.staking.interface, () =>
           c.staking.requestUnstake(parse.opgAmount(amount)),
@@ -108,7 +120,8 @@ export function registerOperatorCommands(program: Command): Command {
     .description("pay out stake whose unbonding delay has passed")
     .action(async (o: Conn) => {
       await run(async (keep) => {
-        const c = contracts(o);
+        const c = await contracts(o);
+        const { sendTx } = await libs();
         keep(c.provider);
         const receipt = await sendTx("withdraw", c.staking.interface, () => c.staking.withdraw());
         process.stdout.write(json({ tx: receipt.hash }));
@@ -120,10 +133,11 @@ export function registerOperatorCommands(program: Command): Command {
     .option("--to <address>", "where to send the OPG (default: the node's own address)")
     .action(async (o: Conn & { to?: string }) => {
       await run(async (keep) => {
-        const c = contracts(o);
+        const c = await contracts(o);
+        const { ethers, sendTx } = await libs();
         keep(c.provider);
         const to = o.to ?? c.me;
-        if (!ethers.isAddress(to)) throw new OpgClientError(`--to ${to} is not an address`);
+        if (!ethers.isAddress(to)) throw new CliError(`--to ${to} is not an address`);
         const credits = await c.tasks.creditsOf(c.me);
         const releasable = await c.tasks.releasableCollateralOf(c.me);
         // withdrawCredits touches only the registry's books; collateral is released by its own call.
@@ -154,10 +168,11 @@ export function registerOperatorCommands(program: Command): Command {
     .description("stake, collateral, unbonding, eligibility per role and earnings of a node (read only)")
     .action(async (address: string | undefined, o: Conn) => {
       await run(async (keep) => {
-        const c = connectAll(o, address === undefined);
+        const c = await connectAll(o, address === undefined);
+        const { ethers } = await libs();
         keep(c.provider);
         const node = address ?? c.signer!.address;
-        if (!ethers.isAddress(node)) throw new OpgClientError(`${node} is not an address`);
+        if (!ethers.isAddress(node)) throw new CliError(`${node} is not an address`);
         const info = await c.staking.nodeInfo(node);
         const eth = (v: bigint) => ethers.formatEther(v);
         process.stdout.write(

@@ -1,12 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { compileModel, loadManifest, proveBundle, verifyBundle } from "./bundle";
-import { beaconToBundle, contributeToBundle } from "./ceremony/phase2";
-import { SetupTrustReport, checkSetup } from "./ceremony/trust";
+import type { SetupTrustReport } from "./ceremony/trust";
 import { ZkmlError } from "./errors";
 import { SNARK_SCALAR_FIELD } from "./field";
-import { releaseProver } from "./prover/groth16";
+
+// Loaded by `opg --help`: the compiler, snarkjs and onnxruntime are imported by the actions that use them.
 
 function intOption(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -33,21 +32,24 @@ const progress = (m: string): void => {
   process.stderr.write(`[opg zkml] ${m}\n`);
 };
 
-/** Runs a command body; a ZkmlError prints its message alone and sets exit code 1. */
+/**
+ * Runs a command body; a failure prints its message alone (the stack too with OPG_DEBUG=1) and sets exit
+ * code 1. The prover's worker threads are freed when the body loaded the prover.
+ */
 async function guarded(body: () => Promise<number | void>): Promise<void> {
   let code = 0;
   try {
     code = (await body()) ?? 0;
   } catch (e) {
-    if (e instanceof ZkmlError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      code = 1;
-    } else {
-      process.stderr.write(`internal error: ${(e as Error).stack ?? e}\n`);
-      code = 2;
-    }
+    const debug = process.env.OPG_DEBUG && e instanceof Error && e.stack;
+    if (debug) process.stderr.write(`${e.stack}\n`);
+    else if (e instanceof ZkmlError) process.stderr.write(`error: ${e.message}\n`);
+    else process.stderr.write(`error: ${(e as Error)?.message ?? e} (unexpected: OPG_DEBUG=1 shows where)\n`);
+    code = 1;
   } finally {
-    await releaseProver();
+    if (require.cache[require.resolve("./prover/groth16")]) {
+      await (await import("./prover/groth16")).releaseProver();
+    }
   }
   process.exitCode = code;
 }
@@ -125,6 +127,7 @@ export function registerZkmlCommands(program: Command): void {
             `--input-mode must be inline, commitment or auto, got '${o.inputMode}'`,
           );
         }
+        const { compileModel } = await import("./bundle");
         const m = await compileModel(model, o.out, {
           scaleBits: o.scaleBits,
           activationBits: o.activationBits,
@@ -163,6 +166,7 @@ export function registerZkmlCommands(program: Command): void {
     .option("--no-reference", "skip the onnxruntime float reference")
     .action(async (dir: string, o) => {
       await guarded(async () => {
+        const { loadManifest, proveBundle } = await import("./bundle");
         let input: unknown;
         try {
           input = JSON.parse(fs.readFileSync(o.input, "utf8")).input;
@@ -184,11 +188,19 @@ export function registerZkmlCommands(program: Command): void {
 
   zkml
     .command("verify")
-    .description("verify a proof against a bundle; exit 0 when it verifies")
+    .description(
+      "verify a proof against a bundle; exit 0 when it verifies, 3 when the proof is invalid, 1 when a file " +
+        "is missing or unreadable",
+    )
     .argument("<dir>", "the bundle directory")
     .requiredOption("--proof <dir>", "directory with proof.json and public.json (and optionally output.json)")
     .action(async (dir: string, o) => {
       await guarded(async () => {
+        // A missing file is the user's mistake (exit 1); exit 3 is for a proof that was read and is invalid.
+        for (const need of [o.proof, path.join(o.proof, "proof.json"), path.join(o.proof, "public.json")]) {
+          if (!fs.existsSync(need)) throw new ZkmlError("BAD_INPUT", `${need} not found`);
+        }
+        const { verifyBundle } = await import("./bundle");
         const r = await verifyBundle(dir, o.proof);
         if (!r.ok) {
           process.stderr.write(`verification FAILED: ${r.reason}\n`);
@@ -217,6 +229,8 @@ export function registerZkmlCommands(program: Command): void {
     .option("--entropy <text>", "extra entropy (OS randomness is always mixed in; default: random)")
     .action(async (dir: string, o) => {
       await guarded(async () => {
+        const { contributeToBundle } = await import("./ceremony/phase2");
+        const { loadManifest } = await import("./bundle");
         const c = await contributeToBundle(dir, { name: o.name, entropy: o.entropy, log: progress });
         const n = loadManifest(dir).phase2?.contributions.length ?? 0;
         process.stdout.write(
@@ -235,6 +249,7 @@ export function registerZkmlCommands(program: Command): void {
     .option("--name <name>", "name recorded for the beacon", "beacon")
     .action(async (dir: string, hex: string, exp: number, o) => {
       await guarded(async () => {
+        const { beaconToBundle } = await import("./ceremony/phase2");
         const c = await beaconToBundle(dir, hex, exp, { name: o.name, log: progress });
         process.stdout.write(`beacon '${c.name}' applied to ${dir}\ncontribution hash: ${c.hash}\n`);
       });
@@ -251,6 +266,8 @@ export function registerZkmlCommands(program: Command): void {
     .option("--json", "print the full report as JSON")
     .action(async (dir: string, o) => {
       await guarded(async () => {
+        const { loadManifest } = await import("./bundle");
+        const { checkSetup } = await import("./ceremony/trust");
         const m = loadManifest(dir);
         if (!m.artifacts.zkey) {
           throw new ZkmlError(
