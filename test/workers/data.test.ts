@@ -68,6 +68,7 @@ function config(dir: string, over: Partial<DataNodeConfig> = {}): DataNodeConfig
     maxBlobBytes: 64 * 1024,
     shutdownTimeoutMs: 2000,
     logLevel: "silent",
+    logFormat: "json",
     ...over,
   };
 }
@@ -800,18 +801,23 @@ describe("data node", function () {
         const file = path.join(work, "input.bin");
         const bytes = crypto.randomBytes(4096);
         fs.writeFileSync(file, bytes);
-        const put = await runToEnd(["data", "put", file, "--url", node.url]);
+        const put = await runToEnd(["data", "put", file, "--data-url", node.url]);
         expect(put.code, put.err).to.equal(0);
         expect(put.out.trim()).to.equal(sha256Hex(bytes));
+        // --url is the deprecated spelling: still accepted, with a warning
+        const old = await runToEnd(["data", "put", file, "--url", node.url]);
+        expect(old.code, old.err).to.equal(0);
+        expect(old.out.trim()).to.equal(sha256Hex(bytes));
+        expect(old.err).to.contain("--url is deprecated, use --data-url");
 
         const out = path.join(work, "back.bin");
-        const get = await runToEnd(["data", "get", sha256Hex(bytes), "--url", node.url, "--out", out]);
+        const get = await runToEnd(["data", "get", sha256Hex(bytes), "--data-url", node.url, "--out", out]);
         expect(get.code, get.err).to.equal(0);
         expect(fs.readFileSync(out)).to.deep.equal(bytes);
 
         const bundle = path.join(work, "bundle");
         const files = writeBundle(bundle);
-        const pack = await runToEnd(["data", "pack-bundle", bundle, "--url", node.url]);
+        const pack = await runToEnd(["data", "pack-bundle", bundle, "--data-url", node.url]);
         expect(pack.code, pack.err).to.equal(0);
         const info = JSON.parse(pack.out) as { id: string; bundleHash: string; files: number };
         const packed = packBundle(bundle);
@@ -821,11 +827,18 @@ describe("data node", function () {
         expect(await node.store.get(info.id)).to.deep.equal(packed);
 
         const dest = path.join(work, "fetched");
-        const fetched = await runToEnd(["data", "fetch-bundle", info.bundleHash, dest, "--url", node.url]);
+        const fetched = await runToEnd([
+          "data",
+          "fetch-bundle",
+          info.bundleHash,
+          dest,
+          "--data-url",
+          node.url,
+        ]);
         expect(fetched.code, fetched.err).to.equal(0);
         expect(fs.readFileSync(path.join(dest, "circuit.zkey"))).to.deep.equal(files["circuit.zkey"]);
 
-        const missing = await runToEnd(["data", "get", "0".repeat(64), "--url", node.url]);
+        const missing = await runToEnd(["data", "get", "0".repeat(64), "--data-url", node.url]);
         expect(missing.code).to.equal(1);
         expect(missing.err).to.contain("not found");
       } finally {

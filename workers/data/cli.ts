@@ -1,56 +1,35 @@
 import fs from "node:fs";
 import path from "node:path";
-import { Command } from "commander";
-import { ConfigError, describeSchema, loadConfig } from "../runtime/config";
-import { BlobError, sha256Hex } from "./blob-store";
-import {
-  BundleArchiveError,
-  bundleIdToBytes32,
-  bytes32ToBundleId,
-  packBundle,
-  readBundleArchive,
-  unpackBundle,
-} from "./bundle-archive";
-import { DataClient, DataClientError } from "./client";
+import { Option, type Command } from "commander";
+import { addSchemaOptions, ConfigError, loadConfig, schemaOverrides } from "../runtime/config";
 import { dataNodeSchema } from "./config";
-import { startDataNode } from "./server";
+
+// Command definitions only: the server, the client and the archive code are loaded inside the actions, so
+// `opg --help` stays fast.
 
 const DEFAULT_URL = "http://127.0.0.1:8600";
 
 /** Adds `data` (the data node service) to the `opg node` group. */
 export function registerDataCommands(node: Command): Command {
-  return node
+  const cmd = node
     .command("data")
     .description("run the data node: a content-addressed blob store over HTTP (PUT /blobs, GET /blobs/<id>)")
-    .option("--config <file>", "JSON config file with any of the options below (by their camelCase names)")
-    .option("--host <host>", "interface to listen on (OPG_DATA_HOST, default 127.0.0.1)")
-    .option("--port <n>", "TCP port, 0 for a free one (OPG_DATA_PORT, default 8600)")
-    .option("--dir <path>", "blob directory, created if missing (OPG_DATA_DIR, default ./opg-data)")
-    .option("--max-blob-bytes <n>", "largest blob accepted (OPG_DATA_MAX_BLOB_BYTES, default 268435456)")
-    .option(
-      "--shutdown-timeout-ms <n>",
-      "grace for requests in flight on SIGTERM (OPG_DATA_SHUTDOWN_TIMEOUT_MS)",
-    )
-    .option("--log-level <level>", "fatal|error|warn|info|debug|trace|silent (OPG_LOG_LEVEL, default info)")
+    .option("--config <file>", "JSON config file with any of the options below (by their camelCase names)");
+  return addSchemaOptions(cmd, dataNodeSchema)
     .addHelpText(
       "after",
-      `\nConfiguration (precedence: flag > environment > config file > default):\n${describeSchema(dataNodeSchema)}\n\n` +
-        "Logs are JSON lines on stdout. SIGTERM/SIGINT stop accepting connections, finish requests in flight and\n" +
-        "exit 0. Exit code 2: invalid configuration; 1: the node could not start.",
+      "\nPrecedence: flag > environment variable > config file > default. /metrics and /healthz are served on\n" +
+        "--host and --port beside the API. Logs: readable on a terminal, JSON lines when piped (--log-format).\n" +
+        "SIGTERM/SIGINT stop accepting connections, finish requests in flight and exit 0. Exit code 2: invalid\n" +
+        "configuration; 1: the node could not start (port in use, directory not writable).",
     )
-    .action(async (o: Record<string, string | undefined>) => {
+    .action(async (o: Record<string, unknown>) => {
+      const { startDataNode } = await import("./server");
       let config;
       try {
         config = loadConfig(dataNodeSchema, {
-          file: o.config,
-          overrides: {
-            host: o.host,
-            port: o.port,
-            dir: o.dir,
-            maxBlobBytes: o.maxBlobBytes,
-            shutdownTimeoutMs: o.shutdownTimeoutMs,
-            logLevel: o.logLevel,
-          },
+          file: o.config as string | undefined,
+          overrides: schemaOverrides(dataNodeSchema, o),
         });
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
@@ -94,12 +73,27 @@ export function registerDataCommands(node: Command): Command {
     });
 }
 
-function client(url: string | undefined): DataClient {
-  return new DataClient(url ?? process.env.OPG_DATA_URL ?? DEFAULT_URL);
+/** The options every client command takes: the data node's URL, `--url` kept as a hidden deprecated alias. */
+interface UrlOptions {
+  dataUrl?: string;
+  url?: string;
+}
+
+async function client(o: UrlOptions) {
+  const { DataClient } = await import("./client");
+  if (o.url !== undefined && o.dataUrl === undefined) {
+    process.stderr.write("warning: --url is deprecated, use --data-url\n");
+  }
+  return new DataClient(o.dataUrl ?? o.url ?? process.env.OPG_DATA_URL ?? DEFAULT_URL);
 }
 
 /** Runs a client command body; known errors print one line and exit 1. */
 async function guarded(body: () => Promise<void>): Promise<void> {
+  const [{ DataClientError }, { BundleArchiveError }, { BlobError }] = await Promise.all([
+    import("./client"),
+    import("./bundle-archive"),
+    import("./blob-store"),
+  ]);
   try {
     await body();
   } catch (e) {
@@ -121,47 +115,50 @@ function writeAtomic(file: string, bytes: Buffer): void {
 /** Adds `data put|get|pack-bundle|fetch-bundle`: client commands of a data node. */
 export function registerDataClientCommands(program: Command): Command {
   const data = program.command("data").description("store and fetch blobs and model bundles on a data node");
-  const urlHelp = `data node URL (default $OPG_DATA_URL or ${DEFAULT_URL})`;
+  const urlHelp = `data node URL (OPG_DATA_URL, default ${DEFAULT_URL})`;
+  const withUrl = (cmd: Command) =>
+    cmd
+      .option("--data-url <url>", urlHelp)
+      .addOption(new Option("--url <url>", "deprecated: --data-url").hideHelp());
 
-  data
-    .command("put <file>")
+  withUrl(data.command("put <file>"))
     .description("upload a file; prints its id (sha256)")
-    .option("--url <url>", urlHelp)
-    .action((file: string, o: { url?: string }) =>
+    .action((file: string, o: UrlOptions) =>
       guarded(async () => {
-        const id = await client(o.url).put(fs.readFileSync(file));
+        const id = await (await client(o)).put(fs.readFileSync(file));
         process.stdout.write(`${id}\n`);
       }),
     );
 
-  data
-    .command("get <id>")
+  withUrl(data.command("get <id>"))
     .description("download a blob (its sha256 is checked) to --out, or to stdout")
-    .option("--url <url>", urlHelp)
     .option("--out <file>", "write here instead of stdout")
-    .action((id: string, o: { url?: string; out?: string }) =>
+    .action((id: string, o: UrlOptions & { out?: string }) =>
       guarded(async () => {
-        const bytes = await client(o.url).get(id.startsWith("0x") ? bytes32ToBundleId(id) : id);
+        const { bytes32ToBundleId } = await import("./bundle-archive");
+        const bytes = await (await client(o)).get(id.startsWith("0x") ? bytes32ToBundleId(id) : id);
         if (o.out) writeAtomic(o.out, bytes);
         else process.stdout.write(bytes);
       }),
     );
 
-  data
-    .command("pack-bundle <dir>")
+  withUrl(data.command("pack-bundle <dir>"))
     .description(
       "pack a ZKML bundle directory into one archive and upload it; prints its id and bytes32 hash",
     )
-    .option("--url <url>", urlHelp)
     .option("--out <file>", "also write the archive here")
     .option("--no-upload", "only pack (with --out), do not upload")
-    .action((dir: string, o: { url?: string; out?: string; upload: boolean }) =>
+    .action((dir: string, o: UrlOptions & { out?: string; upload: boolean }) =>
       guarded(async () => {
+        const [{ bundleIdToBytes32, packBundle, readBundleArchive }, { sha256Hex }] = await Promise.all([
+          import("./bundle-archive"),
+          import("./blob-store"),
+        ]);
         const bytes = packBundle(dir);
         const id = sha256Hex(bytes);
         if (o.out) writeAtomic(o.out, bytes);
         if (o.upload) {
-          const stored = await client(o.url).put(bytes);
+          const stored = await (await client(o)).put(bytes);
           if (stored !== id) throw new Error(`uploaded id ${stored} differs from ${id}`);
         }
         const files = readBundleArchive(bytes).header.files.length;
@@ -170,15 +167,14 @@ export function registerDataClientCommands(program: Command): Command {
       }),
     );
 
-  data
-    .command("fetch-bundle <id> <destDir>")
+  withUrl(data.command("fetch-bundle <id> <destDir>"))
     .description("download a bundle archive by id (or 0x bytes32 bundleHash), check it and unpack it")
-    .option("--url <url>", urlHelp)
     .option("--replace", "replace destDir if it exists")
-    .action((id: string, destDir: string, o: { url?: string; replace?: boolean }) =>
+    .action((id: string, destDir: string, o: UrlOptions & { replace?: boolean }) =>
       guarded(async () => {
+        const { bytes32ToBundleId, unpackBundle } = await import("./bundle-archive");
         const bid = id.startsWith("0x") ? bytes32ToBundleId(id) : id;
-        const bytes = await client(o.url).get(bid);
+        const bytes = await (await client(o)).get(bid);
         const r = unpackBundle(bytes, destDir, { replace: o.replace });
         process.stdout.write(
           `${JSON.stringify({ id: r.id, dir: path.relative(process.cwd(), r.dir) || "." })}\n`,

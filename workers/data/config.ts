@@ -1,16 +1,7 @@
-import { parse, type ConfigOf, type OptionSpec } from "../runtime/config";
+import { logSchema, parse, type ConfigOf, type OptionSpec } from "../runtime/config";
 import { MAX_BLOB_BYTES_LIMIT } from "./blob-store";
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-function logLevel(raw: unknown): LogLevel {
-  const s = parse.string(raw);
-  if (!(LOG_LEVELS as readonly string[]).includes(s)) {
-    throw new Error(`"${s}" is not a log level (one of ${LOG_LEVELS.join(", ")})`);
-  }
-  return s as LogLevel;
-}
+export { LOG_LEVELS, type LogLevel } from "../runtime/config";
 
 /** Configuration of `opg node data`. */
 export const dataNodeSchema = {
@@ -29,7 +20,7 @@ export const dataNodeSchema = {
   dir: {
     description: "directory the blobs are stored in (created if missing)",
     env: "OPG_DATA_DIR",
-    default: "opg-data",
+    default: ".opg/data",
     parse: parse.path,
   } satisfies OptionSpec<string>,
   maxBlobBytes: {
@@ -44,12 +35,7 @@ export const dataNodeSchema = {
     default: 10_000,
     parse: parse.int(0, 600_000),
   } satisfies OptionSpec<number>,
-  logLevel: {
-    description: `log level (${LOG_LEVELS.join(", ")})`,
-    env: "OPG_LOG_LEVEL",
-    default: "info" as LogLevel,
-    parse: logLevel,
-  } satisfies OptionSpec<LogLevel>,
+  ...logSchema,
 };
 
 export type DataNodeConfig = ConfigOf<typeof dataNodeSchema>;

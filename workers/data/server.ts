@@ -423,7 +423,7 @@ export async function startDataNode(
   config: DataNodeConfig,
   opts: { logger?: Logger } = {},
 ): Promise<RunningDataNode> {
-  const logger = opts.logger ?? createLogger("data", config.logLevel);
+  const logger = opts.logger ?? createLogger("data", config.logLevel, config.logFormat);
   const store = await BlobStore.open({
     dir: config.dir,
     maxBlobBytes: config.maxBlobBytes,

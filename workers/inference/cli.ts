@@ -1,76 +1,41 @@
 import type { Command } from "commander";
-import { ConfigError, describeSchema, loadConfig, redact } from "../runtime/config";
-import { createLogger } from "../runtime/logger";
-import { onShutdown } from "../runtime/service";
-import { inferenceSchema } from "./config";
-import { InferenceNode } from "./node";
+import { addSchemaOptions } from "../runtime/config";
 import { verificationSchema } from "../verification/config";
-import { VerificationNode } from "../verification/node";
+import { inferenceSchema } from "./config";
 
-/** Options every chain node takes on the command line; each overrides its OPG_* variable and the config file. */
-function withChainOptions(cmd: Command) {
-  return cmd
-    .option("--config <file>", "JSON config file (keys as listed below)")
-    .option("--rpc-url <url>", "JSON-RPC endpoint")
-    .option("--deployment <file>", "deployment file with contract addresses")
-    .option("--data-url <url>", "data node URL")
-    .option("--models <ids>", "comma-separated model ids to serve")
-    .option("--state-dir <dir>", "journal, bundle cache and reports")
-    .option("--metrics-port <port>", "port of /metrics and /healthz")
-    .option("--confirmations <n>", "blocks behind the head before acting")
-    .option("--poll-interval-ms <ms>", "chain polling interval")
-    .option("--dry-run", "do everything but send transactions");
-}
+// Command definitions only: the node implementations (ethers, snarkjs, onnxruntime, SQLite, prom-client)
+// are loaded inside the actions, so `opg --help` stays fast.
 
-function overrides(opts: Record<string, unknown>) {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(opts)) if (k !== "config" && v !== undefined) out[k] = v;
-  return out;
-}
+const HELP_AFTER =
+  "\nPrecedence: flag > environment variable > config file (--config, keys by their camelCase names) > default.\n" +
+  "Logs: readable on a terminal, JSON lines when piped (--log-format). /healthz answers 503 while the node is\n" +
+  "not ready. Exit codes: 0 stopped by SIGTERM/SIGINT, 1 cannot run (RPC endpoint or data node unreachable,\n" +
+  "port in use), 2 bad configuration (invalid option, deployment file missing or for another chain).";
 
-/** Load and validate a node's config; on bad fields print each one and exit 2 before starting anything. */
-function configOrExit<S extends Parameters<typeof loadConfig>[0]>(schema: S, opts: Record<string, unknown>) {
-  try {
-    return loadConfig(schema, { file: opts.config as string | undefined, overrides: overrides(opts) });
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+function withConfigFile(cmd: Command): Command {
+  return cmd.option("--config <file>", "JSON config file with any of the options below");
 }
 
 export function registerInferenceCommands(node: Command) {
-  withChainOptions(node.command("inference"))
+  addSchemaOptions(withConfigFile(node.command("inference")), inferenceSchema)
     .description("run an inference node: claim tasks, execute, prove and settle")
-    .option("--min-fee <opg>", "smallest fee worth claiming, in OPG")
-    .option("--concurrency <n>", "tasks in flight (proving threads)")
-    .option("--max-callback-gas <gas>", "skip tasks whose callback gas limit is above this (default 500000)")
-    .option("--take-over-claims <bool>", "claim tasks whose claimer let its claim lapse (default true)")
-    .addHelpText("after", `\nConfiguration (flag, env or config file):\n${describeSchema(inferenceSchema)}`)
-    .action(async (opts) => {
-      const config = configOrExit(inferenceSchema, opts);
-      const log = createLogger("inference");
-      log.info({ config: redact(inferenceSchema, config) }, "configuration");
-      const worker = new InferenceNode(config, log);
-      onShutdown(log, () => worker.stop());
-      await worker.start();
+    .addHelpText("after", HELP_AFTER)
+    .action(async (opts: Record<string, unknown>) => {
+      const { runNode } = await import("../runtime/run-node");
+      await runNode("inference", inferenceSchema, opts, async (config, log) => {
+        const { InferenceNode } = await import("./node");
+        return new InferenceNode(config, log);
+      });
     });
 
-  withChainOptions(node.command("verification"))
+  addSchemaOptions(withConfigFile(node.command("verification")), verificationSchema)
     .description("run a verification node: re-verify every settled task and report disagreements")
-    .option("--setup-ptau <file>", "phase-1 file to check the models' trusted setup against")
-    .addHelpText(
-      "after",
-      `\nConfiguration (flag, env or config file):\n${describeSchema(verificationSchema)}`,
-    )
-    .action(async (opts) => {
-      const config = configOrExit(verificationSchema, opts);
-      const log = createLogger("verification");
-      log.info({ config: redact(verificationSchema, config) }, "configuration");
-      const worker = new VerificationNode(config, log);
-      onShutdown(log, () => worker.stop());
-      await worker.start();
+    .addHelpText("after", HELP_AFTER)
+    .action(async (opts: Record<string, unknown>) => {
+      const { runNode } = await import("../runtime/run-node");
+      await runNode("verification", verificationSchema, opts, async (config, log) => {
+        const { VerificationNode } = await import("../verification/node");
+        return new VerificationNode(config, log);
+      });
     });
 }

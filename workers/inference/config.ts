@@ -1,8 +1,11 @@
-import { parse, type OptionSpec } from "../runtime/config";
+import { logSchema, parse, type OptionSpec } from "../runtime/config";
 
 const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec<T>;
 
-/** Options shared by every node that talks to the chain. */
+/**
+ * Options shared by every node that talks to the chain. The defaults of `stateDir` and `metricsPort` are the
+ * inference node's; the verification node has its own, so both run on one machine with no flags.
+ */
 export const chainNodeSchema = {
   rpcUrl: opt({
     env: "OPG_RPC_URL",
@@ -36,9 +39,10 @@ export const chainNodeSchema = {
   }),
   confirmations: opt({
     env: "OPG_CONFIRMATIONS",
-    description: "blocks behind the head before acting on an event",
-    default: 2,
-    parse: parse.int(0, 1000),
+    description:
+      "blocks behind the head before acting on an event; auto: 0 on a local automining chain (chain id 31337 or 1337), 2 elsewhere",
+    default: "auto" as number | "auto",
+    parse: parse.confirmations,
   }),
   startBlock: opt({
     env: "OPG_START_BLOCK",
@@ -55,7 +59,7 @@ export const chainNodeSchema = {
   stateDir: opt({
     env: "OPG_STATE_DIR",
     description: "journal (SQLite), bundle cache and reports",
-    default: ".opg/node",
+    default: ".opg/inference",
     parse: parse.path,
   }),
   metricsPort: opt({
@@ -64,6 +68,19 @@ export const chainNodeSchema = {
     default: 9464,
     parse: parse.int(0, 65535),
   }),
+  metricsHost: opt({
+    env: "OPG_METRICS_HOST",
+    description: "interface of /metrics and /healthz (0.0.0.0 for all, e.g. in a container)",
+    default: "127.0.0.1",
+    parse: parse.string,
+  }),
+  startTimeoutSeconds: opt({
+    env: "OPG_START_TIMEOUT_SECONDS",
+    description: "how long to keep trying the RPC endpoint and the data node at start before exiting 1",
+    default: 20,
+    parse: parse.int(0, 3600),
+  }),
+  ...logSchema,
   dryRun: opt({
     env: "OPG_DRY_RUN",
     description: "do everything but send transactions",
@@ -105,6 +122,13 @@ export const inferenceSchema = {
       "claim tasks whose claimer let its claim window lapse (the registry slashes the lapsed claim's collateral)",
     default: true,
     parse: parse.bool,
+  }),
+  eligibilityCheckSeconds: opt({
+    env: "OPG_ELIGIBILITY_CHECK_SECONDS",
+    description:
+      "how often to re-read the node's registration and stake (it claims nothing while not eligible)",
+    default: 15,
+    parse: parse.int(1, 3600),
   }),
   replaceAfterSeconds: opt({
     env: "OPG_REPLACE_AFTER_SECONDS",

@@ -13,11 +13,12 @@ import {
 } from "../../zkml";
 import { DataClient } from "../data/client";
 import { BundleCache, BundleRejectedError, type LoadedBundle } from "../runtime/bundles";
-import { connect, readDeployment, type Chain } from "../runtime/chain";
+import { connect, readDeployment, type Chain, type Deployment } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal, type TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
 import { PollLoop, ServiceHttp } from "../runtime/service";
+import { preflight } from "../runtime/startup";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
@@ -31,6 +32,7 @@ import {
 } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
 import type { inferenceSchema } from "./config";
+import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { ProverPool } from "./prover-pool";
 import { servedKeyProblem } from "./served-key";
 
@@ -95,7 +97,14 @@ export class InferenceNode {
   private readonly bundles: BundleCache;
   private readonly data: DataClient;
   private readonly prover: ProverPool;
-  private readonly watcher: ChainWatcher;
+  private watcher!: ChainWatcher;
+  private readonly deployment: Deployment;
+  /** Whether the node may claim (registered for inference, enough free stake), and when that was read. */
+  private eligibility: Eligibility & { checkedAt: number } = {
+    ready: false,
+    reason: "not checked yet",
+    checkedAt: 0,
+  };
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Per model id: why its key rules it out (servedKeyProblem), or undefined when it may be served. */
   private readonly servedKeys = new Map<string, Promise<string | undefined>>();
@@ -109,6 +118,7 @@ export class InferenceNode {
     private readonly log: Logger,
   ) {
     const deployment = readDeployment(config.deployment);
+    this.deployment = deployment;
     this.chain = connect(config.rpcUrl, config.privateKey, deployment);
     this.address = this.chain.wallet.address;
     fs.mkdirSync(config.stateDir, { recursive: true });
@@ -118,6 +128,7 @@ export class InferenceNode {
       config.pollIntervalMs,
       async () => {
         try {
+          await this.refreshEligibility();
           await this.watcher.poll();
           await this.takeOverLapsedClaims();
           this.schedule();
@@ -141,18 +152,6 @@ export class InferenceNode {
         maxRetries: config.maxRetries,
         dryRun: config.dryRun,
       },
-      log,
-    );
-    this.watcher = new ChainWatcher(
-      this.chain.provider,
-      this.journal,
-      {
-        addresses: [deployment.tasks],
-        topics: [TOPICS.submitted, TOPICS.claimed, TOPICS.verified, TOPICS.expired],
-        confirmations: config.confirmations,
-        startBlock: config.startBlock,
-      },
-      { onLogs: (logs) => this.onLogs(logs), onReorg: (ancestor) => this.onReorg(ancestor) },
       log,
     );
     const registers = [this.http.registry];
@@ -184,21 +183,71 @@ export class InferenceNode {
     };
   }
 
+  /**
+   * Check the RPC endpoint, the deployment and the data node (a StartupError when one fails), serve
+   * /metrics and /healthz, read the node's eligibility, and start polling. Returns the metrics port.
+   */
   async start(): Promise<number> {
-    this.chainId = (await this.chain.provider.getNetwork()).chainId;
-    const port = await this.http.listen(this.config.metricsPort);
+    const { chainId, confirmations } = await preflight({
+      rpcUrl: this.config.rpcUrl,
+      dataUrl: this.config.dataUrl,
+      provider: this.chain.provider,
+      deployment: this.deployment,
+      deploymentFile: this.config.deployment,
+      confirmations: this.config.confirmations,
+      startTimeoutSeconds: this.config.startTimeoutSeconds,
+      log: this.log,
+    });
+    this.chainId = chainId;
+    this.watcher = new ChainWatcher(
+      this.chain.provider,
+      this.journal,
+      {
+        addresses: [this.deployment.tasks],
+        topics: [TOPICS.submitted, TOPICS.claimed, TOPICS.verified, TOPICS.expired],
+        confirmations,
+        startBlock: this.config.startBlock,
+      },
+      { onLogs: (logs) => this.onLogs(logs), onReorg: (ancestor) => this.onReorg(ancestor) },
+      this.log,
+    );
+    const port = await this.http.listen(this.config.metricsPort, this.config.metricsHost);
+    // ok: the node does its job (polling, and eligible to claim); ready: eligible; reason: why not.
     this.http.setHealth(() => ({
-      ok: this.loop.isRunning,
+      ok: this.loop.isRunning && this.eligibility.ready,
+      ready: this.eligibility.ready,
+      ...(this.eligibility.ready ? {} : { reason: this.eligibility.reason }),
       address: this.address,
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
+    await this.refreshEligibility(true);
     this.loop.start();
     this.log.info(
       { address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun },
       "inference node started",
     );
     return port;
+  }
+
+  /**
+   * Re-read the node's registration and stake every eligibilityCheckSeconds (at once when `force`). A
+   * change is logged once: what is missing and the command that fixes it, or that the node now claims.
+   */
+  private async refreshEligibility(force = false) {
+    const due = this.eligibility.checkedAt + this.config.eligibilityCheckSeconds * 1000;
+    if (!force && Date.now() < due) return;
+    const next = await eligibilityProblem(this.chain.staking, this.address);
+    const before = this.eligibility;
+    this.eligibility = { ...next, checkedAt: Date.now() };
+    if (next.ready && (!before.ready || force)) {
+      this.log.info({ address: this.address, ...next.stake }, "node eligible: claiming tasks");
+    } else if (!next.ready && (before.ready || before.reason !== next.reason)) {
+      this.log.warn(
+        { address: this.address, reason: next.reason, fix: next.fix, ...next.stake },
+        `node not eligible to claim tasks: ${next.reason}; fix: ${next.fix}`,
+      );
+    }
   }
 
   /** Stop polling, let tasks in flight reach their next durable state, close everything. */
@@ -370,6 +419,8 @@ export class InferenceNode {
     for (const row of this.journal.tasksIn(...WORKING)) {
       if (!this.loop.isRunning || this.inFlight.size >= this.config.concurrency) return;
       if (this.inFlight.has(row.taskId)) continue;
+      // A node that may not claim leaves new tasks alone; tasks it already holds go on.
+      if (row.state === "seen" && !this.eligibility.ready) continue;
       const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
       this.inFlight.set(row.taskId, work);
     }
@@ -397,6 +448,8 @@ export class InferenceNode {
     } catch (err) {
       if (err instanceof PipelineStop) return;
       if (err instanceof RevertedError) {
+        // Eligibility changed since it was last read (a slash, an unstake): read it again next round.
+        if (/NodeNotEligible/.test(err.reason)) this.eligibility.checkedAt = 0;
         this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reconciling with the chain");
         this.journal.setState(taskId, this.journal.task(taskId)!.state, { reason: err.reason });
         await this.reconcile(taskId, err.reason).catch((e) =>

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { Option, type Command } from "commander";
 
 /**
  * Typed, validated configuration for every node process. Each option has a description, a default and an
@@ -87,6 +88,49 @@ export function describeSchema(schema: Schema): string {
     .join("\n");
 }
 
+// ---------------------------------------------------------------- command-line flags
+
+/** The flag of a config key: `rpcUrl` -> `rpc-url` (commander maps `--rpc-url` back to `rpcUrl`). */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function shownDefault(spec: OptionSpec<unknown>): string {
+  if (spec.default === undefined) return "required";
+  if (spec.secret) return "secret";
+  const v = spec.default;
+  if (Array.isArray(v)) return v.length === 0 ? "none" : v.join(",");
+  if (typeof v === "string") return v === "" ? "none" : v;
+  return String(v);
+}
+
+/**
+ * One flag per schema key, generated so that no key lacks one: `--kebab-case <value>` with the key's
+ * description, its environment variable and its default. Boolean keys take an optional value (`--dry-run`
+ * alone means true). A secret key's flag says that the environment is the better place for it.
+ */
+export function addSchemaOptions(cmd: Command, schema: Schema): Command {
+  for (const [key, spec] of Object.entries(schema)) {
+    const boolean = typeof spec.default === "boolean";
+    const value = boolean ? "[bool]" : spec.secret ? "<secret>" : "<value>";
+    const note = spec.secret ? "; prefer the environment: a flag shows in the process list" : "";
+    cmd.addOption(
+      new Option(
+        `--${flagName(key)} ${value}`,
+        `${spec.description} (${spec.env}, ${shownDefault(spec)}${note})`,
+      ),
+    );
+  }
+  return cmd;
+}
+
+/** The flags commander parsed that belong to `schema`, as loadConfig overrides (unset flags left out). */
+export function schemaOverrides(schema: Schema, opts: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(schema)) if (opts[key] !== undefined) out[key] = opts[key];
+  return out;
+}
+
 // ---------------------------------------------------------------- parsers
 
 export const parse = {
@@ -155,4 +199,44 @@ export const parse = {
   path(raw: unknown): string {
     return parse.string(raw);
   },
+  /** One of a fixed list of words. */
+  oneOf<T extends string>(words: readonly T[]) {
+    return (raw: unknown): T => {
+      const s = parse.string(raw);
+      if (!(words as readonly string[]).includes(s))
+        throw new Error(`"${s}" is not one of ${words.join(", ")}`);
+      return s as T;
+    };
+  },
+  /** `auto` (decided at start from the chain) or a block count in [0, 1000]. */
+  confirmations(raw: unknown): number | "auto" {
+    if (raw === "auto") return "auto";
+    try {
+      return parse.int(0, 1000)(raw);
+    } catch {
+      throw new Error(`expected "auto" or a block count in [0, 1000], got ${JSON.stringify(raw)}`);
+    }
+  },
+};
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ["auto", "json", "pretty"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** Log options every node process takes. */
+export const logSchema = {
+  logLevel: {
+    description: `log level (${LOG_LEVELS.join(", ")})`,
+    env: "OPG_LOG_LEVEL",
+    default: "info" as LogLevel,
+    parse: parse.oneOf(LOG_LEVELS),
+  } satisfies OptionSpec<LogLevel>,
+  logFormat: {
+    description:
+      "json (one object a line), pretty (for people), or auto: pretty on a terminal, json when piped",
+    env: "OPG_LOG_FORMAT",
+    default: "auto" as LogFormat,
+    parse: parse.oneOf(LOG_FORMATS),
+  } satisfies OptionSpec<LogFormat>,
 };

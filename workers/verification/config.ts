@@ -7,6 +7,8 @@ const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec
 /** The verification node's options: the chain node's, and the phase-1 file its setup checks use. */
 export const verificationSchema = {
   ...chainNodeSchema,
+  stateDir: opt({ ...chainNodeSchema.stateDir, default: ".opg/verification" }),
+  metricsPort: opt({ ...chainNodeSchema.metricsPort, default: 9465 }),
   setupPtau: opt({
     env: "OPG_SETUP_PTAU",
     description:

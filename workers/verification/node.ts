@@ -4,11 +4,12 @@ import type { Log } from "ethers";
 import client from "prom-client";
 import { DataClient } from "../data/client";
 import { BundleCache } from "../runtime/bundles";
-import { connect, readDeployment, type Chain } from "../runtime/chain";
+import { connect, readDeployment, type Chain, type Deployment } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
 import { PollLoop, ServiceHttp } from "../runtime/service";
+import { preflight } from "../runtime/startup";
 import { auditVerifiedLog, type AuditDeps, type AuditReport } from "../runtime/audit";
 import { SetupChecks } from "../runtime/audit-setup";
 import { taskRegistryInterface, TOPICS } from "../runtime/tasks";
@@ -35,7 +36,8 @@ export class VerificationNode {
   private readonly http: ServiceHttp;
   private readonly bundles: BundleCache;
   private readonly data: DataClient;
-  private readonly watcher: ChainWatcher;
+  private watcher!: ChainWatcher;
+  private readonly deployment: Deployment;
   private readonly reportFile: string;
   private readonly loop: PollLoop;
   private readonly auditDeps: AuditDeps;
@@ -50,6 +52,7 @@ export class VerificationNode {
     private readonly log: Logger,
   ) {
     const deployment = readDeployment(config.deployment);
+    this.deployment = deployment;
     this.chain = connect(config.rpcUrl, config.privateKey, deployment);
     fs.mkdirSync(config.stateDir, { recursive: true });
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
@@ -64,18 +67,6 @@ export class VerificationNode {
       log: (message) => log.info(message),
     });
     this.auditDeps = { provider, models, tasks, bundles: this.bundles, data: this.data, setups };
-    this.watcher = new ChainWatcher(
-      this.chain.provider,
-      this.journal,
-      {
-        addresses: [deployment.tasks],
-        topics: [TOPICS.verified],
-        confirmations: config.confirmations,
-        startBlock: config.startBlock,
-      },
-      { onLogs: (logs) => this.onLogs(logs), onReorg: async (ancestor) => this.onReorg(ancestor) },
-      log,
-    );
     this.checked = new client.Counter({
       name: "opg_verifications_total",
       help: "verified tasks re-checked, by result",
@@ -90,11 +81,35 @@ export class VerificationNode {
     });
   }
 
+  /** Check the RPC endpoint, the deployment and the data node (a StartupError when one fails), then poll. */
   async start(): Promise<number> {
-    this.chainId = (await this.chain.provider.getNetwork()).chainId;
-    const port = await this.http.listen(this.config.metricsPort);
+    const { chainId, confirmations } = await preflight({
+      rpcUrl: this.config.rpcUrl,
+      dataUrl: this.config.dataUrl,
+      provider: this.chain.provider,
+      deployment: this.deployment,
+      deploymentFile: this.config.deployment,
+      confirmations: this.config.confirmations,
+      startTimeoutSeconds: this.config.startTimeoutSeconds,
+      log: this.log,
+    });
+    this.chainId = chainId;
+    this.watcher = new ChainWatcher(
+      this.chain.provider,
+      this.journal,
+      {
+        addresses: [this.deployment.tasks],
+        topics: [TOPICS.verified],
+        confirmations,
+        startBlock: this.config.startBlock,
+      },
+      { onLogs: (logs) => this.onLogs(logs), onReorg: async (ancestor) => this.onReorg(ancestor) },
+      this.log,
+    );
+    const port = await this.http.listen(this.config.metricsPort, this.config.metricsHost);
     this.http.setHealth(() => ({
       ok: this.loop.isRunning,
+      ready: this.loop.isRunning,
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
