@@ -6,6 +6,7 @@ import { registerZkmlCommands } from "../zkml/cli";
 import { registerWorkerCommands } from "../workers/cli";
 import { registerClientCommands } from "../sdk/cli";
 import { registerTokenCommands } from "../sdk/token-cli";
+import { registerDevCommands } from "../scripts/lib/devnet-cli";
 
 /**
  * The `opg` program. Only commander and the command definition modules are loaded here; every action loads
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerWorkerCommands(program);
   registerClientCommands(program);
   registerTokenCommands(program);
+  registerDevCommands(program);
   return program;
 }
 

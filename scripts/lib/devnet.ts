@@ -296,7 +296,7 @@ export class Devnet {
       );
     } else lines.push("  model        none (--no-model): publish one with `npx opg model register`");
     for (const n of info.nodes)
-      lines.push(`  ${`${n.role} node`.padEnd(12)} account #${n.account}, ${n.health}`);
+      lines.push(`  ${n.role.padEnd(12)} node of account #${n.account}, ${n.health}`);
     if (info.nodes.length === 0)
       lines.push("  nodes        none (--no-nodes): start them with `npx opg node ...`");
     lines.push(

@@ -1,0 +1,120 @@
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { freePort, ROOT, runToEnd, spawnProc, waitFor, type Proc } from "../../scripts/lib/local-network";
+import { ensureCliBuilt } from "../helpers/cli";
+
+const CLI = path.join(ROOT, "bin", "opg.js");
+
+/** Whether `port` can be bound on 127.0.0.1 (nothing listens there). */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/** A free port whose next port is free too (the verification node's /metrics). */
+async function freePortPair(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port < 65_535 && (await portFree(port + 1))) return port;
+  }
+}
+
+/** The value printed after `label` in the summary (`  RPC URL      http://...`). */
+function field(out: string, label: string): string {
+  const m = out.match(new RegExp(`^\\s+${label}\\s+(\\S+)`, "m"));
+  if (!m) throw new Error(`no "${label}" line in the summary:\n${out}`);
+  return m[1];
+}
+
+describe("opg dev (a persistent local development network, as a child process)", function () {
+  this.timeout(900_000);
+  let dev: Proc | undefined;
+  let tmp: string;
+
+  before(() => {
+    ensureCliBuilt();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-dev-"));
+  });
+
+  after(async () => {
+    await dev?.stop("SIGKILL").catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("comes up, serves a task submitted with the printed dapp key, and stops cleanly on SIGINT", async function () {
+    const ports = { rpc: await freePort(), data: await freePort(), metrics: await freePortPair() };
+    const deployment = path.join(tmp, "localhost.json");
+    dev = spawnProc("opg-dev", [
+      CLI,
+      "dev",
+      "--port",
+      String(ports.rpc),
+      "--data-port",
+      String(ports.data),
+      "--metrics-port",
+      String(ports.metrics),
+      "--deployment",
+      deployment,
+      "--state-dir",
+      path.join(tmp, "state"),
+      // The iris MLP compiles in about a second: the test is about the network, not the compiler.
+      "--model-onnx",
+      "test/fixtures/models/iris_mlp.onnx",
+    ]);
+    const proc = dev;
+    await waitFor(
+      "opg dev to print its ready line",
+      async () => proc.output.some((l) => l.startsWith("ready:")),
+      600_000,
+      500,
+      proc,
+    );
+    const out = proc.output.join("\n");
+
+    const rpcUrl = field(out, "RPC URL");
+    expect(rpcUrl).to.equal(`http://127.0.0.1:${ports.rpc}`);
+    expect(out).to.match(/chain id 31337/);
+    expect(field(out, "data node")).to.equal(`http://127.0.0.1:${ports.data}`);
+    expect(JSON.parse(fs.readFileSync(deployment, "utf8"))).to.include.keys("chainId", "token", "tasks");
+    expect(out).to.include("public development keys");
+    expect(out).to.match(/#1 inference operator/);
+    expect(out).to.match(/#2 verification operator/);
+
+    // The printed next command, run as printed (npx opg -> node bin/opg.js).
+    const submit = proc.output.find((l) => /OPG_PRIVATE_KEY=0x[0-9a-f]{64} npx opg task submit/.test(l));
+    expect(submit, out).to.not.equal(undefined);
+    const [, key, args] = submit!.trim().match(/^OPG_PRIVATE_KEY=(0x[0-9a-f]{64}) npx opg (.*)$/)!;
+    expect(out).to.include(`#3 dapp`);
+    expect(key).to.equal(out.match(/#3 dapp[^\n]*\n[^\n]*\n\s+private key (0x[0-9a-f]{64})/)![1]);
+    const submitted = await runToEnd([CLI, ...args.split(/\s+/)], { OPG_PRIVATE_KEY: key }, 400_000);
+    expect(submitted.code, `${submitted.stdout}\n${submitted.stderr}`).to.equal(0);
+    const result = JSON.parse(submitted.stdout) as { taskId: string; argmax: number; output: number[] };
+    expect(result.output).to.have.length(3);
+
+    const conn = [
+      "--rpc-url",
+      rpcUrl,
+      "--deployment",
+      deployment,
+      "--data-url",
+      `http://127.0.0.1:${ports.data}`,
+    ];
+    const status = await runToEnd([CLI, "task", "result", result.taskId, ...conn]);
+    expect(status.code, status.stderr).to.equal(0);
+    expect(JSON.parse(status.stdout).status).to.equal("Verified");
+
+    // Ctrl-C: every child stopped, exit 0, every port free again.
+    const code = await proc.stop("SIGINT", 120_000);
+    expect(code, proc.output.slice(-20).join("\n")).to.equal(0);
+    expect(proc.output.at(-1)).to.equal("stopped");
+    for (const port of [ports.rpc, ports.data, ports.metrics, ports.metrics + 1]) {
+      expect(await portFree(port), `port ${port} still in use`).to.equal(true);
+    }
+  });
+});
