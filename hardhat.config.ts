@@ -1,6 +1,9 @@
 import path from "node:path";
 import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import {
+  TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD,
+  TASK_COMPILE_SOLIDITY_LOG_COMPILATION_ERRORS,
+} from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 
@@ -24,6 +27,27 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
     longVersion: "0.8.28+commit.7893614a",
   };
 });
+
+// solc warns about every use of transient storage (EIP-1153), including OpenZeppelin's
+// ReentrancyGuardTransient, which clears its slot before returning: the pattern the warning itself calls
+// safe. The one use in this project is that guard, so the warning is dropped; every other warning shows.
+const TRANSIENT_STORAGE_WARNING = /^Transient storage as defined by EIP-1153/;
+type SolcMessage = { severity: string; message: string; sourceLocation?: { file: string } };
+
+subtask(
+  TASK_COMPILE_SOLIDITY_LOG_COMPILATION_ERRORS,
+  async (args: { output?: { errors?: SolcMessage[] } }, _hre, runSuper) => {
+    const errors = args.output?.errors?.filter(
+      (e) =>
+        !(
+          e.severity === "warning" &&
+          TRANSIENT_STORAGE_WARNING.test(e.message) &&
+          e.sourceLocation?.file === "@openzeppelin/contracts/utils/TransientSlot.sol"
+        ),
+    );
+    return runSuper({ ...args, output: args.output && { ...args.output, errors } });
+  },
+);
 
 const config: HardhatUserConfig = {
   solidity: {

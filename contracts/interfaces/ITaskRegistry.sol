@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 pragma solidity ^0.8.24;
 
+import {IModelRegistry} from "./IModelRegistry.sol";
+
 /// @title The task market: escrowed inference requests, claimed by staked nodes, settled by proof.
 /// @notice Storage per task is one commitment word (the hash of `Task`) plus one claim word. Every later call
 /// passes the `Task` back (nodes take it from `TaskSubmitted`) and the registry checks it against the
@@ -263,4 +265,7 @@ interface ITaskRegistry {
 
     /// @notice Number of tasks submitted so far (the last id).
     function taskCount() external view returns (uint256);
+
+    /// @notice The model registry tasks are priced and checked against.
+    function models() external view returns (IModelRegistry);
 }

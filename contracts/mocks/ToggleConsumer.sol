@@ -10,7 +10,9 @@ import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
 contract ToggleConsumer is InferenceConsumer {
     bool public failing;
     uint256 public lastTaskId;
-    uint256[] private _lastOutputs;
+    int256[] private _lastValues;
+    uint8 public lastScaleBits;
+    uint256 public lastFailedTaskId;
 
     error ToggleConsumerFailing();
 
@@ -22,21 +24,42 @@ contract ToggleConsumer is InferenceConsumer {
 
     function request(
         uint256 modelId,
-        uint256[] calldata input,
+        int256[] calldata values,
         uint256 fee,
         uint256 deadline,
         uint32 callbackGasLimit
     ) external returns (uint256) {
-        return _requestInference(modelId, input, fee, deadline, callbackGasLimit);
+        return _requestInference(modelId, values, fee, deadline, callbackGasLimit);
     }
 
-    function lastOutputs() external view returns (uint256[] memory) {
-        return _lastOutputs;
+    function requestWords(
+        uint256 modelId,
+        uint256[] calldata words,
+        uint256 fee,
+        uint256 deadline,
+        uint32 callbackGasLimit
+    ) external returns (uint256) {
+        return _requestInferenceWords(modelId, words, fee, deadline, callbackGasLimit);
     }
 
-    function _onInferenceResult(uint256 taskId, uint256, uint256[] memory outputs) internal override {
+    function lastValues() external view returns (int256[] memory) {
+        return _lastValues;
+    }
+
+    function _onInferenceResult(
+        uint256 taskId,
+        uint256,
+        int256[] memory values,
+        uint8 scaleBits
+    ) internal override {
         if (failing) revert ToggleConsumerFailing();
         lastTaskId = taskId;
-        _lastOutputs = outputs;
+        _lastValues = values;
+        lastScaleBits = scaleBits;
+    }
+
+    function _onInferenceFailed(uint256 taskId, uint256) internal override {
+        if (failing) revert ToggleConsumerFailing();
+        lastFailedTaskId = taskId;
     }
 }

@@ -3,7 +3,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { pinNextBlockTime } from "../helpers/chain-time";
 import { ethers } from "hardhat";
-import { impersonateAccount, loadFixture, setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { impersonateAccount, loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
 import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type { BaseContract, ContractTransactionReceipt } from "ethers";
@@ -15,8 +15,16 @@ import {
   RiskGatedLender__factory,
   ToggleConsumer__factory,
 } from "../../typechain-types";
-import { MODEL_FEE, TINY_PACK_BITS, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
-import { TINY_OUTPUT_OFFSET, tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
+import { recordGas } from "../helpers/gas-snapshot";
+import { MODEL_FEE, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
+import {
+  TINY_INPUT_BITS,
+  TINY_INPUTS,
+  TINY_OUTPUT_OFFSET,
+  tinyInputValues,
+  tinyInputWords,
+  tinyOutputWord,
+} from "../helpers/tiny-circuit";
 
 // solc ships no TypeScript types; this is the one call used.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -80,7 +88,7 @@ async function deployAttack(name: "ReentrantCallback" | "LargeRevertCallback", a
   return contract as BaseContract & { getFunction(name: string): (...a: unknown[]) => Promise<never> };
 }
 
-/** The market plus a RiskGatedLender on model 1, owned by `lenderOwner` and funded with OPG. */
+/** The market plus a RiskGatedLender on model 1, owned by `lenderOwner`, with 10 fees of prepaid credits. */
 async function lenderFixture() {
   const f = await marketFixture();
   const [, , , , , , , , , lenderOwner, borrower, otherBorrower] = await ethers.getSigners();
@@ -89,12 +97,12 @@ async function lenderFixture() {
     await f.token.getAddress(),
     lenderOwner.address,
     f.modelId,
-    TINY_PACK_BITS,
     MAX_RISK_SCORE,
     CREDIT_PER_UNIT,
   );
   const lenderAddress = await lender.getAddress();
-  await f.token.connect(f.treasury).transfer(lenderAddress, MODEL_FEE * 10n);
+  await f.token.connect(f.treasury).approve(lenderAddress, MODEL_FEE * 10n);
+  await lender.connect(f.treasury).fundCredits(MODEL_FEE * 10n);
   return { ...f, lender, lenderAddress, lenderOwner, borrower, otherBorrower };
 }
 
@@ -109,7 +117,7 @@ async function deadline(secondsFromNow = 3600) {
 async function requestScore(f: Fixture, borrower: HardhatEthersSigner, values: bigint[]) {
   const tx = await f.lender
     .connect(f.lenderOwner)
-    .requestRiskScore(borrower.address, tinyInputWords(values), MODEL_FEE, await deadline());
+    .requestRiskScore(borrower.address, tinyInputValues(values), MODEL_FEE, await deadline());
   const receipt = await tx.wait();
   return f.submittedFrom(receipt!.logs);
 }
@@ -138,12 +146,14 @@ function registryEvents(f: Fixture, receipt: ContractTransactionReceipt, name: s
 
 describe("InferenceConsumer", function () {
   describe("RiskGatedLender", function () {
-    it("requests a score as a task paid from its own OPG, with itself as the callback", async function () {
+    it("requests a score as a task paid from its prepaid credits, input packed on chain, itself as the callback", async function () {
       const f = await loadFixture(lenderFixture);
-      const before = await f.token.balanceOf(f.lenderAddress);
+      const credits = await f.tasks.creditsOf(f.lenderAddress);
+      expect(credits).to.equal(MODEL_FEE * 10n);
+      const values = [1n, -2n, 3n, 4n];
       const tx = f.lender
         .connect(f.lenderOwner)
-        .requestRiskScore(f.borrower.address, tinyInputWords([1n, 2n, 3n, 4n]), MODEL_FEE, await deadline());
+        .requestRiskScore(f.borrower.address, tinyInputValues(values), MODEL_FEE, await deadline());
       await expect(tx).to.emit(f.lender, "RiskScoreRequested").withArgs(f.borrower.address, 1n);
       const submitted = f.submittedFrom((await (await tx).wait())!.logs);
 
@@ -151,9 +161,141 @@ describe("InferenceConsumer", function () {
       expect(submitted.task.callback).to.equal(f.lenderAddress);
       expect(submitted.task.callbackGasLimit).to.equal(LENDER_CALLBACK_GAS);
       expect(submitted.task.fee).to.equal(MODEL_FEE);
+      // The words the contract packed are exactly the circuit's canonical packing.
+      expect(submitted.input).to.deep.equal(tinyInputWords(values));
       expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
-      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(before - MODEL_FEE);
+      expect(await f.tasks.creditsOf(f.lenderAddress)).to.equal(credits - MODEL_FEE);
+      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(0n);
       expect(await f.token.allowance(f.lenderAddress, f.tasksAddress)).to.equal(0n);
+      // The model's layout was read once and cached.
+      const format = await f.lender.modelFormat(f.modelId);
+      expect([
+        format.packBits,
+        format.inputBits,
+        format.inputValues,
+        format.outputValues,
+        format.known,
+      ]).to.deep.equal([40n, BigInt(TINY_INPUT_BITS), BigInt(TINY_INPUTS), 1n, true]);
+    });
+
+    it("measures one request: prepaid credits vs a per-task approval and transfer", async function () {
+      const f = await loadFixture(lenderFixture);
+      const request = async () =>
+        f.lender
+          .connect(f.lenderOwner)
+          .requestRiskScore(
+            f.borrower.address,
+            tinyInputValues([1n, 2n, 3n, 4n]),
+            MODEL_FEE,
+            await deadline(),
+          );
+      await request(); // the first request caches the model's layout
+      const fromCredits = await recordGas(
+        "RiskGatedLender.requestRiskScore (prepaid credits, steady state)",
+        request(),
+      );
+      // Without credits the same request pulls the fee from the contract's own OPG.
+      await f.lender.connect(f.lenderOwner).withdrawCredits(f.lenderAddress);
+      expect(await f.tasks.creditsOf(f.lenderAddress)).to.equal(0n);
+      const fromWallet = await recordGas(
+        "RiskGatedLender.requestRiskScore (approve + transfer, steady state)",
+        request(),
+      );
+      expect(fromCredits).to.be.lessThan(fromWallet);
+      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(MODEL_FEE * 7n);
+
+      // A dapp that packs its words off chain (`_requestInferenceWords`) saves the on-chain packing.
+      const consumer = await new ToggleConsumer__factory(f.deployer).deploy(
+        f.tasksAddress,
+        await f.token.getAddress(),
+      );
+      await f.token.connect(f.treasury).approve(await consumer.getAddress(), MODEL_FEE * 2n);
+      await consumer.connect(f.treasury).fundCredits(MODEL_FEE * 2n);
+      const words = tinyInputWords([1n, 2n, 3n, 4n]);
+      await consumer.requestWords(f.modelId, words, MODEL_FEE, await deadline(), 100_000);
+      await recordGas(
+        "InferenceConsumer._requestInferenceWords (prepaid credits, steady state)",
+        consumer.requestWords(f.modelId, words, MODEL_FEE, await deadline(), 100_000),
+      );
+      expect(await f.token.allowance(f.lenderAddress, f.tasksAddress)).to.equal(0n);
+    });
+
+    it("reverts with InferenceConsumerInsufficientFunds when neither credits nor OPG cover the fee", async function () {
+      const f = await loadFixture(lenderFixture);
+      await f.lender.connect(f.lenderOwner).withdrawCredits(f.lenderOwner.address);
+      await expect(
+        f.lender
+          .connect(f.lenderOwner)
+          .requestRiskScore(f.borrower.address, tinyInputValues([1n]), MODEL_FEE, await deadline()),
+      )
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerInsufficientFunds")
+        .withArgs(MODEL_FEE, 0n, 0n);
+    });
+
+    it("refuses input of the wrong length or outside the model's input range before anything is sent", async function () {
+      const f = await loadFixture(lenderFixture);
+      const request = async (values: bigint[]) =>
+        f.lender
+          .connect(f.lenderOwner)
+          .requestRiskScore(f.borrower.address, values, MODEL_FEE, await deadline());
+      await expect(request([1n, 2n]))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerInputLength")
+        .withArgs(f.modelId, 2n, BigInt(TINY_INPUTS));
+      const limit = 1n << BigInt(TINY_INPUT_BITS - 1);
+      for (const [index, bad] of [
+        [3, limit],
+        [23, -limit - 1n],
+      ] as const) {
+        const values = tinyInputValues([]);
+        values[index] = bad;
+        await expect(request(values))
+          .to.be.revertedWithCustomError(f.lender, "InferenceConsumerInputOutOfRange")
+          .withArgs(index, bad, TINY_INPUT_BITS);
+      }
+      // The extremes of the range are fine.
+      const edge = tinyInputValues([limit - 1n, -limit]);
+      await expect(request(edge)).to.emit(f.lender, "RiskScoreRequested");
+      expect(await f.tasks.creditsOf(f.lenderAddress)).to.equal(MODEL_FEE * 9n);
+    });
+
+    it("closes an expired request with expireTask: fee back to the contract, failure hook run, once", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      await expect(
+        f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryDeadlineNotReached");
+      await time.increaseTo(submitted.task.deadline + 1n);
+      const before = await f.token.balanceOf(f.lenderAddress);
+      const tx = f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task);
+      await expect(tx).to.emit(f.lender, "RiskScoreFailed").withArgs(f.borrower.address, submitted.taskId);
+      await expect(tx).to.emit(f.lender, "InferenceFailed").withArgs(submitted.taskId, f.modelId);
+      await expect(tx).to.emit(f.tasks, "TaskExpired");
+      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(before + MODEL_FEE);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(false);
+      await expect(f.lender.expireTask(submitted.taskId, submitted.task))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
+        .withArgs(submitted.taskId);
+    });
+
+    it("expireTask also closes a task someone already expired in the registry (e.g. opg task refund)", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      await f.tasks.connect(f.nodes[0]).claimTask(submitted.taskId, submitted.task);
+      await time.increaseTo(submitted.task.deadline + 1n);
+      await f.tasks.connect(f.stranger).expire(submitted.taskId, submitted.task);
+      await expect(f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task))
+        .to.emit(f.lender, "RiskScoreFailed")
+        .withArgs(f.borrower.address, submitted.taskId);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(false);
+    });
+
+    it("expireTask refuses a verified task: its result is delivered, not a failure", async function () {
+      const f = await loadFixture(lenderFixture);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      await claimAndSettle(f, submitted);
+      await expect(f.lender.expireTask(submitted.taskId, submitted.task))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
+        .withArgs(submitted.taskId);
     });
 
     it("sets the credit line from the verified score of a real proof", async function () {
@@ -232,7 +374,7 @@ describe("InferenceConsumer", function () {
           .connect(f.stranger)
           .requestRiskScore(
             f.borrower.address,
-            tinyInputWords([1n, 2n, 3n, 4n]),
+            tinyInputValues([1n, 2n, 3n, 4n]),
             MODEL_FEE,
             await deadline(),
           ),
@@ -302,7 +444,7 @@ describe("InferenceConsumer", function () {
       await consumer.setFailing(true);
       const values = [3n, -1n, 4n, 1n];
       const receipt = await (
-        await consumer.request(f.modelId, tinyInputWords(values), MODEL_FEE, await deadline(), 100_000)
+        await consumer.request(f.modelId, tinyInputValues(values), MODEL_FEE, await deadline(), 100_000)
       ).wait();
       const submitted = f.submittedFrom(receipt!.logs);
       const settled = await claimAndSettle(f, submitted);
@@ -317,8 +459,10 @@ describe("InferenceConsumer", function () {
       await consumer.setFailing(false);
       await consumer.connect(f.stranger).deliverResult(submitted.taskId);
       expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
-      expect(await consumer.lastOutputs()).to.deep.equal((await f.tasks.resultOf(submitted.taskId)).outputs);
-      expect(await consumer.lastOutputs()).to.deep.equal([tinyOutputWord(values)]);
+      // Decoded from the registry's stored words: signed fixed-point values and the model's scale.
+      expect((await f.tasks.resultOf(submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
+      expect(await consumer.lastValues()).to.deep.equal([tinyOutputWord(values) - TINY_OUTPUT_OFFSET]);
+      expect(await consumer.lastScaleBits()).to.equal(0n);
       expect(await consumer.isPending(submitted.taskId)).to.equal(false);
       await expect(consumer.deliverResult(submitted.taskId))
         .to.be.revertedWithCustomError(consumer, "InferenceConsumerUnknownTask")

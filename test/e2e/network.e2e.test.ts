@@ -168,25 +168,24 @@ describe("network end to end (hardhat node + worker processes)", function () {
   });
 
   it("an on-chain dapp (RiskGatedLender) gets its verified output in a callback settled by a worker node", async function () {
-    const manifest = loadManifest(bundleDir);
     const borrower = account(8).address;
     const lender = await new RiskGatedLender__factory(requester).deploy(
       await net.deployment.tasks.getAddress(),
       await net.deployment.token.getAddress(),
       requester.address,
       modelId,
-      manifest.publicSignals.packBits,
       1n << 40n, // every score is below the cap: the line is (cap - score) * 1 wei
       1n,
     );
     await lender.waitForDeployment();
-    await (await net.deployment.token.connect(requester).transfer(await lender.getAddress(), FEE)).wait();
+    // Prepaid credits: the dapp's requests then cost no approval and no transfer each.
+    await (await net.deployment.token.connect(requester).approve(await lender.getAddress(), FEE)).wait();
+    await (await lender.fundCredits(FEE)).wait();
     const node = track(startInferenceNode(net, 5, stateDir("a2-inference")));
     const q = executeQuantized(loadProgram(bundleDir), irisInputs[5]);
     const now = (await net.provider.getBlock("latest"))!.timestamp;
-    const receipt = await (
-      await lender.requestRiskScore(borrower, inputWords(manifest, q.input), FEE, now + 3600)
-    ).wait();
+    // The contract packs the fixed-point features itself.
+    const receipt = await (await lender.requestRiskScore(borrower, q.input, FEE, now + 3600)).wait();
     const taskId = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
     await waitVerified([taskId]);
     const tasks = net.deployment.tasks;

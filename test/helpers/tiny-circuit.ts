@@ -83,6 +83,11 @@ export function tinyOutputWord(values: bigint[]): bigint {
   return y + TINY_OUTPUT_OFFSET;
 }
 
+/** The tiny model's 24 input values: `values` zero-padded (what a consumer contract packs on chain). */
+export function tinyInputValues(values: bigint[]): bigint[] {
+  return padded(values);
+}
+
 /** The 4 canonical input words of `values` (zero-padded to 24). */
 export function tinyInputWords(values: bigint[]): bigint[] {
   return packValues(padded(values), TINY_PACK_BITS);
