@@ -230,6 +230,11 @@ export class InferenceNode {
     return port;
   }
 
+  /** A settled task released its collateral: a node short of free stake may be eligible again, so look now. */
+  private collateralReleased() {
+    if (!this.eligibility.ready) this.eligibility.checkedAt = 0;
+  }
+
   /**
    * Re-read the node's registration and stake every eligibilityCheckSeconds (at once when `force`). A
    * change is logged once: what is missing and the command that fixes it, or that the node now claims.
@@ -293,6 +298,7 @@ export class InferenceNode {
       if (!row) continue;
       if (parsed.name === "TaskVerified") {
         if (parsed.args.node === this.address) {
+          this.collateralReleased();
           this.journal.recordEarning(taskId, parsed.args.nodeFee, log.blockNumber);
           if (row.state !== "verified") this.journal.setState(taskId, "verified");
         } else if (row.state !== "lost")
@@ -634,6 +640,7 @@ export class InferenceNode {
         this.journal.recordEarning(submitted.taskId, parsed.args.nodeFee, receipt.blockNumber);
     }
     this.journal.setState(submitted.taskId, "verified", { reason: null });
+    this.collateralReleased();
     this.log.info(
       { taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() },
       "task verified",
