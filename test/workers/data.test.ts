@@ -19,6 +19,7 @@ import {
 } from "../../workers/data/bundle-archive";
 import { DataClient, DataClientError } from "../../workers/data/client";
 import type { DataNodeConfig } from "../../workers/data/config";
+import { ensureCliBuilt } from "../helpers/cli";
 import { type RunningDataNode, startDataNode } from "../../workers/data/server";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -724,6 +725,10 @@ describe("data node", function () {
   });
 
   describe("opg CLI (real child processes)", function () {
+    before(function () {
+      ensureCliBuilt();
+    });
+
     it("opg node data: serves PUT/GET on the given port, persists across restarts, drains on SIGTERM, exits 0", async function () {
       const dir = tmpDir();
       const port = await freePort();
