@@ -5,6 +5,7 @@ import { ethers } from "ethers";
 import {
   account,
   fixtureBundle,
+  killAllSpawned,
   leaveSignalsToCaller,
   publishModel,
   stakeNode,
@@ -32,6 +33,8 @@ export const DEFAULT_MODEL = "test/fixtures/models/digits_mlp.onnx";
 const MODEL_FEE = ethers.parseEther("1");
 const OPERATOR_STAKE = ethers.parseEther("5000");
 const DAPP_OPG = ethers.parseEther("10000");
+/** The file that marks a state folder as this command's own (so it may empty it). */
+const STATE_MARKER = ".opg-dev";
 const ROLE_INFERENCE = 1;
 const ROLE_VERIFICATION = 2;
 /** Defaults of the client commands (sdk/cli-common.ts): flags equal to them are left out of the hints. */
@@ -163,6 +166,14 @@ export class Devnet {
     if (o.model && !fs.existsSync(onnx)) throw new DevnetError(`model ${o.modelOnnx} not found`);
     if (o.modelInput && !fs.existsSync(o.modelInput))
       throw new DevnetError(`model input ${o.modelInput} not found`);
+    // Only a folder this command made (it holds the marker) is emptied, never one a user named by mistake.
+    const marker = path.join(stateDir, STATE_MARKER);
+    if (fs.existsSync(stateDir) && fs.readdirSync(stateDir).length > 0 && !fs.existsSync(marker)) {
+      throw new DevnetError(
+        `--state-dir ${o.stateDir} exists and was not made by \`opg dev\` (no ${STATE_MARKER} in it): ` +
+          `it would be emptied; choose another folder or remove it yourself`,
+      );
+    }
     await assertPortFree(o.port, "the JSON-RPC port", "--port");
     await assertPortFree(o.dataPort, "the data node", "--data-port");
     if (o.nodes) {
@@ -172,6 +183,7 @@ export class Devnet {
     // A fresh chain every time: state from an earlier run (journals, stored blobs) would not match it.
     fs.rmSync(stateDir, { recursive: true, force: true });
     fs.mkdirSync(path.join(stateDir, "logs"), { recursive: true });
+    fs.writeFileSync(marker, "made by `opg dev`, which empties this folder at every start\n");
     leaveSignalsToCaller();
 
     this.network = await startNetwork({
@@ -370,7 +382,15 @@ export async function runDevnet(opts: DevnetOptions): Promise<number> {
   const devnet = new Devnet({ ...opts, print });
   let signalled: (s: NodeJS.Signals) => void = () => undefined;
   const signal = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
-  const onSignal = (s: NodeJS.Signals) => signalled(s);
+  let signals = 0;
+  const onSignal = (s: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) return signalled(s);
+    // A second Ctrl-C while stopping: do not wait for anyone.
+    print(`${s} again: killing every process at once`);
+    killAllSpawned();
+    process.exit(130);
+  };
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
   try {
     const started = devnet.start().then(

@@ -47,6 +47,27 @@ describe("opg dev (a persistent local development network, as a child process)",
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
+  it("refuses to start, exit 1 with the reason, on a busy port or a state folder it did not make", async function () {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", () => resolve()));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      const r = await runToEnd([CLI, "dev", "--port", String(port), "--state-dir", path.join(tmp, "busy")]);
+      expect(r.code, r.stderr).to.equal(1);
+      expect(r.stderr).to.include(`port ${port} (the JSON-RPC port) is in use`);
+      expect(r.stderr).to.include("--port");
+    } finally {
+      busy.close();
+    }
+    const mine = path.join(tmp, "not-opg-dev");
+    fs.mkdirSync(mine);
+    fs.writeFileSync(path.join(mine, "notes.txt"), "keep me");
+    const r = await runToEnd([CLI, "dev", "--port", String(await freePort()), "--state-dir", mine]);
+    expect(r.code, r.stderr).to.equal(1);
+    expect(r.stderr).to.include("was not made by `opg dev`");
+    expect(fs.readFileSync(path.join(mine, "notes.txt"), "utf8")).to.equal("keep me");
+  });
+
   it("comes up, serves a task submitted with the printed dapp key, and stops cleanly on SIGINT", async function () {
     const ports = { rpc: await freePort(), data: await freePort(), metrics: await freePortPair() };
     const deployment = path.join(tmp, "localhost.json");
