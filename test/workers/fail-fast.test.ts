@@ -261,6 +261,21 @@ describe("node processes: start-up checks, readiness and defaults", function () 
       expect(fatal(r.stdout).msg).to.match(/^cannot start: deployment file .*absent\.json: ENOENT/);
     });
 
+    it("a metrics port already in use: exit 1 naming the address", async function () {
+      const { createServer } = await import("node:net");
+      const holder = createServer();
+      const port = await new Promise<number>((resolve) =>
+        holder.listen(0, "127.0.0.1", () => resolve((holder.address() as { port: number }).port)),
+      );
+      try {
+        const r = await runNode("verification", { "--metrics-port": String(port) });
+        expect(r.code, r.stdout + r.stderr).to.equal(1);
+        expect(fatal(r.stdout).msg).to.contain(`cannot serve /metrics on 127.0.0.1:${port} (EADDRINUSE)`);
+      } finally {
+        holder.close();
+      }
+    });
+
     it("checkDeployment (in process, as the SDK calls it) names the mismatch", async function () {
       const deployment = JSON.parse(fs.readFileSync(net.deploymentFile, "utf8"));
       await checkDeployment(net.provider, deployment);
