@@ -3,13 +3,16 @@ import { registerDataClientCommands, registerDataCommands } from "./data/cli";
 import { registerInferenceCommands } from "./inference/cli";
 
 /**
- * The `opg node` group: one subcommand per long-running node role. Register further roles (inference,
- * verification) here next to `data`.
+ * The `opg node` group: one subcommand per long-running node role (data, inference, verification). The
+ * modules imported here only define commands (commander and the config schemas); each action loads its
+ * implementation when it runs, so `opg --help` does not pay for ethers, snarkjs or onnxruntime.
  */
 export function registerNodeCommands(program: Command): Command {
   const node = program
     .command("node")
-    .description("run a network node as a long-running service (JSON logs, /metrics, /healthz, SIGTERM)");
+    .description(
+      "run a network node as a long-running service (logs on stdout, /metrics, /healthz, clean stop on SIGTERM)",
+    );
   registerDataCommands(node);
   registerInferenceCommands(node);
   return node;
