@@ -194,7 +194,7 @@ describe("node processes: start-up checks, readiness and defaults", function () 
         ...over,
       };
       return runOpg(["node", role, ...Object.entries(flags).flat()], {
-        env: { OPG_PRIVATE_KEY: KEY, OPG_LOG_FORMAT: undefined, ...env },
+        env: { OPG_PRIVATE_KEY: KEY, OPG_LOG_FORMAT: "json", ...env },
       });
     }
 
@@ -299,6 +299,7 @@ describe("node processes: start-up checks, readiness and defaults", function () 
       const index = 7;
       const proc = startInferenceNode(net, index, path.join(tmp, "unstaked"), {
         extra: ["--eligibility-check-seconds", "1", "--confirmations", "auto"],
+        env: { OPG_LOG_FORMAT: "json" },
       });
       await waitForLog(proc, "inference node started");
       const port = await metricsPort(proc);
