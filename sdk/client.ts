@@ -1,18 +1,13 @@
 import os from "node:os";
 import path from "node:path";
-import {
-  ethers,
-  type ContractTransactionReceipt,
-  type ContractTransactionResponse,
-  type Interface,
-  type Provider,
-  type Signer,
-} from "ethers";
+import { ethers, type Provider, type Signer } from "ethers";
 import {
   ModelRegistry__factory,
+  NodeStaking__factory,
   OPGToken__factory,
   TaskRegistry__factory,
   type ModelRegistry,
+  type NodeStaking,
   type OPGToken,
   type TaskRegistry,
 } from "../typechain-types";
@@ -21,6 +16,7 @@ import {
   flattenInput,
   inputWords,
   quantizeInput,
+  releaseProver,
   unpackWords,
   type BundleManifest,
   type QProgram,
@@ -37,42 +33,37 @@ import { SetupChecks } from "../workers/runtime/audit-setup";
 import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
 import { readDeployment, type Deployment } from "../workers/runtime/chain";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
+import { checkDeploymentOnChain } from "./deployment";
+import { OpgClientError, toId, type Id } from "./errors";
+import {
+  describeTask,
+  EligibleNodes,
+  subscribeTaskEvents,
+  TASK_STATUSES,
+  waitForStep,
+  type TaskStatusName,
+  type TaskStep,
+  type WaitForResultOptions,
+} from "./task-watch";
+import { freshCall, TxQueue } from "./transactions";
 
 export type { AuditReport } from "../workers/runtime/audit";
 export type { AuditSetup } from "../workers/runtime/audit-setup";
 export type { Deployment } from "../workers/runtime/chain";
-
-export const TASK_STATUSES = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
-export type TaskStatusName = (typeof TASK_STATUSES)[number];
-
-/** A client-side failure with a message that names the problem (bad input, unknown model, expired task). */
-export class OpgClientError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "OpgClientError";
-  }
-}
-
-/**
- * Send a contract transaction and wait for it; a revert becomes an OpgClientError naming the contract's
- * custom error and its arguments, decoded with `iface` (ethers leaves errors of another ABI undecoded).
- */
-export async function sendTx(what: string, iface: Interface, tx: () => Promise<ContractTransactionResponse>) {
-  try {
-    return (await (await tx()).wait()) as ContractTransactionReceipt;
-  } catch (e) {
-    const data = (e as { data?: unknown }).data;
-    const decoded = typeof data === "string" && data.length >= 10 ? iface.parseError(data) : null;
-    if (decoded) {
-      throw new OpgClientError(`${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})`);
-    }
-    throw e;
-  }
-}
+export { OpgClientError, toId, type Id } from "./errors";
+export {
+  TASK_STATUSES,
+  type TaskStatusName,
+  type TaskWaitStatus,
+  type WaitForResultOptions,
+} from "./task-watch";
+export { freshCall, sendTx, TxQueue } from "./transactions";
 
 /**
  * Make sure `signer` holds `amount` OPG and that `spender` may pull it, approving exactly `amount` when the
- * allowance is short (never an unlimited approval). `need` ends the error when the balance is short.
+ * allowance is short (never an unlimited approval). `need` ends the error when the balance is short. The
+ * balance and allowance are read fresh (not from a provider's response cache); `queue` sends the approval
+ * in order with the signer's other transactions.
  */
 export async function approveFromWallet(
   token: OPGToken,
@@ -80,20 +71,35 @@ export async function approveFromWallet(
   spender: string,
   amount: bigint,
   need: string,
+  queue: TxQueue = new TxQueue(signer),
 ) {
   const account = await signer.getAddress();
-  const balance = await token.balanceOf(account);
+  const provider = signer.provider ?? token.runner?.provider;
+  const read = async (fn: string, args: unknown[]) =>
+    (provider
+      ? (await freshCall(provider, token, fn, args))[0]
+      : await token.getFunction(fn)(...args)) as bigint;
+  const balance = await read("balanceOf", [account]);
   if (balance < amount)
     throw new OpgClientError(`${account} holds ${ethers.formatEther(balance)} OPG, ${need}`);
-  if ((await token.allowance(account, spender)) < amount) {
-    await sendTx("approve", token.interface, () => token.connect(signer).approve(spender, amount));
+  if ((await read("allowance", [account, spender])) < amount) {
+    await queue.send("approve", token.interface, (overrides) =>
+      token.connect(signer).approve(spender, amount, overrides),
+    );
   }
 }
 
 export interface OpgClientOptions {
-  /** A signer submits tasks (its provider serves reads); a bare provider is enough for results and audits. */
+  /**
+   * A signer submits tasks (its provider serves reads); a bare provider is enough for results and audits.
+   * A plain `new JsonRpcProvider(url)` does: the client reads what it decides on past ethers' response
+   * cache and gives its own transactions their nonces.
+   */
   runner: Signer | Provider;
-  /** Contract addresses, or the deployment file scripts/deploy.ts wrote. */
+  /**
+   * Contract addresses, or the deployment file scripts/deploy.ts wrote. Checked at first use: its chain id
+   * must be the provider's, and each address must hold code.
+   */
   deployment: Deployment | string;
   /** Data node that serves model bundles (and stores large inputs). */
   dataUrl: string;
@@ -162,12 +168,24 @@ export interface TaskResult {
 export class OpgClient {
   readonly provider: Provider;
   readonly signer?: Signer;
+  readonly deployment: Deployment;
   readonly tasks: TaskRegistry;
   readonly models: ModelRegistry;
   readonly token: OPGToken;
+  readonly staking: NodeStaking;
   private readonly data: DataClient;
   private readonly bundles: BundleCache;
   private readonly setups: SetupChecks;
+  private readonly queue?: TxQueue;
+  private readonly nodes: EligibleNodes;
+  private readonly deploymentSource: string;
+  private deploymentChecked?: Promise<void>;
+  /** Deadlines of the tasks submitted here (what waitForResult reports without a log search). */
+  private readonly deadlines = new Map<bigint, number>();
+  private readonly waits = new Set<(e: Error) => void>();
+  private closed = false;
+  /** The end of the last payment made here: one approve-and-pay sequence at a time (see `serially`). */
+  private paying: Promise<unknown> = Promise.resolve();
 
   constructor(opts: OpgClientOptions) {
     const deployment =
@@ -177,17 +195,54 @@ export class OpgClient {
     if (!provider) throw new OpgClientError("the signer has no provider: connect it to one");
     this.provider = provider;
     this.signer = signer;
+    this.queue = signer && new TxQueue(signer);
+    this.deployment = deployment;
+    this.deploymentSource =
+      typeof opts.deployment === "string" ? `deployment file ${opts.deployment}` : "the deployment";
     const runner = signer ?? provider;
     this.tasks = TaskRegistry__factory.connect(deployment.tasks, runner);
     this.models = ModelRegistry__factory.connect(deployment.models, runner);
     this.token = OPGToken__factory.connect(deployment.token, runner);
+    this.staking = NodeStaking__factory.connect(deployment.staking, runner);
+    this.nodes = new EligibleNodes(provider, this.staking);
     this.data = new DataClient(opts.dataUrl);
     this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data);
     this.setups = new SetupChecks({ ptau: opts.ptau, log: opts.log });
   }
 
+  /**
+   * Free what the client holds: waits in progress end with an OpgClientError, their event subscriptions
+   * and timers stop, and snarkjs's prover threads (started by audits) are terminated, so a script ends by
+   * itself. The provider is the caller's and stays usable (`provider.destroy()` ends its own resources).
+   * Calls made after close fail; closing twice is harmless. snarkjs's threads are shared by the process:
+   * close a client while another one in the same process audits, and that audit starts them again.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const cancels = [...this.waits];
+    this.waits.clear();
+    for (const cancel of cancels) cancel(new OpgClientError("the OpgClient was closed while waiting"));
+    await releaseProver();
+  }
+
+  /**
+   * Check the deployment once, before the first call reaches the chain (a failed check is tried again by
+   * the next call).
+   */
+  private async ready(): Promise<void> {
+    if (this.closed) throw new OpgClientError("this OpgClient is closed");
+    if (!this.deploymentChecked) {
+      this.deploymentChecked = checkDeploymentOnChain(this.provider, this.deployment, this.deploymentSource);
+      this.deploymentChecked.catch(() => (this.deploymentChecked = undefined));
+    }
+    await this.deploymentChecked;
+  }
+
   /** The model's registered terms and its bundle (hash-checked against the registry). */
-  async model(modelId: bigint): Promise<ModelInfo> {
+  async model(id: Id): Promise<ModelInfo> {
+    const modelId = toId(id, "model");
+    await this.ready();
     const count = await this.models.modelCount();
     if (modelId < 1n || modelId > count) throw new OpgClientError(`model ${modelId} is not registered`);
     const model = await this.models.getModel(modelId);
@@ -222,7 +277,8 @@ export class OpgClient {
    * task; commitment models get the input stored on the data node and its Poseidon commitment on chain.
    * The fee comes from prepaid credits when they cover it, else from the wallet (approved here if needed).
    */
-  async submit(modelId: bigint, input: unknown, opts: SubmitOptions = {}): Promise<SubmittedRequest> {
+  async submit(id: Id, input: unknown, opts: SubmitOptions = {}): Promise<SubmittedRequest> {
+    const modelId = toId(id, "model");
     const signer = this.requireSigner();
     const info = await this.model(modelId);
     if (!info.active) throw new OpgClientError(`model ${modelId} is deactivated`);
@@ -250,22 +306,28 @@ export class OpgClient {
       const blob = Buffer.from(JSON.stringify({ quantized: quantizedInput.map(String) }));
       inputDataHash = "0x" + (await this.data.put(blob));
     }
-    await this.ensureFunds(signer, fee);
-    const now = (await this.provider.getBlock("latest"))!.timestamp;
-    const receipt = await sendTx("submitTask", this.tasks.interface, () =>
-      this.tasks.connect(signer).submitTask({
-        modelId,
-        input: inputWords(info.manifest, quantizedInput),
-        inputDataHash,
-        fee,
-        deadline: now + seconds,
-        callback: opts.callback ?? ethers.ZeroAddress,
-        callbackGasLimit: opts.callbackGasLimit ?? 0,
-      }),
-    );
+    const receipt = await this.serially(async () => {
+      await this.ensureFunds(signer, fee);
+      const now = (await this.provider.getBlock("latest"))!.timestamp;
+      return this.queue!.send("submitTask", this.tasks.interface, (overrides) =>
+        this.tasks.connect(signer).submitTask(
+          {
+            modelId,
+            input: inputWords(info.manifest, quantizedInput),
+            inputDataHash,
+            fee,
+            deadline: now + seconds,
+            callback: opts.callback ?? ethers.ZeroAddress,
+            callbackGasLimit: opts.callbackGasLimit ?? 0,
+          },
+          overrides,
+        ),
+      );
+    });
     const log = receipt.logs.find((l) => l.topics[0] === TOPICS.submitted);
     if (!log) throw new OpgClientError(`transaction ${receipt.hash} emitted no TaskSubmitted`);
     const submitted = parseSubmitted(log);
+    this.remember(submitted.taskId, Number(submitted.task.deadline));
     return {
       taskId: submitted.taskId,
       txHash: receipt.hash,
@@ -281,33 +343,43 @@ export class OpgClient {
    * fee from the credits: no token transfer per task, about 20,000 gas less each.
    */
   async deposit(amount: bigint): Promise<string> {
-    const signer = this.requireSigner();
+    const signer = this.requireSigner("a deposit");
     if (amount <= 0n) throw new OpgClientError("a deposit must be more than 0 OPG");
+    await this.ready();
     const registry = await this.tasks.getAddress();
-    await approveFromWallet(
-      this.token,
-      signer,
-      registry,
-      amount,
-      `asked to deposit ${ethers.formatEther(amount)}`,
-    );
-    const receipt = await sendTx("deposit", this.tasks.interface, () =>
-      this.tasks.connect(signer).deposit(amount),
-    );
+    const receipt = await this.serially(async () => {
+      await approveFromWallet(
+        this.token,
+        signer,
+        registry,
+        amount,
+        `asked to deposit ${ethers.formatEther(amount)}`,
+        this.queue,
+      );
+      return this.queue!.send("deposit", this.tasks.interface, (overrides) =>
+        this.tasks.connect(signer).deposit(amount, overrides),
+      );
+    });
     return receipt.hash;
   }
 
   /** Prepaid credits of `account` (default: the signer's), in OPG wei. */
   async credits(account?: string): Promise<bigint> {
-    return this.tasks.creditsOf(account ?? (await this.requireSigner().getAddress()));
+    const owner = account ?? (await this.requireSigner().getAddress());
+    await this.ready();
+    return (await freshCall(this.provider, this.tasks, "creditsOf", [owner]))[0] as bigint;
   }
 
-  async status(taskId: bigint): Promise<TaskStatusName> {
-    return TASK_STATUSES[Number(await this.tasks.taskStatus(taskId))];
+  async status(id: Id): Promise<TaskStatusName> {
+    const taskId = toId(id, "task");
+    await this.ready();
+    return TASK_STATUSES[Number((await freshCall(this.provider, this.tasks, "taskStatus", [taskId]))[0])];
   }
 
   /** The verified result of `taskId`, decoded; undefined while it is not verified. */
-  async result(taskId: bigint): Promise<TaskResult | undefined> {
+  async result(id: Id): Promise<TaskResult | undefined> {
+    const taskId = toId(id, "task");
+    await this.ready();
     const found = await findVerifiedLog(this.auditDeps(), taskId);
     if (!found) return undefined;
     const { log, result } = found;
@@ -329,19 +401,75 @@ export class OpgClient {
     };
   }
 
-  /** Wait until `taskId` is verified and return its result; fails if it expires or the timeout passes. */
-  async waitForResult(
-    taskId: bigint,
-    opts: { timeoutMs?: number; pollMs?: number } = {},
-  ): Promise<TaskResult> {
-    const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
-    for (;;) {
-      const status = await this.status(taskId);
-      if (status === "Verified") return (await this.result(taskId))!;
-      if (status === "Expired") throw new OpgClientError(`task ${taskId} expired without a verified result`);
-      if (status === "None") throw new OpgClientError(`task ${taskId} does not exist`);
-      if (Date.now() > deadline) throw new OpgClientError(`task ${taskId} still ${status} after the timeout`);
-      await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+  /**
+   * Wait until `taskId` is verified and return its result. Listens for the registry's events on the task
+   * (claimed, claim abandoned, verified, expired) and polls every `pollMs` as a fallback. `onStatus` hears
+   * what it waits for whenever that changes: no eligible node staked, open and unclaimed, claimed by a node
+   * until a time. Fails with an OpgClientError when the task expired or its deadline passed unsettled (it is
+   * then refundable), when it does not exist, when the client is closed, or after `timeoutMs` (the message
+   * names the last status).
+   */
+  async waitForResult(id: Id, opts: WaitForResultOptions = {}): Promise<TaskResult> {
+    const taskId = toId(id, "task");
+    await this.ready();
+    const known = this.deadlines.has(taskId);
+    const deadline = known ? this.deadlines.get(taskId) : await this.findDeadline(taskId, opts.fromBlock);
+    const registry = await this.tasks.getAddress();
+    const step = async (): Promise<TaskStep<TaskResult>> => {
+      const seen = await describeTask({
+        provider: this.provider,
+        tasks: this.tasks,
+        nodes: this.nodes,
+        taskId,
+        deadline,
+        known,
+      });
+      if (!("done" in seen)) return seen;
+      const result = await this.result(taskId);
+      if (result) return { done: result };
+      // Verified, but this RPC node does not serve the settlement's log yet: the next look reads it.
+      return { status: { status: "Verified", message: "verified; reading the settled result" } };
+    };
+    const wait = waitForStep({
+      what: `task ${taskId}`,
+      step,
+      subscribe: (onEvent) => subscribeTaskEvents(this.provider, registry, taskId, onEvent),
+      timeoutMs: opts.timeoutMs ?? 300_000,
+      pollMs: opts.pollMs ?? 1_000,
+      onStatus: opts.onStatus,
+    });
+    this.waits.add(wait.cancel);
+    try {
+      return await wait.result;
+    } finally {
+      this.waits.delete(wait.cancel);
+    }
+  }
+
+  /**
+   * Run `fn` after every payment started before it has finished: an allowance read and the approval and
+   * payment that depend on it are one step, so calls made at once (Promise.all of submits) neither approve
+   * over each other nor spend each other's allowance.
+   */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.paying.then(fn);
+    this.paying = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Keep the deadline of a task submitted here (the latest 1,000). */
+  private remember(taskId: bigint, deadline: number) {
+    this.deadlines.set(taskId, deadline);
+    if (this.deadlines.size > 1_000) this.deadlines.delete(this.deadlines.keys().next().value!);
+  }
+
+  /** The deadline of a task submitted elsewhere, from its TaskSubmitted event; undefined when not found. */
+  private async findDeadline(taskId: bigint, fromBlock?: number): Promise<number | undefined> {
+    try {
+      const from = fromBlock ?? Math.max(0, (await this.provider.getBlockNumber()) - 10_000);
+      return Number((await this.submittedTask(taskId, { fromBlock: from })).task.deadline);
+    } catch {
+      return undefined;
     }
   }
 
@@ -349,10 +477,9 @@ export class OpgClient {
    * The task as committed at submission, from its TaskSubmitted event (searched from `fromBlock` in windows
    * of `chunk` blocks: pass the submission block, or a block before it, on chains with long histories).
    */
-  async submittedTask(
-    taskId: bigint,
-    opts: { fromBlock?: number; chunk?: number } = {},
-  ): Promise<SubmittedTask> {
+  async submittedTask(id: Id, opts: { fromBlock?: number; chunk?: number } = {}): Promise<SubmittedTask> {
+    const taskId = toId(id, "task");
+    await this.ready();
     const latest = await this.provider.getBlockNumber();
     const topics = [TOPICS.submitted, ethers.toBeHex(taskId, 32)];
     for await (const logs of this.registryLogs(topics, opts.fromBlock ?? 0, latest, opts.chunk ?? 5_000)) {
@@ -365,8 +492,9 @@ export class OpgClient {
    * Get the fee of a task nobody settled back once its deadline has passed (anyone may call; the refund goes
    * to the requester, and a claimer that let it lapse loses its collateral). Returns the transaction hash.
    */
-  async refund(taskId: bigint, opts: { fromBlock?: number } = {}): Promise<string> {
-    const signer = this.requireSigner();
+  async refund(id: Id, opts: { fromBlock?: number } = {}): Promise<string> {
+    const taskId = toId(id, "task");
+    const signer = this.requireSigner("a refund");
     const status = await this.status(taskId);
     if (status !== "Open" && status !== "Claimed") {
       throw new OpgClientError(`task ${taskId} is ${status}: only an open or claimed task can be refunded`);
@@ -378,8 +506,8 @@ export class OpgClient {
         `task ${taskId}: its deadline ${new Date(Number(task.deadline) * 1000).toISOString()} has not passed yet`,
       );
     }
-    const receipt = await sendTx("expire", this.tasks.interface, () =>
-      this.tasks.connect(signer).expire(taskId, task),
+    const receipt = await this.queue!.send("expire", this.tasks.interface, (overrides) =>
+      this.tasks.connect(signer).expire(taskId, task, overrides),
     );
     return receipt.hash;
   }
@@ -389,7 +517,9 @@ export class OpgClient {
    * registration (its verification key included), output recomputed; and the bundle's trusted setup
    * (`setup`: who could forge proofs; `setupSecure`), which does not change `agree`.
    */
-  async audit(taskId: bigint): Promise<AuditReport> {
+  async audit(id: Id): Promise<AuditReport> {
+    const taskId = toId(id, "task");
+    await this.ready();
     const found = await findVerifiedLog(this.auditDeps(), taskId);
     if (!found) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);
     return (await auditVerifiedLog(this.auditDeps(), found.log))!;
@@ -412,6 +542,7 @@ export class OpgClient {
     /** Model ids (of the audited tasks) whose setup is not established secure here. */
     setupNotSecure: string[];
   }> {
+    await this.ready();
     const toBlock = opts.toBlock ?? (await this.provider.getBlockNumber());
     const chunk = opts.chunk ?? 5_000;
     if (!Number.isInteger(fromBlock) || fromBlock < 0 || fromBlock > toBlock) {
@@ -464,16 +595,22 @@ export class OpgClient {
     };
   }
 
-  private requireSigner(): Signer {
-    if (!this.signer) throw new OpgClientError("submitting a task needs a signer, not a bare provider");
+  private requireSigner(what = "submitting a task"): Signer {
+    if (!this.signer) throw new OpgClientError(`${what} needs a signer, not a bare provider`);
     return this.signer;
   }
 
   /** Unless prepaid credits cover `fee`, make sure the registry may pull it from the wallet. */
   private async ensureFunds(signer: Signer, fee: bigint) {
-    const account = await signer.getAddress();
-    if ((await this.tasks.creditsOf(account)) >= fee) return;
+    if ((await this.credits()) >= fee) return;
     const registry = await this.tasks.getAddress();
-    await approveFromWallet(this.token, signer, registry, fee, `the fee is ${ethers.formatEther(fee)}`);
+    await approveFromWallet(
+      this.token,
+      signer,
+      registry,
+      fee,
+      `the fee is ${ethers.formatEther(fee)}`,
+      this.queue,
+    );
   }
 }

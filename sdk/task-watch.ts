@@ -1,0 +1,272 @@
+import { ethers, SocketProvider, type Filter, type Provider } from "ethers";
+import type { NodeStaking, TaskRegistry } from "../typechain-types";
+import { TOPICS } from "../workers/runtime/tasks";
+import { OpgClientError } from "./errors";
+import { freshBlock, freshCall } from "./transactions";
+
+export const TASK_STATUSES = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
+export type TaskStatusName = (typeof TASK_STATUSES)[number];
+
+/** What a wait is waiting for, and why: `onStatus` gets one each time it changes. */
+export interface TaskWaitStatus {
+  /** The task's status on chain. */
+  status: TaskStatusName;
+  /** One line for a person: "open, nobody has claimed it yet (2 eligible inference nodes staked); ...". */
+  message: string;
+  /** The node holding the claim, while the task is claimed. */
+  claimedBy?: string;
+  /** When that claim's window ends (unix seconds, chain time). */
+  claimExpiresAt?: number;
+  /** The task's deadline (unix seconds, chain time), when known. */
+  deadline?: number;
+  /** Inference nodes eligible to claim now (counted while the task is open). */
+  eligibleNodes?: number;
+}
+
+export interface WaitForResultOptions {
+  /** Give up after this long (default 300,000 ms); the error names the last status. */
+  timeoutMs?: number;
+  /** The polling fallback's interval (default 1,000 ms); events usually come first. */
+  pollMs?: number;
+  /** Called with the situation whenever it changes. */
+  onStatus?: (s: TaskWaitStatus) => void;
+  /**
+   * A block at or before the task's submission, to find its deadline (a task this client submitted is
+   * known already; otherwise the last 10,000 blocks are searched).
+   */
+  fromBlock?: number;
+}
+
+/** One look at a task: finished with a value, failed for good, or still waiting (and why). */
+export type TaskStep<T> =
+  { done: T } | { fail: string; status?: TaskWaitStatus } | { status: TaskWaitStatus };
+
+const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
+const ABANDONED = ethers.id("TaskClaimAbandoned(uint256,address,uint256)");
+
+/**
+ * How many inference nodes are eligible to claim a task now, read from NodeStaking (registered for the
+ * inference role with free stake at least its minimum: NodeStaking.isEligible). The registry keeps no
+ * count of eligible nodes, so the registered ones are read a page at a time (at most `maxScan`), and the
+ * answer is kept for `ttlMs`.
+ */
+export class EligibleNodes {
+  private cached?: { at: number; value: Promise<{ eligible: number; scanned: number; registered: number }> };
+
+  constructor(
+    private readonly provider: Provider,
+    private readonly staking: NodeStaking,
+    private readonly ttlMs = 15_000,
+    private readonly maxScan = 500,
+  ) {}
+
+  count(): Promise<{ eligible: number; scanned: number; registered: number }> {
+    if (!this.cached || Date.now() - this.cached.at > this.ttlMs) {
+      const value = this.read();
+      value.catch(() => (this.cached = undefined));
+      this.cached = { at: Date.now(), value };
+    }
+    return this.cached.value;
+  }
+
+  private async read() {
+    const INFERENCE = 0;
+    const registered = Number((await freshCall(this.provider, this.staking, "nodeCount", [INFERENCE]))[0]);
+    let eligible = 0;
+    let scanned = 0;
+    for (let offset = 0; offset < Math.min(registered, this.maxScan); offset += 100) {
+      const page = (await freshCall(this.provider, this.staking, "nodesByRole", [INFERENCE, offset, 100]))[0];
+      const flags = await Promise.all(
+        [...(page as string[])].map(
+          async (node) => (await freshCall(this.provider, this.staking, "isEligible", [node, INFERENCE]))[0],
+        ),
+      );
+      eligible += flags.filter(Boolean).length;
+      scanned += flags.length;
+    }
+    return { eligible, scanned, registered };
+  }
+}
+
+/** What a task waits for, read fresh from the registry (and NodeStaking while it is open). */
+export async function describeTask(deps: {
+  provider: Provider;
+  tasks: TaskRegistry;
+  nodes: EligibleNodes;
+  taskId: bigint;
+  /** The task's deadline, when known. */
+  deadline?: number;
+  /** Submitted by this client: a None status means the RPC has not seen it yet, not a wrong id. */
+  known: boolean;
+}): Promise<TaskStep<TaskStatusName>> {
+  const { provider, tasks, taskId, deadline } = deps;
+  // Every read at one block, so that the status and the claim agree.
+  const block = await freshBlock(provider);
+  const read = async (fn: string) => await freshCall(provider, tasks, fn, [taskId], block.number);
+  const status = TASK_STATUSES[Number((await read("taskStatus"))[0])];
+  const base = deadline === undefined ? {} : { deadline };
+  switch (status) {
+    case "Verified":
+      return { done: status };
+    case "Expired":
+      return {
+        fail: `task ${taskId} expired without a verified result: its fee went back to the requester`,
+        status: { status, message: "expired without a verified result; the fee was refunded", ...base },
+      };
+    case "None":
+      if (!deps.known) return { fail: `task ${taskId} does not exist` };
+      return { status: { status, message: "submitted, not yet visible on this RPC node", ...base } };
+  }
+  const now = block.timestamp;
+  if (deadline !== undefined && now > deadline) {
+    const message =
+      `its deadline ${when(deadline)} passed without a verified result (still ${status}): no node can ` +
+      `settle it now; refundable to the requester (refund(${taskId}) or opg task refund ${taskId})`;
+    return { fail: `task ${taskId}: ${message}`, status: { status, message, ...base } };
+  }
+  const until = deadline === undefined ? "" : `; deadline ${when(deadline)}`;
+  if (status === "Claimed") {
+    const [node, expires] = await read("claimOf");
+    const claimExpiresAt = Number(expires);
+    const claim = { claimedBy: node as string, claimExpiresAt, ...base };
+    if (now <= claimExpiresAt) {
+      const message = `claimed by ${node} until ${when(claimExpiresAt)}: waiting for its proof${until}`;
+      return { status: { status, message, ...claim } };
+    }
+    const message =
+      `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without a proof: ` +
+      `another eligible node may take it over${until}`;
+    return { status: { status, message, ...claim } };
+  }
+  const { eligible, scanned, registered } = await deps.nodes.count();
+  const counted = scanned < registered ? `${eligible} of the first ${scanned}` : `${eligible}`;
+  const message =
+    eligible === 0
+      ? `open, but no eligible node is staked: no inference node has the minimum free stake ` +
+        `(${registered} registered), so nobody can claim it${until}`
+      : `open, nobody has claimed it yet (${counted} eligible inference node${eligible === 1 ? "" : "s"} ` +
+        `staked)${until}`;
+  return { status: { status, message, eligibleNodes: eligible, ...base } };
+}
+
+/**
+ * Call `onEvent` when the registry logs a claim, an abandoned claim, a verification or an expiry of
+ * `taskId`. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
+ * polling) is followed by one getLogs for the new range, which needs no server-side filter that could
+ * expire. Returns the function that stops it. Failures are left to the caller's polling.
+ */
+export function subscribeTaskEvents(
+  provider: Provider,
+  registry: string,
+  taskId: bigint,
+  onEvent: () => void,
+): () => Promise<void> {
+  const filter: Filter = {
+    address: registry,
+    topics: [[TOPICS.claimed, ABANDONED, TOPICS.verified, TOPICS.expired], ethers.toBeHex(taskId, 32)],
+  };
+  if (provider instanceof SocketProvider) {
+    const listener = () => onEvent();
+    const on = provider.on(filter, listener).catch(() => undefined);
+    return async () => {
+      await on;
+      await provider.off(filter, listener).catch(() => undefined);
+    };
+  }
+  let next: number | undefined;
+  const onBlock = async (block: number) => {
+    const from = next ?? block;
+    if (from > block) return;
+    next = block + 1;
+    try {
+      const logs = await provider.getLogs({ ...filter, fromBlock: from, toBlock: block });
+      if (logs.length > 0) onEvent();
+    } catch {
+      next = Math.min(next, from); // read the range again with the next block
+    }
+  };
+  const on = provider.on("block", onBlock).catch(() => undefined);
+  return async () => {
+    await on;
+    await provider.off("block", onBlock).catch(() => undefined);
+  };
+}
+
+/**
+ * Wait until `step` finishes: it is run at once, on every event `subscribe` reports and every `pollMs`
+ * (the fallback), never twice at a time. `onStatus` sees each new situation; a transient error (an RPC
+ * failure) is retried; on timeout the error names the last situation. `cancel` ends the wait with an error.
+ */
+export function waitForStep<T>(opts: {
+  what: string;
+  step: () => Promise<TaskStep<T>>;
+  subscribe: (onEvent: () => void) => () => Promise<void>;
+  timeoutMs: number;
+  pollMs: number;
+  onStatus?: (s: TaskWaitStatus) => void;
+}): { result: Promise<T>; cancel: (e: Error) => void } {
+  let finish!: (outcome: { value: T } | { error: Error }) => void;
+  const result = new Promise<T>((resolve, reject) => {
+    let done = false;
+    let running = false;
+    let again = false;
+    let last: TaskWaitStatus | undefined;
+    let lastShown = "";
+    let lastError: Error | undefined;
+    const show = (s: TaskWaitStatus) => {
+      last = s;
+      const key = JSON.stringify(s);
+      if (key === lastShown) return;
+      lastShown = key;
+      try {
+        opts.onStatus?.(s);
+      } catch {
+        // A failing status callback must not stop the wait.
+      }
+    };
+    const check = async () => {
+      if (done) return;
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          try {
+            const step = await opts.step();
+            lastError = undefined;
+            if ("done" in step) return finish({ value: step.done });
+            if (step.status) show(step.status);
+            if ("fail" in step) return finish({ error: new OpgClientError(step.fail) });
+          } catch (e) {
+            if (e instanceof OpgClientError) return finish({ error: e });
+            lastError = e as Error; // an RPC failure: the next poll tries again
+          }
+        } while (again && !done);
+      } finally {
+        running = false;
+      }
+    };
+    const poll = setInterval(() => void check(), opts.pollMs);
+    const timeout = setTimeout(() => {
+      const situation = last ? `still ${last.status}: ${last.message}` : "its status was never read";
+      const error = lastError ? ` (last error: ${lastError.message})` : "";
+      finish({
+        error: new OpgClientError(`${opts.what}: no result after ${opts.timeoutMs} ms, ${situation}${error}`),
+      });
+    }, opts.timeoutMs);
+    const unsubscribe = opts.subscribe(() => void check());
+    finish = (outcome) => {
+      if (done) return;
+      done = true;
+      clearInterval(poll);
+      clearTimeout(timeout);
+      // Settle once the subscription is gone, so nothing of the wait outlives it.
+      void unsubscribe().then(() => ("value" in outcome ? resolve(outcome.value) : reject(outcome.error)));
+    };
+    void check();
+  });
+  return { result, cancel: (e) => finish({ error: e }) };
+}

@@ -1,0 +1,125 @@
+import {
+  JsonRpcSigner,
+  toQuantity,
+  NonceManager,
+  type BaseContract,
+  type ContractTransactionReceipt,
+  type ContractTransactionResponse,
+  type Interface,
+  type Provider,
+  type Result,
+  type Signer,
+} from "ethers";
+import { OpgClientError } from "./errors";
+
+/**
+ * Send a contract transaction and wait for it; a revert becomes an OpgClientError naming the contract's
+ * custom error and its arguments, decoded with `iface` (ethers leaves errors of another ABI undecoded).
+ */
+export async function sendTx(what: string, iface: Interface, tx: () => Promise<ContractTransactionResponse>) {
+  try {
+    return (await (await tx()).wait()) as ContractTransactionReceipt;
+  } catch (e) {
+    const data = (e as { data?: unknown }).data;
+    const decoded = typeof data === "string" && data.length >= 10 ? iface.parseError(data) : null;
+    if (decoded) {
+      throw new OpgClientError(`${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})`);
+    }
+    throw e;
+  }
+}
+
+/** A provider that takes raw JSON-RPC requests (JsonRpcProvider, BrowserProvider, hardhat's). */
+type RawProvider = Provider & { send(method: string, params: unknown[]): Promise<unknown> };
+
+function rawProvider(provider: Provider): RawProvider | undefined {
+  const send = (provider as Partial<RawProvider>).send;
+  return typeof send === "function" ? (provider as RawProvider) : undefined;
+}
+
+/**
+ * A view call read now, not from the provider's response cache: ethers' JsonRpcProvider answers a repeated
+ * request from a 250 ms cache by default, so an allowance or a nonce read just after a transaction can be
+ * the old one. Raw `send` requests bypass that cache (they still share its request batches).
+ */
+export async function freshCall(
+  provider: Provider,
+  contract: BaseContract,
+  fn: string,
+  args: readonly unknown[],
+  blockTag: number | "latest" = "latest",
+): Promise<Result> {
+  const to = await contract.getAddress();
+  const data = contract.interface.encodeFunctionData(fn, args);
+  const raw = rawProvider(provider);
+  const tag = blockTag === "latest" ? blockTag : toQuantity(blockTag);
+  const result = raw
+    ? ((await raw.send("eth_call", [{ to, data }, tag])) as string)
+    : await provider.call({ to, data, blockTag });
+  return contract.interface.decodeFunctionResult(fn, result);
+}
+
+/** The latest block's number and timestamp, read past the response cache. */
+export async function freshBlock(provider: Provider): Promise<{ number: number; timestamp: number }> {
+  const raw = rawProvider(provider);
+  const block = raw
+    ? ((await raw.send("eth_getBlockByNumber", ["latest", false])) as { number: string; timestamp: string })
+    : await provider.getBlock("latest");
+  if (!block) throw new Error("the RPC returned no latest block");
+  return { number: Number(block.number), timestamp: Number(block.timestamp) };
+}
+
+/** The account's next nonce counting its pending transactions, read past the response cache. */
+export async function freshPendingNonce(provider: Provider, account: string): Promise<number> {
+  const raw = rawProvider(provider);
+  if (raw) return Number(await raw.send("eth_getTransactionCount", [account, "pending"]));
+  return provider.getTransactionCount(account, "pending");
+}
+
+/**
+ * The transactions of one signer, sent one at a time: each waits for the receipt of the one before, and
+ * carries an explicit nonce, the larger of the account's pending count (read fresh) and one past the last
+ * nonce sent here. So back-to-back calls (approve then deposit, submit after submit, calls made at once
+ * with Promise.all) work over a plain `JsonRpcProvider`, whose 250 ms response cache would otherwise hand
+ * the second transaction the first one's nonce ("nonce has already been used"). A nonce is counted as used
+ * only once its transaction was accepted, so a refused transaction (a revert found by gas estimation)
+ * leaves no gap. Signers that assign nonces themselves (a `JsonRpcSigner`, whose node or wallet extension
+ * does; an ethers `NonceManager`) get none from here, only the one-at-a-time order.
+ */
+export class TxQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private nextNonce = 0;
+  private readonly assignsNonces: boolean;
+
+  constructor(readonly signer: Signer) {
+    this.assignsNonces = !(signer instanceof JsonRpcSigner) && !(signer instanceof NonceManager);
+  }
+
+  /** Send with `tx(overrides)` (pass the overrides as the contract call's last argument) and wait for it. */
+  send(
+    what: string,
+    iface: Interface,
+    tx: (overrides: { nonce?: number }) => Promise<ContractTransactionResponse>,
+  ): Promise<ContractTransactionReceipt> {
+    const run = this.tail.then(() => this.sendNow(what, iface, tx));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sendNow(
+    what: string,
+    iface: Interface,
+    tx: (overrides: { nonce?: number }) => Promise<ContractTransactionResponse>,
+  ) {
+    if (!this.assignsNonces) return sendTx(what, iface, () => tx({}));
+    const provider = this.signer.provider;
+    if (!provider) throw new OpgClientError("the signer has no provider: connect it to one");
+    const pending = await freshPendingNonce(provider, await this.signer.getAddress());
+    const nonce = Math.max(pending, this.nextNonce);
+    return sendTx(what, iface, async () => {
+      const response = await tx({ nonce });
+      this.nextNonce = nonce + 1;
+      return response;
+    });
+  }
+}

@@ -1,0 +1,304 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, JsonRpcProvider, Wallet } from "ethers";
+import {
+  account,
+  fixtureBundle,
+  publishModel,
+  ROOT,
+  runToEnd,
+  spawnProc,
+  stakeNode,
+  startNetwork,
+  stopAllSpawned,
+  waitFor,
+  type Network,
+} from "../../scripts/lib/local-network";
+import { OpgClient, OpgClientError, type TaskWaitStatus } from "../../sdk";
+import { proofWords, type SubmittedTask } from "../../workers/runtime/tasks";
+import { executeQuantized, loadManifest, loadProgram, releaseProver, witnessInput } from "../../zkml";
+import { fullProve } from "../../zkml/prover/groth16";
+
+const IRIS = "test/fixtures/models/iris_mlp.onnx";
+const FEE = ethers.parseEther("1");
+const irisInputs: number[][] = JSON.parse(
+  fs.readFileSync(path.join(ROOT, "test", "fixtures", "models", "iris_test.json"), "utf8"),
+).inputs;
+
+async function expectClientError(p: Promise<unknown>, pattern: RegExp) {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(OpgClientError);
+    expect((e as Error).message).to.match(pattern);
+    return;
+  }
+  expect.fail(`expected an OpgClientError matching ${pattern}`);
+}
+
+/**
+ * The SDK as a dapp uses it, over a plain `new JsonRpcProvider(url)` (ethers' defaults: request batching,
+ * a 250 ms response cache, network detection) against a real `hardhat node`. Node 5 plays the inference
+ * node by hand (claim, prove, submit), so each situation a wait reports can be set up in turn.
+ */
+describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
+  this.timeout(600_000);
+  let net: Network;
+  let bundleDir: string;
+  let modelId: bigint;
+  let provider: JsonRpcProvider;
+  let dapp: Wallet;
+  let client: OpgClient;
+  let verifiedTaskId: bigint | undefined;
+
+  before(async function () {
+    bundleDir = await fixtureBundle(IRIS);
+    net = await startNetwork();
+    ({ modelId } = await publishModel(net, bundleDir, FEE));
+    // A fresh key with OPG and ETH, nothing approved: what a new dapp holds.
+    provider = new JsonRpcProvider(net.chain.url);
+    dapp = new Wallet(ethers.hexlify(ethers.randomBytes(32)), provider);
+    await (await net.deployer.sendTransaction({ to: dapp.address, value: ethers.parseEther("10") })).wait();
+    await (await net.deployment.token.connect(net.deployer).transfer(dapp.address, FEE * 50n)).wait();
+    client = new OpgClient({
+      runner: dapp,
+      deployment: net.deploymentFile,
+      dataUrl: net.data.url,
+      cacheDir: path.join(net.tmp, "sdk"),
+    });
+  });
+
+  after(async function () {
+    await client?.close();
+    provider?.destroy();
+    await stopAllSpawned();
+    await net?.stop();
+    await releaseProver(); // the proofs made in this process started snarkjs's threads
+  });
+
+  /** Node `index` claims `request`'s task and settles it with an honest proof. */
+  async function settle(
+    index: number,
+    request: { taskId: bigint; task: SubmittedTask["task"]; input: bigint[] },
+  ) {
+    const node = account(index).connect(net.provider);
+    const tasks = net.deployment.tasks.connect(node);
+    await (await tasks.claimTask(request.taskId, request.task)).wait();
+    return async (quantizedInput: bigint[]) => {
+      const manifest = loadManifest(bundleDir);
+      const binding = BigInt(await tasks.taskBinding(request.taskId, node.address));
+      const { proof, publicSignals } = await fullProve(
+        witnessInput(manifest, quantizedInput, binding),
+        path.join(bundleDir, manifest.artifacts.wasm.file),
+        path.join(bundleDir, manifest.artifacts.zkey!.file),
+      );
+      const outputs = publicSignals.slice(0, manifest.publicSignals.outputWords).map(BigInt);
+      await (
+        await tasks.submitResult(request.taskId, request.task, request.input, outputs, proofWords(proof))
+      ).wait();
+    };
+  }
+
+  describe("deployment check", function () {
+    it("names a deployment file written for another chain instead of failing to decode", async function () {
+      const other = path.join(net.tmp, "mainnet.json");
+      const written = JSON.parse(fs.readFileSync(net.deploymentFile, "utf8"));
+      fs.writeFileSync(other, JSON.stringify({ ...written, chainId: 1 }));
+      const wrong = new OpgClient({ runner: provider, deployment: other, dataUrl: net.data.url });
+      await expectClientError(
+        wrong.status(1),
+        new RegExp(`deployment file ${other} is for chain 1, but the RPC serves chain 31337`),
+      );
+      await expectClientError(wrong.model(1), /is for chain 1/);
+      await wrong.close();
+    });
+
+    it("names the addresses that hold no contract (a restarted chain, another deployment)", async function () {
+      const empty = ethers.Wallet.createRandom().address;
+      const written = JSON.parse(fs.readFileSync(net.deploymentFile, "utf8"));
+      const stale = new OpgClient({
+        runner: provider,
+        deployment: { ...written, tasks: empty },
+        dataUrl: net.data.url,
+      });
+      await expectClientError(
+        stale.waitForResult(1),
+        new RegExp(`^the deployment: no contract at tasks ${empty} on chain 31337`),
+      );
+      await stale.close();
+    });
+  });
+
+  describe("ids", function () {
+    it("takes model and task ids as numbers or bigints, and refuses what is not an id", async function () {
+      expect((await client.model(Number(modelId))).modelId).to.equal(modelId);
+      expect(await client.status(999)).to.equal("None");
+      expect(await client.status(999n)).to.equal("None");
+      await expectClientError(client.status(1.5), /task id 1\.5 is not a whole number/);
+      await expectClientError(client.submit(-1, irisInputs[0]), /model id -1 is not a whole number/);
+      await expectClientError(client.waitForResult(12345), /task 12345 does not exist/);
+    });
+  });
+
+  describe("back-to-back transactions", function () {
+    it("deposit (approve + deposit), then submit after submit, and submits made at once", async function () {
+      const nonceBefore = await provider.getTransactionCount(dapp.address);
+      // approve and deposit back to back (the README's deposit with a plain provider)
+      await client.deposit(FEE * 2n);
+      expect(await client.credits()).to.equal(FEE * 2n);
+      // two submissions from credits, then one that approves the fee from the wallet, with no pause
+      const first = await client.submit(modelId, irisInputs[0]);
+      const second = await client.submit(Number(modelId), irisInputs[1]);
+      const third = await client.submit(modelId, irisInputs[2]);
+      expect(second.taskId).to.equal(first.taskId + 1n);
+      expect(third.taskId).to.equal(second.taskId + 1n);
+      // three at once: each approves and pays in turn
+      const together = await Promise.all([0, 1, 2].map((i) => client.submit(modelId, irisInputs[i])));
+      expect(together.map((r) => r.taskId - first.taskId).sort()).to.deep.equal([3n, 4n, 5n]);
+      // deposit right after a submit
+      await client.deposit(FEE);
+      const fourth = await client.submit(modelId, irisInputs[3]);
+      expect(fourth.gasUsed < third.gasUsed, "the last one paid from credits").to.equal(true);
+      // approve+deposit, 2 credit submits, 4 x (approve + submit), approve+deposit, 1 credit submit
+      expect(await provider.getTransactionCount(dapp.address)).to.equal(nonceBefore + 15);
+      expect(await client.credits()).to.equal(0n);
+    });
+  });
+
+  describe("waitForResult", function () {
+    it("says what it waits for: no eligible node, nobody claimed, claimed by a node; then the result", async function () {
+      const seen: TaskWaitStatus[] = [];
+      const request = await client.submit(modelId, irisInputs[4], { deadlineSeconds: 3_600 });
+      // No node is staked yet: the timeout names the situation.
+      await expectClientError(
+        client.waitForResult(request.taskId, { timeoutMs: 2_000, onStatus: (s) => seen.push(s) }),
+        new RegExp(
+          `^task ${request.taskId}: no result after 2000 ms, still Open: open, but no eligible node is staked`,
+        ),
+      );
+      expect(seen).to.have.length(1);
+      expect(seen[0]).to.deep.include({ status: "Open", eligibleNodes: 0 });
+      expect(seen[0].deadline).to.equal(Number(request.task.deadline));
+
+      seen.length = 0;
+      const waiting = client.waitForResult(request.taskId, { onStatus: (s) => seen.push(s), pollMs: 250 });
+      await waitFor("the no-node status", async () => seen.length > 0, 60_000);
+      await stakeNode(net, 5);
+      // Eligibility is re-read every 15 s while the task is open.
+      await waitFor("the unclaimed status", async () => seen.some((s) => s.eligibleNodes === 1), 60_000);
+      const open = seen.find((s) => s.eligibleNodes === 1)!;
+      expect(open.message).to.match(
+        /^open, nobody has claimed it yet \(1 eligible inference node staked\); deadline \d{4}-\d\d-\d\dT/,
+      );
+      const prove = await settle(5, request);
+      await waitFor("the claimed status", async () => seen.some((s) => s.status === "Claimed"), 60_000);
+      const claimed = seen.find((s) => s.status === "Claimed")!;
+      expect(claimed.claimedBy).to.equal(account(5).address);
+      expect(claimed.message).to.match(
+        new RegExp(
+          `^claimed by ${account(5).address} until \\d{4}-\\d\\d-\\d\\dT[0-9:]+Z: waiting for its proof`,
+        ),
+      );
+      await prove(request.quantizedInput);
+      const result = await waiting;
+      const expected = executeQuantized(loadProgram(bundleDir), irisInputs[4]);
+      expect(result.quantized).to.deep.equal(expected.quantized);
+      expect(result.node).to.equal(account(5).address);
+      expect(
+        seen.map((s) => s.status),
+        JSON.stringify(seen, null, 1),
+      ).to.deep.equal(["Open", "Open", "Claimed"]);
+      verifiedTaskId = request.taskId;
+      // A task already verified resolves at once, by number too.
+      expect((await client.waitForResult(Number(request.taskId))).argmax).to.equal(result.argmax);
+    });
+
+    it("fails at once, saying it is refundable, when the deadline passed unsettled", async function () {
+      const request = await client.submit(modelId, irisInputs[5], { deadlineSeconds: 60 });
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      await net.provider.send("evm_increaseTime", [Number(request.task.deadline) - now + 1]);
+      await net.provider.send("evm_mine", []);
+      const seen: TaskWaitStatus[] = [];
+      await expectClientError(
+        client.waitForResult(request.taskId, { onStatus: (s) => seen.push(s) }),
+        new RegExp(
+          `^task ${request.taskId}: its deadline .* passed without a verified result \\(still Open\\).*refundable`,
+        ),
+      );
+      expect(seen.at(-1)!.message).to.match(/refundable to the requester/);
+      // A waiter that did not submit it finds the deadline from the TaskSubmitted event.
+      const reader = new OpgClient({
+        runner: provider,
+        deployment: net.deploymentFile,
+        dataUrl: net.data.url,
+      });
+      await expectClientError(reader.waitForResult(request.taskId), /its deadline .* passed/);
+      await expectClientError(reader.refund(request.taskId), /needs a signer/);
+      await client.refund(request.taskId);
+      await expectClientError(client.waitForResult(request.taskId), /expired without a verified result/);
+      await reader.close();
+    });
+
+    it("close() ends a wait in progress, and the client refuses calls after it", async function () {
+      const other = new OpgClient({
+        runner: provider,
+        deployment: net.deploymentFile,
+        dataUrl: net.data.url,
+      });
+      const request = await client.submit(modelId, irisInputs[6]);
+      const waiting = other.waitForResult(request.taskId, { timeoutMs: 600_000 });
+      await new Promise((r) => setTimeout(r, 200));
+      await other.close();
+      await expectClientError(waiting, /the OpgClient was closed while waiting/);
+      await expectClientError(other.status(request.taskId), /this OpgClient is closed/);
+      await other.close(); // twice is harmless
+    });
+  });
+
+  describe("close()", function () {
+    const script = (close: boolean) => `
+      require(${JSON.stringify(require.resolve("ts-node"))}).register({ transpileOnly: true });
+      const { JsonRpcProvider } = require(${JSON.stringify(require.resolve("ethers"))});
+      const { OpgClient } = require(${JSON.stringify(path.join(ROOT, "sdk"))});
+      (async () => {
+        const provider = new JsonRpcProvider(process.env.RPC_URL);
+        const client = new OpgClient({ runner: provider, deployment: process.env.DEPLOYMENT, dataUrl: process.env.DATA_URL });
+        const report = await client.audit(Number(process.env.TASK_ID));
+        console.log(JSON.stringify({ agree: report.agree }));
+        ${close ? "await client.close();" : ""}
+      })().catch((e) => { console.error(e); process.exit(1); });
+    `;
+
+    it("a script that audits and closes exits by itself (snarkjs threads, listeners, timers freed)", async function () {
+      expect(verifiedTaskId !== undefined, "the waitForResult test verified a task").to.equal(true);
+      const file = path.join(net.tmp, "audit-and-close.js");
+      fs.writeFileSync(file, script(true));
+      const env = {
+        RPC_URL: net.chain.url,
+        DEPLOYMENT: net.deploymentFile,
+        DATA_URL: net.data.url,
+        TASK_ID: String(verifiedTaskId),
+      };
+      // runToEnd resolves when the process exits (its bound only fails a hung one, with code 124).
+      const run = await runToEnd([file], env, 180_000);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(JSON.parse(run.stdout)).to.deep.equal({ agree: true });
+
+      // Without close(), snarkjs's worker threads keep the same script alive after its last line.
+      const hung = path.join(net.tmp, "audit-no-close.js");
+      fs.writeFileSync(hung, script(false));
+      const proc = spawnProc("audit-no-close", [hung], env);
+      await waitFor(
+        "its report",
+        async () => proc.output.some((l) => l.includes('"agree":true')),
+        180_000,
+        200,
+        proc,
+      );
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(proc.hasExited(), "still running without close()").to.equal(false);
+      await proc.stop("SIGKILL");
+    });
+  });
+});
