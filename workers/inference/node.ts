@@ -230,7 +230,7 @@ export class InferenceNode {
     return port;
   }
 
-  /** A settled task released its collateral: a node short of free stake may be eligible again, so look now. */
+  /** A task of ours settled: its collateral counts as free again, so a node short of stake looks now. */
   private collateralReleased() {
     if (!this.eligibility.ready) this.eligibility.checkedAt = 0;
   }
@@ -242,7 +242,7 @@ export class InferenceNode {
   private async refreshEligibility(force = false) {
     const due = this.eligibility.checkedAt + this.config.eligibilityCheckSeconds * 1000;
     if (!force && Date.now() < due) return;
-    const next = await eligibilityProblem(this.chain.staking, this.address);
+    const next = await eligibilityProblem(this.chain.staking, this.chain.tasks, this.address);
     const before = this.eligibility;
     this.eligibility = { ...next, checkedAt: Date.now() };
     if (next.ready && (!before.ready || force)) {
