@@ -334,7 +334,7 @@ export class Devnet {
     }
     lines.push(
       `  npx opg token balance ${dapp.address}${flags.replace(/ --data-url \S+/, "")}`,
-      `  npx opg operator status${flags.replace(/ --data-url \S+/, "")}   (with OPG_PRIVATE_KEY of #1)`,
+      `  OPG_PRIVATE_KEY=${info.accounts[1].privateKey} npx opg operator status${flags.replace(/ --data-url \S+/, "")}`,
       "",
     );
     return lines;

@@ -107,16 +107,27 @@ describe("opg dev (a persistent local development network, as a child process)",
     expect(out).to.match(/#1 inference operator/);
     expect(out).to.match(/#2 verification operator/);
 
-    // The printed next command, run as printed (npx opg -> node bin/opg.js).
-    const submit = proc.output.find((l) => /OPG_PRIVATE_KEY=0x[0-9a-f]{64} npx opg task submit/.test(l));
-    expect(submit, out).to.not.equal(undefined);
-    const [, key, args] = submit!.trim().match(/^OPG_PRIVATE_KEY=(0x[0-9a-f]{64}) npx opg (.*)$/)!;
-    expect(out).to.include(`#3 dapp`);
-    expect(key).to.equal(out.match(/#3 dapp[^\n]*\n[^\n]*\n\s+private key (0x[0-9a-f]{64})/)![1]);
-    const submitted = await runToEnd([CLI, ...args.split(/\s+/)], { OPG_PRIVATE_KEY: key }, 400_000);
-    expect(submitted.code, `${submitted.stdout}\n${submitted.stderr}`).to.equal(0);
-    const result = JSON.parse(submitted.stdout) as { taskId: string; argmax: number; output: number[] };
+    // The printed next commands, each run as printed (npx opg -> node bin/opg.js), in order.
+    const next = proc.output.slice(proc.output.indexOf("Next:") + 1);
+    const commands = next
+      .slice(
+        0,
+        next.findIndex((l) => l.trim() === ""),
+      )
+      .map((l) => l.trim());
+    expect(commands[0], out).to.match(/^OPG_PRIVATE_KEY=0x[0-9a-f]{64} npx opg task submit /);
+    const dappKey = out.match(/#3 dapp[^\n]*\n[^\n]*\n\s+private key (0x[0-9a-f]{64})/)![1];
+    expect(commands[0]).to.include(dappKey);
+    const ran: { command: string; stdout: string }[] = [];
+    for (const command of commands) {
+      const [, key, args] = command.match(/^(?:OPG_PRIVATE_KEY=(0x[0-9a-f]{64}) )?npx opg (.*)$/)!;
+      const r = await runToEnd([CLI, ...args.split(/\s+/)], key ? { OPG_PRIVATE_KEY: key } : {}, 400_000);
+      expect(r.code, `${command}\n${r.stdout}\n${r.stderr}`).to.equal(0);
+      ran.push({ command, stdout: r.stdout });
+    }
+    const result = JSON.parse(ran[0].stdout) as { taskId: string; argmax: number; output: number[] };
     expect(result.output).to.have.length(3);
+    expect(ran.find((r) => / task audit /.test(r.command))?.stdout).to.match(/"agree": true/);
 
     const conn = [
       "--rpc-url",
