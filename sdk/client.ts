@@ -31,9 +31,13 @@ import {
 } from "../workers/runtime/audit";
 import { SetupChecks } from "../workers/runtime/audit-setup";
 import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
-import { readDeployment, type Deployment } from "../workers/runtime/chain";
+import {
+  checkDeployment,
+  DeploymentMismatchError,
+  readDeployment,
+  type Deployment,
+} from "../workers/runtime/chain";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
-import { checkDeploymentOnChain } from "./deployment";
 import { OpgClientError, toId, type Id } from "./errors";
 import {
   describeTask,
@@ -178,7 +182,7 @@ export class OpgClient {
   private readonly setups: SetupChecks;
   private readonly queue?: TxQueue;
   private readonly nodes: EligibleNodes;
-  private readonly deploymentSource: string;
+  private readonly deploymentFile?: string;
   private deploymentChecked?: Promise<void>;
   /** Deadlines of the tasks submitted here (what waitForResult reports without a log search). */
   private readonly deadlines = new Map<bigint, number>();
@@ -197,8 +201,7 @@ export class OpgClient {
     this.signer = signer;
     this.queue = signer && new TxQueue(signer);
     this.deployment = deployment;
-    this.deploymentSource =
-      typeof opts.deployment === "string" ? `deployment file ${opts.deployment}` : "the deployment";
+    this.deploymentFile = typeof opts.deployment === "string" ? opts.deployment : undefined;
     const runner = signer ?? provider;
     this.tasks = TaskRegistry__factory.connect(deployment.tasks, runner);
     this.models = ModelRegistry__factory.connect(deployment.models, runner);
@@ -233,7 +236,12 @@ export class OpgClient {
   private async ready(): Promise<void> {
     if (this.closed) throw new OpgClientError("this OpgClient is closed");
     if (!this.deploymentChecked) {
-      this.deploymentChecked = checkDeploymentOnChain(this.provider, this.deployment, this.deploymentSource);
+      this.deploymentChecked = checkDeployment(this.provider, this.deployment, {
+        file: this.deploymentFile,
+      }).catch((e) => {
+        // A file for another chain, or addresses without code: say so, instead of a failed decode later.
+        throw e instanceof DeploymentMismatchError ? new OpgClientError(e.message) : e;
+      });
       this.deploymentChecked.catch(() => (this.deploymentChecked = undefined));
     }
     await this.deploymentChecked;

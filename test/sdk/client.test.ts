@@ -108,7 +108,7 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       const wrong = new OpgClient({ runner: provider, deployment: other, dataUrl: net.data.url });
       await expectClientError(
         wrong.status(1),
-        new RegExp(`deployment file ${other} is for chain 1, but the RPC serves chain 31337`),
+        new RegExp(`deployment file ${other} is for chain 1 but the RPC endpoint serves chain 31337`),
       );
       await expectClientError(wrong.model(1), /is for chain 1/);
       await wrong.close();
@@ -124,7 +124,9 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       });
       await expectClientError(
         stale.waitForResult(1),
-        new RegExp(`^the deployment: no contract at tasks ${empty} on chain 31337`),
+        new RegExp(
+          `^the deployment names ${empty} as the tasks contract but there is no contract code there`,
+        ),
       );
       await stale.close();
     });
