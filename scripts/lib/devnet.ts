@@ -89,6 +89,8 @@ export interface DevnetInfo {
   model?: { id: bigint; name: string; constraints: number; bundleDir: string; input: string };
   nodes: { role: string; account: number; health: string }[];
   logs: string;
+  /** Where this summary is written as JSON, for scripts. */
+  summary: string;
 }
 
 /** Resolves when `port` can be bound on 127.0.0.1; else fails saying what to do. */
@@ -277,6 +279,7 @@ export class Devnet {
       model,
       nodes,
       logs: path.join(stateDir, "logs"),
+      summary: path.join(stateDir, "network.json"),
     };
   }
 
@@ -313,6 +316,7 @@ export class Devnet {
       lines.push("  nodes        none (--no-nodes): start them with `npx opg node ...`");
     lines.push(
       `  logs         ${shown(info.logs)}/`,
+      `  summary      ${shown(info.summary)} (this, as JSON)`,
       "",
       'Accounts: Hardhat\'s public development keys (mnemonic "test test ... junk"). Anyone knows them:',
       "never use them, or send real funds to them, on a public network. Each also holds 10,000 ETH.",
@@ -408,6 +412,8 @@ export async function runDevnet(opts: DevnetOptions): Promise<number> {
       await devnet.stop();
       return 1;
     }
+    const json = JSON.stringify(first.info, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2);
+    fs.writeFileSync(first.info.summary, json + "\n");
     for (const line of devnet.describe(first.info)) print(line);
     print(`ready: OPG development network on ${first.info.rpcUrl} (Ctrl-C stops it)`);
     const end = await Promise.race([

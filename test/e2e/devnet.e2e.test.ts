@@ -118,6 +118,10 @@ describe("opg dev (a persistent local development network, as a child process)",
     expect(commands[0], out).to.match(/^OPG_PRIVATE_KEY=0x[0-9a-f]{64} npx opg task submit /);
     const dappKey = out.match(/#3 dapp[^\n]*\n[^\n]*\n\s+private key (0x[0-9a-f]{64})/)![1];
     expect(commands[0]).to.include(dappKey);
+    const summary = JSON.parse(fs.readFileSync(path.join(tmp, "state", "network.json"), "utf8"));
+    expect(summary).to.deep.include({ rpcUrl, chainId: 31337, deployment });
+    expect(summary.accounts[3]).to.deep.include({ index: 3, privateKey: dappKey });
+    expect(summary.model.id).to.equal("1");
     const ran: { command: string; stdout: string }[] = [];
     for (const command of commands) {
       const [, key, args] = command.match(/^(?:OPG_PRIVATE_KEY=(0x[0-9a-f]{64}) )?npx opg (.*)$/)!;
