@@ -4,8 +4,9 @@ import path from "node:path";
 import * as snarkjs from "snarkjs";
 import { fail } from "../errors";
 import { cacheDir } from "./paths";
+import { startStage, type Log, type SnarkjsLogger } from "./progress";
 
-export type Log = (message: string) => void;
+export type { Log } from "./progress";
 
 const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
@@ -45,17 +46,28 @@ export async function devPtau(power: number, log: Log): Promise<PtauChoice> {
   const tmp = `${file}.${process.pid}.tmp`;
   const curve = await snarkjs.curves.getCurveFromName("bn128");
   const t0 = Date.now();
-  await snarkjs.powersOfTau.newAccumulator(curve, power, `${tmp}0`, quiet);
-  log(`  ptau: accumulator ready, contributing randomness`);
-  await snarkjs.powersOfTau.contribute(
-    `${tmp}0`,
-    `${tmp}1`,
-    "opg dev",
-    crypto.randomBytes(32).toString("hex"),
-    quiet,
+  const step = async (
+    what: string,
+    body: (logger: SnarkjsLogger) => Promise<unknown>,
+    ptauStep?: "contribute" | "prepare",
+  ) => {
+    const stage = startStage(`ptau 2^${power}: ${what}`, log, {
+      ptau: ptauStep && { step: ptauStep, power },
+    });
+    try {
+      await body(stage.logger);
+    } finally {
+      stage.done();
+    }
+  };
+  await step("new accumulator (1/3)", (l) => snarkjs.powersOfTau.newAccumulator(curve, power, `${tmp}0`, l));
+  const entropy = crypto.randomBytes(32).toString("hex");
+  await step(
+    "random contribution (2/3)",
+    (l) => snarkjs.powersOfTau.contribute(`${tmp}0`, `${tmp}1`, "opg dev", entropy, l),
+    "contribute",
   );
-  log(`  ptau: preparing phase 2`);
-  await snarkjs.powersOfTau.preparePhase2(`${tmp}1`, tmp, quiet);
+  await step("prepare phase 2 (3/3)", (l) => snarkjs.powersOfTau.preparePhase2(`${tmp}1`, tmp, l), "prepare");
   fs.rmSync(`${tmp}0`, { force: true });
   fs.rmSync(`${tmp}1`, { force: true });
   fs.renameSync(tmp, file);
@@ -77,26 +89,33 @@ export async function groth16Setup(
   log: Log,
 ): Promise<{ contributionHash: string }> {
   const tmp = `${zkey}.0`;
-  log(`setup: phase 2 (new zkey)`);
   const errors: string[] = [];
   let made: unknown;
+  const newKey = startStage("setup: phase 2 new zkey", log, { onError: (m) => errors.push(m) });
   try {
-    made = await snarkjs.zKey.newZKey(r1cs, ptau, tmp, { ...quiet, error: (m: string) => errors.push(m) });
+    made = await snarkjs.zKey.newZKey(r1cs, ptau, tmp, newKey.logger);
   } catch (e) {
     errors.push((e as Error).message ?? String(e));
+  } finally {
+    newKey.done();
   }
   // newZKey reports some failures (a ptau too small or not prepared) by returning -1, not by throwing
   if (errors.length || made === -1 || !fs.existsSync(tmp)) {
     fail("TOOLCHAIN", `Groth16 setup failed with ptau ${ptau}: ${errors.join("; ") || "no zkey written"}`);
   }
-  log(`setup: phase 2 contribution`);
-  const hash = await snarkjs.zKey.contribute(
-    tmp,
-    zkey,
-    COMPILE_CONTRIBUTION_NAME,
-    crypto.randomBytes(32).toString("hex"),
-    quiet,
-  );
+  const contribution = startStage("setup: phase 2 contribution", log);
+  let hash: Uint8Array;
+  try {
+    hash = await snarkjs.zKey.contribute(
+      tmp,
+      zkey,
+      COMPILE_CONTRIBUTION_NAME,
+      crypto.randomBytes(32).toString("hex"),
+      contribution.logger,
+    );
+  } finally {
+    contribution.done();
+  }
   fs.rmSync(tmp, { force: true });
   return { contributionHash: Buffer.from(hash).toString("hex") };
 }
