@@ -358,7 +358,8 @@ export async function waitForLog(proc: Proc, message: string, timeoutMs = READY_
 
 /**
  * Compile a model (a path relative to the repository root, or absolute) once per (file, options), cached
- * under .opg/cache/e2e-bundles. `log` is told the compiler's progress.
+ * under e2e-bundles in the cache folder (OPG_CACHE_DIR, else .opg/cache, as the development ptau). `log` is
+ * told the compiler's progress.
  */
 export async function fixtureBundle(
   onnxRel: string,
@@ -372,7 +373,8 @@ export async function fixtureBundle(
     .update(JSON.stringify(opts))
     .digest("hex")
     .slice(0, 16);
-  const dir = path.join(ROOT, ".opg", "cache", "e2e-bundles", `${path.basename(onnx, ".onnx")}-${key}`);
+  const cache = process.env.OPG_CACHE_DIR ?? path.join(ROOT, ".opg", "cache");
+  const dir = path.join(cache, "e2e-bundles", `${path.basename(onnx, ".onnx")}-${key}`);
   if (!fs.existsSync(path.join(dir, "manifest.json"))) {
     fs.rmSync(dir, { recursive: true, force: true });
     await compileModel(onnx, dir, {
