@@ -93,13 +93,35 @@ export async function approveFromWallet(
   }
 }
 
+/**
+ * An ethers v6 Signer or Provider, from either of ethers' builds. This package is CommonJS, and TypeScript
+ * keeps the classes of ethers' ES-module build (what a dapp written as an ES module imports) apart from its
+ * CommonJS ones, so a `Wallet` of the one is not a `Signer` of the other; the shapes below take both. At
+ * run time the client only calls their methods.
+ */
+export type Runner =
+  | Signer
+  | Provider
+  | {
+      getAddress(): Promise<string>;
+      signTransaction(...args: never[]): Promise<string>;
+      sendTransaction(...args: never[]): Promise<unknown>;
+      readonly provider: object | null;
+    }
+  | {
+      getNetwork(): Promise<{ chainId: bigint }>;
+      getBlockNumber(): Promise<number>;
+      call(...args: never[]): Promise<string>;
+      getLogs(...args: never[]): Promise<unknown[]>;
+    };
+
 export interface OpgClientOptions {
   /**
    * A signer submits tasks (its provider serves reads); a bare provider is enough for results and audits.
    * A plain `new JsonRpcProvider(url)` does: the client reads what it decides on past ethers' response
    * cache and gives its own transactions their nonces.
    */
-  runner: Signer | Provider;
+  runner: Runner;
   /**
    * Contract addresses, or the deployment file scripts/deploy.ts wrote. Checked at first use: its chain id
    * must be the provider's, and each address must hold code.
@@ -194,8 +216,8 @@ export class OpgClient {
   constructor(opts: OpgClientOptions) {
     const deployment =
       typeof opts.deployment === "string" ? readDeployment(opts.deployment) : opts.deployment;
-    const signer = "getAddress" in opts.runner ? (opts.runner as Signer) : undefined;
-    const provider = signer ? signer.provider : (opts.runner as Provider);
+    const signer = "getAddress" in opts.runner ? (opts.runner as unknown as Signer) : undefined;
+    const provider = signer ? signer.provider : (opts.runner as unknown as Provider);
     if (!provider) throw new OpgClientError("the signer has no provider: connect it to one");
     this.provider = provider;
     this.signer = signer;

@@ -13,6 +13,7 @@ export {
   type Id,
   type ModelInfo,
   type OpgClientOptions,
+  type Runner,
   type SubmitOptions,
   type SubmittedRequest,
   type TaskResult,

@@ -165,7 +165,8 @@ export function subscribeTaskEvents(
     address: registry,
     topics: [[TOPICS.claimed, ABANDONED, TOPICS.verified, TOPICS.expired], ethers.toBeHex(taskId, 32)],
   };
-  if (provider instanceof SocketProvider) {
+  // Duck-typed as well (an ES-module ethers has other classes): a WebSocketProvider or IpcSocketProvider.
+  if (provider instanceof SocketProvider || "websocket" in provider || "socket" in provider) {
     const listener = () => onEvent();
     const on = provider.on(filter, listener).catch(() => undefined);
     return async () => {

@@ -92,7 +92,12 @@ export class TxQueue {
   private readonly assignsNonces: boolean;
 
   constructor(readonly signer: Signer) {
-    this.assignsNonces = !(signer instanceof JsonRpcSigner) && !(signer instanceof NonceManager);
+    // Duck-typed as well: a dapp that imports ethers as an ES module holds other class objects than ours.
+    const s = signer as Partial<JsonRpcSigner & NonceManager>;
+    const jsonRpcSigner = signer instanceof JsonRpcSigner || typeof s.sendUncheckedTransaction === "function";
+    const nonceManager =
+      signer instanceof NonceManager || (typeof s.increment === "function" && typeof s.reset === "function");
+    this.assignsNonces = !jsonRpcSigner && !nonceManager;
   }
 
   /** Send with `tx(overrides)` (pass the overrides as the contract call's last argument) and wait for it. */
