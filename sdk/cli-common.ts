@@ -39,10 +39,45 @@ export function settings(o: Conn) {
   };
 }
 
-/** No response cache: an approval and the submission right after it must see fresh nonces. */
+/** The chain id the endpoint serves; a CliError naming the endpoint when it does not answer in time. */
+export async function probeChainId(url: string, timeoutMs = 10_000): Promise<bigint> {
+  const { FetchRequest } = await import("ethers");
+  let reply: { result?: string; error?: { message?: string } };
+  try {
+    const req = new FetchRequest(url);
+    req.setHeader("content-type", "application/json");
+    req.body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] });
+    req.timeout = timeoutMs;
+    req.retryFunc = async () => false;
+    const res = await req.send();
+    if (!res.ok()) throw new Error(`HTTP ${res.statusCode} ${res.statusMessage}`);
+    reply = res.bodyJson;
+  } catch (e) {
+    const err = e as Error & { code?: string; shortMessage?: string };
+    const refused = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET|EHOSTUNREACH/.exec(err.message)?.[0];
+    const why =
+      err.code === "TIMEOUT"
+        ? `no answer in ${timeoutMs / 1000} s`
+        : (refused ?? err.shortMessage ?? err.message);
+    throw new CliError(
+      `cannot reach the JSON-RPC endpoint ${url} (${why}): is the chain running? (--rpc-url)`,
+    );
+  }
+  if (typeof reply?.result !== "string") {
+    throw new CliError(`${url} is not a JSON-RPC endpoint: eth_chainId answered ${JSON.stringify(reply)}`);
+  }
+  return BigInt(reply.result);
+}
+
+/**
+ * A provider for `url`, checked to answer first (one clear line instead of ethers' retry loop), pinned to
+ * the chain it serves. No response cache: an approval and the submission right after it must see fresh
+ * nonces.
+ */
 export async function rpc(url: string): Promise<JsonRpcProvider> {
-  const { JsonRpcProvider } = await import("ethers");
-  return new JsonRpcProvider(url, undefined, { staticNetwork: true, cacheTimeout: -1 });
+  const chainId = await probeChainId(url);
+  const { JsonRpcProvider, Network } = await import("ethers");
+  return new JsonRpcProvider(url, undefined, { staticNetwork: Network.from(chainId), cacheTimeout: -1 });
 }
 
 /** The wallet of OPG_PRIVATE_KEY; a CliError when it is not set or not a key. */
@@ -78,8 +113,8 @@ async function releaseProverIfLoaded(): Promise<void> {
 export function errorLine(e: unknown): string {
   if (process.env.OPG_DEBUG && e instanceof Error && e.stack) return e.stack;
   const err = e as { shortMessage?: string; message?: string; code?: string };
-  if (err?.code === "ECONNREFUSED" || /ECONNREFUSED/.test(err?.message ?? ""))
-    return `cannot reach the JSON-RPC endpoint or data node: ${err.message}`;
+  const refused = /ECONNREFUSED ([^\s)]+)/.exec(err?.message ?? "");
+  if (refused) return `cannot connect to ${refused[1]} (connection refused): is the node running there?`;
   return err?.shortMessage ?? err?.message ?? String(e);
 }
 
