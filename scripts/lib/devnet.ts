@@ -202,8 +202,9 @@ export class Devnet {
 
     let model: DevnetInfo["model"];
     if (o.model) {
+      const cache = process.env.OPG_CACHE_DIR ?? ".opg/cache";
       this.stage(
-        `compiling ${shown(onnx)} into a Groth16 bundle (once; cached under ${process.env.OPG_CACHE_DIR ?? ".opg/cache"}: the first run ` +
+        `compiling ${shown(onnx)} into a Groth16 bundle (once; cached under ${cache}: the first run ` +
           `generates a development ptau and can take minutes)`,
       );
       const bundleDir = await fixtureBundle(onnx, {}, (m) => this.stage(`  ${m}`));
