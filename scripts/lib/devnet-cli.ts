@@ -43,7 +43,7 @@ export function registerDevCommands(program: Command): Command {
       "after",
       "\nThe accounts are Hardhat's public development keys (#0 deployer, #1 inference operator,\n" +
         "#2 verification operator, #3 dapp): never use them on a public network. Ctrl-C or SIGTERM stops\n" +
-        "every process it started and exits 0; a process that dies on its own stops the rest, exit 1.",
+        "every process it started and exits 0; a process that dies on its own stops the rest, exit 1.\n",
     )
     .action(
       async (o: {

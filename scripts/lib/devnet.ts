@@ -8,6 +8,7 @@ import {
   killAllSpawned,
   leaveSignalsToCaller,
   publishModel,
+  ROOT,
   stakeNode,
   startInferenceNode,
   startNetwork,
@@ -164,7 +165,10 @@ export class Devnet {
     const o = this.opts;
     const stateDir = path.resolve(o.stateDir);
     const deployment = path.resolve(o.deployment);
-    const onnx = path.resolve(o.modelOnnx);
+    // A path from the working directory, else from the repository (the default fixture from anywhere).
+    const onnx = fs.existsSync(path.resolve(o.modelOnnx))
+      ? path.resolve(o.modelOnnx)
+      : path.resolve(ROOT, o.modelOnnx);
     if (o.model && !fs.existsSync(onnx)) throw new DevnetError(`model ${o.modelOnnx} not found`);
     if (o.modelInput && !fs.existsSync(o.modelInput))
       throw new DevnetError(`model input ${o.modelInput} not found`);
