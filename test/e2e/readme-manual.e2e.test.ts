@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { account, Proc, ROOT, waitFor, waitForRpc } from "../../scripts/lib/local-network";
@@ -115,7 +114,9 @@ describe("README: run it by hand on a local chain (each command as a user types 
       }
     }
     ensureCliBuilt();
-    backup = fs.mkdtempSync(path.join(os.tmpdir(), "opg-readme-backup-"));
+    // Inside the repository, so that moving aside is a rename on the same file system.
+    fs.mkdirSync(path.join(ROOT, ".opg"), { recursive: true });
+    backup = fs.mkdtempSync(path.join(ROOT, ".opg", "readme-test-backup-"));
     for (const rel of WRITTEN) {
       const p = path.join(ROOT, rel);
       if (fs.existsSync(p)) {
