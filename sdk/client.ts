@@ -208,7 +208,7 @@ export class OpgClient {
   private deploymentChecked?: Promise<void>;
   /** Deadlines of the tasks submitted here (what waitForResult reports without a log search). */
   private readonly deadlines = new Map<bigint, number>();
-  private readonly waits = new Set<(e: Error) => void>();
+  private readonly waits = new Set<{ result: Promise<unknown>; cancel: (e: Error) => void }>();
   private closed = false;
   /** The end of the last payment made here: one approve-and-pay sequence at a time (see `serially`). */
   private paying: Promise<unknown> = Promise.resolve();
@@ -245,9 +245,11 @@ export class OpgClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const cancels = [...this.waits];
+    const waits = [...this.waits];
     this.waits.clear();
-    for (const cancel of cancels) cancel(new OpgClientError("the OpgClient was closed while waiting"));
+    for (const wait of waits) wait.cancel(new OpgClientError("the OpgClient was closed while waiting"));
+    // Each wait settles once its subscription is off the provider.
+    await Promise.allSettled(waits.map((w) => w.result));
     await releaseProver();
   }
 
@@ -468,11 +470,11 @@ export class OpgClient {
       pollMs: opts.pollMs ?? 1_000,
       onStatus: opts.onStatus,
     });
-    this.waits.add(wait.cancel);
+    this.waits.add(wait);
     try {
       return await wait.result;
     } finally {
-      this.waits.delete(wait.cancel);
+      this.waits.delete(wait);
     }
   }
 

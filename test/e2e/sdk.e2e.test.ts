@@ -85,6 +85,7 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
   });
 
   after(async function () {
+    await client?.close();
     await node?.stop().catch(() => undefined);
     await stopAllSpawned();
     await net?.stop();
