@@ -36,7 +36,7 @@ describe("opg command line", function () {
     it("--help lists every command group and the exit codes", async function () {
       const r = await runOpg(["--help"]);
       expect(r.code).to.equal(0);
-      for (const group of ["zkml", "node", "data", "model", "task", "operator", "token"]) {
+      for (const group of ["zkml", "node", "data", "model", "task", "operator", "token", "dev"]) {
         expect(r.stdout).to.match(new RegExp(`^  ${group} `, "m"));
       }
       expect(r.stdout).to.match(
