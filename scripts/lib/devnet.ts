@@ -89,6 +89,8 @@ export interface DevnetInfo {
   accounts: DevAccount[];
   model?: { id: bigint; name: string; constraints: number; bundleDir: string; input: string };
   nodes: { role: string; account: number; health: string }[];
+  /** Process id of each child (hardhat, data, inference, verification), each the leader of its own group. */
+  processes: Record<string, number>;
   logs: string;
   /** Where this summary is written as JSON, for scripts. */
   summary: string;
@@ -283,6 +285,12 @@ export class Devnet {
       })),
       model,
       nodes,
+      processes: Object.fromEntries(
+        [net.chain.proc, net.data.proc, ...this.procs].map((p) => [
+          p.name.replace(/-\d+$/, ""),
+          p.child.pid!,
+        ]),
+      ),
       logs: path.join(stateDir, "logs"),
       summary: path.join(stateDir, "network.json"),
     };

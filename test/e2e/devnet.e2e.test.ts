@@ -68,6 +68,39 @@ describe("opg dev (a persistent local development network, as a child process)",
     expect(fs.readFileSync(path.join(mine, "notes.txt"), "utf8")).to.equal("keep me");
   });
 
+  it("stops everything, exit 1, when a child dies on its own", async function () {
+    const ports = { rpc: await freePort(), data: await freePort() };
+    const stateDir = path.join(tmp, "crash");
+    const proc = spawnProc("opg-dev-crash", [
+      CLI,
+      "dev",
+      "--port",
+      String(ports.rpc),
+      "--data-port",
+      String(ports.data),
+      "--deployment",
+      path.join(tmp, "crash.json"),
+      "--state-dir",
+      stateDir,
+      "--no-model",
+      "--no-nodes",
+    ]);
+    await waitFor(
+      "opg dev to be ready",
+      async () => proc.output.some((l) => l.startsWith("ready:")),
+      600_000,
+      500,
+      proc,
+    );
+    const { processes } = JSON.parse(fs.readFileSync(path.join(stateDir, "network.json"), "utf8"));
+    expect(processes).to.have.keys("hardhat", "data");
+    process.kill(processes.data, "SIGKILL");
+    const code = await proc.exited;
+    expect(code, proc.output.join("\n")).to.equal(1);
+    expect(proc.output.join("\n")).to.match(/error: data exited \(signal SIGKILL\)/);
+    expect(await portFree(ports.rpc), "the chain is stopped too").to.equal(true);
+  });
+
   it("comes up, serves a task submitted with the printed dapp key, and stops cleanly on SIGINT", async function () {
     const ports = { rpc: await freePort(), data: await freePort(), metrics: await freePortPair() };
     const deployment = path.join(tmp, "localhost.json");
