@@ -1,7 +1,14 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { account, startNetwork, stopAllSpawned, type Network } from "../../scripts/lib/local-network";
+import {
+  account,
+  fixtureBundle,
+  publishModel,
+  startNetwork,
+  stopAllSpawned,
+  type Network,
+} from "../../scripts/lib/local-network";
 import { ensureCliBuilt, hasStackTrace, runOpg, type OpgRun } from "../helpers/cli";
 
 /** `opg task result` and `opg token` against a hardhat node with a fresh deployment, as child processes. */
@@ -9,6 +16,7 @@ describe("opg on a local chain (hardhat node + deployment)", function () {
   this.timeout(600_000);
   let net: Network;
   let conn: string[];
+  let modelId: bigint;
   const alice = account(7);
   const bob = account(8);
 
@@ -27,6 +35,12 @@ describe("opg on a local chain (hardhat node + deployment)", function () {
     ensureCliBuilt();
     net = await startNetwork();
     conn = ["--rpc-url", net.chain.url, "--deployment", net.deploymentFile, "--data-url", net.data.url];
+    // published first: `opg token fund` sends from the deployer too, behind its NonceManager's back
+    ({ modelId } = await publishModel(
+      net,
+      await fixtureBundle("test/fixtures/models/iris_mlp.onnx"),
+      10n ** 18n,
+    ));
   });
 
   after(async function () {
@@ -96,6 +110,47 @@ describe("opg on a local chain (hardhat node + deployment)", function () {
       failsWith(
         await runOpg(["token", "balance", alice.address, "--rpc-url", net.chain.url, "--deployment", other]),
         /^error: deployment file .*other-chain\.json is for chain 5 but .* serves chain 31337/,
+      );
+    });
+  });
+  describe("opg task submit --wait", function () {
+    it("says on stderr what it waits for and why, then names the last situation at the timeout", async function () {
+      const dapp = account(9);
+      ok(
+        await runOpg(["token", "fund", dapp.address, "--opg", "10", ...conn], {
+          env: { OPG_PRIVATE_KEY: undefined },
+        }),
+      );
+      const input = path.join(net.tmp, "iris-input.json");
+      fs.writeFileSync(input, JSON.stringify({ input: [[5.1, 3.5, 1.4, 0.2]] }));
+      const r = await runOpg(
+        [
+          "task",
+          "submit",
+          "--model",
+          String(modelId),
+          "--input",
+          input,
+          "--wait",
+          "--timeout-seconds",
+          "3",
+          ...conn,
+        ],
+        { env: { OPG_PRIVATE_KEY: dapp.privateKey } },
+      );
+      expect(r.code, r.stderr).to.equal(1);
+      expect(r.stderr).to.match(/^task 1 submitted in 0x[0-9a-f]{64}$/m);
+      // no node is staked in this network: the wait says so, with the elapsed seconds
+      expect(r.stderr).to.match(/^\[\d+s\] open, but no eligible node is staked: .*nobody can claim it/m);
+      expect(r.stderr.trim().split("\n").at(-1)).to.match(
+        /^error: .*no result after 3000 ms, .*no eligible node/,
+      );
+      expect(hasStackTrace(r.stderr)).to.equal(false);
+      const status = ok(await runOpg(["task", "result", "1", ...conn]));
+      expect(status).to.include({ taskId: "1", status: "Open" });
+      failsWith(
+        await runOpg(["task", "result", "2", ...conn]),
+        /^error: task 2 does not exist; the registry has 1 task \(ids 1 to 1\)$/,
       );
     });
   });
