@@ -29,6 +29,14 @@ async function main() {
 }
 
 main().catch((error) => {
-  console.error(error instanceof Error ? error.message : error);
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(message);
+  // Hardhat's HH108 ("Cannot connect to the network ...") does not say where it looked or how to change it.
+  if (/Cannot connect to the network/.test(message) && "url" in network.config) {
+    console.error(
+      `No JSON-RPC endpoint answers at ${network.config.url}. Start one (npx hardhat node, or npx opg dev), or ` +
+        `point the localhost network elsewhere with OPG_RPC_URL, e.g. OPG_RPC_URL=http://127.0.0.1:8546.`,
+    );
+  }
   process.exitCode = 1;
 });

@@ -1,6 +1,8 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULT_ECONOMY_PARAMS, OPG_SUPPLY, deployProtocol } from "../../scripts/lib/deploy";
@@ -22,6 +24,35 @@ describe("deployProtocol", function () {
     await expect(d.tasks.setFeeShares(0, 0))
       .to.be.revertedWithCustomError(d.tasks, "OwnableUnauthorizedAccount")
       .withArgs(deployer.address);
+  });
+});
+
+describe("scripts/deploy.ts", function () {
+  it("names the endpoint and OPG_RPC_URL when no chain answers (exit 1)", async function () {
+    // A port that was free a moment ago: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const server = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (server.address() as net.AddressInfo).port;
+        server.close(() => resolve(p));
+      });
+    });
+    const root = path.join(__dirname, "..", "..");
+    const child = spawn(
+      process.execPath,
+      [
+        path.join(root, "node_modules", "hardhat", "internal", "cli", "bootstrap.js"),
+        "run",
+        "scripts/deploy.ts",
+      ].concat(["--network", "localhost"]),
+      { cwd: root, env: { ...process.env, OPG_RPC_URL: `http://127.0.0.1:${port}` } },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code, stderr).to.equal(1);
+    expect(stderr).to.include(`No JSON-RPC endpoint answers at http://127.0.0.1:${port}`);
+    expect(stderr).to.include("OPG_RPC_URL");
   });
 });
 
