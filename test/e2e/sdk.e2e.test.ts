@@ -214,7 +214,9 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     expect(await net.deployment.tasks.taskCount()).to.equal(before);
     expect(await client.result(12345n)).to.equal(undefined);
 
-    const noKey = await opg(["task", "submit", "--model", String(modelId), "--input", "x.json", ...conn], {
+    const inputFile = path.join(net.tmp, "no-key-input.json");
+    fs.writeFileSync(inputFile, JSON.stringify({ input: [irisInputs[0]] }));
+    const noKey = await opg(["task", "submit", "--model", String(modelId), "--input", inputFile, ...conn], {
       OPG_PRIVATE_KEY: "",
     });
     expect(noKey.code).to.equal(1);
@@ -222,7 +224,7 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     expect(noKey.stderr).to.not.match(/\n\s+at /); // a message, not a stack trace
     const badId = await opg(["task", "audit", "abc", ...conn]);
     expect(badId.code).to.equal(1);
-    expect(badId.stderr).to.match(/task id "abc" is not a number/);
+    expect(badId.stderr).to.match(/task id "abc" is not a non-negative integer/);
   });
 
   it("an audit catches a result settled under a registered key that is not the published bundle's", async function () {
