@@ -23,7 +23,7 @@ const CASES: { name: string; cmd?: string; args: string[] }[] = [
   // npm's own part: `npx opg` of a project's own bin links the project into ~/.npm/_npx and walks its tree
   { name: "npx opg --help", cmd: "npx", args: ["opg", "--help"] },
   { name: "npx --version", cmd: "npx", args: ["--version"] },
-  { name: "npm run -s opg -- --help", cmd: "npm", args: ["run", "-s", "opg", "--", "--help"] },
+  { name: "npm run opg --silent -- --help", cmd: "npm", args: ["run", "opg", "--silent", "--", "--help"] },
 ];
 
 function timeOnce(c: { cmd?: string; args: string[] }): number {
