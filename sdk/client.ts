@@ -139,6 +139,11 @@ export interface OpgClientOptions {
   ptau?: string;
   /** Progress of the setup checks (the ptau verification). */
   log?: (message: string) => void;
+  /**
+   * How long the first call waits for the RPC to answer the deployment check (default 30,000 ms): a
+   * JsonRpcProvider whose URL nobody answers retries forever, so without a bound the call would hang.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** A registered model with its bundle, fetched from the data node and checked against the registry. */
@@ -206,6 +211,7 @@ export class OpgClient {
   private readonly nodes: EligibleNodes;
   private readonly deploymentFile?: string;
   private deploymentChecked?: Promise<void>;
+  private readonly connectTimeoutMs: number;
   /** Deadlines of the tasks submitted here (what waitForResult reports without a log search). */
   private readonly deadlines = new Map<bigint, number>();
   private readonly waits = new Set<{ result: Promise<unknown>; cancel: (e: Error) => void }>();
@@ -224,6 +230,7 @@ export class OpgClient {
     this.queue = signer && new TxQueue(signer);
     this.deployment = deployment;
     this.deploymentFile = typeof opts.deployment === "string" ? opts.deployment : undefined;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 30_000;
     const runner = signer ?? provider;
     this.tasks = TaskRegistry__factory.connect(deployment.tasks, runner);
     this.models = ModelRegistry__factory.connect(deployment.models, runner);
@@ -260,12 +267,33 @@ export class OpgClient {
   private async ready(): Promise<void> {
     if (this.closed) throw new OpgClientError("this OpgClient is closed");
     if (!this.deploymentChecked) {
-      this.deploymentChecked = checkDeployment(this.provider, this.deployment, {
+      const url = (this.provider as { _getConnection?: () => { url: string } })._getConnection?.().url;
+      const rpc = url ? `the RPC endpoint ${url}` : "the RPC endpoint";
+      const check = checkDeployment(this.provider, this.deployment, {
         file: this.deploymentFile,
-      }).catch((e) => {
-        // A file for another chain, or addresses without code: say so, instead of a failed decode later.
-        throw e instanceof DeploymentMismatchError ? new OpgClientError(e.message) : e;
+        rpcUrl: url,
       });
+      const what = this.deploymentFile ? `deployment file ${this.deploymentFile}` : "the deployment";
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(
+            new OpgClientError(
+              `${rpc} did not answer within ${this.connectTimeoutMs} ms while checking ${what}: ` +
+                "is the node running and the URL right?",
+            ),
+          );
+        }, this.connectTimeoutMs);
+        timer.unref();
+      });
+      this.deploymentChecked = Promise.race([check, bound])
+        .catch((e) => {
+          // A file for another chain, or addresses without code: say so, instead of a failed decode later.
+          if (e instanceof DeploymentMismatchError) throw new OpgClientError(e.message);
+          if (e instanceof OpgClientError) throw e;
+          throw new OpgClientError(`cannot reach ${rpc} to check ${what}: ${(e as Error).message}`);
+        })
+        .finally(() => clearTimeout(timer));
       this.deploymentChecked.catch(() => (this.deploymentChecked = undefined));
     }
     await this.deploymentChecked;

@@ -5,6 +5,7 @@ import { ethers, JsonRpcProvider, Wallet } from "ethers";
 import {
   account,
   fixtureBundle,
+  freePort,
   publishModel,
   ROOT,
   runToEnd,
@@ -108,7 +109,7 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       const wrong = new OpgClient({ runner: provider, deployment: other, dataUrl: net.data.url });
       await expectClientError(
         wrong.status(1),
-        new RegExp(`deployment file ${other} is for chain 1 but the RPC endpoint serves chain 31337`),
+        new RegExp(`deployment file ${other} is for chain 1 but the RPC endpoint \\S+ serves chain 31337`),
       );
       await expectClientError(wrong.model(1), /is for chain 1/);
       await wrong.close();
@@ -129,6 +130,28 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
         ),
       );
       await stale.close();
+    });
+    it("fails the first call, naming the URL, when nothing listens at the RPC URL", async function () {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const nowhere = new JsonRpcProvider(url);
+      const lost = new OpgClient({
+        runner: nowhere,
+        deployment: net.deploymentFile,
+        dataUrl: net.data.url,
+        connectTimeoutMs: 1_000,
+      });
+      try {
+        await expectClientError(
+          lost.status(1),
+          new RegExp(
+            `^(cannot reach the RPC endpoint ${url} to check deployment file .*: .*ECONNREFUSED|` +
+              `the RPC endpoint ${url} did not answer within 1000 ms)`,
+          ),
+        );
+      } finally {
+        nowhere.destroy(); // ethers retries an unreachable JsonRpcProvider until it is destroyed
+        await lost.close();
+      }
     });
   });
 
