@@ -80,16 +80,23 @@ export async function rpc(url: string): Promise<JsonRpcProvider> {
   return new JsonRpcProvider(url, undefined, { staticNetwork: Network.from(chainId), cacheTimeout: -1 });
 }
 
-/** The wallet of OPG_PRIVATE_KEY; a CliError when it is not set or not a key. */
-export async function signerFrom(provider: JsonRpcProvider): Promise<Wallet> {
+/** OPG_PRIVATE_KEY, checked; a CliError when it is not set or not a key (before anything is sent or asked). */
+export async function keyFromEnv(): Promise<string> {
   const key = process.env.OPG_PRIVATE_KEY;
   if (!key) throw new CliError("OPG_PRIVATE_KEY is not set: this command sends a transaction");
-  const [{ Wallet }, { parse }] = await Promise.all([import("ethers"), import("../workers/runtime/config")]);
+  const { parse } = await import("../workers/runtime/config");
   try {
-    return new Wallet(parse.privateKey(key), provider);
+    return parse.privateKey(key);
   } catch (e) {
     throw new CliError(`OPG_PRIVATE_KEY: ${(e as Error).message}`);
   }
+}
+
+/** The wallet of OPG_PRIVATE_KEY; a CliError when it is not set or not a key. */
+export async function signerFrom(provider: JsonRpcProvider): Promise<Wallet> {
+  const key = await keyFromEnv();
+  const { Wallet } = await import("ethers");
+  return new Wallet(key, provider);
 }
 
 /** A non-negative integer argument named `what` ("task id", "model id"). */

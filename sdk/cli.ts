@@ -5,6 +5,7 @@ import {
   CliError,
   idArg,
   json,
+  keyFromEnv,
   rpc,
   run,
   settings,
@@ -25,6 +26,7 @@ interface SetupFlags {
 async function clientFor(o: Conn & SetupFlags, signed: boolean) {
   const s = settings(o);
   if (o.ptau !== undefined && !fs.existsSync(o.ptau)) throw new CliError(`ptau file ${o.ptau} not found`);
+  if (signed) await keyFromEnv(); // a missing key is said before the endpoint is asked anything
   const { OpgClient } = await import("./client");
   const provider = await rpc(s.rpcUrl);
   const runner = signed ? await signerFrom(provider) : provider;
@@ -106,10 +108,11 @@ export function registerClientCommands(program: Command) {
             import("../workers/runtime/config"),
             import("../workers/runtime/chain"),
           ]);
+        const fee = parse.opgAmount(o.fee);
+        await keyFromEnv();
         const provider = await rpc(s.rpcUrl);
         keep(provider);
         const signer = await signerFrom(provider);
-        const fee = parse.opgAmount(o.fee);
         const archive = archives.packBundle(bundleDir);
         const bundleId = archives.bundleArchiveId(archive);
         const stored = await new DataClient(s.dataUrl).put(archive);

@@ -1,5 +1,15 @@
 import type { Command } from "commander";
-import { CliError, json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
+import {
+  CliError,
+  json,
+  keyFromEnv,
+  rpc,
+  run,
+  settings,
+  signerFrom,
+  withConnection,
+  type Conn,
+} from "./cli-common";
 
 // Loaded by `opg --help`: ethers, the bindings and the SDK are imported when an action runs.
 
@@ -29,6 +39,7 @@ async function connectAll(o: Conn, withKey: boolean) {
   const s = settings(o);
   const [{ NodeStaking__factory, OPGToken__factory, TaskRegistry__factory }, { readDeployment }] =
     await Promise.all([import("../typechain-types"), import("../workers/runtime/chain")]);
+  if (withKey) await keyFromEnv(); // a missing key is said before the endpoint is asked anything
   const provider = await rpc(s.rpcUrl);
   const deployment = readDeployment(s.deployment);
   const signer = withKey ? await signerFrom(provider) : undefined;

@@ -1,6 +1,16 @@
 import type { Command } from "commander";
 import type { JsonRpcProvider } from "ethers";
-import { CliError, json, rpc, run, settings, signerFrom, withConnection, type Conn } from "./cli-common";
+import {
+  CliError,
+  json,
+  keyFromEnv,
+  rpc,
+  run,
+  settings,
+  signerFrom,
+  withConnection,
+  type Conn,
+} from "./cli-common";
 
 // Loaded by `opg --help`: ethers and the contract bindings are imported when an action runs.
 
@@ -76,6 +86,7 @@ export function registerTokenCommands(program: Command): Command {
     )
     .action(async (raw: string | undefined, o: Conn) => {
       await run(async (keep) => {
+        if (raw === undefined) await keyFromEnv();
         const provider = await rpc(settings(o).rpcUrl);
         keep(provider);
         const who = raw === undefined ? (await signerFrom(provider)).address : await address(raw, "address");
@@ -101,6 +112,7 @@ export function registerTokenCommands(program: Command): Command {
       await run(async (keep) => {
         const to = await address(rawTo, "recipient");
         const amount = await opgAmount(rawAmount, "amount");
+        await keyFromEnv();
         const provider = await rpc(settings(o).rpcUrl);
         keep(provider);
         const signer = await signerFrom(provider);
@@ -134,6 +146,7 @@ export function registerTokenCommands(program: Command): Command {
         const opg = await opgAmount(o.opg, "--opg");
         const eth = await opgAmount(o.eth, "--eth"); // same 18-decimal format
         const s = settings(o);
+        if (process.env.OPG_PRIVATE_KEY) await keyFromEnv();
         const provider = await rpc(s.rpcUrl);
         keep(provider);
         assertLocalChain((await provider.getNetwork()).chainId, s.rpcUrl);

@@ -62,6 +62,34 @@ describe("opg command line", function () {
       );
     });
 
+    it("--help loads none of ethers, snarkjs, onnxruntime, sqlite or the contract bindings", async function () {
+      // A preloaded hook lists every module loaded by the time the process exits.
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-modules-"));
+      const hook = path.join(tmp, "hook.js");
+      const out = path.join(tmp, "loaded.json");
+      fs.writeFileSync(
+        hook,
+        `const M = require("module"); const load = M._load; const seen = new Set();
+         M._load = function (r, p, i) { try { seen.add(M._resolveFilename(r, p, i)); } catch {} return load.apply(this, arguments); };
+         process.on("exit", () => require("fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify([...seen])));`,
+      );
+      const { spawnSync } = await import("node:child_process");
+      for (const args of [["--help"], ["task", "submit", "--help"], ["node", "inference", "--help"]]) {
+        const r = spawnSync(process.execPath, ["-r", hook, OPG_BIN, ...args], {
+          cwd: ROOT,
+          encoding: "utf8",
+        });
+        expect(r.status, r.stderr).to.equal(0);
+        const loaded: string[] = JSON.parse(fs.readFileSync(out, "utf8"));
+        const heavy = loaded.filter((f) =>
+          /node_modules\/(ethers|snarkjs|onnxruntime-node|better-sqlite3|ffjavascript|pino)\/|typechain-types/.test(
+            f,
+          ),
+        );
+        expect(heavy, `opg ${args.join(" ")}`).to.deep.equal([]);
+      }
+    });
+
     it("says to build when the compiled program is missing", async function () {
       const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-nobuild-"));
       fs.mkdirSync(path.join(tmp, "bin"));
