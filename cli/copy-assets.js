@@ -11,7 +11,6 @@ const dist = path.join(root, "dist");
 /** Copied as they are. */
 const COPIES = [
   "scripts/lib/exit-with-parent.js", // preloaded (`node -r`) by the local network harness
-  "zkml/prover/snarkjs.d.ts", // the ambient `snarkjs` types the emitted declarations refer to
 ];
 
 /**

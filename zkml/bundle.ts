@@ -30,6 +30,7 @@ import { QProgram } from "./quant/program";
 import { DEFAULT_QUANTIZE, quantizeGraph } from "./quant/quantize";
 import { numel } from "./quant/shapes";
 import { runReference } from "./reference";
+import "./prover/snarkjs-types"; // the `snarkjs` module declarations, kept in the emitted .d.ts
 import type { Groth16Proof } from "snarkjs";
 
 export const BUNDLE_FORMAT = "opg-zkml-bundle/1";

@@ -4,6 +4,7 @@ import path from "node:path";
 import * as snarkjs from "snarkjs";
 import { fail } from "../errors";
 import { cacheDir } from "./paths";
+import "./snarkjs-types"; // the `snarkjs` module declarations, kept in the emitted .d.ts
 import { startStage, type Log, type SnarkjsLogger } from "./progress";
 
 export type { Log } from "./progress";
