@@ -61,10 +61,20 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, b
  */
 function userProject(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-readme-snippet-"));
-  const packed = spawnSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
+  // What `npm pack` runs around packing (prepack/postpack in package.json), without its prepare step (the
+  // build, which ensureCliBuilt has done): the packed manifest declares the `opg` command.
+  const manifest = (step: string) =>
+    expect(spawnSync(process.execPath, ["cli/pack-manifest.js", step], { cwd: ROOT }).status).to.equal(0);
+  manifest("add");
+  let packed;
+  try {
+    packed = spawnSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
+  } finally {
+    manifest("remove");
+  }
   expect(packed.status, packed.stderr).to.equal(0);
   const [{ filename }] = JSON.parse(packed.stdout) as { filename: string }[];
   const pkgDir = path.join(dir, "node_modules", "opg-network");
@@ -130,6 +140,16 @@ describe("README: Use it from a dapp (the snippet, run as a user runs it)", func
     }
     expect(fs.existsSync(path.join(pkgDir, "sdk", "client.ts"))).to.equal(false);
     expect(fs.existsSync(path.join(pkgDir, "test"))).to.equal(false);
+    // The packed package has the `opg` command and it runs from the package alone; the checkout's own
+    // manifest does not declare it (npx would install the checkout into its cache on every call).
+    expect(pkg.bin).to.deep.equal({ opg: "bin/opg.js" });
+    const version = spawnSync(process.execPath, [path.join(pkgDir, "bin", "opg.js"), "--version"], {
+      cwd: project,
+      encoding: "utf8",
+    });
+    expect(version.status, version.stderr).to.equal(0);
+    expect(version.stdout.trim()).to.equal(pkg.version);
+    expect(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).bin).to.equal(undefined);
   });
 
   it("compiles against the package's declarations and runs to a verified, audited task, then exits", async function () {

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
+import yaml from "js-yaml";
 import { dataNodeSchema } from "../../workers/data/config";
 import { inferenceSchema } from "../../workers/inference/config";
 import type { Schema } from "../../workers/runtime/config";
@@ -13,10 +14,6 @@ import { ensureCliBuilt, ROOT, runOpg } from "../helpers/cli";
  * healthchecks and published ports look, and keep state in the volume; the Dockerfile's steps name files
  * and npm scripts that exist.
  */
-
-// js-yaml comes with mocha and eslint; it has no bundled types, and only `load` is used.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const yaml = require("js-yaml") as { load(text: string): unknown };
 
 interface Service {
   build?: { context: string; dockerfile: string };
