@@ -73,6 +73,14 @@ const config: HardhatUserConfig = {
   },
   mocha: {
     timeout: 600_000,
+    // Tests run the `opg` command line as a user does, from dist/: rebuild it first when a source is newer
+    // (`npm test` builds in its pretest step; this covers `npx hardhat test <file>` after an edit).
+    rootHooks: {
+      beforeAll() {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        require("./test/helpers/cli").ensureCliBuilt();
+      },
+    },
   },
   gasReporter: {
     enabled: process.env.REPORT_GAS === "1",

@@ -264,7 +264,7 @@ describe("InferenceConsumer", function () {
       await expect(
         f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task),
       ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryDeadlineNotReached");
-      await time.increaseTo(submitted.task.deadline + 1n);
+      await time.increaseTo(BigInt(submitted.task.deadline) + 1n);
       const before = await f.token.balanceOf(f.lenderAddress);
       const tx = f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task);
       await expect(tx).to.emit(f.lender, "RiskScoreFailed").withArgs(f.borrower.address, submitted.taskId);
@@ -281,7 +281,7 @@ describe("InferenceConsumer", function () {
       const f = await loadFixture(lenderFixture);
       const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
       await f.tasks.connect(f.nodes[0]).claimTask(submitted.taskId, submitted.task);
-      await time.increaseTo(submitted.task.deadline + 1n);
+      await time.increaseTo(BigInt(submitted.task.deadline) + 1n);
       await f.tasks.connect(f.stranger).expire(submitted.taskId, submitted.task);
       await expect(f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task))
         .to.emit(f.lender, "RiskScoreFailed")
