@@ -1,0 +1,4 @@
+// Trusted execution environment attestation: verification of enclave attestation documents off chain.
+export * from "./nitro";
+export { CborError, CborTag, decodeCbor, encodeCbor } from "./cbor";
+export type { CborKey, CborValue } from "./cbor";
