@@ -9,7 +9,7 @@ export const OPG_BIN = path.join(ROOT, "bin", "opg.js");
 const DIST = path.join(ROOT, "dist");
 const STAMP = path.join(DIST, ".build-stamp");
 /** Source folders compiled into dist/ (tsconfig.build.json), and the build files themselves. */
-const SOURCES = ["cli", "sdk", "workers", "zkml", "scripts/lib", "typechain-types"];
+const SOURCES = ["cli", "sdk", "tee", "workers", "zkml", "scripts/lib", "typechain-types"];
 const BUILD_FILES = ["tsconfig.build.json", "tsconfig.json", "cli/copy-assets.js"];
 
 export interface OpgRun {
