@@ -148,6 +148,26 @@ describe("docker: Dockerfile and compose.yaml", function () {
     expect(scripts.build).to.contain("tsconfig.build.json");
   });
 
+  it("the Dockerfile's npm ci has what it needs: every file: dependency copied first, onnxruntime's download skipped", function () {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as {
+      dependencies?: Record<string, string>;
+      devDependencies?: Record<string, string>;
+    };
+    const ci = dockerfile.findIndex((l) => l.startsWith("RUN ") && /\bnpm ci\b/.test(l));
+    const before = dockerfile.slice(0, ci);
+    const copied = before
+      .filter((l) => l.startsWith("COPY "))
+      .flatMap((l) => l.split(/\s+/).slice(1, -1))
+      .map((p) => path.posix.normalize(p));
+    const local = Object.values({ ...pkg.dependencies, ...pkg.devDependencies })
+      .filter((v) => v.startsWith("file:"))
+      .map((v) => path.posix.normalize(v.slice("file:".length)));
+    expect(local.length, "file: dependencies").to.be.greaterThan(0);
+    for (const dir of local) expect(copied, `COPY ${dir} before npm ci`).to.include(dir);
+    // npm 10 (the image's) ignores package.json's allowScripts denial
+    expect(before).to.include("ENV ONNXRUNTIME_NODE_INSTALL=skip");
+  });
+
   it("the build context leaves out what the image builds itself", function () {
     const ignore = fs.readFileSync(path.join(DOCKER, "Dockerfile.dockerignore"), "utf8").split("\n");
     for (const entry of ["node_modules", "dist", ".opg", "artifacts", "typechain-types", ".env"]) {
