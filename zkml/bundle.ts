@@ -27,7 +27,13 @@ import { compileCircom, findCircom } from "./prover/circom";
 import { packageRoot } from "./prover/paths";
 import { dequantizeOutput, executeQuantized } from "./quant/executor";
 import { QProgram } from "./quant/program";
-import { DEFAULT_QUANTIZE, quantizeGraph } from "./quant/quantize";
+import {
+  BoundDim,
+  DEFAULT_QUANTIZE,
+  bindSymbolicDims,
+  describeBoundDim,
+  quantizeGraph,
+} from "./quant/quantize";
 import { numel } from "./quant/shapes";
 import { runReference } from "./reference";
 import "./prover/snarkjs-types"; // the `snarkjs` module declarations, kept in the emitted .d.ts
@@ -60,6 +66,8 @@ export interface CompileOptions {
   contractName?: string;
   /** Stop after writing the circuit and the witness wasm (no trusted setup). */
   skipSetup?: boolean;
+  /** Values for named symbolic input dimensions (e.g. { batch: 1 }); each one not given is bound to 1. */
+  dims?: Record<string, number>;
   log?: Log;
 }
 
@@ -120,6 +128,11 @@ export interface BundleManifest {
   buildTimings: { quantizeMs: number; circomMs: number; setupMs: number | null; ptauMs: number | null };
   tools: Record<string, string>;
   createdAt: string;
+  /**
+   * The symbolic (dynamic) input dimensions compile bound to numbers; empty when the model's shapes are
+   * static. Absent in bundles made before it was recorded.
+   */
+  boundDims?: BoundDim[];
 }
 
 export function sha256File(file: string): string {
@@ -198,7 +211,9 @@ export async function compileModel(
   const packBits = opts.packBits ?? 16;
   const tq = Date.now();
   const graph = loadOnnx(onnxPath);
-  const program = quantizeGraph(graph, {
+  const { graph: boundGraph, bound } = bindSymbolicDims(graph, opts.dims);
+  for (const b of bound) log(describeBoundDim(b));
+  const program = quantizeGraph(boundGraph, {
     scaleBits: opts.scaleBits ?? DEFAULT_QUANTIZE.scaleBits,
     activationBits: opts.activationBits ?? DEFAULT_QUANTIZE.activationBits,
     inputBits: opts.inputBits ?? packBits,
@@ -278,6 +293,7 @@ export async function compileModel(
     buildTimings: { quantizeMs, circomMs, setupMs: null, ptauMs: null },
     tools: toolVersions(),
     createdAt: new Date().toISOString(),
+    boundDims: bound,
   };
 
   if (!opts.skipSetup) {

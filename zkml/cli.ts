@@ -28,6 +28,18 @@ function parseBinding(v: string): bigint {
   return b;
 }
 
+/** Collects repeated `--dim name=N` into a record; N is a positive integer. */
+function parseDim(v: string, acc: Record<string, number> = {}): Record<string, number> {
+  const m = /^([^=]+)=(.*)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected name=N (e.g. batch=1), got '${v}'`);
+  const n = Number(m[2]);
+  if (!/^\d+$/.test(m[2].trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`symbolic dimension '${m[1]}' must be a positive integer, got '${m[2]}'`);
+  if (Object.prototype.hasOwnProperty.call(acc, m[1]))
+    throw new InvalidArgumentError(`symbolic dimension '${m[1]}' is set twice`);
+  return { ...acc, [m[1]]: n };
+}
+
 const progress = (m: string): void => {
   process.stderr.write(`[opg zkml] ${m}\n`);
 };
@@ -81,7 +93,7 @@ export function registerZkmlCommands(program: Command): void {
     .description(
       "compile an ONNX model into a proving bundle (circuit, wasm, zkey, verification key, Solidity verifier)",
     )
-    .argument("<model.onnx>", "the ONNX model (static shapes, one input, one output)")
+    .argument("<model.onnx>", "the ONNX model (one input, one output)")
     .requiredOption("--out <dir>", "output bundle directory")
     .option(
       "--scale-bits <n>",
@@ -119,6 +131,12 @@ export function registerZkmlCommands(program: Command): void {
     )
     .option("--contract-name <name>", "Solidity verifier contract name")
     .option("--no-setup", "stop after compiling the circuit (no zkey, no verifier)")
+    .option(
+      "--dim <name=N>",
+      "bind the input's symbolic dimension <name> (e.g. a dynamic batch axis) to N; repeatable; " +
+        "each one not given is bound to 1",
+      parseDim,
+    )
     .action(async (model: string, o) => {
       await guarded(async () => {
         if (!["inline", "commitment", "auto"].includes(o.inputMode)) {
@@ -138,6 +156,7 @@ export function registerZkmlCommands(program: Command): void {
           ptau: o.ptau,
           contractName: o.contractName,
           skipSetup: !o.setup,
+          dims: o.dim,
           log: progress,
         });
         const l = m.publicSignals;

@@ -1,5 +1,5 @@
 import { fail } from "../errors";
-import { ConstTensor, OnnxGraph, OnnxNode, nodeLabel } from "../onnx/graph";
+import { ConstTensor, OnnxGraph, OnnxNode, ValueInfo, nodeLabel } from "../onnx/graph";
 import { numel } from "./shapes";
 import { LinCombOp, LinTerm, QOp, QProgram, QTensor } from "./program";
 import { DynValue, LoweringContext, Value, kernelFor, SUPPORTED_OPS } from "./ops";
@@ -17,6 +17,11 @@ export interface QuantizeOptions {
   activationBits: number;
   /** Signed width each input value is range-checked to. */
   inputBits: number;
+  /**
+   * Values for the graph input's named symbolic dimensions (ONNX dim_param, e.g. a dynamic 'batch'); each
+   * one not given, and each unnamed unknown dimension, is bound to 1 (see bindSymbolicDims).
+   */
+  dims?: Record<string, number>;
 }
 
 export const DEFAULT_QUANTIZE: QuantizeOptions = { scaleBits: 8, activationBits: 24, inputBits: 16 };
@@ -220,18 +225,10 @@ class Lowering implements LoweringContext {
     }
     const inp = dynInputs[0];
     if (!inp.dims) fail("DYNAMIC_SHAPE", `input '${inp.name}' has no shape in the model`);
-    inp.dims.forEach((d, i) => {
-      if (typeof d !== "number") {
-        fail(
-          "DYNAMIC_SHAPE",
-          `input '${inp.name}' dimension ${i} is dynamic (${d === null ? "unknown" : `'${d}'`}); ` +
-            `re-export the model with a fixed shape (e.g. batch size 1)`,
-        );
-      }
-    });
     if (inp.elemType !== 1 && inp.elemType !== 11) {
       fail("UNSUPPORTED_OP", `input '${inp.name}' must be float32 or float64`);
     }
+    // quantizeGraph bound every symbolic dimension (bindSymbolicDims): the shape is all numbers here.
     const inShape = inp.dims as number[];
     const inputTensor = this.newTensor(inShape, 1, 1n << BigInt(this.opts.inputBits - 1));
     this.env.set(inp.name, { kind: "dyn", id: inputTensor.id, shape: inShape });
@@ -364,7 +361,84 @@ export function fuseRescaleRelus(ops: QOp[], outputTensor: number): void {
   ops.length = 0;
   ops.push(...kept);
 }
-/** Lowers an ONNX graph to the quantized program the circuit and the executor share. */
+/** One symbolic dimension of a graph input, and the value it was bound to at compile time. */
+export interface BoundDim {
+  /** The dim_param name, or null for an unnamed unknown dimension. */
+  name: string | null;
+  input: string;
+  axis: number;
+  value: number;
+  /** True when the caller set the value (`dims` / --dim), false when it is the default 1. */
+  explicit: boolean;
+}
+
+/** The names of the symbolic (dim_param) dimensions of a graph's inputs, each once, in order. */
+export function symbolicDimNames(graph: OnnxGraph): string[] {
+  const names: string[] = [];
+  for (const inp of graph.inputs)
+    for (const d of inp.dims ?? [])
+      if (typeof d === "string" && d !== "" && !names.includes(d)) names.push(d);
+  return names;
+}
+
+/**
+ * Binds the symbolic dimensions of the graph's inputs to numbers: a named one to `dims[name]`, or 1; an
+ * unnamed unknown one to 1. The outputs' are bound the same way (the lowering infers output shapes and does
+ * not read them), so the bound graph has no symbolic dimension left. The bound shapes then flow
+ * through the lowering, so the shape subgraphs exporters emit for a dynamic batch (Shape -> Gather ->
+ * Unsqueeze -> Concat -> Reshape) fold to constants. Returns a copy of the graph and what it bound.
+ */
+export function bindSymbolicDims(
+  graph: OnnxGraph,
+  dims: Record<string, number> = {},
+): { graph: OnnxGraph; bound: BoundDim[] } {
+  const known = symbolicDimNames(graph);
+  for (const [name, value] of Object.entries(dims)) {
+    if (!known.includes(name)) {
+      fail(
+        "BAD_INPUT",
+        `the model has no symbolic dimension '${name}'; ` +
+          (known.length
+            ? `its symbolic dimensions are ${known.map((k) => `'${k}'`).join(", ")}`
+            : "its inputs have no named symbolic dimensions"),
+      );
+    }
+    if (!Number.isSafeInteger(value) || value < 1) {
+      fail("BAD_INPUT", `symbolic dimension '${name}' must be bound to a positive integer, got ${value}`);
+    }
+  }
+  const bound: BoundDim[] = [];
+  const bind = (v: ValueInfo, record: boolean): ValueInfo => {
+    if (!v.dims) return v;
+    return {
+      ...v,
+      dims: v.dims.map((d, axis) => {
+        if (typeof d === "number") return d;
+        const name = typeof d === "string" && d !== "" ? d : null;
+        const explicit = name !== null && Object.prototype.hasOwnProperty.call(dims, name);
+        const value = explicit ? dims[name as string] : 1;
+        if (record) bound.push({ name, input: v.name, axis, value, explicit });
+        return value;
+      }),
+    };
+  };
+  const inputs = graph.inputs.map((v) => bind(v, true));
+  const outputs = graph.outputs.map((v) => bind(v, false));
+  return { graph: { ...graph, inputs, outputs }, bound };
+}
+
+/** The compile log's line for one bound dimension. */
+export function describeBoundDim(b: BoundDim): string {
+  return b.name === null
+    ? `bound unnamed dynamic dimension ${b.axis} of input '${b.input}' to ${b.value}`
+    : `bound symbolic dimension '${b.name}' of input '${b.input}' to ${b.value}` +
+        (b.explicit ? "" : ` (set with --dim ${b.name}=N)`);
+}
+
+/**
+ * Lowers an ONNX graph to the quantized program the circuit and the executor share. Symbolic input
+ * dimensions are bound first (opts.dims, else 1): see bindSymbolicDims.
+ */
 export function quantizeGraph(graph: OnnxGraph, opts: Partial<QuantizeOptions> = {}): QProgram {
   const o = { ...DEFAULT_QUANTIZE, ...opts };
   if (!Number.isInteger(o.scaleBits) || o.scaleBits < 1 || o.scaleBits > 32) {
@@ -376,5 +450,5 @@ export function quantizeGraph(graph: OnnxGraph, opts: Partial<QuantizeOptions> =
   if (!Number.isInteger(o.inputBits) || o.inputBits < 2 || o.inputBits > 64) {
     fail("BAD_INPUT", `input bits must be an integer in [2, 64], got ${o.inputBits}`);
   }
-  return new Lowering(graph, o).run();
+  return new Lowering(bindSymbolicDims(graph, o.dims).graph, o).run();
 }
