@@ -277,6 +277,24 @@ describe("InferenceConsumer", function () {
         .withArgs(submitted.taskId);
     });
 
+    it("nobody but the owner moves the dapp's credits, and whoever closes an expired request gains nothing", async function () {
+      const f = await loadFixture(lenderFixture);
+      await expect(f.lender.connect(f.stranger).withdrawCredits(f.stranger.address))
+        .to.be.revertedWithCustomError(f.lender, "OwnableUnauthorizedAccount")
+        .withArgs(f.stranger.address);
+      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      await time.increaseTo(BigInt(submitted.task.deadline) + 1n);
+      const strangerBefore = await f.token.balanceOf(f.stranger.address);
+      const strangerCredits = await f.tasks.creditsOf(f.stranger.address);
+      const lenderBefore = await f.token.balanceOf(f.lenderAddress);
+      await f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task);
+      // The whole fee goes back to the requester (the dapp); the caller gets neither OPG nor credits.
+      expect(await f.token.balanceOf(f.stranger.address)).to.equal(strangerBefore);
+      expect(await f.tasks.creditsOf(f.stranger.address)).to.equal(strangerCredits);
+      expect(await f.token.balanceOf(f.lenderAddress)).to.equal(lenderBefore + MODEL_FEE);
+      expect(await f.tasks.creditsOf(f.lenderAddress)).to.equal(MODEL_FEE * 9n);
+    });
+
     it("expireTask also closes a task someone already expired in the registry (e.g. opg task refund)", async function () {
       const f = await loadFixture(lenderFixture);
       const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);

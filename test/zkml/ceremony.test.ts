@@ -3,7 +3,6 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { Command } from "commander";
 import * as snarkjs from "snarkjs";
 import {
   BundleManifest,
@@ -20,10 +19,9 @@ import {
   readZkeyContributions,
   verifyBundle,
 } from "../../zkml";
-import { registerZkmlCommands } from "../../zkml/cli";
 import { mlpSpec } from "../../zkml/onnx/builder";
 import { cacheDir } from "../../zkml/prover/paths";
-import { tmpDir, writeModel } from "./helpers";
+import { opgHere, tmpDir, writeModel } from "./helpers";
 
 const ROOT = path.join(__dirname, "..", "..");
 const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -34,28 +32,6 @@ function opg(args: string[]): { status: number | null; stdout: string; stderr: s
     encoding: "utf8",
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/**
- * Runs `opg zkml ...` in this process (starting the CLI costs seconds of ts-node per run): the same
- * command code, with stdout, stderr and the exit code captured.
- */
-async function opgHere(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const program = new Command().exitOverride();
-  registerZkmlCommands(program);
-  const out: string[] = [];
-  const err: string[] = [];
-  const [write, writeErr] = [process.stdout.write, process.stderr.write];
-  process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } finally {
-    [process.stdout.write, process.stderr.write] = [write, writeErr];
-  }
-  const status = Number(process.exitCode ?? 0);
-  process.exitCode = undefined;
-  return { status, stdout: out.join(""), stderr: err.join("") };
 }
 
 async function rejection(p: Promise<unknown>): Promise<ZkmlError> {

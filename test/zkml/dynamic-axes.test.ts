@@ -1,7 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { Command, CommanderError } from "commander";
 import {
   ZkmlError,
   executeQuantized,
@@ -13,11 +12,10 @@ import {
   quantizeGraph,
   referenceSession,
 } from "../../zkml";
-import { registerZkmlCommands } from "../../zkml/cli";
 import { buildOnnx, mlpSpec } from "../../zkml/onnx/builder";
 import { executeWithErrorBound } from "../../zkml/quant/error-bound";
 import { bindSymbolicDims } from "../../zkml/quant/quantize";
-import { FIXTURES, argmax, compileNoSetup, publicOf, tmpDir, witnessFor } from "./helpers";
+import { FIXTURES, argmax, compileNoSetup, opgHere, publicOf, tmpDir, witnessFor } from "./helpers";
 
 /**
  * A model exported by PyTorch with the default dynamic batch axis (scripts/fixtures/make_dynamic_batch.py:
@@ -34,30 +32,6 @@ const data = JSON.parse(fs.readFileSync(path.join(FIXTURES, "digits_dyn_cnn_test
 
 function flat(x: unknown): number[] {
   return (x as unknown[]).flat(Infinity) as number[];
-}
-
-/** Runs `opg zkml ...` in this process, capturing stdout, stderr and the exit code (see ceremony.test). */
-async function opgHere(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const program = new Command().exitOverride();
-  registerZkmlCommands(program);
-  const out: string[] = [];
-  const err: string[] = [];
-  const [write, writeErr] = [process.stdout.write, process.stderr.write];
-  process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
-  let status: number;
-  try {
-    await program.parseAsync(args, { from: "user" });
-    status = Number(process.exitCode ?? 0);
-  } catch (e) {
-    // an option's parser refused its argument: commander has printed why and would exit
-    if (!(e instanceof CommanderError)) throw e;
-    status = e.exitCode;
-  } finally {
-    [process.stdout.write, process.stderr.write] = [write, writeErr];
-    process.exitCode = undefined;
-  }
-  return { status, stdout: out.join(""), stderr: err.join("") };
 }
 
 function zkmlError(f: () => unknown, code: string, message: RegExp): void {

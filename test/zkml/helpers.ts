@@ -1,9 +1,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { Command, CommanderError } from "commander";
 import * as snarkjs from "snarkjs";
 import { compileModel, loadProgram, releaseProver, toField, witnessInput } from "../../zkml";
 import type { BundleManifest, CompileOptions, QProgram } from "../../zkml";
+import { registerZkmlCommands } from "../../zkml/cli";
 import { compileCircom } from "../../zkml/prover/circom";
 import { buildOnnx, ModelSpec } from "../../zkml/onnx/builder";
 
@@ -148,4 +150,31 @@ export function argmax(a: readonly number[]): number {
   let best = 0;
   for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
   return best;
+}
+
+/**
+ * Runs `opg zkml ...` in this process (a child process would pay the CLI start per run): the same command
+ * code, with stdout, stderr and the exit code captured; a flag its parser refuses gives commander's code.
+ */
+export async function opgHere(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const program = new Command().exitOverride();
+  registerZkmlCommands(program);
+  const out: string[] = [];
+  const err: string[] = [];
+  const [write, writeErr] = [process.stdout.write, process.stderr.write];
+  process.stdout.write = ((chunk: string) => out.push(String(chunk)) > 0) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => err.push(String(chunk)) > 0) as typeof process.stderr.write;
+  let status: number;
+  try {
+    await program.parseAsync(args, { from: "user" });
+    status = Number(process.exitCode ?? 0);
+  } catch (e) {
+    // an option's parser refused its argument: commander has printed why and would exit
+    if (!(e instanceof CommanderError)) throw e;
+    status = e.exitCode;
+  } finally {
+    [process.stdout.write, process.stderr.write] = [write, writeErr];
+    process.exitCode = undefined;
+  }
+  return { status, stdout: out.join(""), stderr: err.join("") };
 }
