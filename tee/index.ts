@@ -2,3 +2,4 @@
 export * from "./nitro";
 export { CborError, CborTag, decodeCbor, encodeCbor } from "./cbor";
 export type { CborKey, CborValue } from "./cbor";
+export * from "./measurement";

@@ -85,6 +85,8 @@ interface IModelRegistry {
     event ModelRoyaltyReceiverUpdated(uint256 indexed modelId, address royaltyReceiver);
     /// @notice `modelId` was activated or deactivated.
     event ModelActiveSet(uint256 indexed modelId, bool active);
+    /// @notice Optimistic tasks of `modelId` submitted from now on need `quorum` attestations to become final.
+    event ModelAttestationQuorumSet(uint256 indexed modelId, uint8 quorum);
     /// @notice Ownership of `modelId` moved to `newOwner`.
     event ModelOwnershipTransferred(
         uint256 indexed modelId,
@@ -113,6 +115,8 @@ interface IModelRegistry {
     error ModelRegistryInvalidLayout(uint16 inputWords, uint16 outputWords, uint8 packBits);
     /// @notice A shape is empty, too long, or has a zero dimension.
     error ModelRegistryInvalidShape();
+    /// @notice An attestation quorum must be between 1 and `MAX_ATTESTATION_QUORUM`.
+    error ModelRegistryInvalidQuorum(uint8 quorum);
 
     /// @notice Register a new model (version); the caller becomes its owner.
     /// @param verificationKey With ZK mode: the Groth16 key in `Groth16`'s word order, for exactly
@@ -132,6 +136,14 @@ interface IModelRegistry {
 
     /// @notice Activate or deactivate `modelId` for new tasks (tasks already submitted still settle).
     function setActive(uint256 modelId, bool active) external;
+
+    /// @notice Set how many staked verification nodes must attest to an optimistic result of `modelId`
+    /// before it is final (1 to 16; 1 by default). Frozen into each task at submission.
+    function setAttestationQuorum(uint256 modelId, uint8 quorum) external;
+
+    /// @notice The attestation quorum of `modelId` (1 unless its owner set another); reverts for an unknown
+    /// model.
+    function attestationQuorum(uint256 modelId) external view returns (uint8);
 
     /// @notice Hand `modelId` to `newOwner`.
     function transferModelOwnership(uint256 modelId, address newOwner) external;

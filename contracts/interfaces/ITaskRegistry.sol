@@ -17,7 +17,20 @@ interface ITaskRegistry {
         Open,
         Claimed,
         Verified,
-        Expired
+        Expired,
+        /// Optimistic mode: outputs posted without proof, challenge window running.
+        Pending,
+        /// Optimistic mode: a verification node challenged the posted outputs; the dispute is open.
+        Disputed,
+        /// Optimistic mode: the dispute went against the node (or could not be decided): requester refunded.
+        Rejected
+    }
+
+    /// @notice How a dispute over an optimistic result ended.
+    enum DisputeOutcome {
+        NodeRight,
+        NodeWrong,
+        Undecided
     }
 
     /// @notice What a dapp asks for.
@@ -45,6 +58,9 @@ interface ITaskRegistry {
     /// @param protocolFeeBps Protocol share of the fee, frozen at submission.
     /// @param royaltyBps Model owner's share of the fee, frozen at submission.
     /// @param inputHash keccak256 of the packed input words (abi.encodePacked).
+    /// @param mode The verification mode of this task (one bit of `VerificationModes`).
+    /// @param attestationQuorum Optimistic mode: attestations needed for finality (the model's, frozen).
+    /// @param attesterFeeBps Optimistic mode: the attesters' share of the fee, frozen at submission.
     struct Task {
         address requester;
         uint256 modelId;
@@ -59,6 +75,9 @@ interface ITaskRegistry {
         uint16 royaltyBps;
         bytes32 inputHash;
         bytes32 inputDataHash;
+        uint8 mode;
+        uint8 attestationQuorum;
+        uint16 attesterFeeBps;
     }
 
     /// @notice One result in a `submitResults` batch.
@@ -104,6 +123,37 @@ interface ITaskRegistry {
         uint256 royalty,
         uint256 protocolFee
     );
+    /// @notice Optimistic mode: `node` posted `outputs` for `taskId` without proof; verification nodes may
+    /// attest or challenge until `windowEnd`.
+    event TaskResultPosted(
+        uint256 indexed taskId,
+        address indexed node,
+        uint256[] outputs,
+        uint256 windowEnd
+    );
+    /// @notice `attester`, a staked verification node, attested the posted outputs of `taskId`: it is the
+    /// `count`th attester.
+    event TaskAttested(uint256 indexed taskId, address indexed attester, uint256 count);
+    /// @notice The posted outputs of `taskId` are disputed (see the dispute manager's events).
+    event TaskDisputed(uint256 indexed taskId, address indexed challenger);
+    /// @notice The posted outputs of `taskId` were rejected (`outcome` NodeWrong or Undecided): the requester
+    /// got `refund` back; `slashed` is the node's collateral taken (NodeWrong only).
+    event TaskRejected(
+        uint256 indexed taskId,
+        address indexed requester,
+        uint256 refund,
+        DisputeOutcome outcome
+    );
+    /// @notice Each of `attesters` was paid `share` of the fee of `taskId` when it became final.
+    event AttestersPaid(uint256 indexed taskId, address[] attesters, uint256 share);
+    /// @notice `attester` attested wrong outputs of `taskId` and lost `amount` of its stake.
+    event AttesterSlashed(uint256 indexed taskId, address indexed attester, uint256 amount);
+    /// @notice TEE mode: the result of `taskId` was signed by enclave key `key`.
+    event TaskEnclaveSigned(uint256 indexed taskId, address indexed key);
+    /// @notice Governance set the contracts that judge TEE keys and optimistic disputes.
+    event VerificationModulesSet(address enclaves, address disputes);
+    /// @notice Governance set the optimistic mode's parameters.
+    event OptimisticParametersSet(uint32 challengeWindow, uint16 attesterFeeBps, uint256 attesterSlash);
     /// @notice `taskId` passed its deadline unverified: `refund` returned to the requester.
     event TaskExpired(uint256 indexed taskId, address indexed requester, uint256 refund);
     /// @notice A call to NodeStaking failed (the registry lost its collateral-manager or slasher role, e.g.
@@ -132,8 +182,27 @@ interface ITaskRegistry {
         uint32 maxTaskDuration
     );
 
-    /// @notice The model is deactivated or does not allow ZK verification.
+    /// @notice The model is deactivated or does not allow the requested verification mode.
     error TaskRegistryModelUnavailable(uint256 modelId);
+    /// @notice The mode is not exactly one known verification mode, or not one the model allows.
+    error TaskRegistryModeUnavailable(uint256 modelId, uint8 mode);
+    /// @notice The task was submitted in another verification mode than this call settles.
+    error TaskRegistryWrongMode(uint256 taskId, uint8 mode);
+    /// @notice The enclave signature does not recover to a key of the node in good standing.
+    error TaskRegistryEnclaveKeyRejected(uint256 taskId, address key, uint8 standing);
+    /// @notice The posted outputs or attester list given do not match what the task holds.
+    error TaskRegistryPendingMismatch(uint256 taskId);
+    /// @notice The challenge window of `taskId` is still open (finality) or has closed (attest, challenge).
+    error TaskRegistryWindow(uint256 taskId, uint256 windowEnd, uint256 now_);
+    /// @notice The caller may not attest this task (not an eligible verification node, the task's own node,
+    /// already attested, or the attester list is full).
+    error TaskRegistryCannotAttest(uint256 taskId, address attester);
+    /// @notice Fewer attestations than the task's quorum.
+    error TaskRegistryQuorumNotMet(uint256 taskId, uint256 attestations, uint256 quorum);
+    /// @notice Only the governed dispute manager may call this.
+    error TaskRegistryNotDisputeManager(address caller);
+    /// @notice This verification mode's module is not set.
+    error TaskRegistryModuleNotSet(uint8 mode);
     /// @notice The fee is below the model's fee, or above 2^96.
     error TaskRegistryInvalidFee(uint256 fee, uint256 modelFee);
     /// @notice The deadline is in the past or further than `maxTaskDuration` ahead.
@@ -185,6 +254,10 @@ interface ITaskRegistry {
     /// `deposit`, or earned) when they cover it, else pulled from the caller's wallet (approval needed).
     function submitTask(TaskRequest calldata request) external returns (uint256 taskId);
 
+    /// @notice `submitTask` in a chosen verification mode (`VerificationModes.ZK`, `OPTIMISTIC` or `TEE`), one
+    /// the model allows. `submitTask` picks the strongest the model allows: ZK, else TEE, else optimistic.
+    function submitTaskInMode(TaskRequest calldata request, uint8 mode) external returns (uint256 taskId);
+
     /// @notice `submitTask` with an EIP-2612 permit for the fee instead of a prior approval.
     function submitTaskWithPermit(
         TaskRequest calldata request,
@@ -212,6 +285,78 @@ interface ITaskRegistry {
         uint256[] calldata input,
         uint256[] calldata outputs,
         uint256[8] calldata proof
+    ) external;
+
+    /// @notice TEE mode: submit the claimed task's outputs with the enclave's signature over
+    /// `teeResultDigest(taskId, node, inputHash, outputs)`. Settles at once if the key is the caller's and
+    /// `Active` in the enclave registry.
+    function submitResultTee(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes calldata signature
+    ) external;
+
+    /// @notice Optimistic mode: post the claimed task's outputs without proof. The claim collateral stays
+    /// locked as the node's bond; the challenge window opens.
+    function submitResultOptimistic(uint256 taskId, Task calldata task, uint256[] calldata outputs) external;
+
+    /// @notice Optimistic mode: as an eligible verification node, attest that the posted outputs (whose
+    /// keccak256 of packed words is `outputsHash`) are right. `attesters` is the list so far (from
+    /// `TaskAttested`). An attester is paid a share of the fee at finality and slashed if the outputs are
+    /// proved wrong.
+    function attest(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
+    ) external;
+
+    /// @notice Optimistic mode: after the window, with the task's quorum of attesters, settle the posted
+    /// outputs as verified (fee split with the attesters' share, collateral released, callback). Anyone.
+    function finalizeResult(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
+    ) external;
+
+    /// @notice Optimistic mode: the window closed without the quorum: refund the requester and release the
+    /// node's collateral (nobody showed it wrong, so it is not slashed). Anyone.
+    function expireUnattested(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
+    ) external;
+
+    /// @notice Dispute manager only: freeze the posted outputs of `taskId` under a challenge (within the window).
+    function openDispute(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        address challenger
+    ) external returns (address node);
+
+    /// @notice Dispute manager only: the disputed outputs were right: settle them as verified.
+    function acceptDisputed(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
+    ) external;
+
+    /// @notice Dispute manager only: reject the disputed outputs and refund the requester. NodeWrong slashes the
+    /// node's collateral and each attester's `attesterSlash` (the governed beneficiary share to
+    /// `challenger`); Undecided slashes nobody and releases the node's collateral.
+    function rejectDisputed(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        DisputeOutcome outcome,
+        address challenger
     ) external;
 
     /// @notice Several `submitResult`s in one transaction. All or nothing.
@@ -259,6 +404,18 @@ interface ITaskRegistry {
 
     /// @notice The binding public signal a proof for `taskId` by `node` must carry.
     function taskBinding(uint256 taskId, address node) external view returns (uint256);
+
+    /// @notice What a TEE enclave signs for `taskId` settled by `node`.
+    function teeResultDigest(
+        uint256 taskId,
+        address node,
+        bytes32 inputHash,
+        uint256[] calldata outputs
+    ) external view returns (bytes32);
+
+    /// @notice Optimistic mode: the node that posted outputs for `taskId` and when its challenge window ends
+    /// (or, while disputed, when it ended).
+    function pendingOf(uint256 taskId) external view returns (address node, uint256 windowEnd);
 
     /// @notice The commitment of `task` as stored at submission.
     function hashTask(Task calldata task) external pure returns (bytes32);

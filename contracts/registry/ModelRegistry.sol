@@ -20,6 +20,9 @@ contract ModelRegistry is IModelRegistry {
     uint8 public constant MAX_PACK_BITS = 126;
     /// @notice Narrowest packed value: a sign bit and one magnitude bit.
     uint8 public constant MIN_PACK_BITS = 2;
+    /// @notice Most attestations a model may require before an optimistic result is final (the task
+    /// registry accepts at most this many attesters per task).
+    uint8 public constant MAX_ATTESTATION_QUORUM = 16;
     /// @notice Most values a shape may hold: inline input counts are stored in 24 bits.
     uint256 private constant _MAX_VALUES = type(uint24).max;
 
@@ -27,6 +30,7 @@ contract ModelRegistry is IModelRegistry {
         TaskTerms terms; // two slots, read together by the task registry
         address owner;
         uint8 scaleBits;
+        uint8 attestationQuorum; // zero means the default, 1
         bytes32 onnxHash;
         bytes32 verificationKeyHash;
         bytes32 bundleHash;
@@ -113,6 +117,19 @@ contract ModelRegistry is IModelRegistry {
         if (newOwner == address(0)) revert ModelRegistryInvalidAddress(newOwner);
         _models[modelId].owner = newOwner;
         emit ModelOwnershipTransferred(modelId, msg.sender, newOwner);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function setAttestationQuorum(uint256 modelId, uint8 quorum) external onlyModelOwner(modelId) {
+        if (quorum == 0 || quorum > MAX_ATTESTATION_QUORUM) revert ModelRegistryInvalidQuorum(quorum);
+        _models[modelId].attestationQuorum = quorum;
+        emit ModelAttestationQuorumSet(modelId, quorum);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function attestationQuorum(uint256 modelId) external view returns (uint8) {
+        uint8 quorum = _stored(modelId).attestationQuorum;
+        return quorum == 0 ? 1 : quorum;
     }
 
     /// @inheritdoc IModelRegistry

@@ -10,6 +10,7 @@ import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
 import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {INodeStaking} from "../interfaces/INodeStaking.sol";
 import {IInferenceCallback} from "../interfaces/IInferenceCallback.sol";
+import {IEnclaveRegistry} from "../interfaces/IEnclaveRegistry.sol";
 import {PublicSignals} from "../libraries/PublicSignals.sol";
 import {Groth16} from "../libraries/Groth16.sol";
 import {VerificationModes} from "../libraries/VerificationModes.sol";
@@ -43,6 +44,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     uint256 public constant SLASH_GAS_FLOOR = 200_000;
     bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
     bytes32 public constant SLASH_REASON_TASK_EXPIRED = keccak256("opg.task.expired");
+    bytes32 public constant SLASH_REASON_WRONG_RESULT = keccak256("opg.task.wrong-result");
+    bytes32 public constant SLASH_REASON_WRONG_ATTESTATION = keccak256("opg.task.wrong-attestation");
+    /// @notice Domain tag of what a TEE enclave signs (see `teeResultDigest`).
+    bytes32 public constant TEE_RESULT_TYPEHASH = keccak256("opg.task.tee-result");
+    /// @notice Most attesters an optimistic task takes (the model registry caps quorums at this).
+    uint256 public constant MAX_ATTESTERS = 16;
 
     /// @dev Per task, two words. `word` is the commitment `hashTask(task)` while the task is open or claimed,
     /// and the first output word once it is verified. `aux` is the claim collateral (in COLLATERAL_UNIT)
@@ -86,7 +93,21 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     IModelRegistry public immutable models;
     INodeStaking public immutable staking;
 
+    /// @dev The optimistic and TEE modes' governed parameters and modules: one word each.
+    struct ModeConfig {
+        address disputes;
+        uint32 challengeWindow;
+        uint16 attesterFeeBps;
+    }
+
+    struct TeeConfig {
+        IEnclaveRegistry enclaves;
+        uint64 attesterSlashUnits;
+    }
+
     SubmitConfig private _submitConfig;
+    ModeConfig private _modeConfig;
+    TeeConfig private _teeConfig;
     address private _treasury;
     mapping(uint256 taskId => TaskRecord record) private _tasks;
     mapping(uint256 taskId => mapping(uint256 index => uint256 word)) private _extraOutputs;
@@ -105,13 +126,30 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         _setTreasury(treasury_);
         _setFeeShares(1000, 1000);
         _setTaskParameters(10 minutes, 100 ether, 500_000, 7 days);
+        _setOptimisticParameters(10 minutes, 1000, 100 ether);
+    }
+
+    modifier onlyDisputes() {
+        if (msg.sender != _modeConfig.disputes || msg.sender == address(0)) {
+            revert TaskRegistryNotDisputeManager(msg.sender);
+        }
+        _;
     }
 
     // ---------------------------------------------------------------- requesters
 
     /// @inheritdoc ITaskRegistry
     function submitTask(TaskRequest calldata request) external nonReentrant returns (uint256 taskId) {
-        taskId = _submit(request);
+        taskId = _submit(request, 0);
+        _collectFee(request.fee);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function submitTaskInMode(
+        TaskRequest calldata request,
+        uint8 mode
+    ) external nonReentrant returns (uint256 taskId) {
+        taskId = _submit(request, mode);
         _collectFee(request.fee);
     }
 
@@ -136,7 +174,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
                 s
             )
         {} catch {}
-        taskId = _submit(request);
+        taskId = _submit(request, 0);
         _collectFee(request.fee);
     }
 
@@ -149,7 +187,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         taskIds = new uint256[](requests.length);
         uint256 total;
         for (uint256 i = 0; i < requests.length; ++i) {
-            taskIds[i] = _submit(requests[i]);
+            taskIds[i] = _submit(requests[i], 0);
             total += requests[i].fee;
         }
         _collectFee(total);
@@ -178,7 +216,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         record.status = TaskStatus.Expired;
         record.aux = 0;
         emit TaskExpired(taskId, task.requester, task.fee);
-        if (status == TaskStatus.Claimed) _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED);
+        if (status == TaskStatus.Claimed) {
+            _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED, address(0));
+        }
         token.safeTransfer(task.requester, task.fee);
     }
 
@@ -206,7 +246,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
                 taskId,
                 record.node,
                 uint256(record.aux) * COLLATERAL_UNIT,
-                SLASH_REASON_CLAIM_ABANDONED
+                SLASH_REASON_CLAIM_ABANDONED,
+                address(0)
             );
         }
 
@@ -280,6 +321,189 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         token.safeTransfer(_treasury, amount);
     }
 
+    // ---------------------------------------------------------------- TEE mode
+
+    /// @inheritdoc ITaskRegistry
+    function submitResultTee(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes calldata signature
+    ) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkClaimedResult(taskId, record, task, outputs, VerificationModes.TEE);
+        address node = record.node;
+        IEnclaveRegistry enclaves = _teeConfig.enclaves;
+        if (address(enclaves) == address(0)) revert TaskRegistryModuleNotSet(VerificationModes.TEE);
+        (address key, address keyNode, IEnclaveRegistry.KeyStanding standing) = enclaves.signerStatus(
+            teeResultDigest(taskId, node, task.inputHash, outputs),
+            signature
+        );
+        if (keyNode != node || standing != IEnclaveRegistry.KeyStanding.Active) {
+            revert TaskRegistryEnclaveKeyRejected(taskId, key, uint8(standing));
+        }
+        emit TaskEnclaveSigned(taskId, key);
+        uint256 collateralUnits = _recordResult(taskId, record, outputs);
+        _splitFee(taskId, node, task, collateralUnits, outputs, new address[](0));
+        _runCallback(taskId, task, outputs);
+    }
+
+    // ---------------------------------------------------------------- optimistic mode
+
+    /// @inheritdoc ITaskRegistry
+    function submitResultOptimistic(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs
+    ) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkClaimedResult(taskId, record, task, outputs, VerificationModes.OPTIMISTIC);
+        uint256 windowEnd = block.timestamp + _modeConfig.challengeWindow;
+        record.word = _pendingWord(record.word, keccak256(abi.encodePacked(outputs)), new address[](0));
+        // Safe cast: now + a 32-bit window stays far below 2^32 s for decades.
+        record.time = uint32(windowEnd);
+        record.status = TaskStatus.Pending;
+        emit TaskResultPosted(taskId, msg.sender, outputs, windowEnd);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function attest(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
+    ) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
+        if (block.timestamp > record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
+        uint256 count = attesters.length;
+        bool allowed = count < MAX_ATTESTERS && msg.sender != record.node;
+        for (uint256 i = 0; allowed && i < count; ++i) allowed = attesters[i] != msg.sender;
+        if (!allowed || !staking.isEligible(msg.sender, INodeStaking.Role.Verification)) {
+            revert TaskRegistryCannotAttest(taskId, msg.sender);
+        }
+        address[] memory next = new address[](count + 1);
+        for (uint256 i = 0; i < count; ++i) next[i] = attesters[i];
+        next[count] = msg.sender;
+        record.word = _pendingWord(keccak256(abi.encode(task)), outputsHash, next);
+        emit TaskAttested(taskId, msg.sender, count + 1);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function finalizeResult(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
+    ) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(
+            taskId,
+            record,
+            task,
+            keccak256(abi.encodePacked(outputs)),
+            attesters,
+            TaskStatus.Pending
+        );
+        if (block.timestamp <= record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
+        uint256 quorum = task.attestationQuorum;
+        if (attesters.length < quorum) revert TaskRegistryQuorumNotMet(taskId, attesters.length, quorum);
+        _acceptPending(taskId, record, task, outputs, attesters);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function expireUnattested(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
+    ) external nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
+        if (block.timestamp <= record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
+        uint256 quorum = task.attestationQuorum;
+        if (attesters.length >= quorum) revert TaskRegistryWrongStatus(taskId, TaskStatus.Pending);
+        record.status = TaskStatus.Expired;
+        _releasePendingCollateral(record);
+        emit TaskExpired(taskId, task.requester, task.fee);
+        token.safeTransfer(task.requester, task.fee);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function openDispute(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        address challenger
+    ) external onlyDisputes nonReentrant returns (address node) {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
+        if (block.timestamp > record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
+        record.status = TaskStatus.Disputed;
+        emit TaskDisputed(taskId, challenger);
+        return record.node;
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function acceptDisputed(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
+    ) external onlyDisputes nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(
+            taskId,
+            record,
+            task,
+            keccak256(abi.encodePacked(outputs)),
+            attesters,
+            TaskStatus.Disputed
+        );
+        _acceptPending(taskId, record, task, outputs, attesters);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function rejectDisputed(
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        DisputeOutcome outcome,
+        address challenger
+    ) external onlyDisputes nonReentrant {
+        TaskRecord storage record = _tasks[taskId];
+        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Disputed);
+        if (outcome == DisputeOutcome.NodeRight) revert TaskRegistryInvalidParameter();
+        record.status = TaskStatus.Rejected;
+        emit TaskRejected(taskId, task.requester, task.fee, outcome);
+        if (outcome == DisputeOutcome.NodeWrong) {
+            uint256 collateral = uint256(record.aux) * COLLATERAL_UNIT;
+            record.aux = 0;
+            _slashClaim(taskId, record.node, collateral, SLASH_REASON_WRONG_RESULT, challenger);
+            uint256 attesterSlash = uint256(_teeConfig.attesterSlashUnits) * COLLATERAL_UNIT;
+            if (attesterSlash != 0) {
+                for (uint256 i = 0; i < attesters.length; ++i) {
+                    emit AttesterSlashed(taskId, attesters[i], attesterSlash);
+                    try
+                        staking.slash(attesters[i], attesterSlash, SLASH_REASON_WRONG_ATTESTATION, challenger)
+                    {} catch {
+                        emit StakingCallFailed(
+                            taskId,
+                            attesters[i],
+                            attesterSlash,
+                            INodeStaking.slash.selector
+                        );
+                    }
+                }
+            }
+        } else {
+            _releasePendingCollateral(record);
+        }
+        token.safeTransfer(task.requester, task.fee);
+    }
+
     // ---------------------------------------------------------------- views
 
     /// @inheritdoc ITaskRegistry
@@ -323,6 +547,56 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc ITaskRegistry
     function taskBinding(uint256 taskId, address node) public view returns (uint256) {
         return PublicSignals.taskBinding(block.chainid, address(this), taskId, node);
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function teeResultDigest(
+        uint256 taskId,
+        address node,
+        bytes32 inputHash,
+        uint256[] calldata outputs
+    ) public view returns (bytes32) {
+        return
+            keccak256(
+                abi.encode(
+                    TEE_RESULT_TYPEHASH,
+                    taskBinding(taskId, node),
+                    inputHash,
+                    keccak256(abi.encodePacked(outputs))
+                )
+            );
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function pendingOf(uint256 taskId) external view returns (address node, uint256 windowEnd) {
+        TaskRecord storage record = _tasks[taskId];
+        if (record.status != TaskStatus.Pending && record.status != TaskStatus.Disputed)
+            return (address(0), 0);
+        return (record.node, record.time);
+    }
+
+    /// @notice The optimistic and TEE modes' settings: dispute manager, enclave registry, challenge window
+    /// (s), attesters' fee share (bps), stake slashed from each attester of a result proved wrong.
+    function modeParameters()
+        external
+        view
+        returns (
+            address disputes,
+            address enclaves,
+            uint32 challengeWindow,
+            uint16 attesterFeeBps,
+            uint256 attesterSlash
+        )
+    {
+        ModeConfig memory m = _modeConfig;
+        TeeConfig memory t = _teeConfig;
+        return (
+            m.disputes,
+            address(t.enclaves),
+            m.challengeWindow,
+            m.attesterFeeBps,
+            uint256(t.attesterSlashUnits) * COLLATERAL_UNIT
+        );
     }
 
     /// @inheritdoc ITaskRegistry
@@ -386,12 +660,87 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         _setTaskParameters(claimWindow, claimCollateral, maxCallbackGasLimit, maxTaskDuration);
     }
 
+    /// @notice Set the contracts that judge enclave keys (TEE mode) and optimistic disputes. The dispute
+    /// manager needs the slasher role on NodeStaking too (for voters it slashes).
+    function setVerificationModules(address enclaves, address disputes) external onlyOwner {
+        _teeConfig.enclaves = IEnclaveRegistry(enclaves);
+        _modeConfig.disputes = disputes;
+        emit VerificationModulesSet(enclaves, disputes);
+    }
+
+    /// @notice Set the optimistic mode's challenge window (s), the attesters' share of each fee (bps; with the
+    /// protocol's and the model owner's at most 100%) and the stake slashed from each attester of outputs
+    /// proved wrong (a multiple of COLLATERAL_UNIT).
+    function setOptimisticParameters(
+        uint32 challengeWindow,
+        uint16 attesterFeeBps,
+        uint256 attesterSlash
+    ) external onlyOwner {
+        _setOptimisticParameters(challengeWindow, attesterFeeBps, attesterSlash);
+    }
+
     // ---------------------------------------------------------------- internals
 
-    function _submit(TaskRequest calldata request) private returns (uint256 taskId) {
+    /// @dev Settles pending outputs as verified: stores them, pays the fee with the attesters' share, runs
+    /// the callback.
+    function _acceptPending(
+        uint256 taskId,
+        TaskRecord storage record,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
+    ) private {
+        address node = record.node;
+        uint256 collateralUnits = _recordResult(taskId, record, outputs);
+        _splitFee(taskId, node, task, collateralUnits, outputs, attesters);
+        _runCallback(taskId, task, outputs);
+    }
+
+    /// @dev The node's claim collateral goes back to its free stake with its next claim or
+    /// `releaseCollateral`, as after a verified result.
+    function _releasePendingCollateral(TaskRecord storage record) private {
+        Account storage account = _accounts[record.node];
+        account.releasableCollateralUnits += uint64(record.aux);
+        account.touched = true;
+        record.aux = 0;
+    }
+
+    function _setOptimisticParameters(
+        uint32 challengeWindow,
+        uint16 attesterFeeBps,
+        uint256 attesterSlash
+    ) private {
+        SubmitConfig memory c = _submitConfig;
+        bool ok =
+            challengeWindow != 0 &&
+                challengeWindow <= 30 days &&
+                uint256(c.protocolFeeBps) + c.royaltyBps + attesterFeeBps <= _BPS &&
+                attesterSlash % COLLATERAL_UNIT == 0 &&
+                attesterSlash / COLLATERAL_UNIT <= type(uint64).max;
+        if (!ok) revert TaskRegistryInvalidParameter();
+        _modeConfig.challengeWindow = challengeWindow;
+        _modeConfig.attesterFeeBps = attesterFeeBps;
+        _teeConfig.attesterSlashUnits = uint64(attesterSlash / COLLATERAL_UNIT);
+        emit OptimisticParametersSet(challengeWindow, attesterFeeBps, attesterSlash);
+    }
+
+    function _submit(TaskRequest calldata request, uint8 mode) private returns (uint256 taskId) {
         IModelRegistry.TaskTerms memory terms = models.taskTerms(request.modelId);
-        if (!terms.active || terms.verificationModes & VerificationModes.ZK == 0) {
-            revert TaskRegistryModelUnavailable(request.modelId);
+        if (!terms.active) revert TaskRegistryModelUnavailable(request.modelId);
+        uint8 allowed = terms.verificationModes;
+        if (mode == 0) {
+            // The strongest mode the model allows: a proof, else an enclave signature, else attestations.
+            mode =
+                allowed & VerificationModes.ZK != 0
+                    ? VerificationModes.ZK
+                    : (
+                        allowed & VerificationModes.TEE != 0
+                            ? VerificationModes.TEE
+                            : VerificationModes.OPTIMISTIC
+                    );
+        }
+        if (mode & allowed == 0 || (mode & (mode - 1)) != 0) {
+            revert TaskRegistryModeUnavailable(request.modelId, mode);
         }
         if (request.fee < terms.fee || request.fee > type(uint96).max) {
             revert TaskRegistryInvalidFee(request.fee, terms.fee);
@@ -425,8 +774,15 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             protocolFeeBps: config.protocolFeeBps,
             royaltyBps: config.royaltyBps,
             inputHash: keccak256(abi.encodePacked(request.input)),
-            inputDataHash: request.inputDataHash
+            inputDataHash: request.inputDataHash,
+            mode: mode,
+            attestationQuorum: 0,
+            attesterFeeBps: 0
         });
+        if (mode == VerificationModes.OPTIMISTIC) {
+            task.attestationQuorum = models.attestationQuorum(request.modelId);
+            task.attesterFeeBps = _modeConfig.attesterFeeBps;
+        }
         taskId = ++_submitConfig.taskCount;
         _tasks[taskId].word = keccak256(abi.encode(task));
         emit TaskSubmitted(taskId, request.modelId, msg.sender, task, request.input);
@@ -481,24 +837,65 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint256[8] calldata proof
     ) private {
         TaskRecord storage record = _tasks[taskId];
-        TaskStatus status = _statusOf(record);
-        if (status != TaskStatus.Claimed) revert TaskRegistryWrongStatus(taskId, status);
-        _checkCommitment(taskId, record, task);
+        _checkClaimedResult(taskId, record, task, outputs, VerificationModes.ZK);
         address node = record.node;
-        if (msg.sender != node) revert TaskRegistryNotClaimer(taskId, msg.sender, node);
-        if (block.timestamp > record.time)
-            revert TaskRegistryClaimExpired(taskId, record.time, block.timestamp);
         if (keccak256(abi.encodePacked(input)) != task.inputHash) revert TaskRegistryTaskMismatch(taskId);
-        if (outputs.length != task.outputWords) {
-            revert TaskRegistryInvalidOutputs(taskId, outputs.length, task.outputWords);
-        }
-
         if (!Groth16.verify(task.verificationKey, proof, _publicSignals(taskId, node, input, outputs))) {
             revert TaskRegistryInvalidProof(taskId);
         }
 
         uint256 collateralUnits = _recordResult(taskId, record, outputs);
-        _splitFee(taskId, node, task, collateralUnits, outputs);
+        _splitFee(taskId, node, task, collateralUnits, outputs, new address[](0));
+    }
+
+    /// @dev Checks shared by the non-ZK result paths: the caller holds a live claim on the task in `mode`,
+    /// and the outputs have the model's word count, each a field element (so a ZK-backed dispute can prove
+    /// them, and every word decodes one way).
+    function _checkClaimedResult(
+        uint256 taskId,
+        TaskRecord storage record,
+        Task calldata task,
+        uint256[] calldata outputs,
+        uint8 mode
+    ) private view {
+        TaskStatus status = _statusOf(record);
+        if (status != TaskStatus.Claimed) revert TaskRegistryWrongStatus(taskId, status);
+        _checkCommitment(taskId, record, task);
+        if (task.mode != mode) revert TaskRegistryWrongMode(taskId, task.mode);
+        if (msg.sender != record.node) revert TaskRegistryNotClaimer(taskId, msg.sender, record.node);
+        if (block.timestamp > record.time)
+            revert TaskRegistryClaimExpired(taskId, record.time, block.timestamp);
+        if (outputs.length != task.outputWords) {
+            revert TaskRegistryInvalidOutputs(taskId, outputs.length, task.outputWords);
+        }
+        for (uint256 i = 0; i < outputs.length; ++i) {
+            if (outputs[i] >= PublicSignals.SNARK_SCALAR_FIELD)
+                revert TaskRegistrySignalOutOfField(i, outputs[i]);
+        }
+    }
+
+    /// @dev The word a pending (optimistic) task holds: its commitment, its posted outputs and its attesters.
+    function _pendingWord(
+        bytes32 commitment,
+        bytes32 outputsHash,
+        address[] memory attesters
+    ) private pure returns (bytes32) {
+        return keccak256(abi.encode(commitment, outputsHash, keccak256(abi.encodePacked(attesters))));
+    }
+
+    function _checkPending(
+        uint256 taskId,
+        TaskRecord storage record,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        TaskStatus expected
+    ) private view {
+        TaskStatus status = _statusOf(record);
+        if (status != expected) revert TaskRegistryWrongStatus(taskId, status);
+        if (record.word != _pendingWord(keccak256(abi.encode(task)), outputsHash, attesters)) {
+            revert TaskRegistryPendingMismatch(taskId);
+        }
     }
 
     /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release,
@@ -522,7 +919,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address node,
         Task calldata task,
         uint256 collateralUnits,
-        uint256[] calldata outputs
+        uint256[] calldata outputs,
+        address[] memory attesters
     ) private {
         // The shares frozen at submission (their sum was checked <= _BPS when governance set them). The
         // protocol's share is held in whole FEE_UNITs; the rounding dust goes to the node.
@@ -531,6 +929,14 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint256 protocolFee = protocolUnits * FEE_UNIT;
         uint256 royalty = (fee * task.royaltyBps) / _BPS;
         uint256 nodeFee = fee - protocolFee - royalty;
+        uint256 attesterCount = attesters.length;
+        if (attesterCount != 0) {
+            // Equal shares of the attesters' part; the rounding dust stays with the node.
+            uint256 share = (fee * task.attesterFeeBps) / _BPS / attesterCount;
+            nodeFee -= share * attesterCount;
+            for (uint256 i = 0; i < attesterCount; ++i) _credit(attesters[i], share);
+            emit AttestersPaid(taskId, attesters, share);
+        }
         address royaltyReceiver = task.royaltyReceiver;
         Account storage nodeAccount = _accounts[node];
         // Safe casts: every amount is bounded by the OPG supply (1e27 wei < 2^96; 1e18 gwei < 2^64) held by
@@ -543,8 +949,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         emit TaskVerified(taskId, node, outputs, nodeFee, royalty, protocolFee);
     }
 
-    /// @dev Public signals in the circuit's order: outputs, inputs, binding. Every word is checked to be a
-    /// field element here; the verifier would otherwise reduce it, letting two encodings pass for one value.
+    /// @dev Public signals in the circuit's order: outputs, inputs, binding. Every word is a field element:
+    /// outputs were checked by `_checkClaimedResult` (the verifier would otherwise reduce them, letting two
+    /// encodings pass for one value), inputs at submission.
     function _publicSignals(
         uint256 taskId,
         address node,
@@ -553,11 +960,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     ) private view returns (uint256[] memory signals) {
         uint256 outs = outputs.length;
         signals = new uint256[](outs + input.length + 1);
-        for (uint256 i = 0; i < outs; ++i) {
-            if (outputs[i] >= PublicSignals.SNARK_SCALAR_FIELD)
-                revert TaskRegistrySignalOutOfField(i, outputs[i]);
-            signals[i] = outputs[i];
-        }
+        for (uint256 i = 0; i < outs; ++i) signals[i] = outputs[i];
         // Inputs were checked at submission, and the commitment pins them since: copied as they are.
         uint256 ins = input.length;
         // Copies `ins` words into the array allocated above, right after the outputs.
@@ -620,7 +1023,13 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     /// owner can influence whether a task is provable, so neither may profit from a failed claim). Each
     /// NodeStaking call may fail without reverting the caller: refunds and take-overs must not depend on the
     /// registry still holding its roles.
-    function _slashClaim(uint256 taskId, address node, uint256 collateral, bytes32 reason) private {
+    function _slashClaim(
+        uint256 taskId,
+        address node,
+        uint256 collateral,
+        bytes32 reason,
+        address beneficiary
+    ) private {
         if (collateral == 0) return;
         // A caller must not be able to make the calls below fail by sending too little gas (each would get
         // only 63/64 of what is left and the catch would swallow the out-of-gas): with this much left, both
@@ -630,7 +1039,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         try staking.unlockCollateral(node, collateral) {} catch {
             emit StakingCallFailed(taskId, node, collateral, INodeStaking.unlockCollateral.selector);
         }
-        try staking.slash(node, collateral, reason, address(0)) {} catch {
+        try staking.slash(node, collateral, reason, beneficiary) {} catch {
             emit StakingCallFailed(taskId, node, collateral, INodeStaking.slash.selector);
         }
     }
@@ -646,7 +1055,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     }
 
     function _setFeeShares(uint16 protocolFeeBps, uint16 royaltyBps) private {
-        if (uint256(protocolFeeBps) + royaltyBps > _BPS) revert TaskRegistryInvalidParameter();
+        if (uint256(protocolFeeBps) + royaltyBps + _modeConfig.attesterFeeBps > _BPS) {
+            revert TaskRegistryInvalidParameter();
+        }
         _submitConfig.protocolFeeBps = protocolFeeBps;
         _submitConfig.royaltyBps = royaltyBps;
         emit FeeSharesSet(protocolFeeBps, royaltyBps);

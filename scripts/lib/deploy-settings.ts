@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import { ethers } from "ethers";
-import { OPG_SUPPLY } from "./deploy";
+import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
+import { OPG_SUPPLY, type EconomyParams } from "./deploy";
 
 /** Networks where a throw-away deployment may default everything to the deployer. */
 const LOCAL_NETWORKS = new Set(["hardhat", "localhost"]);
@@ -9,6 +10,10 @@ const LOCAL_CHAIN_IDS = new Set([31337n, 1337n]);
 export interface DeploySettings {
   treasury: string;
   distribution: { recipients: string[]; amounts: bigint[] };
+  /** Local chains only: the development enclave's measurement, approved at deployment. */
+  approvedMeasurements?: EconomyParams["approvedMeasurements"];
+  /** Local chains only: enclave keys usable at once (no re-check window before first use). */
+  enclaveActivationDelay?: number;
 }
 
 /**
@@ -41,8 +46,17 @@ export function deploySettings(args: {
   const distribution = distributionFile
     ? readDistribution(distributionFile)
     : { recipients: [treasury], amounts: [OPG_SUPPLY] };
-  return { treasury: ethers.getAddress(treasury), distribution };
+  const dev = local ? LOCAL_TEE_SETTINGS : {};
+  return { treasury: ethers.getAddress(treasury), distribution, ...dev };
 }
+
+/** TEE settings of a local chain: the development enclave approved, keys usable at once. */
+export const LOCAL_TEE_SETTINGS = {
+  approvedMeasurements: [
+    { measurement: DEV_ENCLAVE_MEASUREMENT, description: "development enclave (no hardware; local chains only)" },
+  ],
+  enclaveActivationDelay: 0,
+};
 
 /** Reads and checks a distribution file: addresses, positive amounts, a total of exactly the supply. */
 export function readDistribution(file: string): DeploySettings["distribution"] {

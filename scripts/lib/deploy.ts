@@ -1,6 +1,8 @@
 import type { Signer } from "ethers";
 import { ethers } from "ethers";
 import {
+  DisputeManager__factory,
+  EnclaveRegistry__factory,
   ModelRegistry__factory,
   NodeStaking__factory,
   OPGGovernor__factory,
@@ -36,6 +38,14 @@ export interface EconomyParams {
    * name an EOA to exercise setters without a full governance round.
    */
   parameterOwner?: string;
+  /**
+   * Enclave measurements approved at deployment (before governance takes over). Local chains approve the
+   * development enclave's (tee/measurement.ts) so that TEE mode runs without hardware; production approves
+   * none and lets governance vote on each.
+   */
+  approvedMeasurements?: { measurement: string; description: string }[];
+  /** Seconds between an enclave key's registration and its first use (EnclaveRegistry; default 1 hour). */
+  enclaveActivationDelay?: number;
 }
 
 export const DEFAULT_ECONOMY_PARAMS: Omit<EconomyParams, "treasury"> = {
@@ -108,7 +118,12 @@ export async function renounceTimelockAdmin(
 export async function deployMarket(
   deployer: Signer,
   economy: Awaited<ReturnType<typeof deployEconomy>>,
-  params: { treasury: string; parameterOwner: string },
+  params: {
+    treasury: string;
+    parameterOwner: string;
+    approvedMeasurements?: EconomyParams["approvedMeasurements"];
+    enclaveActivationDelay?: number;
+  },
   governance: Signer,
 ) {
   const models = await new ModelRegistry__factory(deployer).deploy();
@@ -120,9 +135,51 @@ export async function deployMarket(
     params.treasury,
   );
   const tasksAddress = await tasks.getAddress();
-  await (await economy.staking.connect(governance).setCollateralManager(tasksAddress, true)).wait();
-  await (await economy.staking.connect(governance).setSlasher(tasksAddress, true)).wait();
-  return { models, tasks, tasksAddress };
+  const tokenAddress = await economy.token.getAddress();
+  const stakingAddress = await economy.staking.getAddress();
+  const enclaves = await new EnclaveRegistry__factory(deployer).deploy(
+    tokenAddress,
+    stakingAddress,
+    params.parameterOwner,
+  );
+  const disputes = await new DisputeManager__factory(deployer).deploy(
+    tasksAddress,
+    tokenAddress,
+    stakingAddress,
+    params.parameterOwner,
+    params.treasury,
+  );
+  const enclavesAddress = await enclaves.getAddress();
+  const disputesAddress = await disputes.getAddress();
+  const owner = await ethersSignerFor(governance, params.parameterOwner, deployer);
+  await (await tasks.connect(owner).setVerificationModules(enclavesAddress, disputesAddress)).wait();
+  if (params.enclaveActivationDelay !== undefined) {
+    const e = enclaves.connect(owner);
+    await (
+      await e.setKeyParameters(
+        params.enclaveActivationDelay,
+        await e.maxKeyLifetime(),
+        await e.challengeBond(),
+        await e.fraudSlash(),
+      )
+    ).wait();
+  }
+  for (const m of params.approvedMeasurements ?? []) {
+    await (await enclaves.connect(owner).approveMeasurement(m.measurement, m.description)).wait();
+  }
+  const staking = economy.staking.connect(governance);
+  await (await staking.setCollateralManager(tasksAddress, true)).wait();
+  await (await staking.setSlasher(tasksAddress, true)).wait();
+  // The dispute manager slashes the losing voters of a dispute, the enclave registry a node whose key's
+  // attestation document governance judged forged.
+  await (await staking.setSlasher(disputesAddress, true)).wait();
+  await (await staking.setSlasher(enclavesAddress, true)).wait();
+  return { models, tasks, tasksAddress, enclaves, enclavesAddress, disputes, disputesAddress };
+}
+
+/** The signer that owns the market's parameter setters right after deployment. */
+async function ethersSignerFor(governance: Signer, parameterOwner: string, deployer: Signer) {
+  return (await governance.getAddress()) === parameterOwner ? governance : deployer;
 }
 
 /**
@@ -136,12 +193,19 @@ export async function deployProtocol(deployer: Signer, params: EconomyParams) {
   const market = await deployMarket(
     deployer,
     economy,
-    { treasury: params.treasury, parameterOwner: deployerAddress },
+    {
+      treasury: params.treasury,
+      parameterOwner: deployerAddress,
+      approvedMeasurements: params.approvedMeasurements,
+      enclaveActivationDelay: params.enclaveActivationDelay,
+    },
     deployer,
   );
   const timelockAddress = await economy.timelock.getAddress();
   await (await economy.staking.transferOwnership(timelockAddress)).wait();
   await (await market.tasks.transferOwnership(timelockAddress)).wait();
+  await (await market.enclaves.transferOwnership(timelockAddress)).wait();
+  await (await market.disputes.transferOwnership(timelockAddress)).wait();
   await renounceTimelockAdmin(economy.timelock, deployerAddress);
   return { ...economy, ...market };
 }
@@ -155,5 +219,7 @@ export async function deploymentAddresses(d: Awaited<ReturnType<typeof deployPro
     staking: await d.staking.getAddress(),
     models: await d.models.getAddress(),
     tasks: d.tasksAddress,
+    enclaves: d.enclavesAddress,
+    disputes: d.disputesAddress,
   };
 }

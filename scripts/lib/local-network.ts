@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { HDNodeWallet, JsonRpcProvider, NonceManager, type Signer } from "ethers";
 import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./deploy";
+import { LOCAL_TEE_SETTINGS } from "./deploy-settings";
 import { registerBundle } from "./register-model";
 import { compileModel } from "../../zkml";
 import { packBundle, bundleArchiveId } from "../../workers/data/bundle-archive";
@@ -424,6 +425,7 @@ export async function startNetwork(opts: NetworkOptions = {}): Promise<Network> 
     opts.onStage?.(`deploying the protocol on ${chain.url}`);
     const deployment = await deployProtocol(deployer, {
       ...DEFAULT_ECONOMY_PARAMS,
+      ...LOCAL_TEE_SETTINGS,
       treasury: await deployer.getAddress(),
     });
     const deploymentFile = opts.deploymentFile ?? path.join(tmp, "deployment.json");

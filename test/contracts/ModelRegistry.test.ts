@@ -503,6 +503,7 @@ describe("ModelRegistry", function () {
       expect(mutating).to.deep.equal([
         "registerModel",
         "setActive",
+        "setAttestationQuorum",
         "setFee",
         "setRoyaltyReceiver",
         "transferModelOwnership",

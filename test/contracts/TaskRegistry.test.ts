@@ -83,6 +83,9 @@ describe("TaskRegistry", function () {
               req.input,
             ),
             ethers.ZeroHash,
+            1n, // mode: ZK
+            0n,
+            0n,
           ],
           req.input,
         );
@@ -196,12 +199,15 @@ describe("TaskRegistry", function () {
         await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [f.modelId]);
       });
 
-      it("the model does not offer ZK verification", async function () {
+      it("the model does not offer the requested verification mode", async function () {
         const f = await loadFixture(marketFixture);
         const spec = { ...defaultModelSpec(f.modelOwner.address), verificationModes: 2 };
         await f.models.connect(f.modelOwner).registerModel(spec, []);
-        const tx = f.tasks.connect(f.requester).submitTask(request(f, { modelId: 2n }, await deadlineIn(60)));
-        await expectNothingTaken(f, tx, "TaskRegistryModelUnavailable", [2n]);
+        const req = request(f, { modelId: 2n }, await deadlineIn(60));
+        const tx = f.tasks.connect(f.requester).submitTaskInMode(req, 1);
+        await expectNothingTaken(f, tx, "TaskRegistryModeUnavailable", [2n, 1n]);
+        const both = f.tasks.connect(f.requester).submitTaskInMode(req, 3);
+        await expectNothingTaken(f, both, "TaskRegistryModeUnavailable", [2n, 3n]);
       });
 
       it("the fee does not fit 96 bits", async function () {

@@ -57,6 +57,9 @@ async function verifiedTask(dir: string) {
     royaltyBps: 1000n,
     inputHash: ethers.ZeroHash,
     inputDataHash: ethers.ZeroHash,
+    mode: 1n,
+    attestationQuorum: 0n,
+    attesterFeeBps: 0n,
   };
   const calldata = taskRegistryInterface.encodeFunctionData("submitResult", [
     1n,

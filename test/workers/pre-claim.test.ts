@@ -51,6 +51,9 @@ function crafted(input: bigint[]): SubmittedTask {
       royaltyBps: 1000n,
       inputHash: ethers.ZeroHash,
       inputDataHash: ethers.ZeroHash,
+      mode: 1n,
+      attestationQuorum: 0n,
+      attesterFeeBps: 0n,
     },
   };
 }

@@ -14,6 +14,10 @@ export interface Deployment {
   staking: string;
   models: string;
   tasks: string;
+  /** EnclaveRegistry (TEE mode); absent in deployments from before it existed. */
+  enclaves?: string;
+  /** DisputeManager (optimistic mode); absent in deployments from before it existed. */
+  disputes?: string;
 }
 
 /** A deployment file that is missing, not JSON, or lacks a contract address. */
