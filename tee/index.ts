@@ -3,3 +3,4 @@ export * from "./nitro";
 export { CborError, CborTag, decodeCbor, encodeCbor } from "./cbor";
 export type { CborKey, CborValue } from "./cbor";
 export * from "./measurement";
+export * from "./dev-enclave";
