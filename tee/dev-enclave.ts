@@ -44,7 +44,11 @@ function readKeyFile(file: string): KeyFile {
 
 function writeKeyFile(file: string): KeyFile {
   const wallet = ethers.Wallet.createRandom();
-  const key: KeyFile = { privateKey: wallet.privateKey, address: wallet.address, createdAt: new Date().toISOString() };
+  const key: KeyFile = {
+    privateKey: wallet.privateKey,
+    address: wallet.address,
+    createdAt: new Date().toISOString(),
+  };
   // "wx": never overwrite a key; mode 0600: the key is the enclave's secret.
   fs.writeFileSync(file, JSON.stringify(key, null, 2) + "\n", { mode: 0o600, flag: "wx" });
   return key;
@@ -184,10 +188,15 @@ export async function ensureEnclaveKeyRegistered(opts: EnsureEnclaveKeyOptions):
   }
   const staking = INodeStaking__factory.connect(await enclaves.staking(), provider);
   if (!(await staking.nodeInfo(node)).registered) {
-    throw new Error(`node ${node} is not registered in NodeStaking: register it (opg node register) before its enclave key`);
+    throw new Error(
+      `node ${node} is not registered in NodeStaking: register it (opg node register) before its enclave key`,
+    );
   }
 
-  const [activationDelay, maxKeyLifetime] = await Promise.all([enclaves.activationDelay(), enclaves.maxKeyLifetime()]);
+  const [activationDelay, maxKeyLifetime] = await Promise.all([
+    enclaves.activationDelay(),
+    enclaves.maxKeyLifetime(),
+  ]);
   const lifetime = Math.min(opts.lifetimeSeconds ?? DEFAULT_LIFETIME_SECONDS, Number(maxKeyLifetime));
   if (lifetime <= Number(activationDelay)) {
     throw new Error(
@@ -222,13 +231,21 @@ export async function ensureEnclaveKeyRegistered(opts: EnsureEnclaveKeyOptions):
   const document = enclave.attestationDocument();
   const documentHash = ethers.keccak256(document);
   const expiresAt = now + BigInt(lifetime);
-  const digest = await enclaves.registrationDigest(node, enclave.address, measurement, documentHash, expiresAt);
+  const digest = await enclaves.registrationDigest(
+    node,
+    enclave.address,
+    measurement,
+    documentHash,
+    expiresAt,
+  );
   const keySignature = enclave.signDigest(digest);
   try {
     const tx = await enclaves.registerKey(enclave.address, measurement, expiresAt, document, keySignature);
     await tx.wait();
   } catch (err) {
-    throw new Error(`registering enclave key ${enclave.address} failed: ${describeRegistryError(enclaves, err)}`);
+    throw new Error(
+      `registering enclave key ${enclave.address} failed: ${describeRegistryError(enclaves, err)}`,
+    );
   }
   log(`registered enclave key ${enclave.address} (measurement ${measurement}, expires at ${expiresAt})`);
 }
