@@ -58,7 +58,7 @@ export async function marketFixture() {
     parameterOwner: governance.address,
   });
   const { token, staking } = economy;
-  const { models, tasks, tasksAddress } = await deployMarket(
+  const { models, tasks, tasksAddress, enclaves, disputes } = await deployMarket(
     deployer,
     economy,
     { treasury: treasury.address, parameterOwner: governance.address },
@@ -80,7 +80,10 @@ export async function marketFixture() {
   await token.connect(treasury).transfer(requester.address, ethers.parseEther("100000"));
   await token.connect(requester).approve(tasksAddress, ethers.MaxUint256);
 
-  /** Submit a task on the tiny model with the given input values; returns what a node reads off the event. */
+  /**
+   * Submit a task on the tiny model (or `opts.modelId`, same layout) with the given input values, in the
+   * model's strongest mode or `opts.mode`; returns what a node reads off the event.
+   */
   async function submit(
     values: bigint[] = [1n, 2n, 3n, 4n],
     opts: {
@@ -89,12 +92,14 @@ export async function marketFixture() {
       callback?: string;
       callbackGasLimit?: number;
       from?: HardhatEthersSigner;
+      modelId?: bigint;
+      mode?: number;
     } = {},
   ): Promise<SubmittedTask> {
     // The submission's block time is pinned, so the deadline counts from it however slow the machine.
     const now = Number(await pinNextBlockTime());
     const request = {
-      modelId,
+      modelId: opts.modelId ?? modelId,
       input: tinyInputWords(values),
       inputDataHash: ethers.ZeroHash,
       fee: opts.fee ?? MODEL_FEE,
@@ -102,7 +107,9 @@ export async function marketFixture() {
       callback: opts.callback ?? ethers.ZeroAddress,
       callbackGasLimit: opts.callbackGasLimit ?? 0,
     };
-    const receipt = await (await tasks.connect(opts.from ?? requester).submitTask(request)).wait();
+    const from = tasks.connect(opts.from ?? requester);
+    const tx = opts.mode === undefined ? from.submitTask(request) : from.submitTaskInMode(request, opts.mode);
+    const receipt = await (await tx).wait();
     return submittedFrom(receipt!.logs);
   }
 
@@ -125,6 +132,8 @@ export async function marketFixture() {
     models,
     tasks,
     tasksAddress,
+    enclaves,
+    disputes,
     verificationKey,
     circuit,
     modelId,
@@ -139,4 +148,74 @@ export async function marketFixture() {
     submittedFrom,
     prove,
   };
+}
+
+export const VERIFICATION_MODE_OPTIMISTIC = 2;
+export const VERIFICATION_MODE_TEE = 4;
+/** Verification nodes' stake: above the 500 OPG minimum, with room for a locked challenge bond elsewhere. */
+export const VERIFIER_STAKE = ethers.parseEther("1000");
+/** NodeStaking's role bits: Inference 1 << 0, Verification 1 << 1. */
+export const ROLE_VERIFICATION = 2;
+export const DEV_MEASUREMENT = ethers.id("opg.test.enclave-measurement");
+
+/** keccak256 of the packed words, as the contracts hash outputs and attester lists. */
+export function hashWords(words: readonly bigint[]): string {
+  return ethers.solidityPackedKeccak256(
+    words.map(() => "uint256"),
+    words,
+  );
+}
+
+export function hashAddresses(addresses: readonly string[]): string {
+  return ethers.solidityPackedKeccak256(
+    addresses.map(() => "address"),
+    addresses,
+  );
+}
+
+/**
+ * The market fixture plus what the optimistic and TEE modes need: four verification nodes (Verification role
+ * only, `VERIFIER_STAKE` each, holding OPG for bonds with the dispute manager and the enclave registry
+ * approved), model 2 (the tiny circuit again, modes ZK | OPTIMISTIC, so a dispute is settled by proof) and
+ * model 3 (same layout, modes OPTIMISTIC | TEE, no circuit: disputes go to a vote), and the governance-
+ * approved test measurement.
+ */
+export async function modesFixture() {
+  const f = await marketFixture();
+  const signers = await ethers.getSigners();
+  const verifiers = signers.slice(9, 13);
+  const { token, staking, enclaves, disputes } = f;
+  const stakingAddress = await staking.getAddress();
+  const disputesAddress = await disputes.getAddress();
+  const enclavesAddress = await enclaves.getAddress();
+  for (const v of verifiers) {
+    await token.connect(f.treasury).transfer(v.address, VERIFIER_STAKE + ethers.parseEther("1000"));
+    await token.connect(v).approve(stakingAddress, ethers.MaxUint256);
+    await token.connect(v).approve(disputesAddress, ethers.MaxUint256);
+    await token.connect(v).approve(enclavesAddress, ethers.MaxUint256);
+    await staking.connect(v).register(ROLE_VERIFICATION, `http://${v.address.slice(2, 8)}.example:8080`);
+    await staking.connect(v).stake(VERIFIER_STAKE);
+  }
+  for (const n of f.nodes) {
+    await token.connect(f.treasury).transfer(n.address, ethers.parseEther("1000"));
+    await token.connect(n).approve(enclavesAddress, ethers.MaxUint256);
+  }
+  await models(f);
+  await enclaves.connect(f.governance).approveMeasurement(DEV_MEASUREMENT, "test enclave");
+  return { ...f, verifiers, optimisticModelId: 2n, voteModelId: 3n };
+
+  async function models(m: typeof f) {
+    const zkOptimistic = {
+      ...defaultModelSpec(m.modelOwner.address),
+      name: "tiny-linear-optimistic",
+      verificationModes: VERIFICATION_MODE_ZK | VERIFICATION_MODE_OPTIMISTIC,
+    };
+    await m.models.connect(m.modelOwner).registerModel(zkOptimistic, m.verificationKey);
+    const noCircuit = {
+      ...defaultModelSpec(m.modelOwner.address),
+      name: "tiny-linear-no-circuit",
+      verificationModes: VERIFICATION_MODE_OPTIMISTIC | VERIFICATION_MODE_TEE,
+    };
+    await m.models.connect(m.modelOwner).registerModel(noCircuit, []);
+  }
 }
