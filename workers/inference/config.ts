@@ -142,4 +142,24 @@ export const inferenceSchema = {
     default: 5,
     parse: parse.int(1, 100),
   }),
+  enclave: opt({
+    env: "OPG_ENCLAVE",
+    description:
+      "enclave that signs TEE-mode results: none (TEE tasks are left alone) or dev (a development key in " +
+      "<stateDir>/enclave, registered at start; local chains only, it proves nothing)",
+    default: "none" as "none" | "dev",
+    parse: (raw) => {
+      const v = String(raw);
+      if (v !== "none" && v !== "dev") throw new Error(`must be none or dev, got ${v}`);
+      return v;
+    },
+  }),
+  faultLieEvery: opt({
+    env: "OPG_FAULT_LIE_EVERY",
+    description:
+      "FAULT INJECTION FOR TESTS ONLY: post a wrong output (first value +1) for optimistic tasks whose id is " +
+      "a multiple of N, to exercise challenges; the node gets slashed for each. 0 (default): never",
+    default: 0,
+    parse: parse.int(0, 1_000_000),
+  }),
 };

@@ -22,6 +22,7 @@ import { preflight } from "../runtime/startup";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
+  modeName,
   parseSubmitted,
   proofWords,
   taskFromJson,
@@ -31,12 +32,36 @@ import {
   type SubmittedTask,
 } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
+import {
+  attestersOf,
+  corruptOutputWords,
+  modelOutputWords,
+  outputsHash,
+  TASK_STATUS,
+} from "../runtime/optimistic";
+import { DevEnclave, ensureEnclaveKeyRegistered } from "../../tee/dev-enclave";
 import type { inferenceSchema } from "./config";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { ProverPool } from "./prover-pool";
 import { servedKeyProblem } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
+
+/** What `prepare` found: the model bundle, the quantized input, and the executor's output values. */
+interface Prepared {
+  bundle: LoadedBundle;
+  input: bigint[];
+  outputs: bigint[];
+}
+
+/** What the journal keeps of a posted optimistic result (in the `proof` column). */
+interface PostedResult {
+  outputs: string[];
+  /** Block the result was posted in: attestations are searched from there. */
+  block: number;
+  /** Fault injection: the posted outputs are deliberately wrong. */
+  lied?: boolean;
+}
 
 /** Ends a task's pipeline quietly: dry run after the first transaction it would send, or a task given up. */
 class PipelineStop extends Error {}
@@ -45,22 +70,26 @@ const MAX_PROVE_ATTEMPTS = 3;
 
 /**
  * Journal states of a task, in pipeline order. `watching` waits for another node's claim to lapse (then the
- * task goes back to `seen` and is taken over); every state after it is terminal.
+ * task goes back to `seen` and is taken over). Optimistic mode: `posted` waits for the challenge window to
+ * end (then the node finalises its result), `disputed` answers a challenge with a proof. Every state after
+ * `disputed` is terminal.
  */
 export const STATES = [
   "seen",
   "claimed",
   "proved",
+  "posted",
+  "disputed",
   "watching",
   "verified",
   "lost",
   "expired",
+  "rejected",
   "skipped",
   "refused",
   "failed",
 ] as const;
-const WORKING = ["seen", "claimed", "proved"];
-const TASK_STATUS = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
+const WORKING = ["seen", "claimed", "proved", "posted", "disputed"];
 
 /**
  * Why the claim policy skips a task (the fee, the time left before its deadline at chain time `now`, the
@@ -110,7 +139,11 @@ export class InferenceNode {
   private readonly servedKeys = new Map<string, Promise<string | undefined>>();
   private readonly loop: PollLoop;
   private chainId = 0n;
+  /** The latest block's timestamp, read every poll: when posted results are due to be finalised. */
+  private chainNow = 0;
   private readonly metrics;
+  /** The enclave that signs TEE results (`--enclave dev`), or undefined: TEE tasks are not claimed. */
+  private enclave?: DevEnclave;
   readonly address: string;
 
   constructor(
@@ -130,6 +163,7 @@ export class InferenceNode {
         try {
           await this.refreshEligibility();
           await this.watcher.poll();
+          this.chainNow = (await this.chain.provider.getBlock("latest"))!.timestamp;
           await this.takeOverLapsedClaims();
           this.schedule();
         } finally {
@@ -145,7 +179,13 @@ export class InferenceNode {
       this.chain.wallet,
       this.chain.provider,
       this.journal,
-      [taskRegistryInterface, this.chain.staking.interface, this.chain.models.interface],
+      [
+        taskRegistryInterface,
+        this.chain.staking.interface,
+        this.chain.models.interface,
+        ...(this.chain.disputes ? [this.chain.disputes.interface] : []),
+        ...(this.chain.enclaves ? [this.chain.enclaves.interface] : []),
+      ],
       {
         replaceAfterSeconds: config.replaceAfterSeconds,
         maxReplacements: 3,
@@ -180,6 +220,12 @@ export class InferenceNode {
         help: "node fees earned (journal total)",
         registers,
       }),
+      results: new client.Counter({
+        name: "opg_results_total",
+        help: "results settled or posted, by mode and outcome (verified, posted, finalized, disputed, answered, rejected)",
+        labelNames: ["mode", "outcome"],
+        registers,
+      }),
     };
   }
 
@@ -203,8 +249,15 @@ export class InferenceNode {
       this.chain.provider,
       this.journal,
       {
-        addresses: [this.deployment.tasks],
-        topics: [TOPICS.submitted, TOPICS.claimed, TOPICS.verified, TOPICS.expired],
+        addresses: [this.deployment.tasks, ...(this.deployment.disputes ? [this.deployment.disputes] : [])],
+        topics: [
+          TOPICS.submitted,
+          TOPICS.claimed,
+          TOPICS.verified,
+          TOPICS.expired,
+          TOPICS.rejected,
+          TOPICS.disputeOpened,
+        ],
         confirmations,
         startBlock: this.config.startBlock,
       },
@@ -222,12 +275,55 @@ export class InferenceNode {
       tasks: this.journal.countByState(),
     }));
     await this.refreshEligibility(true);
+    await this.startEnclave();
     this.loop.start();
     this.log.info(
       { address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun },
       "inference node started",
     );
     return port;
+  }
+
+  /**
+   * `--enclave dev`: load (or create) the development enclave's key and make sure the EnclaveRegistry has
+   * it registered and usable, so that TEE tasks can be claimed. A failure stops the start: a node told to
+   * serve TEE tasks that cannot sign them would claim and abandon them.
+   */
+  private async startEnclave() {
+    if (this.config.enclave === "none") return;
+    if (!this.chain.enclaves) {
+      throw new Error(
+        `--enclave ${this.config.enclave}: the deployment file has no "enclaves" address (EnclaveRegistry)`,
+      );
+    }
+    const enclave = DevEnclave.loadOrCreate(path.join(this.config.stateDir, "enclave"));
+    await ensureEnclaveKeyRegistered({
+      enclaves: this.chain.enclaves,
+      enclave,
+      log: (msg) => this.log.info({ key: enclave.address }, msg),
+    });
+    this.enclave = enclave;
+    this.log.warn(
+      { key: enclave.address, measurement: enclave.measurement },
+      "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)",
+    );
+  }
+
+  /**
+   * Why this node cannot serve a task's verification mode, or undefined when it can: TEE needs an enclave
+   * (`--enclave`), the optimistic mode a deployment with a dispute manager (the node must be able to
+   * answer a challenge).
+   */
+  private modeSkipReason(mode: bigint | number | string): string | undefined {
+    const name = modeName(mode);
+    if (name === "zk") return undefined;
+    if (name === "optimistic") {
+      return this.chain.disputes ? undefined : 'optimistic task, but the deployment has no "disputes" address';
+    }
+    if (name === "tee") {
+      return this.enclave ? undefined : "TEE task, and this node has no enclave (--enclave none)";
+    }
+    return `${name}: not served by this node`;
   }
 
   /** A task of ours settled: its collateral counts as free again, so a node short of stake looks now. */
@@ -291,11 +387,39 @@ export class InferenceNode {
         }
         continue;
       }
+      if (topic === TOPICS.disputeOpened) {
+        const opened = this.chain.disputes!.interface.parseLog(log)!;
+        const row = this.journal.task(opened.args.taskId);
+        if (!row || opened.args.node !== this.address) continue;
+        if (row.state === "posted") {
+          this.journal.setState(BigInt(row.taskId), "disputed", {
+            until: Number(opened.args.deadline),
+            reason: `challenged by ${opened.args.challenger}`,
+          });
+          this.metrics.results.inc({ mode: "optimistic", outcome: "disputed" });
+          this.log.warn(
+            { taskId: row.taskId, challenger: opened.args.challenger, deadline: Number(opened.args.deadline) },
+            "posted result challenged: answering with a proof",
+          );
+        }
+        continue;
+      }
       const parsed = taskRegistryInterface.parseLog(log);
       if (!parsed) continue;
       const taskId: bigint = parsed.args.taskId;
       const row = this.journal.task(taskId);
       if (!row) continue;
+      if (parsed.name === "TaskRejected") {
+        if (row.state !== "rejected") {
+          const ours = ["posted", "disputed", "failed"].includes(row.state);
+          this.journal.setState(taskId, "rejected", { reason: `rejected (${parsed.args.outcome})` });
+          if (ours) {
+            this.metrics.results.inc({ mode: "optimistic", outcome: "rejected" });
+            this.log.error({ taskId: taskId.toString() }, "posted result rejected: collateral slashed");
+          }
+        }
+        continue;
+      }
       if (parsed.name === "TaskVerified") {
         if (parsed.args.node === this.address) {
           this.collateralReleased();
@@ -325,7 +449,15 @@ export class InferenceNode {
     // A replaced block may have held a model registration: check keys again.
     this.servedKeys.clear();
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
-    for (const row of this.journal.tasksIn(...WORKING, "watching", "verified", "lost", "expired")) {
+    for (const row of this.journal.tasksIn(
+      ...WORKING,
+      "watching",
+      "verified",
+      "lost",
+      "expired",
+      "rejected",
+      "failed",
+    )) {
       await this.reconcile(BigInt(row.taskId), "reorg");
     }
   }
@@ -347,6 +479,18 @@ export class InferenceNode {
       return;
     } else if (status === "Open") next = "seen";
     else if (status === "Expired") next = "expired";
+    else if (status === "Rejected") next = "rejected";
+    else if (status === "Pending" || status === "Disputed") {
+      const [node, windowEnd] = await this.chain.tasks.pendingOf(taskId);
+      if (node !== this.address) next = "lost";
+      else if (status === "Pending") {
+        next = "posted";
+        until = Number(windowEnd);
+      } else {
+        next = row.state === "failed" ? "failed" : "disputed";
+        until = Number((await this.chain.disputes!.disputeOf(taskId)).deadline);
+      }
+    }
     else if (status === "Verified") {
       const result = await this.chain.tasks.resultOf(taskId);
       next = result.node === this.address ? "verified" : "lost";
@@ -369,7 +513,7 @@ export class InferenceNode {
       this.journal.setState(
         taskId,
         next,
-        next === "seen" || next === "claimed" ? { proof: null } : next === "watching" ? { until } : {},
+        next === "seen" || next === "claimed" ? { proof: null } : until !== undefined ? { until } : {},
       );
     }
   }
@@ -427,6 +571,8 @@ export class InferenceNode {
       if (this.inFlight.has(row.taskId)) continue;
       // A node that may not claim leaves new tasks alone; tasks it already holds go on.
       if (row.state === "seen" && !this.eligibility.ready) continue;
+      // A posted result waits for its challenge window to end.
+      if (row.state === "posted" && (row.until === null || this.chainNow <= row.until)) continue;
       const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
       this.inFlight.set(row.taskId, work);
     }
@@ -437,15 +583,20 @@ export class InferenceNode {
     const submitted = taskFromJson(row.data);
     const taskId = submitted.taskId;
     const ctx = { taskId: taskId.toString(), modelId: submitted.modelId.toString() };
+    const mode = modeName(submitted.task.mode);
     try {
       let state = row.state;
-      let prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] } | undefined;
+      if (state === "posted") return await this.finalizeIfDue(submitted, row);
+      if (state === "disputed") return await this.answerDispute(submitted, row);
+      let prepared: Prepared | undefined;
       if (state === "seen" || state === "claimed") prepared = await this.prepare(submitted, state === "seen");
       if (!prepared && (state === "seen" || state === "claimed")) return;
       if (state === "seen") {
         await this.claim(submitted);
         state = "claimed";
       }
+      if (state === "claimed" && mode === "optimistic") return await this.postOptimistic(submitted, prepared!);
+      if (state === "claimed" && mode === "tee") return await this.submitTee(submitted, prepared!);
       if (state === "claimed") {
         await this.prove(submitted, prepared!);
         state = "proved";
@@ -473,12 +624,13 @@ export class InferenceNode {
    * Everything that can be checked before committing collateral: policy, the bundle's hashes, the input,
    * and a run of the quantized model. Returns undefined when the task was skipped or refused.
    */
-  private async prepare(submitted: SubmittedTask, beforeClaim: boolean) {
+  private async prepare(submitted: SubmittedTask, beforeClaim: boolean): Promise<Prepared | undefined> {
     const taskId = submitted.taskId;
     const ctx = { taskId: taskId.toString(), modelId: submitted.modelId.toString() };
     if (beforeClaim) {
       const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-      const reason = policySkipReason(submitted.task, now, this.config);
+      const reason =
+        this.modeSkipReason(submitted.task.mode) ?? policySkipReason(submitted.task, now, this.config);
       if (reason) {
         this.journal.setState(taskId, "skipped", { reason });
         this.log.info({ ...ctx, reason }, "task skipped by policy");
@@ -576,10 +728,11 @@ export class InferenceNode {
     this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
   }
 
-  private async prove(
-    submitted: SubmittedTask,
-    prepared: { bundle: LoadedBundle; input: bigint[]; outputs: bigint[] },
-  ) {
+  /**
+   * A Groth16 proof of the task's outputs on its input, bound to this node (the public signals submitResult
+   * and DisputeManager.respond rebuild). After MAX_PROVE_ATTEMPTS failures the task is given up (`failed`).
+   */
+  private async makeProof(submitted: SubmittedTask, prepared: Prepared) {
     const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
     let proved: Awaited<ReturnType<ProverPool["prove"]>>;
     try {
@@ -606,6 +759,12 @@ export class InferenceNode {
     if (expected.some((w, i) => w !== publicSignals[i])) {
       throw new Error("the proof's outputs differ from the executor's: the bundle is inconsistent");
     }
+    return { proof, publicSignals, ms, outputWords: layout.outputWords };
+  }
+
+  private async prove(submitted: SubmittedTask, prepared: Prepared) {
+    const { proof, publicSignals, ms, outputWords } = await this.makeProof(submitted, prepared);
+    const layout = { outputWords };
     this.journal.setState(submitted.taskId, "proved", {
       proof: JSON.stringify({
         proof: proofWords(proof).map(String),
@@ -645,5 +804,215 @@ export class InferenceNode {
       { taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() },
       "task verified",
     );
+  }
+
+  // ---------------------------------------------------------------- optimistic mode
+
+  /**
+   * Post the executor's outputs without a proof (submitResultOptimistic): the claim collateral stays locked
+   * as the node's bond until the result is final. The node proves only if a verification node challenges.
+   */
+  private async postOptimistic(submitted: SubmittedTask, prepared: Prepared) {
+    const taskId = submitted.taskId;
+    const layout = prepared.bundle.manifest.publicSignals;
+    let outputs = packValues(prepared.outputs, layout.packBits);
+    const every = BigInt(this.config.faultLieEvery);
+    const lied = every > 0n && taskId % every === 0n;
+    if (lied) {
+      outputs = corruptOutputWords(outputs, prepared.outputs.length, layout.packBits);
+      this.log.warn(
+        { taskId: taskId.toString() },
+        "FAULT INJECTION (faultLieEvery): posting a deliberately wrong output",
+      );
+    }
+    const started = Date.now();
+    const data = this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
+      taskId,
+      submitted.task,
+      outputs,
+    ]);
+    const receipt = await this.submitter.send("post", await this.chain.tasks.getAddress(), data, taskId);
+    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
+    if (!receipt) return;
+    let windowEnd = 0;
+    for (const log of receipt.logs) {
+      const parsed = taskRegistryInterface.parseLog(log);
+      if (parsed?.name === "TaskResultPosted") windowEnd = Number(parsed.args.windowEnd);
+    }
+    const posted: PostedResult = { outputs: outputs.map(String), block: receipt.blockNumber, lied };
+    this.journal.setState(taskId, "posted", { proof: JSON.stringify(posted), until: windowEnd, reason: null });
+    this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
+    this.log.info({ taskId: taskId.toString(), tx: receipt.hash, windowEnd }, "result posted (optimistic)");
+  }
+
+  /**
+   * After the challenge window: with the task's quorum of attestations, finalise the result (the fee is
+   * split, the collateral released); without it, expireUnattested (the requester is refunded and the
+   * collateral released, nobody showed the result wrong). Called only once the window has ended.
+   */
+  private async finalizeIfDue(submitted: SubmittedTask, row: TaskRow) {
+    const taskId = submitted.taskId;
+    const posted = JSON.parse(row.proof!) as PostedResult;
+    const outputs = posted.outputs.map(BigInt);
+    const attesters = await attestersOf(
+      { provider: this.chain.provider, tasksAddress: this.deployment.tasks },
+      taskId,
+      posted.block,
+    );
+    const quorum = Number(submitted.task.attestationQuorum);
+    const registry = await this.chain.tasks.getAddress();
+    if (attesters.length >= quorum) {
+      const data = this.chain.tasks.interface.encodeFunctionData("finalizeResult", [
+        taskId,
+        submitted.task,
+        outputs,
+        attesters,
+      ]);
+      const receipt = await this.submitter.send("finalize", registry, data, taskId);
+      if (!receipt) return;
+      for (const log of receipt.logs) {
+        const parsed = taskRegistryInterface.parseLog(log);
+        if (parsed?.name === "TaskVerified")
+          this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
+      }
+      this.journal.setState(taskId, "verified", { reason: null });
+      this.collateralReleased();
+      this.metrics.results.inc({ mode: "optimistic", outcome: "finalized" });
+      this.log.info(
+        { taskId: taskId.toString(), tx: receipt.hash, attesters: attesters.length },
+        "optimistic result finalised",
+      );
+    } else {
+      const data = this.chain.tasks.interface.encodeFunctionData("expireUnattested", [
+        taskId,
+        submitted.task,
+        outputsHash(outputs),
+        attesters,
+      ]);
+      const receipt = await this.submitter.send("expire-unattested", registry, data, taskId);
+      if (!receipt) return;
+      this.journal.setState(taskId, "expired", {
+        reason: `${attesters.length} of ${quorum} attestations when the window closed`,
+      });
+      this.collateralReleased();
+      this.log.warn(
+        { taskId: taskId.toString(), attesters: attesters.length, quorum },
+        "optimistic result not attested in its window: requester refunded",
+      );
+    }
+  }
+
+  /**
+   * A verification node challenged our posted result: prove the posted outputs and send the proof to
+   * DisputeManager.respond before the response deadline. A result the proof does not reproduce (a bundle
+   * that changed, or fault injection) cannot be defended: the task is given up and will be rejected.
+   */
+  private async answerDispute(submitted: SubmittedTask, row: TaskRow) {
+    const taskId = submitted.taskId;
+    const ctx = { taskId: taskId.toString() };
+    const posted = JSON.parse(row.proof!) as PostedResult;
+    if (row.until !== null && this.chainNow > row.until) {
+      this.journal.setState(taskId, "failed", { reason: "dispute response deadline passed" });
+      this.log.error({ ...ctx, deadline: row.until }, "dispute response deadline passed unanswered");
+      return;
+    }
+    if (BigInt(submitted.task.verificationKey as string) === 0n) {
+      // No circuit: verification nodes vote; there is nothing for this node to send.
+      this.journal.setState(taskId, "failed", { reason: "disputed; settled by a vote of verification nodes" });
+      return;
+    }
+    const prepared = await this.prepare(submitted, false);
+    if (!prepared) return;
+    const { proof, publicSignals } = await this.makeProof(submitted, prepared);
+    const proved = publicSignals.slice(0, posted.outputs.length);
+    if (proved.some((w, i) => w !== posted.outputs[i])) {
+      this.journal.setState(taskId, "failed", {
+        reason: "disputed: the posted outputs are not the model's, no proof exists",
+      });
+      this.log.error(
+        { ...ctx, posted: posted.outputs, proved, lied: posted.lied ?? false },
+        "cannot answer the dispute: the posted outputs differ from the model's; the collateral will be slashed",
+      );
+      return;
+    }
+    const attesters = await attestersOf(
+      { provider: this.chain.provider, tasksAddress: this.deployment.tasks },
+      taskId,
+      posted.block,
+    );
+    const data = this.chain.disputes!.interface.encodeFunctionData("respond", [
+      taskId,
+      submitted.task,
+      submitted.input,
+      posted.outputs.map(BigInt),
+      attesters,
+      proofWords(proof),
+    ]);
+    const receipt = await this.submitter.send(
+      "respond",
+      await this.chain.disputes!.getAddress(),
+      data,
+      taskId,
+    );
+    if (!receipt) return;
+    for (const log of receipt.logs) {
+      const parsed = taskRegistryInterface.parseLog(log);
+      if (parsed?.name === "TaskVerified")
+        this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
+    }
+    this.journal.setState(taskId, "verified", { reason: "dispute answered with a proof" });
+    this.collateralReleased();
+    this.metrics.results.inc({ mode: "optimistic", outcome: "answered" });
+    this.log.info({ ...ctx, tx: receipt.hash }, "dispute answered with a proof: result verified, bond won");
+  }
+
+  // ---------------------------------------------------------------- TEE mode
+
+  /**
+   * Sign the executor's outputs with the enclave key (a raw ECDSA signature over the registry's
+   * teeResultDigest) and submit them: the task settles at once.
+   */
+  private async submitTee(submitted: SubmittedTask, prepared: Prepared) {
+    const taskId = submitted.taskId;
+    const enclave = this.enclave!;
+    const outputs = modelOutputWords(prepared.bundle, prepared.input).words;
+    const digest = await this.chain.tasks.teeResultDigest(
+      taskId,
+      this.address,
+      submitted.task.inputHash,
+      outputs,
+    );
+    const signature = enclave.signDigest(digest);
+    const data = this.chain.tasks.interface.encodeFunctionData("submitResultTee", [
+      taskId,
+      submitted.task,
+      outputs,
+      signature,
+    ]);
+    let receipt;
+    try {
+      receipt = await this.submitter.send("result-tee", await this.chain.tasks.getAddress(), data, taskId);
+    } catch (err) {
+      // The key may have expired or been revoked since start: register a fresh one, then retry the task.
+      if (err instanceof RevertedError && /EnclaveKeyRejected/.test(err.reason)) {
+        await ensureEnclaveKeyRegistered({
+          enclaves: this.chain.enclaves!,
+          enclave,
+          log: (msg) => this.log.info({ key: enclave.address }, msg),
+        });
+        throw new Error(`enclave key rejected (${err.reason}); key checked, retrying`);
+      }
+      throw err;
+    }
+    if (!receipt) return;
+    for (const log of receipt.logs) {
+      const parsed = taskRegistryInterface.parseLog(log);
+      if (parsed?.name === "TaskVerified")
+        this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
+    }
+    this.journal.setState(taskId, "verified", { reason: null });
+    this.collateralReleased();
+    this.metrics.results.inc({ mode: "tee", outcome: "verified" });
+    this.log.info({ taskId: taskId.toString(), tx: receipt.hash, key: enclave.address }, "task verified (TEE)");
   }
 }

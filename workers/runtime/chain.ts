@@ -1,6 +1,8 @@
 import fs from "node:fs";
 import { JsonRpcProvider, Wallet, type Provider } from "ethers";
 import {
+  DisputeManager__factory,
+  EnclaveRegistry__factory,
   ModelRegistry__factory,
   NodeStaking__factory,
   OPGToken__factory,
@@ -61,6 +63,10 @@ export function connect(rpcUrl: string, privateKey: string, deployment: Deployme
     staking: NodeStaking__factory.connect(deployment.staking, wallet),
     models: ModelRegistry__factory.connect(deployment.models, wallet),
     tasks: TaskRegistry__factory.connect(deployment.tasks, wallet),
+    /** EnclaveRegistry (TEE mode); undefined when the deployment predates it. */
+    enclaves: deployment.enclaves ? EnclaveRegistry__factory.connect(deployment.enclaves, wallet) : undefined,
+    /** DisputeManager (optimistic mode); undefined when the deployment predates it. */
+    disputes: deployment.disputes ? DisputeManager__factory.connect(deployment.disputes, wallet) : undefined,
   };
 }
 

@@ -31,6 +31,20 @@ export interface TxRow {
   sentAt: number;
 }
 
+/**
+ * States that wait for a chain time, kept in `until`: `watching` (another node's claim lapses), and the
+ * optimistic mode's `posted`, `attested`, `challenged`, `disputed`, `voted` (a challenge window, a dispute's
+ * response or vote deadline ends).
+ */
+export const TIMED_STATES: ReadonlySet<string> = new Set([
+  "watching",
+  "posted",
+  "attested",
+  "challenged",
+  "disputed",
+  "voted",
+]);
+
 export class Journal {
   private readonly db: Database.Database;
 
@@ -144,7 +158,10 @@ export class Journal {
       .all(...states) as TaskRow[];
   }
 
-  /** Move a task to `state`; `until` is kept only while the task stays `watching`. */
+  /**
+   * Move a task to `state`. `until` (a chain timestamp the state waits for: a claim lapsing, a challenge
+   * window or a dispute deadline ending) is kept only while the task is in one of TIMED_STATES.
+   */
   setState(
     taskId: bigint,
     state: string,
@@ -160,7 +177,7 @@ export class Journal {
         state,
         fields.proof === undefined ? row.proof : fields.proof,
         fields.reason === undefined ? row.reason : fields.reason,
-        state !== "watching" ? null : fields.until === undefined ? row.until : fields.until,
+        !TIMED_STATES.has(state) ? null : fields.until === undefined ? row.until : fields.until,
         state === row.state ? row.attempts + 1 : row.attempts,
         Date.now(),
         taskId.toString(),

@@ -1,6 +1,6 @@
 import type { Log, Result } from "ethers";
 import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
-import { TaskRegistry__factory } from "../../typechain-types";
+import { DisputeManager__factory, TaskRegistry__factory } from "../../typechain-types";
 
 export const taskRegistryInterface = TaskRegistry__factory.createInterface();
 
@@ -12,11 +12,32 @@ export interface SubmittedTask {
   input: bigint[];
 }
 
+export const disputeManagerInterface = DisputeManager__factory.createInterface();
+
+/** Verification modes (VerificationModes.sol): one bit each; a task carries exactly one. */
+export const MODES = { zk: 1, optimistic: 2, tee: 4 } as const;
+export type ModeName = keyof typeof MODES;
+
+/** The name of a task's mode (`task.mode`); tasks from before modes existed (0) are ZK. */
+export function modeName(mode: bigint | number | string | undefined): ModeName | `unknown mode ${number}` {
+  const m = Number(mode ?? 0);
+  if (m === 0 || m === MODES.zk) return "zk";
+  if (m === MODES.optimistic) return "optimistic";
+  if (m === MODES.tee) return "tee";
+  return `unknown mode ${m}`;
+}
+
 export const TOPICS = {
   submitted: taskRegistryInterface.getEvent("TaskSubmitted")!.topicHash,
   claimed: taskRegistryInterface.getEvent("TaskClaimed")!.topicHash,
   verified: taskRegistryInterface.getEvent("TaskVerified")!.topicHash,
   expired: taskRegistryInterface.getEvent("TaskExpired")!.topicHash,
+  posted: taskRegistryInterface.getEvent("TaskResultPosted")!.topicHash,
+  attested: taskRegistryInterface.getEvent("TaskAttested")!.topicHash,
+  rejected: taskRegistryInterface.getEvent("TaskRejected")!.topicHash,
+  attestersPaid: taskRegistryInterface.getEvent("AttestersPaid")!.topicHash,
+  disputeOpened: disputeManagerInterface.getEvent("DisputeOpened")!.topicHash,
+  disputeResolved: disputeManagerInterface.getEvent("DisputeResolved")!.topicHash,
 };
 
 export function parseSubmitted(log: Pick<Log, "topics" | "data">): SubmittedTask {

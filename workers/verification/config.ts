@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { chainNodeSchema } from "../inference/config";
+import { chainNodeSchema, inferenceSchema } from "../inference/config";
 import { parse, type OptionSpec } from "../runtime/config";
 
 const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec<T>;
@@ -22,4 +22,23 @@ export const verificationSchema = {
       return file;
     },
   }),
+  optimistic: opt({
+    env: "OPG_OPTIMISTIC",
+    description:
+      "take part in the optimistic mode: re-execute every posted result, attest it when it matches, challenge " +
+      "it (paying the dispute manager's bond from the wallet) when not, vote on disputes over models without " +
+      "a circuit; needs the verification role and stake",
+    default: true,
+    parse: parse.bool,
+  }),
+  finalizeAfterSeconds: opt({
+    env: "OPG_FINALIZE_AFTER_SECONDS",
+    description:
+      "finalise a result this node attested when it is still pending this many seconds after its challenge " +
+      "window (its inference node normally does it at once)",
+    default: 300,
+    parse: parse.int(0, 30 * 86_400),
+  }),
+  replaceAfterSeconds: inferenceSchema.replaceAfterSeconds,
+  maxRetries: inferenceSchema.maxRetries,
 };

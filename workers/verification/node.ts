@@ -12,9 +12,11 @@ import { PollLoop, ServiceHttp } from "../runtime/service";
 import { preflight } from "../runtime/startup";
 import { auditVerifiedLog, type AuditDeps, type AuditReport } from "../runtime/audit";
 import { SetupChecks } from "../runtime/audit-setup";
+import { TxSubmitter } from "../runtime/submitter";
 import { taskRegistryInterface, TOPICS } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
 import type { verificationSchema } from "./config";
+import { OPTIMISTIC_TOPICS, OptimisticVerifier } from "./optimistic";
 
 export type VerificationConfig = ConfigOf<typeof verificationSchema>;
 
@@ -29,6 +31,8 @@ export type VerificationReport = AuditReport;
  * Every conclusion goes to the log, a metric and a JSON-lines report; a disagreement is logged as an error.
  * Each model's trusted setup (who could forge its proofs) is logged once, at warn level when its phase 1
  * is a development or unpublished one, and kept in the `opg_model_setup_secure{model}` gauge.
+ * In the optimistic mode (`optimistic`, on by default) it also re-executes every result posted without
+ * proof and attests or challenges it (OptimisticVerifier; its tasks in `optimistic.db`).
  */
 export class VerificationNode {
   private readonly chain: Chain;
@@ -41,6 +45,9 @@ export class VerificationNode {
   private readonly reportFile: string;
   private readonly loop: PollLoop;
   private readonly auditDeps: AuditDeps;
+  /** Optimistic-mode tasks (kept apart from the audit reports' rows, which share task ids). */
+  private readonly optimisticJournal: Journal;
+  private readonly optimistic?: OptimisticVerifier;
   private chainId = 0n;
   private readonly checked;
   private readonly setupSecure;
@@ -58,9 +65,46 @@ export class VerificationNode {
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
     this.reportFile = path.join(config.stateDir, "reports.jsonl");
     this.http = new ServiceHttp(log);
-    this.loop = new PollLoop(config.pollIntervalMs, () => this.watcher.poll(), log);
+    this.loop = new PollLoop(
+      config.pollIntervalMs,
+      async () => {
+        await this.watcher.poll();
+        await this.optimistic?.work();
+      },
+      log,
+    );
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
+    this.optimisticJournal = new Journal(path.join(config.stateDir, "optimistic.db"));
+    if (config.optimistic) {
+      const submitter = new TxSubmitter(
+        this.chain.wallet,
+        this.chain.provider,
+        this.optimisticJournal,
+        [
+          taskRegistryInterface,
+          this.chain.token.interface,
+          ...(this.chain.disputes ? [this.chain.disputes.interface] : []),
+        ],
+        {
+          replaceAfterSeconds: config.replaceAfterSeconds,
+          maxReplacements: 3,
+          maxRetries: config.maxRetries,
+          dryRun: config.dryRun,
+        },
+        log,
+      );
+      this.optimistic = new OptimisticVerifier(
+        this.chain,
+        this.optimisticJournal,
+        submitter,
+        this.bundles,
+        this.data,
+        { models: config.models, finalizeAfterSeconds: config.finalizeAfterSeconds },
+        log,
+        this.http.registry,
+      );
+    }
     const { provider, models, tasks } = this.chain;
     const setups = new SetupChecks({
       ptau: config.setupPtau || undefined,
@@ -98,8 +142,8 @@ export class VerificationNode {
       this.chain.provider,
       this.journal,
       {
-        addresses: [this.deployment.tasks],
-        topics: [TOPICS.verified],
+        addresses: [this.deployment.tasks, ...(this.deployment.disputes ? [this.deployment.disputes] : [])],
+        topics: this.optimistic ? [...new Set([TOPICS.verified, ...OPTIMISTIC_TOPICS])] : [TOPICS.verified],
         confirmations,
         startBlock: this.config.startBlock,
       },
@@ -112,9 +156,13 @@ export class VerificationNode {
       ready: this.loop.isRunning,
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
+      optimistic: this.optimisticJournal.countByState(),
     }));
     this.loop.start();
-    this.log.info({ chainId: this.chainId.toString() }, "verification node started");
+    this.log.info(
+      { chainId: this.chainId.toString(), address: this.chain.wallet.address, optimistic: this.config.optimistic },
+      "verification node started",
+    );
     return port;
   }
 
@@ -122,6 +170,7 @@ export class VerificationNode {
     await this.loop.stop();
     await this.http.close();
     this.journal.close();
+    this.optimisticJournal.close();
     this.chain.provider.destroy();
   }
 
@@ -160,15 +209,31 @@ export class VerificationNode {
   private onReorg(ancestor: number) {
     // Reports above the ancestor described blocks that are gone: forget them so the rescan checks anew.
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
+    for (const row of this.optimisticJournal.tasksAbove(ancestor))
+      this.optimisticJournal.deleteTask(BigInt(row.taskId));
+  }
+
+  /**
+   * Whether a TaskVerified log was settled by proof (submitResult or submitResults): only those have a proof
+   * to re-check. An optimistic result (finalizeResult, a dispute answered) or a TEE result has none.
+   */
+  private async settledByProof(log: Log): Promise<boolean> {
+    const tx = await this.chain.provider.getTransaction(log.transactionHash);
+    if (!tx) throw new Error(`transaction ${log.transactionHash} not found`);
+    const call = taskRegistryInterface.parseTransaction({ data: tx.data });
+    return call?.name === "submitResult" || call?.name === "submitResults";
   }
 
   private async onLogs(logs: Log[]) {
+    await this.optimistic?.onLogs(logs);
     for (const log of logs) {
+      if (log.topics[0] !== TOPICS.verified) continue;
       const parsed = taskRegistryInterface.parseLog(log);
       if (!parsed || parsed.name !== "TaskVerified") continue;
       const taskId: bigint = parsed.args.taskId;
       const existing = this.journal.task(taskId);
       if (existing && existing.block === log.blockNumber) continue; // already checked (replayed range)
+      if (!(await this.settledByProof(log))) continue;
       const report = await auditVerifiedLog(this.auditDeps, log, { models: this.config.models });
       if (!report) continue;
       this.journal.upsertTask(taskId, BigInt(report.modelId), log.blockNumber, JSON.stringify(report));
