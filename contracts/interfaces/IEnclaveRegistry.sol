@@ -97,7 +97,9 @@ interface IEnclaveRegistry {
     function revokeKey(address key) external;
 
     /// @notice Challenge `key`'s attestation document with `challengeBond` OPG (approval needed): the key is
-    /// suspended until governance judges. A valid document pays the bond to the key's node.
+    /// suspended until governance judges. A valid document pays the bond to the key's node. A revoked,
+    /// expired or withdrawn key can still be challenged (its node must not dodge the fraud slash by revoking
+    /// it when it sees a challenge coming); a key under challenge, or already judged forged, cannot.
     function challengeKey(address key, string calldata reason) external;
 
     /// @notice Governance: judge the open challenge of `key`. `documentValid` false revokes the key, slashes

@@ -36,6 +36,8 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
     mapping(bytes32 measurement => bool approved) private _approved;
     mapping(address key => EnclaveKey info) private _keys;
     mapping(address key => KeyChallenge challenge) private _challenges;
+    /// @dev Keys governance judged forged: never challenged (and their node slashed) again.
+    mapping(address key => bool forged) private _forged;
 
     constructor(IERC20 token_, INodeStaking staking_, address owner_) Ownable(owner_) {
         token = token_;
@@ -83,6 +85,7 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
             token.safeTransfer(info.node, challenge.bond);
         } else {
             info.revoked = true;
+            _forged[key] = true;
             emit EnclaveKeyRevoked(key, msg.sender);
             if (fraudSlash != 0) {
                 // The beneficiary share is below 100% (NodeStaking), so a challenger colluding with the node
@@ -154,11 +157,15 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
     /// @inheritdoc IEnclaveRegistry
     function challengeKey(address key, string calldata reason) external nonReentrant {
         (, KeyStanding standing) = keyStatus(key);
-        if (standing != KeyStanding.Pending && standing != KeyStanding.Active) {
+        EnclaveKey storage info = _keys[key];
+        // Revoked, expired and withdrawn keys stay challengeable: a node that sees a challenge coming must not
+        // escape the fraud slash by revoking its key first. `challenged` is read directly, since a revoked
+        // key under challenge reads Revoked.
+        if (info.node == address(0) || info.challenged || _forged[key]) {
             revert EnclaveRegistryWrongStanding(key, standing);
         }
         uint96 bond = challengeBond;
-        _keys[key].challenged = true;
+        info.challenged = true;
         _challenges[key] = KeyChallenge({challenger: msg.sender, bond: bond});
         emit EnclaveKeyChallenged(key, msg.sender, bond, reason);
         token.safeTransferFrom(msg.sender, address(this), bond);

@@ -1,4 +1,6 @@
 import { ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import type { SigningKey } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../../workers/runtime/tasks";
 import { pinNextBlockTime } from "./chain-time";
@@ -218,4 +220,66 @@ export async function modesFixture() {
     };
     await m.models.connect(m.modelOwner).registerModel(noCircuit, []);
   }
+}
+
+/** What signs as an enclave key: an ethers wallet (its raw secp256k1 key). */
+export type EnclaveKeyWallet = { address: string; signingKey: SigningKey };
+
+export const ENCLAVE_ACTIVATION_DELAY = 3600;
+export const TEST_DOCUMENT = ethers.toUtf8Bytes("test attestation document");
+
+/**
+ * Sign an enclave key's registration for `node` (proof of possession: the key's raw ECDSA signature over
+ * `registrationDigest`), as the enclave would. Options shape a bad registration for the error tests.
+ */
+export async function signKeyRegistration(
+  f: Awaited<ReturnType<typeof modesFixture>>,
+  node: string,
+  opts: {
+    key?: EnclaveKeyWallet;
+    signer?: EnclaveKeyWallet;
+    measurement?: string;
+    expiresIn?: number;
+    document?: Uint8Array;
+  } = {},
+) {
+  const key = opts.key ?? ethers.Wallet.createRandom();
+  const measurement = opts.measurement ?? DEV_MEASUREMENT;
+  const document = opts.document ?? TEST_DOCUMENT;
+  // The registration's block time is pinned, so the expiry counts from it.
+  const now = Number(await pinNextBlockTime());
+  const expiresAt = now + (opts.expiresIn ?? 7 * 24 * 3600);
+  const digest = await f.enclaves.registrationDigest(
+    node,
+    key.address,
+    measurement,
+    ethers.keccak256(document),
+    expiresAt,
+  );
+  const signature = (opts.signer ?? key).signingKey.sign(digest).serialized;
+  return { key, args: [key.address, measurement, expiresAt, document, signature] as const };
+}
+
+/** Register a fresh enclave key for `node` and, unless `activate` is false, wait out the activation delay. */
+export async function registerEnclaveKey(
+  f: Awaited<ReturnType<typeof modesFixture>>,
+  node: HardhatEthersSigner,
+  opts: { expiresIn?: number; activate?: boolean } = {},
+) {
+  const { key, args } = await signKeyRegistration(f, node.address, { expiresIn: opts.expiresIn });
+  await f.enclaves.connect(node).registerKey(...args);
+  if (opts.activate !== false) await time.increase(ENCLAVE_ACTIVATION_DELAY);
+  return key;
+}
+
+/** The enclave's signature over a TEE result: `teeResultDigest` signed raw by `key`. */
+export async function signTeeResult(
+  f: Awaited<ReturnType<typeof modesFixture>>,
+  key: EnclaveKeyWallet,
+  s: SubmittedTask,
+  node: string,
+  outputs: bigint[],
+) {
+  const digest = await f.tasks.teeResultDigest(s.taskId, node, s.task.inputHash, outputs);
+  return key.signingKey.sign(digest).serialized;
 }
