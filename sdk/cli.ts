@@ -66,6 +66,35 @@ function withSetupFlags(cmd: Command): Command {
     );
 }
 
+/** The verification modes `--mode` takes. */
+const MODES = ["zk", "optimistic", "tee"] as const;
+
+/** `--mode`'s value, refused by name when it is not a mode. */
+function modeArg(raw: string | undefined): (typeof MODES)[number] | undefined {
+  if (raw === undefined) return undefined;
+  if (!(MODES as readonly string[]).includes(raw)) {
+    throw new CliError(`--mode ${raw}: use zk, optimistic or tee`);
+  }
+  return raw as (typeof MODES)[number];
+}
+
+/**
+ * What an audit prints on stderr (stdout stays JSON): the setup verdict where the result rests on a proof,
+ * then what it could not check.
+ */
+function auditLines(r: AuditReport): string {
+  const lines = r.proofValid === null ? [`${r.mode}: ${r.detail}`] : [setupLine(r)];
+  for (const w of r.warnings) lines.push(`WARNING: ${w}`);
+  for (const n of r.notChecked) lines.push(`not checked: ${n}`);
+  return lines.join("\n");
+}
+
+/** Exit code of an audit: 0 agree, 3 not (or, with --require-secure-setup, a proof under an unsecure setup). */
+function auditExit(r: AuditReport, requireSecureSetup?: boolean): number {
+  if (!r.agree) return 3;
+  return r.proofValid === null || r.setupSecure || !requireSecureSetup ? 0 : 3;
+}
+
 /** The audit's setup verdict as printed on stderr (stdout stays JSON). */
 function setupLine(r: AuditReport): string {
   if (!r.setup) return "setup: NOT CHECKED (the model's bundle could not be read)";
@@ -142,9 +171,15 @@ export function registerClientCommands(program: Command) {
     .option("--fee <opg>", "fee in OPG (default: the model's)")
     .option("--deadline-seconds <n>", "seconds until the deadline (default 600)")
     .option(
+      "--mode <mode>",
+      "verification mode: zk (proof checked on chain), tee (signed by an approved enclave key) or optimistic " +
+        "(final after a challenge window with attestations; disputes settled by proof or vote); default: the " +
+        "strongest the model allows; one it does not allow is refused before anything is sent",
+    )
+    .option(
       "--wait",
       "wait for the verified result and print it (says on stderr what it is waiting for: an eligible node, " +
-        "a claim, the proof)",
+        "a claim, the proof, the challenge window and attestations, a dispute)",
     )
     .option("--timeout-seconds <n>", "with --wait: how long to wait (default 300)")
     .action(
@@ -154,12 +189,14 @@ export function registerClientCommands(program: Command) {
           input: string;
           fee?: string;
           deadlineSeconds?: string;
+          mode?: string;
           wait?: boolean;
           timeoutSeconds?: string;
         },
       ) => {
         await run(async (keep) => {
           const modelId = idArg("model id", o.model);
+          const mode = modeArg(o.mode);
           let input: unknown;
           try {
             input = JSON.parse(fs.readFileSync(o.input, "utf8")).input;
@@ -173,10 +210,14 @@ export function registerClientCommands(program: Command) {
           const timeoutMs = 1000 * (o.timeoutSeconds ? parse.int(1, 86_400)(o.timeoutSeconds) : 300);
           const { client, provider } = await clientFor(o, true);
           keep(provider);
-          const submitted = await client.submit(modelId, input, { fee, deadlineSeconds });
-          process.stderr.write(`task ${submitted.taskId} submitted in ${submitted.txHash}\n`);
+          const submitted = await client.submit(modelId, input, { fee, deadlineSeconds, mode });
+          process.stderr.write(
+            `task ${submitted.taskId} submitted in ${submitted.mode} mode in ${submitted.txHash}\n`,
+          );
           if (!o.wait) {
-            process.stdout.write(json({ taskId: submitted.taskId, tx: submitted.txHash }));
+            process.stdout.write(
+              json({ taskId: submitted.taskId, tx: submitted.txHash, mode: submitted.mode }),
+            );
             return;
           }
           // onStatus: what the task waits for, each time it changes (the SDK's waitForResult option)
@@ -187,8 +228,32 @@ export function registerClientCommands(program: Command) {
       },
     );
 
+  withConnection(task.command("status <taskId>"))
+    .description(
+      "print a task's status, verification mode and what it waits for: the claim, the challenge window and " +
+        "attestations so far against the quorum (optimistic), a dispute, the refund of a rejected task",
+    )
+    .option("--from-block <n>", "a block at or before the submission (default: the last 10,000 blocks)")
+    .action(async (id: string, o: Conn & { fromBlock?: string }) => {
+      await run(async (keep) => {
+        idArg("task id", id);
+        const { parse } = await import("../workers/runtime/config");
+        const fromBlock =
+          o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
+        const { client, provider } = await clientFor(o, false);
+        keep(provider);
+        const taskId = await existingTask(client, id);
+        const seen = await client.describe(taskId, { fromBlock });
+        process.stderr.write(`${seen.message}\n`);
+        process.stdout.write(json({ taskId: id, ...seen }));
+      });
+    });
+
   withConnection(task.command("result <taskId>"))
-    .description("print a task's status and, once verified, its decoded output")
+    .description(
+      "print a task's status and mode and, once verified, its decoded output with how it was verified " +
+        "(proof, enclave key, attesters, dispute)",
+    )
     .action(async (id: string, o: Conn) => {
       await run(async (keep) => {
         idArg("task id", id);
@@ -196,17 +261,23 @@ export function registerClientCommands(program: Command) {
         keep(provider);
         const taskId = await existingTask(client, id);
         const status = await client.status(taskId);
-        const result = status === "Verified" ? await client.result(taskId) : undefined;
-        process.stdout.write(json({ taskId: id, status, ...(result ?? {}) }));
+        if (status === "Verified") {
+          const result = await client.result(taskId);
+          process.stdout.write(json({ taskId: id, status, ...(result ?? {}) }));
+          return;
+        }
+        const { message, ...facts } = await client.describe(taskId);
+        process.stdout.write(json({ taskId: id, ...facts, status, message }));
       });
     });
 
   withSetupFlags(withConnection(task.command("audit <taskId>")))
     .description(
-      "re-check a verified task from public data: proof against the registered key, bundle against the " +
-        "registration, output recomputed; and the model's trusted setup (who could forge proofs, printed " +
-        "on stderr) (exit 0 when it agrees, 3 when it does not, or with --require-secure-setup when the " +
-        "setup is not secure)",
+      "re-check a verified task from public data in its mode (zk: proof against the registered key, bundle " +
+        "against the registration, output recomputed, the trusted setup; tee: the enclave signature, the " +
+        "key's registration and standing then and now; optimistic: window, attesters, dispute, output " +
+        "recomputed where the bundle allows); prints on stderr what it could not check (exit 0 when it " +
+        "agrees, 3 when it does not, or with --require-secure-setup when a proof's setup is not secure)",
     )
     .action(async (id: string, o: Conn & SetupFlags) => {
       await run(async (keep) => {
@@ -214,13 +285,16 @@ export function registerClientCommands(program: Command) {
         const { client, provider } = await clientFor(o, false);
         keep(provider);
         const report = await client.audit(await existingTask(client, id));
-        process.stderr.write(`${setupLine(report)}\n`);
+        process.stderr.write(`${auditLines(report)}\n`);
         process.stdout.write(json(report));
-        return report.agree && (report.setupSecure || !o.requireSecureSetup) ? 0 : 3;
+        return auditExit(report, o.requireSecureSetup);
       });
     });
   withConnection(task.command("refund <taskId>"))
-    .description("after its deadline, refund a task nobody settled to its requester (any key may send it)")
+    .description(
+      "after its deadline, refund a task nobody settled to its requester; also an optimistic task whose " +
+        "challenge window closed without its quorum of attestations (any key may send it)",
+    )
     .option("--from-block <n>", "a block at or before the submission (default 0)")
     .action(async (id: string, o: Conn & { fromBlock?: string }) => {
       await run(async (keep) => {
@@ -255,8 +329,12 @@ export function registerClientCommands(program: Command) {
         const summary = await client.auditRange(fromBlock, {
           toBlock,
           onReport: (r) => {
-            if (!shown.has(r.modelId)) process.stderr.write(`model ${r.modelId}: ${setupLine(r)}\n`);
-            shown.add(r.modelId);
+            // the setup line is a proof's: TEE and unchallenged optimistic results rest on no proof
+            if (r.proofValid !== null && !shown.has(r.modelId)) {
+              process.stderr.write(`model ${r.modelId}: ${setupLine(r)}\n`);
+              shown.add(r.modelId);
+            }
+            if (!r.agree) process.stderr.write(`task ${r.taskId} (${r.mode}): ${r.detail}\n`);
             process.stdout.write(JSON.stringify(r) + "\n");
           },
         });

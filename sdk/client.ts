@@ -24,10 +24,17 @@ import {
 import { DataClient } from "../workers/data/client";
 import {
   auditVerifiedLog,
+  findLogs,
+  findSubmitted,
   findVerifiedLog,
-  readSubmission,
+  MODE_BITS,
+  MODE_TOPICS,
+  modeName,
+  modeNames,
+  readSettlement,
   type AuditDeps,
   type AuditReport,
+  type VerificationModeName,
 } from "../workers/runtime/audit";
 import { SetupChecks } from "../workers/runtime/audit-setup";
 import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
@@ -41,6 +48,8 @@ import { parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/t
 import { OpgClientError, toId, type Id } from "./errors";
 import {
   describeTask,
+  type KnownTask,
+  type TaskWaitStatus,
   EligibleNodes,
   subscribeTaskEvents,
   TASK_STATUSES,
@@ -51,10 +60,10 @@ import {
 } from "./task-watch";
 import { freshCall, TxQueue } from "./transactions";
 
-export type { AuditReport } from "../workers/runtime/audit";
+export type { AuditReport, OptimisticAudit, TeeAudit, VerificationModeName } from "../workers/runtime/audit";
 export type { AuditSetup } from "../workers/runtime/audit-setup";
 export type { Deployment } from "../workers/runtime/chain";
-export { OpgClientError, toId, type Id } from "./errors";
+export { OpgClientError, TaskRejectedError, toId, type Id } from "./errors";
 export {
   TASK_STATUSES,
   type TaskStatusName,
@@ -146,11 +155,41 @@ export interface OpgClientOptions {
   connectTimeoutMs?: number;
 }
 
+/** The verification modes, strongest first: what a task gets when it names none (as `submitTask` picks). */
+export const VERIFICATION_MODES: readonly VerificationModeName[] = ["zk", "tee", "optimistic"];
+
+/**
+ * The mode a task of a model allowing `allowed` runs in: `requested` when the model allows it, else the
+ * strongest it allows (ZK, else TEE, else optimistic), as the registry's `submitTask` picks. Refuses with an
+ * OpgClientError naming the allowed modes when `requested` is not one of them.
+ */
+export function chooseMode(
+  modelId: bigint,
+  allowed: readonly VerificationModeName[],
+  requested?: string,
+): VerificationModeName {
+  if (requested !== undefined && !VERIFICATION_MODES.includes(requested as VerificationModeName)) {
+    throw new OpgClientError(`unknown verification mode "${requested}": use zk, optimistic or tee`);
+  }
+  if (allowed.length === 0) throw new OpgClientError(`model ${modelId} allows no verification mode`);
+  if (requested === undefined) return VERIFICATION_MODES.find((m) => allowed.includes(m))!;
+  if (!allowed.includes(requested as VerificationModeName)) {
+    throw new OpgClientError(
+      `model ${modelId} does not allow ${requested} mode: it allows ${allowed.join(", ")}`,
+    );
+  }
+  return requested as VerificationModeName;
+}
+
 /** A registered model with its bundle, fetched from the data node and checked against the registry. */
 export interface ModelInfo {
   modelId: bigint;
   fee: bigint;
   active: boolean;
+  /** The verification modes the model allows, strongest first; `submit` uses the first unless told. */
+  verificationModes: VerificationModeName[];
+  /** Optimistic mode: attestations a task needs before it can become final. */
+  attestationQuorum: number;
   manifest: BundleManifest;
   program: QProgram;
 }
@@ -163,6 +202,13 @@ export interface SubmitOptions {
   /** Contract to call back with the verified output, and the gas it may use. */
   callback?: string;
   callbackGasLimit?: number;
+  /**
+   * How the result is verified: `zk` (a Groth16 proof checked on chain), `tee` (signed by an enclave key
+   * registered for an approved measurement) or `optimistic` (posted without proof, final after a challenge
+   * window with a quorum of staked verifiers' attestations; disputes settled by proof or vote). Default: the
+   * strongest the model allows. A mode the model does not allow is refused before anything is sent.
+   */
+  mode?: VerificationModeName;
 }
 
 export interface SubmittedRequest {
@@ -175,12 +221,25 @@ export interface SubmittedRequest {
   /** The task as committed on chain, and its input words: what claimTask and submitResult take. */
   task: SubmittedTask["task"];
   input: bigint[];
+  /** The verification mode the task was committed with. */
+  mode: VerificationModeName;
 }
 
 export interface TaskResult {
   taskId: bigint;
   node: string;
   settledBlock: number;
+  /** The mode that verified it. */
+  mode: VerificationModeName;
+  /**
+   * How it became final: a proof (zk), an enclave signature (tee), attestations after the challenge window
+   * or a dispute answered by proof or settled by vote (optimistic).
+   */
+  settledBy: AuditReport["settledBy"];
+  /** TEE: the enclave key that signed the outputs (TaskEnclaveSigned); check its registration with an audit. */
+  enclaveKey?: string;
+  /** Optimistic: the staked verification nodes that attested the outputs (and were paid for it). */
+  attesters?: string[];
   /** Output words exactly as verified on chain. */
   words: bigint[];
   /** The fixed-point output values the proof attests. */
@@ -212,8 +271,8 @@ export class OpgClient {
   private readonly deploymentFile?: string;
   private deploymentChecked?: Promise<void>;
   private readonly connectTimeoutMs: number;
-  /** Deadlines of the tasks submitted here (what waitForResult reports without a log search). */
-  private readonly deadlines = new Map<bigint, number>();
+  /** Deadline, mode and quorum of the tasks submitted here (what waitForResult reports without a log search). */
+  private readonly known = new Map<bigint, KnownTask>();
   private readonly waits = new Set<{ result: Promise<unknown>; cancel: (e: Error) => void }>();
   private closed = false;
   /** The end of the last payment made here: one approve-and-pay sequence at a time (see `serially`). */
@@ -302,10 +361,7 @@ export class OpgClient {
   /** The model's registered terms and its bundle (hash-checked against the registry). */
   async model(id: Id): Promise<ModelInfo> {
     const modelId = toId(id, "model");
-    await this.ready();
-    const count = await this.models.modelCount();
-    if (modelId < 1n || modelId > count) throw new OpgClientError(`model ${modelId} is not registered`);
-    const model = await this.models.getModel(modelId);
+    const model = await this.registered(modelId);
     let bundle;
     try {
       bundle = await this.bundles.get(model);
@@ -318,9 +374,19 @@ export class OpgClient {
       modelId,
       fee: model.terms.fee,
       active: model.terms.active,
+      verificationModes: modeNames(model.terms.verificationModes),
+      attestationQuorum: Number(await this.models.attestationQuorum(modelId)),
       manifest: bundle.manifest,
       program: bundle.program,
     };
+  }
+
+  /** The registered model `modelId` (no bundle); an OpgClientError when there is none. */
+  private async registered(modelId: bigint) {
+    await this.ready();
+    const count = await this.models.modelCount();
+    if (modelId < 1n || modelId > count) throw new OpgClientError(`model ${modelId} is not registered`);
+    return this.models.getModel(modelId);
   }
 
   /** Quantize a float input (nested in the model's shape, or flat) the way the circuit takes it. */
@@ -336,10 +402,14 @@ export class OpgClient {
    * Pay for an inference of `modelId` on `input` (floats). Inline models carry the packed input in the
    * task; commitment models get the input stored on the data node and its Poseidon commitment on chain.
    * The fee comes from prepaid credits when they cover it, else from the wallet (approved here if needed).
+   * `opts.mode` picks the verification mode (default: the strongest the model allows); one the model does not
+   * allow is refused, naming those it does, before the bundle is fetched or anything is sent.
    */
   async submit(id: Id, input: unknown, opts: SubmitOptions = {}): Promise<SubmittedRequest> {
     const modelId = toId(id, "model");
     const signer = this.requireSigner();
+    const registered = await this.registered(modelId);
+    const mode = chooseMode(modelId, modeNames(registered.terms.verificationModes), opts.mode);
     const info = await this.model(modelId);
     if (!info.active) throw new OpgClientError(`model ${modelId} is deactivated`);
     const quantizedInput = this.quantize(info, input);
@@ -369,25 +439,31 @@ export class OpgClient {
     const receipt = await this.serially(async () => {
       await this.ensureFunds(signer, fee);
       const now = (await this.provider.getBlock("latest"))!.timestamp;
-      return this.queue!.send("submitTask", this.tasks.interface, (overrides) =>
-        this.tasks.connect(signer).submitTask(
-          {
-            modelId,
-            input: inputWords(info.manifest, quantizedInput),
-            inputDataHash,
-            fee,
-            deadline: now + seconds,
-            callback: opts.callback ?? ethers.ZeroAddress,
-            callbackGasLimit: opts.callbackGasLimit ?? 0,
-          },
-          overrides,
-        ),
+      const request = {
+        modelId,
+        input: inputWords(info.manifest, quantizedInput),
+        inputDataHash,
+        fee,
+        deadline: now + seconds,
+        callback: opts.callback ?? ethers.ZeroAddress,
+        callbackGasLimit: opts.callbackGasLimit ?? 0,
+      };
+      const registry = this.tasks.connect(signer);
+      // Without a mode asked for, submitTask picks the same default (and costs no mode argument).
+      if (opts.mode === undefined) {
+        return this.queue!.send("submitTask", this.tasks.interface, (overrides) =>
+          registry.submitTask(request, overrides),
+        );
+      }
+      return this.queue!.send("submitTaskInMode", this.tasks.interface, (overrides) =>
+        registry.submitTaskInMode(request, MODE_BITS[mode], overrides),
       );
     });
     const log = receipt.logs.find((l) => l.topics[0] === TOPICS.submitted);
     if (!log) throw new OpgClientError(`transaction ${receipt.hash} emitted no TaskSubmitted`);
     const submitted = parseSubmitted(log);
-    this.remember(submitted.taskId, Number(submitted.task.deadline));
+    const known = knownFrom(submitted);
+    this.remember(submitted.taskId, known);
     return {
       taskId: submitted.taskId,
       txHash: receipt.hash,
@@ -395,6 +471,7 @@ export class OpgClient {
       quantizedInput,
       task: submitted.task,
       input: submitted.input,
+      mode: known.mode ?? mode,
     };
   }
 
@@ -436,24 +513,62 @@ export class OpgClient {
     return TASK_STATUSES[Number((await freshCall(this.provider, this.tasks, "taskStatus", [taskId]))[0])];
   }
 
-  /** The verified result of `taskId`, decoded; undefined while it is not verified. */
+  /**
+   * The verified result of `taskId`, decoded; undefined while it is not verified. Says which mode verified
+   * it and how (`settledBy`), with the enclave key (TEE) or the attesters (optimistic).
+   */
   async result(id: Id): Promise<TaskResult | undefined> {
     const taskId = toId(id, "task");
     await this.ready();
     const found = await findVerifiedLog(this.auditDeps(), taskId);
     if (!found) return undefined;
     const { log, result } = found;
-    const submission = await readSubmission(this.provider, log.transactionHash, taskId);
-    if (!submission) throw new OpgClientError(`task ${taskId}: settlement not found`);
-    const info = await this.model(BigInt(submission.task.modelId));
+    const settlement = await readSettlement(this.provider, log.transactionHash, taskId);
+    // A settlement sent through another contract carries no readable calldata: the event has the task.
+    const task = settlement?.task ?? (await findSubmitted(this.auditDeps(), taskId, log.blockNumber))?.task;
+    if (!task) throw new OpgClientError(`task ${taskId}: settlement not found`);
+    const info = await this.model(BigInt(task.modelId));
     const words = [...result.outputs];
     const layout = info.manifest.publicSignals;
     const quantized = unpackWords(words, layout.outputCount, layout.packBits);
     const output = dequantizeOutput(info.program, quantized);
+    const mode = modeName(task.mode) ?? "zk";
+    const inBlock = async (topic: string) => {
+      const logs = await this.provider.getLogs({
+        address: await this.tasks.getAddress(),
+        topics: [topic, ethers.toBeHex(taskId, 32)],
+        fromBlock: log.blockNumber,
+        toBlock: log.blockNumber,
+      });
+      return logs[0] ? this.tasks.interface.parseLog(logs[0]) : null;
+    };
+    const extra: Partial<TaskResult> = {};
+    let settledBy: TaskResult["settledBy"] = "proof";
+    if (mode === "tee") {
+      settledBy = "enclave-signature";
+      const signed = await inBlock(MODE_TOPICS.enclaveSigned);
+      if (signed) extra.enclaveKey = signed.args.key as string;
+    } else if (mode === "optimistic") {
+      settledBy =
+        settlement?.via === "respond"
+          ? "dispute-proof"
+          : settlement?.via === "resolveVote"
+            ? "dispute-vote"
+            : "attestations";
+      const paid = await inBlock(MODE_TOPICS.attestersPaid);
+      extra.attesters = paid
+        ? [...(paid.args.attesters as string[])]
+        : settlement && "attesters" in settlement
+          ? settlement.attesters
+          : [];
+    }
     return {
       taskId,
       node: result.node,
       settledBlock: Number(result.settledBlock),
+      mode,
+      settledBy,
+      ...extra,
       words,
       quantized,
       output,
@@ -462,18 +577,61 @@ export class OpgClient {
   }
 
   /**
+   * One look at `taskId`: its status, mode and what it waits for, as `waitForResult`'s `onStatus` reports it
+   * (claim, challenge window and attestations, dispute, refund); for a verified task, the mode and how it
+   * became final. `fromBlock`: a block at or before the submission, to find the task's event (default: the
+   * last 10,000 blocks).
+   */
+  async describe(id: Id, opts: { fromBlock?: number } = {}): Promise<TaskWaitStatus> {
+    const taskId = toId(id, "task");
+    await this.ready();
+    const known = this.known.get(taskId) ?? (await this.findKnown(taskId, opts.fromBlock));
+    const seen = await describeTask({
+      provider: this.provider,
+      tasks: this.tasks,
+      nodes: this.nodes,
+      taskId,
+      ...known,
+      known: this.known.has(taskId),
+      fromBlock: opts.fromBlock,
+    });
+    if ("status" in seen && seen.status) return seen.status;
+    if ("fail" in seen) return { status: "None", message: seen.fail };
+    const result = await this.result(taskId);
+    if (!result)
+      return { status: "Verified", message: "verified; the settled result is not readable yet", ...known };
+    const how: Record<TaskResult["settledBy"], string> = {
+      proof: "by a Groth16 proof checked on chain",
+      "enclave-signature": `by enclave key ${result.enclaveKey} (signature checked on chain)`,
+      attestations: `by ${result.attesters?.length ?? 0} attestation(s) after an unchallenged window`,
+      "dispute-proof": "after a dispute, by the node's proof",
+      "dispute-vote": "after a dispute, by the verification nodes' vote",
+      unknown: "",
+    };
+    return {
+      status: "Verified",
+      message: `verified in ${result.mode} mode ${how[result.settledBy]}: node ${result.node}, block ${result.settledBlock}`,
+      ...known,
+      mode: result.mode,
+    };
+  }
+
+  /**
    * Wait until `taskId` is verified and return its result. Listens for the registry's events on the task
-   * (claimed, claim abandoned, verified, expired) and polls every `pollMs` as a fallback. `onStatus` hears
-   * what it waits for whenever that changes: no eligible node staked, open and unclaimed, claimed by a node
-   * until a time. Fails with an OpgClientError when the task expired or its deadline passed unsettled (it is
-   * then refundable), when it does not exist, when the client is closed, or after `timeoutMs` (the message
-   * names the last status).
+   * (claimed, claim abandoned, verified, expired; in optimistic mode outputs posted, attested, disputed,
+   * rejected) and polls every `pollMs` as a fallback. `onStatus` hears what it waits for whenever that
+   * changes: no eligible node staked, open and unclaimed, claimed by a node until a time, outputs posted
+   * with the challenge window's end and the attestations so far against the quorum, disputed (by whom,
+   * until when, by proof or vote). Fails with an OpgClientError when the task expired or its deadline passed
+   * unsettled (it is then refundable), with a TaskRejectedError (`outcome`, `refund`) when its optimistic
+   * outputs were rejected after a dispute, when it does not exist, when the client is closed, or after
+   * `timeoutMs` (the message names the last status).
    */
   async waitForResult(id: Id, opts: WaitForResultOptions = {}): Promise<TaskResult> {
     const taskId = toId(id, "task");
     await this.ready();
-    const known = this.deadlines.has(taskId);
-    const deadline = known ? this.deadlines.get(taskId) : await this.findDeadline(taskId, opts.fromBlock);
+    const isKnown = this.known.has(taskId);
+    const known = isKnown ? this.known.get(taskId)! : await this.findKnown(taskId, opts.fromBlock);
     const registry = await this.tasks.getAddress();
     const step = async (): Promise<TaskStep<TaskResult>> => {
       const seen = await describeTask({
@@ -481,14 +639,15 @@ export class OpgClient {
         tasks: this.tasks,
         nodes: this.nodes,
         taskId,
-        deadline,
-        known,
+        ...known,
+        known: isKnown,
+        fromBlock: opts.fromBlock,
       });
       if (!("done" in seen)) return seen;
       const result = await this.result(taskId);
       if (result) return { done: result };
       // Verified, but this RPC node does not serve the settlement's log yet: the next look reads it.
-      return { status: { status: "Verified", message: "verified; reading the settled result" } };
+      return { status: { status: "Verified", message: "verified; reading the settled result", ...known } };
     };
     const wait = waitForStep({
       what: `task ${taskId}`,
@@ -517,19 +676,19 @@ export class OpgClient {
     return run;
   }
 
-  /** Keep the deadline of a task submitted here (the latest 1,000). */
-  private remember(taskId: bigint, deadline: number) {
-    this.deadlines.set(taskId, deadline);
-    if (this.deadlines.size > 1_000) this.deadlines.delete(this.deadlines.keys().next().value!);
+  /** Keep the deadline, mode and quorum of a task submitted here (the latest 1,000). */
+  private remember(taskId: bigint, known: KnownTask) {
+    this.known.set(taskId, known);
+    if (this.known.size > 1_000) this.known.delete(this.known.keys().next().value!);
   }
 
-  /** The deadline of a task submitted elsewhere, from its TaskSubmitted event; undefined when not found. */
-  private async findDeadline(taskId: bigint, fromBlock?: number): Promise<number | undefined> {
+  /** Deadline, mode and quorum of a task submitted elsewhere, from its TaskSubmitted event; {} when not found. */
+  private async findKnown(taskId: bigint, fromBlock?: number): Promise<KnownTask> {
     try {
       const from = fromBlock ?? Math.max(0, (await this.provider.getBlockNumber()) - 10_000);
-      return Number((await this.submittedTask(taskId, { fromBlock: from })).task.deadline);
+      return knownFrom(await this.submittedTask(taskId, { fromBlock: from }));
     } catch {
-      return undefined;
+      return {};
     }
   }
 
@@ -550,14 +709,20 @@ export class OpgClient {
 
   /**
    * Get the fee of a task nobody settled back once its deadline has passed (anyone may call; the refund goes
-   * to the requester, and a claimer that let it lapse loses its collateral). Returns the transaction hash.
+   * to the requester, and a claimer that let it lapse loses its collateral). An optimistic task whose
+   * challenge window closed without its quorum of attestations is refunded too (`expireUnattested`; the
+   * node keeps its collateral: nobody showed it wrong). Returns the transaction hash.
    */
   async refund(id: Id, opts: { fromBlock?: number } = {}): Promise<string> {
     const taskId = toId(id, "task");
     const signer = this.requireSigner("a refund");
     const status = await this.status(taskId);
+    if (status === "Pending") return this.refundUnattested(taskId, signer, opts.fromBlock);
     if (status !== "Open" && status !== "Claimed") {
-      throw new OpgClientError(`task ${taskId} is ${status}: only an open or claimed task can be refunded`);
+      throw new OpgClientError(
+        `task ${taskId} is ${status}: only an open or claimed task, or a pending one whose window closed ` +
+          "without its quorum, can be refunded",
+      );
     }
     const { task } = await this.submittedTask(taskId, opts);
     const now = (await this.provider.getBlock("latest"))!.timestamp;
@@ -572,10 +737,56 @@ export class OpgClient {
     return receipt.hash;
   }
 
+  /** `expireUnattested` for an optimistic task whose window closed short of its quorum. */
+  private async refundUnattested(taskId: bigint, signer: Signer, fromBlock?: number): Promise<string> {
+    const submitted = await this.submittedTask(taskId, { fromBlock });
+    const { task } = submitted;
+    const [, windowEnd] = await this.tasks.pendingOf(taskId);
+    const latest = await this.provider.getBlock("latest");
+    const when = new Date(Number(windowEnd) * 1000).toISOString();
+    if (BigInt(latest!.timestamp) <= windowEnd) {
+      throw new OpgClientError(`task ${taskId}: its challenge window is open until ${when}`);
+    }
+    const registry = await this.tasks.getAddress();
+    const id = ethers.toBeHex(taskId, 32);
+    const from = fromBlock ?? 0;
+    const posted = await findLogs(
+      this.provider,
+      registry,
+      [MODE_TOPICS.resultPosted, id],
+      from,
+      latest!.number,
+    );
+    if (!posted[0]) throw new OpgClientError(`task ${taskId}: its TaskResultPosted event was not found`);
+    const outputs = [...(this.tasks.interface.parseLog(posted[0])!.args.outputs as bigint[])];
+    const attested = await findLogs(
+      this.provider,
+      registry,
+      [MODE_TOPICS.attested, id],
+      posted[0].blockNumber,
+      latest!.number,
+    );
+    const attesters = attested.map((l) => this.tasks.interface.parseLog(l)!.args.attester as string);
+    if (attesters.length >= Number(task.attestationQuorum)) {
+      throw new OpgClientError(
+        `task ${taskId}: its window closed at ${when} with ${attesters.length} of ${task.attestationQuorum} ` +
+          "attestations: it becomes verified (finalizeResult), not refunded",
+      );
+    }
+    const outputsHash = ethers.solidityPackedKeccak256(["uint256[]"], [outputs]);
+    const receipt = await this.queue!.send("expireUnattested", this.tasks.interface, (overrides) =>
+      this.tasks.connect(signer).expireUnattested(taskId, task, outputsHash, attesters, overrides),
+    );
+    return receipt.hash;
+  }
+
   /**
-   * Re-check a verified task from public data: proof against the registered key, the bundle against the
-   * registration (its verification key included), output recomputed; and the bundle's trusted setup
-   * (`setup`: who could forge proofs; `setupSecure`), which does not change `agree`.
+   * Re-check a verified task from public data, in its mode. ZK: proof against the registered key, the
+   * bundle against the registration (its verification key included), output recomputed; and the bundle's
+   * trusted setup (`setup`: who could forge proofs; `setupSecure`), which does not change `agree`. TEE: the
+   * enclave signature, the key's registration and standing then and now. Optimistic: the window, the
+   * attesters, any dispute, the output recomputed where the bundle allows. Every report lists what it
+   * `checked` and what it could not (`notChecked`), and `warnings` found since.
    */
   async audit(id: Id): Promise<AuditReport> {
     const taskId = toId(id, "task");
@@ -622,7 +833,9 @@ export class OpgClient {
         summary.audited++;
         if (report.agree) summary.agreed++;
         else summary.disagreed.push(report.taskId);
-        if (!report.setupSecure && !summary.setupNotSecure.includes(report.modelId)) {
+        // only a result that rests on a proof depends on the setup
+        const proved = report.proofValid !== null;
+        if (proved && !report.setupSecure && !summary.setupNotSecure.includes(report.modelId)) {
           summary.setupNotSecure.push(report.modelId);
         }
         opts.onReport?.(report);
@@ -673,4 +886,14 @@ export class OpgClient {
       this.queue,
     );
   }
+}
+
+/** What a wait needs to know of a submitted task: deadline, mode and quorum. */
+function knownFrom(submitted: SubmittedTask): KnownTask {
+  const mode = modeName(submitted.task.mode);
+  return {
+    deadline: Number(submitted.task.deadline),
+    ...(mode ? { mode } : {}),
+    ...(mode === "optimistic" ? { quorum: Number(submitted.task.attestationQuorum) } : {}),
+  };
 }

@@ -6,6 +6,23 @@ export class OpgClientError extends Error {
   }
 }
 
+/**
+ * An optimistic task whose posted outputs were rejected after a dispute: its fee went back to the requester.
+ * `outcome` is how the dispute ended: `NodeWrong` (the node could not prove its outputs, or the vote found
+ * them wrong: it and its attesters were slashed) or `Undecided` (a vote without quorum: nobody slashed).
+ */
+export class TaskRejectedError extends OpgClientError {
+  constructor(
+    message: string,
+    readonly taskId: bigint,
+    readonly outcome: "NodeRight" | "NodeWrong" | "Undecided" | undefined,
+    readonly refund: bigint | undefined,
+  ) {
+    super(message);
+    this.name = "TaskRejectedError";
+  }
+}
+
 /** A model or task id as a caller writes it: `1`, `1n`. */
 export type Id = number | bigint;
 

@@ -2,8 +2,11 @@
  * The OPG client SDK: what a dapp's off-chain code and an auditor import. See docs/sdk.md.
  */
 export {
+  chooseMode,
   OpgClient,
   OpgClientError,
+  TaskRejectedError,
+  VERIFICATION_MODES,
   sendTx,
   TASK_STATUSES,
   TxQueue,
@@ -12,6 +15,9 @@ export {
   type Deployment,
   type Id,
   type ModelInfo,
+  type OptimisticAudit,
+  type TeeAudit,
+  type VerificationModeName,
   type OpgClientOptions,
   type Runner,
   type SubmitOptions,

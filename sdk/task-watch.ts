@@ -1,10 +1,27 @@
 import { ethers, SocketProvider, type Filter, type Provider } from "ethers";
 import type { NodeStaking, TaskRegistry } from "../typechain-types";
-import { TOPICS } from "../workers/runtime/tasks";
-import { OpgClientError } from "./errors";
+import { DisputeManager__factory } from "../typechain-types";
+import {
+  DISPUTE_OUTCOMES,
+  MODE_TOPICS,
+  type DisputeOutcomeName,
+  type VerificationModeName,
+} from "../workers/runtime/audit";
+import { taskRegistryInterface, TOPICS } from "../workers/runtime/tasks";
+import { OpgClientError, TaskRejectedError } from "./errors";
 import { freshBlock, freshCall } from "./transactions";
 
-export const TASK_STATUSES = ["None", "Open", "Claimed", "Verified", "Expired"] as const;
+/** The registry's task statuses (`ITaskRegistry.TaskStatus`), by index. */
+export const TASK_STATUSES = [
+  "None",
+  "Open",
+  "Claimed",
+  "Verified",
+  "Expired",
+  "Pending",
+  "Disputed",
+  "Rejected",
+] as const;
 export type TaskStatusName = (typeof TASK_STATUSES)[number];
 
 /** What a wait is waiting for, and why: `onStatus` gets one each time it changes. */
@@ -13,6 +30,8 @@ export interface TaskWaitStatus {
   status: TaskStatusName;
   /** One line for a person: "open, nobody has claimed it yet (2 eligible inference nodes staked); ...". */
   message: string;
+  /** The task's verification mode, when known (tasks submitted by this client, or found by their event). */
+  mode?: VerificationModeName;
   /** The node holding the claim, while the task is claimed. */
   claimedBy?: string;
   /** When that claim's window ends (unix seconds, chain time). */
@@ -21,6 +40,18 @@ export interface TaskWaitStatus {
   deadline?: number;
   /** Inference nodes eligible to claim now (counted while the task is open). */
   eligibleNodes?: number;
+  /** Optimistic mode, while pending or disputed: the node that posted the outputs. */
+  postedBy?: string;
+  /** Optimistic mode: when the challenge window ends (unix seconds, chain time). */
+  windowEnd?: number;
+  /** Optimistic mode: attestations so far, and the quorum the task needs. */
+  attestations?: number;
+  quorum?: number;
+  /** Optimistic mode, while disputed: who challenged, by when the node must prove (or the vote ends), how. */
+  dispute?: { challenger: string; deadline: number; byProof: boolean };
+  /** Rejected: how the dispute ended, and the fee refunded to the requester (wei). */
+  outcome?: DisputeOutcomeName;
+  refund?: bigint;
 }
 
 export interface WaitForResultOptions {
@@ -37,9 +68,14 @@ export interface WaitForResultOptions {
   fromBlock?: number;
 }
 
-/** One look at a task: finished with a value, failed for good, or still waiting (and why). */
+/**
+ * One look at a task: finished with a value, failed for good (with `error` when a more specific error than
+ * an OpgClientError of `fail` says it), or still waiting (and why).
+ */
 export type TaskStep<T> =
-  { done: T } | { fail: string; status?: TaskWaitStatus } | { status: TaskWaitStatus };
+  | { done: T }
+  | { fail: string; error?: OpgClientError; status?: TaskWaitStatus }
+  | { status: TaskWaitStatus };
 
 const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
 const ABANDONED = ethers.id("TaskClaimAbandoned(uint256,address,uint256)");
@@ -88,6 +124,20 @@ export class EligibleNodes {
   }
 }
 
+/** What the waiting side knows of a task: its deadline, mode and quorum (from its TaskSubmitted event). */
+export interface KnownTask {
+  deadline?: number;
+  mode?: VerificationModeName;
+  quorum?: number;
+}
+
+/** What a claimer must deliver in each mode. */
+const DELIVERY: Record<VerificationModeName, string> = {
+  zk: "waiting for its proof",
+  tee: "waiting for its enclave-signed result",
+  optimistic: "waiting for it to post its outputs",
+};
+
 /** What a task waits for, read fresh from the registry (and NodeStaking while it is open). */
 export async function describeTask(deps: {
   provider: Provider;
@@ -96,15 +146,35 @@ export async function describeTask(deps: {
   taskId: bigint;
   /** The task's deadline, when known. */
   deadline?: number;
+  /** The task's mode and attestation quorum, when known. */
+  mode?: VerificationModeName;
+  quorum?: number;
   /** Submitted by this client: a None status means the RPC has not seen it yet, not a wrong id. */
   known: boolean;
+  /** A block at or before the task's submission, to search its events from (default: 10,000 blocks back). */
+  fromBlock?: number;
 }): Promise<TaskStep<TaskStatusName>> {
-  const { provider, tasks, taskId, deadline } = deps;
+  const { provider, tasks, taskId, deadline, mode } = deps;
   // Every read at one block, so that the status and the claim agree.
   const block = await freshBlock(provider);
   const read = async (fn: string) => await freshCall(provider, tasks, fn, [taskId], block.number);
   const status = TASK_STATUSES[Number((await read("taskStatus"))[0])];
-  const base = deadline === undefined ? {} : { deadline };
+  const base = {
+    ...(deadline === undefined ? {} : { deadline }),
+    ...(mode === undefined ? {} : { mode }),
+  };
+  const id = ethers.toBeHex(taskId, 32);
+  const registry = await tasks.getAddress();
+  const from = deps.fromBlock ?? Math.max(0, block.number - 10_000);
+  const lastLog = async (topic: string) => {
+    const logs = await provider.getLogs({
+      address: registry,
+      topics: [topic, id],
+      fromBlock: from,
+      toBlock: block.number,
+    });
+    return logs.length > 0 ? taskRegistryInterface.parseLog(logs[logs.length - 1]) : null;
+  };
   switch (status) {
     case "Verified":
       return { done: status };
@@ -113,11 +183,91 @@ export async function describeTask(deps: {
         fail: `task ${taskId} expired without a verified result: its fee went back to the requester`,
         status: { status, message: "expired without a verified result; the fee was refunded", ...base },
       };
+    case "Rejected": {
+      const rejected = await lastLog(MODE_TOPICS.rejected);
+      const outcome = rejected ? DISPUTE_OUTCOMES[Number(rejected.args.outcome)] : undefined;
+      const refund: bigint | undefined = rejected ? rejected.args.refund : undefined;
+      const why =
+        outcome === "NodeWrong"
+          ? "the dispute found the posted outputs wrong (outcome NodeWrong: the node and its attesters were slashed)"
+          : outcome === "Undecided"
+            ? "the dispute could not be decided (outcome Undecided: the vote had no quorum or tied; nobody slashed)"
+            : "its posted outputs were rejected after a dispute";
+      const paid = refund === undefined ? "its fee" : `its fee of ${ethers.formatEther(refund)} OPG`;
+      const message = `rejected: ${why}; ${paid} went back to the requester`;
+      return {
+        fail: `task ${taskId} was ${message}`,
+        error: new TaskRejectedError(`task ${taskId} was ${message}`, taskId, outcome, refund),
+        status: {
+          status,
+          message,
+          ...base,
+          ...(outcome ? { outcome } : {}),
+          ...(refund !== undefined ? { refund } : {}),
+        },
+      };
+    }
     case "None":
       if (!deps.known) return { fail: `task ${taskId} does not exist` };
       return { status: { status, message: "submitted, not yet visible on this RPC node", ...base } };
   }
   const now = block.timestamp;
+  if (status === "Pending" || status === "Disputed") {
+    // A posted result no longer depends on the deadline: the window (and any dispute) decides.
+    const [postedBy, end] = await read("pendingOf");
+    const windowEnd = Number(end);
+    const attested = await lastLog(MODE_TOPICS.attested);
+    const attestations = attested ? Number(attested.args.count) : 0;
+    const quorum = deps.quorum ?? 1;
+    const facts = { ...base, mode: "optimistic" as const, postedBy, windowEnd, attestations, quorum };
+    const tally = `${attestations} of ${quorum} attestation${quorum === 1 ? "" : "s"}`;
+    if (status === "Disputed") {
+      const [disputesAddress] = (await freshCall(
+        provider,
+        tasks,
+        "modeParameters",
+        [],
+        block.number,
+      )) as unknown as [string];
+      const disputes = DisputeManager__factory.connect(disputesAddress, provider);
+      const d = (await freshCall(provider, disputes, "disputeOf", [taskId], block.number))[0];
+      const dispute = {
+        challenger: d.challenger as string,
+        deadline: Number(d.deadline),
+        byProof: Boolean(d.circuit),
+      };
+      const over = now > dispute.deadline;
+      const message = dispute.byProof
+        ? over
+          ? `disputed by ${dispute.challenger}: the node's time to answer with a proof ended at ` +
+            `${when(dispute.deadline)}; anyone may now settle the dispute against it (timeout)`
+          : `disputed by ${dispute.challenger}: the node that posted the outputs (${postedBy}) must answer with ` +
+            `a proof by ${when(dispute.deadline)}, or they are rejected and the fee refunded`
+        : over
+          ? `disputed by ${dispute.challenger}: the verification nodes' vote ended at ${when(dispute.deadline)}; ` +
+            "anyone may now settle it by the vote (resolveVote)"
+          : `disputed by ${dispute.challenger}: verification nodes vote on the posted outputs until ` +
+            `${when(dispute.deadline)}`;
+      return { status: { status, message, ...facts, dispute } };
+    }
+    if (now <= windowEnd) {
+      const message =
+        `outputs posted by ${postedBy} without proof: challenge window open until ${when(windowEnd)}, ` +
+        `${tally} so far; final after the window with the quorum, unless a verification node challenges`;
+      return { status: { status, message, ...facts } };
+    }
+    if (attestations >= quorum) {
+      const message =
+        `outputs posted by ${postedBy}: challenge window ended at ${when(windowEnd)} unchallenged with ${tally}: ` +
+        "final as soon as anyone calls finalizeResult (the node or a verification node normally does)";
+      return { status: { status, message, ...facts } };
+    }
+    const message =
+      `outputs posted by ${postedBy}: the challenge window ended at ${when(windowEnd)} with only ${tally}: ` +
+      "the result cannot become final; refundable to the requester (expireUnattested, or opg task refund " +
+      `${taskId})`;
+    return { fail: `task ${taskId}: ${message}`, status: { status, message, ...facts } };
+  }
   if (deadline !== undefined && now > deadline) {
     const message =
       `its deadline ${when(deadline)} passed without a verified result (still ${status}): no node can ` +
@@ -129,13 +279,14 @@ export async function describeTask(deps: {
     const [node, expires] = await read("claimOf");
     const claimExpiresAt = Number(expires);
     const claim = { claimedBy: node as string, claimExpiresAt, ...base };
+    const delivery = DELIVERY[mode ?? "zk"];
     if (now <= claimExpiresAt) {
-      const message = `claimed by ${node} until ${when(claimExpiresAt)}: waiting for its proof${until}`;
+      const message = `claimed by ${node} until ${when(claimExpiresAt)}: ${delivery}${until}`;
       return { status: { status, message, ...claim } };
     }
     const message =
-      `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without a proof: ` +
-      `another eligible node may take it over${until}`;
+      `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without a ` +
+      `${mode === undefined || mode === "zk" ? "proof" : "result"}: another eligible node may take it over${until}`;
     return { status: { status, message, ...claim } };
   }
   const { eligible, scanned, registered } = await deps.nodes.count();
@@ -151,7 +302,7 @@ export async function describeTask(deps: {
 
 /**
  * Call `onEvent` when the registry logs a claim, an abandoned claim, a verification or an expiry of
- * `taskId`. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
+ * `taskId`, or in optimistic mode its posted outputs, an attestation, a dispute or a rejection. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
  * polling) is followed by one getLogs for the new range, which needs no server-side filter that could
  * expire. Returns the function that stops it. Failures are left to the caller's polling.
  */
@@ -163,7 +314,19 @@ export function subscribeTaskEvents(
 ): () => Promise<void> {
   const filter: Filter = {
     address: registry,
-    topics: [[TOPICS.claimed, ABANDONED, TOPICS.verified, TOPICS.expired], ethers.toBeHex(taskId, 32)],
+    topics: [
+      [
+        TOPICS.claimed,
+        ABANDONED,
+        TOPICS.verified,
+        TOPICS.expired,
+        MODE_TOPICS.resultPosted,
+        MODE_TOPICS.attested,
+        MODE_TOPICS.disputed,
+        MODE_TOPICS.rejected,
+      ],
+      ethers.toBeHex(taskId, 32),
+    ],
   };
   // Duck-typed as well (an ES-module ethers has other classes): a WebSocketProvider or IpcSocketProvider.
   if (provider instanceof SocketProvider || "websocket" in provider || "socket" in provider) {
@@ -240,7 +403,7 @@ export function waitForStep<T>(opts: {
             lastError = undefined;
             if ("done" in step) return finish({ value: step.done });
             if (step.status) show(step.status);
-            if ("fail" in step) return finish({ error: new OpgClientError(step.fail) });
+            if ("fail" in step) return finish({ error: step.error ?? new OpgClientError(step.fail) });
           } catch (e) {
             if (e instanceof OpgClientError) return finish({ error: e });
             lastError = e as Error; // an RPC failure: the next poll tries again

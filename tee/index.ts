@@ -4,3 +4,4 @@ export { CborError, CborTag, decodeCbor, encodeCbor } from "./cbor";
 export type { CborKey, CborValue } from "./cbor";
 export * from "./measurement";
 export * from "./dev-enclave";
+export * from "./check-key";

@@ -28,3 +28,15 @@ export const DEV_ENCLAVE_PCRS = {
 
 /** The measurement of the development enclave (`nitroMeasurement(DEV_ENCLAVE_PCRS)`). */
 export const DEV_ENCLAVE_MEASUREMENT = nitroMeasurement(DEV_ENCLAVE_PCRS);
+
+/** The measurement of PCR0-2 given as hex (with or without 0x), e.g. from `nitro-cli describe-eif`. */
+export function measurementFromHex(pcr0: string, pcr1: string, pcr2: string): string {
+  const bytes = (s: string, i: number): Uint8Array => {
+    const h = s.trim().replace(/^0x/i, "");
+    if (!/^[0-9a-fA-F]*$/.test(h) || h.length !== 96) {
+      throw new Error(`PCR${i} must be 48 bytes (96 hex digits), got ${JSON.stringify(s)}`);
+    }
+    return Buffer.from(h, "hex");
+  };
+  return nitroMeasurement({ 0: bytes(pcr0, 0), 1: bytes(pcr1, 1), 2: bytes(pcr2, 2) });
+}

@@ -1,41 +1,185 @@
-import { toBeHex, type Log, type Provider } from "ethers";
+import { ethers, toBeHex, type Log, type Provider } from "ethers";
+import { DisputeManager__factory, EnclaveRegistry__factory } from "../../typechain-types";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
+import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
 import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { DataClient } from "../data/client";
 import type { AuditSetup, SetupChecks } from "./audit-setup";
-import { BundleRejectedError, type BundleCache } from "./bundles";
+import { BundleRejectedError, type BundleCache, type LoadedBundle } from "./bundles";
 import type { Chain } from "./chain";
 import { decodeTaskInput, InputRejectedError } from "./task-input";
-import { taskRegistryInterface, TOPICS, type SubmittedTask } from "./tasks";
+import { parseSubmitted, taskRegistryInterface, TOPICS, type SubmittedTask } from "./tasks";
 
-/** What an independent re-check concluded about one verified task. */
+/** The verification modes of a task (`Task.mode`, one bit of the model's `verificationModes`). */
+export const MODE_BITS = { zk: 1, optimistic: 2, tee: 4 } as const;
+export type VerificationModeName = keyof typeof MODE_BITS;
+
+/** The name of mode bit `bits`; undefined for anything but exactly one known bit. */
+export function modeName(bits: bigint | number | string): VerificationModeName | undefined {
+  const n = Number(bits);
+  return (Object.keys(MODE_BITS) as VerificationModeName[]).find((m) => MODE_BITS[m] === n);
+}
+
+/** The names of the modes in a model's `verificationModes` mask, strongest first (zk, tee, optimistic). */
+export function modeNames(mask: bigint | number | string): VerificationModeName[] {
+  const n = Number(mask);
+  return (["zk", "tee", "optimistic"] as const).filter((m) => (n & MODE_BITS[m]) !== 0);
+}
+
+export const disputeManagerInterface = DisputeManager__factory.createInterface();
+export const enclaveRegistryInterface = EnclaveRegistry__factory.createInterface();
+
+const topic = (iface: ethers.Interface, name: string) => iface.getEvent(name)!.topicHash;
+
+/** Topics of the optimistic and TEE modes' events (the registry's, the dispute manager's, the enclave registry's). */
+export const MODE_TOPICS = {
+  resultPosted: topic(taskRegistryInterface, "TaskResultPosted"),
+  attested: topic(taskRegistryInterface, "TaskAttested"),
+  disputed: topic(taskRegistryInterface, "TaskDisputed"),
+  rejected: topic(taskRegistryInterface, "TaskRejected"),
+  attestersPaid: topic(taskRegistryInterface, "AttestersPaid"),
+  attesterSlashed: topic(taskRegistryInterface, "AttesterSlashed"),
+  enclaveSigned: topic(taskRegistryInterface, "TaskEnclaveSigned"),
+  disputeOpened: topic(disputeManagerInterface, "DisputeOpened"),
+  disputeVoted: topic(disputeManagerInterface, "DisputeVoted"),
+  disputeResolved: topic(disputeManagerInterface, "DisputeResolved"),
+  keyRegistered: topic(enclaveRegistryInterface, "EnclaveKeyRegistered"),
+  keyRevoked: topic(enclaveRegistryInterface, "EnclaveKeyRevoked"),
+  keyChallenged: topic(enclaveRegistryInterface, "EnclaveKeyChallenged"),
+  keyChallengeResolved: topic(enclaveRegistryInterface, "EnclaveKeyChallengeResolved"),
+};
+
+/** `ITaskRegistry.DisputeOutcome` by index. */
+export const DISPUTE_OUTCOMES = ["NodeRight", "NodeWrong", "Undecided"] as const;
+export type DisputeOutcomeName = (typeof DISPUTE_OUTCOMES)[number];
+
+/** `IEnclaveRegistry.KeyStanding` by index. */
+export const KEY_STANDINGS = [
+  "Unknown",
+  "Pending",
+  "Active",
+  "Challenged",
+  "Revoked",
+  "Expired",
+  "MeasurementWithdrawn",
+] as const;
+export type KeyStandingName = (typeof KEY_STANDINGS)[number];
+
+/** What the audit found about the enclave key that signed a TEE task's result. */
+export interface TeeAudit {
+  /** The key the registry recorded (TaskEnclaveSigned). */
+  key: string;
+  /** The signer recovered here from the submitResultTee calldata's signature over `teeResultDigest`. */
+  recovered: string | null;
+  /** `recovered` is `key`. */
+  signatureMatches: boolean;
+  /** The key's EnclaveKeyRegistered event; absent when not found. */
+  registration?: {
+    node: string;
+    measurement: string;
+    /** keccak256 of the published attestation document. */
+    documentHash: string;
+    /** The document hash stored by the registry is the published document's. */
+    documentHashMatches: boolean;
+    activeFrom: number;
+    expiresAt: number;
+    block: number;
+    tx: string;
+  };
+  /** The key's standing at the end of the settlement block (null: this RPC serves no state that old). */
+  standingAtSettlement: KeyStandingName | null;
+  /** The key's standing now. */
+  standingNow: KeyStandingName;
+  /** The key's measurement is approved now. */
+  measurementApprovedNow: boolean;
+  /** The measurement is the development enclave's (tee/measurement.ts): no hardware stands behind it. */
+  developmentEnclave: boolean;
+  /** Governance judged a challenge of the key: `documentValid` false means it found the document forged. */
+  challengeResolutions: { block: number; documentValid: boolean }[];
+  /** The attestation document was re-checked here (signature chain, PCRs, key binding); false: it was not. */
+  documentRechecked: boolean;
+}
+
+/** What the audit found about an optimistic task's window, attesters and dispute. */
+export interface OptimisticAudit {
+  /** The node that posted the outputs, and when its challenge window ended (unix seconds). */
+  postedBy: string;
+  postedBlock: number | null;
+  windowEnd: number | null;
+  /** Attestations the task needed (frozen at submission). */
+  quorum: number;
+  /** The attesters the settlement passed (and paid: AttestersPaid), in order. */
+  attesters: string[];
+  /** Each attester's share of the fee, when paid. */
+  attesterShare?: string;
+  /** The dispute, when the outputs were challenged. */
+  dispute?: {
+    challenger: string;
+    bond: string;
+    /** Settled by a Groth16 proof (a model with a circuit) or by a stake-weighted vote. */
+    circuit: boolean;
+    outcome: DisputeOutcomeName | null;
+    votes: { voter: string; nodeRight: boolean; weight: string }[];
+  };
+}
+
+/** What an independent re-check concluded about one verified task, in any verification mode. */
 export interface AuditReport {
   taskId: string;
   modelId: string;
   node: string;
   block: number;
   tx: string;
-  /** The proof verifies against the model's registered key, with public signals rebuilt from chain data. */
-  proofValid: boolean;
+  /** The task's verification mode ("unknown" when the settling calldata could not be read). */
+  mode: VerificationModeName | "unknown";
+  /**
+   * How the result became final: a proof (ZK), an enclave signature (TEE), attestations after the window,
+   * or a dispute settled by proof or by vote (optimistic).
+   */
+  settledBy: "proof" | "enclave-signature" | "attestations" | "dispute-proof" | "dispute-vote" | "unknown";
+  /**
+   * A Groth16 proof verifies against the model's registered key, with public signals rebuilt from chain data;
+   * null when the settlement carried no proof (TEE, optimistic without a dispute settled by proof).
+   */
+  proofValid: boolean | null;
   /** The model's public bundle is the one registered: its verification key, ONNX and signal layout agree. */
   bundleMatches: boolean;
-  /** The output recomputed from the bundle's quantized program equals the verified output words. */
-  outputMatches: boolean;
-  /** All three: the result is re-verified from public data. */
+  /**
+   * The output recomputed from the bundle's quantized program equals the verified output words; null when it
+   * could not be recomputed outside ZK mode (no usable bundle), which is then listed in `notChecked`.
+   */
+  outputMatches: boolean | null;
+  /**
+   * Everything this mode's settlement rests on re-checked and found consistent. ZK: proof, bundle and
+   * output. TEE: the enclave signature recovers to the key the registry recorded, which is registered to
+   * the settling node with the published document, and the output recomputed where a bundle allows it.
+   * Optimistic: the outputs posted are the outputs settled, the quorum attested after the window or a
+   * dispute went the node's way (its proof valid), and the output recomputed where a bundle allows it.
+   */
   agree: boolean;
   detail: string;
+  /** What the audit established, one statement each. */
+  checked: string[];
+  /** What the result rests on that the audit could not establish, one statement each. */
+  notChecked: string[];
+  /** Facts found later that bear on the result (a key revoked since, a measurement withdrawn). */
+  warnings: string[];
   /**
    * The registered key's trusted setup is established secure here: the bundle matches the registry and
    * its setup check found a published phase-1 ceremony and a secret phase-2 contribution (needs the ptau).
    * Independent of `agree`: a proof under a development setup verifies, but whoever ran compile could
-   * have forged it.
+   * have forged it. Meaningful only where a proof was verified (`proofValid` not null).
    */
   setupSecure: boolean;
   /** Who could forge proofs for the model's bundle; absent when the bundle could not be read. */
   setup?: AuditSetup;
   /** The verified output, dequantized (softmax applied where the model ends in one); absent when unreadable. */
   output?: number[];
+  /** TEE mode: the enclave key, its registration and standing. */
+  tee?: TeeAudit;
+  /** Optimistic mode: the window, the attesters and any dispute. */
+  optimistic?: OptimisticAudit;
   checkedAt: string;
 }
 
@@ -59,21 +203,80 @@ interface Submission {
 
 /** The proof, outputs, input and task of `taskId` from the calldata of the transaction that settled it. */
 export async function readSubmission(provider: Provider, txHash: string, taskId: bigint) {
+  const s = await readSettlement(provider, txHash, taskId);
+  return s?.via === "submitResult" ? s : undefined;
+}
+
+/**
+ * How a verified task was settled, from the settling transaction's calldata: `submitResult(s)` (ZK: input
+ * and proof), `submitResultTee` (the enclave's signature), `finalizeResult` (optimistic, the attesters), or
+ * the dispute manager's `respond` (a proof answering a dispute) or `resolveVote`. Undefined when the
+ * transaction is none of these (a contract that called the registry).
+ */
+export type Settlement =
+  | ({ via: "submitResult" } & Submission)
+  | { via: "submitResultTee"; task: Submission["task"]; outputs: bigint[]; signature: string }
+  | {
+      via: "finalizeResult" | "resolveVote";
+      task: Submission["task"];
+      outputs: bigint[];
+      attesters: string[];
+    }
+  | ({ via: "respond"; attesters: string[] } & Submission);
+
+export async function readSettlement(
+  provider: Provider,
+  txHash: string,
+  taskId: bigint,
+): Promise<Settlement | undefined> {
   const tx = await provider.getTransaction(txHash);
   if (!tx) throw new Error(`transaction ${txHash} not found`);
-  const call = taskRegistryInterface.parseTransaction({ data: tx.data });
-  const copy = (s: Submission): Submission => ({
-    task: s.task,
-    input: [...s.input],
-    outputs: [...s.outputs],
-    proof: [...s.proof],
-  });
-  if (call?.name === "submitResult") return copy(call.args as unknown as Submission);
-  if (call?.name === "submitResults") {
-    const s = (call.args.submissions as (Submission & { taskId: bigint })[]).find((x) => x.taskId === taskId);
-    return s ? copy(s) : undefined;
+  const call =
+    taskRegistryInterface.parseTransaction({ data: tx.data }) ??
+    disputeManagerInterface.parseTransaction({ data: tx.data });
+  if (!call) return undefined;
+  const a = call.args;
+  const words = (v: unknown) => [...(v as bigint[])];
+  const addresses = (v: unknown) => [...(v as string[])];
+  if (call.name === "submitResults") {
+    const s = (a.submissions as (Submission & { taskId: bigint })[]).find((x) => x.taskId === taskId);
+    if (!s) return undefined;
+    return {
+      via: "submitResult",
+      task: s.task,
+      input: words(s.input),
+      outputs: words(s.outputs),
+      proof: words(s.proof),
+    };
   }
-  return undefined;
+  if (a.taskId !== taskId) return undefined;
+  const task = a.task as Submission["task"];
+  switch (call.name) {
+    case "submitResult":
+      return {
+        via: "submitResult",
+        task,
+        input: words(a.input),
+        outputs: words(a.outputs),
+        proof: words(a.proof),
+      };
+    case "submitResultTee":
+      return { via: "submitResultTee", task, outputs: words(a.outputs), signature: a.signature as string };
+    case "finalizeResult":
+    case "resolveVote":
+      return { via: call.name, task, outputs: words(a.outputs), attesters: addresses(a.attesters) };
+    case "respond":
+      return {
+        via: "respond",
+        task,
+        input: words(a.input),
+        outputs: words(a.outputs),
+        attesters: addresses(a.attesters),
+        proof: words(a.proof),
+      };
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -91,6 +294,46 @@ export async function findVerifiedLog(deps: AuditDeps, taskId: bigint) {
     toBlock: Number(result.settledBlock),
   });
   return logs[0] ? { log: logs[0], result } : undefined;
+}
+
+/**
+ * Logs of `address` matching `topics` in [fromBlock, toBlock]: one request, or, when the RPC refuses the
+ * range, windows of 10,000 blocks (at most 200 of them, newest first).
+ */
+export async function findLogs(
+  provider: Provider,
+  address: string,
+  topics: (string | null)[],
+  fromBlock: number,
+  toBlock: number,
+): Promise<Log[]> {
+  try {
+    return await provider.getLogs({ address, topics, fromBlock, toBlock });
+  } catch {
+    const found: Log[] = [];
+    let windows = 0;
+    for (let end = toBlock; end >= fromBlock && windows < 200; end -= 10_000, windows++) {
+      const start = Math.max(fromBlock, end - 9_999);
+      found.unshift(...(await provider.getLogs({ address, topics, fromBlock: start, toBlock: end })));
+    }
+    return found;
+  }
+}
+
+/** The task's TaskSubmitted event (for its input words), searched up to `toBlock`. */
+export async function findSubmitted(
+  deps: Pick<AuditDeps, "provider" | "tasks">,
+  taskId: bigint,
+  toBlock: number,
+): Promise<SubmittedTask | undefined> {
+  const logs = await findLogs(
+    deps.provider,
+    await deps.tasks.getAddress(),
+    [TOPICS.submitted, toBeHex(taskId, 32)],
+    0,
+    toBlock,
+  );
+  return logs[0] ? parseSubmitted(logs[0]) : undefined;
 }
 
 /**
@@ -119,63 +362,18 @@ export function snarkjsKeyFromWords(words: readonly bigint[]) {
   };
 }
 
-/**
- * Re-check a TaskVerified log from public data only: the settling transaction's calldata (proof, outputs,
- * input, task); the proof verified off-chain against the model's registered verification key
- * (`verificationKeyOf`) with public signals rebuilt from chain data (outputs, input, the binding of chain,
- * registry, task and node); the model bundle (fetched by the registry's bundle hash, every file hash
- * checked) compared with the registered model, so that the registered key is the published circuit's
- * (keccak256 of the bundle's key words against `verificationKeyHash`), and the ONNX and layout agree; and the
- * output recomputed with the bundle's fixed-point executor. The bundle's trusted setup is checked too
- * (`setup`, `setupSecure`: who could forge proofs), which does not change `agree`. `models` limits the
- * audit to those model ids (undefined when another model). Throws only for what may pass (an RPC or data
- * node outage).
- */
-export async function auditVerifiedLog(
+/** The proof verified off-chain against the model's registered key, with signals rebuilt from chain data. */
+async function verifyTaskProof(
   deps: AuditDeps,
-  log: Log,
-  opts: { models?: bigint[] } = {},
-): Promise<AuditReport | undefined> {
-  const parsed = taskRegistryInterface.parseLog(log);
-  if (!parsed || parsed.name !== "TaskVerified") throw new Error("not a TaskVerified log");
-  const taskId: bigint = parsed.args.taskId;
-  const node: string = parsed.args.node;
-  const eventOutputs: bigint[] = [...parsed.args.outputs];
-  const submission = await readSubmission(deps.provider, log.transactionHash, taskId);
-  const modelId = submission ? BigInt(submission.task.modelId) : 0n;
-  if (opts.models && opts.models.length > 0 && !opts.models.includes(modelId)) return undefined;
-  const base = {
-    taskId: taskId.toString(),
-    modelId: modelId.toString(),
-    node,
-    block: log.blockNumber,
-    tx: log.transactionHash,
-  };
-  const report = (
-    checks: { proofValid: boolean; bundleMatches: boolean; outputMatches: boolean },
-    detail: string,
-    { setup, output }: { setup?: AuditSetup; output?: number[] } = {},
-  ): AuditReport => ({
-    ...base,
-    ...checks,
-    agree: checks.proofValid && checks.bundleMatches && checks.outputMatches,
-    detail,
-    // the setup checked is the published bundle's: it says nothing of a registered key that differs
-    setupSecure: checks.bundleMatches && setup?.secure === true,
-    ...(setup ? { setup } : {}),
-    ...(output ? { output } : {}),
-    checkedAt: new Date().toISOString(),
-  });
-  const none = { proofValid: false, bundleMatches: false, outputMatches: false };
-  if (!submission) return report(none, "the settling transaction's calldata does not carry this task");
-  if (submission.outputs.some((w, i) => w !== eventOutputs[i])) {
-    return report(none, "calldata outputs differ from the TaskVerified event");
-  }
-
+  modelId: bigint,
+  taskId: bigint,
+  node: string,
+  s: { outputs: bigint[]; input: bigint[]; proof: bigint[] },
+): Promise<boolean> {
   const registeredKey = [...(await deps.models.verificationKeyOf(modelId))];
   const binding = BigInt(await deps.tasks.taskBinding(taskId, node));
-  const signals = [...submission.outputs, ...submission.input, binding].map(String);
-  const p = submission.proof.map(String);
+  const signals = [...s.outputs, ...s.input, binding].map(String);
+  const p = s.proof.map(String);
   const proof = {
     pi_a: [p[0], p[1], "1"],
     pi_b: [
@@ -187,36 +385,48 @@ export async function auditVerifiedLog(
     protocol: "groth16",
     curve: "bn128",
   };
-  const proofValid =
+  return (
     registeredKey.length > 0 &&
-    (await groth16Verify(snarkjsKeyFromWords(registeredKey), signals, proof as never));
-  const proofDetail = proofValid ? "proof valid against the registered key" : "PROOF INVALID";
+    (await groth16Verify(snarkjsKeyFromWords(registeredKey), signals, proof as never))
+  );
+}
 
+/** The model's bundle as an audit sees it: refused, or loaded with where it differs from the registry. */
+type Inspected =
+  | { refused: string }
+  | { bundle: LoadedBundle; bundleMatches: boolean; bundleDetail: string; setup?: AuditSetup };
+
+async function inspectBundle(deps: AuditDeps, modelId: bigint, withSetup: boolean): Promise<Inspected> {
   const model = await deps.models.getModel(modelId);
   let inspected: Awaited<ReturnType<BundleCache["inspect"]>>;
   try {
     inspected = await deps.bundles.inspect(model);
   } catch (e) {
     if (!(e instanceof BundleRejectedError)) throw e;
-    return report({ ...none, proofValid }, `${proofDetail}; BUNDLE REFUSED: ${e.message}`);
+    return { refused: e.message };
   }
   const { bundle, problems } = inspected;
-  const setup = await deps.setups.of(bytes32ToBundleId(model.bundleHash), bundle.dir);
+  const setup = withSetup ? await deps.setups.of(bytes32ToBundleId(model.bundleHash), bundle.dir) : undefined;
   const bundleMatches = problems.length === 0;
   const bundleDetail = bundleMatches
     ? "bundle matches the registry"
     : `BUNDLE DIFFERS FROM THE REGISTRY: ${problems.join("; ")}`;
-  const submitted: SubmittedTask = { taskId, modelId, task: submission.task, input: submission.input };
+  return { bundle, bundleMatches, bundleDetail, setup };
+}
+
+/** The output recomputed with the bundle's fixed-point executor, against `outputs`. */
+async function recompute(
+  deps: AuditDeps,
+  bundle: LoadedBundle,
+  submitted: SubmittedTask,
+  outputs: bigint[],
+): Promise<{ inputError: string } | { outputMatches: boolean; output: number[] }> {
   let input: bigint[];
   try {
     input = await decodeTaskInput(bundle.manifest, submitted, deps.data);
   } catch (e) {
     if (!(e instanceof InputRejectedError)) throw e;
-    return report(
-      { proofValid, bundleMatches, outputMatches: false },
-      `${proofDetail}; ${bundleDetail}; INPUT NOT RECOVERABLE: ${e.message}`,
-      { setup },
-    );
+    return { inputError: e.message };
   }
   const recomputed = executeProgram(bundle.program, input)[bundle.program.output.tensor];
   let words: bigint[] = [];
@@ -225,15 +435,607 @@ export async function auditVerifiedLog(
   } catch {
     // A recomputed output that does not fit the packing cannot equal any verified output.
   }
-  const outputMatches =
-    words.length === submission.outputs.length && words.every((w, i) => w === submission.outputs[i]);
+  const outputMatches = words.length === outputs.length && words.every((w, i) => w === outputs[i]);
+  return { outputMatches, output: dequantizeOutput(bundle.program, recomputed) };
+}
+
+const ZK_NOT_CHECKED_SETUP =
+  "the model's trusted setup: whoever knows its toxic waste could forge a proof of any output (see setup)";
+const QUANTIZED =
+  "that the fixed-point program's output is the float ONNX model's: it is the quantized program's, by design";
+
+/** The parts of a report every mode shares. */
+interface Context {
+  deps: AuditDeps;
+  log: Log;
+  taskId: bigint;
+  modelId: bigint;
+  node: string;
+  eventOutputs: bigint[];
+  base: { taskId: string; modelId: string; node: string; block: number; tx: string };
+}
+
+/**
+ * Re-check a TaskVerified log from public data only, in the task's verification mode (read from the
+ * settling transaction's calldata):
+ *
+ * - ZK: the proof verified off-chain against the model's registered verification key (`verificationKeyOf`)
+ *   with public signals rebuilt from chain data (outputs, input, the binding of chain, registry, task and
+ *   node); the model bundle (fetched by the registry's bundle hash, every file hash checked) compared with
+ *   the registered model, so that the registered key is the published circuit's, and the ONNX and layout
+ *   agree; the output recomputed with the bundle's fixed-point executor; and the bundle's trusted setup
+ *   (`setup`, `setupSecure`: who could forge proofs), which does not change `agree`.
+ * - TEE: the signer recovered from the submitResultTee signature over `teeResultDigest` against the key the
+ *   registry recorded (TaskEnclaveSigned), the key's registration (node, measurement, document hash) and
+ *   standing at settlement and now, the measurement's approval now; the output recomputed where the model's
+ *   bundle has a program. What it rests on beyond that (the attestation document, the hardware) is listed
+ *   in `notChecked`.
+ * - Optimistic: the outputs posted against those settled, the window and the quorum of attesters, any
+ *   dispute (its proof re-verified, or its vote), and the output recomputed where the bundle allows.
+ *
+ * `models` limits the audit to those model ids (undefined when another model). Throws only for what may
+ * pass (an RPC or data node outage).
+ */
+export async function auditVerifiedLog(
+  deps: AuditDeps,
+  log: Log,
+  opts: { models?: bigint[] } = {},
+): Promise<AuditReport | undefined> {
+  const parsed = taskRegistryInterface.parseLog(log);
+  if (!parsed || parsed.name !== "TaskVerified") throw new Error("not a TaskVerified log");
+  const taskId: bigint = parsed.args.taskId;
+  const node: string = parsed.args.node;
+  const eventOutputs: bigint[] = [...parsed.args.outputs];
+  const settlement = await readSettlement(deps.provider, log.transactionHash, taskId);
+  const modelId = settlement ? BigInt(settlement.task.modelId) : 0n;
+  if (opts.models && opts.models.length > 0 && !opts.models.includes(modelId)) return undefined;
+  const ctx: Context = {
+    deps,
+    log,
+    taskId,
+    modelId,
+    node,
+    eventOutputs,
+    base: {
+      taskId: taskId.toString(),
+      modelId: modelId.toString(),
+      node,
+      block: log.blockNumber,
+      tx: log.transactionHash,
+    },
+  };
+  if (!settlement) {
+    return {
+      ...ctx.base,
+      mode: "unknown",
+      settledBy: "unknown",
+      proofValid: false,
+      bundleMatches: false,
+      outputMatches: false,
+      agree: false,
+      detail: "the settling transaction's calldata does not carry this task",
+      checked: [],
+      notChecked: ["anything: the settlement was made by a contract whose calldata this audit cannot read"],
+      warnings: [],
+      setupSecure: false,
+      checkedAt: new Date().toISOString(),
+    };
+  }
+  switch (settlement.via) {
+    case "submitResult":
+      return auditZk(ctx, settlement);
+    case "submitResultTee":
+      return auditTee(ctx, settlement);
+    default:
+      return auditOptimistic(ctx, settlement);
+  }
+}
+
+/** ZK mode: proof, bundle, output; the setup beside. */
+async function auditZk(ctx: Context, submission: Submission): Promise<AuditReport> {
+  const { deps, taskId, modelId, node } = ctx;
+  const report = (
+    checks: { proofValid: boolean; bundleMatches: boolean; outputMatches: boolean },
+    detail: string,
+    { setup, output }: { setup?: AuditSetup; output?: number[] } = {},
+  ): AuditReport => {
+    const setupSecure = checks.bundleMatches && setup?.secure === true;
+    const checked = [
+      checks.proofValid &&
+        "the proof verifies against the model's registered verification key, with public signals rebuilt " +
+          "from chain data (outputs, input, and the binding of chain, registry, task and node)",
+      checks.bundleMatches &&
+        "the model's published bundle is the registered one (verification key, ONNX hash, signal layout)",
+      checks.outputMatches &&
+        "the bundle's fixed-point program recomputes the verified output from the input",
+    ].filter((c): c is string => typeof c === "string");
+    const notChecked = setupSecure
+      ? [QUANTIZED]
+      : [setup ? `${ZK_NOT_CHECKED_SETUP}: ${setup.summary}` : ZK_NOT_CHECKED_SETUP, QUANTIZED];
+    return {
+      ...ctx.base,
+      mode: "zk",
+      settledBy: "proof",
+      ...checks,
+      agree: checks.proofValid && checks.bundleMatches && checks.outputMatches,
+      detail,
+      checked,
+      notChecked,
+      warnings: [],
+      // the setup checked is the published bundle's: it says nothing of a registered key that differs
+      setupSecure,
+      ...(setup ? { setup } : {}),
+      ...(output ? { output } : {}),
+      checkedAt: new Date().toISOString(),
+    };
+  };
+  const none = { proofValid: false, bundleMatches: false, outputMatches: false };
+  if (submission.outputs.some((w, i) => w !== ctx.eventOutputs[i])) {
+    return report(none, "calldata outputs differ from the TaskVerified event");
+  }
+  const proofValid = await verifyTaskProof(deps, modelId, taskId, node, submission);
+  const proofDetail = proofValid ? "proof valid against the registered key" : "PROOF INVALID";
+  const inspected = await inspectBundle(deps, modelId, true);
+  if ("refused" in inspected) {
+    return report({ ...none, proofValid }, `${proofDetail}; BUNDLE REFUSED: ${inspected.refused}`);
+  }
+  const { bundle, bundleMatches, bundleDetail, setup } = inspected;
+  const submitted: SubmittedTask = { taskId, modelId, task: submission.task, input: submission.input };
+  const recomputed = await recompute(deps, bundle, submitted, submission.outputs);
+  if ("inputError" in recomputed) {
+    return report(
+      { proofValid, bundleMatches, outputMatches: false },
+      `${proofDetail}; ${bundleDetail}; INPUT NOT RECOVERABLE: ${recomputed.inputError}`,
+      { setup },
+    );
+  }
+  const { outputMatches, output } = recomputed;
   const detail = [
     proofDetail,
     bundleDetail,
     outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS",
   ].join("; ");
-  return report({ proofValid, bundleMatches, outputMatches }, detail, {
-    setup,
-    output: dequantizeOutput(bundle.program, recomputed),
+  return report({ proofValid, bundleMatches, outputMatches }, detail, { setup, output });
+}
+
+/**
+ * TEE and optimistic modes: the output recomputed with the model's bundle where it has a program, with the
+ * input from the TaskSubmitted event (or `input` when the settlement carried it). A bundle that cannot be
+ * used leaves the output unchecked (`outputMatches` null) rather than failing the audit: the settlement did
+ * not rest on it.
+ */
+async function recomputeWithoutProof(
+  ctx: Context,
+  task: Submission["task"],
+  outputs: bigint[],
+  input?: bigint[],
+): Promise<{
+  bundleMatches: boolean;
+  outputMatches: boolean | null;
+  output?: number[];
+  detail: string;
+  notChecked?: string;
+}> {
+  const { deps, taskId, modelId } = ctx;
+  const inspected = await inspectBundle(deps, modelId, false);
+  if ("refused" in inspected) {
+    return {
+      bundleMatches: false,
+      outputMatches: null,
+      detail: `output not recomputed (bundle refused: ${inspected.refused})`,
+      notChecked: `the output: the model's bundle could not be used to recompute it (${inspected.refused})`,
+    };
+  }
+  const { bundle, bundleMatches, bundleDetail } = inspected;
+  let words = input;
+  if (!words) words = (await findSubmitted(deps, taskId, ctx.log.blockNumber))?.input;
+  if (!words || ethers.solidityPackedKeccak256(["uint256[]"], [words]) !== task.inputHash) {
+    return {
+      bundleMatches,
+      outputMatches: null,
+      detail: `${bundleDetail}; output not recomputed (the task's input words were not found)`,
+      notChecked: "the output: the task's input words (TaskSubmitted) were not found to recompute it",
+    };
+  }
+  const recomputed = await recompute(deps, bundle, { taskId, modelId, task, input: words }, outputs);
+  if ("inputError" in recomputed) {
+    return {
+      bundleMatches,
+      outputMatches: false,
+      detail: `${bundleDetail}; INPUT NOT RECOVERABLE: ${recomputed.inputError}`,
+    };
+  }
+  return {
+    bundleMatches,
+    outputMatches: recomputed.outputMatches,
+    output: recomputed.output,
+    detail: `${bundleDetail}; ${recomputed.outputMatches ? "output recomputed equal" : "OUTPUT DIFFERS"}`,
+  };
+}
+
+const short = (a: string) => `${a.slice(0, 6)}...${a.slice(-4)}`;
+const recomputedStatement =
+  "the model's bundle (its fixed-point program) recomputes the verified output from the task's input";
+
+/** TEE mode: the enclave key behind the signature, its registration and standing; the output recomputed. */
+async function auditTee(
+  ctx: Context,
+  s: Extract<Settlement, { via: "submitResultTee" }>,
+): Promise<AuditReport> {
+  const { deps, taskId, node, log } = ctx;
+  const registry = await deps.tasks.getAddress();
+  const [, enclavesAddress] = await deps.tasks.modeParameters();
+  const enclaves = EnclaveRegistry__factory.connect(enclavesAddress, deps.provider);
+  const checked: string[] = [];
+  const notChecked: string[] = [];
+  const warnings: string[] = [];
+  const problems: string[] = [];
+
+  const outputsMatch =
+    s.outputs.length === ctx.eventOutputs.length && s.outputs.every((w, i) => w === ctx.eventOutputs[i]);
+  if (!outputsMatch) problems.push("CALLDATA OUTPUTS DIFFER FROM THE TaskVerified EVENT");
+
+  const digest = await deps.tasks.teeResultDigest(taskId, node, s.task.inputHash, s.outputs);
+  let recovered: string | null = null;
+  try {
+    recovered = ethers.recoverAddress(digest, s.signature);
+  } catch {
+    problems.push("the calldata signature is malformed");
+  }
+  const signedLogs = await deps.provider.getLogs({
+    address: registry,
+    topics: [MODE_TOPICS.enclaveSigned, toBeHex(taskId, 32)],
+    fromBlock: log.blockNumber,
+    toBlock: log.blockNumber,
   });
+  const signed = signedLogs[0] ? taskRegistryInterface.parseLog(signedLogs[0]) : null;
+  const key: string = signed ? signed.args.key : (recovered ?? ethers.ZeroAddress);
+  if (!signed) problems.push("NO TaskEnclaveSigned EVENT in the settlement block");
+  const signatureMatches = signed !== null && recovered !== null && recovered === key;
+  if (signed && !signatureMatches) problems.push(`SIGNER ${recovered} IS NOT THE RECORDED KEY ${key}`);
+  if (signatureMatches) {
+    checked.push(
+      `the outputs, input hash and task binding (chain, registry, task, node) were signed by enclave key ${key} ` +
+        "(recovered here from the submitResultTee calldata over teeResultDigest; the key the registry recorded)",
+    );
+  }
+
+  const registered = await findLogs(
+    deps.provider,
+    enclavesAddress,
+    [MODE_TOPICS.keyRegistered, ethers.zeroPadValue(key, 32)],
+    0,
+    log.blockNumber,
+  );
+  const info = await enclaves.keyInfo(key);
+  let registration: TeeAudit["registration"];
+  if (registered[0]) {
+    const ev = enclaveRegistryInterface.parseLog(registered[0])!;
+    const documentHash = ethers.keccak256(ev.args.document);
+    registration = {
+      node: ev.args.node,
+      measurement: ev.args.measurement,
+      documentHash,
+      documentHashMatches: documentHash === info.documentHash,
+      activeFrom: Number(ev.args.activeFrom),
+      expiresAt: Number(ev.args.expiresAt),
+      block: registered[0].blockNumber,
+      tx: registered[0].transactionHash,
+    };
+    if (registration.node !== node) {
+      problems.push(`THE KEY IS REGISTERED TO ${registration.node}, NOT TO THE SETTLING NODE ${node}`);
+    } else if (!registration.documentHashMatches) {
+      problems.push("THE PUBLISHED DOCUMENT'S HASH IS NOT THE ONE THE ENCLAVE REGISTRY STORES");
+    } else {
+      checked.push(
+        `the key was registered by node ${node} for measurement ${registration.measurement} ` +
+          `(block ${registration.block}) with an attestation document whose keccak256 ${documentHash} is the ` +
+          "one the enclave registry stores",
+      );
+    }
+  } else {
+    problems.push(`NO EnclaveKeyRegistered EVENT FOUND for key ${key}`);
+  }
+  const measurement = registration?.measurement ?? info.measurement;
+
+  let standingAtSettlement: KeyStandingName | null = null;
+  try {
+    const [, st] = await enclaves.keyStatus(key, { blockTag: log.blockNumber });
+    standingAtSettlement = KEY_STANDINGS[Number(st)];
+  } catch {
+    notChecked.push("the key's standing at the settlement block: this RPC serves no state that old");
+  }
+  const [, now] = await enclaves.keyStatus(key);
+  const standingNow = KEY_STANDINGS[Number(now)];
+  const measurementApprovedNow = await enclaves.isMeasurementApproved(measurement);
+  if (standingAtSettlement !== null) {
+    checked.push(
+      `the key's standing at the settlement block: ${standingAtSettlement}` +
+        (standingAtSettlement === "Active" ? " (the registry accepts only Active keys)" : ""),
+    );
+  }
+  checked.push(
+    `the key's standing now: ${standingNow}; its measurement is ${measurementApprovedNow ? "still" : "NO LONGER"} approved`,
+  );
+  if (standingNow !== "Active" && standingNow !== "Expired") {
+    warnings.push(`the enclave key is ${standingNow} now (it was accepted when the result settled)`);
+  }
+  if (!measurementApprovedNow)
+    warnings.push(`measurement ${measurement} is no longer approved by governance`);
+  const resolutions = (
+    await findLogs(
+      deps.provider,
+      enclavesAddress,
+      [MODE_TOPICS.keyChallengeResolved, ethers.zeroPadValue(key, 32)],
+      registration?.block ?? 0,
+      await deps.provider.getBlockNumber(),
+    )
+  ).map((l) => ({
+    block: l.blockNumber,
+    documentValid: Boolean(enclaveRegistryInterface.parseLog(l)!.args.documentValid),
+  }));
+  for (const r of resolutions.filter((x) => !x.documentValid)) {
+    warnings.push(
+      `governance judged the key's attestation document INVALID at block ${r.block}: the key was revoked ` +
+        "and its node slashed; results it signed rest on a document found forged",
+    );
+  }
+  const developmentEnclave = measurement === DEV_ENCLAVE_MEASUREMENT;
+  if (developmentEnclave) {
+    warnings.push(
+      "the measurement is the DEVELOPMENT enclave's: its key lives in the node's process and its document " +
+        "is signed by nobody; it proves nothing about how the output was computed",
+    );
+  }
+  notChecked.push(
+    "the attestation document was not re-checked here (its signature chain to the hardware vendor's root, " +
+      "its PCRs against the measurement, the key it binds): run opg tee check-key on the key",
+    "that the enclave ran the model on this input: that rests on the attestation document and on the " +
+      "hardware vendor (a development attestation proves nothing)",
+  );
+
+  const out = await recomputeWithoutProof(ctx, s.task, s.outputs);
+  if (out.notChecked) notChecked.push(out.notChecked);
+  else if (out.outputMatches) checked.push(recomputedStatement);
+  else problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
+
+  const tee: TeeAudit = {
+    key,
+    recovered,
+    signatureMatches,
+    ...(registration ? { registration } : {}),
+    standingAtSettlement,
+    standingNow,
+    measurementApprovedNow,
+    developmentEnclave,
+    challengeResolutions: resolutions,
+    documentRechecked: false,
+  };
+  const keyOk =
+    outputsMatch &&
+    signatureMatches &&
+    registration?.node === node &&
+    registration.documentHashMatches === true;
+  const agree = keyOk && out.outputMatches !== false;
+  const detail = [
+    signatureMatches
+      ? `signed by enclave key ${short(key)}`
+      : "SIGNATURE DOES NOT RECOVER TO THE RECORDED KEY",
+    ...problems.filter((p) => !p.startsWith("SIGNER")),
+    registration ? `measurement ${short(registration.measurement)}` : undefined,
+    out.detail,
+    ...warnings.map((w) => `WARNING: ${w}`),
+  ]
+    .filter(Boolean)
+    .join("; ");
+  return {
+    ...ctx.base,
+    mode: "tee",
+    settledBy: "enclave-signature",
+    proofValid: null,
+    bundleMatches: out.bundleMatches,
+    outputMatches: out.outputMatches,
+    agree,
+    detail,
+    checked,
+    notChecked,
+    warnings,
+    setupSecure: false,
+    ...(out.output ? { output: out.output } : {}),
+    tee,
+    checkedAt: new Date().toISOString(),
+  };
+}
+
+/** Optimistic mode: the posted outputs, the window, the attesters, any dispute; the output recomputed. */
+async function auditOptimistic(
+  ctx: Context,
+  s: Extract<Settlement, { via: "finalizeResult" | "resolveVote" | "respond" }>,
+): Promise<AuditReport> {
+  const { deps, taskId, modelId, node, log } = ctx;
+  const registry = await deps.tasks.getAddress();
+  const id = toBeHex(taskId, 32);
+  const checked: string[] = [];
+  const notChecked: string[] = [];
+  const warnings: string[] = [];
+  const problems: string[] = [];
+  const quorum = Number(s.task.attestationQuorum);
+
+  const outputsMatch =
+    s.outputs.length === ctx.eventOutputs.length && s.outputs.every((w, i) => w === ctx.eventOutputs[i]);
+  if (!outputsMatch) problems.push("CALLDATA OUTPUTS DIFFER FROM THE TaskVerified EVENT");
+
+  const postedLogs = await findLogs(
+    deps.provider,
+    registry,
+    [MODE_TOPICS.resultPosted, id],
+    0,
+    log.blockNumber,
+  );
+  const posted = postedLogs[0] ? taskRegistryInterface.parseLog(postedLogs[0]) : null;
+  const postedBy: string = posted ? posted.args.node : node;
+  const windowEnd = posted ? Number(posted.args.windowEnd) : null;
+  let postedOk = false;
+  if (!posted) problems.push("NO TaskResultPosted EVENT FOUND");
+  else {
+    const postedOutputs = [...(posted.args.outputs as bigint[])];
+    const same =
+      postedOutputs.length === s.outputs.length && postedOutputs.every((w, i) => w === s.outputs[i]);
+    if (!same) problems.push("THE SETTLED OUTPUTS ARE NOT THE ONES POSTED");
+    if (postedBy !== node) problems.push(`POSTED BY ${postedBy}, SETTLED FOR ${node}`);
+    postedOk = same && postedBy === node;
+    if (postedOk) {
+      checked.push(
+        `the outputs settled are the ones node ${node} posted at block ${postedLogs[0].blockNumber}, ` +
+          `challenge window until ${new Date(windowEnd! * 1000).toISOString()}`,
+      );
+    }
+  }
+  const paidLogs = await deps.provider.getLogs({
+    address: registry,
+    topics: [MODE_TOPICS.attestersPaid, id],
+    fromBlock: log.blockNumber,
+    toBlock: log.blockNumber,
+  });
+  const paid = paidLogs[0] ? taskRegistryInterface.parseLog(paidLogs[0]) : null;
+  const attestedLogs = await findLogs(
+    deps.provider,
+    registry,
+    [MODE_TOPICS.attested, id],
+    postedLogs[0]?.blockNumber ?? 0,
+    log.blockNumber,
+  );
+  const attestedInOrder = attestedLogs.map((l) => taskRegistryInterface.parseLog(l)!.args.attester as string);
+  const attesters = s.attesters;
+  const listMatches =
+    attestedInOrder.length === attesters.length && attestedInOrder.every((a, i) => a === attesters[i]);
+  if (!listMatches) problems.push("THE ATTESTER LIST SETTLED IS NOT THE TaskAttested SEQUENCE");
+
+  let settledBy: AuditReport["settledBy"] = "attestations";
+  let proofValid: boolean | null = null;
+  let dispute: OptimisticAudit["dispute"];
+  let setup: AuditSetup | undefined;
+  let settleOk = false;
+  const settleBlock = await deps.provider.getBlock(log.blockNumber);
+  if (s.via === "finalizeResult") {
+    const afterWindow = windowEnd !== null && settleBlock !== null && settleBlock.timestamp > windowEnd;
+    if (!afterWindow) problems.push("SETTLED BEFORE THE WINDOW ENDED");
+    if (attesters.length < quorum)
+      problems.push(`${attesters.length} ATTESTERS, BELOW THE QUORUM OF ${quorum}`);
+    settleOk = afterWindow && attesters.length >= quorum;
+    if (settleOk && listMatches) {
+      checked.push(
+        `${attesters.length} staked verification node(s) attested (quorum ${quorum}): ` +
+          `${attesters.join(", ")}; nobody challenged before the window ended`,
+      );
+    }
+  } else {
+    const [disputesAddress] = await deps.tasks.modeParameters();
+    const disputes = DisputeManager__factory.connect(disputesAddress, deps.provider);
+    const d = await disputes.disputeOf(taskId);
+    const from = postedLogs[0]?.blockNumber ?? 0;
+    const votes = (
+      await findLogs(deps.provider, disputesAddress, [MODE_TOPICS.disputeVoted, id], from, log.blockNumber)
+    ).map((l) => {
+      const a = disputeManagerInterface.parseLog(l)!.args;
+      return { voter: a.voter as string, nodeRight: Boolean(a.nodeRight), weight: String(a.weight) };
+    });
+    const resolved = await deps.provider.getLogs({
+      address: disputesAddress,
+      topics: [MODE_TOPICS.disputeResolved, id],
+      fromBlock: log.blockNumber,
+      toBlock: log.blockNumber,
+    });
+    const outcome = resolved[0]
+      ? DISPUTE_OUTCOMES[Number(disputeManagerInterface.parseLog(resolved[0])!.args.outcome)]
+      : null;
+    dispute = { challenger: d.challenger, bond: String(d.bond), circuit: d.circuit, outcome, votes };
+    if (outcome !== "NodeRight") problems.push(`THE DISPUTE'S RECORDED OUTCOME IS ${outcome ?? "MISSING"}`);
+    if (s.via === "respond") {
+      settledBy = "dispute-proof";
+      proofValid = await verifyTaskProof(deps, modelId, taskId, node, s);
+      if (!proofValid) problems.push("THE DISPUTE'S PROOF IS INVALID");
+      settleOk = proofValid && outcome === "NodeRight";
+      if (settleOk) {
+        checked.push(
+          `${d.challenger} challenged the outputs; the node answered with a Groth16 proof, which verifies here ` +
+            "against the model's registered key with public signals rebuilt from chain data",
+        );
+      }
+      notChecked.push(ZK_NOT_CHECKED_SETUP);
+    } else {
+      settledBy = "dispute-vote";
+      const weightFor = votes.filter((v) => v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
+      const weightAgainst = votes.filter((v) => !v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
+      settleOk = outcome === "NodeRight" && weightFor > weightAgainst;
+      if (settleOk) {
+        checked.push(
+          `${d.challenger} challenged the outputs; the stake-weighted vote found the node right ` +
+            `(${ethers.formatEther(weightFor)} OPG of stake for, ${ethers.formatEther(weightAgainst)} against, ` +
+            `${votes.length} voter(s))`,
+        );
+      }
+      notChecked.push(
+        "that the outputs are right: a dispute settled by vote shows only what the staked majority said",
+      );
+    }
+  }
+
+  const out = await recomputeWithoutProof(ctx, s.task, s.outputs, "input" in s ? s.input : undefined);
+  if (out.notChecked) {
+    notChecked.push(out.notChecked);
+    if (s.via === "finalizeResult") {
+      notChecked.push(
+        `that the outputs are right: no proof was made (none is, unless the result is disputed); it is final ` +
+          `because ${attesters.length} staked verifier(s) attested and nobody challenged within the window`,
+      );
+    }
+  } else if (out.outputMatches) {
+    checked.push(recomputedStatement);
+  } else {
+    problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
+  }
+  if (s.via === "respond") {
+    // The proof answered a dispute: the bundle's setup says who could have forged it.
+    const inspected = await inspectBundle(deps, modelId, true);
+    if (!("refused" in inspected)) setup = inspected.setup;
+  }
+  if (out.outputMatches === null && s.via === "finalizeResult") {
+    warnings.push("the result rests on its attesters alone: the output could not be recomputed here");
+  }
+  const optimistic: OptimisticAudit = {
+    postedBy,
+    postedBlock: postedLogs[0]?.blockNumber ?? null,
+    windowEnd,
+    quorum,
+    attesters,
+    ...(paid ? { attesterShare: String(paid.args.share) } : {}),
+    ...(dispute ? { dispute } : {}),
+  };
+  const agree = outputsMatch && postedOk && listMatches && settleOk && out.outputMatches !== false;
+  const how =
+    settledBy === "attestations"
+      ? `${attesters.length} of ${quorum} attestation(s), window over, unchallenged`
+      : settledBy === "dispute-proof"
+        ? `disputed, answered by ${proofValid ? "a valid proof" : "AN INVALID PROOF"}`
+        : `disputed, settled by vote (${dispute?.outcome ?? "no outcome"})`;
+  const detail = [how, ...problems, out.detail, ...warnings.map((w) => `WARNING: ${w}`)].join("; ");
+  return {
+    ...ctx.base,
+    mode: "optimistic",
+    settledBy,
+    proofValid,
+    bundleMatches: out.bundleMatches,
+    outputMatches: out.outputMatches,
+    agree,
+    detail,
+    checked,
+    notChecked,
+    warnings,
+    setupSecure: settledBy === "dispute-proof" && out.bundleMatches && setup?.secure === true,
+    ...(setup ? { setup } : {}),
+    ...(out.output ? { output: out.output } : {}),
+    optimistic,
+    checkedAt: new Date().toISOString(),
+  };
 }
