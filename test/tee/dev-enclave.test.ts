@@ -21,6 +21,14 @@ import {
 } from "../../tee";
 
 const NODE_STAKE = ethers.parseEther("5000");
+/** The error `p` rejects with (a test failure if it resolves). */
+async function failure(p: Promise<unknown>): Promise<Error> {
+  return p.then(
+    () => expect.fail("expected a rejection"),
+    (e: Error) => e,
+  );
+}
+
 const stateDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "opg-enclave-"));
 
 /** The market on the in-process chain as a local deployment has it: the development measurement approved,
@@ -157,16 +165,12 @@ describe("tee/dev-enclave", function () {
     it("says when the node is not registered, or the measurement is not approved on this chain", async function () {
       const { enclaves, stranger, governance, node } = await loadFixture(teeFixture);
       const enclave = DevEnclave.loadOrCreate(stateDir());
-      let err: Error | undefined;
-      await ensureEnclaveKeyRegistered({ enclaves: enclaves.connect(stranger), enclave }).catch(
-        (e) => (err = e),
-      );
-      expect(err?.message).to.match(new RegExp(`node ${stranger.address} is not registered in NodeStaking`));
+      let err = await failure(ensureEnclaveKeyRegistered({ enclaves: enclaves.connect(stranger), enclave }));
+      expect(err.message).to.match(new RegExp(`node ${stranger.address} is not registered in NodeStaking`));
 
       await enclaves.connect(governance).withdrawMeasurement(DEV_ENCLAVE_MEASUREMENT);
-      err = undefined;
-      await ensureEnclaveKeyRegistered({ enclaves: enclaves.connect(node), enclave }).catch((e) => (err = e));
-      expect(err?.message).to.match(
+      err = await failure(ensureEnclaveKeyRegistered({ enclaves: enclaves.connect(node), enclave }));
+      expect(err.message).to.match(
         new RegExp(
           `enclave measurement ${DEV_ENCLAVE_MEASUREMENT} is not approved on this chain \\(chain id 31337`,
         ),
@@ -247,9 +251,8 @@ describe("tee/dev-enclave", function () {
 
     it("names an unknown key", async function () {
       const { enclaves, stranger } = await loadFixture(teeFixture);
-      let err: Error | undefined;
-      await readKeyRecord(enclaves, stranger.address).catch((e) => (err = e));
-      expect(err?.message).to.match(
+      const err = await failure(readKeyRecord(enclaves, stranger.address));
+      expect(err.message).to.match(
         new RegExp(`key ${stranger.address} is not registered in the EnclaveRegistry`),
       );
     });
