@@ -7,8 +7,8 @@ import path from "node:path";
 import { HDNodeWallet, JsonRpcProvider, NonceManager, type Signer } from "ethers";
 import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./deploy";
 import { LOCAL_TEE_SETTINGS } from "./deploy-settings";
-import { registerBundle } from "./register-model";
-import { compileModel } from "../../zkml";
+import { bundleKeyWords, bundleModelSpec, registerBundle } from "./register-model";
+import { compileModel, loadManifest } from "../../zkml";
 import { packBundle, bundleArchiveId } from "../../workers/data/bundle-archive";
 import { DataClient } from "../../workers/data/client";
 
@@ -466,17 +466,39 @@ export async function startNetwork(opts: NetworkOptions = {}): Promise<Network> 
 /**
  * Upload a bundle to the data node and register it on chain; returns the model id and the bundle id.
  * `opts.verificationKey` registers other key words than the bundle's (tests playing a dishonest owner).
+ * `opts.verificationModes` registers the model for other verification modes than ZK alone (a bitmask of
+ * VerificationModes: 1 ZK, 2 optimistic, 4 TEE; the bundle's key is registered when ZK is among them).
  */
 export async function publishModel(
   net: Network,
   bundleDir: string,
   fee: bigint,
-  opts: { verificationKey?: bigint[] } = {},
+  opts: { verificationKey?: bigint[]; verificationModes?: number } = {},
 ) {
   const archive = packBundle(bundleDir);
   const bundleId = bundleArchiveId(archive);
   const stored = await new DataClient(net.data.url).put(archive);
   if (stored !== bundleId) throw new Error(`data node stored ${stored}, expected ${bundleId}`);
+  if (opts.verificationModes !== undefined) {
+    const manifest = loadManifest(bundleDir, { checkHashes: true });
+    const spec = {
+      ...bundleModelSpec(manifest, { bundleId, fee, royaltyReceiver: await net.deployer.getAddress() }),
+      verificationModes: opts.verificationModes,
+    };
+    const words = opts.verificationModes & 1 ? (opts.verificationKey ?? bundleKeyWords(bundleDir, manifest)) : [];
+    const models = net.deployment.models.connect(net.deployer);
+    const receipt = await (await models.registerModel(spec, words)).wait();
+    const event = receipt!.logs
+      .map((l) => models.interface.parseLog(l))
+      .find((e) => e?.name === "ModelRegistered");
+    if (!event) throw new Error(`registerModel transaction ${receipt!.hash} emitted no ModelRegistered`);
+    return {
+      modelId: event.args.modelId as bigint,
+      verificationKey: event.args.verificationKey as string,
+      verificationKeyHash: event.args.verificationKeyHash as string,
+      bundleId,
+    };
+  }
   const registered = await registerBundle(net.deployer, net.deployment.models, bundleDir, {
     bundleId,
     fee,

@@ -1,0 +1,225 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, type Wallet } from "ethers";
+import { executeQuantized, inputWords, loadManifest, loadProgram, packValues } from "../../zkml";
+import { parseSubmitted, TOPICS, MODES } from "../../workers/runtime/tasks";
+import {
+  account,
+  fixtureBundle,
+  publishModel,
+  stakeNode,
+  startInferenceNode,
+  startNetwork,
+  startVerificationNode,
+  stopAllSpawned,
+  waitFor,
+  waitForLog,
+  type Network,
+  type Proc,
+} from "../../scripts/lib/local-network";
+
+const IRIS = "test/fixtures/models/iris_mlp.onnx";
+const FEE = ethers.parseEther("1");
+const STAKE = ethers.parseEther("5000");
+/** OPG the verification node holds in its wallet for challenge bonds. */
+const BOND_FUNDS = ethers.parseEther("1000");
+const TASKS = 6;
+/** The inference node lies (fault injection) on tasks whose id is a multiple of this. */
+const LIE_EVERY = 3;
+const Status = { Verified: 3n, Pending: 5n, Disputed: 6n, Rejected: 7n };
+const irisInputs: number[][] = JSON.parse(
+  fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "iris_test.json"), "utf8"),
+).inputs;
+
+/**
+ * The optimistic mode with real processes on a hardhat node: an inference node that posts results without
+ * proof and lies on every third task (the test-only faultLieEvery), and one honest verification node that
+ * re-executes every posted result. Every honest result is attested and, after the challenge window,
+ * finalised by the node; every lie is challenged, the node cannot prove it, and after the response window
+ * the challenger's timeout rejects it: node slashed, requester refunded, challenger paid its share of the
+ * slash. Every OPG amount is checked exactly.
+ */
+describe("optimistic mode end to end (hardhat node + worker processes)", function () {
+  this.timeout(900_000);
+  let net: Network;
+  let bundleDir: string;
+  let modelId: bigint;
+  let requester: Wallet;
+  const procs: Proc[] = [];
+
+  before(async function () {
+    bundleDir = await fixtureBundle(IRIS);
+    net = await startNetwork();
+    ({ modelId } = await publishModel(net, bundleDir, FEE, {
+      verificationModes: MODES.zk | MODES.optimistic,
+    }));
+    await stakeNode(net, 5, 1, STAKE);
+    await stakeNode(net, 7, 2, STAKE);
+    const { token, tasks } = net.deployment;
+    await (await token.connect(net.deployer).transfer(account(7).address, BOND_FUNDS)).wait();
+    requester = account(1).connect(net.provider) as unknown as Wallet;
+    await (await token.connect(net.deployer).transfer(requester.address, ethers.parseEther("100"))).wait();
+    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
+  });
+
+  after(async function () {
+    for (const p of procs) await p.stop("SIGKILL").catch(() => undefined);
+    await stopAllSpawned();
+    await net?.stop();
+  });
+
+  async function submitOptimistic(i: number) {
+    const manifest = loadManifest(bundleDir);
+    const q = executeQuantized(loadProgram(bundleDir), irisInputs[i % irisInputs.length]);
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const receipt = await (
+      await net.deployment.tasks.connect(requester).submitTaskInMode(
+        {
+          modelId,
+          input: inputWords(manifest, q.input),
+          inputDataHash: ethers.ZeroHash,
+          fee: FEE,
+          deadline: now + 3 * 3600,
+          callback: ethers.ZeroAddress,
+          callbackGasLimit: 0,
+        },
+        MODES.optimistic,
+      )
+    ).wait();
+    const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
+    return {
+      taskId: parseSubmitted(log).taskId,
+      expected: packValues(q.quantized, manifest.publicSignals.packBits),
+    };
+  }
+
+  it("attests and finalises every honest result, catches every lie, and pays exactly", async function () {
+    const { token, tasks, staking, disputes } = net.deployment;
+    const node = account(5).address;
+    const verifier = account(7).address;
+    const treasury = await net.deployer.getAddress();
+    const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference"), {
+      extra: ["--fault-lie-every", String(LIE_EVERY)],
+    });
+    // The verification node leaves finalising to the inference node (it would step in a day late).
+    const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification"), {
+      extra: ["--finalize-after-seconds", "86400"],
+    });
+    procs.push(inference, verification);
+    await waitForLog(inference, "inference node started");
+    await waitForLog(verification, "verification node started");
+
+    const requesterBefore = await token.balanceOf(requester.address);
+    const submitted = [];
+    for (let i = 0; i < TASKS; i++) submitted.push(await submitOptimistic(i));
+    const lies = submitted.filter((s) => s.taskId % BigInt(LIE_EVERY) === 0n);
+    const honest = submitted.filter((s) => s.taskId % BigInt(LIE_EVERY) !== 0n);
+    expect(lies.length, "some tasks are lied on").to.be.greaterThan(0);
+    expect(await token.balanceOf(requester.address)).to.equal(requesterBefore - FEE * BigInt(TASKS));
+
+    // Within the challenge window: every honest result attested by the verification node, every lie
+    // challenged (the dispute is open), and the inference node has tried to answer each challenge.
+    await waitFor(
+      "every honest result attested and every lie disputed",
+      async () => {
+        for (const s of honest) {
+          if ((await tasks.taskStatus(s.taskId)) !== Status.Pending) return false;
+          if ((await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId))).length !== 1) return false;
+        }
+        for (const s of lies) if ((await tasks.taskStatus(s.taskId)) !== Status.Disputed) return false;
+        return true;
+      },
+      600_000,
+      500,
+    );
+    await waitFor(
+      "the inference node to find every lie indefensible",
+      async () =>
+        inference.logs().filter((l) => /cannot answer the dispute/.test(String(l.msg))).length === lies.length,
+      600_000,
+      500,
+      inference,
+    );
+    for (const s of lies) {
+      const posted = await tasks.queryFilter(tasks.filters.TaskResultPosted(s.taskId));
+      expect(posted[0].args.outputs, `task ${s.taskId} was lied on`).not.to.deep.equal(s.expected);
+      const dispute = await disputes.disputeOf(s.taskId);
+      expect(dispute.challenger).to.equal(verifier);
+      expect(dispute.node).to.equal(node);
+    }
+    for (const s of honest) {
+      const posted = await tasks.queryFilter(tasks.filters.TaskResultPosted(s.taskId));
+      expect(posted[0].args.outputs).to.deep.equal(s.expected);
+    }
+
+    // Past the challenge window and the dispute response window.
+    const [, , challengeWindow] = await tasks.modeParameters();
+    const responseWindow = await disputes.responseWindow();
+    const verifierBefore = await token.balanceOf(verifier);
+    const treasuryBefore = await token.balanceOf(treasury);
+    const jump = Math.max(Number(challengeWindow), Number(responseWindow)) + 5;
+    await net.provider.send("evm_increaseTime", [jump]);
+    await net.provider.send("evm_mine", []);
+
+    await waitFor(
+      "every honest result final and every lie rejected",
+      async () => {
+        for (const s of honest) if ((await tasks.taskStatus(s.taskId)) !== Status.Verified) return false;
+        for (const s of lies) if ((await tasks.taskStatus(s.taskId)) !== Status.Rejected) return false;
+        return true;
+      },
+      600_000,
+      500,
+    );
+
+    // Honest: the posted outputs are the result, finalised by the inference node itself.
+    for (const s of honest) {
+      const result = await tasks.resultOf(s.taskId);
+      expect(result.node).to.equal(node);
+      expect(result.outputs).to.deep.equal(s.expected);
+      const verified = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
+      const tx = await net.provider.getTransaction(verified[0].transactionHash);
+      expect(tx!.from, `task ${s.taskId} finalised by the inference node`).to.equal(node);
+    }
+    // Lies: rejected as NodeWrong after the verification node's timeout; requester refunded.
+    for (const s of lies) {
+      const rejected = await tasks.queryFilter(tasks.filters.TaskRejected(s.taskId));
+      expect(rejected).to.have.length(1);
+      expect(rejected[0].args.outcome).to.equal(1n); // NodeWrong
+      expect(rejected[0].args.refund).to.equal(FEE);
+      const tx = await net.provider.getTransaction(rejected[0].transactionHash);
+      expect(tx!.from, `task ${s.taskId} timed out by the challenger`).to.equal(verifier);
+    }
+
+    // Exact OPG: each honest fee splits 10% protocol, 10% royalty (the deployer owns the model), 10% the
+    // attester, 70% the node; each lie costs the node its 100 OPG claim collateral, half to the challenger
+    // (the slash beneficiary share), half to the treasury; the bond comes back to the challenger.
+    const h = BigInt(honest.length);
+    const l = BigInt(lies.length);
+    const collateral = ethers.parseEther("100");
+    expect(await tasks.creditsOf(node)).to.equal(((FEE * 7n) / 10n) * h);
+    expect(await tasks.protocolFeesOf(node)).to.equal((FEE / 10n) * h);
+    expect(await tasks.creditsOf(verifier)).to.equal((FEE / 10n) * h);
+    expect(await tasks.creditsOf(treasury)).to.equal((FEE / 10n) * h);
+    expect(await token.balanceOf(requester.address)).to.equal(requesterBefore - FEE * h);
+    const info = await staking.nodeInfo(node);
+    expect(info.bonded).to.equal(STAKE - collateral * l);
+    expect(info.locked - (await tasks.releasableCollateralOf(node)), "no collateral left locked").to.equal(0n);
+    const bond = await disputes.challengeBond();
+    expect(await token.balanceOf(verifier)).to.equal(verifierBefore + (bond + collateral / 2n) * l);
+    expect(await token.balanceOf(verifier)).to.equal(BOND_FUNDS + (collateral / 2n) * l);
+    expect(await token.balanceOf(treasury)).to.equal(treasuryBefore + (collateral / 2n) * l);
+    expect(await token.balanceOf(await disputes.getAddress()), "no bond left in the dispute manager").to.equal(0n);
+    expect((await staking.nodeInfo(verifier)).bonded, "the honest verifier lost nothing").to.equal(STAKE);
+    console.log(
+      `      optimistic e2e: ${TASKS} tasks, ${h} honest attested+finalised, ${l} lies challenged+rejected; ` +
+        `node credits ${ethers.formatEther(await tasks.creditsOf(node))} OPG, attester credits ` +
+        `${ethers.formatEther(await tasks.creditsOf(verifier))} OPG, node slashed ${ethers.formatEther(collateral * l)} OPG, ` +
+        `challenger +${ethers.formatEther((collateral / 2n) * l)} OPG, requester refunded ${ethers.formatEther(FEE * l)} OPG`,
+    );
+
+    expect(await inference.stop()).to.equal(0);
+    expect(await verification.stop()).to.equal(0);
+  });
+});
