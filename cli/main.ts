@@ -6,6 +6,7 @@ import { registerZkmlCommands } from "../zkml/cli";
 import { registerWorkerCommands } from "../workers/cli";
 import { registerClientCommands } from "../sdk/cli";
 import { registerTokenCommands } from "../sdk/token-cli";
+import { registerTeeCommands } from "../sdk/tee-cli";
 import { registerDevCommands } from "../scripts/lib/devnet-cli";
 
 /**
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerWorkerCommands(program);
   registerClientCommands(program);
   registerTokenCommands(program);
+  registerTeeCommands(program);
   registerDevCommands(program);
   return program;
 }

@@ -13,6 +13,7 @@ import {
   withConnection,
   type Conn,
 } from "./cli-common";
+import { registerModelCommands } from "./model-cli";
 import { registerOperatorCommands } from "./operator-cli";
 
 // Loaded by `opg --help`: the client, ethers and the bindings are imported by the actions that use them.
@@ -116,52 +117,7 @@ export function waitReporter(write: (line: string) => void = (l) => process.stde
 
 /** `opg model register` and `opg task submit|result|audit`: the model owner's, dapp's and auditor's CLI. */
 export function registerClientCommands(program: Command) {
-  const model = program.command("model").description("publish models to a deployment");
-  withConnection(model.command("register <bundleDir>"))
-    .description(
-      "upload a compiled bundle to the data node and register the model with its Groth16 verification key " +
-        "(prints the model id, the key's data contract and its hash)",
-    )
-    .requiredOption("--fee <opg>", "fee per inference, in OPG")
-    .option("--royalty-receiver <address>", "who receives the model royalty (default: the signer)")
-    .action(async (bundleDir: string, o: Conn & { fee: string; royaltyReceiver?: string }) => {
-      await run(async (keep) => {
-        const s = settings(o);
-        if (!fs.existsSync(bundleDir)) throw new CliError(`bundle directory ${bundleDir} not found`);
-        const [{ ModelRegistry__factory }, { registerBundle }, archives, { DataClient }, { parse }, chain] =
-          await Promise.all([
-            import("../typechain-types"),
-            import("../scripts/lib/register-model"),
-            import("../workers/data/bundle-archive"),
-            import("../workers/data/client"),
-            import("../workers/runtime/config"),
-            import("../workers/runtime/chain"),
-          ]);
-        const fee = parse.opgAmount(o.fee);
-        await keyFromEnv();
-        const provider = await rpc(s.rpcUrl);
-        keep(provider);
-        const signer = await signerFrom(provider);
-        const archive = archives.packBundle(bundleDir);
-        const bundleId = archives.bundleArchiveId(archive);
-        const stored = await new DataClient(s.dataUrl).put(archive);
-        if (stored !== bundleId) throw new CliError(`data node stored ${stored}, expected ${bundleId}`);
-        const models = ModelRegistry__factory.connect(chain.readDeployment(s.deployment).models, signer);
-        const registered = await registerBundle(signer, models, bundleDir, {
-          bundleId,
-          fee,
-          royaltyReceiver: o.royaltyReceiver,
-        });
-        process.stdout.write(
-          json({
-            modelId: registered.modelId,
-            bundleId,
-            verificationKey: registered.verificationKey,
-            verificationKeyHash: registered.verificationKeyHash,
-          }),
-        );
-      });
-    });
+  const model = registerModelCommands(program);
 
   const task = program.command("task").description("submit inference tasks, read and audit their results");
   withConnection(task.command("submit"))
