@@ -178,7 +178,8 @@ export function hashAddresses(addresses: readonly string[]): string {
 /**
  * The market fixture plus what the optimistic and TEE modes need: four verification nodes (Verification role
  * only, `VERIFIER_STAKE` each, holding OPG for bonds with the dispute manager and the enclave registry
- * approved), model 2 (the tiny circuit again, modes ZK | OPTIMISTIC, so a dispute is settled by proof) and
+ * approved), model 2 (the tiny circuit again, every mode: ZK | OPTIMISTIC | TEE, so an optimistic dispute is
+ * settled by proof, and the gas of each mode is measured on one task shape) and
  * model 3 (same layout, modes OPTIMISTIC | TEE, no circuit: disputes go to a vote), and the governance-
  * approved test measurement.
  */
@@ -207,12 +208,12 @@ export async function modesFixture() {
   return { ...f, verifiers, optimisticModelId: 2n, voteModelId: 3n };
 
   async function models(m: typeof f) {
-    const zkOptimistic = {
+    const everyMode = {
       ...defaultModelSpec(m.modelOwner.address),
       name: "tiny-linear-optimistic",
-      verificationModes: VERIFICATION_MODE_ZK | VERIFICATION_MODE_OPTIMISTIC,
+      verificationModes: VERIFICATION_MODE_ZK | VERIFICATION_MODE_OPTIMISTIC | VERIFICATION_MODE_TEE,
     };
-    await m.models.connect(m.modelOwner).registerModel(zkOptimistic, m.verificationKey);
+    await m.models.connect(m.modelOwner).registerModel(everyMode, m.verificationKey);
     const noCircuit = {
       ...defaultModelSpec(m.modelOwner.address),
       name: "tiny-linear-no-circuit",
