@@ -12,7 +12,13 @@ import {
   ZkmlError,
 } from "../../zkml";
 import { DataClient } from "../data/client";
-import { BundleCache, BundleRejectedError, type LoadedBundle } from "../runtime/bundles";
+import {
+  BundleCache,
+  BundleRejectedError,
+  isPlainBundle,
+  type AnyBundle,
+  type LoadedBundle,
+} from "../runtime/bundles";
 import { connect, readDeployment, type Chain, type Deployment } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal, type TaskRow } from "../runtime/journal";
@@ -34,8 +40,8 @@ import {
 import { ChainWatcher } from "../runtime/watcher";
 import {
   attestersOf,
+  bundleOutputWords,
   corruptOutputWords,
-  modelOutputWords,
   outputsHash,
   TASK_STATUS,
 } from "../runtime/optimistic";
@@ -47,9 +53,12 @@ import { servedKeyProblem } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
-/** What `prepare` found: the model bundle, the quantized input, and the executor's output values. */
+/**
+ * What `prepare` found: the model bundle (a plain bundle only for TEE and optimistic tasks), the quantized
+ * input, and the output values (the fixed-point executor's, or onnxruntime's quantized for a plain bundle).
+ */
 interface Prepared {
-  bundle: LoadedBundle;
+  bundle: AnyBundle;
   input: bigint[];
   outputs: bigint[];
 }
@@ -639,7 +648,19 @@ export class InferenceNode {
     }
     try {
       const model = await this.chain.models.getModel(submitted.modelId);
-      const bundle = await this.bundles.get(model);
+      // ZK tasks need a circuit; the other modes also run plain bundles (onnxruntime, no circuit).
+      const anyBundle =
+        modeName(submitted.task.mode) === "zk"
+          ? await this.bundles.get(model)
+          : await this.bundles.getAny(model);
+      if (isPlainBundle(anyBundle)) {
+        const input = await decodeTaskInput(anyBundle.manifest, submitted, this.data);
+        const started = Date.now();
+        const { values } = await bundleOutputWords(anyBundle, input);
+        this.metrics.seconds.observe({ stage: "execute" }, (Date.now() - started) / 1000);
+        return { bundle: anyBundle, input, outputs: values };
+      }
+      const bundle = anyBundle;
       await this.checkServedKey(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
@@ -733,6 +754,7 @@ export class InferenceNode {
    * and DisputeManager.respond rebuild). After MAX_PROVE_ATTEMPTS failures the task is given up (`failed`).
    */
   private async makeProof(submitted: SubmittedTask, prepared: Prepared) {
+    if (isPlainBundle(prepared.bundle)) throw new Error("a plain bundle has no circuit to prove with");
     const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
     let proved: Awaited<ReturnType<ProverPool["prove"]>>;
     try {
@@ -975,7 +997,7 @@ export class InferenceNode {
   private async submitTee(submitted: SubmittedTask, prepared: Prepared) {
     const taskId = submitted.taskId;
     const enclave = this.enclave!;
-    const outputs = modelOutputWords(prepared.bundle, prepared.input).words;
+    const outputs = packValues(prepared.outputs, prepared.bundle.manifest.publicSignals.packBits);
     const digest = await this.chain.tasks.teeResultDigest(
       taskId,
       this.address,

@@ -9,15 +9,34 @@ import {
   type BundleManifest,
   type QProgram,
 } from "../../zkml";
+import { bundleKind, loadPlainManifest, type PlainBundleManifest } from "../../zkml/plain-bundle";
 import { DataClient, DataClientError } from "../data/client";
 import { bytes32ToBundleId, unpackBundle } from "../data/bundle-archive";
 
 export interface LoadedBundle {
+  kind?: "zk";
   dir: string;
   manifest: BundleManifest;
   program: QProgram;
   /** keccak256 of the words of the bundle's verification_key.json: what the registry records for its key. */
   verificationKeyHash: string;
+}
+
+/**
+ * A plain bundle (zkml/plain-bundle.ts): an ONNX model and its manifest, no circuit. Served in TEE and
+ * optimistic mode only; executed with onnxruntime.
+ */
+export interface LoadedPlainBundle {
+  kind: "plain";
+  dir: string;
+  manifest: PlainBundleManifest;
+}
+
+/** A bundle of either kind. */
+export type AnyBundle = LoadedBundle | LoadedPlainBundle;
+
+export function isPlainBundle(bundle: AnyBundle): bundle is LoadedPlainBundle {
+  return bundle.kind === "plain";
 }
 
 /** Thrown when a bundle cannot be trusted: a hash or layout that disagrees with the model registry. */
@@ -35,10 +54,14 @@ const hex = (h: string) => h.toLowerCase().replace(/^0x/, "");
  * keccak256 of the bundle's key words against the registry's `verificationKeyHash`), and the signal layout
  * (input mode, word counts, pack width, input width). Empty when it agrees.
  */
-export function bundleModelProblems(bundle: LoadedBundle, model: IModelRegistry.ModelStructOutput): string[] {
+export function bundleModelProblems(bundle: AnyBundle, model: IModelRegistry.ModelStructOutput): string[] {
   const { manifest } = bundle;
   const problems: string[] = [];
-  if (hex(bundle.verificationKeyHash) !== hex(model.verificationKeyHash)) {
+  if (isPlainBundle(bundle)) {
+    // No circuit, no key: a model registered with ZK mode needs a bundle it can be proved with.
+    if ((Number(model.terms.verificationModes) & 1) !== 0)
+      problems.push("plain bundle (no circuit) for a model registered with ZK mode");
+  } else if (hex(bundle.verificationKeyHash) !== hex(model.verificationKeyHash)) {
     problems.push(
       `verification key hash ${bundle.verificationKeyHash} differs from the registry's ${model.verificationKeyHash}`,
     );
@@ -81,20 +104,44 @@ export function bundleModelProblems(bundle: LoadedBundle, model: IModelRegistry.
  * by several models, each with its own key and layout).
  */
 export class BundleCache {
-  private readonly loaded = new Map<string, Promise<LoadedBundle>>();
+  private readonly loaded = new Map<string, Promise<AnyBundle>>();
 
   constructor(
     private readonly cacheDir: string,
     private readonly data: DataClient,
   ) {}
 
-  /** The bundle of `model`, refused (BundleRejectedError) unless it agrees with the registered model. */
+  /**
+   * The ZK bundle of `model`, refused (BundleRejectedError) unless it agrees with the registered model. A
+   * plain bundle is refused too: what asks for this proves, or executes the circuit's fixed-point program.
+   */
   async get(model: IModelRegistry.ModelStructOutput): Promise<LoadedBundle> {
     const { bundle, problems } = await this.inspect(model);
     if (problems.length > 0) {
       throw new BundleRejectedError(`bundle ${bytes32ToBundleId(model.bundleHash)}: ${problems.join("; ")}`);
     }
     return bundle;
+  }
+
+  /** The bundle of `model`, ZK or plain, refused (BundleRejectedError) unless it agrees with the model. */
+  async getAny(model: IModelRegistry.ModelStructOutput): Promise<AnyBundle> {
+    const bundle = await this.entry(bytes32ToBundleId(model.bundleHash));
+    const problems = bundleModelProblems(bundle, model);
+    if (problems.length > 0) {
+      throw new BundleRejectedError(`bundle ${bytes32ToBundleId(model.bundleHash)}: ${problems.join("; ")}`);
+    }
+    return bundle;
+  }
+
+  private entry(id: string): Promise<AnyBundle> {
+    let entry = this.loaded.get(id);
+    if (!entry) {
+      entry = this.load(id);
+      this.loaded.set(id, entry);
+      // A failed fetch is not cached: the next task may find the data node repaired.
+      entry.catch(() => this.loaded.delete(id));
+    }
+    return entry;
   }
 
   /**
@@ -105,18 +152,16 @@ export class BundleCache {
     model: IModelRegistry.ModelStructOutput,
   ): Promise<{ bundle: LoadedBundle; problems: string[] }> {
     const id = bytes32ToBundleId(model.bundleHash);
-    let entry = this.loaded.get(id);
-    if (!entry) {
-      entry = this.load(id);
-      this.loaded.set(id, entry);
-      // A failed fetch is not cached: the next task may find the data node repaired.
-      entry.catch(() => this.loaded.delete(id));
+    const bundle = await this.entry(id);
+    if (isPlainBundle(bundle)) {
+      throw new BundleRejectedError(
+        `bundle ${id} is a plain bundle (no circuit): its model can be served in TEE or optimistic mode only`,
+      );
     }
-    const bundle = await entry;
     return { bundle, problems: bundleModelProblems(bundle, model) };
   }
 
-  private async load(id: string): Promise<LoadedBundle> {
+  private async load(id: string): Promise<AnyBundle> {
     const dir = path.join(this.cacheDir, id);
     if (!fs.existsSync(path.join(dir, "manifest.json"))) {
       let bytes: Buffer;
@@ -136,6 +181,9 @@ export class BundleCache {
     let manifest: BundleManifest;
     let keyHash: string;
     try {
+      if (bundleKind(dir) === "plain") {
+        return { kind: "plain", dir, manifest: loadPlainManifest(dir, { checkHashes: true }) };
+      }
       manifest = loadManifest(dir, { checkHashes: true });
       const vk = manifest.artifacts.verificationKey;
       if (!vk) throw new Error("no verification key (compiled without trusted setup)");

@@ -1,6 +1,9 @@
+import path from "node:path";
 import { keccak256, solidityPacked, toBeHex, type Provider } from "ethers";
+import type { InferenceSession } from "onnxruntime-node";
 import { executeProgram, packValues, unpackWords } from "../../zkml";
-import type { LoadedBundle } from "./bundles";
+import { dequantizePlainInput, quantizePlainOutput } from "../../zkml/plain-bundle";
+import { isPlainBundle, type AnyBundle, type LoadedBundle, type LoadedPlainBundle } from "./bundles";
 import { parseSubmitted, taskRegistryInterface, TOPICS, type SubmittedTask } from "./tasks";
 
 /**
@@ -38,6 +41,43 @@ export function outputsHash(outputs: readonly bigint[]): string {
 export function modelOutputWords(bundle: LoadedBundle, input: bigint[]): { values: bigint[]; words: bigint[] } {
   const values = executeProgram(bundle.program, input)[bundle.program.output.tensor];
   return { values, words: packValues(values, bundle.manifest.publicSignals.packBits) };
+}
+
+/** One onnxruntime session per plain bundle directory, created on first use. */
+const sessions = new Map<string, Promise<InferenceSession>>();
+
+function plainSession(bundle: LoadedPlainBundle): Promise<InferenceSession> {
+  let session = sessions.get(bundle.dir);
+  if (!session) {
+    // Loaded on use: the native module is only needed by nodes that serve plain bundles.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
+    session = ort.InferenceSession.create(path.join(bundle.dir, bundle.manifest.onnx.file));
+    sessions.set(bundle.dir, session);
+    session.catch(() => sessions.delete(bundle.dir));
+  }
+  return session;
+}
+
+/**
+ * The output values and words of a bundle of either kind on the quantized `input`: a ZK bundle's
+ * fixed-point executor (modelOutputWords), or, for a plain bundle, the execution every node follows
+ * (zkml/plain-bundle.ts): onnxruntime on q / 2^s in float32, outputs rounded half away from zero at 2^s and
+ * packed. Bit for bit the same on every node with the same onnxruntime build.
+ */
+export async function bundleOutputWords(
+  bundle: AnyBundle,
+  input: bigint[],
+): Promise<{ values: bigint[]; words: bigint[] }> {
+  if (!isPlainBundle(bundle)) return modelOutputWords(bundle, input);
+  const m = bundle.manifest;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
+  const session = await plainSession(bundle);
+  const x = new ort.Tensor("float32", dequantizePlainInput(m, input), m.input.shape);
+  const out = (await session.run({ [m.input.name]: x }))[m.output.name];
+  const values = quantizePlainOutput(m, out.data as Float32Array);
+  return { values, words: packValues(values, m.publicSignals.packBits) };
 }
 
 /**

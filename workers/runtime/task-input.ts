@@ -11,6 +11,11 @@ export class InputRejectedError extends Error {
   }
 }
 
+/** What decoding a task's input needs of a bundle's manifest (a ZK or a plain bundle's). */
+export type InputManifest = Pick<BundleManifest, "publicSignals"> & {
+  quantization: Pick<BundleManifest["quantization"], "inputBits" | "commitmentPackBits">;
+};
+
 /**
  * The quantized input of a task, as the circuit will see it. Inline: the packed words from the event,
  * unpacked, range-checked and checked to be their canonical packing (inlineInputValues). Commitment: the
@@ -18,7 +23,7 @@ export class InputRejectedError extends Error {
  * commitment must equal the task's input word.
  */
 export async function decodeTaskInput(
-  manifest: BundleManifest,
+  manifest: InputManifest,
   submitted: SubmittedTask,
   data: DataClient,
 ): Promise<bigint[]> {
@@ -54,7 +59,7 @@ export async function decodeTaskInput(
  * and packed again with zkml's packValues to the very same words. Unpacking alone would ignore bits set above
  * a word's last value, and the circuit's packing constraint would then fail: no proof could exist.
  */
-export function inlineInputValues(manifest: BundleManifest, words: readonly bigint[]): bigint[] {
+export function inlineInputValues(manifest: InputManifest, words: readonly bigint[]): bigint[] {
   const layout = manifest.publicSignals;
   let values: bigint[];
   try {
@@ -74,7 +79,7 @@ export function inlineInputValues(manifest: BundleManifest, words: readonly bigi
   return values;
 }
 
-function checkRange(manifest: BundleManifest, values: bigint[]) {
+function checkRange(manifest: InputManifest, values: bigint[]) {
   const limit = 1n << BigInt(manifest.quantization.inputBits - 1);
   const bad = values.findIndex((v) => v < -limit || v >= limit);
   if (bad >= 0) {

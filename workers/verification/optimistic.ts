@@ -9,8 +9,8 @@ import type { Logger } from "../runtime/logger";
 import {
   attestersOf,
   DISPUTE_OUTCOME,
+  bundleOutputWords,
   isPendingMismatch,
-  modelOutputWords,
   outputsHash,
   submittedTaskOf,
   TASK_STATUS,
@@ -284,9 +284,9 @@ export class OptimisticVerifier {
   private async reexecute(row: TaskRow, submitted: SubmittedTask): Promise<bigint[] | undefined> {
     try {
       const model = await this.chain.models.getModel(submitted.modelId);
-      const bundle = await this.bundles.get(model);
+      const bundle = await this.bundles.getAny(model);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
-      return modelOutputWords(bundle, input).words;
+      return (await bundleOutputWords(bundle, input)).words;
     } catch (err) {
       if (err instanceof BundleRejectedError || err instanceof InputRejectedError || err instanceof ZkmlError) {
         this.journal.setState(BigInt(row.taskId), "refused", { reason: (err as Error).message });
