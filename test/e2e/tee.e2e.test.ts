@@ -1,0 +1,196 @@
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, type Wallet } from "ethers";
+import { packValues } from "../../zkml";
+import { loadPlainManifest, quantizePlainInput, runPlainBundle } from "../../zkml/plain-bundle";
+import { DEV_ENCLAVE_MEASUREMENT, listKeyRecords } from "../../tee";
+import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
+import {
+  account,
+  stakeNode,
+  startInferenceNode,
+  startNetwork,
+  stopAllSpawned,
+  waitFor,
+  type Network,
+  type Proc,
+} from "../../scripts/lib/local-network";
+import { runOpg } from "../helpers/cli";
+
+/**
+ * TEE mode end to end with real processes: a model WITHOUT a circuit (digits_transformer.onnx, which the ZKML
+ * compiler refuses) packaged as a plain bundle with `opg model package`, uploaded and registered for TEE mode
+ * only with `opg model register --modes tee`, served by an inference node with its development enclave
+ * (`--enclave dev`, which registers the enclave key at start), and settled on chain by the enclave's signature
+ * (TaskEnclaveSigned). The outputs must equal onnxruntime's quantized outputs computed here.
+ */
+
+const MODEL = "test/fixtures/models/digits_transformer.onnx";
+const FEE = ethers.parseEther("1");
+const Status = { Verified: 3n };
+const VERIFICATION_MODE_TEE = 4;
+const samples = JSON.parse(
+  fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "digits_transformer_test.json"), "utf8"),
+) as { scale: number; inputs: number[][]; predictions: number[] };
+
+const NODE = 5;
+const MODEL_OWNER = 3;
+
+describe("TEE mode end to end (hardhat node + inference node with the development enclave)", function () {
+  this.timeout(600_000);
+  let net: Network;
+  let bundleDir: string;
+  let modelId: bigint;
+  let requester: Wallet;
+  const procs: Proc[] = [];
+
+  const conn = () => [
+    "--rpc-url",
+    net.chain.url,
+    "--deployment",
+    net.deploymentFile,
+    "--data-url",
+    net.data.url,
+  ];
+
+  before(async function () {
+    net = await startNetwork();
+    await stakeNode(net, NODE);
+    requester = account(1).connect(net.provider) as unknown as Wallet;
+    const { token, tasks } = net.deployment;
+    await (await token.connect(net.deployer).transfer(requester.address, ethers.parseEther("10000"))).wait();
+    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
+  });
+
+  afterEach(async function () {
+    for (const p of procs.splice(0)) await p.stop("SIGKILL").catch(() => undefined);
+  });
+
+  after(async function () {
+    await stopAllSpawned();
+    await net?.stop();
+  });
+
+  it("packages the model without a circuit and registers it for TEE mode only", async function () {
+    bundleDir = path.join(net.tmp, "digits-transformer");
+    const packaged = await runOpg(["model", "package", MODEL, "--out", bundleDir]);
+    expect(packaged.code, packaged.stderr).to.equal(0);
+    expect(JSON.parse(packaged.stdout)).to.deep.include({ kind: "plain", scaleBits: 8, packBits: 16 });
+    expect(fs.readdirSync(bundleDir).sort()).to.deep.equal(["manifest.json", "model.onnx"]);
+
+    const registered = await runOpg(
+      ["model", "register", bundleDir, "--fee", "1", "--modes", "tee", ...conn()],
+      {
+        env: { OPG_PRIVATE_KEY: account(MODEL_OWNER).privateKey },
+      },
+    );
+    expect(registered.code, registered.stderr).to.equal(0);
+    const out = JSON.parse(registered.stdout);
+    expect(out).to.deep.include({ kind: "plain", verificationModes: ["tee"], verificationKey: null });
+    modelId = BigInt(out.modelId);
+    const model = await net.deployment.models.getModel(modelId);
+    expect(model.terms.verificationModes).to.equal(BigInt(VERIFICATION_MODE_TEE));
+    expect(model.onnxHash).to.equal("0x" + loadPlainManifest(bundleDir).onnx.sha256);
+    expect(model.bundleHash).to.equal("0x" + out.bundleId);
+  });
+
+  it("settles tasks with the enclave's signature; outputs equal onnxruntime's quantized outputs", async function () {
+    expect(typeof modelId, "the model was registered by the test before").to.equal("bigint");
+    const node = account(NODE);
+    const inference = startInferenceNode(net, NODE, path.join(net.tmp, "inference"), {
+      extra: ["--enclave", "dev"],
+    });
+    procs.push(inference);
+
+    // The node registers its development enclave key at start; a local chain makes it Active at once.
+    const key = await waitFor(
+      "the node's enclave key to be registered and active",
+      async () => {
+        const keys = await listKeyRecords(net.deployment.enclaves, { node: node.address });
+        return keys.find((k) => k.standing === "Active");
+      },
+      120_000,
+      200,
+      inference,
+    );
+    expect(key.measurement).to.equal(DEV_ENCLAVE_MEASUREMENT);
+
+    const manifest = loadPlainManifest(bundleDir);
+    const submitted: { taskId: bigint; expected: bigint[]; prediction: number }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const q = quantizePlainInput(
+        manifest,
+        samples.inputs[i].map((v) => v * samples.scale),
+      );
+      const outputs = await runPlainBundle(bundleDir, q);
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      // submitTask picks the strongest mode the model allows: TEE, its only one.
+      const receipt = await (
+        await net.deployment.tasks.connect(requester).submitTask({
+          modelId,
+          input: packValues(q, manifest.publicSignals.packBits),
+          inputDataHash: ethers.ZeroHash,
+          fee: FEE,
+          deadline: now + 3600,
+          callback: ethers.ZeroAddress,
+          callbackGasLimit: 0,
+        })
+      ).wait();
+      const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
+      const argmax = outputs.reduce((best, x, j) => (x > outputs[best] ? j : best), 0);
+      submitted.push({
+        taskId: parseSubmitted(log).taskId,
+        expected: packValues(outputs, manifest.publicSignals.packBits),
+        prediction: argmax,
+      });
+      expect(argmax, `sample ${i}`).to.equal(samples.predictions[i]);
+    }
+
+    const tasks = net.deployment.tasks;
+    await waitFor(
+      `tasks ${submitted.map((s) => s.taskId).join(", ")} verified`,
+      async () => {
+        for (const s of submitted) if ((await tasks.taskStatus(s.taskId)) !== Status.Verified) return false;
+        return true;
+      },
+      300_000,
+      200,
+      inference,
+    );
+    for (const s of submitted) {
+      const result = await tasks.resultOf(s.taskId);
+      expect(result.node).to.equal(node.address);
+      expect(result.outputs).to.deep.equal(s.expected);
+      const signed = await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(s.taskId), 0, "latest");
+      expect(signed, `TaskEnclaveSigned for task ${s.taskId}`).to.have.length(1);
+      expect(signed[0].args.key).to.equal(key.key);
+    }
+
+    // Anyone can re-check the key's published document: a development attestation, accepted on a local chain.
+    const checked = await runOpg(["tee", "check-key", key.key, ...conn()]);
+    expect(checked.code, checked.stderr).to.equal(0);
+    expect(JSON.parse(checked.stdout)).to.deep.include({
+      verdict: "development",
+      kind: "development",
+      standing: "Active",
+    });
+    expect(checked.stderr).to.match(/development attestation: not hardware-backed/);
+    const listed = await runOpg(["tee", "keys", "--check", ...conn()]);
+    expect(listed.code, listed.stderr).to.equal(0);
+    expect(JSON.parse(listed.stdout)).to.deep.equal([
+      {
+        key: key.key,
+        node: node.address,
+        standing: "Active",
+        measurement: DEV_ENCLAVE_MEASUREMENT,
+        activeFrom: key.activeFrom.toString(),
+        expiresAt: key.expiresAt.toString(),
+        kind: "development",
+        verdict: "development",
+      },
+    ]);
+
+    expect(await inference.stop()).to.equal(0);
+  });
+});
