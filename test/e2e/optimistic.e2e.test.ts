@@ -136,7 +136,8 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     await waitFor(
       "the inference node to find every lie indefensible",
       async () =>
-        inference.logs().filter((l) => /cannot answer the dispute/.test(String(l.msg))).length === lies.length,
+        inference.logs().filter((l) => /cannot answer the dispute/.test(String(l.msg))).length ===
+        lies.length,
       600_000,
       500,
       inference,
@@ -205,12 +206,17 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     expect(await token.balanceOf(requester.address)).to.equal(requesterBefore - FEE * h);
     const info = await staking.nodeInfo(node);
     expect(info.bonded).to.equal(STAKE - collateral * l);
-    expect(info.locked - (await tasks.releasableCollateralOf(node)), "no collateral left locked").to.equal(0n);
+    expect(info.locked - (await tasks.releasableCollateralOf(node)), "no collateral left locked").to.equal(
+      0n,
+    );
     const bond = await disputes.challengeBond();
     expect(await token.balanceOf(verifier)).to.equal(verifierBefore + (bond + collateral / 2n) * l);
     expect(await token.balanceOf(verifier)).to.equal(BOND_FUNDS + (collateral / 2n) * l);
     expect(await token.balanceOf(treasury)).to.equal(treasuryBefore + (collateral / 2n) * l);
-    expect(await token.balanceOf(await disputes.getAddress()), "no bond left in the dispute manager").to.equal(0n);
+    expect(
+      await token.balanceOf(await disputes.getAddress()),
+      "no bond left in the dispute manager",
+    ).to.equal(0n);
     expect((await staking.nodeInfo(verifier)).bonded, "the honest verifier lost nothing").to.equal(STAKE);
     console.log(
       `      optimistic e2e: ${TASKS} tasks, ${h} honest attested+finalised, ${l} lies challenged+rejected; ` +
@@ -221,5 +227,55 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
 
     expect(await inference.stop()).to.equal(0);
     expect(await verification.stop()).to.equal(0);
+  });
+
+  it("answers a challenge of an honest result with a proof: the result stands and the node takes the bond", async function () {
+    const { token, tasks, disputes } = net.deployment;
+    const node = account(5).address;
+    const challenger = await stakeNode(net, 8, 2, STAKE);
+    await (await token.connect(net.deployer).transfer(challenger.address, BOND_FUNDS)).wait();
+    const bond = await disputes.challengeBond();
+    await (await token.connect(challenger).approve(await disputes.getAddress(), bond)).wait();
+    const startBlock = await net.provider.getBlockNumber();
+    const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-answer"), {
+      extra: ["--start-block", String(startBlock)],
+    });
+    procs.push(inference);
+    await waitForLog(inference, "inference node started");
+
+    const creditsBefore = await tasks.creditsOf(node);
+    const walletBefore = await token.balanceOf(node);
+    const { taskId, expected } = await submitOptimistic(1);
+    await waitFor(
+      "the result posted",
+      async () => (await tasks.taskStatus(taskId)) === Status.Pending,
+      600_000,
+      250,
+    );
+    const [posted] = await tasks.queryFilter(tasks.filters.TaskResultPosted(taskId));
+    const [submittedLog] = await tasks.queryFilter(tasks.filters.TaskSubmitted(taskId));
+    const task = parseSubmitted(submittedLog).task;
+    const hash = ethers.keccak256(ethers.solidityPacked(["uint256[]"], [posted.args.outputs]));
+    // A wrong challenge: the challenger pays the bond and the node answers with a proof in its window.
+    await (await disputes.connect(challenger).challenge(taskId, task, hash, [])).wait();
+    await waitFor(
+      "the dispute answered",
+      async () => (await tasks.taskStatus(taskId)) === Status.Verified,
+      600_000,
+      250,
+      inference,
+    );
+
+    const [resolved] = await disputes.queryFilter(disputes.filters.DisputeResolved(taskId));
+    expect(resolved.args.outcome).to.equal(0n); // NodeRight
+    expect(resolved.args.bondTo).to.equal(node);
+    const tx = await net.provider.getTransaction(resolved.transactionHash);
+    expect(tx!.from, "the node sent the proof").to.equal(node);
+    expect((await tasks.resultOf(taskId)).outputs).to.deep.equal(expected);
+    // No attesters: the node keeps the attesters' share (80% of the fee), and the bond is its.
+    expect(await tasks.creditsOf(node)).to.equal(creditsBefore + (FEE * 8n) / 10n);
+    expect(await token.balanceOf(node)).to.equal(walletBefore + bond);
+    expect(await token.balanceOf(challenger.address)).to.equal(BOND_FUNDS - bond);
+    expect(await inference.stop()).to.equal(0);
   });
 });
