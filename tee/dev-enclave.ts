@@ -160,7 +160,7 @@ export interface EnsureEnclaveKeyOptions {
 
 /**
  * Make sure the node's enclave key is registered and usable: nothing to do when it is Active or Pending with at
- * least a quarter of its lifetime (and more than the activation delay) left; a key that expired, was revoked,
+ * least a quarter of the lifetime it was registered with (and more than the activation delay) left; a key that expired, was revoked,
  * challenged or outlived its measurement, or that runs out soon, is retired: the enclave rotates to a new key,
  * which is registered. The enclave rotates in place, so `opts.enclave` holds the registered key afterwards.
  */
@@ -217,7 +217,10 @@ export async function ensureEnclaveKeyRegistered(opts: EnsureEnclaveKeyOptions):
     } else {
       const info = await enclaves.keyInfo(enclave.address);
       const left = info.expiresAt - now;
-      const enough = BigInt(Math.max(Math.floor(lifetime / 4), Number(activationDelay) + 60));
+      // A quarter of the key's own lifetime (from activation; whatever lifetime it was registered with).
+      const keyLifetime = info.expiresAt - info.activeFrom;
+      const floor = activationDelay + 60n;
+      const enough = keyLifetime / 4n > floor ? keyLifetime / 4n : floor;
       if ((standing === "Active" || standing === "Pending") && left >= enough) {
         log(`enclave key ${enclave.address} is ${standing}, expires at ${info.expiresAt} (in ${left} s)`);
         return;

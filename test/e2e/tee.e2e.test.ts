@@ -4,7 +4,7 @@ import { expect } from "chai";
 import { ethers, type Wallet } from "ethers";
 import { packValues } from "../../zkml";
 import { loadPlainManifest, quantizePlainInput, runPlainBundle } from "../../zkml/plain-bundle";
-import { DEV_ENCLAVE_MEASUREMENT, listKeyRecords } from "../../tee";
+import { DEV_ENCLAVE_MEASUREMENT, DevEnclave, listKeyRecords } from "../../tee";
 import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
 import {
   account,
@@ -192,5 +192,78 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     ]);
 
     expect(await inference.stop()).to.equal(0);
+  });
+  it("opg tee: an operator registers a development key; a watcher finds a forged document and challenges it", async function () {
+    const operator = await stakeNode(net, 6);
+    const stateDir = path.join(net.tmp, "operator-6-enclave");
+    const env = { OPG_PRIVATE_KEY: operator.privateKey };
+    const reg = await runOpg(
+      ["tee", "register-key", "--state-dir", stateDir, "--lifetime", "86400", ...conn()],
+      { env },
+    );
+    expect(reg.code, reg.stderr).to.equal(0);
+    const honest = JSON.parse(reg.stdout);
+    expect(honest).to.deep.include({
+      node: operator.address,
+      standing: "Active",
+      measurement: DEV_ENCLAVE_MEASUREMENT,
+    });
+    expect(fs.statSync(path.join(stateDir, "enclave-key.json")).mode & 0o777).to.equal(0o600);
+    // Run again: the key is registered and has its lifetime ahead, so nothing is sent.
+    const again = await runOpg(["tee", "register-key", "--state-dir", stateDir, ...conn()], { env });
+    expect(again.code, again.stderr).to.equal(0);
+    expect(JSON.parse(again.stdout).key).to.equal(honest.key);
+
+    // The operator registers a second key with a document that names another key: the registry cannot tell.
+    const enclaves = net.deployment.enclaves.connect(operator);
+    const held = DevEnclave.loadOrCreate(path.join(net.tmp, "operator-6-second"));
+    const other = DevEnclave.loadOrCreate(path.join(net.tmp, "someone-else"));
+    const document = other.attestationDocument();
+    const expiresAt = BigInt((await net.provider.getBlock("latest"))!.timestamp + 86_400);
+    const digest = await enclaves.registrationDigest(
+      operator.address,
+      held.address,
+      DEV_ENCLAVE_MEASUREMENT,
+      ethers.keccak256(document),
+      expiresAt,
+    );
+    await (
+      await enclaves.registerKey(
+        held.address,
+        DEV_ENCLAVE_MEASUREMENT,
+        expiresAt,
+        document,
+        held.signDigest(digest),
+      )
+    ).wait();
+
+    const forged = await runOpg(["tee", "check-key", held.address, ...conn()]);
+    expect(forged.code, forged.stderr).to.equal(3);
+    expect(JSON.parse(forged.stdout)).to.deep.include({ verdict: "invalid", standing: "Active" });
+    expect(forged.stderr).to.include(`problem: the document does not name key ${held.address}`);
+
+    const watcher = account(8);
+    await (
+      await net.deployment.token.connect(net.deployer).transfer(watcher.address, ethers.parseEther("1000"))
+    ).wait();
+    const watcherEnv = { OPG_PRIVATE_KEY: watcher.privateKey };
+    const refused = await runOpg(["tee", "challenge-key", honest.key, "--reason", "no reason", ...conn()], {
+      env: watcherEnv,
+    });
+    expect(refused.code).to.equal(1);
+    expect(refused.stderr).to.match(/document checks out \(development\): a challenge would lose its bond/);
+
+    const challenged = await runOpg(
+      ["tee", "challenge-key", held.address, "--reason", "the document names another key", ...conn()],
+      { env: watcherEnv },
+    );
+    expect(challenged.code, challenged.stderr).to.equal(0);
+    expect(JSON.parse(challenged.stdout)).to.deep.include({
+      key: held.address,
+      challenger: watcher.address,
+      standing: "Challenged",
+    });
+    const bond = await net.deployment.enclaves.challengeBond();
+    expect(await net.deployment.token.balanceOf(watcher.address)).to.equal(ethers.parseEther("1000") - bond);
   });
 });
