@@ -8,7 +8,8 @@ import { HDNodeWallet, JsonRpcProvider, NonceManager, type Signer } from "ethers
 import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./deploy";
 import { LOCAL_TEE_SETTINGS } from "./deploy-settings";
 import { bundleKeyWords, bundleModelSpec, registerBundle } from "./register-model";
-import { compileModel, loadManifest } from "../../zkml";
+import { compileModel, loadManifest, type BundleManifest } from "../../zkml";
+import { bundleKind, loadPlainManifest } from "../../zkml/plain-bundle";
 import { packBundle, bundleArchiveId } from "../../workers/data/bundle-archive";
 import { DataClient } from "../../workers/data/client";
 
@@ -467,7 +468,8 @@ export async function startNetwork(opts: NetworkOptions = {}): Promise<Network> 
  * Upload a bundle to the data node and register it on chain; returns the model id and the bundle id.
  * `opts.verificationKey` registers other key words than the bundle's (tests playing a dishonest owner).
  * `opts.verificationModes` registers the model for other verification modes than ZK alone (a bitmask of
- * VerificationModes: 1 ZK, 2 optimistic, 4 TEE; the bundle's key is registered when ZK is among them).
+ * VerificationModes: 1 ZK, 2 optimistic, 4 TEE; the bundle's key is registered when ZK is among them). A
+ * plain bundle (zkml/plain-bundle.ts, no circuit) needs it, without ZK.
  */
 export async function publishModel(
   net: Network,
@@ -480,12 +482,16 @@ export async function publishModel(
   const stored = await new DataClient(net.data.url).put(archive);
   if (stored !== bundleId) throw new Error(`data node stored ${stored}, expected ${bundleId}`);
   if (opts.verificationModes !== undefined) {
-    const manifest = loadManifest(bundleDir, { checkHashes: true });
+    const manifest =
+      bundleKind(bundleDir) === "plain"
+        ? (loadPlainManifest(bundleDir) as unknown as BundleManifest)
+        : loadManifest(bundleDir, { checkHashes: true });
     const spec = {
       ...bundleModelSpec(manifest, { bundleId, fee, royaltyReceiver: await net.deployer.getAddress() }),
       verificationModes: opts.verificationModes,
     };
-    const words = opts.verificationModes & 1 ? (opts.verificationKey ?? bundleKeyWords(bundleDir, manifest)) : [];
+    const words =
+      opts.verificationModes & 1 ? (opts.verificationKey ?? bundleKeyWords(bundleDir, manifest)) : [];
     const models = net.deployment.models.connect(net.deployer);
     const receipt = await (await models.registerModel(spec, words)).wait();
     const event = receipt!.logs

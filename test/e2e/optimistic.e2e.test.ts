@@ -3,7 +3,14 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers, type Wallet } from "ethers";
 import { executeQuantized, inputWords, loadManifest, loadProgram, packValues } from "../../zkml";
+import {
+  packagePlainModel,
+  plainOutputWords,
+  quantizePlainInput,
+  runPlainBundle,
+} from "../../zkml/plain-bundle";
 import { parseSubmitted, TOPICS, MODES } from "../../workers/runtime/tasks";
+import { loadPlainManifest } from "../../zkml/plain-bundle";
 import {
   account,
   fixtureBundle,
@@ -69,15 +76,26 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     await net?.stop();
   });
 
-  async function submitOptimistic(i: number) {
-    const manifest = loadManifest(bundleDir);
-    const q = executeQuantized(loadProgram(bundleDir), irisInputs[i % irisInputs.length]);
+  async function submitOptimistic(i: number, plain?: { dir: string; modelId: bigint }) {
+    let input: bigint[];
+    let expected: bigint[];
+    if (plain) {
+      const manifest = loadPlainManifest(plain.dir);
+      const q = quantizePlainInput(manifest, irisInputs[i % irisInputs.length]);
+      input = packValues(q, manifest.publicSignals.packBits);
+      expected = plainOutputWords(manifest, await runPlainBundle(plain.dir, q));
+    } else {
+      const manifest = loadManifest(bundleDir);
+      const q = executeQuantized(loadProgram(bundleDir), irisInputs[i % irisInputs.length]);
+      input = inputWords(manifest, q.input);
+      expected = packValues(q.quantized, manifest.publicSignals.packBits);
+    }
     const now = (await net.provider.getBlock("latest"))!.timestamp;
     const receipt = await (
       await net.deployment.tasks.connect(requester).submitTaskInMode(
         {
-          modelId,
-          input: inputWords(manifest, q.input),
+          modelId: plain?.modelId ?? modelId,
+          input,
           inputDataHash: ethers.ZeroHash,
           fee: FEE,
           deadline: now + 3 * 3600,
@@ -88,10 +106,7 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       )
     ).wait();
     const log = receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!;
-    return {
-      taskId: parseSubmitted(log).taskId,
-      expected: packValues(q.quantized, manifest.publicSignals.packBits),
-    };
+    return { taskId: parseSubmitted(log).taskId, expected };
   }
 
   it("attests and finalises every honest result, catches every lie, and pays exactly", async function () {
@@ -277,5 +292,101 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     expect(await token.balanceOf(node)).to.equal(walletBefore + bond);
     expect(await token.balanceOf(challenger.address)).to.equal(BOND_FUNDS - bond);
     expect(await inference.stop()).to.equal(0);
+  });
+
+  it("a model without a circuit (plain bundle): lies are settled by a vote of verification nodes", async function () {
+    const { token, tasks, staking, disputes } = net.deployment;
+    const node = account(5).address;
+    const plainDir = path.join(net.tmp, "iris-plain");
+    await packagePlainModel(path.resolve(__dirname, "..", "..", IRIS), plainDir);
+    const plain = {
+      dir: plainDir,
+      modelId: (await publishModel(net, plainDir, FEE, { verificationModes: MODES.optimistic })).modelId,
+    };
+    const startBlock = await net.provider.getBlockNumber();
+    const from = ["--start-block", String(startBlock)];
+    const late = ["--finalize-after-seconds", "86400"];
+    const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-plain"), {
+      extra: [...from, "--fault-lie-every", String(LIE_EVERY)],
+    });
+    const verifiers = [7, 8].map((i) =>
+      startVerificationNode(net, i, path.join(net.tmp, `verification-plain-${i}`), {
+        extra: [...from, ...late],
+      }),
+    );
+    procs.push(inference, ...verifiers);
+    await waitForLog(inference, "inference node started");
+    for (const v of verifiers) await waitForLog(v, "verification node started");
+
+    const stakeBefore = (await staking.nodeInfo(node)).bonded;
+    const creditsBefore = await tasks.creditsOf(node);
+    const wallets = [account(7).address, account(8).address];
+    const walletsBefore = await Promise.all(wallets.map((a) => token.balanceOf(a)));
+    const attesterCreditsBefore = await Promise.all(wallets.map((a) => tasks.creditsOf(a)));
+    const requesterBefore = await token.balanceOf(requester.address);
+    const submitted = [];
+    for (let i = 0; i < LIE_EVERY; i++) submitted.push(await submitOptimistic(i, plain));
+    const lies = submitted.filter((s) => s.taskId % BigInt(LIE_EVERY) === 0n);
+    const honest = submitted.filter((s) => s.taskId % BigInt(LIE_EVERY) !== 0n);
+    expect(lies).to.have.length(1);
+
+    await waitFor(
+      "honest results attested by both verification nodes, the lie challenged by one and voted on by the other",
+      async () => {
+        for (const s of honest)
+          if ((await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId))).length !== 2) return false;
+        for (const s of lies)
+          if ((await disputes.queryFilter(disputes.filters.DisputeVoted(s.taskId))).length !== 1)
+            return false;
+        return true;
+      },
+      600_000,
+      500,
+    );
+    const lie = lies[0].taskId;
+    const dispute = await disputes.disputeOf(lie);
+    expect(dispute.circuit).to.equal(false);
+    const challenger = dispute.challenger;
+    const voter = wallets.find((a) => a !== challenger)!;
+    const [voted] = await disputes.queryFilter(disputes.filters.DisputeVoted(lie));
+    expect(voted.args.voter).to.equal(voter);
+    expect(voted.args.nodeRight).to.equal(false);
+
+    const jump = Math.max(Number((await tasks.modeParameters())[2]), Number(await disputes.voteWindow())) + 5;
+    await net.provider.send("evm_increaseTime", [jump]);
+    await net.provider.send("evm_mine", []);
+    await waitFor(
+      "honest results final and the lie rejected by the vote",
+      async () => {
+        for (const s of honest) if ((await tasks.taskStatus(s.taskId)) !== Status.Verified) return false;
+        return (await tasks.taskStatus(lie)) === Status.Rejected;
+      },
+      600_000,
+      500,
+    );
+    for (const s of honest) expect((await tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    const [resolved] = await disputes.queryFilter(disputes.filters.DisputeResolved(lie));
+    expect(resolved.args.outcome).to.equal(1n); // NodeWrong
+    expect(resolved.args.bondTo).to.equal(challenger);
+
+    // Honest fees: 70% node, 10% attesters (two: 5% each), 10% royalty, 10% protocol. The lie: the node's
+    // collateral slashed (half to the challenger), the bond back, the requester refunded, no voter slashed.
+    const h = BigInt(honest.length);
+    const collateral = ethers.parseEther("100");
+    expect(await tasks.creditsOf(node)).to.equal(creditsBefore + ((FEE * 7n) / 10n) * h);
+    for (let i = 0; i < wallets.length; i++) {
+      expect(await tasks.creditsOf(wallets[i])).to.equal(attesterCreditsBefore[i] + (FEE / 20n) * h);
+      const gain = wallets[i] === challenger ? collateral / 2n : 0n;
+      expect(await token.balanceOf(wallets[i])).to.equal(walletsBefore[i] + gain);
+      expect((await staking.nodeInfo(wallets[i])).bonded).to.equal(STAKE);
+    }
+    expect((await staking.nodeInfo(node)).bonded).to.equal(stakeBefore - collateral);
+    expect(await token.balanceOf(requester.address)).to.equal(requesterBefore - FEE * h);
+    expect(await token.balanceOf(await disputes.getAddress())).to.equal(0n);
+    console.log(
+      `      plain-model e2e: ${submitted.length} tasks, ${h} honest attested twice+finalised, 1 lie challenged ` +
+        `and rejected by a vote (challenger +${ethers.formatEther(collateral / 2n)} OPG, node -${ethers.formatEther(collateral)} OPG)`,
+    );
+    for (const p of [inference, ...verifiers]) expect(await p.stop()).to.equal(0);
   });
 });
