@@ -15,7 +15,10 @@ import {
   quantizePlainOutput,
   runPlainBundle,
 } from "../../zkml/plain-bundle";
-import { packBundle, readBundleArchive } from "../../workers/data/bundle-archive";
+import { bundleArchiveId, packBundle, readBundleArchive } from "../../workers/data/bundle-archive";
+import { ethers } from "hardhat";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
+import { modeNames, parseModes, registerBundleInModes } from "../../scripts/lib/register-plain-model";
 
 const FIXTURES = path.join(__dirname, "..", "fixtures", "models");
 const MODEL = path.join(FIXTURES, "digits_transformer.onnx");
@@ -108,5 +111,55 @@ describe("zkml plain bundles (models without a circuit)", function () {
       err = e;
     }
     expect((err as Error).message).to.match(/holds circuit.circom/);
+  });
+
+  describe("registration (scripts/lib/register-plain-model.ts)", function () {
+    it("parses mode lists and names the accepted words", function () {
+      expect(parseModes("tee,optimistic")).to.equal(6);
+      expect(parseModes(" TEE ")).to.equal(4);
+      expect(parseModes("zk,tee")).to.equal(5);
+      expect(modeNames(7)).to.deep.equal(["zk", "optimistic", "tee"]);
+      expect(() => parseModes("tee,fast")).to.throw(
+        'unknown verification mode "fast": use zk, tee, optimistic',
+      );
+      expect(() => parseModes("")).to.throw(/unknown verification mode ""/);
+    });
+
+    it("registers a plain bundle for TEE and optimistic mode with no key, and refuses ZK mode", async function () {
+      const [deployer, treasury, governance, owner] = await ethers.getSigners();
+      const economy = await deployEconomy(deployer, {
+        ...DEFAULT_ECONOMY_PARAMS,
+        treasury: treasury.address,
+        parameterOwner: governance.address,
+      });
+      const { models } = await deployMarket(
+        deployer,
+        economy,
+        { treasury: treasury.address, parameterOwner: governance.address },
+        governance,
+      );
+      const bundleId = bundleArchiveId(packBundle(dir));
+      const fee = ethers.parseEther("1");
+      const r = await registerBundleInModes(owner, models, dir, { bundleId, fee, modes: 6, plain: true });
+      const model = await models.getModel(r.modelId);
+      const m = loadPlainManifest(dir);
+      expect(model.owner).to.equal(owner.address);
+      expect(model.terms.verificationModes).to.equal(6n);
+      expect(model.terms.verificationKey).to.equal(ethers.ZeroAddress);
+      expect(model.onnxHash).to.equal("0x" + m.onnx.sha256);
+      expect(model.bundleHash).to.equal("0x" + bundleId);
+      expect(model.terms.inputWords).to.equal(5n);
+      expect(model.terms.outputWords).to.equal(1n);
+      expect(await models.verificationKeyOf(r.modelId)).to.deep.equal([]);
+      let err: unknown;
+      try {
+        await registerBundleInModes(owner, models, dir, { bundleId, fee, modes: 5, plain: true });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as Error).message).to.match(
+        /is a plain bundle \(no circuit\): it cannot be registered in zk mode/,
+      );
+    });
   });
 });
