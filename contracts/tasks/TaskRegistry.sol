@@ -374,7 +374,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address[] calldata attesters
     ) external nonReentrant {
         TaskRecord storage record = _tasks[taskId];
-        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
+        bytes32 commitment = _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
         if (block.timestamp > record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
         uint256 count = attesters.length;
         bool allowed = count < MAX_ATTESTERS && msg.sender != record.node;
@@ -385,7 +385,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address[] memory next = new address[](count + 1);
         for (uint256 i = 0; i < count; ++i) next[i] = attesters[i];
         next[count] = msg.sender;
-        record.word = _pendingWord(keccak256(abi.encode(task)), outputsHash, next);
+        record.word = _pendingWord(commitment, outputsHash, next);
         emit TaskAttested(taskId, msg.sender, count + 1);
     }
 
@@ -890,10 +890,11 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         bytes32 outputsHash,
         address[] calldata attesters,
         TaskStatus expected
-    ) private view {
+    ) private view returns (bytes32 commitment) {
         TaskStatus status = _statusOf(record);
         if (status != expected) revert TaskRegistryWrongStatus(taskId, status);
-        if (record.word != _pendingWord(keccak256(abi.encode(task)), outputsHash, attesters)) {
+        commitment = keccak256(abi.encode(task));
+        if (record.word != _pendingWord(commitment, outputsHash, attesters)) {
             revert TaskRegistryPendingMismatch(taskId);
         }
     }
@@ -938,13 +939,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             emit AttestersPaid(taskId, attesters, share);
         }
         address royaltyReceiver = task.royaltyReceiver;
-        Account storage nodeAccount = _accounts[node];
-        // Safe casts: every amount is bounded by the OPG supply (1e27 wei < 2^96; 1e18 gwei < 2^64) held by
-        // this contract.
-        nodeAccount.credits += uint96(nodeFee);
-        nodeAccount.protocolFeeUnits += uint64(protocolUnits);
-        nodeAccount.releasableCollateralUnits += uint64(collateralUnits);
-        nodeAccount.touched = true;
+        _payNode(node, nodeFee, protocolUnits, collateralUnits);
         _credit(royaltyReceiver, royalty);
         emit TaskVerified(taskId, node, outputs, nodeFee, royalty, protocolFee);
     }
@@ -1001,6 +996,18 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         } else {
             token.safeTransferFrom(msg.sender, address(this), fee);
         }
+    }
+
+    /// @dev One read and one write of the node's word (field by field, each update reads and writes it again).
+    function _payNode(address node, uint256 nodeFee, uint256 protocolUnits, uint256 collateralUnits) private {
+        Account memory a = _accounts[node];
+        // Safe casts: every amount is bounded by the OPG supply (1e27 wei < 2^96; 1e18 gwei < 2^64) held by
+        // this contract.
+        a.credits += uint96(nodeFee);
+        a.protocolFeeUnits += uint64(protocolUnits);
+        a.releasableCollateralUnits += uint64(collateralUnits);
+        a.touched = true;
+        _accounts[node] = a;
     }
 
     function _credit(address account, uint256 amount) private {
