@@ -1,0 +1,112 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { ethers, type Log, type Provider } from "ethers";
+import { packValues, unpackWords } from "../../zkml";
+import { packagePlainModel, plainInputValues, runPlainBundle } from "../../zkml/plain-bundle";
+import { ConfigError, loadConfig } from "../../workers/runtime/config";
+import { inferenceSchema } from "../../workers/inference/config";
+import { verificationSchema } from "../../workers/verification/config";
+import { Journal } from "../../workers/runtime/journal";
+import {
+  attestersOf,
+  bundleOutputWords,
+  corruptOutputWords,
+  outputsHash,
+} from "../../workers/runtime/optimistic";
+import { modeName, taskRegistryInterface } from "../../workers/runtime/tasks";
+import type { LoadedPlainBundle } from "../../workers/runtime/bundles";
+
+const KEY = "0x" + "11".repeat(32);
+const IRIS = path.join(__dirname, "..", "fixtures", "models", "iris_mlp.onnx");
+
+describe("optimistic and TEE mode helpers (workers/runtime/optimistic.ts)", function () {
+  it("outputsHash is keccak256 of the words packed as abi.encodePacked(uint256[]) packs them", function () {
+    const words = [1n, 2n ** 251n + 7n, 0n];
+    const packed = ethers.concat(words.map((w) => ethers.zeroPadValue(ethers.toBeHex(w), 32)));
+    expect(outputsHash(words)).to.equal(ethers.keccak256(packed));
+  });
+
+  it("the test-only lie changes one value by one and stays canonically packed", function () {
+    const bits = 16;
+    const values = [5n, -3n, 100n];
+    const words = packValues(values, bits);
+    const lied = corruptOutputWords(words, values.length, bits);
+    expect(unpackWords(lied, values.length, bits)).to.deep.equal([6n, -3n, 100n]);
+    expect(packValues(unpackWords(lied, values.length, bits), bits)).to.deep.equal(lied);
+    // At the top of the signed range it goes down instead.
+    const top = packValues([32767n], bits);
+    expect(unpackWords(corruptOutputWords(top, 1, bits), 1, bits)).to.deep.equal([32766n]);
+  });
+
+  it("names the verification modes of a task (0, from before modes, is ZK)", function () {
+    expect([0, 1, 2, 4].map((m) => modeName(m))).to.deep.equal(["zk", "zk", "optimistic", "tee"]);
+    expect(modeName(3)).to.equal("unknown mode 3");
+    expect(modeName("2")).to.equal("optimistic");
+  });
+
+  it("reads the attester list in the registry's order, by each log's count", async function () {
+    const tasks = "0x" + "ab".repeat(20);
+    const a = "0x" + "01".repeat(20);
+    const b = "0x" + "02".repeat(20);
+    const attested = (attester: string, count: number, blockNumber: number, index: number) => {
+      const encoded = taskRegistryInterface.encodeEventLog("TaskAttested", [7n, attester, count]);
+      return { ...encoded, address: tasks, blockNumber, index } as unknown as Log;
+    };
+    let asked: unknown;
+    const provider = {
+      async getLogs(filter: unknown) {
+        asked = filter;
+        return [attested(b, 2, 12, 0), attested(a, 1, 11, 3)];
+      },
+    } as unknown as Provider;
+    const list = await attestersOf({ provider, tasksAddress: tasks }, 7n, 10);
+    expect(list.map((x) => x.toLowerCase())).to.deep.equal([a, b]);
+    expect(asked).to.deep.include({ address: tasks, fromBlock: 10 });
+  });
+
+  it("runs a plain bundle as every node must: onnxruntime, quantized and packed", async function () {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "opg-plain-")), "iris");
+    const manifest = await packagePlainModel(IRIS, dir);
+    const bundle: LoadedPlainBundle = { kind: "plain", dir, manifest };
+    const input = plainInputValues(
+      manifest,
+      packValues([1306n, 896n, 358n, 51n], manifest.publicSignals.packBits),
+    );
+    const { values, words } = await bundleOutputWords(bundle, input);
+    expect(values).to.deep.equal(await runPlainBundle(dir, input));
+    expect(words).to.deep.equal(packValues(values, manifest.publicSignals.packBits));
+  });
+
+  it("keeps a window end in the journal while a task waits for it, and drops it once settled", function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-journal-"));
+    const j = new Journal(path.join(dir, "j.db"));
+    j.upsertTask(1n, 1n, 10, "{}");
+    j.setState(1n, "posted", { until: 1234 });
+    expect(j.task(1n)!.until).to.equal(1234);
+    j.setState(1n, "disputed", { until: 5678 });
+    expect(j.task(1n)!.until).to.equal(5678);
+    j.setState(1n, "verified");
+    expect(j.task(1n)!.until).to.equal(null);
+    j.close();
+  });
+
+  describe("options", function () {
+    it("inference: no enclave and no fault injection by default; enclave is none or dev", function () {
+      const config = loadConfig(inferenceSchema, { env: { OPG_PRIVATE_KEY: KEY } });
+      expect(config).to.include({ enclave: "none", faultLieEvery: 0 });
+      expect(
+        loadConfig(inferenceSchema, { env: { OPG_PRIVATE_KEY: KEY, OPG_ENCLAVE: "dev" } }).enclave,
+      ).to.equal("dev");
+      expect(() =>
+        loadConfig(inferenceSchema, { env: { OPG_PRIVATE_KEY: KEY, OPG_ENCLAVE: "sgx" } }),
+      ).to.throw(ConfigError, /enclave/);
+    });
+
+    it("verification: takes part in the optimistic mode by default, finalises late results after 300 s", function () {
+      const config = loadConfig(verificationSchema, { env: { OPG_PRIVATE_KEY: KEY } });
+      expect(config).to.include({ optimistic: true, finalizeAfterSeconds: 300, maxRetries: 5 });
+    });
+  });
+});
