@@ -379,7 +379,7 @@ export function waitForStep<T>(opts: {
     let lastError: Error | undefined;
     const show = (s: TaskWaitStatus) => {
       last = s;
-      const key = JSON.stringify(s);
+      const key = JSON.stringify(s, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
       if (key === lastShown) return;
       lastShown = key;
       try {

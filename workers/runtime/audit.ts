@@ -2,6 +2,7 @@ import { ethers, toBeHex, type Log, type Provider } from "ethers";
 import { DisputeManager__factory, EnclaveRegistry__factory } from "../../typechain-types";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
+import { checkEnclaveKey, type KeyCheck } from "../../tee/check-key";
 import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
 import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { DataClient } from "../data/client";
@@ -97,8 +98,13 @@ export interface TeeAudit {
   developmentEnclave: boolean;
   /** Governance judged a challenge of the key: `documentValid` false means it found the document forged. */
   challengeResolutions: { block: number; documentValid: boolean }[];
-  /** The attestation document was re-checked here (signature chain, PCRs, key binding); false: it was not. */
-  documentRechecked: boolean;
+  /**
+   * The published attestation document re-checked here (tee/check-key.ts: for a Nitro document its
+   * certificate chain to the pinned AWS root at its own time, the PCRs against the measurement, the key it
+   * binds, the hash, freshness at registration): `valid`, `development` (evidence of nothing) or `invalid`
+   * with the problems. Absent when the registration was not found.
+   */
+  document?: Pick<KeyCheck, "verdict" | "kind" | "problems" | "notes">;
 }
 
 /** What the audit found about an optimistic task's window, attesters and dispute. */
@@ -737,6 +743,28 @@ async function auditTee(
     problems.push(`NO EnclaveKeyRegistered EVENT FOUND for key ${key}`);
   }
   const measurement = registration?.measurement ?? info.measurement;
+  let document: TeeAudit["document"];
+  if (registered[0] && registration) {
+    const at = await deps.provider.getBlock(registration.block);
+    const ev = enclaveRegistryInterface.parseLog(registered[0])!;
+    const check = checkEnclaveKey({
+      key,
+      node: registration.node,
+      measurement: registration.measurement,
+      documentHash: info.documentHash,
+      document: ethers.getBytes(ev.args.document),
+      registeredAt: new Date((at?.timestamp ?? 0) * 1000),
+    });
+    document = { verdict: check.verdict, kind: check.kind, problems: check.problems, notes: check.notes };
+    if (check.verdict === "valid") {
+      checked.push(
+        `the published attestation document verifies: a genuine ${check.kind} document, its certificate chain ` +
+          `to the hardware vendor's pinned root, binding key ${key} to measurement ${registration.measurement}`,
+      );
+    } else if (check.verdict === "invalid") {
+      problems.push(`THE ATTESTATION DOCUMENT DOES NOT CHECK: ${check.problems.join("; ")}`);
+    }
+  }
 
   let standingAtSettlement: KeyStandingName | null = null;
   try {
@@ -787,17 +815,26 @@ async function auditTee(
         "is signed by nobody; it proves nothing about how the output was computed",
     );
   }
+  if (document?.verdict === "development") {
+    notChecked.push(
+      "the attestation document: it is a DEVELOPMENT attestation, signed by nobody; no hardware stands " +
+        "behind the key",
+    );
+  } else if (!document) {
+    notChecked.push("the attestation document: the key's registration (and so its document) was not found");
+  }
   notChecked.push(
-    "the attestation document was not re-checked here (its signature chain to the hardware vendor's root, " +
-      "its PCRs against the measurement, the key it binds): run opg tee check-key on the key",
     "that the enclave ran the model on this input: that rests on the attestation document and on the " +
-      "hardware vendor (a development attestation proves nothing)",
+      "hardware vendor (a development attestation proves nothing), and on what the measured enclave image " +
+      "does, which an audit of the signature cannot see",
   );
 
   const out = await recomputeWithoutProof(ctx, s.task, s.outputs);
   if (out.notChecked) notChecked.push(out.notChecked);
-  else if (out.outputMatches) checked.push(recomputedStatement);
-  else problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
+  else if (out.outputMatches) {
+    checked.push(recomputedStatement);
+    notChecked.push(QUANTIZED);
+  } else problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
 
   const tee: TeeAudit = {
     key,
@@ -809,13 +846,14 @@ async function auditTee(
     measurementApprovedNow,
     developmentEnclave,
     challengeResolutions: resolutions,
-    documentRechecked: false,
+    ...(document ? { document } : {}),
   };
   const keyOk =
     outputsMatch &&
     signatureMatches &&
     registration?.node === node &&
-    registration.documentHashMatches === true;
+    registration.documentHashMatches === true &&
+    document?.verdict !== "invalid";
   const agree = keyOk && out.outputMatches !== false;
   const detail = [
     signatureMatches
@@ -992,6 +1030,7 @@ async function auditOptimistic(
     }
   } else if (out.outputMatches) {
     checked.push(recomputedStatement);
+    notChecked.push(QUANTIZED);
   } else {
     problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
   }
