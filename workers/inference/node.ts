@@ -295,22 +295,31 @@ export class InferenceNode {
 
   /**
    * `--enclave dev`: load (or create) the development enclave's key and make sure the EnclaveRegistry has
-   * it registered and usable, so that TEE tasks can be claimed. A failure stops the start: a node told to
-   * serve TEE tasks that cannot sign them would claim and abandon them.
+   * it registered and usable; only then are TEE tasks claimed. A deployment without an EnclaveRegistry
+   * stops the start; a registration that fails (the node not registered or staked yet, an RPC error) is
+   * logged and tried again at every eligibility check, and TEE tasks are left alone meanwhile.
    */
   private async startEnclave() {
-    if (this.config.enclave === "none") return;
+    if (this.config.enclave === "none" || this.enclave) return;
     if (!this.chain.enclaves) {
       throw new Error(
         `--enclave ${this.config.enclave}: the deployment file has no "enclaves" address (EnclaveRegistry)`,
       );
     }
     const enclave = DevEnclave.loadOrCreate(path.join(this.config.stateDir, "enclave"));
-    await ensureEnclaveKeyRegistered({
-      enclaves: this.chain.enclaves,
-      enclave,
-      log: (msg) => this.log.info({ key: enclave.address }, msg),
-    });
+    try {
+      await ensureEnclaveKeyRegistered({
+        enclaves: this.chain.enclaves,
+        enclave,
+        log: (msg) => this.log.info({ key: enclave.address }, msg),
+      });
+    } catch (err) {
+      this.log.warn(
+        { key: enclave.address, err: (err as Error).message },
+        "enclave key not registered yet: TEE tasks are left alone until it is (retried at each eligibility check)",
+      );
+      return;
+    }
     this.enclave = enclave;
     this.log.warn(
       { key: enclave.address, measurement: enclave.measurement },
@@ -327,7 +336,9 @@ export class InferenceNode {
     const name = modeName(mode);
     if (name === "zk") return undefined;
     if (name === "optimistic") {
-      return this.chain.disputes ? undefined : 'optimistic task, but the deployment has no "disputes" address';
+      return this.chain.disputes
+        ? undefined
+        : 'optimistic task, but the deployment has no "disputes" address';
     }
     if (name === "tee") {
       return this.enclave ? undefined : "TEE task, and this node has no enclave (--enclave none)";
@@ -348,6 +359,8 @@ export class InferenceNode {
     const due = this.eligibility.checkedAt + this.config.eligibilityCheckSeconds * 1000;
     if (!force && Date.now() < due) return;
     const next = await eligibilityProblem(this.chain.staking, this.chain.tasks, this.address);
+    if (next.ready && this.config.enclave !== "none" && !this.enclave && this.loop.isRunning)
+      await this.startEnclave();
     const before = this.eligibility;
     this.eligibility = { ...next, checkedAt: Date.now() };
     if (next.ready && (!before.ready || force)) {
@@ -407,7 +420,11 @@ export class InferenceNode {
           });
           this.metrics.results.inc({ mode: "optimistic", outcome: "disputed" });
           this.log.warn(
-            { taskId: row.taskId, challenger: opened.args.challenger, deadline: Number(opened.args.deadline) },
+            {
+              taskId: row.taskId,
+              challenger: opened.args.challenger,
+              deadline: Number(opened.args.deadline),
+            },
             "posted result challenged: answering with a proof",
           );
         }
@@ -499,8 +516,7 @@ export class InferenceNode {
         next = row.state === "failed" ? "failed" : "disputed";
         until = Number((await this.chain.disputes!.disputeOf(taskId)).deadline);
       }
-    }
-    else if (status === "Verified") {
+    } else if (status === "Verified") {
       const result = await this.chain.tasks.resultOf(taskId);
       next = result.node === this.address ? "verified" : "lost";
     } else {
@@ -604,7 +620,8 @@ export class InferenceNode {
         await this.claim(submitted);
         state = "claimed";
       }
-      if (state === "claimed" && mode === "optimistic") return await this.postOptimistic(submitted, prepared!);
+      if (state === "claimed" && mode === "optimistic")
+        return await this.postOptimistic(submitted, prepared!);
       if (state === "claimed" && mode === "tee") return await this.submitTee(submitted, prepared!);
       if (state === "claimed") {
         await this.prove(submitted, prepared!);
@@ -862,7 +879,11 @@ export class InferenceNode {
       if (parsed?.name === "TaskResultPosted") windowEnd = Number(parsed.args.windowEnd);
     }
     const posted: PostedResult = { outputs: outputs.map(String), block: receipt.blockNumber, lied };
-    this.journal.setState(taskId, "posted", { proof: JSON.stringify(posted), until: windowEnd, reason: null });
+    this.journal.setState(taskId, "posted", {
+      proof: JSON.stringify(posted),
+      until: windowEnd,
+      reason: null,
+    });
     this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
     this.log.info({ taskId: taskId.toString(), tx: receipt.hash, windowEnd }, "result posted (optimistic)");
   }
@@ -940,7 +961,9 @@ export class InferenceNode {
     }
     if (BigInt(submitted.task.verificationKey as string) === 0n) {
       // No circuit: verification nodes vote; there is nothing for this node to send.
-      this.journal.setState(taskId, "failed", { reason: "disputed; settled by a vote of verification nodes" });
+      this.journal.setState(taskId, "failed", {
+        reason: "disputed; settled by a vote of verification nodes",
+      });
       return;
     }
     const prepared = await this.prepare(submitted, false);
@@ -1035,6 +1058,9 @@ export class InferenceNode {
     this.journal.setState(taskId, "verified", { reason: null });
     this.collateralReleased();
     this.metrics.results.inc({ mode: "tee", outcome: "verified" });
-    this.log.info({ taskId: taskId.toString(), tx: receipt.hash, key: enclave.address }, "task verified (TEE)");
+    this.log.info(
+      { taskId: taskId.toString(), tx: receipt.hash, key: enclave.address },
+      "task verified (TEE)",
+    );
   }
 }

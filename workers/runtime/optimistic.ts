@@ -38,7 +38,10 @@ export function outputsHash(outputs: readonly bigint[]): string {
  * with the model's pack width, bit for bit what a proof of the task would carry as its output signals.
  * Also returns the unpacked values.
  */
-export function modelOutputWords(bundle: LoadedBundle, input: bigint[]): { values: bigint[]; words: bigint[] } {
+export function modelOutputWords(
+  bundle: LoadedBundle,
+  input: bigint[],
+): { values: bigint[]; words: bigint[] } {
   const values = executeProgram(bundle.program, input)[bundle.program.output.tensor];
   return { values, words: packValues(values, bundle.manifest.publicSignals.packBits) };
 }

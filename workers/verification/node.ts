@@ -160,7 +160,11 @@ export class VerificationNode {
     }));
     this.loop.start();
     this.log.info(
-      { chainId: this.chainId.toString(), address: this.chain.wallet.address, optimistic: this.config.optimistic },
+      {
+        chainId: this.chainId.toString(),
+        address: this.chain.wallet.address,
+        optimistic: this.config.optimistic,
+      },
       "verification node started",
     );
     return port;

@@ -103,6 +103,8 @@ export interface OptimisticOptions {
 export class OptimisticVerifier {
   readonly address: string;
   private eligible: { ok: boolean; checkedAt: number } = { ok: false, checkedAt: 0 };
+  /** Tasks whose challenge is held back by too small a wallet, logged once each. */
+  private readonly shortOfBond = new Set<string>();
   private readonly actions;
   private readonly earned;
 
@@ -157,7 +159,13 @@ export class OptimisticVerifier {
       if (!parsed) continue;
       const taskId: bigint = parsed.args.taskId;
       if (parsed.name === "TaskResultPosted") {
-        await this.onPosted(log, taskId, parsed.args.node, [...parsed.args.outputs], Number(parsed.args.windowEnd));
+        await this.onPosted(
+          log,
+          taskId,
+          parsed.args.node,
+          [...parsed.args.outputs],
+          Number(parsed.args.windowEnd),
+        );
         continue;
       }
       const row = this.journal.task(taskId);
@@ -250,7 +258,9 @@ export class OptimisticVerifier {
       } catch (err) {
         if (err instanceof RevertedError) {
           this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reading the task's status");
-          await this.reconcile(row).catch((e) => this.log.warn({ ...ctx, err: e.message }, "reconcile failed"));
+          await this.reconcile(row).catch((e) =>
+            this.log.warn({ ...ctx, err: e.message }, "reconcile failed"),
+          );
         } else {
           this.log.warn({ ...ctx, err: (err as Error).message }, "optimistic step failed; will retry");
         }
@@ -262,7 +272,8 @@ export class OptimisticVerifier {
   private async reconcile(row: TaskRow) {
     const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(BigInt(row.taskId)))];
     if (status === "Verified") this.finish(row, row.state === "challenged" ? "lost" : "final", "verified");
-    else if (status === "Rejected") this.finish(row, row.state === "challenged" ? "won" : "rejected", "rejected");
+    else if (status === "Rejected")
+      this.finish(row, row.state === "challenged" ? "won" : "rejected", "rejected");
     else if (status === "Expired") this.finish(row, "expired", "expired");
   }
 
@@ -288,9 +299,16 @@ export class OptimisticVerifier {
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       return (await bundleOutputWords(bundle, input)).words;
     } catch (err) {
-      if (err instanceof BundleRejectedError || err instanceof InputRejectedError || err instanceof ZkmlError) {
+      if (
+        err instanceof BundleRejectedError ||
+        err instanceof InputRejectedError ||
+        err instanceof ZkmlError
+      ) {
         this.journal.setState(BigInt(row.taskId), "refused", { reason: (err as Error).message });
-        this.log.warn({ taskId: row.taskId, reason: (err as Error).message }, "cannot re-execute: task refused");
+        this.log.warn(
+          { taskId: row.taskId, reason: (err as Error).message },
+          "cannot re-execute: task refused",
+        );
         return undefined;
       }
       throw err;
@@ -309,7 +327,8 @@ export class OptimisticVerifier {
     if (!(await this.isEligible())) return;
     const mine = await this.reexecute(row, submitted);
     if (!mine) return;
-    const match = mine.length === posted.outputs.length && mine.every((w, i) => w.toString() === posted.outputs[i]);
+    const match =
+      mine.length === posted.outputs.length && mine.every((w, i) => w.toString() === posted.outputs[i]);
     posted.match = match;
     if (match) await this.attest(submitted, posted);
     else await this.challenge(submitted, posted, mine);
@@ -321,7 +340,12 @@ export class OptimisticVerifier {
     const registry = await this.chain.tasks.getAddress();
     for (let attempt = 1; ; attempt++) {
       const attesters = await attestersOf(this.reader, taskId, posted.block);
-      const data = taskRegistryInterface.encodeFunctionData("attest", [taskId, submitted.task, hash, attesters]);
+      const data = taskRegistryInterface.encodeFunctionData("attest", [
+        taskId,
+        submitted.task,
+        hash,
+        attesters,
+      ]);
       try {
         const receipt = await this.submitter.send("attest", registry, data, taskId);
         if (!receipt) return;
@@ -334,7 +358,8 @@ export class OptimisticVerifier {
         return;
       } catch (err) {
         // Another attestation landed between reading the list and sending: read it again.
-        if (err instanceof RevertedError && isPendingMismatch(err.reason) && attempt < MAX_ATTEST_ATTEMPTS) continue;
+        if (err instanceof RevertedError && isPendingMismatch(err.reason) && attempt < MAX_ATTEST_ATTEMPTS)
+          continue;
         throw err;
       }
     }
@@ -343,9 +368,17 @@ export class OptimisticVerifier {
   private async challenge(submitted: SubmittedTask, posted: Posted, mine: bigint[]) {
     const taskId = submitted.taskId;
     const disputes = this.chain.disputes;
-    const ctx = { taskId: taskId.toString(), node: posted.node, posted: posted.outputs, reexecuted: mine.map(String) };
+    const ctx = {
+      taskId: taskId.toString(),
+      node: posted.node,
+      posted: posted.outputs,
+      reexecuted: mine.map(String),
+    };
     if (!disputes) {
-      this.log.error(ctx, 'posted result is WRONG but the deployment has no "disputes" address: cannot challenge');
+      this.log.error(
+        ctx,
+        'posted result is WRONG but the deployment has no "disputes" address: cannot challenge',
+      );
       this.journal.setState(taskId, "missed", { reason: "no dispute manager to challenge with" });
       return;
     }
@@ -353,11 +386,15 @@ export class OptimisticVerifier {
     const bond = await disputes.challengeBond();
     const balance = await this.chain.token.balanceOf(this.address);
     if (balance < bond) {
-      this.log.error(
-        { ...ctx, balance: balance.toString(), bond: bond.toString() },
-        "posted result is WRONG but the wallet holds less OPG than the challenge bond: cannot challenge",
-      );
-      return; // retried next round, until the window ends
+      if (!this.shortOfBond.has(ctx.taskId)) {
+        this.shortOfBond.add(ctx.taskId);
+        this.log.error(
+          { ...ctx, balance: balance.toString(), bond: bond.toString() },
+          "posted result is WRONG but the wallet holds less OPG than the challenge bond: cannot challenge " +
+            "(retried until the window ends)",
+        );
+      }
+      return;
     }
     if ((await this.chain.token.allowance(this.address, disputesAddress)) < bond) {
       const approve = this.chain.token.interface.encodeFunctionData("approve", [disputesAddress, bond]);
@@ -382,7 +419,10 @@ export class OptimisticVerifier {
     }
     this.journal.setState(taskId, "challenged", { proof: JSON.stringify(posted), until: deadline });
     this.actions.inc({ action: "challenged" });
-    this.log.warn({ ...ctx, tx: receipt.hash, bond: bond.toString(), deadline }, "posted result is WRONG: challenged");
+    this.log.warn(
+      { ...ctx, tx: receipt.hash, bond: bond.toString(), deadline },
+      "posted result is WRONG: challenged",
+    );
   }
 
   /** An attested result still pending `finalizeAfterSeconds` after its window: finalise it ourselves. */
@@ -439,7 +479,12 @@ export class OptimisticVerifier {
     const data =
       posted.circuit === false
         ? disputes.interface.encodeFunctionData("resolveVote", [taskId, submitted.task, outputs, attesters])
-        : disputes.interface.encodeFunctionData("timeout", [taskId, submitted.task, outputsHash(outputs), attesters]);
+        : disputes.interface.encodeFunctionData("timeout", [
+            taskId,
+            submitted.task,
+            outputsHash(outputs),
+            attesters,
+          ]);
     const receipt = await this.submitter.send("resolve", await disputes.getAddress(), data, taskId);
     if (!receipt) return;
     this.log.info({ taskId: taskId.toString(), tx: receipt.hash }, "dispute settled after its deadline");
