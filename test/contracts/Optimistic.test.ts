@@ -622,6 +622,107 @@ describe("Optimistic mode", function () {
     });
   });
 
+  describe("lifecycle guards", function () {
+    it("a requester cannot pull its escrow back while a result is pending or disputed", async function () {
+      const f = await loadFixture(modesFixture);
+      const p = await posted(f);
+      await time.increaseTo(BigInt(p.s.task.deadline) + 1n);
+      await expect(f.tasks.connect(f.requester).expire(p.s.taskId, p.s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(p.s.taskId, Status.Pending);
+      const q = await posted(f, { node: f.nodes[1] });
+      await f.disputes.connect(f.verifiers[1]).challenge(q.s.taskId, q.s.task, q.outputsHash, []);
+      await time.increaseTo(BigInt(q.s.task.deadline) + 1n);
+      await expect(f.tasks.connect(f.requester).expire(q.s.taskId, q.s.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(q.s.taskId, Status.Disputed);
+    });
+
+    it("refuses the ZK path for an optimistic task, and a post after the claim window", async function () {
+      const f = await loadFixture(modesFixture);
+      const node = f.nodes[0];
+      const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const { proof, outputs } = await f.prove(s, node);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
+        .withArgs(s.taskId, VERIFICATION_MODE_OPTIMISTIC);
+      const [, claimExpiresAt] = await f.tasks.claimOf(s.taskId);
+      await time.increaseTo(claimExpiresAt + 1n);
+      await expect(
+        f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryClaimExpired");
+    });
+  });
+
+  describe("injected faults", function () {
+    it("finalize settles and pays even when the requester's callback reverts", async function () {
+      const f = await loadFixture(modesFixture);
+      const callback = await (await ethers.getContractFactory("RevertingCallback")).deploy();
+      const node = f.nodes[0];
+      const s = await f.submit(VALUES, {
+        modelId: f.optimisticModelId,
+        mode: VERIFICATION_MODE_OPTIMISTIC,
+        callback: await callback.getAddress(),
+        callbackGasLimit: 100_000,
+      });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const outputs = [tinyOutputWord(VALUES)];
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.tasks.connect(f.verifiers[0]).attest(s.taskId, s.task, hashWords(outputs), []);
+      await afterWindow(f, s.taskId);
+      await expect(f.tasks.finalizeResult(s.taskId, s.task, outputs, [f.verifiers[0].address]))
+        .to.emit(f.tasks, "CallbackExecuted")
+        .withArgs(s.taskId, await callback.getAddress(), false);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Verified);
+      expect(await f.tasks.creditsOf(node.address)).to.equal(ethers.parseEther("7"));
+    });
+
+    it("a proof answering a dispute delivers the outputs to the requester's callback", async function () {
+      const f = await loadFixture(modesFixture);
+      const recorder = await (await ethers.getContractFactory("RecordingCallback")).deploy();
+      const node = f.nodes[0];
+      const s = await f.submit(VALUES, {
+        modelId: f.optimisticModelId,
+        mode: VERIFICATION_MODE_OPTIMISTIC,
+        callback: await recorder.getAddress(),
+        callbackGasLimit: 200_000,
+      });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const { proof, outputs } = await f.prove(s, node);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.disputes.connect(f.verifiers[1]).challenge(s.taskId, s.task, hashWords(outputs), []);
+      await f.disputes.respond(s.taskId, s.task, s.input, outputs, [], proof);
+      expect(await recorder.lastTaskId()).to.equal(s.taskId);
+      expect(await recorder.lastOutputs()).to.deep.equal(outputs);
+    });
+
+    it("a timeout still refunds the requester and returns the bond when the registry lost its slasher role", async function () {
+      const f = await loadFixture(modesFixture);
+      const [attester, challenger] = f.verifiers;
+      const requesterBefore = await tokens(f, f.requester.address);
+      const p = await posted(f, { outputs: [1n] });
+      const attesters = await attested(f, p, [attester]);
+      await f.disputes.connect(challenger).challenge(p.s.taskId, p.s.task, p.outputsHash, attesters);
+      await f.staking.connect(f.governance).setSlasher(f.tasksAddress, false);
+      const challengerBefore = await tokens(f, challenger.address);
+      await afterDispute(f, p.s.taskId);
+      const tx = f.disputes.timeout(p.s.taskId, p.s.task, p.outputsHash, attesters);
+      const slashSelector = f.staking.interface.getFunction("slash").selector;
+      await expect(tx)
+        .to.emit(f.tasks, "StakingCallFailed")
+        .withArgs(p.s.taskId, p.node.address, CLAIM_COLLATERAL, slashSelector);
+      await expect(tx)
+        .to.emit(f.tasks, "StakingCallFailed")
+        .withArgs(p.s.taskId, attester.address, ATTESTER_SLASH, slashSelector);
+      expect(await f.tasks.taskStatus(p.s.taskId)).to.equal(Status.Rejected);
+      expect(await tokens(f, f.requester.address)).to.equal(requesterBefore);
+      expect(await tokens(f, challenger.address)).to.equal(challengerBefore + CHALLENGE_BOND);
+      // The collateral was still unlocked: the node is not left with stake locked for a settled task.
+      expect((await f.staking.nodeInfo(p.node.address)).locked).to.equal(0n);
+    });
+  });
+
   describe("economic attacks", function () {
     it("a requester cannot profit from a failed task: each failure path returns exactly its fee", async function () {
       const f = await loadFixture(modesFixture);
