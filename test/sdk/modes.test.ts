@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { ethers } from "hardhat";
 import type { Wallet } from "ethers";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
@@ -9,7 +10,11 @@ import {
   type SubmittedRequest,
   type TaskWaitStatus,
 } from "../../sdk";
-import { releaseProver } from "../../zkml";
+import path from "node:path";
+import { proofWords } from "../../workers/runtime/tasks";
+import { loadManifest, quantizeInput, loadProgram, releaseProver, witnessInput } from "../../zkml";
+import { fullProve } from "../../zkml/prover/groth16";
+import { tinyInputWords } from "../helpers/tiny-circuit";
 import { DEV_MEASUREMENT, hashWords, TEST_DOCUMENT } from "../helpers/market-fixture";
 import { IRIS_INPUT, sdkModesFixture } from "./modes-fixture";
 
@@ -181,6 +186,25 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     });
   });
 
+  describe("optimistic: a window that closes short of the quorum", function () {
+    it("fails the wait as refundable, and refund() expires it unattested", async function () {
+      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, f.honestOutputs());
+      await expectClientError(f.client.refund(s.taskId), /its challenge window is open until/);
+      await time.increase(601);
+      await expectClientError(
+        f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 }),
+        new RegExp(
+          `^task ${s.taskId}: outputs posted by ${node.address}: the challenge window ended at \\S+ with only ` +
+            "0 of 1 attestation: the result cannot become final; refundable to the requester",
+        ),
+      );
+      await f.client.refund(s.taskId);
+      expect(await f.client.status(s.taskId)).to.equal("Expired");
+    });
+  });
+
   describe("optimistic: a dispute the node loses", function () {
     it("reports the dispute, then fails the wait with a TaskRejectedError naming the outcome and refund", async function () {
       const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
@@ -214,6 +238,82 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(error).to.include({ outcome: "NodeWrong", refund: s.task.fee });
       expect(await look(s.taskId)).to.include({ status: "Rejected", outcome: "NodeWrong" });
       await expectClientError(f.client.audit(s.taskId), /is Rejected, not verified/);
+    });
+  });
+
+  describe("optimistic: disputes the node wins", function () {
+    it("audits a dispute answered by a proof: the proof re-verified, the setup reported", async function () {
+      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const outputs = f.honestOutputs();
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.disputes.connect(f.verifiers[1]).challenge(s.taskId, s.task, hashWords(outputs), []);
+      const manifest = loadManifest(f.bundleDir);
+      const binding = BigInt(await f.tasks.taskBinding(s.taskId, node.address));
+      const quantized = quantizeInput(loadProgram(f.bundleDir), IRIS_INPUT.flat());
+      const { proof } = await fullProve(
+        witnessInput(manifest, quantized, binding),
+        path.join(f.bundleDir, manifest.artifacts.wasm.file),
+        path.join(f.bundleDir, manifest.artifacts.zkey!.file),
+      );
+      await f.disputes.connect(node).respond(s.taskId, s.task, s.input, outputs, [], proofWords(proof));
+      const result = await f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 });
+      expect(result).to.include({ mode: "optimistic", settledBy: "dispute-proof" });
+      const report = await f.client.audit(s.taskId);
+      expect(report).to.include({
+        settledBy: "dispute-proof",
+        proofValid: true,
+        outputMatches: true,
+        agree: true,
+        setupSecure: false,
+      });
+      expect(report.optimistic!.dispute).to.include({
+        challenger: f.verifiers[1].address,
+        circuit: true,
+        outcome: "NodeRight",
+      });
+      expect(report.setup).to.include({ trust: "development" });
+      expect(report.notChecked.join("\n")).to.match(/trusted setup/);
+    });
+
+    it("audits a dispute settled by vote on a model without a circuit: the output not recomputed, said so", async function () {
+      const now = await time.latest();
+      const request = {
+        modelId: f.voteModelId,
+        input: tinyInputWords([1n, 2n, 3n, 4n]),
+        inputDataHash: ethers.ZeroHash,
+        fee: ethers.parseEther("10"),
+        deadline: now + 3600,
+        callback: ethers.ZeroAddress,
+        callbackGasLimit: 0,
+      };
+      const submitted = f.submittedFrom(
+        (await (await f.tasks.connect(f.requester).submitTaskInMode(request, 2)).wait())!.logs,
+      );
+      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
+      const outputs = [7n];
+      await f.tasks.connect(node).submitResultOptimistic(submitted.taskId, submitted.task, outputs);
+      await f.disputes
+        .connect(f.verifiers[1])
+        .challenge(submitted.taskId, submitted.task, hashWords(outputs), []);
+      const seen = await look(submitted.taskId);
+      expect(seen.dispute).to.include({ byProof: false });
+      expect(seen.message).to.match(/verification nodes vote on the posted outputs until/);
+      await f.disputes.connect(f.verifiers[2]).vote(submitted.taskId, true);
+      await time.increase(Number(await f.disputes.voteWindow()) + 1);
+      await f.disputes.connect(f.stranger).resolveVote(submitted.taskId, submitted.task, outputs, []);
+      const report = await f.client.audit(submitted.taskId);
+      expect(report).to.include({
+        mode: "optimistic",
+        settledBy: "dispute-vote",
+        proofValid: null,
+        outputMatches: null,
+        agree: true,
+      });
+      expect(report.optimistic!.dispute!.votes).to.have.length(1);
+      const notChecked = report.notChecked.join("\n");
+      expect(notChecked).to.match(/a dispute settled by vote shows only what the staked majority said/);
+      expect(notChecked).to.match(/the model's bundle could not be used to recompute it/);
     });
   });
 
