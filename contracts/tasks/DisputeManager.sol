@@ -24,7 +24,9 @@ import {Groth16} from "../libraries/Groth16.sol";
 contract DisputeManager is Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @notice Most voters per dispute (bounds the loop that slashes the losing side).
+    /// @notice Most voters per dispute (bounds the loop that slashes the losing side). Once it is reached, a
+    /// voter with more stake than the smallest counted voter takes that voter's place, so the MAX_VOTERS largest
+    /// stakes that voted decide (a swarm of minimum-stake identities cannot fill the list first).
     uint256 public constant MAX_VOTERS = 32;
     bytes32 public constant SLASH_REASON_LOST_VOTE = keccak256("opg.dispute.lost-vote");
 
@@ -32,6 +34,13 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         None,
         Open,
         Resolved
+    }
+
+    /// @dev A voter's ballot: its side (1 node right, 2 node wrong, 3 displaced by a larger stake) and the
+    /// weight it added to that side.
+    struct Ballot {
+        uint8 side;
+        uint128 weight;
     }
 
     struct Dispute {
@@ -54,6 +63,9 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         bool circuit
     );
     event DisputeVoted(uint256 indexed taskId, address indexed voter, bool nodeRight, uint256 weight);
+    /// @notice The voter list was full: `voter`, the smallest stake counted, made room for a larger one; its
+    /// `weight` no longer counts, and it is neither slashed nor able to vote again on this dispute.
+    event DisputeVoteDisplaced(uint256 indexed taskId, address indexed voter, uint256 weight);
     event DisputeResolved(uint256 indexed taskId, ITaskRegistry.DisputeOutcome outcome, address bondTo);
     event VoterSlashed(uint256 indexed taskId, address indexed voter, uint256 amount);
     event DisputeParametersSet(
@@ -90,7 +102,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
 
     mapping(uint256 taskId => Dispute dispute) private _disputes;
     mapping(uint256 taskId => address[] voters) private _voters;
-    mapping(uint256 taskId => mapping(address voter => uint8 side)) private _votes; // 1 node right, 2 wrong
+    mapping(uint256 taskId => mapping(address voter => Ballot ballot)) private _ballots;
 
     constructor(
         ITaskRegistry tasks_,
@@ -199,16 +211,26 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         bool ok =
             msg.sender != d.node &&
                 msg.sender != d.challenger &&
-                _votes[taskId][msg.sender] == 0 &&
-                _voters[taskId].length < MAX_VOTERS &&
+                _ballots[taskId][msg.sender].side == 0 &&
                 staking.isEligible(msg.sender, INodeStaking.Role.Verification);
         if (!ok) revert DisputeManagerCannotVote(taskId, msg.sender);
-        uint256 weight = staking.freeStakeOf(msg.sender);
-        _votes[taskId][msg.sender] = nodeRight ? 1 : 2;
-        _voters[taskId].push(msg.sender);
-        // Safe casts: a weight is bounded by the OPG supply (1e27 < 2^128).
-        if (nodeRight) d.weightFor += uint128(weight);
-        else d.weightAgainst += uint128(weight);
+        // Safe cast: a weight is bounded by the OPG supply (1e27 < 2^128).
+        uint128 weight = uint128(staking.freeStakeOf(msg.sender));
+        address[] storage voters = _voters[taskId];
+        if (voters.length < MAX_VOTERS) {
+            voters.push(msg.sender);
+        } else {
+            (uint256 index, address smallest, Ballot memory least) = _smallestBallot(taskId, voters);
+            if (weight <= least.weight) revert DisputeManagerCannotVote(taskId, msg.sender);
+            if (least.side == 1) d.weightFor -= least.weight;
+            else d.weightAgainst -= least.weight;
+            _ballots[taskId][smallest].side = 3;
+            voters[index] = msg.sender;
+            emit DisputeVoteDisplaced(taskId, smallest, least.weight);
+        }
+        _ballots[taskId][msg.sender] = Ballot({side: nodeRight ? 1 : 2, weight: weight});
+        if (nodeRight) d.weightFor += weight;
+        else d.weightAgainst += weight;
         emit DisputeVoted(taskId, msg.sender, nodeRight, weight);
     }
 
@@ -305,9 +327,22 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         address[] storage voters = _voters[taskId];
         for (uint256 i = 0; i < voters.length; ++i) {
             address voter = voters[i];
-            if (_votes[taskId][voter] != losingSide) continue;
+            if (_ballots[taskId][voter].side != losingSide) continue;
             emit VoterSlashed(taskId, voter, amount);
             try staking.slash(voter, amount, SLASH_REASON_LOST_VOTE, address(0)) {} catch {}
+        }
+    }
+
+    /// @dev The counted voter with the least weight (the first of equals) and its place in `voters`. At most
+    /// MAX_VOTERS iterations.
+    function _smallestBallot(
+        uint256 taskId,
+        address[] storage voters
+    ) private view returns (uint256 index, address smallest, Ballot memory least) {
+        least.weight = type(uint128).max;
+        for (uint256 i = 0; i < voters.length; ++i) {
+            Ballot memory b = _ballots[taskId][voters[i]];
+            if (b.weight < least.weight) (index, smallest, least) = (i, voters[i], b);
         }
     }
 

@@ -1,6 +1,6 @@
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import {
   CLAIM_COLLATERAL,
@@ -90,6 +90,22 @@ async function bonded(f: Fixture, account: string) {
 
 async function tokens(f: Fixture, account: string) {
   return f.token.balanceOf(account);
+}
+
+/** `n` new verification nodes (Verification role only) staking `stake` each, with gas money. */
+async function freshVerifiers(f: Fixture, n: number, stake: bigint) {
+  const stakingAddress = await f.staking.getAddress();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const w = ethers.Wallet.createRandom().connect(ethers.provider);
+    await network.provider.send("hardhat_setBalance", [w.address, "0x56BC75E2D63100000"]);
+    await f.token.connect(f.treasury).transfer(w.address, stake);
+    await f.token.connect(w).approve(stakingAddress, stake);
+    await f.staking.connect(w).register(2, "http://swarm.example:8080");
+    await f.staking.connect(w).stake(stake);
+    out.push(w);
+  }
+  return out;
 }
 
 describe("Optimistic mode", function () {
@@ -587,6 +603,48 @@ describe("Optimistic mode", function () {
       await expect(f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, attesters))
         .to.emit(f.disputes, "DisputeResolved")
         .withArgs(p.s.taskId, Outcome.Undecided, f.treasury.address);
+    });
+
+    it("a swarm of minimum-stake voters cannot fill the list and lock out larger stakes", async function () {
+      const f = await loadFixture(modesFixture);
+      const maxVoters = Number(await f.disputes.MAX_VOTERS());
+      const minStake = ethers.parseEther("500");
+      // The lying node's swarm fills every place; then honest verifiers with twice the stake each vote.
+      const swarm = await freshVerifiers(f, maxVoters, minStake);
+      const honest = await freshVerifiers(f, 17, 2n * minStake);
+      const late = (await freshVerifiers(f, 1, minStake))[0];
+      const p = await posted(f, { modelId: f.voteModelId, outputs: [1n] });
+      await f.disputes.connect(f.verifiers[1]).challenge(p.s.taskId, p.s.task, p.outputsHash, []);
+      for (const v of swarm) await f.disputes.connect(v).vote(p.s.taskId, true);
+      // Full, and no larger than the smallest counted stake: refused.
+      await expect(f.disputes.connect(late).vote(p.s.taskId, false))
+        .to.be.revertedWithCustomError(f.disputes, "DisputeManagerCannotVote")
+        .withArgs(p.s.taskId, late.address);
+      const first = await f.disputes.connect(honest[0]).vote(p.s.taskId, false);
+      await expect(first)
+        .to.emit(f.disputes, "DisputeVoteDisplaced")
+        .withArgs(p.s.taskId, swarm[0].address, minStake);
+      const gas = (await first.wait())!.gasUsed;
+      console.log(`      vote displacing the smallest of ${maxVoters} voters: ${gas} gas`);
+      expect(gas < 300_000n).to.equal(true);
+      for (const v of honest.slice(1)) await f.disputes.connect(v).vote(p.s.taskId, false);
+      // A displaced voter cannot come back.
+      await expect(f.disputes.connect(swarm[0]).vote(p.s.taskId, true)).to.be.revertedWithCustomError(
+        f.disputes,
+        "DisputeManagerCannotVote",
+      );
+      const d = await f.disputes.disputeOf(p.s.taskId);
+      expect(d.weightFor).to.equal(BigInt(maxVoters - honest.length) * minStake);
+      expect(d.weightAgainst).to.equal(BigInt(honest.length) * 2n * minStake);
+      expect((await f.disputes.votersOf(p.s.taskId)).length).to.equal(maxVoters);
+      await afterDispute(f, p.s.taskId);
+      await expect(f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, []))
+        .to.emit(f.disputes, "DisputeResolved")
+        .withArgs(p.s.taskId, Outcome.NodeWrong, f.verifiers[1].address);
+      // The swarm members still counted lose their slash; the displaced ones are not counted either way.
+      expect(await bonded(f, swarm[maxVoters - 1].address)).to.equal(minStake - VOTER_SLASH);
+      expect(await bonded(f, swarm[0].address)).to.equal(minStake);
+      for (const v of honest) expect(await bonded(f, v.address)).to.equal(2n * minStake);
     });
 
     it("refuses votes by the node, the challenger, twice, or after the window; and an early resolution", async function () {
