@@ -218,9 +218,25 @@ export async function describeTask(deps: {
     const windowEnd = Number(end);
     const attested = await lastLog(MODE_TOPICS.attested);
     const attestations = attested ? Number(attested.args.count) : 0;
-    const quorum = deps.quorum ?? 1;
-    const facts = { ...base, mode: "optimistic" as const, postedBy, windowEnd, attestations, quorum };
-    const tally = `${attestations} of ${quorum} attestation${quorum === 1 ? "" : "s"}`;
+    // The quorum is frozen in the task: known when this client submitted it, else read from its event.
+    let quorum = deps.quorum;
+    if (quorum === undefined) {
+      const submitted = await lastLog(TOPICS.submitted);
+      if (submitted)
+        quorum = Number((submitted.args.task as { attestationQuorum: bigint }).attestationQuorum);
+    }
+    const facts = {
+      ...base,
+      mode: "optimistic" as const,
+      postedBy,
+      windowEnd,
+      attestations,
+      ...(quorum === undefined ? {} : { quorum }),
+    };
+    const tally =
+      quorum === undefined
+        ? `${attestations} attestation${attestations === 1 ? "" : "s"} (quorum unknown: task event not found)`
+        : `${attestations} of ${quorum} attestation${quorum === 1 ? "" : "s"}`;
     if (status === "Disputed") {
       const [disputesAddress] = (await freshCall(
         provider,
@@ -256,7 +272,7 @@ export async function describeTask(deps: {
         `${tally} so far; final after the window with the quorum, unless a verification node challenges`;
       return { status: { status, message, ...facts } };
     }
-    if (attestations >= quorum) {
+    if (quorum === undefined || attestations >= quorum) {
       const message =
         `outputs posted by ${postedBy}: challenge window ended at ${when(windowEnd)} unchallenged with ${tally}: ` +
         "final as soon as anyone calls finalizeResult (the node or a verification node normally does)";

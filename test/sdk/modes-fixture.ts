@@ -74,6 +74,14 @@ export async function sdkModesFixture() {
     cacheDir: path.join(dir, "bundles"),
   });
 
+  /** A client with a bare provider, which submitted nothing: what it knows of a task it reads from the chain. */
+  const reader = new OpgClient({
+    runner: ethers.provider,
+    deployment,
+    dataUrl: data.url,
+    cacheDir: path.join(dir, "bundles-reader"),
+  });
+
   /** The honest output words of the iris model on `input` (floats): what a node posts or signs. */
   function honestOutputs(input: number[][] = IRIS_INPUT): bigint[] {
     const q = quantizeInput(program, input.flat());
@@ -133,9 +141,10 @@ export async function sdkModesFixture() {
 
   async function stop() {
     await client.close();
+    await reader.close();
     await data.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 
-  return { ...f, irisModelId, bundleDir, client, honestOutputs, registerKey, stop };
+  return { ...f, irisModelId, bundleDir, client, reader, honestOutputs, registerKey, stop };
 }

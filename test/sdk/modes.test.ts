@@ -131,6 +131,13 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       );
       await f.tasks.connect(verifier).attest(s.taskId, s.task, hashWords(outputs), []);
       expect((await look(s.taskId)).message).to.match(/1 of 1 attestation so far/);
+      // a client that did not submit it reads the mode and the quorum from the task's event
+      expect(await f.reader.describe(s.taskId)).to.include({
+        status: "Pending",
+        mode: "optimistic",
+        attestations: 1,
+        quorum: 1,
+      });
       await time.increase(601);
       expect((await look(s.taskId)).message).to.match(
         /challenge window ended at \S+ unchallenged with 1 of 1 attestation: final as soon as anyone calls finalizeResult/,
