@@ -240,6 +240,25 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
         `challenger +${ethers.formatEther((collateral / 2n) * l)} OPG, requester refunded ${ethers.formatEther(FEE * l)} OPG`,
     );
 
+    // The verification node also audits each finalised result the way it was settled, and agrees.
+    const reportsFile = path.join(net.tmp, "verification", "reports.jsonl");
+    const reports = await waitFor(
+      "the verification node's audit of every finalised result",
+      async () => {
+        if (!fs.existsSync(reportsFile)) return undefined;
+        const lines = fs.readFileSync(reportsFile, "utf8").split("\n").filter(Boolean);
+        const parsed = lines.map((l) => JSON.parse(l) as { taskId: string; agree: boolean; detail?: string });
+        return honest.every((s) => parsed.some((r) => r.taskId === s.taskId.toString())) ? parsed : undefined;
+      },
+      300_000,
+      500,
+      verification,
+    );
+    for (const s of honest) {
+      const r = reports.find((x) => x.taskId === s.taskId.toString())!;
+      expect(r.agree, `audit of task ${s.taskId}: ${r.detail}`).to.equal(true);
+    }
+
     expect(await inference.stop()).to.equal(0);
     expect(await verification.stop()).to.equal(0);
   });

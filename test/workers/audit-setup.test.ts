@@ -61,16 +61,19 @@ async function verifiedTask(dir: string) {
     attestationQuorum: 0n,
     attesterFeeBps: 0n,
   };
-  const calldata = taskRegistryInterface.encodeFunctionData("submitResult", [
-    1n,
-    task,
-    input,
-    outputs,
-    proofWords(proved.proof),
-  ]);
+  // One settling transaction per task (its hash is the task id), each submitting that task's result: the
+  // audit reads the submission of the log's own task from the calldata.
+  const calldataOf = (taskId: bigint) =>
+    taskRegistryInterface.encodeFunctionData("submitResult", [
+      taskId,
+      task,
+      input,
+      outputs,
+      proofWords(proved.proof),
+    ]);
   const logOf = (taskId: bigint, block: number) => {
     const event = taskRegistryInterface.encodeEventLog("TaskVerified", [taskId, NODE, outputs, 0n, 0n, 0n]);
-    return { ...event, blockNumber: block, transactionHash: "0x" + "33".repeat(32) } as unknown as Log;
+    return { ...event, blockNumber: block, transactionHash: ethers.toBeHex(taskId, 32) } as unknown as Log;
   };
   const vk = JSON.parse(fs.readFileSync(path.join(dir, "verification_key.json"), "utf8"));
   const bundle: LoadedBundle = {
@@ -80,7 +83,9 @@ async function verifiedTask(dir: string) {
     verificationKeyHash: "",
   };
   const deps = (setups: SetupChecks): AuditDeps => ({
-    provider: { getTransaction: async () => ({ data: calldata }) } as unknown as Provider,
+    provider: {
+      getTransaction: async (hash: string) => ({ data: calldataOf(BigInt(hash)) }),
+    } as unknown as Provider,
     models: {
       verificationKeyOf: async () => verificationKeyWords(vk),
       getModel: async () => ({ bundleHash: BUNDLE_HASH }),

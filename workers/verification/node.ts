@@ -217,17 +217,6 @@ export class VerificationNode {
       this.optimisticJournal.deleteTask(BigInt(row.taskId));
   }
 
-  /**
-   * Whether a TaskVerified log was settled by proof (submitResult or submitResults): only those have a proof
-   * to re-check. An optimistic result (finalizeResult, a dispute answered) or a TEE result has none.
-   */
-  private async settledByProof(log: Log): Promise<boolean> {
-    const tx = await this.chain.provider.getTransaction(log.transactionHash);
-    if (!tx) throw new Error(`transaction ${log.transactionHash} not found`);
-    const call = taskRegistryInterface.parseTransaction({ data: tx.data });
-    return call?.name === "submitResult" || call?.name === "submitResults";
-  }
-
   private async onLogs(logs: Log[]) {
     await this.optimistic?.onLogs(logs);
     for (const log of logs) {
@@ -237,7 +226,6 @@ export class VerificationNode {
       const taskId: bigint = parsed.args.taskId;
       const existing = this.journal.task(taskId);
       if (existing && existing.block === log.blockNumber) continue; // already checked (replayed range)
-      if (!(await this.settledByProof(log))) continue;
       const report = await auditVerifiedLog(this.auditDeps, log, { models: this.config.models });
       if (!report) continue;
       this.journal.upsertTask(taskId, BigInt(report.modelId), log.blockNumber, JSON.stringify(report));
