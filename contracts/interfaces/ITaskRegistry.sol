@@ -348,8 +348,9 @@ interface ITaskRegistry {
     ) external;
 
     /// @notice Dispute manager only: reject the disputed outputs and refund the requester. NodeWrong slashes the
-    /// node's collateral and each attester's `attesterSlash` (the governed beneficiary share to
-    /// `challenger`); Undecided slashes nobody and releases the node's collateral.
+    /// node's collateral (the governed beneficiary share to `challenger`) and each attester's `attesterSlash`
+    /// (all to the treasury, so that a challenger colluding with the node never gains more than the node
+    /// loses, however many attesters there are); Undecided slashes nobody and releases the node's collateral.
     function rejectDisputed(
         uint256 taskId,
         Task calldata task,

@@ -15,7 +15,8 @@ import {Groth16} from "../libraries/Groth16.sol";
 /// node has `responseWindow` to submit a Groth16 proof of exactly the outputs it posted (valid: the bond pays
 /// the node, the result is verified; none in time: the node's collateral and the attesters' stake are
 /// slashed, the requester refunded, the bond returned, and the challenger gets the governed beneficiary share
-/// of every slash). A model without a circuit settles it by a stake-weighted vote of verification nodes over
+/// of the node's slash; the attesters' go to the treasury). Anyone may answer with the proof, so attesters of
+/// a correct result need not depend on the node to answer. A model without a circuit settles it by a stake-weighted vote of verification nodes over
 /// `voteWindow`: the majority side wins if at least `voteQuorumStake` voted, each voter on the losing side
 /// loses `voterSlash`; a vote without quorum or tied is Undecided: the requester is refunded, nobody is
 /// slashed, and the bond goes to the treasury (nobody profits from a dispute nobody could decide).

@@ -486,8 +486,11 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             if (attesterSlash != 0) {
                 for (uint256 i = 0; i < attesters.length; ++i) {
                     emit AttesterSlashed(taskId, attesters[i], attesterSlash);
+                    // To the treasury whole: were the challenger paid a share of each attester's slash, a node
+                    // that stays silent on a correct result and a challenger it colludes with would gain from
+                    // two or more honest attesters (share of k slashes > the node's own loss).
                     try
-                        staking.slash(attesters[i], attesterSlash, SLASH_REASON_WRONG_ATTESTATION, challenger)
+                        staking.slash(attesters[i], attesterSlash, SLASH_REASON_WRONG_ATTESTATION, address(0))
                     {} catch {
                         emit StakingCallFailed(
                             taskId,

@@ -411,9 +411,10 @@ describe("Optimistic mode", function () {
       expect(await bonded(f, p.node.address)).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
       expect((await f.staking.nodeInfo(p.node.address)).locked).to.equal(0n);
       expect(await bonded(f, attester.address)).to.equal(VERIFIER_STAKE - ATTESTER_SLASH);
-      // Challenger: bond back plus the beneficiary share of both slashes; treasury: the rest.
+      // Challenger: bond back plus the beneficiary share of the node's slash; treasury: the rest, and the
+      // attester's slash whole.
       const slashed = CLAIM_COLLATERAL + ATTESTER_SLASH;
-      const toChallenger = (slashed * BENEFICIARY_BPS) / BPS;
+      const toChallenger = (CLAIM_COLLATERAL * BENEFICIARY_BPS) / BPS;
       expect(await tokens(f, challenger.address)).to.equal(challengerBefore + toChallenger);
       expect(await tokens(f, f.treasury.address)).to.equal(treasuryBefore + slashed - toChallenger);
       // Nothing stays behind in either contract.
@@ -535,7 +536,7 @@ describe("Optimistic mode", function () {
       expect(await tokens(f, f.treasury.address)).to.equal(treasuryBefore + VOTER_SLASH);
     });
 
-    it("node wrong: refund, node and attester slashed (challenger's share), losing voters slashed", async function () {
+    it("node wrong: refund, node (challenger's share) and attester slashed, losing voters slashed", async function () {
       const f = await loadFixture(modesFixture);
       const requesterBefore = await tokens(f, f.requester.address);
       const { p, attesters, attester, challenger } = await disputedVote(f, [tinyOutputWord(VALUES) + 1n]);
@@ -558,7 +559,7 @@ describe("Optimistic mode", function () {
       expect(await bonded(f, p.node.address)).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
       expect(await bonded(f, attester.address)).to.equal(VERIFIER_STAKE - ATTESTER_SLASH - VOTER_SLASH);
       for (const v of [challenger, v2, v3]) expect(await bonded(f, v.address)).to.equal(VERIFIER_STAKE);
-      const toChallenger = ((CLAIM_COLLATERAL + ATTESTER_SLASH) * BENEFICIARY_BPS) / BPS;
+      const toChallenger = (CLAIM_COLLATERAL * BENEFICIARY_BPS) / BPS;
       expect(await tokens(f, challenger.address)).to.equal(challengerBefore + CHALLENGE_BOND + toChallenger);
       expect(await tokens(f, f.treasury.address)).to.equal(
         treasuryBefore + CLAIM_COLLATERAL + ATTESTER_SLASH - toChallenger + VOTER_SLASH,
@@ -826,6 +827,38 @@ describe("Optimistic mode", function () {
       // Together they lose the treasury's share of the slash: the pair can never mint from a staged lie.
       expect(together).to.equal(-(CLAIM_COLLATERAL * (BPS - BENEFICIARY_BPS)) / BPS);
       expect(together < 0n).to.equal(true);
+    });
+
+    it("a silent node and its challenger cannot profit from honest attesters; an attester can answer with the proof", async function () {
+      const f = await loadFixture(modesFixture);
+      const challenger = f.verifiers[3];
+      const node = f.nodes[0];
+      const wealth = async (a: string) => (await tokens(f, a)) + (await bonded(f, a));
+      // The node posts the correct result, two honest attesters confirm it, its accomplice challenges, and
+      // the node stays silent so that the timeout slashes the attesters.
+      const p = await posted(f, { node });
+      const attesters = await attested(f, p, [f.verifiers[0], f.verifiers[1]]);
+      const before = (await wealth(node.address)) + (await wealth(challenger.address));
+      await f.disputes.connect(challenger).challenge(p.s.taskId, p.s.task, p.outputsHash, attesters);
+      await afterDispute(f, p.s.taskId);
+      await f.disputes.timeout(p.s.taskId, p.s.task, p.outputsHash, attesters);
+      const after = (await wealth(node.address)) + (await wealth(challenger.address));
+      // The pair loses the treasury's part of the node's slash; the attesters' slashes pay it nothing.
+      expect(after - before).to.equal(-(CLAIM_COLLATERAL * (BPS - BENEFICIARY_BPS)) / BPS);
+
+      // Next time an attester answers for the silent node: the proof is public to make.
+      const q = await posted(f, { node });
+      const qAttesters = await attested(f, q, [f.verifiers[0]]);
+      await f.disputes.connect(challenger).challenge(q.s.taskId, q.s.task, q.outputsHash, qAttesters);
+      const { proof, outputs } = await f.prove(q.s, node);
+      await expect(
+        f.disputes
+          .connect(f.verifiers[0])
+          .respond(q.s.taskId, q.s.task, q.s.input, outputs, qAttesters, proof),
+      )
+        .to.emit(f.disputes, "DisputeResolved")
+        .withArgs(q.s.taskId, Outcome.NodeRight, node.address);
+      expect(await bonded(f, f.verifiers[0].address)).to.equal(VERIFIER_STAKE - ATTESTER_SLASH);
     });
   });
 });
