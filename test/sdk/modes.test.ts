@@ -177,6 +177,9 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(report.checked.join("\n")).to.match(/1 staked verification node\(s\) attested \(quorum 1\)/);
       expect(report.checked.join("\n")).to.match(/recomputes the verified output/);
       expect(report.notChecked.join("\n")).to.match(/fixed-point program's output is the float ONNX model's/);
+      expect(report.notChecked.join("\n")).to.match(
+        /final because 1 staked verifier\(s\) attested and nobody challenged within the window/,
+      );
     });
 
     it("audits a wrong output that its attesters let through as a disagreement", async function () {

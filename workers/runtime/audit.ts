@@ -1020,14 +1020,14 @@ async function auditOptimistic(
   }
 
   const out = await recomputeWithoutProof(ctx, s.task, s.outputs, "input" in s ? s.input : undefined);
+  if (s.via === "finalizeResult") {
+    notChecked.push(
+      "a proof of the outputs: none was made (none is, unless the result is disputed); the chain took them as " +
+        `final because ${attesters.length} staked verifier(s) attested and nobody challenged within the window`,
+    );
+  }
   if (out.notChecked) {
     notChecked.push(out.notChecked);
-    if (s.via === "finalizeResult") {
-      notChecked.push(
-        `that the outputs are right: no proof was made (none is, unless the result is disputed); it is final ` +
-          `because ${attesters.length} staked verifier(s) attested and nobody challenged within the window`,
-      );
-    }
   } else if (out.outputMatches) {
     checked.push(recomputedStatement);
     notChecked.push(QUANTIZED);
