@@ -18,7 +18,10 @@ function withConfigFile(cmd: Command): Command {
 
 export function registerInferenceCommands(node: Command) {
   addSchemaOptions(withConfigFile(node.command("inference")), inferenceSchema)
-    .description("run an inference node: claim tasks, execute, prove and settle")
+    .description(
+      "run an inference node: claim tasks, execute, and settle them by proof (ZK), by posting for the " +
+        "challenge window (optimistic) or with an enclave signature (TEE, --enclave dev)",
+    )
     .addHelpText("after", HELP_AFTER)
     .action(async (opts: Record<string, unknown>) => {
       const { runNode } = await import("../runtime/run-node");
@@ -29,7 +32,10 @@ export function registerInferenceCommands(node: Command) {
     });
 
   addSchemaOptions(withConfigFile(node.command("verification")), verificationSchema)
-    .description("run a verification node: re-verify every settled task and report disagreements")
+    .description(
+      "run a verification node: re-verify every settled task and report disagreements; attest or " +
+        "challenge results posted in the optimistic mode",
+    )
     .addHelpText("after", HELP_AFTER)
     .action(async (opts: Record<string, unknown>) => {
       const { runNode } = await import("../runtime/run-node");

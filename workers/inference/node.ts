@@ -280,6 +280,7 @@ export class InferenceNode {
       ready: this.eligibility.ready,
       ...(this.eligibility.ready ? {} : { reason: this.eligibility.reason }),
       address: this.address,
+      ...(this.enclave ? { enclaveKey: this.enclave.address } : {}),
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
@@ -300,13 +301,14 @@ export class InferenceNode {
    * logged and tried again at every eligibility check, and TEE tasks are left alone meanwhile.
    */
   private async startEnclave() {
-    if (this.config.enclave === "none" || this.enclave) return;
+    if (this.config.enclave === "none") return;
     if (!this.chain.enclaves) {
       throw new Error(
         `--enclave ${this.config.enclave}: the deployment file has no "enclaves" address (EnclaveRegistry)`,
       );
     }
-    const enclave = DevEnclave.loadOrCreate(path.join(this.config.stateDir, "enclave"));
+    const first = !this.enclave;
+    const enclave = this.enclave ?? DevEnclave.loadOrCreate(path.join(this.config.stateDir, "enclave"));
     try {
       await ensureEnclaveKeyRegistered({
         enclaves: this.chain.enclaves,
@@ -321,6 +323,7 @@ export class InferenceNode {
       return;
     }
     this.enclave = enclave;
+    if (!first) return;
     this.log.warn(
       { key: enclave.address, measurement: enclave.measurement },
       "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)",
@@ -346,6 +349,15 @@ export class InferenceNode {
     return `${name}: not served by this node`;
   }
 
+  /** For a TEE task: why the enclave key cannot sign it now (not Active in the EnclaveRegistry), or undefined. */
+  private async enclaveSkipReason(mode: bigint | number | string): Promise<string | undefined> {
+    if (modeName(mode) !== "tee" || !this.enclave) return undefined;
+    const [node, standing] = await this.chain.enclaves!.keyStatus(this.enclave.address);
+    const ACTIVE = 2n; // IEnclaveRegistry.KeyStanding.Active
+    if (node === this.address && standing === ACTIVE) return undefined;
+    return `enclave key ${this.enclave.address} is not Active in the EnclaveRegistry (standing ${standing})`;
+  }
+
   /** A task of ours settled: its collateral counts as free again, so a node short of stake looks now. */
   private collateralReleased() {
     if (!this.eligibility.ready) this.eligibility.checkedAt = 0;
@@ -359,8 +371,8 @@ export class InferenceNode {
     const due = this.eligibility.checkedAt + this.config.eligibilityCheckSeconds * 1000;
     if (!force && Date.now() < due) return;
     const next = await eligibilityProblem(this.chain.staking, this.chain.tasks, this.address);
-    if (next.ready && this.config.enclave !== "none" && !this.enclave && this.loop.isRunning)
-      await this.startEnclave();
+    // The enclave key is checked with the stake: registered once the node can, renewed before it expires.
+    if (next.ready && this.config.enclave !== "none" && this.loop.isRunning) await this.startEnclave();
     const before = this.eligibility;
     this.eligibility = { ...next, checkedAt: Date.now() };
     if (next.ready && (!before.ready || force)) {
@@ -657,9 +669,10 @@ export class InferenceNode {
       const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
       const reason =
         this.modeSkipReason(submitted.task.mode) ?? policySkipReason(submitted.task, now, this.config);
-      if (reason) {
-        this.journal.setState(taskId, "skipped", { reason });
-        this.log.info({ ...ctx, reason }, "task skipped by policy");
+      const skip = reason ?? (await this.enclaveSkipReason(submitted.task.mode));
+      if (skip) {
+        this.journal.setState(taskId, "skipped", { reason: skip });
+        this.log.info({ ...ctx, reason: skip }, "task skipped by policy");
         return undefined;
       }
     }
