@@ -44,6 +44,7 @@ export const MODE_TOPICS = {
   enclaveSigned: topic(taskRegistryInterface, "TaskEnclaveSigned"),
   disputeOpened: topic(disputeManagerInterface, "DisputeOpened"),
   disputeVoted: topic(disputeManagerInterface, "DisputeVoted"),
+  disputeVoteDisplaced: topic(disputeManagerInterface, "DisputeVoteDisplaced"),
   disputeResolved: topic(disputeManagerInterface, "DisputeResolved"),
   keyRegistered: topic(enclaveRegistryInterface, "EnclaveKeyRegistered"),
   keyRevoked: topic(enclaveRegistryInterface, "EnclaveKeyRevoked"),
@@ -126,7 +127,8 @@ export interface OptimisticAudit {
     /** Settled by a Groth16 proof (a model with a circuit) or by a stake-weighted vote. */
     circuit: boolean;
     outcome: DisputeOutcomeName | null;
-    votes: { voter: string; nodeRight: boolean; weight: string }[];
+    /** Each vote cast; `displaced`: a larger stake took its place in the full voter list, so it did not count. */
+    votes: { voter: string; nodeRight: boolean; weight: string; displaced: boolean }[];
   };
 }
 
@@ -976,8 +978,24 @@ async function auditOptimistic(
       await findLogs(deps.provider, disputesAddress, [MODE_TOPICS.disputeVoted, id], from, log.blockNumber)
     ).map((l) => {
       const a = disputeManagerInterface.parseLog(l)!.args;
-      return { voter: a.voter as string, nodeRight: Boolean(a.nodeRight), weight: String(a.weight) };
+      return {
+        voter: a.voter as string,
+        nodeRight: Boolean(a.nodeRight),
+        weight: String(a.weight),
+        displaced: false,
+      };
     });
+    const displaced = await findLogs(
+      deps.provider,
+      disputesAddress,
+      [MODE_TOPICS.disputeVoteDisplaced, id],
+      from,
+      log.blockNumber,
+    );
+    for (const l of displaced) {
+      const voter = disputeManagerInterface.parseLog(l)!.args.voter as string;
+      for (const v of votes) if (v.voter === voter) v.displaced = true;
+    }
     const resolved = await deps.provider.getLogs({
       address: disputesAddress,
       topics: [MODE_TOPICS.disputeResolved, id],
@@ -1003,14 +1021,15 @@ async function auditOptimistic(
       notChecked.push(ZK_NOT_CHECKED_SETUP);
     } else {
       settledBy = "dispute-vote";
-      const weightFor = votes.filter((v) => v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
-      const weightAgainst = votes.filter((v) => !v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
+      const counted = votes.filter((v) => !v.displaced);
+      const weightFor = counted.filter((v) => v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
+      const weightAgainst = counted.filter((v) => !v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
       settleOk = outcome === "NodeRight" && weightFor > weightAgainst;
       if (settleOk) {
         checked.push(
           `${d.challenger} challenged the outputs; the stake-weighted vote found the node right ` +
             `(${ethers.formatEther(weightFor)} OPG of stake for, ${ethers.formatEther(weightAgainst)} against, ` +
-            `${votes.length} voter(s))`,
+            `${counted.length} counted voter(s))`,
         );
       }
       notChecked.push(
