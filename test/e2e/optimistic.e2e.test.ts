@@ -34,7 +34,7 @@ const BOND_FUNDS = ethers.parseEther("1000");
 const TASKS = 6;
 /** The inference node lies (fault injection) on tasks whose id is a multiple of this. */
 const LIE_EVERY = 3;
-const Status = { Verified: 3n, Pending: 5n, Disputed: 6n, Rejected: 7n };
+const Status = { Verified: 3n, Expired: 4n, Pending: 5n, Disputed: 6n, Rejected: 7n };
 const irisInputs: number[][] = JSON.parse(
   fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "iris_test.json"), "utf8"),
 ).inputs;
@@ -310,6 +310,91 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     expect(await tasks.creditsOf(node)).to.equal(creditsBefore + (FEE * 8n) / 10n);
     expect(await token.balanceOf(node)).to.equal(walletBefore + bond);
     expect(await token.balanceOf(challenger.address)).to.equal(BOND_FUNDS - bond);
+    expect(await inference.stop()).to.equal(0);
+  });
+
+  it("a node killed after posting finalises its results from its journal when restarted", async function () {
+    const { tasks } = net.deployment;
+    const node = account(5).address;
+    const from = ["--start-block", String(await net.provider.getBlockNumber())];
+    const stateDir = path.join(net.tmp, "inference-restart");
+    let inference = startInferenceNode(net, 5, stateDir, { extra: from });
+    const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification-restart"), {
+      extra: [...from, "--finalize-after-seconds", "86400"],
+    });
+    procs.push(inference, verification);
+    await waitForLog(inference, "inference node started");
+    await waitForLog(verification, "verification node started");
+    const submitted = [await submitOptimistic(2), await submitOptimistic(4)];
+    await waitFor(
+      "both results posted and attested",
+      async () => {
+        for (const s of submitted)
+          if ((await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId))).length !== 1) return false;
+        return true;
+      },
+      600_000,
+      500,
+    );
+    await inference.stop("SIGKILL").catch(() => undefined);
+    const [, , challengeWindow] = await tasks.modeParameters();
+    await net.provider.send("evm_increaseTime", [Number(challengeWindow) + 5]);
+    await net.provider.send("evm_mine", []);
+    inference = startInferenceNode(net, 5, stateDir, { extra: from });
+    procs.push(inference);
+    await waitFor(
+      "both results finalised after the restart",
+      async () => {
+        for (const s of submitted) if ((await tasks.taskStatus(s.taskId)) !== Status.Verified) return false;
+        return true;
+      },
+      600_000,
+      500,
+      inference,
+    );
+    for (const s of submitted) {
+      expect((await tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+      const [verified] = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
+      expect((await net.provider.getTransaction(verified.transactionHash))!.from).to.equal(node);
+    }
+    expect(await inference.stop()).to.equal(0);
+    expect(await verification.stop()).to.equal(0);
+  });
+
+  it("a result nobody attested is expired by its node after the window: refund, collateral released", async function () {
+    const { token, tasks, staking } = net.deployment;
+    const node = account(5).address;
+    const from = ["--start-block", String(await net.provider.getBlockNumber())];
+    const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-unattested"), { extra: from });
+    procs.push(inference);
+    await waitForLog(inference, "inference node started");
+    const stakeBefore = (await staking.nodeInfo(node)).bonded;
+    const creditsBefore = await tasks.creditsOf(node);
+    const requesterBefore = await token.balanceOf(requester.address);
+    const { taskId } = await submitOptimistic(0);
+    await waitFor(
+      "the result posted",
+      async () => (await tasks.taskStatus(taskId)) === Status.Pending,
+      600_000,
+      250,
+    );
+    const [, , challengeWindow] = await tasks.modeParameters();
+    await net.provider.send("evm_increaseTime", [Number(challengeWindow) + 5]);
+    await net.provider.send("evm_mine", []);
+    await waitFor(
+      "the unattested result expired",
+      async () => (await tasks.taskStatus(taskId)) === Status.Expired,
+      600_000,
+      250,
+      inference,
+    );
+    const [expired] = await tasks.queryFilter(tasks.filters.TaskExpired(taskId));
+    expect((await net.provider.getTransaction(expired.transactionHash))!.from).to.equal(node);
+    expect(await token.balanceOf(requester.address)).to.equal(requesterBefore);
+    expect(await tasks.creditsOf(node)).to.equal(creditsBefore);
+    const info = await staking.nodeInfo(node);
+    expect(info.bonded, "nothing slashed").to.equal(stakeBefore);
+    expect(info.locked - (await tasks.releasableCollateralOf(node)), "collateral released").to.equal(0n);
     expect(await inference.stop()).to.equal(0);
   });
 
