@@ -100,7 +100,11 @@ export class VerificationNode {
         submitter,
         this.bundles,
         this.data,
-        { models: config.models, finalizeAfterSeconds: config.finalizeAfterSeconds },
+        {
+          models: config.models,
+          finalizeAfterSeconds: config.finalizeAfterSeconds,
+          startBlock: config.startBlock,
+        },
         log,
         this.http.registry,
       );

@@ -89,6 +89,8 @@ export interface OptimisticOptions {
   models: bigint[];
   /** Attested results still pending this many seconds after their window are finalised by this node. */
   finalizeAfterSeconds: number;
+  /** The node's first block: a task posted later but submitted before it is looked up from there. */
+  startBlock: number;
 }
 
 /**
@@ -203,7 +205,7 @@ export class OptimisticVerifier {
     let row = this.journal.task(taskId);
     if (!row) {
       // Submitted before this node's start block: look the task up.
-      const submitted = await submittedTaskOf(this.reader, taskId, 0, log.blockNumber);
+      const submitted = await submittedTaskOf(this.reader, taskId, this.opts.startBlock, log.blockNumber);
       if (!submitted || !this.wanted(submitted.modelId)) return;
       this.journal.upsertTask(taskId, submitted.modelId, log.blockNumber, taskToJson(submitted));
       row = this.journal.task(taskId)!;
@@ -225,6 +227,7 @@ export class OptimisticVerifier {
     const posted = JSON.parse(row.proof) as Posted;
     if (parsed.name === "DisputeOpened") {
       posted.circuit = parsed.args.circuit;
+      if (posted.node === this.address) return;
       const until = Number(parsed.args.deadline);
       const proof = JSON.stringify(posted);
       if (parsed.args.challenger === this.address) {
@@ -261,6 +264,11 @@ export class OptimisticVerifier {
           await this.reconcile(row).catch((e) =>
             this.log.warn({ ...ctx, err: e.message }, "reconcile failed"),
           );
+          // A revert is not retried: an attestation or challenge the registry refuses (the attester list is
+          // full, another node challenged first) is given up; another node's challenge still brings the task
+          // back through DisputeOpened, to vote on it.
+          if (this.journal.task(BigInt(row.taskId))?.state === "posted")
+            this.journal.setState(BigInt(row.taskId), "skipped", { reason: err.reason });
         } else {
           this.log.warn({ ...ctx, err: (err as Error).message }, "optimistic step failed; will retry");
         }
