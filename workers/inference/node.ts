@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { Log } from "ethers";
+import { toBeHex, type Log } from "ethers";
 import client from "prom-client";
 import {
   dequantizeOutput,
@@ -520,6 +520,9 @@ export class InferenceNode {
     else if (status === "Rejected") next = "rejected";
     else if (status === "Pending" || status === "Disputed") {
       const [node, windowEnd] = await this.chain.tasks.pendingOf(taskId);
+      // Posted, but the node stopped before it journaled what: read it back from the chain.
+      if (node === this.address && !(row.proof && "block" in JSON.parse(row.proof)))
+        await this.recoverPosted(taskId, row.block);
       if (node !== this.address) next = "lost";
       else if (status === "Pending") {
         next = "posted";
@@ -899,6 +902,21 @@ export class InferenceNode {
     });
     this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
     this.log.info({ taskId: taskId.toString(), tx: receipt.hash, windowEnd }, "result posted (optimistic)");
+  }
+
+  /** The posted result of `taskId` (its TaskResultPosted log, from `fromBlock` on) back into the journal. */
+  private async recoverPosted(taskId: bigint, fromBlock: number) {
+    const logs = await this.chain.provider.getLogs({
+      address: this.deployment.tasks,
+      topics: [TOPICS.posted, toBeHex(taskId, 32)],
+      fromBlock,
+      toBlock: "latest",
+    });
+    const log = logs[logs.length - 1];
+    if (!log) throw new Error(`task ${taskId} is pending but its TaskResultPosted log was not found`);
+    const parsed = taskRegistryInterface.parseLog(log)!;
+    const posted: PostedResult = { outputs: parsed.args.outputs.map(String), block: log.blockNumber };
+    this.journal.setState(taskId, this.journal.task(taskId)!.state, { proof: JSON.stringify(posted) });
   }
 
   /**
