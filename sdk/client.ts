@@ -810,8 +810,10 @@ export class OpgClient {
     audited: number;
     agreed: number;
     disagreed: string[];
-    /** Model ids (of the audited tasks) whose setup is not established secure here. */
+    /** Model ids (of the audited tasks settled by a proof) whose setup is not established secure here. */
     setupNotSecure: string[];
+    /** Audited tasks by verification mode. */
+    byMode: Record<AuditReport["mode"], number>;
   }> {
     await this.ready();
     const toBlock = opts.toBlock ?? (await this.provider.getBlockNumber());
@@ -826,11 +828,13 @@ export class OpgClient {
       agreed: 0,
       disagreed: [] as string[],
       setupNotSecure: [] as string[],
+      byMode: { zk: 0, tee: 0, optimistic: 0, unknown: 0 } as Record<AuditReport["mode"], number>,
     };
     for await (const logs of this.registryLogs([TOPICS.verified], fromBlock, toBlock, chunk)) {
       for (const log of logs) {
         const report = (await auditVerifiedLog(this.auditDeps(), log))!;
         summary.audited++;
+        summary.byMode[report.mode]++;
         if (report.agree) summary.agreed++;
         else summary.disagreed.push(report.taskId);
         // only a result that rests on a proof depends on the setup

@@ -401,4 +401,15 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(report.detail).to.match(/THE ATTESTATION DOCUMENT DOES NOT CHECK/);
     });
   });
+
+  describe("auditRange", function () {
+    it("audits every verified task in its mode; only proofs count toward setupNotSecure", async function () {
+      const summary = await f.client.auditRange(0);
+      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 4, unknown: 0 });
+      expect(summary.audited).to.equal(6);
+      expect(summary.disagreed).to.have.length(2);
+      // the dispute answered by a proof under the development setup; the vote and the TEE results rest on none
+      expect(summary.setupNotSecure).to.deep.equal([String(f.irisModelId)]);
+    });
+  });
 });
