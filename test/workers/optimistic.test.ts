@@ -16,6 +16,7 @@ import {
   outputsHash,
 } from "../../workers/runtime/optimistic";
 import { modeName, taskRegistryInterface } from "../../workers/runtime/tasks";
+import { modeSkipReason } from "../../workers/inference/node";
 import type { LoadedPlainBundle } from "../../workers/runtime/bundles";
 
 const KEY = "0x" + "11".repeat(32);
@@ -44,6 +45,16 @@ describe("optimistic and TEE mode helpers (workers/runtime/optimistic.ts)", func
     expect([0, 1, 2, 4].map((m) => modeName(m))).to.deep.equal(["zk", "zk", "optimistic", "tee"]);
     expect(modeName(3)).to.equal("unknown mode 3");
     expect(modeName("2")).to.equal("optimistic");
+  });
+
+  it("claims only tasks of a mode the node can serve", function () {
+    const bare = { enclave: false, disputes: false };
+    const full = { enclave: true, disputes: true };
+    expect(modeSkipReason(1, bare)).to.equal(undefined);
+    expect(modeSkipReason(2, bare)).to.match(/no "disputes" address/);
+    expect(modeSkipReason(4, bare)).to.match(/no enclave \(--enclave none\)/);
+    expect([1, 2, 4].map((m) => modeSkipReason(m, full))).to.deep.equal([undefined, undefined, undefined]);
+    expect(modeSkipReason(8, full)).to.match(/unknown mode 8/);
   });
 
   it("reads the attester list in the registry's order, by each log's count", async function () {

@@ -121,6 +121,26 @@ export function policySkipReason(
 }
 
 /**
+ * Why a node cannot serve a task's verification mode, or undefined when it can: TEE needs an enclave with a
+ * registered key (`--enclave`), the optimistic mode a deployment with a dispute manager (the node must be
+ * able to answer a challenge); an unknown mode is never served.
+ */
+export function modeSkipReason(
+  mode: bigint | number | string,
+  node: { enclave: boolean; disputes: boolean },
+): string | undefined {
+  const name = modeName(mode);
+  if (name === "zk") return undefined;
+  if (name === "optimistic") {
+    return node.disputes ? undefined : 'optimistic task, but the deployment has no "disputes" address';
+  }
+  if (name === "tee") {
+    return node.enclave ? undefined : "TEE task, and this node has no enclave (--enclave none)";
+  }
+  return `${name}: not served by this node`;
+}
+
+/**
  * The inference node: watches TaskSubmitted for the models it serves, decides by policy whether to take a
  * task, checks the model bundle and the input before claiming, executes the quantized model (and the float
  * model with onnxruntime as a reference), claims, proves in a worker thread, submits the result, and
@@ -330,23 +350,8 @@ export class InferenceNode {
     );
   }
 
-  /**
-   * Why this node cannot serve a task's verification mode, or undefined when it can: TEE needs an enclave
-   * (`--enclave`), the optimistic mode a deployment with a dispute manager (the node must be able to
-   * answer a challenge).
-   */
   private modeSkipReason(mode: bigint | number | string): string | undefined {
-    const name = modeName(mode);
-    if (name === "zk") return undefined;
-    if (name === "optimistic") {
-      return this.chain.disputes
-        ? undefined
-        : 'optimistic task, but the deployment has no "disputes" address';
-    }
-    if (name === "tee") {
-      return this.enclave ? undefined : "TEE task, and this node has no enclave (--enclave none)";
-    }
-    return `${name}: not served by this node`;
+    return modeSkipReason(mode, { enclave: Boolean(this.enclave), disputes: Boolean(this.chain.disputes) });
   }
 
   /** For a TEE task: why the enclave key cannot sign it now (not Active in the EnclaveRegistry), or undefined. */
