@@ -157,6 +157,10 @@ interface IModelRegistry {
     /// @notice The verification key words of `modelId` (empty without ZK mode); reverts for an unknown model.
     function verificationKeyOf(uint256 modelId) external view returns (uint256[] memory);
 
+    /// @notice The registered ONNX hash of `modelId` (what a TEE enclave signs it ran); reverts for an
+    /// unknown model.
+    function onnxHashOf(uint256 modelId) external view returns (bytes32);
+
     /// @notice Number of models registered so far (the last id).
     function modelCount() external view returns (uint256);
 }

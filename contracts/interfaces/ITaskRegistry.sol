@@ -146,14 +146,12 @@ interface ITaskRegistry {
     );
     /// @notice Each of `attesters` was paid `share` of the fee of `taskId` when it became final.
     event AttestersPaid(uint256 indexed taskId, address[] attesters, uint256 share);
-    /// @notice `attester` attested wrong outputs of `taskId` and lost `amount` of its stake.
-    event AttesterSlashed(uint256 indexed taskId, address indexed attester, uint256 amount);
     /// @notice TEE mode: the result of `taskId` was signed by enclave key `key`.
     event TaskEnclaveSigned(uint256 indexed taskId, address indexed key);
     /// @notice Governance set the contracts that judge TEE keys and optimistic disputes.
     event VerificationModulesSet(address enclaves, address disputes);
     /// @notice Governance set the optimistic mode's parameters.
-    event OptimisticParametersSet(uint32 challengeWindow, uint16 attesterFeeBps, uint256 attesterSlash);
+    event OptimisticParametersSet(uint32 challengeWindow, uint16 attesterFeeBps);
     /// @notice `taskId` passed its deadline unverified: `refund` returned to the requester.
     event TaskExpired(uint256 indexed taskId, address indexed requester, uint256 refund);
     /// @notice A call to NodeStaking failed (the registry lost its collateral-manager or slasher role, e.g.
@@ -299,7 +297,16 @@ interface ITaskRegistry {
 
     /// @notice Optimistic mode: post the claimed task's outputs without proof. The claim collateral stays
     /// locked as the node's bond; the challenge window opens.
-    function submitResultOptimistic(uint256 taskId, Task calldata task, uint256[] calldata outputs) external;
+    /// `attestations` are verification nodes' EIP-191 signatures (`signMessage` of the 32 bytes) of
+    /// `attestationDigest(taskId, node, outputsHash)`
+    /// gathered before posting (each counts as an `attest`, with the same rules; may be empty): the cheap
+    /// path, one transaction for the result and its attestations.
+    function submitResultOptimistic(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes[] calldata attestations
+    ) external;
 
     /// @notice Optimistic mode: as an eligible verification node, attest that the posted outputs (whose
     /// keccak256 of packed words is `outputsHash`) are right. `attesters` is the list so far (from
@@ -348,9 +355,8 @@ interface ITaskRegistry {
     ) external;
 
     /// @notice Dispute manager only: reject the disputed outputs and refund the requester. NodeWrong slashes the
-    /// node's collateral (the governed beneficiary share to `challenger`) and each attester's `attesterSlash`
-    /// (all to the treasury, so that a challenger colluding with the node never gains more than the node
-    /// loses, however many attesters there are); Undecided slashes nobody and releases the node's collateral.
+    /// node's collateral (the governed beneficiary share to `challenger`; the dispute manager slashes the
+    /// attesters); Undecided slashes nobody and releases the node's collateral.
     function rejectDisputed(
         uint256 taskId,
         Task calldata task,
@@ -407,11 +413,22 @@ interface ITaskRegistry {
     function taskBinding(uint256 taskId, address node) external view returns (uint256);
 
     /// @notice What a TEE enclave signs for `taskId` settled by `node`.
+    /// `onnxHash` is the model's registered ONNX hash: the enclave signs the hash of the model bytes it ran,
+    /// so a host cannot feed it another model's bytes for this task.
     function teeResultDigest(
         uint256 taskId,
         address node,
         bytes32 inputHash,
+        bytes32 onnxHash,
         uint256[] calldata outputs
+    ) external view returns (bytes32);
+
+    /// @notice What a verification node signs to attest, off chain, the outputs (keccak256 of their packed
+    /// words: `outputsHash`) that `node` is about to post for `taskId`.
+    function attestationDigest(
+        uint256 taskId,
+        address node,
+        bytes32 outputsHash
     ) external view returns (bytes32);
 
     /// @notice Optimistic mode: the node that posted outputs for `taskId` and when its challenge window ends

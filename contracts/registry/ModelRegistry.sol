@@ -133,6 +133,11 @@ contract ModelRegistry is IModelRegistry {
     }
 
     /// @inheritdoc IModelRegistry
+    function onnxHashOf(uint256 modelId) external view returns (bytes32) {
+        return _stored(modelId).onnxHash;
+    }
+
+    /// @inheritdoc IModelRegistry
     function taskTerms(uint256 modelId) external view returns (TaskTerms memory terms) {
         // On the submitTask path: a registered model always has a royalty receiver, so that slot doubles as
         // the existence check and the owner's slot is not read.

@@ -30,6 +30,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     /// stakes that voted decide (a swarm of minimum-stake identities cannot fill the list first).
     uint256 public constant MAX_VOTERS = 32;
     bytes32 public constant SLASH_REASON_LOST_VOTE = keccak256("opg.dispute.lost-vote");
+    bytes32 public constant SLASH_REASON_WRONG_ATTESTATION = keccak256("opg.task.wrong-attestation");
 
     enum DisputeState {
         None,
@@ -69,6 +70,9 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     event DisputeVoteDisplaced(uint256 indexed taskId, address indexed voter, uint256 weight);
     event DisputeResolved(uint256 indexed taskId, ITaskRegistry.DisputeOutcome outcome, address bondTo);
     event VoterSlashed(uint256 indexed taskId, address indexed voter, uint256 amount);
+    /// @notice `attester` attested outputs of `taskId` that the dispute proved wrong and lost `amount`.
+    event AttesterSlashed(uint256 indexed taskId, address indexed attester, uint256 amount);
+    event AttesterSlashSet(uint96 amount);
     event DisputeParametersSet(
         uint32 responseWindow,
         uint32 voteWindow,
@@ -100,6 +104,10 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     uint96 public voterSlash;
     uint128 public voteQuorumStake;
     address public treasury;
+    /// @notice Stake each attester of outputs a dispute proved wrong loses (to the treasury whole: were the
+    /// challenger paid a share of each attester's slash, a node that stays silent on a correct result and a
+    /// challenger it colludes with would gain from two or more honest attesters).
+    uint96 public attesterSlash;
 
     mapping(uint256 taskId => Dispute dispute) private _disputes;
     mapping(uint256 taskId => address[] voters) private _voters;
@@ -117,6 +125,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         staking = staking_;
         _setTreasury(treasury_);
         _setDisputeParameters(30 minutes, 30 minutes, 100 ether, 100 ether, 1 ether);
+        _setAttesterSlash(100 ether);
     }
 
     // ---------------------------------------------------------------- challengers
@@ -136,7 +145,10 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         if (node == msg.sender) revert DisputeManagerSelfChallenge(taskId);
         bool circuit = task.verificationKey != address(0);
         uint256 deadline = block.timestamp + (circuit ? responseWindow : voteWindow);
-        uint96 bond = challengeBond;
+        // At least the task's fee: an undecided dispute refunds the requester, so a requester challenging
+        // with a bond below its fee would get the posted output and its fee back for less than the fee.
+        // Safe cast: fees fit 96 bits (TaskRegistry).
+        uint96 bond = task.fee > challengeBond ? uint96(task.fee) : challengeBond;
         _disputes[taskId] = Dispute({
             challenger: msg.sender,
             bond: bond,
@@ -199,6 +211,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
             ITaskRegistry.DisputeOutcome.NodeWrong,
             challenger
         );
+        _slashAttesters(taskId, attesters);
         token.safeTransfer(challenger, d.bond);
     }
 
@@ -264,6 +277,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         } else {
             bytes32 outputsHash = keccak256(abi.encodePacked(outputs));
             tasks.rejectDisputed(taskId, task, outputsHash, attesters, outcome, challenger);
+            if (outcome == ITaskRegistry.DisputeOutcome.NodeWrong) _slashAttesters(taskId, attesters);
         }
         if (outcome != ITaskRegistry.DisputeOutcome.Undecided) {
             _slashLosers(taskId, outcome == ITaskRegistry.DisputeOutcome.NodeRight ? 2 : 1);
@@ -295,6 +309,11 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint128 voteQuorumStake_
     ) external onlyOwner {
         _setDisputeParameters(responseWindow_, voteWindow_, challengeBond_, voterSlash_, voteQuorumStake_);
+    }
+
+    /// @notice Set the stake each attester of outputs a dispute proved wrong loses.
+    function setAttesterSlash(uint96 amount) external onlyOwner {
+        _setAttesterSlash(amount);
     }
 
     /// @notice Set where the bond of an undecided dispute goes.
@@ -374,6 +393,23 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
             voterSlash_,
             voteQuorumStake_
         );
+    }
+
+    /// @dev Slashes each attester of outputs proved wrong (`attesters` were checked against the task's
+    /// pending word by the registry in the same call). At most TaskRegistry.MAX_ATTESTERS iterations; a
+    /// failing slash is skipped, never blocking the refund.
+    function _slashAttesters(uint256 taskId, address[] calldata attesters) private {
+        uint256 amount = attesterSlash;
+        if (amount == 0) return;
+        for (uint256 i = 0; i < attesters.length; ++i) {
+            emit AttesterSlashed(taskId, attesters[i], amount);
+            try staking.slash(attesters[i], amount, SLASH_REASON_WRONG_ATTESTATION, address(0)) {} catch {}
+        }
+    }
+
+    function _setAttesterSlash(uint96 amount) private {
+        attesterSlash = amount;
+        emit AttesterSlashSet(amount);
     }
 
     function _setTreasury(address treasury_) private {

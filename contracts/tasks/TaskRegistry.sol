@@ -32,12 +32,12 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     /// @notice Most tasks or results in one batch call.
     uint256 public constant MAX_BATCH = 32;
     /// @notice Collateral is stored in units of 1 gwei of OPG so that a claim fits one storage word.
-    uint256 public constant COLLATERAL_UNIT = 1 gwei;
+    uint256 internal constant COLLATERAL_UNIT = 1 gwei;
     /// @notice The protocol's share of each fee is held in units of 1 gwei of OPG (the dust goes to the node),
     /// so it fits beside the node's credits in one storage word.
-    uint256 public constant FEE_UNIT = 1 gwei;
+    uint256 internal constant FEE_UNIT = 1 gwei;
     /// @notice Gas kept back when calling a callback, for the registry's own work after the call returns.
-    uint256 public constant CALLBACK_GAS_RESERVE = 10_000;
+    uint256 internal constant CALLBACK_GAS_RESERVE = 10_000;
     /// @notice Gas that must be left before a lapsed claim is slashed: unlockCollateral and slash on
     /// NodeStaking use about 90,000 together (their own transactions measure 37,604 and 95,826 gas, 21,000
     /// of each intrinsic); the floor leaves them a wide margin under the 63/64 rule.
@@ -45,11 +45,13 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
     bytes32 public constant SLASH_REASON_TASK_EXPIRED = keccak256("opg.task.expired");
     bytes32 public constant SLASH_REASON_WRONG_RESULT = keccak256("opg.task.wrong-result");
-    bytes32 public constant SLASH_REASON_WRONG_ATTESTATION = keccak256("opg.task.wrong-attestation");
     /// @notice Domain tag of what a TEE enclave signs (see `teeResultDigest`).
-    bytes32 public constant TEE_RESULT_TYPEHASH = keccak256("opg.task.tee-result");
+    bytes32 internal constant TEE_RESULT_TYPEHASH = keccak256("opg.task.tee-result");
+    /// @notice Domain tag of what a verification node signs to attest posted outputs off chain (see
+    /// `attestationDigest`).
+    bytes32 internal constant ATTESTATION_TYPEHASH = keccak256("opg.task.attestation");
     /// @notice Most attesters an optimistic task takes (the model registry caps quorums at this).
-    uint256 public constant MAX_ATTESTERS = 16;
+    uint256 internal constant MAX_ATTESTERS = 16;
 
     /// @dev Per task, two words. `word` is the commitment `hashTask(task)` while the task is open or claimed,
     /// and the first output word once it is verified. `aux` is the claim collateral (in COLLATERAL_UNIT)
@@ -102,7 +104,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
 
     struct TeeConfig {
         IEnclaveRegistry enclaves;
-        uint64 attesterSlashUnits;
     }
 
     SubmitConfig private _submitConfig;
@@ -126,7 +127,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         _setTreasury(treasury_);
         _setFeeShares(1000, 1000);
         _setTaskParameters(10 minutes, 100 ether, 500_000, 7 days);
-        _setOptimisticParameters(10 minutes, 1000, 100 ether);
+        _setOptimisticParameters(10 minutes, 1000);
     }
 
     modifier onlyDisputes() {
@@ -333,16 +334,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         TaskRecord storage record = _tasks[taskId];
         _checkClaimedResult(taskId, record, task, outputs, VerificationModes.TEE);
         address node = record.node;
-        IEnclaveRegistry enclaves = _teeConfig.enclaves;
-        if (address(enclaves) == address(0)) revert TaskRegistryModuleNotSet(VerificationModes.TEE);
-        (address key, address keyNode, IEnclaveRegistry.KeyStanding standing) = enclaves.signerStatus(
-            teeResultDigest(taskId, node, task.inputHash, outputs),
-            signature
-        );
-        if (keyNode != node || standing != IEnclaveRegistry.KeyStanding.Active) {
-            revert TaskRegistryEnclaveKeyRejected(taskId, key, uint8(standing));
-        }
-        emit TaskEnclaveSigned(taskId, key);
+        _checkEnclaveSignature(taskId, node, task, outputs, signature);
         uint256 collateralUnits = _recordResult(taskId, record, outputs);
         _splitFee(taskId, node, task, collateralUnits, outputs, new address[](0));
         _runCallback(taskId, task, outputs);
@@ -354,16 +346,39 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     function submitResultOptimistic(
         uint256 taskId,
         Task calldata task,
-        uint256[] calldata outputs
+        uint256[] calldata outputs,
+        bytes[] calldata attestations
     ) external nonReentrant {
         TaskRecord storage record = _tasks[taskId];
         _checkClaimedResult(taskId, record, task, outputs, VerificationModes.OPTIMISTIC);
+        bytes32 outputsHash = keccak256(abi.encodePacked(outputs));
         uint256 windowEnd = block.timestamp + _modeConfig.challengeWindow;
-        record.word = _pendingWord(record.word, keccak256(abi.encodePacked(outputs)), new address[](0));
+        emit TaskResultPosted(taskId, msg.sender, outputs, windowEnd);
+        uint256 count = attestations.length;
+        address[] memory attesters = new address[](count);
+        if (count != 0) {
+            // Signed as an EIP-191 personal message, so any wallet (or a node's key) can attest.
+            bytes32 digest = keccak256(
+                abi.encodePacked(
+                    "\x19Ethereum Signed Message:\n32",
+                    attestationDigest(taskId, msg.sender, outputsHash)
+                )
+            );
+            for (uint256 i = 0; i < count; ++i) {
+                address attester = _recoverSigner(digest, attestations[i]);
+                bool allowed = i < MAX_ATTESTERS && attester != address(0) && attester != msg.sender;
+                for (uint256 j = 0; allowed && j < i; ++j) allowed = attesters[j] != attester;
+                if (!allowed || !staking.isEligible(attester, INodeStaking.Role.Verification)) {
+                    revert TaskRegistryCannotAttest(taskId, attester);
+                }
+                attesters[i] = attester;
+                emit TaskAttested(taskId, attester, i + 1);
+            }
+        }
+        record.word = _pendingWord(record.word, outputsHash, attesters);
         // Safe cast: now + a 32-bit window stays far below 2^32 s for decades.
         record.time = uint32(windowEnd);
         record.status = TaskStatus.Pending;
-        emit TaskResultPosted(taskId, msg.sender, outputs, windowEnd);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -482,25 +497,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             uint256 collateral = uint256(record.aux) * COLLATERAL_UNIT;
             record.aux = 0;
             _slashClaim(taskId, record.node, collateral, SLASH_REASON_WRONG_RESULT, challenger);
-            uint256 attesterSlash = uint256(_teeConfig.attesterSlashUnits) * COLLATERAL_UNIT;
-            if (attesterSlash != 0) {
-                for (uint256 i = 0; i < attesters.length; ++i) {
-                    emit AttesterSlashed(taskId, attesters[i], attesterSlash);
-                    // To the treasury whole: were the challenger paid a share of each attester's slash, a node
-                    // that stays silent on a correct result and a challenger it colludes with would gain from
-                    // two or more honest attesters (share of k slashes > the node's own loss).
-                    try
-                        staking.slash(attesters[i], attesterSlash, SLASH_REASON_WRONG_ATTESTATION, address(0))
-                    {} catch {
-                        emit StakingCallFailed(
-                            taskId,
-                            attesters[i],
-                            attesterSlash,
-                            INodeStaking.slash.selector
-                        );
-                    }
-                }
-            }
         } else {
             _releasePendingCollateral(record);
         }
@@ -557,6 +553,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         uint256 taskId,
         address node,
         bytes32 inputHash,
+        bytes32 onnxHash,
         uint256[] calldata outputs
     ) public view returns (bytes32) {
         return
@@ -565,9 +562,19 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
                     TEE_RESULT_TYPEHASH,
                     taskBinding(taskId, node),
                     inputHash,
+                    onnxHash,
                     keccak256(abi.encodePacked(outputs))
                 )
             );
+    }
+
+    /// @inheritdoc ITaskRegistry
+    function attestationDigest(
+        uint256 taskId,
+        address node,
+        bytes32 outputsHash
+    ) public view returns (bytes32) {
+        return keccak256(abi.encode(ATTESTATION_TYPEHASH, taskBinding(taskId, node), outputsHash));
     }
 
     /// @inheritdoc ITaskRegistry
@@ -579,27 +586,14 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice The optimistic and TEE modes' settings: dispute manager, enclave registry, challenge window
-    /// (s), attesters' fee share (bps), stake slashed from each attester of a result proved wrong.
+    /// (s), attesters' fee share (bps). The attesters' slash is the dispute manager's.
     function modeParameters()
         external
         view
-        returns (
-            address disputes,
-            address enclaves,
-            uint32 challengeWindow,
-            uint16 attesterFeeBps,
-            uint256 attesterSlash
-        )
+        returns (address disputes, address enclaves, uint32 challengeWindow, uint16 attesterFeeBps)
     {
         ModeConfig memory m = _modeConfig;
-        TeeConfig memory t = _teeConfig;
-        return (
-            m.disputes,
-            address(t.enclaves),
-            m.challengeWindow,
-            m.attesterFeeBps,
-            uint256(t.attesterSlashUnits) * COLLATERAL_UNIT
-        );
+        return (m.disputes, address(_teeConfig.enclaves), m.challengeWindow, m.attesterFeeBps);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -671,18 +665,47 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         emit VerificationModulesSet(enclaves, disputes);
     }
 
-    /// @notice Set the optimistic mode's challenge window (s), the attesters' share of each fee (bps; with the
-    /// protocol's and the model owner's at most 100%) and the stake slashed from each attester of outputs
-    /// proved wrong (a multiple of COLLATERAL_UNIT).
-    function setOptimisticParameters(
-        uint32 challengeWindow,
-        uint16 attesterFeeBps,
-        uint256 attesterSlash
-    ) external onlyOwner {
-        _setOptimisticParameters(challengeWindow, attesterFeeBps, attesterSlash);
+    /// @notice Set the optimistic mode's challenge window (s) and the attesters' share of each fee (bps; with
+    /// the protocol's and the model owner's at most 100%).
+    function setOptimisticParameters(uint32 challengeWindow, uint16 attesterFeeBps) external onlyOwner {
+        _setOptimisticParameters(challengeWindow, attesterFeeBps);
     }
 
     // ---------------------------------------------------------------- internals
+
+    /// @dev Reverts unless `signature` over the task's TEE digest is by an Active enclave key of `node`.
+    function _checkEnclaveSignature(
+        uint256 taskId,
+        address node,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes calldata signature
+    ) private {
+        IEnclaveRegistry enclaves = _teeConfig.enclaves;
+        if (address(enclaves) == address(0)) revert TaskRegistryModuleNotSet(VerificationModes.TEE);
+        bytes32 digest = teeResultDigest(
+            taskId,
+            node,
+            task.inputHash,
+            models.onnxHashOf(task.modelId),
+            outputs
+        );
+        (address key, address keyNode, IEnclaveRegistry.KeyStanding standing) = enclaves.signerStatus(
+            digest,
+            signature
+        );
+        if (keyNode != node || standing != IEnclaveRegistry.KeyStanding.Active) {
+            revert TaskRegistryEnclaveKeyRejected(taskId, key, uint8(standing));
+        }
+        emit TaskEnclaveSigned(taskId, key);
+    }
+
+    /// @dev The signer of a 65-byte (r, s, v) signature over `digest`, zero if there is none. Malleable
+    /// signatures are harmless here: an attester counts once by address.
+    function _recoverSigner(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) return address(0);
+        return ecrecover(digest, uint8(signature[64]), bytes32(signature[0:32]), bytes32(signature[32:64]));
+    }
 
     /// @dev Settles pending outputs as verified: stores them, pays the fee with the attesters' share, runs
     /// the callback.
@@ -708,23 +731,16 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         record.aux = 0;
     }
 
-    function _setOptimisticParameters(
-        uint32 challengeWindow,
-        uint16 attesterFeeBps,
-        uint256 attesterSlash
-    ) private {
+    function _setOptimisticParameters(uint32 challengeWindow, uint16 attesterFeeBps) private {
         SubmitConfig memory c = _submitConfig;
         bool ok =
             challengeWindow != 0 &&
                 challengeWindow <= 30 days &&
-                uint256(c.protocolFeeBps) + c.royaltyBps + attesterFeeBps <= _BPS &&
-                attesterSlash % COLLATERAL_UNIT == 0 &&
-                attesterSlash / COLLATERAL_UNIT <= type(uint64).max;
+                uint256(c.protocolFeeBps) + c.royaltyBps + attesterFeeBps <= _BPS;
         if (!ok) revert TaskRegistryInvalidParameter();
         _modeConfig.challengeWindow = challengeWindow;
         _modeConfig.attesterFeeBps = attesterFeeBps;
-        _teeConfig.attesterSlashUnits = uint64(attesterSlash / COLLATERAL_UNIT);
-        emit OptimisticParametersSet(challengeWindow, attesterFeeBps, attesterSlash);
+        emit OptimisticParametersSet(challengeWindow, attesterFeeBps);
     }
 
     function _submit(TaskRequest calldata request, uint8 mode) private returns (uint256 taskId) {

@@ -54,7 +54,7 @@ describe("Verification modes: gas", function () {
     const gas = (name: string, tx: Promise<ContractTransactionResponse>) => measure(name, tx, record);
     const post = await gas(
       "TaskRegistry.submitResultOptimistic (tiny model, 1 output word)",
-      f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs),
+      f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []),
     );
     const attest = await gas(
       "TaskRegistry.attest (first attester)",

@@ -87,7 +87,7 @@ describe("Optimistic mode (property)", function () {
           await f.tasks.connect(node).claimTask(s.taskId, s.task);
           const correct = tinyOutputWord(VALUES);
           const outputs = [sc.lying ? correct + 1n : correct];
-          await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+          await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
           const outputsHash = hashWords(outputs);
           const attesters: string[] = [];
           for (const i of sc.attesters) {

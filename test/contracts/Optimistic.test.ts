@@ -60,7 +60,7 @@ async function posted(
   });
   await f.tasks.connect(node).claimTask(s.taskId, s.task);
   const outputs = opts.outputs ?? [tinyOutputWord(values)];
-  await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+  await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
   return { s, node, outputs, outputsHash: hashWords(outputs) };
 }
 
@@ -145,7 +145,7 @@ describe("Optimistic mode", function () {
       const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       const outputs = [tinyOutputWord(VALUES)];
-      const tx = f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      const tx = f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
       await expect(tx).to.emit(f.tasks, "TaskResultPosted");
       expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Pending);
       const [pendingNode, windowEnd] = await f.tasks.pendingOf(s.taskId);
@@ -160,11 +160,11 @@ describe("Optimistic mode", function () {
       const zk = await f.submit(VALUES, { modelId: f.optimisticModelId });
       await f.tasks.connect(node).claimTask(zk.taskId, zk.task);
       const outputs = [tinyOutputWord(VALUES)];
-      await expect(f.tasks.connect(node).submitResultOptimistic(zk.taskId, zk.task, outputs))
+      await expect(f.tasks.connect(node).submitResultOptimistic(zk.taskId, zk.task, outputs, []))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
         .withArgs(zk.taskId, VERIFICATION_MODE_ZK);
       const p = await posted(f);
-      await expect(f.tasks.connect(f.nodes[1]).submitResultOptimistic(p.s.taskId, p.s.task, outputs))
+      await expect(f.tasks.connect(f.nodes[1]).submitResultOptimistic(p.s.taskId, p.s.task, outputs, []))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
         .withArgs(p.s.taskId, Status.Pending);
     });
@@ -398,7 +398,7 @@ describe("Optimistic mode", function () {
         .to.emit(f.tasks, "TaskRejected")
         .withArgs(p.s.taskId, f.requester.address, MODEL_FEE, Outcome.NodeWrong);
       await expect(tx)
-        .to.emit(f.tasks, "AttesterSlashed")
+        .to.emit(f.disputes, "AttesterSlashed")
         .withArgs(p.s.taskId, attester.address, ATTESTER_SLASH);
       await expect(tx)
         .to.emit(f.disputes, "DisputeResolved")
@@ -709,7 +709,7 @@ describe("Optimistic mode", function () {
       const [, claimExpiresAt] = await f.tasks.claimOf(s.taskId);
       await time.increaseTo(claimExpiresAt + 1n);
       await expect(
-        f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs),
+        f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []),
       ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryClaimExpired");
     });
   });
@@ -727,7 +727,7 @@ describe("Optimistic mode", function () {
       });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       const outputs = [tinyOutputWord(VALUES)];
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
       await f.tasks.connect(f.verifiers[0]).attest(s.taskId, s.task, hashWords(outputs), []);
       await afterWindow(f, s.taskId);
       await expect(f.tasks.finalizeResult(s.taskId, s.task, outputs, [f.verifiers[0].address]))
@@ -749,14 +749,14 @@ describe("Optimistic mode", function () {
       });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       const { proof, outputs } = await f.prove(s, node);
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
       await f.disputes.connect(f.verifiers[1]).challenge(s.taskId, s.task, hashWords(outputs), []);
       await f.disputes.respond(s.taskId, s.task, s.input, outputs, [], proof);
       expect(await recorder.lastTaskId()).to.equal(s.taskId);
       expect(await recorder.lastOutputs()).to.deep.equal(outputs);
     });
 
-    it("a timeout still refunds the requester and returns the bond when the registry lost its slasher role", async function () {
+    it("a timeout still refunds the requester, returns the bond and slashes the attesters when the registry lost its slasher role", async function () {
       const f = await loadFixture(modesFixture);
       const [attester, challenger] = f.verifiers;
       const requesterBefore = await tokens(f, f.requester.address);
@@ -771,9 +771,8 @@ describe("Optimistic mode", function () {
       await expect(tx)
         .to.emit(f.tasks, "StakingCallFailed")
         .withArgs(p.s.taskId, p.node.address, CLAIM_COLLATERAL, slashSelector);
-      await expect(tx)
-        .to.emit(f.tasks, "StakingCallFailed")
-        .withArgs(p.s.taskId, attester.address, ATTESTER_SLASH, slashSelector);
+      // The attesters are slashed by the dispute manager, which keeps its own slasher role.
+      await expect(tx).to.emit(f.disputes, "AttesterSlashed").withArgs(p.s.taskId, attester.address, ATTESTER_SLASH);
       expect(await f.tasks.taskStatus(p.s.taskId)).to.equal(Status.Rejected);
       expect(await tokens(f, f.requester.address)).to.equal(requesterBefore);
       expect(await tokens(f, challenger.address)).to.equal(challengerBefore + CHALLENGE_BOND);

@@ -281,6 +281,7 @@ export async function signTeeResult(
   node: string,
   outputs: bigint[],
 ) {
-  const digest = await f.tasks.teeResultDigest(s.taskId, node, s.task.inputHash, outputs);
+  const onnxHash = await f.models.onnxHashOf(s.task.modelId);
+  const digest = await f.tasks.teeResultDigest(s.taskId, node, s.task.inputHash, onnxHash, outputs);
   return key.signingKey.sign(digest).serialized;
 }

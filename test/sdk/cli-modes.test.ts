@@ -123,7 +123,7 @@ describe("opg task: verification modes", function () {
     const program = loadProgram(bundleDir);
     const values = executeProgram(program, quantizeInput(program, INPUT.flat()))[program.output.tensor];
     const outputs = packValues(values, loadManifest(bundleDir).publicSignals.packBits);
-    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs)).wait();
+    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, [])).wait();
 
     const pending = await opg("task", "status", taskId);
     const facts = JSON.parse(pending.stdout);

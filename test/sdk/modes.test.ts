@@ -114,7 +114,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
         new RegExp(`^claimed by ${node.address} until \\S+: waiting for it to post its outputs; deadline`),
       );
       outputs = f.honestOutputs();
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
       const pending = await look(s.taskId);
       expect(pending).to.include({
         status: "Pending",
@@ -186,7 +186,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       const lie = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(lie.taskId, lie.task);
       const wrong = outputs.map((w, i) => (i === 0 ? w + 1n : w));
-      await f.tasks.connect(node).submitResultOptimistic(lie.taskId, lie.task, wrong);
+      await f.tasks.connect(node).submitResultOptimistic(lie.taskId, lie.task, wrong, []);
       await f.tasks.connect(verifier).attest(lie.taskId, lie.task, hashWords(wrong), []);
       await time.increase(601);
       await f.tasks.connect(node).finalizeResult(lie.taskId, lie.task, wrong, [verifier.address]);
@@ -200,7 +200,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     it("fails the wait as refundable, and refund() expires it unattested", async function () {
       const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, f.honestOutputs());
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, f.honestOutputs(), []);
       await expectClientError(f.client.refund(s.taskId), /its challenge window is open until/);
       await time.increase(601);
       await expectClientError(
@@ -220,7 +220,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       const wrong = f.honestOutputs().map((w, i) => (i === 0 ? w + 1n : w));
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong, []);
       const challenger = f.verifiers[1];
       await f.disputes.connect(challenger).challenge(s.taskId, s.task, hashWords(wrong), []);
       const disputed = await look(s.taskId);
@@ -256,7 +256,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       const outputs = f.honestOutputs();
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
       await f.disputes.connect(f.verifiers[1]).challenge(s.taskId, s.task, hashWords(outputs), []);
       const manifest = loadManifest(f.bundleDir);
       const binding = BigInt(await f.tasks.taskBinding(s.taskId, node.address));
@@ -302,7 +302,7 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       );
       await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
       const outputs = [7n];
-      await f.tasks.connect(node).submitResultOptimistic(submitted.taskId, submitted.task, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(submitted.taskId, submitted.task, outputs, []);
       await f.disputes
         .connect(f.verifiers[1])
         .challenge(submitted.taskId, submitted.task, hashWords(outputs), []);
@@ -337,7 +337,8 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       expect((await look(s.taskId)).message).to.match(/: waiting for its enclave-signed result; deadline/);
       const outputs = f.honestOutputs();
-      const digest = await f.tasks.teeResultDigest(s.taskId, node.address, s.task.inputHash, outputs);
+      const onnxHash = await f.models.onnxHashOf(s.task.modelId);
+      const digest = await f.tasks.teeResultDigest(s.taskId, node.address, s.task.inputHash, onnxHash, outputs);
       const signature = key.signingKey.sign(digest).serialized;
       await f.tasks.connect(node).submitResultTee(s.taskId, s.task, outputs, signature);
       const result = await f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 });
@@ -391,7 +392,8 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       const t = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee" });
       await f.tasks.connect(node).claimTask(t.taskId, t.task);
       const outputs = f.honestOutputs();
-      const digest = await f.tasks.teeResultDigest(t.taskId, node.address, t.task.inputHash, outputs);
+      const onnxHash = await f.models.onnxHashOf(t.task.modelId);
+      const digest = await f.tasks.teeResultDigest(t.taskId, node.address, t.task.inputHash, onnxHash, outputs);
       await f.tasks
         .connect(node)
         .submitResultTee(t.taskId, t.task, outputs, bad.signingKey.sign(digest).serialized);

@@ -890,6 +890,7 @@ export class InferenceNode {
       taskId,
       submitted.task,
       outputs,
+      [],
     ]);
     const receipt = await this.submitter.send("post", await this.chain.tasks.getAddress(), data, taskId);
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
@@ -1057,10 +1058,13 @@ export class InferenceNode {
     const taskId = submitted.taskId;
     const enclave = this.enclave!;
     const outputs = packValues(prepared.outputs, prepared.bundle.manifest.publicSignals.packBits);
+    // The hash of the model bytes the enclave ran (the bundle cache checked them against the manifest and
+    // the registry): a host feeding it another model's bytes gets a signature the registry refuses.
     const digest = await this.chain.tasks.teeResultDigest(
       taskId,
       this.address,
       submitted.task.inputHash,
+      "0x" + prepared.bundle.manifest.onnx.sha256,
       outputs,
     );
     const signature = enclave.signDigest(digest);

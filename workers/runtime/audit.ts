@@ -40,7 +40,7 @@ export const MODE_TOPICS = {
   disputed: topic(taskRegistryInterface, "TaskDisputed"),
   rejected: topic(taskRegistryInterface, "TaskRejected"),
   attestersPaid: topic(taskRegistryInterface, "AttestersPaid"),
-  attesterSlashed: topic(taskRegistryInterface, "AttesterSlashed"),
+  attesterSlashed: topic(disputeManagerInterface, "AttesterSlashed"),
   enclaveSigned: topic(taskRegistryInterface, "TaskEnclaveSigned"),
   disputeOpened: topic(disputeManagerInterface, "DisputeOpened"),
   disputeVoted: topic(disputeManagerInterface, "DisputeVoted"),
@@ -683,7 +683,13 @@ async function auditTee(
     s.outputs.length === ctx.eventOutputs.length && s.outputs.every((w, i) => w === ctx.eventOutputs[i]);
   if (!outputsMatch) problems.push("CALLDATA OUTPUTS DIFFER FROM THE TaskVerified EVENT");
 
-  const digest = await deps.tasks.teeResultDigest(taskId, node, s.task.inputHash, s.outputs);
+  const digest = await deps.tasks.teeResultDigest(
+    taskId,
+    node,
+    s.task.inputHash,
+    await deps.models.onnxHashOf(s.task.modelId),
+    s.outputs,
+  );
   let recovered: string | null = null;
   try {
     recovered = ethers.recoverAddress(digest, s.signature);
