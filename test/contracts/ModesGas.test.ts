@@ -1,5 +1,6 @@
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { expect } from "chai";
+import { ethers } from "hardhat";
 import type { ContractTransactionResponse } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { expectGasAtMost, recordGas } from "../helpers/gas-snapshot";
@@ -70,6 +71,35 @@ describe("Verification modes: gas", function () {
     return { post, attest, finalize };
   }
 
+  /**
+   * The optimistic happy path as the workers run it: the verifier's attestation signed off chain rides with the
+   * post (two transactions), then finalize after the window.
+   */
+  async function optimisticSigned(
+    f: Fixture,
+    node: HardhatEthersSigner,
+    attester: HardhatEthersSigner,
+    record: boolean,
+  ) {
+    const s = await claimed(f, node, VERIFICATION_MODE_OPTIMISTIC);
+    const { outputs } = await f.prove(s, node);
+    const digest = await f.tasks.attestationDigest(s.taskId, node.address, hashWords(outputs));
+    const signature = await attester.signMessage(ethers.getBytes(digest));
+    const gas = (name: string, tx: Promise<ContractTransactionResponse>) => measure(name, tx, record);
+    const post = await gas(
+      "TaskRegistry.submitResultOptimistic (tiny model, 1 attestation signed off chain)",
+      f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, [signature]),
+    );
+    const [, windowEnd] = await f.tasks.pendingOf(s.taskId);
+    await time.increaseTo(windowEnd + 1n);
+    const finalize = await gas(
+      "TaskRegistry.finalizeResult (1 attester, signed off chain)",
+      f.tasks.connect(node).finalizeResult(s.taskId, s.task, outputs, [attester.address]),
+    );
+    expect(await f.tasks.taskStatus(s.taskId)).to.equal(3n);
+    return { post, finalize };
+  }
+
   async function tee(f: Fixture, node: HardhatEthersSigner, key: EnclaveKeyWallet) {
     const s = await claimed(f, node, VERIFICATION_MODE_TEE);
     const { outputs } = await f.prove(s, node);
@@ -102,6 +132,23 @@ describe("Verification modes: gas", function () {
     expectGasAtMost(o.post, 50_000, "submitResultOptimistic");
     expectGasAtMost(o.attest, 55_000, "attest (first attester)");
     expectGasAtMost(o.finalize, 72_000, "finalizeResult (1 attester)");
+  });
+
+  it("the optimistic happy path as the workers run it (attestation signed off chain) costs at most half a ZK settlement", async function () {
+    const f = await loadFixture(modesFixture);
+    const [node] = f.nodes;
+    const [attester] = f.verifiers;
+    await (await zk(f, node)).wait();
+    await optimisticSigned(f, node, attester, false);
+
+    const zkGas = Number((await (await zk(f, node)).wait())!.gasUsed);
+    const o = await optimisticSigned(f, node, attester, true);
+    const sum = o.post + o.finalize;
+    console.log(
+      `      ZK submitResult: ${zkGas} gas; optimistic with an off-chain attestation: post ${o.post} + ` +
+        `finalize ${o.finalize} = ${sum} gas (${((100 * sum) / zkGas).toFixed(1)}% of ZK)`,
+    );
+    expectGasAtMost(sum, Math.floor(zkGas / 2), "optimistic happy path (post with attestation + finalize)");
   });
 
   it("TEE settlement costs under a third of a ZK settlement of the same task", async function () {

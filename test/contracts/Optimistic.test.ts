@@ -108,6 +108,25 @@ async function freshVerifiers(f: Fixture, n: number, stake: bigint) {
   return out;
 }
 
+/** `signer`'s off-chain attestation of `outputs` that `node` is about to post for `s`. */
+async function signAttestation(
+  f: Fixture,
+  signer: { signMessage(message: Uint8Array): Promise<string> },
+  s: SubmittedTask,
+  node: string,
+  outputs: bigint[],
+) {
+  const digest = await f.tasks.attestationDigest(s.taskId, node, hashWords(outputs));
+  return signer.signMessage(ethers.getBytes(digest));
+}
+
+/** Submit in optimistic mode on the circuit model and claim with `node`; returns the task and honest outputs. */
+async function claimedOptimistic(f: Fixture, node: HardhatEthersSigner) {
+  const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
+  await f.tasks.connect(node).claimTask(s.taskId, s.task);
+  return { s, outputs: [tinyOutputWord(VALUES)] };
+}
+
 describe("Optimistic mode", function () {
   describe("submitTask", function () {
     it("picks the strongest mode the model allows and freezes the optimistic terms", async function () {
@@ -772,12 +791,100 @@ describe("Optimistic mode", function () {
         .to.emit(f.tasks, "StakingCallFailed")
         .withArgs(p.s.taskId, p.node.address, CLAIM_COLLATERAL, slashSelector);
       // The attesters are slashed by the dispute manager, which keeps its own slasher role.
-      await expect(tx).to.emit(f.disputes, "AttesterSlashed").withArgs(p.s.taskId, attester.address, ATTESTER_SLASH);
+      await expect(tx)
+        .to.emit(f.disputes, "AttesterSlashed")
+        .withArgs(p.s.taskId, attester.address, ATTESTER_SLASH);
       expect(await f.tasks.taskStatus(p.s.taskId)).to.equal(Status.Rejected);
       expect(await tokens(f, f.requester.address)).to.equal(requesterBefore);
       expect(await tokens(f, challenger.address)).to.equal(challengerBefore + CHALLENGE_BOND);
       // The collateral was still unlocked: the node is not left with stake locked for a settled task.
       expect((await f.staking.nodeInfo(p.node.address)).locked).to.equal(0n);
+    });
+  });
+
+  describe("attestations signed off chain, carried by the post", function () {
+    it("count as attestations: TaskAttested in the post's transaction, final after the window, paid", async function () {
+      const f = await loadFixture(modesFixture);
+      const node = f.nodes[0];
+      const [a, b] = f.verifiers;
+      const { s, outputs } = await claimedOptimistic(f, node);
+      const sigs = [
+        await signAttestation(f, a, s, node.address, outputs),
+        await signAttestation(f, b, s, node.address, outputs),
+      ];
+      const tx = f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, sigs);
+      await expect(tx).to.emit(f.tasks, "TaskAttested").withArgs(s.taskId, a.address, 1n);
+      await expect(tx).to.emit(f.tasks, "TaskAttested").withArgs(s.taskId, b.address, 2n);
+      // A third verifier can still attest on chain after them.
+      const c = f.verifiers[2];
+      await f.tasks.connect(c).attest(s.taskId, s.task, hashWords(outputs), [a.address, b.address]);
+      // Neither signer can attest again on chain.
+      await expect(
+        f.tasks.connect(a).attest(s.taskId, s.task, hashWords(outputs), [a.address, b.address, c.address]),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryCannotAttest")
+        .withArgs(s.taskId, a.address);
+      await afterWindow(f, s.taskId);
+      const before = await f.tasks.creditsOf(a.address);
+      await f.tasks.finalizeResult(s.taskId, s.task, outputs, [a.address, b.address, c.address]);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Verified);
+      const share = (MODEL_FEE * ATTESTER_BPS) / BPS / 3n;
+      expect(await f.tasks.creditsOf(a.address)).to.equal(before + share);
+    });
+
+    it("refuses a signature by a non-verifier, the node itself, a signer twice, or over other outputs or another task", async function () {
+      const f = await loadFixture(modesFixture);
+      const node = f.nodes[0];
+      const [a] = f.verifiers;
+      const { s, outputs } = await claimedOptimistic(f, node);
+      const other = await claimedOptimistic(f, node);
+      const post = (sigs: string[]) =>
+        f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, sigs);
+      const refused = async (sigs: string[], who: string) =>
+        expect(post(sigs))
+          .to.be.revertedWithCustomError(f.tasks, "TaskRegistryCannotAttest")
+          .withArgs(s.taskId, who);
+
+      // Not a verification node (an inference node), and the posting node itself.
+      await refused([await signAttestation(f, f.nodes[1], s, node.address, outputs)], f.nodes[1].address);
+      await refused([await signAttestation(f, node, s, node.address, outputs)], node.address);
+      // The same verifier twice.
+      const good = await signAttestation(f, a, s, node.address, outputs);
+      await refused([good, good], a.address);
+      // Over other outputs, or for another task, or bound to another node: recovers to a stranger.
+      const wrong = await signAttestation(f, a, s, node.address, [outputs[0] + 1n]);
+      const wrongSigner = ethers.verifyMessage(
+        ethers.getBytes(await f.tasks.attestationDigest(s.taskId, node.address, hashWords(outputs))),
+        wrong,
+      );
+      await refused([wrong], wrongSigner);
+      const replayed = await signAttestation(f, a, other.s, node.address, outputs);
+      await expect(post([replayed])).to.be.revertedWithCustomError(f.tasks, "TaskRegistryCannotAttest");
+      const otherNode = await signAttestation(f, a, s, f.nodes[1].address, outputs);
+      await expect(post([otherNode])).to.be.revertedWithCustomError(f.tasks, "TaskRegistryCannotAttest");
+      // Malformed bytes.
+      await refused(["0x1234"], ethers.ZeroAddress);
+      // The honest one goes through.
+      await expect(post([good]))
+        .to.emit(f.tasks, "TaskAttested")
+        .withArgs(s.taskId, a.address, 1n);
+    });
+
+    it("slashes an off-chain attester of outputs a dispute proved wrong", async function () {
+      const f = await loadFixture(modesFixture);
+      const node = f.nodes[0];
+      const [a, challenger] = f.verifiers;
+      const { s } = await claimedOptimistic(f, node);
+      const wrong = [1n];
+      const sig = await signAttestation(f, a, s, node.address, wrong);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong, [sig]);
+      await f.disputes.connect(challenger).challenge(s.taskId, s.task, hashWords(wrong), [a.address]);
+      await afterDispute(f, s.taskId);
+      const stakeBefore = await bonded(f, a.address);
+      await expect(f.disputes.timeout(s.taskId, s.task, hashWords(wrong), [a.address]))
+        .to.emit(f.disputes, "AttesterSlashed")
+        .withArgs(s.taskId, a.address, ATTESTER_SLASH);
+      expect(await bonded(f, a.address)).to.equal(stakeBefore - ATTESTER_SLASH);
     });
   });
 
