@@ -14,6 +14,7 @@ import { loadPlainManifest } from "../../zkml/plain-bundle";
 import {
   account,
   fixtureBundle,
+  freePort,
   publishModel,
   stakeNode,
   startInferenceNode,
@@ -42,10 +43,13 @@ const irisInputs: number[][] = JSON.parse(
 /**
  * The optimistic mode with real processes on a hardhat node: an inference node that posts results without
  * proof and lies on every third task (the test-only faultLieEvery), and one honest verification node that
- * re-executes every posted result. Every honest result is attested and, after the challenge window,
- * finalised by the node; every lie is challenged, the node cannot prove it, and after the response window
- * the challenger's timeout rejects it: node slashed, requester refunded, challenger paid its share of the
- * slash. Every OPG amount is checked exactly.
+ * re-executes every posted result. Before posting, the inference node asks the verification node (at the
+ * endpoint it registered in NodeStaking: its service port) for an attestation signed off chain: every honest
+ * result is posted with it (the TaskAttested is in the posting transaction) and, after the challenge window,
+ * finalised by the node: two transactions, no separate attest. Every lie is refused (409), posted without
+ * attestation, challenged, the node cannot prove it, and after the response window the challenger's timeout
+ * rejects it: node slashed, requester refunded, challenger paid its share of the slash. Every OPG amount is
+ * checked exactly.
  */
 describe("optimistic mode end to end (hardhat node + worker processes)", function () {
   this.timeout(900_000);
@@ -54,6 +58,10 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
   let modelId: bigint;
   let requester: Wallet;
   const procs: Proc[] = [];
+  /** The service ports of verification nodes 7 and 8: the endpoints they register, where /attest is served. */
+  const servicePort: Record<number, number> = {};
+  /** How long the inference node waits for attestations (generous: a loaded 2-core machine). */
+  const attestTimeout = ["--attest-timeout-ms", "30000"];
 
   before(async function () {
     bundleDir = await fixtureBundle(IRIS);
@@ -61,8 +69,9 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     ({ modelId } = await publishModel(net, bundleDir, FEE, {
       verificationModes: MODES.zk | MODES.optimistic,
     }));
+    for (const i of [7, 8]) servicePort[i] = await freePort();
     await stakeNode(net, 5, 1, STAKE);
-    await stakeNode(net, 7, 2, STAKE);
+    await stakeNode(net, 7, 2, STAKE, `http://127.0.0.1:${servicePort[7]}`);
     const { token, tasks } = net.deployment;
     await (await token.connect(net.deployer).transfer(account(7).address, BOND_FUNDS)).wait();
     requester = account(1).connect(net.provider) as unknown as Wallet;
@@ -115,11 +124,12 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     const verifier = account(7).address;
     const treasury = await net.deployer.getAddress();
     const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference"), {
-      extra: ["--fault-lie-every", String(LIE_EVERY)],
+      extra: ["--fault-lie-every", String(LIE_EVERY), ...attestTimeout],
     });
     // The verification node leaves finalising to the inference node (it would step in a day late).
     const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification"), {
       extra: ["--finalize-after-seconds", "86400"],
+      metricsPort: servicePort[7],
     });
     procs.push(inference, verification);
     await waitForLog(inference, "inference node started");
@@ -167,7 +177,29 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     for (const s of honest) {
       const posted = await tasks.queryFilter(tasks.filters.TaskResultPosted(s.taskId));
       expect(posted[0].args.outputs).to.deep.equal(s.expected);
+      // Attested off chain: the attestation rode in the posting transaction, after the TaskResultPosted.
+      const [attested] = await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId));
+      expect(attested.args.attester).to.equal(verifier);
+      expect(attested.transactionHash, `task ${s.taskId} attested in its posting tx`).to.equal(
+        posted[0].transactionHash,
+      );
+      expect(attested.index).to.be.greaterThan(posted[0].index);
+      const tx = await net.provider.getTransaction(posted[0].transactionHash);
+      expect(tx!.from).to.equal(node);
     }
+    for (const s of lies) {
+      expect(await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId)), "a lie is not attested").to.be
+        .empty;
+    }
+    // The verification node signed every honest result and refused every lie, and sent no attest itself.
+    const signedLogs = verification.logs().filter((l) => /attestation signed off chain/.test(String(l.msg)));
+    const refusedLogs = verification.logs().filter((l) => /refused to sign/.test(String(l.msg)));
+    expect(signedLogs.length).to.equal(honest.length);
+    expect(refusedLogs.length).to.be.greaterThanOrEqual(lies.length);
+    expect(
+      verification.logs().filter((l) => /outputs match, attested/.test(String(l.msg))),
+      "no attest transaction",
+    ).to.be.empty;
 
     // Past the challenge window and the dispute response window.
     const [, , challengeWindow] = await tasks.modeParameters();
@@ -189,7 +221,9 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       500,
     );
 
-    // Honest: the posted outputs are the result, finalised by the inference node itself.
+    // Honest: the posted outputs are the result, finalised by the inference node itself. From the claim on,
+    // the task took two transactions: the post (with its attestation) and the finalisation.
+    const gas: bigint[] = [];
     for (const s of honest) {
       const result = await tasks.resultOf(s.taskId);
       expect(result.node).to.equal(node);
@@ -197,6 +231,21 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       const verified = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
       const tx = await net.provider.getTransaction(verified[0].transactionHash);
       expect(tx!.from, `task ${s.taskId} finalised by the inference node`).to.equal(node);
+      const [claimed] = await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId));
+      const [posted] = await tasks.queryFilter(tasks.filters.TaskResultPosted(s.taskId));
+      const after = (
+        await net.provider.getLogs({
+          address: await tasks.getAddress(),
+          topics: [null, ethers.toBeHex(s.taskId, 32)],
+          fromBlock: claimed.blockNumber,
+        })
+      ).filter((l) => l.transactionHash !== claimed.transactionHash);
+      const txs = [...new Set(after.map((l) => l.transactionHash))];
+      expect(txs, `task ${s.taskId}: post + finalise`).to.deep.equal([
+        posted.transactionHash,
+        verified[0].transactionHash,
+      ]);
+      for (const hash of txs) gas.push((await net.provider.getTransactionReceipt(hash))!.gasUsed);
     }
     // Lies: rejected as NodeWrong after the verification node's timeout; requester refunded.
     for (const s of lies) {
@@ -233,6 +282,12 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       "no bond left in the dispute manager",
     ).to.equal(0n);
     expect((await staking.nodeInfo(verifier)).bonded, "the honest verifier lost nothing").to.equal(STAKE);
+    const postGas = gas.filter((_, i) => i % 2 === 0);
+    const finalizeGas = gas.filter((_, i) => i % 2 === 1);
+    console.log(
+      `      optimistic e2e: post with 1 off-chain attestation ${postGas.join("/")} gas, finalise ` +
+        `${finalizeGas.join("/")} gas (no attest transaction)`,
+    );
     console.log(
       `      optimistic e2e: ${TASKS} tasks, ${h} honest attested+finalised, ${l} lies challenged+rejected; ` +
         `node credits ${ethers.formatEther(await tasks.creditsOf(node))} OPG, attester credits ` +
@@ -266,11 +321,12 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
   it("answers a challenge of an honest result with a proof: the result stands and the node takes the bond", async function () {
     const { token, tasks, disputes } = net.deployment;
     const node = account(5).address;
-    const challenger = await stakeNode(net, 8, 2, STAKE);
+    const challenger = await stakeNode(net, 8, 2, STAKE, `http://127.0.0.1:${servicePort[8]}`);
     await (await token.connect(net.deployer).transfer(challenger.address, BOND_FUNDS)).wait();
     const bond = await disputes.challengeBond();
     await (await token.connect(challenger).approve(await disputes.getAddress(), bond)).wait();
     const startBlock = await net.provider.getBlockNumber();
+    // No verification node runs: the registered endpoints do not answer and the result is posted unattested.
     const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-answer"), {
       extra: ["--start-block", String(startBlock)],
     });
@@ -318,9 +374,10 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     const node = account(5).address;
     const from = ["--start-block", String(await net.provider.getBlockNumber())];
     const stateDir = path.join(net.tmp, "inference-restart");
-    let inference = startInferenceNode(net, 5, stateDir, { extra: from });
+    let inference = startInferenceNode(net, 5, stateDir, { extra: [...from, ...attestTimeout] });
     const verification = startVerificationNode(net, 7, path.join(net.tmp, "verification-restart"), {
       extra: [...from, "--finalize-after-seconds", "86400"],
+      metricsPort: servicePort[7],
     });
     procs.push(inference, verification);
     await waitForLog(inference, "inference node started");
@@ -411,11 +468,12 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     const from = ["--start-block", String(startBlock)];
     const late = ["--finalize-after-seconds", "86400"];
     const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-plain"), {
-      extra: [...from, "--fault-lie-every", String(LIE_EVERY)],
+      extra: [...from, "--fault-lie-every", String(LIE_EVERY), ...attestTimeout],
     });
     const verifiers = [7, 8].map((i) =>
       startVerificationNode(net, i, path.join(net.tmp, `verification-plain-${i}`), {
         extra: [...from, ...late],
+        metricsPort: servicePort[i],
       }),
     );
     procs.push(inference, ...verifiers);
@@ -447,6 +505,15 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       600_000,
       500,
     );
+    // The quorum (1) was signed off chain and rode in the post; the other verification node attested on chain.
+    for (const s of honest) {
+      const [posted] = await tasks.queryFilter(tasks.filters.TaskResultPosted(s.taskId));
+      const attested = await tasks.queryFilter(tasks.filters.TaskAttested(s.taskId));
+      expect(attested[0].transactionHash, "the first attestation in the post").to.equal(
+        posted.transactionHash,
+      );
+      expect(attested[1].transactionHash).not.to.equal(posted.transactionHash);
+    }
     const lie = lies[0].taskId;
     const dispute = await disputes.disputeOf(lie);
     expect(dispute.circuit).to.equal(false);

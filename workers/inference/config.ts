@@ -154,6 +154,33 @@ export const inferenceSchema = {
       return v;
     },
   }),
+  attestUrls: opt({
+    env: "OPG_ATTEST_URLS",
+    description:
+      "verification nodes asked for attestations signed off chain before an optimistic result is posted (they " +
+      "ride in the posting transaction): auto (default) the endpoints eligible verification nodes registered " +
+      "in NodeStaking; none: ask nobody (attesters then attest on chain); or comma-separated base URLs of " +
+      "their service ports (http://host:9465), asked in that order",
+    default: "auto" as "auto" | "none" | string[],
+    parse: (raw) => {
+      if (raw === "auto" || raw === "none") return raw;
+      const urls = (Array.isArray(raw) ? raw.map(String) : String(raw).split(","))
+        .map((u) => u.trim())
+        .filter(Boolean);
+      if (urls.length === 0) throw new Error("must be auto, none, or comma-separated http(s) URLs");
+      return urls.map((u) => {
+        if (!/^https?:$/.test(new URL(parse.url(u)).protocol)) throw new Error(`${u} is not an http(s) URL`);
+        return u;
+      });
+    },
+  }),
+  attestTimeoutMs: opt({
+    env: "OPG_ATTEST_TIMEOUT_MS",
+    description:
+      "how long to wait for off-chain attestations before posting an optimistic result with those in hand",
+    default: 5000,
+    parse: parse.int(100, 120_000),
+  }),
   faultLieEvery: opt({
     env: "OPG_FAULT_LIE_EVERY",
     description:

@@ -47,6 +47,7 @@ import {
 } from "../runtime/optimistic";
 import { DevEnclave, ensureEnclaveKeyRegistered } from "../../tee/dev-enclave";
 import type { inferenceSchema } from "./config";
+import { gatherAttestations, isHttpEndpoint, type Attestation } from "./attestations";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { ProverPool } from "./prover-pool";
 import { servedKeyProblem } from "./served-key";
@@ -71,6 +72,13 @@ interface PostedResult {
   /** Fault injection: the posted outputs are deliberately wrong. */
   lied?: boolean;
 }
+
+/** INodeStaking.Role.Verification. */
+const VERIFICATION_ROLE = 1;
+/** How long the verification nodes read from NodeStaking (attestUrls auto) are used before being read again. */
+const VERIFIERS_TTL_MS = 60_000;
+/** Most verification nodes read from NodeStaking to ask for attestations. */
+const MAX_VERIFIERS_LISTED = 256;
 
 /** Ends a task's pipeline quietly: dry run after the first transaction it would send, or a task given up. */
 class PipelineStop extends Error {}
@@ -99,6 +107,16 @@ export const STATES = [
   "failed",
 ] as const;
 const WORKING = ["seen", "claimed", "proved", "posted", "disputed"];
+
+/** `items` in random order (the load of attesting spread over verification nodes). */
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
 
 /**
  * Why the claim policy skips a task (the fee, the time left before its deadline at chain time `now`, the
@@ -171,6 +189,8 @@ export class InferenceNode {
   /** The latest block's timestamp, read every poll: when posted results are due to be finalised. */
   private chainNow = 0;
   private readonly metrics;
+  /** attestUrls auto: eligible verification nodes' registered endpoints, and when they were read. */
+  private verifiers?: { urls: string[]; at: number };
   /** The enclave that signs TEE results (`--enclave dev`), or undefined: TEE tasks are not claimed. */
   private enclave?: DevEnclave;
   readonly address: string;
@@ -233,7 +253,7 @@ export class InferenceNode {
       }),
       seconds: new client.Histogram({
         name: "opg_stage_seconds",
-        help: "seconds per pipeline stage (execute, prove, chain)",
+        help: "seconds per pipeline stage (execute, prove, attest, chain)",
         labelNames: ["stage"],
         buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
         registers,
@@ -885,14 +905,42 @@ export class InferenceNode {
         "FAULT INJECTION (faultLieEvery): posting a deliberately wrong output",
       );
     }
+    const attestations = await this.gatherAttestations(submitted, outputs);
     const started = Date.now();
-    const data = this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
-      taskId,
-      submitted.task,
-      outputs,
-      [],
-    ]);
-    const receipt = await this.submitter.send("post", await this.chain.tasks.getAddress(), data, taskId);
+    const post = (signatures: string[]) =>
+      this.chain.tasks
+        .getAddress()
+        .then((registry) =>
+          this.submitter.send(
+            "post",
+            registry,
+            this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
+              taskId,
+              submitted.task,
+              outputs,
+              signatures,
+            ]),
+            taskId,
+          ),
+        );
+    let receipt;
+    try {
+      receipt = await post(attestations.map((a) => a.signature));
+    } catch (err) {
+      // An attester that stopped being eligible since it signed makes the whole post revert: post without
+      // the attestations (the verifiers can still attest on chain).
+      if (!(
+        err instanceof RevertedError &&
+        /TaskRegistryCannotAttest/.test(err.reason) &&
+        attestations.length
+      ))
+        throw err;
+      this.log.warn(
+        { taskId: taskId.toString(), reason: err.reason },
+        "an attestation was refused by the registry: posting without them",
+      );
+      receipt = await post([]);
+    }
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
     if (!receipt) return;
     let windowEnd = 0;
@@ -906,8 +954,74 @@ export class InferenceNode {
       until: windowEnd,
       reason: null,
     });
+    let attested = 0;
+    for (const log of receipt.logs) if (log.topics[0] === TOPICS.attested) attested++;
     this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
-    this.log.info({ taskId: taskId.toString(), tx: receipt.hash, windowEnd }, "result posted (optimistic)");
+    this.log.info(
+      { taskId: taskId.toString(), tx: receipt.hash, windowEnd, attestations: attested },
+      "result posted (optimistic)",
+    );
+  }
+
+  /**
+   * Attestations of `outputs` signed off chain by verification nodes (`attestUrls`), as many as the task's
+   * quorum (at least one), each checked here; fewer or none when they refuse or do not answer in
+   * `attestTimeoutMs`. Never throws: without attestations the result is posted as it is, and verification
+   * nodes attest it on chain.
+   */
+  private async gatherAttestations(submitted: SubmittedTask, outputs: bigint[]): Promise<Attestation[]> {
+    const ctx = { taskId: submitted.taskId.toString() };
+    try {
+      const urls = await this.attestationUrls();
+      if (urls.length === 0) return [];
+      const digest = await this.chain.tasks.attestationDigest(
+        submitted.taskId,
+        this.address,
+        outputsHash(outputs),
+      );
+      const started = Date.now();
+      const { attestations, refused } = await gatherAttestations(
+        { taskId: submitted.taskId, node: this.address, outputs },
+        {
+          urls,
+          wanted: Number(submitted.task.attestationQuorum),
+          timeoutMs: this.config.attestTimeoutMs,
+          digest,
+          eligible: (address) => this.chain.staking.isEligible(address, VERIFICATION_ROLE),
+        },
+      );
+      this.metrics.seconds.observe({ stage: "attest" }, (Date.now() - started) / 1000);
+      const fields = { ...ctx, attesters: attestations.map((a) => a.attester), refused };
+      if (refused.length > 0) this.log.warn(fields, "attestations gathered off chain (some refused)");
+      else this.log.info(fields, "attestations gathered off chain");
+      return attestations;
+    } catch (err) {
+      this.log.warn(
+        { ...ctx, err: (err as Error).message },
+        "gathering attestations failed: posting without",
+      );
+      return [];
+    }
+  }
+
+  /** The base URLs to ask for attestations: `attestUrls`, or (auto) eligible verification nodes' endpoints. */
+  private async attestationUrls(): Promise<string[]> {
+    const setting = this.config.attestUrls;
+    if (setting === "none") return [];
+    if (setting !== "auto") return setting;
+    if (this.verifiers && Date.now() - this.verifiers.at < VERIFIERS_TTL_MS)
+      return shuffled(this.verifiers.urls);
+    const staking = this.chain.staking;
+    const nodes = await staking.nodesByRole(VERIFICATION_ROLE, 0, MAX_VERIFIERS_LISTED);
+    const urls: string[] = [];
+    for (const address of nodes) {
+      if (address === this.address) continue;
+      if (!(await staking.isEligible(address, VERIFICATION_ROLE))) continue;
+      const { endpoint } = await staking.nodeInfo(address);
+      if (isHttpEndpoint(endpoint)) urls.push(endpoint);
+    }
+    this.verifiers = { urls, at: Date.now() };
+    return shuffled(urls);
   }
 
   /** The posted result of `taskId` (its TaskResultPosted log, from `fromBlock` on) back into the journal. */

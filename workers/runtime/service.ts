@@ -2,14 +2,28 @@ import http from "node:http";
 import client from "prom-client";
 import type { Logger } from "./logger";
 
+/** What a JSON route answers: an HTTP status and a JSON body. */
+export interface JsonReply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** A JSON POST route's handler: the parsed body (undefined when it was not JSON) to a reply. */
+export type JsonHandler = (body: unknown) => Promise<JsonReply>;
+
+/** Largest request body a JSON route reads; a longer one is answered 413 unread. */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
+
 /**
  * The HTTP face every node process has: `/metrics` (Prometheus) and `/healthz`, plus graceful shutdown on
- * SIGTERM/SIGINT: stop taking new work, let work in flight finish or park it, then exit 0.
+ * SIGTERM/SIGINT: stop taking new work, let work in flight finish or park it, then exit 0. A node may add
+ * JSON POST routes (`postJson`), e.g. the verification node's `/attest`.
  */
 export class ServiceHttp {
   readonly registry = new client.Registry();
   private server?: http.Server;
   private healthy: () => Record<string, unknown> = () => ({ ok: true });
+  private readonly posts = new Map<string, JsonHandler>();
 
   constructor(private readonly log: Logger) {
     client.collectDefaultMetrics({ register: this.registry });
@@ -17,6 +31,11 @@ export class ServiceHttp {
 
   setHealth(fn: () => Record<string, unknown>) {
     this.healthy = fn;
+  }
+
+  /** Serve `POST <path>` with a JSON body of at most MAX_JSON_BODY_BYTES. */
+  postJson(path: string, handler: JsonHandler) {
+    this.posts.set(path, handler);
   }
 
   async listen(port: number, host = "127.0.0.1"): Promise<number> {
@@ -34,6 +53,8 @@ export class ServiceHttp {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse) {
+    const post = this.posts.get(req.url ?? "");
+    if (post) return this.routePost(req, res, post);
     if (req.url === "/metrics") {
       res.writeHead(200, { "content-type": this.registry.contentType });
       res.end(await this.registry.metrics());
@@ -47,10 +68,58 @@ export class ServiceHttp {
     }
   }
 
+  private async routePost(req: http.IncomingMessage, res: http.ServerResponse, handler: JsonHandler) {
+    const reply = (status: number, body: Record<string, unknown>) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      return reply(405, { error: "method not allowed: POST a JSON body" });
+    }
+    const text = await readBody(req, MAX_JSON_BODY_BYTES);
+    if (text === undefined) {
+      res.setHeader("connection", "close");
+      return reply(413, { error: `body larger than ${MAX_JSON_BODY_BYTES} bytes` });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    try {
+      const { status, body: out } = await handler(body);
+      reply(status, out);
+    } catch (err) {
+      this.log.warn({ url: req.url, err: (err as Error).message }, "request failed");
+      reply(500, { error: "internal error" });
+    }
+  }
+
   async close() {
     if (!this.server) return;
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
+}
+
+/** The request body as text, or undefined (the rest left unread) once it passes `maxBytes`. */
+function readBody(req: http.IncomingMessage, maxBytes: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
 }
 
 /** Run `stop` once on SIGTERM or SIGINT, then exit with 0 (or 1 if stopping failed). */

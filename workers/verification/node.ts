@@ -32,7 +32,8 @@ export type VerificationReport = AuditReport;
  * Each model's trusted setup (who could forge its proofs) is logged once, at warn level when its phase 1
  * is a development or unpublished one, and kept in the `opg_model_setup_secure{model}` gauge.
  * In the optimistic mode (`optimistic`, on by default) it also re-executes every result posted without
- * proof and attests or challenges it (OptimisticVerifier; its tasks in `optimistic.db`).
+ * proof and attests or challenges it (OptimisticVerifier; its tasks in `optimistic.db`), and signs
+ * attestations off chain for inference nodes about to post (`POST /attest` on its service port).
  */
 export class VerificationNode {
   private readonly chain: Chain;
@@ -153,6 +154,12 @@ export class VerificationNode {
       },
       { onLogs: (logs) => this.onLogs(logs), onReorg: async (ancestor) => this.onReorg(ancestor) },
       this.log,
+    );
+    // Attestations signed off chain for inference nodes about to post (see attest.ts); 503 with the mode off.
+    this.http.postJson("/attest", async (body) =>
+      this.optimistic
+        ? this.optimistic.attestRequest(body)
+        : { status: 503, body: { error: "the optimistic mode is off on this node (--optimistic false)" } },
     );
     const port = await this.http.listen(this.config.metricsPort, this.config.metricsHost);
     this.http.setHealth(() => ({

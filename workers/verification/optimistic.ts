@@ -15,6 +15,7 @@ import {
   submittedTaskOf,
   TASK_STATUS,
 } from "../runtime/optimistic";
+import type { JsonReply } from "../runtime/service";
 import { RevertedError, type TxSubmitter } from "../runtime/submitter";
 import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
@@ -27,6 +28,7 @@ import {
   TOPICS,
   type SubmittedTask,
 } from "../runtime/tasks";
+import { Attestor } from "./attest";
 
 /** INodeStaking.Role.Verification. */
 const VERIFICATION_ROLE = 1;
@@ -37,6 +39,7 @@ const MAX_ATTEST_ATTEMPTS = 4;
 export const OPTIMISTIC_TOPICS = [
   TOPICS.submitted,
   TOPICS.posted,
+  TOPICS.attested,
   TOPICS.verified,
   TOPICS.rejected,
   TOPICS.expired,
@@ -109,6 +112,10 @@ export class OptimisticVerifier {
   private readonly shortOfBond = new Set<string>();
   private readonly actions;
   private readonly earned;
+  /** `POST /attest`: attestations signed off chain, and the one re-execution per task it shares with `check`. */
+  private readonly attestor: Attestor;
+  /** TaskSubmitted of tasks looked up for `/attest` (not in the journal yet). */
+  private readonly looked = new Map<string, SubmittedTask>();
 
   constructor(
     private readonly chain: Chain,
@@ -123,7 +130,9 @@ export class OptimisticVerifier {
     this.address = chain.wallet.address;
     this.actions = new client.Counter({
       name: "opg_optimistic_actions_total",
-      help: "optimistic-mode actions and outcomes: attested, challenged, voted, finalized, won, lost, slashed, missed",
+      help:
+        "optimistic-mode actions and outcomes: signed and refused_to_sign (POST /attest), attested, challenged, " +
+        "voted, finalized, won, lost, slashed, missed",
       labelNames: ["action"],
       registers: [registry],
     });
@@ -132,6 +141,63 @@ export class OptimisticVerifier {
       help: "attester fee shares earned (journal total)",
       registers: [registry],
     });
+    this.attestor = new Attestor(
+      {
+        signer: chain.wallet,
+        unavailable: async () =>
+          (await this.isEligible())
+            ? undefined
+            : "not an eligible verification node (registered with the verification role and staked)",
+        claim: async (taskId) => {
+          const status = TASK_STATUS[Number(await chain.tasks.taskStatus(taskId))] ?? "None";
+          if (status !== "Claimed") return { status };
+          const [node] = await chain.tasks.claimOf(taskId);
+          return { status, node };
+        },
+        lookup: (taskId) => this.lookup(taskId),
+        wanted: (modelId) => this.wanted(modelId),
+        reexecute: (submitted) => this.execute(submitted),
+        digest: async (taskId, node, hash) => chain.tasks.attestationDigest(taskId, node, hash),
+      },
+      (outcome) => {
+        const ctx = {
+          taskId: outcome.taskId.toString(),
+          node: outcome.node,
+          outputsHash: outcome.outputsHash,
+        };
+        this.actions.inc({ action: outcome.signed ? "signed" : "refused_to_sign" });
+        if (outcome.signed) this.log.info(ctx, "attestation signed off chain: outputs match");
+        else this.log.warn(ctx, "refused to sign an attestation: outputs differ (challenged if posted)");
+      },
+    );
+  }
+
+  /** `POST /attest` (see attest.ts): the parsed JSON body to the reply. */
+  attestRequest(body: unknown): Promise<JsonReply> {
+    return this.attestor.handle(body);
+  }
+
+  /** A task's TaskSubmitted: from the journal, else from the chain (from the node's start block). */
+  private async lookup(taskId: bigint): Promise<SubmittedTask | undefined> {
+    const row = this.journal.task(taskId);
+    if (row) return taskFromJson(row.data);
+    const key = taskId.toString();
+    const known = this.looked.get(key);
+    if (known) return known;
+    const submitted = await submittedTaskOf(this.reader, taskId, this.opts.startBlock);
+    if (submitted) {
+      if (this.looked.size >= 1024) this.looked.delete(this.looked.keys().next().value as string);
+      this.looked.set(key, submitted);
+    }
+    return submitted;
+  }
+
+  /** The model's output words on the task's input, by this node's own execution. */
+  private async execute(submitted: SubmittedTask): Promise<bigint[]> {
+    const model = await this.chain.models.getModel(submitted.modelId);
+    const bundle = await this.bundles.getAny(model);
+    const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
+    return (await bundleOutputWords(bundle, input)).words;
   }
 
   private get reader() {
@@ -172,6 +238,12 @@ export class OptimisticVerifier {
       }
       const row = this.journal.task(taskId);
       if (!row) continue;
+      if (parsed.name === "TaskAttested") {
+        // Our attestation landed (signed off chain and posted with the result, or sent by `attest`): the
+        // task waits for its window like any attested one, and is not attested again.
+        if (parsed.args.attester === this.address && row.state === "posted") this.markAttested(row);
+        continue;
+      }
       if (parsed.name === "AttestersPaid") {
         if ((parsed.args.attesters as string[]).includes(this.address)) {
           this.journal.recordEarning(taskId, parsed.args.share, log.blockNumber);
@@ -217,6 +289,21 @@ export class OptimisticVerifier {
       return;
     }
     this.journal.setState(taskId, "posted", { proof: JSON.stringify(posted), until: windowEnd });
+  }
+
+  private markAttested(row: TaskRow) {
+    const posted = JSON.parse(row.proof!) as Posted;
+    posted.match = true;
+    this.journal.setState(BigInt(row.taskId), "attested", {
+      proof: JSON.stringify(posted),
+      until: posted.windowEnd,
+      reason: null,
+    });
+    this.actions.inc({ action: "attested" });
+    this.log.info(
+      { taskId: row.taskId, node: posted.node, block: posted.block },
+      "our attestation is on chain (posted with the result): outputs matched",
+    );
   }
 
   private onDisputeLog(log: Log) {
@@ -302,10 +389,7 @@ export class OptimisticVerifier {
   /** The model's output words on the task's input, by this node's own execution; undefined when refused. */
   private async reexecute(row: TaskRow, submitted: SubmittedTask): Promise<bigint[] | undefined> {
     try {
-      const model = await this.chain.models.getModel(submitted.modelId);
-      const bundle = await this.bundles.getAny(model);
-      const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
-      return (await bundleOutputWords(bundle, input)).words;
+      return await this.attestor.wordsOf(submitted);
     } catch (err) {
       if (
         err instanceof BundleRejectedError ||
@@ -348,6 +432,11 @@ export class OptimisticVerifier {
     const registry = await this.chain.tasks.getAddress();
     for (let attempt = 1; ; attempt++) {
       const attesters = await attestersOf(this.reader, taskId, posted.block);
+      if (attesters.includes(this.address)) {
+        // Signed off chain and posted with the result: nothing to send.
+        this.markAttested({ ...this.journal.task(taskId)!, proof: JSON.stringify(posted) });
+        return;
+      }
       const data = taskRegistryInterface.encodeFunctionData("attest", [
         taskId,
         submitted.task,
@@ -381,6 +470,8 @@ export class OptimisticVerifier {
       node: posted.node,
       posted: posted.outputs,
       reexecuted: mine.map(String),
+      // posted although this node refused to sign them off chain
+      refusedToSign: this.attestor.refusedToSign(taskId, outputsHash(posted.outputs.map(BigInt))),
     };
     if (!disputes) {
       this.log.error(

@@ -1,0 +1,264 @@
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { expect } from "chai";
+import { Wallet, getBytes, verifyMessage } from "ethers";
+import { modesFixture } from "../helpers/market-fixture";
+import { tinyOutputWord } from "../helpers/tiny-circuit";
+import pino from "pino";
+import { outputsHash, TASK_STATUS } from "../../workers/runtime/optimistic";
+import { MAX_JSON_BODY_BYTES, ServiceHttp } from "../../workers/runtime/service";
+import { Attestor, parseAttestRequest, type AttestDeps } from "../../workers/verification/attest";
+import { attestUrl, gatherAttestations } from "../../workers/inference/attestations";
+import type { SubmittedTask } from "../../workers/runtime/tasks";
+
+const VERIFICATION_MODE_OPTIMISTIC = 2;
+const VALUES = [1n, 2n, 3n, 4n];
+const quiet = pino({ level: "silent" });
+
+/** A verification node's `/attest` on a free port with `deps`; returns its base URL and the server. */
+async function serve(deps: AttestDeps) {
+  const http = new ServiceHttp(quiet);
+  const attestor = new Attestor(deps);
+  http.postJson("/attest", (body) => attestor.handle(body));
+  const port = await http.listen(0);
+  return { url: `http://127.0.0.1:${port}`, http, attestor };
+}
+
+async function post(url: string, body: unknown, raw?: string) {
+  const res = await fetch(`${url}/attest`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: raw ?? JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe("off-chain attestations (verification node POST /attest, inference node gathering)", function () {
+  this.timeout(120_000);
+
+  /**
+   * The tiny model's optimistic task claimed by an inference node, on an in-process hardhat chain, with a
+   * verification node's `/attest` serving from the chain (its re-execution is the tiny model's output word).
+   */
+  async function claimedFixture() {
+    const f = await loadFixture(modesFixture);
+    const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
+    const node = f.nodes[0];
+    await f.tasks.connect(node).claimTask(s.taskId, s.task);
+    return { f, s, node, honest: [tinyOutputWord(VALUES)] };
+  }
+
+  function chainDeps(
+    f: Awaited<ReturnType<typeof modesFixture>>,
+    s: SubmittedTask,
+    signer: AttestDeps["signer"],
+    executions: { count: number },
+  ): AttestDeps {
+    return {
+      signer,
+      unavailable: async () =>
+        (await f.staking.isEligible(signer.address, 1)) ? undefined : "not an eligible verification node",
+      claim: async (taskId) => {
+        const status = TASK_STATUS[Number(await f.tasks.taskStatus(taskId))];
+        if (status !== "Claimed") return { status };
+        const [node] = await f.tasks.claimOf(taskId);
+        return { status, node };
+      },
+      lookup: async (taskId) => (taskId === s.taskId ? s : undefined),
+      wanted: () => true,
+      reexecute: async () => {
+        executions.count++;
+        return [tinyOutputWord(VALUES)];
+      },
+      digest: async (taskId, node, hash) => f.tasks.attestationDigest(taskId, node, hash),
+    };
+  }
+
+  describe("POST /attest", function () {
+    it("signs outputs equal to its own: the signature recovers to the verifier and the registry takes it", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const verifier = f.verifiers[0];
+      const executions = { count: 0 };
+      const { url, http } = await serve(chainDeps(f, s, verifier, executions));
+      try {
+        const request = { taskId: s.taskId.toString(), node: node.address, outputs: honest.map(String) };
+        const reply = await post(url, request);
+        expect(reply.status).to.equal(200);
+        expect(reply.body.attester).to.equal(verifier.address);
+        const digest = await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(honest));
+        expect(verifyMessage(getBytes(digest), reply.body.signature as string)).to.equal(verifier.address);
+        // Asked again: the same answer, no second execution.
+        expect((await post(url, request)).body.signature).to.equal(reply.body.signature);
+        expect(executions.count).to.equal(1);
+
+        const tx = await f.tasks
+          .connect(node)
+          .submitResultOptimistic(s.taskId, s.task, honest, [reply.body.signature as string]);
+        await expect(tx).to.emit(f.tasks, "TaskAttested").withArgs(s.taskId, verifier.address, 1);
+        await expect(tx).to.emit(f.tasks, "TaskResultPosted");
+      } finally {
+        await http.close();
+      }
+    });
+
+    it("answers 409 to outputs that differ, without saying the right ones, and remembers them", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const { url, http, attestor } = await serve(chainDeps(f, s, f.verifiers[0], { count: 0 }));
+      try {
+        const wrong = [honest[0] + 1n];
+        const reply = await post(url, {
+          taskId: s.taskId.toString(),
+          node: node.address,
+          outputs: wrong.map(String),
+        });
+        expect(reply.status).to.equal(409);
+        expect(reply.body.error).to.equal("outputs differ");
+        expect(JSON.stringify(reply.body)).not.to.contain(honest[0].toString());
+        expect(reply.body).not.to.have.property("signature");
+        expect(attestor.refusedToSign(s.taskId, outputsHash(wrong))).to.equal(true);
+        expect(attestor.refusedToSign(s.taskId, outputsHash(honest))).to.equal(false);
+      } finally {
+        await http.close();
+      }
+    });
+
+    it("answers 400 to malformed requests, 404 to unknown tasks, 409 to a node that did not claim", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const executions = { count: 0 };
+      const { url, http } = await serve(chainDeps(f, s, f.verifiers[0], executions));
+      const good = { taskId: s.taskId.toString(), node: node.address, outputs: honest.map(String) };
+      try {
+        for (const [body, error] of [
+          [undefined, /JSON object/],
+          [[1, 2], /JSON object/],
+          [{ ...good, taskId: 7 }, /taskId must be a decimal string/],
+          [{ ...good, taskId: "0x1" }, /taskId must be a decimal string/],
+          [{ ...good, node: "0x1234" }, /node must be an address/],
+          [{ ...good, outputs: [] }, /non-empty array/],
+          [{ ...good, outputs: ["-1"] }, /outputs\[0\] must be a decimal string/],
+          [{ ...good, outputs: [(1n << 256n).toString()] }, /does not fit in uint256/],
+          [{ ...good, outputs: Array(1025).fill("1") }, /at most 1024 words/],
+          [{ ...good, outputs: ["1", "2"] }, /1 output words, got 2/],
+        ] as const) {
+          const reply = await post(url, body);
+          expect(reply.status, JSON.stringify(body)?.slice(0, 80)).to.equal(400);
+          expect(reply.body.error).to.match(error);
+        }
+        expect((await post(url, undefined, "{not json")).status).to.equal(400);
+        const big = await post(url, undefined, JSON.stringify({ pad: "x".repeat(MAX_JSON_BODY_BYTES) }));
+        expect(big.status).to.equal(413);
+        expect((await fetch(`${url}/attest`)).status).to.equal(405);
+
+        const unknown = await post(url, { ...good, taskId: "999" });
+        expect(unknown.status).to.equal(404);
+        const notClaimer = await post(url, { ...good, node: f.nodes[1].address });
+        expect(notClaimer.status).to.equal(409);
+        expect(notClaimer.body.error).to.match(/not claimed by/);
+        expect(notClaimer.body.claimer).to.equal(node.address);
+        const own = await serve(chainDeps(f, s, node, { count: 0 }));
+        try {
+          expect((await post(own.url, good)).status).to.equal(503); // an inference node is no verifier
+        } finally {
+          await own.http.close();
+        }
+        expect(executions.count, "no execution for a refused request").to.equal(0);
+      } finally {
+        await http.close();
+      }
+    });
+
+    it("parses a request's words as uint256 and its node as a checksummed address", function () {
+      const node = Wallet.createRandom().address;
+      const parsed = parseAttestRequest({ taskId: "12", node: node.toLowerCase(), outputs: ["0", "5"] });
+      expect(parsed).to.deep.equal({ taskId: 12n, node, outputs: [0n, 5n] });
+    });
+  });
+
+  describe("gatherAttestations", function () {
+    it("gets the quorum from a verifier, skips one that does not answer, and the post carries them", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const verifier = f.verifiers[1];
+      const { url, http } = await serve(chainDeps(f, s, verifier, { count: 0 }));
+      try {
+        const digest = await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(honest));
+        const { attestations, refused } = await gatherAttestations(
+          { taskId: s.taskId, node: node.address, outputs: honest },
+          {
+            urls: ["http://127.0.0.1:9", url],
+            wanted: Number(s.task.attestationQuorum),
+            timeoutMs: 10_000,
+            digest,
+            eligible: (a) => f.staking.isEligible(a, 1),
+          },
+        );
+        expect(attestations.map((a) => a.attester)).to.deep.equal([verifier.address]);
+        expect(refused).to.have.length(1);
+        const receipt = await (
+          await f.tasks.connect(node).submitResultOptimistic(
+            s.taskId,
+            s.task,
+            honest,
+            attestations.map((a) => a.signature),
+          )
+        ).wait();
+        const names = receipt!.logs.map((l) => f.tasks.interface.parseLog(l)?.name);
+        expect(names).to.deep.equal(["TaskResultPosted", "TaskAttested"]);
+      } finally {
+        await http.close();
+      }
+    });
+
+    it("gets nothing for wrong outputs, and drops a signature by a key that is not an eligible verifier", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const honestVerifier = await serve(chainDeps(f, s, f.verifiers[0], { count: 0 }));
+      const stranger = Wallet.createRandom();
+      const impostor = await serve(chainDeps(f, s, stranger, { count: 0 }));
+      try {
+        const wrong = [honest[0] + 1n];
+        const lie = await gatherAttestations(
+          { taskId: s.taskId, node: node.address, outputs: wrong },
+          {
+            urls: [honestVerifier.url],
+            wanted: 1,
+            timeoutMs: 10_000,
+            digest: await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(wrong)),
+            eligible: (a) => f.staking.isEligible(a, 1),
+          },
+        );
+        expect(lie.attestations).to.be.empty;
+        expect(lie.refused[0]).to.include({ status: 409, error: "outputs differ" });
+
+        // The stranger's endpoint would refuse (503, not eligible); one that signs anyway is dropped here.
+        const forged = await gatherAttestations(
+          { taskId: s.taskId, node: node.address, outputs: honest },
+          {
+            urls: ["http://forger.test"],
+            wanted: 1,
+            timeoutMs: 10_000,
+            digest: await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(honest)),
+            eligible: (a) => f.staking.isEligible(a, 1),
+            fetch: (async () => {
+              const digest = await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(honest));
+              const signature = await stranger.signMessage(getBytes(digest));
+              return new Response(JSON.stringify({ attester: stranger.address, signature }));
+            }) as typeof fetch,
+          },
+        );
+        expect(forged.attestations).to.be.empty;
+        expect(forged.refused[0].error).to.match(/not an eligible verification node/);
+        expect(
+          (await post(impostor.url, { taskId: "1", node: node.address, outputs: ["1"] })).status,
+        ).to.equal(503);
+      } finally {
+        await honestVerifier.http.close();
+        await impostor.http.close();
+      }
+    });
+
+    it("asks a registered endpoint at /attest, whether registered bare or as its /healthz", function () {
+      expect(attestUrl("http://v.example:9465")).to.equal("http://v.example:9465/attest");
+      expect(attestUrl("http://v.example:9465/")).to.equal("http://v.example:9465/attest");
+      expect(attestUrl("http://v.example:9465/healthz")).to.equal("http://v.example:9465/attest");
+      expect(attestUrl("https://v.example/opg/")).to.equal("https://v.example/opg/attest");
+    });
+  });
+});
