@@ -110,8 +110,13 @@ export class DevEnclave {
    * A development attestation document: a CBOR map with the fields of a Nitro document's payload (module_id,
    * digest, timestamp, pcrs 0-2 = DEV_ENCLAVE_PCRS, public_key, user_data = the key's address, nonce) plus
    * `format: "opg-dev-attestation/1"`, and no COSE envelope or signature. It is evidence of nothing.
+   * `timestampMs` is when it was made (a real enclave's NSM uses its own clock; registration stamps it with
+   * the chain's time, so that a local chain whose clock tests moved ahead still finds it fresh).
    */
-  attestationDocument(nonce: Uint8Array = crypto.randomBytes(32)): Uint8Array {
+  attestationDocument(
+    nonce: Uint8Array = crypto.randomBytes(32),
+    timestampMs: number = Date.now(),
+  ): Uint8Array {
     const pcrs = new Map<CborKey, CborValue>([
       [0, new Uint8Array(DEV_ENCLAVE_PCRS[0])],
       [1, new Uint8Array(DEV_ENCLAVE_PCRS[1])],
@@ -121,7 +126,7 @@ export class DevEnclave {
       ["format", DEV_ATTESTATION_FORMAT],
       ["module_id", DEV_ENCLAVE_MODULE_ID],
       ["digest", "SHA384"],
-      ["timestamp", Date.now()],
+      ["timestamp", timestampMs],
       ["pcrs", pcrs],
       ["public_key", ethers.getBytes(this.#key.publicKey)],
       ["user_data", ethers.getBytes(this.address)],
@@ -231,7 +236,7 @@ export async function ensureEnclaveKeyRegistered(opts: EnsureEnclaveKeyOptions):
     }
   }
 
-  const document = enclave.attestationDocument();
+  const document = enclave.attestationDocument(undefined, Number(now) * 1000);
   const documentHash = ethers.keccak256(document);
   const expiresAt = now + BigInt(lifetime);
   const digest = await enclaves.registrationDigest(

@@ -199,7 +199,7 @@ describe("tee/dev-enclave", function () {
       const enclave = DevEnclave.loadOrCreate(stateDir());
       const other = DevEnclave.loadOrCreate(stateDir());
       // The node holds `enclave`'s key but publishes `other`'s document: the registry cannot tell.
-      const document = other.attestationDocument();
+      const document = other.attestationDocument(undefined, (await time.latest()) * 1000);
       const expiresAt = BigInt(await time.latest()) + 3600n;
       const digest = await enclaves.registrationDigest(
         node.address,
@@ -238,7 +238,8 @@ describe("tee/dev-enclave", function () {
       const enclave = DevEnclave.loadOrCreate(stateDir());
       await ensureEnclaveKeyRegistered({ enclaves: enclaves.connect(node), enclave });
       const record = await readKeyRecord(enclaves, enclave.address);
-      const late = { ...record, registeredAt: new Date(Date.now() + 2 * 3600_000) };
+      // Two hours after the document was made (stamped with the chain's clock at registration).
+      const late = { ...record, registeredAt: new Date(record.registeredAt.getTime() + 2 * 3600_000) };
       expect(checkEnclaveKey(late).problems[0]).to.match(
         /old when the key was registered \(at most 3600 s\)/,
       );
