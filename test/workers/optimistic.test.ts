@@ -119,5 +119,19 @@ describe("optimistic and TEE mode helpers (workers/runtime/optimistic.ts)", func
       const config = loadConfig(verificationSchema, { env: { OPG_PRIVATE_KEY: KEY } });
       expect(config).to.include({ optimistic: true, finalizeAfterSeconds: 300, maxRetries: 5 });
     });
+
+    it("inference: asks registered verification nodes for attestations by default, 5 s; none, or a URL list", function () {
+      const load = (env: Record<string, string>) =>
+        loadConfig(inferenceSchema, { env: { OPG_PRIVATE_KEY: KEY, ...env } });
+      expect(load({})).to.include({ attestUrls: "auto", attestTimeoutMs: 5000 });
+      expect(load({ OPG_ATTEST_URLS: "none" }).attestUrls).to.equal("none");
+      expect(load({ OPG_ATTEST_URLS: "http://a:9465, https://b.example/opg" }).attestUrls).to.deep.equal([
+        "http://a:9465",
+        "https://b.example/opg",
+      ]);
+      expect(() => load({ OPG_ATTEST_URLS: "ws://a:9465" })).to.throw(ConfigError, /attestUrls/);
+      expect(() => load({ OPG_ATTEST_URLS: "," })).to.throw(ConfigError, /attestUrls/);
+      expect(() => load({ OPG_ATTEST_TIMEOUT_MS: "10" })).to.throw(ConfigError, /attestTimeoutMs/);
+    });
   });
 });

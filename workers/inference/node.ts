@@ -191,6 +191,8 @@ export class InferenceNode {
   private readonly metrics;
   /** attestUrls auto: eligible verification nodes' registered endpoints, and when they were read. */
   private verifiers?: { urls: string[]; at: number };
+  /** Verification nodes' URLs that did not answer (refused connection, timed out), and when: asked last. */
+  private readonly unanswered = new Map<string, number>();
   /** The enclave that signs TEE results (`--enclave dev`), or undefined: TEE tasks are not claimed. */
   private enclave?: DevEnclave;
   readonly address: string;
@@ -991,6 +993,7 @@ export class InferenceNode {
         },
       );
       this.metrics.seconds.observe({ stage: "attest" }, (Date.now() - started) / 1000);
+      for (const r of refused) if (r.status === undefined) this.unanswered.set(r.url, Date.now());
       const fields = { ...ctx, attesters: attestations.map((a) => a.attester), refused };
       if (refused.length > 0) this.log.warn(fields, "attestations gathered off chain (some refused)");
       else this.log.info(fields, "attestations gathered off chain");
@@ -1008,9 +1011,14 @@ export class InferenceNode {
   private async attestationUrls(): Promise<string[]> {
     const setting = this.config.attestUrls;
     if (setting === "none") return [];
-    if (setting !== "auto") return setting;
+    // Those that did not answer lately are asked last, so a dead endpoint does not hold up every post.
+    const answering = (urls: string[]) => {
+      const late = (url: string) => Date.now() - (this.unanswered.get(url) ?? 0) < VERIFIERS_TTL_MS;
+      return [...urls.filter((u) => !late(u)), ...urls.filter(late)];
+    };
+    if (setting !== "auto") return answering(setting);
     if (this.verifiers && Date.now() - this.verifiers.at < VERIFIERS_TTL_MS)
-      return shuffled(this.verifiers.urls);
+      return answering(shuffled(this.verifiers.urls));
     const staking = this.chain.staking;
     const nodes = await staking.nodesByRole(VERIFICATION_ROLE, 0, MAX_VERIFIERS_LISTED);
     const urls: string[] = [];
@@ -1021,7 +1029,7 @@ export class InferenceNode {
       if (isHttpEndpoint(endpoint)) urls.push(endpoint);
     }
     this.verifiers = { urls, at: Date.now() };
-    return shuffled(urls);
+    return answering(shuffled(urls));
   }
 
   /** The posted result of `taskId` (its TaskResultPosted log, from `fromBlock` on) back into the journal. */
