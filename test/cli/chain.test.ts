@@ -139,7 +139,7 @@ describe("opg on a local chain (hardhat node + deployment)", function () {
         { env: { OPG_PRIVATE_KEY: dapp.privateKey } },
       );
       expect(r.code, r.stderr).to.equal(1);
-      expect(r.stderr).to.match(/^task 1 submitted in 0x[0-9a-f]{64}$/m);
+      expect(r.stderr).to.match(/^task 1 submitted in zk mode in 0x[0-9a-f]{64}$/m);
       // no node is staked in this network: the wait says so, with the elapsed seconds
       expect(r.stderr).to.match(/^\[\d+s\] open, but no eligible node is staked: .*nobody can claim it/m);
       expect(r.stderr.trim().split("\n").at(-1)).to.match(
