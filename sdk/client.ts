@@ -21,6 +21,9 @@ import {
   type BundleManifest,
   type QProgram,
 } from "../zkml";
+import { packValues } from "../zkml/packing";
+import { quantizePlainInput, type PlainBundleManifest } from "../zkml/plain-bundle";
+import { inputCommitment } from "../zkml/commitment";
 import { DataClient } from "../workers/data/client";
 import {
   auditVerifiedLog,
@@ -37,7 +40,7 @@ import {
   type VerificationModeName,
 } from "../workers/runtime/audit";
 import { SetupChecks } from "../workers/runtime/audit-setup";
-import { BundleCache, BundleRejectedError } from "../workers/runtime/bundles";
+import { BundleCache, BundleRejectedError, isPlainBundle } from "../workers/runtime/bundles";
 import {
   checkDeployment,
   DeploymentMismatchError,
@@ -190,8 +193,14 @@ export interface ModelInfo {
   verificationModes: VerificationModeName[];
   /** Optimistic mode: attestations a task needs before it can become final. */
   attestationQuorum: number;
-  manifest: BundleManifest;
-  program: QProgram;
+  /**
+   * `zk`: a compiled bundle (circuit, fixed-point program); `plain`: a model without a circuit
+   * (zkml/plain-bundle.ts), served in TEE and optimistic mode and executed with onnxruntime.
+   */
+  kind: "zk" | "plain";
+  manifest: BundleManifest | PlainBundleManifest;
+  /** The fixed-point program (zk bundles only). */
+  program?: QProgram;
 }
 
 export interface SubmitOptions {
@@ -248,6 +257,13 @@ export interface TaskResult {
   output: number[];
   /** Index of the largest output: the class of a classifier. */
   argmax: number;
+}
+
+/** A plain bundle's task input words: packed values (inline) or the Poseidon commitment to them. */
+function plainInputWords(m: PlainBundleManifest, quantized: readonly bigint[]): bigint[] {
+  return m.publicSignals.inputMode === "inline"
+    ? packValues(quantized, m.publicSignals.packBits)
+    : [inputCommitment(quantized, m.quantization.commitmentPackBits)];
 }
 
 /**
@@ -364,7 +380,7 @@ export class OpgClient {
     const model = await this.registered(modelId);
     let bundle;
     try {
-      bundle = await this.bundles.get(model);
+      bundle = await this.bundles.getAny(model);
     } catch (e) {
       // A bundle that disagrees with its registration (hashes, verification key, layout) is never used.
       if (e instanceof BundleRejectedError) throw new OpgClientError(`model ${modelId}: ${e.message}`);
@@ -376,8 +392,9 @@ export class OpgClient {
       active: model.terms.active,
       verificationModes: modeNames(model.terms.verificationModes),
       attestationQuorum: Number(await this.models.attestationQuorum(modelId)),
+      kind: isPlainBundle(bundle) ? "plain" : "zk",
       manifest: bundle.manifest,
-      program: bundle.program,
+      program: isPlainBundle(bundle) ? undefined : bundle.program,
     };
   }
 
@@ -392,7 +409,9 @@ export class OpgClient {
   /** Quantize a float input (nested in the model's shape, or flat) the way the circuit takes it. */
   quantize(info: ModelInfo, input: unknown): bigint[] {
     try {
-      return quantizeInput(info.program, flattenInput(input, info.manifest.input.shape));
+      const values = flattenInput(input, info.manifest.input.shape);
+      if (!info.program) return quantizePlainInput(info.manifest as PlainBundleManifest, values);
+      return quantizeInput(info.program, values);
     } catch (e) {
       throw new OpgClientError(`model ${info.modelId}: ${(e as Error).message}`);
     }
@@ -441,7 +460,9 @@ export class OpgClient {
       const now = (await this.provider.getBlock("latest"))!.timestamp;
       const request = {
         modelId,
-        input: inputWords(info.manifest, quantizedInput),
+        input: info.program
+          ? inputWords(info.manifest as BundleManifest, quantizedInput)
+          : plainInputWords(info.manifest as PlainBundleManifest, quantizedInput),
         inputDataHash,
         fee,
         deadline: now + seconds,
@@ -531,7 +552,10 @@ export class OpgClient {
     const words = [...result.outputs];
     const layout = info.manifest.publicSignals;
     const quantized = unpackWords(words, layout.outputCount, layout.packBits);
-    const output = dequantizeOutput(info.program, quantized);
+    // A plain bundle's outputs are the model's first output at the bundle's scale (no off-circuit softmax).
+    const output = info.program
+      ? dequantizeOutput(info.program, quantized)
+      : quantized.map((q) => Number(q) / 2 ** (info.manifest as PlainBundleManifest).output.scaleBits);
     const mode = modeName(task.mode) ?? "zk";
     const inBlock = async (topic: string) => {
       const logs = await this.provider.getLogs({

@@ -17,6 +17,7 @@ import {
   type Proc,
 } from "../../scripts/lib/local-network";
 import { runOpg } from "../helpers/cli";
+import { OpgClient } from "../../sdk";
 
 /**
  * TEE mode end to end with real processes: a model WITHOUT a circuit (digits_transformer.onnx, which the ZKML
@@ -165,6 +166,52 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
       const signed = await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(s.taskId), 0, "latest");
       expect(signed, `TaskEnclaveSigned for task ${s.taskId}`).to.have.length(1);
       expect(signed[0].args.key).to.equal(key.key);
+    }
+
+    // A dapp does the same through the SDK with float inputs: it quantizes with the plain bundle's manifest,
+    // waits, decodes the signed outputs, and an audit says what the enclave signature does and does not show.
+    const client = new OpgClient({
+      runner: requester,
+      deployment: net.deploymentFile,
+      dataUrl: net.data.url,
+      cacheDir: path.join(net.tmp, "sdk"),
+    });
+    try {
+      const sample = 3;
+      const viaSdk = await client.submit(
+        modelId,
+        samples.inputs[sample].map((v) => v * samples.scale),
+        { mode: "tee", fee: FEE },
+      );
+      expect(viaSdk.mode).to.equal("tee");
+      const result = await client.waitForResult(viaSdk.taskId, { timeoutMs: 300_000 });
+      expect(result.mode).to.equal("tee");
+      expect(result.settledBy).to.equal("enclave-signature");
+      expect(result.enclaveKey).to.equal(key.key);
+      const q = quantizePlainInput(
+        manifest,
+        samples.inputs[sample].map((v) => v * samples.scale),
+      );
+      const expected = await runPlainBundle(bundleDir, q);
+      expect(result.quantized).to.deep.equal(expected);
+      expect(result.argmax).to.equal(samples.predictions[sample]);
+      const report = await client.audit(viaSdk.taskId);
+      expect(
+        report.agree,
+        JSON.stringify(report, (_k, v) => (typeof v === "bigint" ? String(v) : v)),
+      ).to.equal(true);
+      expect(report.mode).to.equal("tee");
+      expect(report.notChecked.join(" ")).to.match(/enclave ran the model/);
+      // Asking for a mode the model does not allow is refused before anything is sent.
+      let refusal = "";
+      try {
+        await client.submit(modelId, samples.inputs[0], { mode: "zk" });
+      } catch (e) {
+        refusal = (e as Error).message;
+      }
+      expect(refusal).to.match(/does not allow zk mode: it allows tee/);
+    } finally {
+      await client.close();
     }
 
     // Anyone can re-check the key's published document: a development attestation, accepted on a local chain.
