@@ -53,7 +53,10 @@ export function deploySettings(args: {
 /** TEE settings of a local chain: the development enclave approved, keys usable at once. */
 export const LOCAL_TEE_SETTINGS = {
   approvedMeasurements: [
-    { measurement: DEV_ENCLAVE_MEASUREMENT, description: "development enclave (no hardware; local chains only)" },
+    {
+      measurement: DEV_ENCLAVE_MEASUREMENT,
+      description: "development enclave (no hardware; local chains only)",
+    },
   ],
   enclaveActivationDelay: 0,
 };

@@ -338,7 +338,13 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect((await look(s.taskId)).message).to.match(/: waiting for its enclave-signed result; deadline/);
       const outputs = f.honestOutputs();
       const onnxHash = await f.models.onnxHashOf(s.task.modelId);
-      const digest = await f.tasks.teeResultDigest(s.taskId, node.address, s.task.inputHash, onnxHash, outputs);
+      const digest = await f.tasks.teeResultDigest(
+        s.taskId,
+        node.address,
+        s.task.inputHash,
+        onnxHash,
+        outputs,
+      );
       const signature = key.signingKey.sign(digest).serialized;
       await f.tasks.connect(node).submitResultTee(s.taskId, s.task, outputs, signature);
       const result = await f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 });
@@ -393,7 +399,13 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       await f.tasks.connect(node).claimTask(t.taskId, t.task);
       const outputs = f.honestOutputs();
       const onnxHash = await f.models.onnxHashOf(t.task.modelId);
-      const digest = await f.tasks.teeResultDigest(t.taskId, node.address, t.task.inputHash, onnxHash, outputs);
+      const digest = await f.tasks.teeResultDigest(
+        t.taskId,
+        node.address,
+        t.task.inputHash,
+        onnxHash,
+        outputs,
+      );
       await f.tasks
         .connect(node)
         .submitResultTee(t.taskId, t.task, outputs, bad.signingKey.sign(digest).serialized);
