@@ -43,6 +43,26 @@ export function bundleModelSpec(
   };
 }
 
+/** Send `registerModel(spec, words)` and return its ModelRegistered event (an error if there is none). */
+export async function sendRegistration(
+  registry: ModelRegistry,
+  spec: Parameters<ModelRegistry["registerModel"]>[0],
+  words: bigint[],
+) {
+  const receipt = await (await registry.registerModel(spec, words)).wait();
+  const event = receipt!.logs
+    .map((l) => {
+      try {
+        return registry.interface.parseLog(l);
+      } catch {
+        return null;
+      }
+    })
+    .find((e) => e?.name === "ModelRegistered");
+  if (!event) throw new Error(`registerModel transaction ${receipt!.hash} emitted no ModelRegistered`);
+  return event;
+}
+
 /**
  * Put a compiled ZKML bundle on chain: register the model with its Groth16 verification key (the words of
  * the bundle's verification_key.json, which the registry validates and stores immutably; no contract is
@@ -63,18 +83,7 @@ export async function registerBundle(
     fee: opts.fee,
     royaltyReceiver: opts.royaltyReceiver ?? (await signer.getAddress()),
   });
-  const registry = models.connect(signer);
-  const receipt = await (await registry.registerModel(spec, words)).wait();
-  const event = receipt!.logs
-    .map((l) => {
-      try {
-        return registry.interface.parseLog(l);
-      } catch {
-        return null;
-      }
-    })
-    .find((e) => e?.name === "ModelRegistered");
-  if (!event) throw new Error(`registerModel transaction ${receipt!.hash} emitted no ModelRegistered`);
+  const event = await sendRegistration(models.connect(signer), spec, words);
   const hash: string = event.args.verificationKeyHash;
   if (hash !== verificationKeyHash(words)) {
     throw new Error(

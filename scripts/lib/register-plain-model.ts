@@ -2,7 +2,7 @@ import type { Signer } from "ethers";
 import type { ModelRegistry } from "../../typechain-types";
 import { loadManifest, verificationKeyHash } from "../../zkml";
 import { loadPlainManifest, type PlainBundleManifest } from "../../zkml/plain-bundle";
-import { bundleKeyWords, bundleModelSpec, registerBundle } from "./register-model";
+import { bundleKeyWords, bundleModelSpec, registerBundle, sendRegistration } from "./register-model";
 
 /** Bits of a model's verification-mode mask (contracts/libraries/VerificationModes.sol). */
 export const MODE_BITS = { zk: 1, optimistic: 2, tee: 4 } as const;
@@ -62,17 +62,7 @@ async function registerSpec(
   spec: ReturnType<typeof plainModelSpec>,
   words: bigint[],
 ): Promise<Registered> {
-  const receipt = await (await models.registerModel(spec, words)).wait();
-  const event = receipt!.logs
-    .map((l) => {
-      try {
-        return models.interface.parseLog(l);
-      } catch {
-        return null;
-      }
-    })
-    .find((e) => e?.name === "ModelRegistered");
-  if (!event) throw new Error(`registerModel transaction ${receipt!.hash} emitted no ModelRegistered`);
+  const event = await sendRegistration(models, spec, words);
   return {
     modelId: event.args.modelId,
     verificationModes: spec.verificationModes,
