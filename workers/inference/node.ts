@@ -1072,14 +1072,7 @@ export class InferenceNode {
       ]);
       const receipt = await this.submitter.send("finalize", registry, data, taskId);
       if (!receipt) return;
-      for (const log of receipt.logs) {
-        const parsed = taskRegistryInterface.parseLog(log);
-        if (parsed?.name === "TaskVerified")
-          this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
-      }
-      this.journal.setState(taskId, "verified", { reason: null });
-      this.collateralReleased();
-      this.metrics.results.inc({ mode: "optimistic", outcome: "finalized" });
+      this.settled(taskId, receipt, null, { mode: "optimistic", outcome: "finalized" });
       this.log.info(
         { taskId: taskId.toString(), tx: receipt.hash, attesters: attesters.length },
         "optimistic result finalised",
@@ -1159,15 +1152,28 @@ export class InferenceNode {
       taskId,
     );
     if (!receipt) return;
+    this.settled(taskId, receipt, "dispute answered with a proof", {
+      mode: "optimistic",
+      outcome: "answered",
+    });
+    this.log.info({ ...ctx, tx: receipt.hash }, "dispute answered with a proof: result verified, bond won");
+  }
+
+  /** A result of ours settled as verified by `receipt`: earnings, journal, collateral, metric. */
+  private settled(
+    taskId: bigint,
+    receipt: { logs: readonly Log[]; blockNumber: number },
+    reason: string | null,
+    labels: { mode: string; outcome: string },
+  ) {
     for (const log of receipt.logs) {
       const parsed = taskRegistryInterface.parseLog(log);
       if (parsed?.name === "TaskVerified")
         this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
     }
-    this.journal.setState(taskId, "verified", { reason: "dispute answered with a proof" });
+    this.journal.setState(taskId, "verified", { reason });
     this.collateralReleased();
-    this.metrics.results.inc({ mode: "optimistic", outcome: "answered" });
-    this.log.info({ ...ctx, tx: receipt.hash }, "dispute answered with a proof: result verified, bond won");
+    this.metrics.results.inc(labels);
   }
 
   // ---------------------------------------------------------------- TEE mode
@@ -1212,14 +1218,7 @@ export class InferenceNode {
       throw err;
     }
     if (!receipt) return;
-    for (const log of receipt.logs) {
-      const parsed = taskRegistryInterface.parseLog(log);
-      if (parsed?.name === "TaskVerified")
-        this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
-    }
-    this.journal.setState(taskId, "verified", { reason: null });
-    this.collateralReleased();
-    this.metrics.results.inc({ mode: "tee", outcome: "verified" });
+    this.settled(taskId, receipt, null, { mode: "tee", outcome: "verified" });
     this.log.info(
       { taskId: taskId.toString(), tx: receipt.hash, key: enclave.address },
       "task verified (TEE)",
