@@ -93,14 +93,18 @@ abstract contract InferenceConsumer is IInferenceCallback {
     /// (which refunds the fee to this contract and slashes an abandoned claim) unless someone already did,
     /// then runs `_onInferenceFailed`. Anyone may call (a keeper, the dapp's front end, `opg task refund`
     /// followed by this): it only does what the deadline already decided. `task` is the task as emitted in
-    /// `TaskSubmitted`; it is not read when the task is already expired. Reverts with the registry's errors
+    /// `TaskSubmitted`; it is not read when the task is already expired or rejected (an optimistic result a
+    /// dispute threw out: the registry refunded the fee when it rejected it). Reverts with the registry's errors
     /// before the deadline (`TaskRegistryDeadlineNotReached`) or once verified (`TaskRegistryWrongStatus`).
     function expireTask(uint256 taskId, ITaskRegistry.Task calldata task) external {
         uint256 modelId = _pendingModel[taskId];
         if (modelId == 0) revert InferenceConsumerUnknownTask(taskId);
         // Effects before the registry call: a re-entrant call finds nothing pending.
         delete _pendingModel[taskId];
-        if (taskRegistry.taskStatus(taskId) != ITaskRegistry.TaskStatus.Expired)
+        // Expired (by anyone, or unattested) and Rejected (an optimistic result a dispute threw out) were
+        // refunded already; anything else must be expirable now.
+        ITaskRegistry.TaskStatus status = taskRegistry.taskStatus(taskId);
+        if (status != ITaskRegistry.TaskStatus.Expired && status != ITaskRegistry.TaskStatus.Rejected)
             taskRegistry.expire(taskId, task);
         emit InferenceFailed(taskId, modelId);
         _onInferenceFailed(taskId, modelId);

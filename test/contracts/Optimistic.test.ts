@@ -973,3 +973,66 @@ describe("Optimistic mode", function () {
 function anyTime() {
   return (v: bigint) => v > 0n;
 }
+
+describe("Optimistic mode: a consumer contract", function () {
+  it("closes a request whose optimistic result a dispute rejected: refund already received, failure hook run", async function () {
+    const f = await loadFixture(modesFixture);
+    // A model allowing only the optimistic mode (no circuit: a dispute goes to a vote), so a consumer's
+    // submitTask takes it in that mode.
+    const spec = await f.models.getModel(f.voteModelId);
+    const registered = await f.models.connect(f.modelOwner).registerModel(
+      {
+        name: "optimistic-only",
+        onnxHash: spec.onnxHash,
+        bundleHash: spec.bundleHash,
+        royaltyReceiver: f.modelOwner.address,
+        fee: MODEL_FEE,
+        verificationModes: VERIFICATION_MODE_OPTIMISTIC,
+        inputMode: 0,
+        inputWords: spec.terms.inputWords,
+        outputWords: spec.terms.outputWords,
+        scaleBits: spec.scaleBits,
+        packBits: spec.packBits,
+        inputBits: spec.inputBits,
+        inputShape: [...spec.inputShape],
+        outputShape: [...spec.outputShape],
+      },
+      [],
+    );
+    await registered.wait();
+    const modelId = await f.models.modelCount();
+    const consumer = await (
+      await ethers.getContractFactory("ToggleConsumer")
+    ).deploy(await f.tasks.getAddress(), await f.token.getAddress());
+    await f.token.connect(f.requester).transfer(await consumer.getAddress(), MODEL_FEE);
+    const deadline = BigInt(await time.latest()) + 3600n;
+    const values = Array.from({ length: Number(spec.inputShape[1]) }, (_, i) => BigInt(i % 5));
+    const receipt = await (await consumer.request(modelId, values, MODEL_FEE, deadline, 200_000)).wait();
+    const log = receipt!.logs.find(
+      (l) => l.topics[0] === f.tasks.interface.getEvent("TaskSubmitted")!.topicHash,
+    )!;
+    const parsed = f.tasks.interface.parseLog(log)!;
+    const taskId: bigint = parsed.args.taskId;
+    const task = parsed.args.task.toObject(true);
+    expect(task.mode).to.equal(BigInt(VERIFICATION_MODE_OPTIMISTIC));
+
+    const node = f.nodes[0];
+    await f.tasks.connect(node).claimTask(taskId, task);
+    const wrong = [1n];
+    await f.tasks.connect(node).submitResultOptimistic(taskId, task, wrong, []);
+    const [challenger, voter] = f.verifiers;
+    await f.disputes.connect(challenger).challenge(taskId, task, hashWords(wrong), []);
+    await f.disputes.connect(voter).vote(taskId, false);
+    const d = await f.disputes.disputeOf(taskId);
+    await time.increaseTo(d.deadline + 1n);
+    await f.disputes.resolveVote(taskId, task, wrong, []);
+    expect(await f.tasks.taskStatus(taskId)).to.equal(Status.Rejected);
+    expect(await f.token.balanceOf(await consumer.getAddress())).to.equal(MODEL_FEE);
+
+    await expect(consumer.connect(f.stranger).expireTask(taskId, task))
+      .to.emit(consumer, "InferenceFailed")
+      .withArgs(taskId, modelId);
+    expect(await consumer.lastFailedTaskId()).to.equal(taskId);
+    expect(await consumer.isPending(taskId)).to.equal(false);
+  });
+});
