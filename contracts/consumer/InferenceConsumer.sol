@@ -147,7 +147,26 @@ abstract contract InferenceConsumer is IInferenceCallback {
         if (values.length != format.inputValues) {
             revert InferenceConsumerInputLength(modelId, values.length, format.inputValues);
         }
-        taskId = _submit(modelId, _pack(values, format), fee, deadline, callbackGasLimit);
+        taskId = _submit(modelId, _pack(values, format), fee, deadline, callbackGasLimit, 0);
+    }
+
+    /// @dev `_requestInference` in a chosen verification mode (`VerificationModes.ZK`, `OPTIMISTIC` or `TEE`),
+    /// one the model allows; the others take the strongest the model allows. An optimistic result reaches
+    /// `_onInferenceResult` only once final (after its challenge window); a rejected one ends in
+    /// `_onInferenceFailed` through `expireTask`.
+    function _requestInferenceInMode(
+        uint256 modelId,
+        int256[] memory values,
+        uint256 fee,
+        uint256 deadline,
+        uint32 callbackGasLimit,
+        uint8 mode
+    ) internal returns (uint256 taskId) {
+        ModelFormat memory format = _formatOf(modelId);
+        if (values.length != format.inputValues) {
+            revert InferenceConsumerInputLength(modelId, values.length, format.inputValues);
+        }
+        taskId = _submit(modelId, _pack(values, format), fee, deadline, callbackGasLimit, mode);
     }
 
     /// @dev The same with input words the dapp packed itself (`PublicSignals` layout).
@@ -159,7 +178,7 @@ abstract contract InferenceConsumer is IInferenceCallback {
         uint32 callbackGasLimit
     ) internal returns (uint256 taskId) {
         _formatOf(modelId);
-        taskId = _submit(modelId, words, fee, deadline, callbackGasLimit);
+        taskId = _submit(modelId, words, fee, deadline, callbackGasLimit, 0);
     }
 
     /// @dev Move `amount` of this contract's own OPG into its prepaid credits.
@@ -193,7 +212,8 @@ abstract contract InferenceConsumer is IInferenceCallback {
         uint256[] memory words,
         uint256 fee,
         uint256 deadline,
-        uint32 callbackGasLimit
+        uint32 callbackGasLimit,
+        uint8 mode
     ) private returns (uint256 taskId) {
         uint256 credits = taskRegistry.creditsOf(address(this));
         if (credits < fee) {
@@ -201,17 +221,16 @@ abstract contract InferenceConsumer is IInferenceCallback {
             if (balance < fee) revert InferenceConsumerInsufficientFunds(fee, credits, balance);
             feeToken.forceApprove(address(taskRegistry), fee);
         }
-        taskId = taskRegistry.submitTask(
-            ITaskRegistry.TaskRequest({
-                modelId: modelId,
-                input: words,
-                inputDataHash: bytes32(0),
-                fee: fee,
-                deadline: deadline,
-                callback: address(this),
-                callbackGasLimit: callbackGasLimit
-            })
-        );
+        ITaskRegistry.TaskRequest memory request = ITaskRegistry.TaskRequest({
+            modelId: modelId,
+            input: words,
+            inputDataHash: bytes32(0),
+            fee: fee,
+            deadline: deadline,
+            callback: address(this),
+            callbackGasLimit: callbackGasLimit
+        });
+        taskId = mode == 0 ? taskRegistry.submitTask(request) : taskRegistry.submitTaskInMode(request, mode);
         _pendingModel[taskId] = modelId;
     }
 

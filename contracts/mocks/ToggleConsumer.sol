@@ -32,6 +32,17 @@ contract ToggleConsumer is InferenceConsumer {
         return _requestInference(modelId, values, fee, deadline, callbackGasLimit);
     }
 
+    function requestInMode(
+        uint256 modelId,
+        int256[] calldata values,
+        uint256 fee,
+        uint256 deadline,
+        uint32 callbackGasLimit,
+        uint8 mode
+    ) external returns (uint256) {
+        return _requestInferenceInMode(modelId, values, fee, deadline, callbackGasLimit, mode);
+    }
+
     function requestWords(
         uint256 modelId,
         uint256[] calldata words,

@@ -975,6 +975,48 @@ function anyTime() {
 }
 
 describe("Optimistic mode: a consumer contract", function () {
+  it("requests in a chosen mode and gets the result once it is final", async function () {
+    const f = await loadFixture(modesFixture);
+    const consumer = await (
+      await ethers.getContractFactory("ToggleConsumer")
+    ).deploy(await f.tasks.getAddress(), await f.token.getAddress());
+    await f.token.connect(f.requester).transfer(await consumer.getAddress(), MODEL_FEE);
+    const model = await f.models.getModel(f.optimisticModelId);
+    const values = Array.from({ length: Number(model.inputShape[1]) }, (_, i) => BigInt((i % 7) - 3));
+    const deadline = BigInt(await time.latest()) + 3600n;
+    const receipt = await (
+      await consumer.requestInMode(
+        f.optimisticModelId,
+        values,
+        MODEL_FEE,
+        deadline,
+        300_000,
+        VERIFICATION_MODE_OPTIMISTIC,
+      )
+    ).wait();
+    const log = receipt!.logs.find(
+      (l) => l.topics[0] === f.tasks.interface.getEvent("TaskSubmitted")!.topicHash,
+    )!;
+    const parsed = f.tasks.interface.parseLog(log)!;
+    const taskId: bigint = parsed.args.taskId;
+    const task = parsed.args.task.toObject(true);
+    const input = [...parsed.args.input] as bigint[];
+    expect(task.mode).to.equal(BigInt(VERIFICATION_MODE_OPTIMISTIC));
+
+    const node = f.nodes[0];
+    await f.tasks.connect(node).claimTask(taskId, task);
+    const { outputs } = await f.prove({ taskId, modelId: f.optimisticModelId, task, input }, node);
+    const [attester] = f.verifiers;
+    const digest = await f.tasks.attestationDigest(taskId, node.address, hashWords(outputs));
+    const signature = await attester.signMessage(ethers.getBytes(digest));
+    await f.tasks.connect(node).submitResultOptimistic(taskId, task, outputs, [signature]);
+    expect(await consumer.lastTaskId()).to.equal(0n);
+    await afterWindow(f, taskId);
+    await f.tasks.finalizeResult(taskId, task, outputs, [attester.address]);
+    expect(await consumer.lastTaskId()).to.equal(taskId);
+    expect(await consumer.isPending(taskId)).to.equal(false);
+  });
+
   it("closes a request whose optimistic result a dispute rejected: refund already received, failure hook run", async function () {
     const f = await loadFixture(modesFixture);
     // A model allowing only the optimistic mode (no circuit: a dispute goes to a vote), so a consumer's
