@@ -4,8 +4,9 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { expect } from "chai";
 import { ConfigError, loadConfig, redact } from "../../workers/runtime/config";
-import { chainNodeSchema, inferenceSchema } from "../../workers/inference/config";
+import { inferenceSchema } from "../../workers/inference/config";
 import { dataNodeSchema } from "../../workers/data/config";
+import { verificationSchema } from "../../workers/verification/config";
 import { Journal } from "../../workers/runtime/journal";
 import { isNonceError, isTransient } from "../../workers/runtime/submitter";
 
@@ -44,11 +45,17 @@ describe("worker runtime", function () {
         minFee: 500_000_000_000_000_000n,
       });
       expect(inference.models).to.deep.equal([1n, 2n]);
-      const verification = loadConfig(chainNodeSchema, {
+      expect(inference).to.include({ enclave: "none", attestUrls: "auto", attestTimeoutMs: 5000 });
+      const verification = loadConfig(verificationSchema, {
         file: path.join(examples, "verification-node.json"),
         env,
       });
-      expect(verification.metricsPort).to.equal(9465);
+      expect(verification).to.include({
+        metricsPort: 9465,
+        metricsHost: "0.0.0.0",
+        optimistic: true,
+        finalizeAfterSeconds: 300,
+      });
       const data = loadConfig(dataNodeSchema, { file: path.join(examples, "data-node.json"), env: {} });
       expect(data).to.include({ port: 8600, host: "0.0.0.0" });
     });
