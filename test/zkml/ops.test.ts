@@ -9,6 +9,16 @@ import {
 import { expectedConstraints, planCircuit } from "../../zkml/circuit/codegen";
 import { executeWithErrorBound } from "../../zkml/quant/error-bound";
 import { InitTensor, ModelSpec, NodeSpec, randomArray, seededRandom } from "../../zkml/onnx/builder";
+import {
+  ELU_MAX_ERROR,
+  PiecewiseLinear,
+  SOFTPLUS_CURVE,
+  SOFTPLUS_MAX_ERROR,
+  SOFTSIGN_CURVE,
+  SOFTSIGN_MAX_ERROR,
+  eluCurve,
+  evalPiecewiseLinear,
+} from "../../zkml/quant/ops/activations";
 import { compileNoSetup, publicOf, witnessFor, writeModel } from "./helpers";
 
 /**
@@ -467,6 +477,78 @@ const CASES: OpCase[] = [
   },
 ];
 
+// ---- activations: PRelu, Max/Min (exact), Elu, Selu, Softplus, Softsign (piecewise linear) ----
+// Each approximation's tolerance is its stated error (zkml/quant/ops/activations.ts) plus quantization.
+const ACTIVATION_CASES: OpCase[] = [
+  {
+    name: "PRelu (slope per channel, [C,1,1])",
+    inputDims: [1, 3, 2, 2],
+    outputDims: [1, 3, 2, 2],
+    nodes: [{ op: "PRelu", inputs: ["x", "slope"], outputs: ["y"] }],
+    init: { slope: { dims: [3, 1, 1], data: [0.25, -0.5, 1.5] } },
+    tolerance: 0.01,
+  },
+  {
+    name: "PRelu (one shared slope)",
+    inputDims: [2, 4],
+    outputDims: [2, 4],
+    nodes: [{ op: "PRelu", inputs: ["x", "slope"], outputs: ["y"] }],
+    init: { slope: { dims: [1], data: [0.1] } },
+    tolerance: 0.01,
+  },
+  {
+    name: "Max of three inputs (two computed, one constant) with broadcasting",
+    inputDims: [2, 3],
+    outputDims: [2, 3],
+    nodes: [
+      { op: "Mul", inputs: ["x", "k"], outputs: ["m"] },
+      { op: "Max", inputs: ["x", "m", "c"], outputs: ["y"] },
+    ],
+    init: { k: { dims: [2, 1], data: [-1, 0.5] }, c: { dims: [3], data: [-0.25, 0, 0.3] } },
+    tolerance: 0.01,
+  },
+  {
+    name: "Min of a computed tensor and two constants (broadcast up to the output shape)",
+    inputDims: [1, 3],
+    outputDims: [2, 3],
+    nodes: [{ op: "Min", inputs: ["x", "c", "d"], outputs: ["y"] }],
+    init: { c: { dims: [2, 1], data: [0.2, -0.1] }, d: scalar(0.5) },
+    tolerance: 0.005,
+  },
+  {
+    name: "Elu (alpha 0.5, piecewise linear, max error 0.0053)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Elu", inputs: ["x"], outputs: ["y"], attrs: { alpha: 0.5 } }],
+    tolerance: 0.015,
+    inputScale: 6,
+  },
+  {
+    name: "Selu (defaults, piecewise linear, max error 0.0185)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Selu", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.03,
+    inputScale: 6,
+  },
+  {
+    name: "Softplus (piecewise linear, max error 0.0100)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Softplus", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.02,
+    inputScale: 7,
+  },
+  {
+    name: "Softsign (piecewise linear, max error 0.0201, inputs out to the flat tails)",
+    inputDims: [1, 8],
+    outputDims: [1, 8],
+    nodes: [{ op: "Softsign", inputs: ["x"], outputs: ["y"] }],
+    tolerance: 0.03,
+    inputScale: 40,
+  },
+];
+
 function specOf(c: OpCase): ModelSpec {
   return {
     input: { name: "x", dims: c.inputDims },
@@ -518,7 +600,7 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
     expect(executeQuantized(quantizeGraph(loadOnnx(file)), x).output).to.deep.equal(expected);
   });
 
-  for (const c of CASES) {
+  for (const c of [...CASES, ...ACTIVATION_CASES]) {
     it(c.name, async function () {
       const file = writeModel(specOf(c));
       const program = quantizeGraph(loadOnnx(file), { scaleBits: 8, inputBits: 16 });
@@ -555,6 +637,57 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
           expectedPublicSignals(compiled.manifest, q.input, q.quantized, 12345n),
         );
       }
+    });
+  }
+});
+
+describe("zkml piecewise-linear activations: the stated error bounds", function () {
+  const curves: [string, PiecewiseLinear, (x: number) => number, number][] = [
+    ["Elu (alpha 1)", eluCurve(1), (x) => (x > 0 ? x : Math.expm1(x)), ELU_MAX_ERROR],
+    [
+      "Softplus",
+      SOFTPLUS_CURVE,
+      (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
+      SOFTPLUS_MAX_ERROR,
+    ],
+    ["Softsign", SOFTSIGN_CURVE, (x) => x / (1 + Math.abs(x)), SOFTSIGN_MAX_ERROR],
+  ];
+  for (const [name, curve, f, stated] of curves) {
+    it(`${name}: sup |curve - f| is at most the stated bound, and the bound is tight (within 5%)`, function () {
+      let sup = 0;
+      // Far enough out that every tail has reached its limit to well under 1e-4.
+      for (let x = -1000; x <= 1000; x += x > -60 && x < 60 ? 1e-3 : 0.5) {
+        sup = Math.max(sup, Math.abs(evalPiecewiseLinear(curve, x) - f(x)));
+      }
+      expect(sup).to.be.at.most(stated);
+      expect(sup).to.be.at.least(0.95 * stated);
+    });
+  }
+
+  // The lowered op (quantized slopes, rounded knots, rescale) against the true function on a dense sweep
+  // out to both tails: within the propagated error bound and the conformance tolerance everywhere.
+  const ops: [string, Record<string, number>, (x: number) => number, number][] = [
+    ["Elu", { alpha: 0.5 }, (x) => (x > 0 ? x : 0.5 * Math.expm1(x)), 0.015],
+    ["Selu", {}, (x) => 1.0507009873554805 * (x > 0 ? x : 1.6732632423543772 * Math.expm1(x)), 0.03],
+    ["Softplus", {}, (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))), 0.02],
+    ["Softsign", {}, (x) => x / (1 + Math.abs(x)), 0.03],
+  ];
+  for (const [op, attrs, f, tolerance] of ops) {
+    it(`${op} as lowered: within its error bound (and ${tolerance}) on [-60, 60]`, function () {
+      const n = 4801;
+      const file = writeModel({
+        input: { name: "x", dims: [1, n] },
+        output: { name: "y", dims: [1, n] },
+        nodes: [{ op, inputs: ["x"], outputs: ["y"], attrs }],
+      });
+      const program = quantizeGraph(loadOnnx(file), { scaleBits: 8, inputBits: 16 });
+      const x = Array.from({ length: n }, (_, i) => -60 + (120 * i) / (n - 1));
+      const r = executeWithErrorBound(program, x);
+      r.output.forEach((y, i) => {
+        const err = Math.abs(y - f(x[i]));
+        expect(err).to.be.at.most(r.bound[i], `x = ${x[i]}`);
+        expect(err).to.be.at.most(tolerance, `x = ${x[i]}`);
+      });
     });
   }
 });
