@@ -549,6 +549,198 @@ const ACTIVATION_CASES: OpCase[] = [
   },
 ];
 
+// ---- 1-D/3-D convolution and pooling, global max, reductions, reflect/edge Pad, Gemm with any bias C ----
+const SPATIAL_CASES: OpCase[] = [
+  {
+    name: "Conv 1-D (stride 2, asymmetric pads, groups 2, bias)",
+    inputDims: [1, 4, 9],
+    outputDims: [1, 4, 5],
+    nodes: [
+      {
+        op: "Conv",
+        inputs: ["x", "W", "B"],
+        outputs: ["y"],
+        attrs: { group: 2, pads: [1, 2], strides: [2], kernel_shape: [3] },
+      },
+    ],
+    init: { W: w([4, 2, 3]), B: w([4]) },
+    tolerance: 0.02,
+    expectOps: ["conv", "rescale"],
+  },
+  {
+    name: "Conv 1-D (dilation 2) + Relu, then Conv 1-D auto_pad SAME_LOWER",
+    inputDims: [1, 2, 10],
+    outputDims: [1, 2, 6],
+    nodes: [
+      { op: "Conv", inputs: ["x", "W"], outputs: ["c"], attrs: { dilations: [2] } },
+      { op: "Relu", inputs: ["c"], outputs: ["r"] },
+      {
+        op: "Conv",
+        inputs: ["r", "V"],
+        outputs: ["y"],
+        attrs: { auto_pad: "SAME_LOWER", kernel_shape: [2] },
+      },
+    ],
+    init: { W: w([3, 2, 3]), V: w([2, 3, 2]) },
+    tolerance: 0.03,
+  },
+  {
+    name: "Conv 3-D (groups 2, depth stride 2 and dilation 2, asymmetric pads, bias)",
+    inputDims: [1, 2, 4, 4, 4],
+    outputDims: [1, 2, 2, 4, 3],
+    nodes: [
+      {
+        op: "Conv",
+        inputs: ["x", "W", "B"],
+        outputs: ["y"],
+        attrs: { group: 2, strides: [2, 1, 1], dilations: [2, 1, 1], pads: [1, 1, 0, 0, 1, 1] },
+      },
+    ],
+    init: { W: w([2, 1, 2, 3, 3]), B: w([2]) },
+    tolerance: 0.03,
+    expectOps: ["gather", "conv", "gather", "conv", "lincomb", "rescale"],
+  },
+  {
+    name: "MaxPool 1-D (3, stride 2, pads 1)",
+    inputDims: [1, 2, 9],
+    outputDims: [1, 2, 5],
+    nodes: [
+      {
+        op: "MaxPool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [3], strides: [2], pads: [1, 1] },
+      },
+    ],
+    tolerance: 0.003,
+  },
+  {
+    name: "AveragePool 1-D (pads, count_include_pad 0, ceil_mode)",
+    inputDims: [1, 2, 8],
+    outputDims: [1, 2, 5],
+    nodes: [
+      {
+        op: "AveragePool",
+        inputs: ["x"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [3], strides: [2], pads: [1, 1], ceil_mode: 1 },
+      },
+    ],
+    tolerance: 0.01,
+  },
+  {
+    name: "MaxPool 3-D (2x2x2, stride 2) and AveragePool 3-D (count_include_pad 1)",
+    inputDims: [1, 1, 4, 4, 4],
+    outputDims: [1, 1, 2, 2, 2],
+    nodes: [
+      {
+        op: "AveragePool",
+        inputs: ["x"],
+        outputs: ["a"],
+        attrs: { kernel_shape: [2, 2, 2], pads: [0, 0, 0, 1, 1, 1], count_include_pad: 1 },
+      },
+      {
+        op: "MaxPool",
+        inputs: ["a"],
+        outputs: ["y"],
+        attrs: { kernel_shape: [2, 2, 2], strides: [2, 2, 2] },
+      },
+    ],
+    tolerance: 0.01,
+  },
+  {
+    name: "GlobalMaxPool (2-D) and GlobalMaxPool (1-D)",
+    inputDims: [1, 3, 4, 4],
+    outputDims: [1, 3, 1],
+    nodes: [
+      { op: "GlobalMaxPool", inputs: ["x"], outputs: ["g"] },
+      { op: "Reshape", inputs: ["g", "s"], outputs: ["r"] },
+      { op: "GlobalMaxPool", inputs: ["r"], outputs: ["y"] },
+    ],
+    init: { s: ints([1, 3, 1]) },
+    tolerance: 0.003,
+    expectOps: ["maxpool", "maxpool"],
+  },
+  {
+    name: "Gemm with a full-matrix bias C [M, N] (constant)",
+    inputDims: [3, 4],
+    outputDims: [3, 2],
+    nodes: [{ op: "Gemm", inputs: ["x", "W", "C"], outputs: ["y"], attrs: { beta: { float: 1.5 } } }],
+    init: { W: w([4, 2]), C: w([3, 2]) },
+    tolerance: 0.02,
+  },
+  {
+    name: "Gemm with a computed bias C (addmm: beta * x + A B)",
+    inputDims: [3, 4],
+    outputDims: [3, 4],
+    nodes: [
+      { op: "Relu", inputs: ["x"], outputs: ["r"] },
+      { op: "Gemm", inputs: ["r", "W", "x"], outputs: ["y"], attrs: { beta: { float: 0.5 } } },
+    ],
+    init: { W: w([4, 4]) },
+    tolerance: 0.02,
+    expectOps: ["relu", "dense", "lincomb", "rescale"],
+  },
+  {
+    name: "ReduceSum (axes input, opset 13, keepdims 0), twice through an Unsqueeze",
+    inputDims: [2, 3, 4],
+    outputDims: [2, 4],
+    nodes: [
+      { op: "ReduceSum", inputs: ["x", "ax"], outputs: ["s"], attrs: { keepdims: 0 } },
+      { op: "Unsqueeze", inputs: ["s", "ax0"], outputs: ["u"] },
+      { op: "ReduceSum", inputs: ["u", "ax0"], outputs: ["y"], attrs: { keepdims: 0 } },
+    ],
+    init: { ax: ints([1]), ax0: ints([0]) },
+    tolerance: 0.02,
+    expectOps: ["lincomb", "lincomb"],
+    opset: 13,
+  },
+  {
+    name: "ReduceSum over axes [0, 2] (attribute, opset 11), keepdims",
+    inputDims: [2, 3, 4],
+    outputDims: [1, 3, 1],
+    nodes: [{ op: "ReduceSum", inputs: ["x"], outputs: ["y"], attrs: { axes: [0, -1] } }],
+    tolerance: 0.02,
+    opset: 11,
+  },
+  {
+    name: "ReduceMean over the last axis, and over every axis (empty axes)",
+    inputDims: [1, 3, 5],
+    outputDims: [1, 1, 1],
+    nodes: [
+      { op: "ReduceMean", inputs: ["x"], outputs: ["m"], attrs: { axes: [-1] } },
+      { op: "ReduceMean", inputs: ["m"], outputs: ["y"] },
+    ],
+    tolerance: 0.01,
+    expectOps: ["sumpool", "rescale", "sumpool", "rescale"],
+    opset: 13,
+  },
+  {
+    name: "ReduceMax (axes input, opset 18) and ReduceMin (axes attribute, keepdims 0)",
+    inputDims: [2, 3, 4],
+    outputDims: [3],
+    nodes: [
+      { op: "ReduceMax", inputs: ["x", "ax"], outputs: ["m"] },
+      { op: "ReduceMin", inputs: ["m", "ax2"], outputs: ["y"], attrs: { keepdims: 0 } },
+    ],
+    init: { ax: ints([0]), ax2: ints([0, 2]) },
+    tolerance: 0.003,
+    opset: 18,
+  },
+  {
+    name: "Pad mode reflect (asymmetric) and mode edge",
+    inputDims: [1, 2, 4, 4],
+    outputDims: [1, 2, 9, 8],
+    nodes: [
+      { op: "Pad", inputs: ["x", "p1"], outputs: ["r"], attrs: { mode: "reflect" } },
+      { op: "Pad", inputs: ["r", "p2"], outputs: ["y"], attrs: { mode: "edge" } },
+    ],
+    init: { p1: ints([0, 0, 1, 2, 0, 0, 3, 1]), p2: ints([0, 0, 1, 0, 0, 0, 0, 1]) },
+    tolerance: 0.003,
+    expectOps: ["gather", "gather"],
+  },
+];
+
 function specOf(c: OpCase): ModelSpec {
   return {
     input: { name: "x", dims: c.inputDims },
@@ -600,7 +792,7 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
     expect(executeQuantized(quantizeGraph(loadOnnx(file)), x).output).to.deep.equal(expected);
   });
 
-  for (const c of [...CASES, ...ACTIVATION_CASES]) {
+  for (const c of [...CASES, ...ACTIVATION_CASES, ...SPATIAL_CASES]) {
     it(c.name, async function () {
       const file = writeModel(specOf(c));
       const program = quantizeGraph(loadOnnx(file), { scaleBits: 8, inputBits: 16 });
@@ -639,6 +831,44 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
       }
     });
   }
+});
+
+describe("zkml spatial ops: variants refused with an error naming the op and node", function () {
+  const refused = (nodes: NodeSpec[], inputDims: number[], init: Record<string, InitTensor>, re: RegExp) =>
+    expect(() =>
+      quantizeGraph(
+        loadOnnx(
+          writeModel({
+            input: { name: "x", dims: inputDims },
+            output: { name: "y", dims: [1] },
+            nodes,
+            initializers: init,
+          }),
+        ),
+      ),
+    ).to.throw(re);
+  it("4-D Conv", function () {
+    refused(
+      [{ op: "Conv", inputs: ["x", "W"], outputs: ["y"] }],
+      [1, 1, 2, 2, 2, 2],
+      { W: w([1, 1, 1, 1, 1, 1]) },
+      /Conv node .*only 1-D, 2-D and 3-D convolution/,
+    );
+  });
+  it("Pad mode wrap, and reflect pads as large as the input", function () {
+    refused(
+      [{ op: "Pad", inputs: ["x", "p"], outputs: ["y"], attrs: { mode: "wrap" } }],
+      [1, 3],
+      { p: ints([0, 1, 0, 1]) },
+      /Pad node .*pad mode 'wrap'/,
+    );
+    refused(
+      [{ op: "Pad", inputs: ["x", "p"], outputs: ["y"], attrs: { mode: "reflect" } }],
+      [1, 3],
+      { p: ints([0, 3, 0, 0]) },
+      /Pad node .*reflect pads/,
+    );
+  });
 });
 
 describe("zkml piecewise-linear activations: the stated error bounds", function () {

@@ -21,7 +21,7 @@ const mulDivKernel: OpKernel = {
 };
 
 export const LINEAR_OPS: OpTable = {
-  Gemm: { lower: (ctx, node, ins) => gemm(ctx, node, ins[0] as Value) },
+  Gemm: { lower: (ctx, node, ins) => gemm(ctx, node, ins) },
   MatMul: { lower: (ctx, node, ins) => matmul(ctx, node, ins[0] as Value, ins[1] as Value) },
   Add: addSubKernel,
   Sub: addSubKernel,
@@ -85,16 +85,17 @@ function legacyBroadcast(
   return bv.kind === "dyn" ? { ...bv, shape: dims } : { kind: "const", t: { ...bv.t, dims } };
 }
 
-function gemm(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
+function gemm(ctx: LoweringContext, node: OnnxNode, ins: (Value | undefined)[]): Value {
   const label = nodeLabel(node);
-  let x = ctx.dyn(xv);
+  let x = ctx.dyn(ins[0] as Value);
   if (x.shape.length !== 2) fail("UNSUPPORTED_OP", `${label}: input A must be 2-D, got [${x.shape}]`);
   if (attrNum(node, "transA", 0)) {
     const shape = [x.shape[1], x.shape[0]];
     x = { id: ctx.gather(label, shape, [{ src: x.id, index: transposeIndex(x.shape, [1, 0]) }]), shape };
   }
   const b = ctx.constInput(node, 1, "input B (the weights)");
-  const c = ctx.optConst(node, 2, "input C (the bias)");
+  const cv = node.inputs[2] ? ins[2] : undefined;
+  const c = cv?.kind === "const" ? cv.t : undefined;
   const alpha = attrNum(node, "alpha", 1);
   const beta = attrNum(node, "beta", 1);
   const transB = attrNum(node, "transB", 0);
@@ -116,6 +117,14 @@ function gemm(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
     if (perColumn) for (let n = 0; n < N; n++) bias[n] = ctx.q(beta * c.data[idx[n]], 2);
     else elementBias = idx.map((j) => ctx.q(beta * c.data[j], 2));
   }
+  if (cv?.kind === "dyn") {
+    // A computed C (addmm's input): acc + round(beta 2^s) * C[broadcast], free in R1CS, rescaled once.
+    if (!broadcastShapes(cv.shape, [M, N])?.every((d, i) => d === [M, N][i]))
+      fail("MALFORMED_MODEL", `${label}: bias C [${cv.shape}] does not broadcast to [${M},${N}]`);
+    if (ctx.tensor(cv.id).scale !== 1) fail("UNSUPPORTED_OP", `${label}: a bias C that is not an activation`);
+    const addC: LinTerm = { src: cv.id, coef: [ctx.q(beta)], index: broadcastIndex([M, N], cv.shape) };
+    return dense(ctx, label, x.id, M, K, N, weights, bias, [M, N], undefined, addC);
+  }
   return dense(ctx, label, x.id, M, K, N, weights, bias, [M, N], elementBias);
 }
 
@@ -130,6 +139,7 @@ function dense(
   bias: bigint[],
   shape: number[],
   elementBias?: bigint[],
+  addTerm?: LinTerm,
 ): Value {
   const inMax = ctx.tensor(src).maxAbs;
   let maxAbs = 0n;
@@ -142,6 +152,7 @@ function dense(
   ctx.emit({ op: "dense", node: label, src, dst: acc.id, rows, k, n, weights, bias });
   let out = acc.id;
   if (elementBias) out = ctx.lincomb(label, shape, [{ src: out, coef: [1n], index: null }], elementBias, 2);
+  if (addTerm) out = ctx.lincomb(label, shape, [{ src: out, coef: [1n], index: null }, addTerm], [0n], 2);
   return { kind: "dyn", id: ctx.rescale(label, out), shape };
 }
 

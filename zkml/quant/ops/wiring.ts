@@ -333,7 +333,8 @@ function pad(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
   const label = nodeLabel(node);
   const x = ctx.dyn(xv);
   const mode = attrStr(node, "mode", "constant");
-  if (mode !== "constant") fail("UNSUPPORTED_ATTRIBUTE", `${label}: pad mode '${mode}' (only 'constant')`);
+  if (mode !== "constant" && mode !== "reflect" && mode !== "edge")
+    fail("UNSUPPORTED_ATTRIBUTE", `${label}: pad mode '${mode}' (only 'constant', 'reflect', 'edge')`);
   const r = x.shape.length;
   let pads = node.inputs[1] ? [...ctx.constInput(node, 1, "pads").data] : attrInts(node, "pads", []);
   if (node.inputs[3]) {
@@ -346,6 +347,11 @@ function pad(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
     pads = full;
   }
   if (pads.length !== 2 * r) fail("UNSUPPORTED_ATTRIBUTE", `${label}: pads must have ${2 * r} entries`);
+  if (mode === "reflect" && x.shape.some((d, i) => pads[i] >= d || pads[i + r] >= d))
+    fail(
+      "UNSUPPORTED_ATTRIBUTE",
+      `${label}: reflect pads [${pads}] must be smaller than the input [${x.shape}]`,
+    );
   const value = node.inputs[2]
     ? (ctx.constInput(node, 2, "constant_value").data[0] ?? 0)
     : attrNum(node, "value", 0);
@@ -359,7 +365,8 @@ function pad(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
     let idx = 0;
     let inside = true;
     for (let d = 0; d < r; d++) {
-      const c = coord[d] - pads[d];
+      // Reflect mirrors about the edge element, edge repeats it; constant reads the value outside.
+      const c = sourceCoord(coord[d] - pads[d], x.shape[d], mode);
       if (c < 0 || c >= x.shape[d]) inside = false;
       idx += c * inStrides[d];
     }
@@ -373,6 +380,14 @@ function pad(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
   const out = ctx.newTensor(shape, 1, maxBig(ctx.tensor(x.id).maxAbs, absBig(ctx.q(value))));
   ctx.emit({ op: "gather", node: label, dst: out.id, srcs, idx: index, consts: [ctx.q(value)] });
   return { kind: "dyn", id: out.id, shape };
+}
+
+/** The input coordinate an output coordinate `c` (relative to the input's start) reads under `mode`. */
+function sourceCoord(c: number, size: number, mode: string): number {
+  if (c >= 0 && c < size) return c;
+  if (mode === "edge") return c < 0 ? 0 : size - 1;
+  if (mode === "reflect") return c < 0 ? -c : 2 * (size - 1) - c;
+  return c;
 }
 
 function concat(ctx: LoweringContext, node: OnnxNode, ins: Value[]): Value {
