@@ -21,9 +21,7 @@ import {
   type BundleManifest,
   type QProgram,
 } from "../zkml";
-import { packValues } from "../zkml/packing";
 import { quantizePlainInput, type PlainBundleManifest } from "../zkml/plain-bundle";
-import { inputCommitment } from "../zkml/commitment";
 import { DataClient } from "../workers/data/client";
 import {
   auditVerifiedLog,
@@ -259,13 +257,6 @@ export interface TaskResult {
   argmax: number;
 }
 
-/** A plain bundle's task input words: packed values (inline) or the Poseidon commitment to them. */
-function plainInputWords(m: PlainBundleManifest, quantized: readonly bigint[]): bigint[] {
-  return m.publicSignals.inputMode === "inline"
-    ? packValues(quantized, m.publicSignals.packBits)
-    : [inputCommitment(quantized, m.quantization.commitmentPackBits)];
-}
-
 /**
  * The dapp developer's and auditor's handle on a deployment: submit inference tasks with float inputs
  * (quantized and packed exactly as the model's circuit expects), wait for and decode verified results,
@@ -460,9 +451,7 @@ export class OpgClient {
       const now = (await this.provider.getBlock("latest"))!.timestamp;
       const request = {
         modelId,
-        input: info.program
-          ? inputWords(info.manifest as BundleManifest, quantizedInput)
-          : plainInputWords(info.manifest as PlainBundleManifest, quantizedInput),
+        input: inputWords(info.manifest, quantizedInput),
         inputDataHash,
         fee,
         deadline: now + seconds,

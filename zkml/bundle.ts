@@ -176,19 +176,27 @@ export function countWeightMultiplies(program: QProgram): number {
   return n;
 }
 
-function toolVersions(): Record<string, string> {
-  const v = (pkg: string): string => {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(`${pkg}/package.json`).version as string;
-    } catch {
-      return "unknown";
-    }
-  };
+/** The installed version of npm package `pkg`, or "unknown". */
+export function installedVersion(pkg: string): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(`${pkg}/package.json`).version as string;
+  } catch {
+    return "unknown";
+  }
+}
+
+/** This package's name and version, as bundles record the tool that made them. */
+export function opgVersion(): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const own = require(path.join(packageRoot(), "package.json")) as { name: string; version: string };
+  return `${own.name} ${own.version}`;
+}
+
+function toolVersions(): Record<string, string> {
+  const v = installedVersion;
   return {
-    opg: `${own.name} ${own.version}`,
+    opg: opgVersion(),
     circom: findCircom().version,
     snarkjs: v("snarkjs"),
     circomlib: v("circomlib"),
@@ -441,7 +449,10 @@ export function flattenInput(input: unknown, shape: readonly number[]): number[]
 }
 
 /** The public input words of a quantized input: packed values (inline) or the commitment (1 word). */
-export function inputWords(manifest: BundleManifest, quantizedInput: readonly bigint[]): bigint[] {
+export function inputWords(
+  manifest: Pick<BundleManifest, "publicSignals"> & { quantization: { commitmentPackBits: number } },
+  quantizedInput: readonly bigint[],
+): bigint[] {
   const l = manifest.publicSignals;
   return l.inputMode === "inline"
     ? packValues(quantizedInput, l.packBits)

@@ -40,14 +40,13 @@
 // runs another build may differ in the last bit of a logit, which step 4 turns into a difference of at most one
 // unit after rounding. Optimistic-mode verifiers therefore run the recorded onnxruntime version (tools).
 
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { ZkmlError, fail } from "./errors";
 import { loadOnnx } from "./onnx/parse";
 import { PublicSignalLayout, makeLayout, packValues, unpackWords, wordCount } from "./packing";
 import { BoundDim, bindSymbolicDims, describeBoundDim } from "./quant/quantize";
-import { packageRoot } from "./prover/paths";
+import { installedVersion, opgVersion, sha256File } from "./bundle";
 
 export const PLAIN_BUNDLE_FORMAT = "opg-plain-bundle/1";
 /** ONNX TensorProto.DataType FLOAT. */
@@ -86,10 +85,6 @@ export interface PackagePlainOptions {
 
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
-function sha256File(file: string): string {
-  return crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
-}
-
 function checkBitsOption(what: string, v: number, lo: number, hi: number): void {
   if (!Number.isInteger(v) || v < lo || v > hi)
     fail("BAD_INPUT", `${what} must be an integer in [${lo}, ${hi}], got ${v}`);
@@ -102,17 +97,7 @@ function ortModule(): typeof import("onnxruntime-node") {
 }
 
 function toolVersions(): Record<string, string> {
-  const v = (pkg: string): string => {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return require(`${pkg}/package.json`).version as string;
-    } catch {
-      return "unknown";
-    }
-  };
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const own = require(path.join(packageRoot(), "package.json")) as { name: string; version: string };
-  return { opg: `${own.name} ${own.version}`, "onnxruntime-node": v("onnxruntime-node") };
+  return { opg: opgVersion(), "onnxruntime-node": installedVersion("onnxruntime-node") };
 }
 
 /**
