@@ -1,4 +1,5 @@
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
@@ -623,6 +624,35 @@ describe("Optimistic mode", function () {
       await expect(f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, attesters))
         .to.emit(f.disputes, "DisputeResolved")
         .withArgs(p.s.taskId, Outcome.Undecided, f.treasury.address);
+    });
+
+    it("a requester cannot get an output for less than its fee by challenging it into an undecided vote", async function () {
+      const f = await loadFixture(modesFixture);
+      // The requester is a verification node too, and pays a fee above the 100 OPG challenge bond.
+      const requester = f.verifiers[0];
+      const fee = ethers.parseEther("500");
+      await f.token.connect(requester).approve(f.tasksAddress, fee);
+      const start = await tokens(f, requester.address);
+      const s = await f.submit(VALUES, {
+        modelId: f.voteModelId,
+        mode: VERIFICATION_MODE_OPTIMISTIC,
+        fee,
+        from: requester,
+      });
+      const node = f.nodes[0];
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const outputs = [tinyOutputWord(VALUES)];
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
+      // It reads the posted output, then challenges: the bond is the fee, not the smaller default.
+      await expect(f.disputes.connect(requester).challenge(s.taskId, s.task, hashWords(outputs), []))
+        .to.emit(f.disputes, "DisputeOpened")
+        .withArgs(s.taskId, requester.address, node.address, fee, anyValue, false);
+      // Nobody votes: undecided, the fee comes back, the bond goes to the treasury.
+      await afterDispute(f, s.taskId);
+      await f.disputes.resolveVote(s.taskId, s.task, outputs, []);
+      expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Rejected);
+      // The output cost it exactly what the fee would have: no profit from the failure it caused.
+      expect(await tokens(f, requester.address)).to.equal(start - fee);
     });
 
     it("a swarm of minimum-stake voters cannot fill the list and lock out larger stakes", async function () {
