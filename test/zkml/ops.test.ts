@@ -38,6 +38,8 @@ interface OpCase {
   expectOps?: string[];
   inputScale?: number;
   opset?: number;
+  /** the compiled circuit's constraint count, pinned (the cost model is checked for every case) */
+  constraints?: number;
 }
 
 const rand = seededRandom(42);
@@ -741,6 +743,98 @@ const SPATIAL_CASES: OpCase[] = [
   },
 ];
 
+// ---- ConvTranspose (one linear combination, rescaled once), GLU (Split + Sigmoid + Mul), Split, Tile,
+// Neg, Abs ----
+const TRANSPOSE_GLU_CASES: OpCase[] = [
+  {
+    name: "ConvTranspose 2-D (strides [3, 2], asymmetric pads, output_padding, groups 2, bias)",
+    inputDims: [1, 4, 3, 3],
+    outputDims: [1, 2, 9, 6],
+    nodes: [
+      {
+        op: "ConvTranspose",
+        inputs: ["x", "W", "B"],
+        outputs: ["y"],
+        attrs: { group: 2, strides: [3, 2], pads: [1, 1, 0, 1], output_padding: [1, 1] },
+      },
+    ],
+    init: { W: w([4, 1, 3, 3]), B: w([2]) },
+    tolerance: 0.02,
+    expectOps: ["gather", "lincomb", "rescale"],
+    // 108 outputs x (8 + 17) for the one rescale; the rest is the input's and output's range checks.
+    constraints: 5005,
+  },
+  {
+    name: "ConvTranspose 1-D (stride 2, dilation 2, auto_pad SAME_UPPER with an odd total padding, bias)",
+    inputDims: [1, 2, 5],
+    outputDims: [1, 3, 10],
+    nodes: [
+      {
+        op: "ConvTranspose",
+        inputs: ["x", "W", "B"],
+        outputs: ["y"],
+        attrs: { strides: [2], dilations: [2], auto_pad: "SAME_UPPER" },
+      },
+    ],
+    init: { W: w([2, 3, 3]), B: w([3]) },
+    tolerance: 0.02,
+  },
+  {
+    name: "ConvTranspose 3-D (stride 2, output_shape: one past the full size, one odd total padding)",
+    inputDims: [1, 1, 2, 2, 2],
+    outputDims: [1, 2, 5, 4, 3],
+    nodes: [
+      {
+        op: "ConvTranspose",
+        inputs: ["x", "W"],
+        outputs: ["y"],
+        attrs: { strides: [2, 2, 2], output_shape: [5, 4, 3] },
+      },
+    ],
+    init: { W: w([1, 2, 2, 2, 2]) },
+    tolerance: 0.01,
+  },
+  {
+    name: "GLU as PyTorch exports it (Split in equal halves + Sigmoid + Mul)",
+    inputDims: [2, 4, 3],
+    outputDims: [2, 2, 3],
+    nodes: [
+      { op: "Split", inputs: ["x"], outputs: ["a", "b"], attrs: { axis: 1 } },
+      { op: "Sigmoid", inputs: ["b"], outputs: ["s"] },
+      { op: "Mul", inputs: ["a", "s"], outputs: ["y"] },
+    ],
+    tolerance: 0.05,
+    inputScale: 2,
+    // per output: Sigmoid's 6 relus and rescale, one product and its rescale
+    constraints: 2545,
+  },
+  {
+    name: "Split (sizes input) + Concat reordering, Neg, Tile, Abs",
+    inputDims: [2, 5],
+    outputDims: [4, 5],
+    nodes: [
+      { op: "Split", inputs: ["x", "sizes"], outputs: ["a", "b"], attrs: { axis: -1 } },
+      { op: "Neg", inputs: ["a"], outputs: ["n"] },
+      { op: "Concat", inputs: ["b", "n"], outputs: ["c"], attrs: { axis: 1 } },
+      { op: "Tile", inputs: ["c", "reps"], outputs: ["t"] },
+      { op: "Abs", inputs: ["t"], outputs: ["y"] },
+    ],
+    init: { sizes: ints([2, 3]), reps: ints([2, 1]) },
+    tolerance: 0.003,
+  },
+  {
+    name: "Split num_outputs 3 of 7 (opset 18: parts of 3, 3, 1)",
+    inputDims: [1, 7],
+    outputDims: [1, 7],
+    nodes: [
+      { op: "Split", inputs: ["x"], outputs: ["a", "b", "c"], attrs: { axis: 1, num_outputs: 3 } },
+      { op: "Concat", inputs: ["c", "a", "b"], outputs: ["y"], attrs: { axis: 1 } },
+    ],
+    tolerance: 0.003,
+    opset: 18,
+  },
+];
+
 function specOf(c: OpCase): ModelSpec {
   return {
     input: { name: "x", dims: c.inputDims },
@@ -792,7 +886,7 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
     expect(executeQuantized(quantizeGraph(loadOnnx(file)), x).output).to.deep.equal(expected);
   });
 
-  for (const c of [...CASES, ...ACTIVATION_CASES, ...SPATIAL_CASES]) {
+  for (const c of [...CASES, ...ACTIVATION_CASES, ...SPATIAL_CASES, ...TRANSPOSE_GLU_CASES]) {
     it(c.name, async function () {
       const file = writeModel(specOf(c));
       const program = quantizeGraph(loadOnnx(file), { scaleBits: 8, inputBits: 16 });
@@ -822,6 +916,11 @@ describe("zkml per-op conformance (executor vs onnxruntime, circuit vs executor)
       const compiled = await compileNoSetup(file, { scaleBits: 8, inputBits: 16 });
       const plan = planCircuit(compiled.program, compiled.manifest.publicSignals);
       expect(compiled.manifest.constraints).to.equal(expectedConstraints(compiled.program, plan).total);
+      if (c.constraints !== undefined) expect(compiled.manifest.constraints).to.equal(c.constraints);
+      if (process.env.OPG_PRINT_COSTS)
+        console.log(
+          `    ${c.name}: ${JSON.stringify(expectedConstraints(compiled.program, plan).breakdown)}`,
+        );
       for (const x of inputs.slice(0, 2)) {
         const q = executeQuantized(compiled.program, x);
         const witness = await witnessFor(compiled, q.input, 12345n);

@@ -1,5 +1,5 @@
 /**
- * Activations: Relu, LeakyRelu, PRelu, Clip and elementwise Max/Min (exact, from ReLUs), Sigmoid, Tanh,
+ * Activations: Relu, LeakyRelu, PRelu, Clip, Abs and elementwise Max/Min (exact, from ReLUs), Sigmoid, Tanh,
  * Elu, Selu, Softplus and Softsign (piecewise-linear, each with a stated error bound), Softmax and
  * LogSoftmax (only as the model's last op, applied off-circuit).
  */
@@ -131,6 +131,13 @@ export const ACTIVATION_OPS: OpTable = {
     },
   },
   LeakyRelu: { lower: (ctx, node, ins) => leakyRelu(ctx, node, ins[0] as Value) },
+  Abs: {
+    fold: (_ctx, _node, ins) => {
+      const a = ins[0] as ConstTensor;
+      return { ...a, data: a.data.map(Math.abs) };
+    },
+    lower: (ctx, node, ins) => abs(ctx, node, ins[0] as Value),
+  },
   Clip: { lower: (ctx, node, ins) => clip(ctx, node, ins[0] as Value) },
   PRelu: { lower: (ctx, node, ins) => prelu(ctx, node, ins[0] as Value) },
   Max: {
@@ -202,6 +209,21 @@ function leakyRelu(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
     2,
   );
   return { kind: "dyn", id: ctx.rescale(label, acc), shape: x.shape };
+}
+
+/** |x| = 2 relu(x) - x: one relu, exact; bounded by |x|'s own bound (not the 3 |x| the sum suggests). */
+function abs(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
+  const label = nodeLabel(node);
+  const x = ctx.dyn(xv);
+  const t = ctx.tensor(x.id);
+  const r = ctx.relu(label, x.id);
+  const out = ctx.newTensor(x.shape, t.scale, t.maxAbs);
+  const terms: LinTerm[] = [
+    { src: r, coef: [2n], index: null },
+    { src: x.id, coef: [-1n], index: null },
+  ];
+  ctx.emit({ op: "lincomb", node: label, dst: out.id, size: numel(x.shape), terms, bias: [0n] });
+  return { kind: "dyn", id: out.id, shape: x.shape };
 }
 
 function clip(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {

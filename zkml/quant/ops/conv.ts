@@ -1,12 +1,14 @@
 /**
- * Convolution and pooling over NC... tensors: Conv (1-D and 2-D; free in R1CS, rescaled once), MaxPool and
- * GlobalMaxPool (comparisons), AveragePool and GlobalAveragePool (a sum times 1/count, rescaled once).
+ * Convolution and pooling over NC... tensors: Conv and ConvTranspose (1-D, 2-D, 3-D; free in R1CS, rescaled
+ * once), MaxPool and GlobalMaxPool (comparisons), AveragePool and GlobalAveragePool (a sum times 1/count,
+ * rescaled once).
  * Pooling windows are computed for any number of spatial dims (1-D, 2-D, 3-D); a 1-D convolution is the
  * 2-D one with a height of 1 (the flat data is the same), so one conv op and one tap walker serve both.
  */
 import { fail } from "../../errors";
 import { OnnxNode, nodeLabel } from "../../onnx/graph";
 import { LinTerm } from "../program";
+import { numel } from "../shapes";
 import { LoweringContext, OpKernel, OpTable, Value } from "./context";
 import { absBig, attrInts, attrNum, attrStr, roundToInt, signedBits } from "./util";
 
@@ -21,6 +23,7 @@ const poolKernel: OpKernel = {
 
 export const CONV_OPS: OpTable = {
   Conv: { lower: (ctx, node, ins) => conv(ctx, node, ins[0] as Value) },
+  ConvTranspose: { lower: (ctx, node, ins) => convTranspose(ctx, node, ins[0] as Value) },
   MaxPool: poolKernel,
   AveragePool: poolKernel,
   GlobalAveragePool: poolKernel,
@@ -208,6 +211,165 @@ function conv2d(
     bias,
   });
   return acc.id;
+}
+
+/**
+ * ConvTranspose geometry: per spatial dim the output size and the leading pad. Without an output size,
+ * out = s (in - 1) + output_padding + (k - 1) d + 1 - pad_begin - pad_end. Given one (output_shape, or
+ * in * s under auto_pad SAME_*), the total padding t = s (in - 1) + output_padding + (k - 1) d + 1 - out
+ * is split as the spec says (onnxruntime 1.30 agrees): floor(t / 2) leading under SAME_UPPER, t - floor(t / 2)
+ * otherwise. A negative t (an output_shape up to s - 1 past the full size) leaves the extra outputs at the
+ * end, reading no input.
+ */
+function transposeGeometry(
+  node: OnnxNode,
+  spatial: number[],
+  kernel: number[],
+): { out: number[]; strides: number[]; padBegin: number[]; dilations: number[] } {
+  const label = nodeLabel(node);
+  const n = spatial.length;
+  const ones = new Array<number>(n).fill(1);
+  const zeros = new Array<number>(n).fill(0);
+  const st = attrInts(node, "strides", ones);
+  const dl = attrInts(node, "dilations", ones);
+  const op = attrInts(node, "output_padding", zeros);
+  let pads = attrInts(node, "pads", new Array<number>(2 * n).fill(0));
+  const autoPad = attrStr(node, "auto_pad", "NOTSET");
+  let outShape = attrInts(node, "output_shape", []);
+  if (st.length !== n || dl.length !== n || op.length !== n || pads.length !== 2 * n)
+    fail(
+      "UNSUPPORTED_ATTRIBUTE",
+      `${label}: strides/dilations/output_padding/pads must describe ${n} spatial dimensions`,
+    );
+  if (st.some((v) => v < 1) || dl.some((v) => v < 1) || op.some((v) => v < 0) || pads.some((v) => v < 0))
+    fail(
+      "MALFORMED_MODEL",
+      `${label}: strides [${st}], dilations [${dl}], output_padding [${op}], pads [${pads}]`,
+    );
+  if (autoPad !== "NOTSET" && autoPad !== "VALID" && autoPad !== "SAME_UPPER" && autoPad !== "SAME_LOWER")
+    fail("UNSUPPORTED_ATTRIBUTE", `${label}: auto_pad '${autoPad}'`);
+  const same = autoPad.startsWith("SAME");
+  if (outShape.length === 0 && same) outShape = spatial.map((v, d) => v * st[d]);
+  if (autoPad === "VALID") pads = new Array<number>(2 * n).fill(0);
+  const full = spatial.map((v, d) => st[d] * (v - 1) + op[d] + (kernel[d] - 1) * dl[d] + 1);
+  if (outShape.length > 0) {
+    if (outShape.length !== n) fail("UNSUPPORTED_ATTRIBUTE", `${label}: output_shape must have ${n} entries`);
+    pads = new Array<number>(2 * n).fill(0);
+    for (let d = 0; d < n; d++) {
+      const total = full[d] - outShape[d];
+      if (total < 0 && (same || total <= -st[d]))
+        fail(
+          "UNSUPPORTED_ATTRIBUTE",
+          `${label}: output size ${outShape[d]} is beyond the full size ${full[d]} (auto_pad ${autoPad}, stride ${st[d]})`,
+        );
+      const small = Math.floor(Math.max(total, 0) / 2);
+      pads[d] = total < 0 ? 0 : autoPad === "SAME_UPPER" ? small : total - small;
+      pads[d + n] = total - pads[d];
+    }
+  }
+  const out = full.map((f, d) => f - pads[d] - pads[d + n]);
+  if (out.some((o) => o <= 0)) fail("MALFORMED_MODEL", `${label}: empty output [${out}]`);
+  return { out, strides: st, padBegin: pads.slice(0, n), dilations: dl };
+}
+
+/**
+ * ConvTranspose over [N, C, spatial...] with constant weights [C, M/group, k...]: each input element
+ * x[n, c, i] adds W[c, m, k] x to output [n, g M/group + m, i s - pad + k d]. Lowered as one linear
+ * combination (free in R1CS): output element o sums its own taps, term j holding every output's j-th tap
+ * (coefficient 0 on a zero element where an output has fewer), then one rescale, as Conv. The accumulator's
+ * bound is the largest sum over one output's taps, so a stride that leaves some outputs few taps does not
+ * widen the rescale's range check.
+ */
+function convTranspose(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
+  const label = nodeLabel(node);
+  const x = ctx.dyn(xv);
+  const w = ctx.constInput(node, 1, "the weights");
+  const b = ctx.optConst(node, 2, "the bias");
+  const rank = x.shape.length;
+  if (rank < 3 || rank > 5 || w.dims.length !== rank)
+    fail(
+      "UNSUPPORTED_OP",
+      `${label}: only 1-D, 2-D and 3-D transposed convolution (NCL, NCHW, NCDHW input) is supported, input is [${x.shape}]`,
+    );
+  if (ctx.tensor(x.id).scale !== 1)
+    fail("UNSUPPORTED_OP", `${label}: input at scale ${ctx.tensor(x.id).scale}`);
+  const [batch, c] = x.shape;
+  const group = attrNum(node, "group", 1);
+  const [wc, mg] = w.dims;
+  const kernel = w.dims.slice(2);
+  const ks = attrInts(node, "kernel_shape", kernel);
+  if (wc !== c || c % group !== 0 || ks.length !== kernel.length || ks.some((k, d) => k !== kernel[d]))
+    fail("MALFORMED_MODEL", `${label}: weights [${w.dims}] vs input [${x.shape}], group ${group}`);
+  const oc = mg * group;
+  const cg = c / group;
+  if (b && b.data.length !== oc)
+    fail("MALFORMED_MODEL", `${label}: bias of ${b.data.length} for ${oc} channels`);
+  const spatial = x.shape.slice(2);
+  const geo = transposeGeometry(node, spatial, kernel);
+  const shape = [batch, oc, ...geo.out];
+  const size = numel(shape);
+  const inPlane = numel(spatial);
+  const outPlane = numel(geo.out);
+  const kSize = numel(kernel);
+  const weights = [...w.data].map((v) => ctx.q(v));
+  // taps[o]: the (input index, weight) pairs output element o sums.
+  const taps: [number, bigint][][] = Array.from({ length: size }, () => []);
+  const nd = spatial.length;
+  const outStrides = geo.out.map((_, d) => numel(geo.out.slice(d + 1)));
+  forEachCoord(spatial, (i) => {
+    const iFlat = i.reduce((acc, v, d) => acc * spatial[d] + v, 0);
+    forEachCoord(kernel, (k) => {
+      let oFlat = 0;
+      for (let d = 0; d < nd; d++) {
+        const o = i[d] * geo.strides[d] - geo.padBegin[d] + k[d] * geo.dilations[d];
+        if (o < 0 || o >= geo.out[d]) return;
+        oFlat += o * outStrides[d];
+      }
+      const kFlat = k.reduce((acc, v, d) => acc * kernel[d] + v, 0);
+      for (let n = 0; n < batch; n++)
+        for (let ch = 0; ch < c; ch++) {
+          const g = Math.floor(ch / cg);
+          for (let m = 0; m < mg; m++) {
+            const o = (n * oc + g * mg + m) * outPlane + oFlat;
+            taps[o].push([(n * c + ch) * inPlane + iFlat, weights[(ch * mg + m) * kSize + kFlat]]);
+          }
+        }
+    });
+  });
+  // The input with a zero appended: the element a missing tap reads, so it adds nothing to the error bound.
+  const total = numel(x.shape);
+  const zero = total;
+  const xz = ctx.gather(
+    label,
+    [total + 1],
+    [
+      { src: x.id, index: [...Array(total).keys()] },
+      { src: -1, index: [0] },
+    ],
+    [0n],
+  );
+  const bias = Array.from({ length: size }, (_, o) =>
+    b ? ctx.q(b.data[Math.floor(o / outPlane) % oc], 2) : 0n,
+  );
+  const width = taps.reduce((m, t) => Math.max(m, t.length), 0);
+  const terms: LinTerm[] = [];
+  for (let j = 0; j < width; j++) {
+    terms.push({
+      src: xz,
+      coef: taps.map((t) => (j < t.length ? t[j][1] : 0n)),
+      index: taps.map((t) => (j < t.length ? t[j][0] : zero)),
+    });
+  }
+  const inMax = ctx.tensor(x.id).maxAbs;
+  let maxAbs = 0n;
+  taps.forEach((t, o) => {
+    let m = absBig(bias[o]);
+    for (const [, wq] of t) m += absBig(wq) * inMax;
+    if (m > maxAbs) maxAbs = m;
+  });
+  const acc = ctx.newTensor(shape, 2, maxAbs);
+  ctx.emit({ op: "lincomb", node: label, dst: acc.id, size, terms, bias });
+  return { kind: "dyn", id: ctx.rescale(label, acc.id), shape };
 }
 
 function pool(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {

@@ -1,5 +1,5 @@
 /**
- * Linear ops: Gemm, MatMul, elementwise Add/Sub/Mul/Div, BatchNormalization (folded into the Conv or Gemm
+ * Linear ops: Gemm, MatMul, elementwise Add/Sub/Mul/Div and Neg, BatchNormalization (folded into the Conv or Gemm
  * before it where it can be). Dense products and sums are free in R1CS; each product by a constant is
  * accumulated at scale 2 and rescaled once.
  */
@@ -28,6 +28,25 @@ export const LINEAR_OPS: OpTable = {
   Mul: mulDivKernel,
   Div: mulDivKernel,
   BatchNormalization: { lower: (ctx, node, ins) => batchNorm(ctx, node, ins[0] as Value) },
+  Neg: {
+    fold: (_ctx, _node, ins) => {
+      const a = ins[0] as ConstTensor;
+      return { ...a, data: a.data.map((v) => -v) };
+    },
+    lower: (ctx, node, ins) => {
+      // -x: a linear combination at the input's scale, exact and free.
+      const x = ctx.dyn(ins[0] as Value);
+      const t = ctx.tensor(x.id);
+      const id = ctx.lincomb(
+        nodeLabel(node),
+        x.shape,
+        [{ src: x.id, coef: [-1n], index: null }],
+        [0n],
+        t.scale,
+      );
+      return { kind: "dyn", id, shape: x.shape };
+    },
+  },
 };
 
 /** Add/Sub/Mul/Div on constants (after the pre-opset-7 broadcast is resolved). */

@@ -1,6 +1,6 @@
 /**
  * Wiring: ops that move, copy or relabel values without arithmetic (Reshape, Flatten, Squeeze, Unsqueeze,
- * Transpose, Concat, Slice, Pad, Identity, Dropout, Cast), and the constant ops of exporters' shape
+ * Transpose, Concat, Split, Slice, Tile, Pad, Identity, Dropout, Cast), and the constant ops of exporters' shape
  * subgraphs (Constant, Shape, ConstantOfShape, Gather). A relabelling reuses the tensor; a move is a gather,
  * free in R1CS.
  */
@@ -146,7 +146,94 @@ export const WIRING_OPS: OpTable = {
     lower: (ctx, node, ins) => concat(ctx, node, ins as Value[]),
   },
   Pad: { lower: (ctx, node, ins) => pad(ctx, node, ins[0] as Value) },
+  Split: { always: (ctx, node, ins) => split(ctx, node, ins[0] as Value) },
+  Tile: {
+    fold: (_ctx, node, ins) => {
+      const a = ins[0] as ConstTensor;
+      const { shape, index } = tileIndex(node, a.dims, [...(ins[1] as ConstTensor).data]);
+      return { dims: shape, data: Float64Array.from(index, (j) => a.data[j]), isInteger: a.isInteger };
+    },
+    lower: (ctx, node, ins) => {
+      const x = ctx.dyn(ins[0] as Value);
+      const repeats = [...ctx.constInput(node, 1, "the repeats").data];
+      const { shape, index } = tileIndex(node, x.shape, repeats);
+      return { kind: "dyn", id: ctx.gather(nodeLabel(node), shape, [{ src: x.id, index }]), shape };
+    },
+  },
 };
+
+/**
+ * Split along `axis` (default 0): sizes from the `split` input (opset 13 on, and opset 1's optional
+ * second input) or attribute (opsets 2-12); without them, equal parts, one per output (from opset 18,
+ * `num_outputs` parts of ceil(d / num_outputs), the last one smaller). A computed input is split into
+ * gathers (free); a constant one into constants.
+ */
+function split(ctx: LoweringContext, node: OnnxNode, xv: Value): Value[] {
+  const label = nodeLabel(node);
+  const shape = xv.kind === "dyn" ? xv.shape : xv.t.dims;
+  const r = shape.length;
+  const rawAxis = attrNum(node, "axis", 0);
+  const axis = normAxis(rawAxis, r);
+  if (!Number.isInteger(axis) || axis < 0 || axis >= r)
+    fail("MALFORMED_MODEL", `${label}: axis ${rawAxis} is out of range for rank ${r}`);
+  const d = shape[axis];
+  const count = node.outputs.length;
+  let sizes: number[];
+  if (node.inputs[1]) sizes = [...ctx.constInput(node, 1, "the split sizes").data];
+  else if (node.attrs.has("split")) sizes = attrInts(node, "split", []);
+  else if (node.attrs.has("num_outputs")) {
+    const parts = attrNum(node, "num_outputs", count);
+    const each = Math.ceil(d / parts);
+    sizes = Array.from({ length: parts }, (_, i) => Math.max(0, Math.min(each, d - i * each)));
+  } else {
+    if (d % count !== 0)
+      fail("MALFORMED_MODEL", `${label}: axis size ${d} does not split into ${count} equal parts`);
+    sizes = new Array<number>(count).fill(d / count);
+  }
+  if (sizes.length !== count || sizes.some((v) => v < 0) || sizes.reduce((a, b) => a + b, 0) !== d)
+    fail("MALFORMED_MODEL", `${label}: split sizes [${sizes}] for ${count} outputs of an axis of ${d}`);
+  const outer = numel(shape.slice(0, axis));
+  const inner = numel(shape.slice(axis + 1));
+  let start = 0;
+  return sizes.map((size) => {
+    const index: number[] = [];
+    for (let o = 0; o < outer; o++)
+      for (let i = 0; i < size * inner; i++) index.push((o * d + start) * inner + i);
+    start += size;
+    const partShape = [...shape];
+    partShape[axis] = size;
+    if (xv.kind === "const") {
+      const t = xv.t;
+      return {
+        kind: "const",
+        t: { dims: partShape, data: Float64Array.from(index, (j) => t.data[j]), isInteger: t.isInteger },
+      };
+    }
+    return { kind: "dyn", id: ctx.gather(label, partShape, [{ src: xv.id, index }]), shape: partShape };
+  });
+}
+
+/** Tile (opset 6 on): the output repeats the input `repeats[i]` times along each axis i. */
+function tileIndex(node: OnnxNode, shape: number[], repeats: number[]): { shape: number[]; index: number[] } {
+  const label = nodeLabel(node);
+  if (node.inputs.length > 2)
+    fail("UNSUPPORTED_OP", `${label}: Tile with tiles and axis inputs (opset 1) is not supported`);
+  if (repeats.length !== shape.length || repeats.some((v) => !Number.isInteger(v) || v < 0))
+    fail("MALFORMED_MODEL", `${label}: repeats [${repeats}] for an input of rank ${shape.length}`);
+  const out = shape.map((v, i) => v * repeats[i]);
+  const inStrides = strides(shape);
+  const index: number[] = [];
+  const coord = new Array<number>(out.length).fill(0);
+  const total = numel(out);
+  for (let i = 0; i < total; i++) {
+    index.push(coord.reduce((acc, c, dd) => acc + (c % shape[dd]) * inStrides[dd], 0));
+    for (let dd = out.length - 1; dd >= 0; dd--) {
+      if (++coord[dd] < out[dd]) break;
+      coord[dd] = 0;
+    }
+  }
+  return { shape: out, index };
+}
 
 function constant(node: OnnxNode): Value {
   const t = node.attrs.get("value");
