@@ -25,7 +25,8 @@ import {
 } from "./prover/groth16";
 import { compileCircom, findCircom } from "./prover/circom";
 import { packageRoot } from "./prover/paths";
-import { dequantizeOutput, executeQuantized } from "./quant/executor";
+import { NamedOutput, dequantizeOutput, executeQuantized, namedOutputs } from "./quant/executor";
+import type { OutputPart } from "./quant/program";
 import { QProgram } from "./quant/program";
 import {
   BoundDim,
@@ -35,7 +36,7 @@ import {
   quantizeGraph,
 } from "./quant/quantize";
 import { numel } from "./quant/shapes";
-import { runReference } from "./reference";
+import { referenceOutputs, runReference } from "./reference";
 import "./prover/snarkjs-types"; // the `snarkjs` module declarations, kept in the emitted .d.ts
 import type { Groth16Proof } from "snarkjs";
 
@@ -107,7 +108,14 @@ export interface BundleManifest {
   name: string;
   onnx: ArtifactRef & { producer: string; opset: number };
   input: { name: string; shape: number[] };
-  output: { name: string; shape: number[]; scaleBits: number; postprocess: string };
+  output: {
+    name: string;
+    shape: number[];
+    scaleBits: number;
+    postprocess: string;
+    /** A multi-output model's outputs: each one's slice of the proven output and how it reads. */
+    parts?: OutputPart[];
+  };
   quantization: { scaleBits: number; activationBits: number; inputBits: number; commitmentPackBits: number };
   publicSignals: PublicSignalLayout;
   constraints: number;
@@ -278,6 +286,7 @@ export async function compileModel(
       shape: program.output.shape,
       scaleBits: program.scaleBits * program.tensors[program.output.tensor].scale,
       postprocess: program.output.postprocess,
+      ...(program.output.parts ? { parts: program.output.parts } : {}),
     },
     quantization: {
       scaleBits: program.scaleBits,
@@ -492,7 +501,16 @@ export function expectedPublicSignals(
 export interface ProofResult {
   proof: Groth16Proof;
   publicSignals: string[];
-  output: { output: number[]; quantized: string[]; reference: number[] | null };
+  output: {
+    output: number[];
+    quantized: string[];
+    /** onnxruntime's (first) output; null when not asked, or for a multi-output model (see referenceOutputs). */
+    reference: number[] | null;
+    /** The outputs by name (labels read as the model's classes): present for a multi-output model. */
+    outputs?: Record<string, NamedOutput>;
+    /** onnxruntime's outputs by name, for a multi-output model. */
+    referenceOutputs?: Record<string, (number | string)[]>;
+  };
   timings: { witnessMs: number; proveMs: number; witnessAndProveMs: number };
 }
 
@@ -581,14 +599,22 @@ export async function proveBundle(
       "the circuit's public signals differ from the fixed-point executor's: the bundle is inconsistent",
     );
   }
+  const multi = program.output.parts !== undefined;
+  const onnx = path.join(dir, "model.onnx");
   const reference =
-    opts.reference === false
-      ? null
-      : await runReference(path.join(dir, "model.onnx"), flat, manifest.input.shape);
+    opts.reference === false || multi ? null : await runReference(onnx, flat, manifest.input.shape);
+  const extra = multi
+    ? {
+        outputs: namedOutputs(program, q.output),
+        ...(opts.reference === false
+          ? {}
+          : { referenceOutputs: await (await referenceOutputs(onnx))(flat, manifest.input.shape) }),
+      }
+    : {};
   return {
     proof,
     publicSignals,
-    output: { output: q.output, quantized: q.quantized.map(String), reference },
+    output: { output: q.output, quantized: q.quantized.map(String), reference, ...extra },
     timings: { witnessMs: t1 - t0, proveMs: t2 - t1, witnessAndProveMs: t2 - t0 },
   };
 }

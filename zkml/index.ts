@@ -58,8 +58,15 @@ export { WORD_BITS, makeLayout, packValues, unpackWords, valuesPerWord } from ".
 export type { PublicSignalLayout } from "./packing";
 export { poseidon } from "./poseidon";
 export { releaseProver } from "./prover/groth16";
-export { dequantizeOutput, executeProgram, executeQuantized, quantizeInput } from "./quant/executor";
+export {
+  dequantizeOutput,
+  executeProgram,
+  executeQuantized,
+  namedOutputs,
+  quantizeInput,
+  type NamedOutput,
+} from "./quant/executor";
 export type { QuantizedResult } from "./quant/executor";
 export type { QProgram } from "./quant/program";
 export { DEFAULT_QUANTIZE, SUPPORTED_OPS, quantizeGraph } from "./quant/quantize";
-export { referenceSession, runReference } from "./reference";
+export { referenceOutputs, referenceSession, runReference } from "./reference";

@@ -33,3 +33,35 @@ export async function runReference(
   const run = await referenceSession(onnxPath);
   return run(input, shape);
 }
+
+/**
+ * onnxruntime's outputs by name for a model with several (a classifier's label and probabilities): numbers,
+ * or strings for a string label. Map outputs (ZipMap) are not fetched: onnxruntime-node cannot return them.
+ */
+export async function referenceOutputs(
+  onnxPath: string,
+): Promise<
+  (input: readonly number[], shape: readonly number[]) => Promise<Record<string, (number | string)[]>>
+> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
+  let session: import("onnxruntime-node").InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(onnxPath);
+  } catch (e) {
+    fail("MALFORMED_MODEL", `onnxruntime cannot load ${onnxPath}: ${(e as Error).message}`);
+  }
+  const inputName = session.inputNames[0];
+  const meta = session.outputMetadata as unknown as { name: string; isTensor: boolean }[] | undefined;
+  const names = session.outputNames.filter((n, i) => !meta || meta[i]?.isTensor !== false);
+  return async (input, shape) => {
+    const tensor = new ort.Tensor("float32", Float32Array.from(input), [...shape]);
+    const result = await session.run({ [inputName]: tensor }, names);
+    const out: Record<string, (number | string)[]> = {};
+    for (const n of names)
+      out[n] = Array.from(result[n].data as ArrayLike<number | bigint | string>, (v) =>
+        typeof v === "string" ? v : Number(v),
+      );
+    return out;
+  };
+}

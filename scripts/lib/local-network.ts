@@ -365,7 +365,13 @@ export async function waitForLog(proc: Proc, message: string, timeoutMs = READY_
  */
 export async function fixtureBundle(
   onnxRel: string,
-  opts: { inputMode?: "inline" | "commitment"; inputBits?: number; scaleBits?: number } = {},
+  opts: {
+    inputMode?: "inline" | "commitment";
+    inputBits?: number;
+    scaleBits?: number;
+    packBits?: number;
+    activationBits?: number;
+  } = {},
   log: (message: string) => void = () => undefined,
 ): Promise<string> {
   const onnx = path.resolve(ROOT, onnxRel);
@@ -383,6 +389,8 @@ export async function fixtureBundle(
       inputMode: opts.inputMode ?? "inline",
       inputBits: opts.inputBits,
       scaleBits: opts.scaleBits,
+      packBits: opts.packBits,
+      activationBits: opts.activationBits,
       log,
     });
   }

@@ -168,6 +168,16 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
         });
         break;
       }
+      case "compare":
+        body.push(`    component op${k}[${op.index.length}];`);
+        op.index.forEach((j, i) => {
+          const eq = op.kinds[i] === "eq" || op.kinds[i] === "ne";
+          body.push(`    op${k}[${i}] = ${eq ? "IsZeroValue()" : `IsNonNegative(${op.bits})`};`);
+          body.push(`    op${k}[${i}].in <== ${sig(op.src)}[${j}] - (${lit(op.consts[i])});`);
+          const flip = op.kinds[i] === "lt" || op.kinds[i] === "ne";
+          body.push(`    ${d}[${i}] <== ${flip ? `1 - op${k}[${i}].out` : `op${k}[${i}].out`};`);
+        });
+        break;
       case "sumpool":
         op.windows.forEach((win, i) => {
           body.push(
@@ -200,6 +210,7 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
     `pragma circom 2.1.0;`,
     ``,
     `include "fixed-point.circom";`,
+    ...(program.ops.some((op) => op.op === "compare") ? [`include "compare.circom";`] : []),
     `include "linear.circom";`,
     `include "packing.circom";`,
     `include "task-binding.circom";`,
@@ -244,6 +255,7 @@ export function expectedConstraints(
     relu: 0,
     maxpool: 0,
     argmax: 0,
+    compare: 0,
     mul: 0,
     output: 0,
     binding: 1,
@@ -264,6 +276,8 @@ export function expectedConstraints(
       // the first step's index update is linear (idx[0] = 0): one constraint less per group
       b.argmax += op.groups.reduce((s, g) => s + (g.length > 1 ? (g.length - 1) * (op.bits + 2) - 1 : 0), 0);
     else if (op.op === "mul") b.mul += op.ia.length;
+    else if (op.op === "compare")
+      b.compare += op.kinds.reduce((s, k) => s + (k === "eq" || k === "ne" ? 2 : op.bits), 0);
   }
   if (plan.outputRangeCheck) b.output = plan.layout.outputCount * plan.layout.packBits;
   return { total: Object.values(b).reduce((x, y) => x + y, 0), breakdown: b };

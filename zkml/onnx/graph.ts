@@ -7,7 +7,7 @@ export interface ConstTensor {
   isInteger: boolean;
 }
 
-export type AttrValue = number | number[] | string | ConstTensor;
+export type AttrValue = number | number[] | string | string[] | ConstTensor;
 
 export interface OnnxNode {
   name: string;

@@ -38,6 +38,7 @@ interface PbAttr {
   t?: PbTensor;
   floats?: number[];
   ints?: Int64[];
+  strings?: Uint8Array[];
   type?: number;
 }
 interface PbValueInfo {
@@ -78,6 +79,7 @@ const ATTR_STRING = 3;
 const ATTR_TENSOR = 4;
 const ATTR_FLOATS = 6;
 const ATTR_INTS = 7;
+const ATTR_STRINGS = 8;
 
 export function decodeTensor(t: PbTensor, what: string): ConstTensor {
   const dims = (t.dims ?? []).map(toNum);
@@ -182,10 +184,13 @@ function decodeAttr(a: PbAttr, where: string): AttrValue {
       return [...(a.floats ?? [])];
     case ATTR_INTS:
       return (a.ints ?? []).map(toNum);
+    case ATTR_STRINGS:
+      return (a.strings ?? []).map((b) => Buffer.from(b).toString("utf8"));
     default:
       // Old exporters leave `type` unset; infer it from whichever field is present.
       if (a.ints && a.ints.length) return a.ints.map(toNum);
       if (a.floats && a.floats.length) return [...a.floats];
+      if (a.strings && a.strings.length) return a.strings.map((b) => Buffer.from(b).toString("utf8"));
       if (a.t) return decodeTensor(a.t, `${where} attribute '${name}'`);
       if (a.s && a.s.length) return Buffer.from(a.s).toString("utf8");
       if (a.i !== undefined && toNum(a.i) !== 0) return toNum(a.i);

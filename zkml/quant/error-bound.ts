@@ -2,11 +2,14 @@ import {
   dequantizeOutput,
   executeProgram,
   forEachConvTap,
-  normalizeGroups,
+  groupsOf,
+  outputSlices,
+  probit,
   quantizeInput,
   type QuantizedResult,
 } from "./executor";
 import { QProgram } from "./program";
+import { numel } from "./shapes";
 
 /**
  * How far the fixed-point result can be from the exact real-valued model, element by element, for one
@@ -21,6 +24,8 @@ import { QProgram } from "./program";
  * - a product a * b: |a| e_b + |b| e_a + e_a e_b;
  * - a rescale adds half a unit of its output; ReLU, max and wiring are 1-Lipschitz and keep the bound;
  * - an op that completes an approximation (Sigmoid, Tanh) adds its documented approximation error;
+ * - a comparison (tree branch): 0 where the value is further from the threshold than its bound plus a
+ *   unit, else 1 (the branch may differ from the exact model's);
  * - ArgMax: 0 where the maximum is unambiguous (no other value within both bounds), otherwise the
  *   largest index distance to a value that could be the maximum;
  * - Softmax over a group whose largest bound is E: p (exp(e + E) - 1); LogSoftmax: e + E.
@@ -39,14 +44,35 @@ export function executeWithErrorBound(program: QProgram, input: readonly number[
   const quantized = vals[program.output.tensor];
   const output = dequantizeOutput(program, quantized);
   const e = bounds[program.output.tensor];
-  let bound = Array.from(e);
-  if (program.output.postprocess !== "none") {
-    bound = new Array<number>(output.length);
-    for (const group of normalizeGroups(program)) {
-      const worst = Math.max(...group.map((i) => e[i]));
+  const bound = Array.from(e);
+  const real = quantized.map(
+    (v) => Number(v) * 2 ** (-program.scaleBits * program.tensors[program.output.tensor].scale),
+  );
+  for (const p of outputSlices(program)) {
+    const at = (i: number): number => p.offset + i;
+    if (p.postprocess === "none") continue;
+    if (p.postprocess === "logistic") {
+      // the logistic is 1/4-Lipschitz
+      for (let i = 0; i < numel(p.shape); i++) bound[at(i)] = e[at(i)] / 4;
+      continue;
+    }
+    if (p.postprocess === "probit") {
+      // monotone: the worst of the two ends of the interval (unbounded near 0 and 1)
+      for (let i = 0; i < numel(p.shape); i++) {
+        const [x, d] = [real[at(i)], e[at(i)]];
+        bound[at(i)] = Math.max(
+          Math.abs(probit(x + d) - output[at(i)]),
+          Math.abs(probit(x - d) - output[at(i)]),
+        );
+        if (!Number.isFinite(bound[at(i)])) bound[at(i)] = Infinity;
+      }
+      continue;
+    }
+    for (const group of groupsOf(p.shape, p.normalize)) {
+      const worst = Math.max(...group.map((i) => e[at(i)]));
       for (const i of group) {
-        bound[i] =
-          program.output.postprocess === "softmax" ? output[i] * Math.expm1(e[i] + worst) : e[i] + worst;
+        const j = at(i);
+        bound[j] = p.postprocess === "logsoftmax" ? e[j] + worst : output[j] * Math.expm1(e[j] + worst);
       }
     }
   }
@@ -143,6 +169,16 @@ export function errorBounds(
       case "gather":
         op.srcs.forEach((src, i) => (out[i] = src < 0 ? du / 2 : e[src][op.idx[i]]));
         break;
+      case "compare": {
+        // 0 where the decision is certain: the value is further from the threshold than its bound (and a
+        // unit, for the threshold's own rounding); otherwise the bit may differ from the exact model's: 1.
+        const su = unit(op.src);
+        op.index.forEach((j, i) => {
+          const gap = Math.abs(Number(vals[op.src][j] - op.consts[i])) * su;
+          out[i] = gap <= e[op.src][j] + su ? 1 : 0;
+        });
+        break;
+      }
       case "argmax": {
         const su = unit(op.src);
         const x = vals[op.src];

@@ -1,5 +1,5 @@
 import { fail } from "../errors";
-import type { ConvOp, QProgram } from "./program";
+import type { ConvOp, OutputTransform, QProgram } from "./program";
 import { numel } from "./shapes";
 
 /**
@@ -155,6 +155,16 @@ export function executeProgram(program: QProgram, input: readonly bigint[]): big
       case "gather":
         vals[op.dst] = op.srcs.map((s, i) => (s < 0 ? op.consts[op.idx[i]] : vals[s][op.idx[i]]));
         break;
+      case "compare": {
+        const x = vals[op.src];
+        vals[op.dst] = op.index.map((j, i) => {
+          const d = x[j] - op.consts[i];
+          const k = op.kinds[i];
+          const holds = k === "lt" ? d < 0n : k === "ge" ? d >= 0n : k === "eq" ? d === 0n : d !== 0n;
+          return holds ? 1n : 0n;
+        });
+        break;
+      }
       case "argmax": {
         const x = vals[op.src];
         vals[op.dst] = op.groups.map((g) => {
@@ -190,32 +200,125 @@ export function dequantizeOutput(program: QProgram, quantized: readonly bigint[]
   const scale = program.tensors[program.output.tensor].scale;
   const div = 2 ** (program.scaleBits * scale);
   const real = quantized.map((v) => Number(v) / div);
-  if (program.output.postprocess === "none") return real;
-  // Softmax over each normalisation group, applied off-circuit to the proven logits.
-  const out = new Array<number>(real.length);
-  for (const group of normalizeGroups(program)) {
-    const row = group.map((i) => real[i]);
-    const m = Math.max(...row);
-    const e = row.map((v) => Math.exp(v - m));
-    const sum = e.reduce((a, b) => a + b, 0);
-    group.forEach((i, k) => {
-      out[i] = program.output.postprocess === "softmax" ? e[k] / sum : row[k] - m - Math.log(sum);
-    });
-  }
-  return out;
+  for (const p of outputSlices(program)) applyTransform(real, p);
+  return real;
 }
 
-/** The flat output indices of each group the postprocess normalises together (see QProgram.output). */
-export function normalizeGroups(program: QProgram): number[][] {
-  const total = numel(program.output.shape);
-  const { size, stride } = program.output.normalize ?? {
-    size: program.output.shape[program.output.shape.length - 1] ?? total,
-    stride: 1,
-  };
+/** Each output's slice of the flat proven output with its transform: the parts, or the one output. */
+export function outputSlices(program: QProgram): TransformSlice[] {
+  return (
+    program.output.parts ?? [
+      {
+        offset: 0,
+        shape: program.output.shape,
+        postprocess: program.output.postprocess,
+        normalize: program.output.normalize,
+      },
+    ]
+  );
+}
+
+/** Where a transform applies: a slice of the flat output (a part, or the whole single output). */
+export interface TransformSlice {
+  offset: number;
+  shape: readonly number[];
+  postprocess: OutputTransform;
+  normalize?: { size: number; stride: number };
+}
+
+/** ONNX-ML's logistic: 1 / (1 + e^-x). */
+export function logistic(x: number): number {
+  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+}
+
+/**
+ * ONNX-ML's probit as onnxruntime computes it: sqrt(2) * erfinv(2x - 1), with erfinv by Winitzki's
+ * approximation (a = 0.147), so the proven score reads as onnxruntime's output does.
+ */
+export function probit(x: number): number {
+  const y = 2 * x - 1;
+  const a = 0.147;
+  const l = Math.log((1 - y) * (1 + y));
+  const v = 2 / (Math.PI * a) + l / 2;
+  return Math.SQRT2 * Math.sign(y) * Math.sqrt(Math.sqrt(v * v - l / a) - v);
+}
+
+/** Applies a slice's off-circuit transform in place (softmax and friends per normalisation group). */
+function applyTransform(out: number[], p: TransformSlice): void {
+  const total = numel(p.shape);
+  switch (p.postprocess) {
+    case "none":
+      return;
+    case "logistic":
+      for (let i = p.offset; i < p.offset + total; i++) out[i] = logistic(out[i]);
+      return;
+    case "probit":
+      for (let i = p.offset; i < p.offset + total; i++) out[i] = probit(out[i]);
+      return;
+  }
+  for (const group of groupsOf(p.shape, p.normalize)) {
+    const idx = group.map((i) => i + p.offset);
+    const row = idx.map((i) => out[i]);
+    const m = Math.max(...row);
+    if (p.postprocess === "softmax_zero") {
+      // onnxruntime's SOFTMAX_ZERO: a (near-)zero score stays out of the sum and maps to ~0
+      const e = row.map((v) => (Math.abs(v) > 1e-7 ? Math.exp(v - m) : v * Math.exp(-m)));
+      const sum = e.filter((_, k) => Math.abs(row[k]) > 1e-7).reduce((a, b) => a + b, 0);
+      idx.forEach((i, k) => (out[i] = e[k] / sum));
+      continue;
+    }
+    const e = row.map((v) => Math.exp(v - m));
+    const sum = e.reduce((a, b) => a + b, 0);
+    idx.forEach((i, k) => (out[i] = p.postprocess === "softmax" ? e[k] / sum : row[k] - m - Math.log(sum)));
+  }
+}
+
+/** The flat indices of each group a softmax normalises together over a tensor of `shape`. */
+export function groupsOf(shape: readonly number[], normalize?: { size: number; stride: number }): number[][] {
+  const total = numel(shape as number[]);
+  const { size, stride } = normalize ?? { size: shape[shape.length - 1] ?? total, stride: 1 };
   const groups: number[][] = [];
   if (size <= 0) return groups;
   for (let outer = 0; outer < total; outer += size * stride)
     for (let inner = 0; inner < stride; inner++)
       groups.push(Array.from({ length: size }, (_, k) => outer + inner + k * stride));
   return groups;
+}
+
+/** The flat output indices of each group the postprocess normalises together (see QProgram.output). */
+export function normalizeGroups(program: QProgram): number[][] {
+  return groupsOf(program.output.shape, program.output.normalize);
+}
+
+/** A model output as a caller reads it: numbers, class labels, or (ZipMap) one map per row. */
+export type NamedOutput = number[] | (number | string)[] | Record<string, number>[];
+
+/**
+ * The model's outputs by graph output name, from the dequantized flat output: a label output's class
+ * indices read as its classes, a ZipMap output as one {class: probability} map per row. A single-output
+ * program gives { [output name]: output }.
+ */
+export function namedOutputs(program: QProgram, output: readonly number[]): Record<string, NamedOutput> {
+  const parts = program.output.parts;
+  if (!parts) return { [program.output.name]: [...output] };
+  const named: Record<string, NamedOutput> = {};
+  for (const p of parts) {
+    const slice = output.slice(p.offset, p.offset + p.size);
+    if (p.labels) {
+      const labels = p.labels;
+      named[p.name] = slice.map((v) => {
+        const k = Math.round(v);
+        if (k < 0 || k >= labels.length)
+          fail("BAD_INPUT", `output '${p.name}': class index ${v} is outside the ${labels.length} classes`);
+        return labels[k];
+      });
+    } else if (p.zipmap) {
+      const keys = p.zipmap;
+      const rows: Record<string, number>[] = [];
+      for (let r = 0; r < slice.length; r += keys.length)
+        rows.push(Object.fromEntries(keys.map((k, j) => [String(k), slice[r + j]])));
+      named[p.name] = rows;
+    } else named[p.name] = slice;
+  }
+  return named;
 }

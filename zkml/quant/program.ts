@@ -146,8 +146,61 @@ export interface ArgMaxOp {
   bits: number;
 }
 
+/**
+ * A comparison against constants: dst[i] = 1 when src[index[i]] (kind[i]) consts[i] holds, else 0 (a plain
+ * integer, scale 0). "lt": src < c and "ge": src >= c cost one Num2Bits(bits + 1) each (|src - c| < 2^bits);
+ * "eq" / "ne" cost two constraints (an inverse witness). Tree ensembles' branch tests lower to these.
+ */
+export interface CompareOp {
+  op: "compare";
+  node: string;
+  src: number;
+  dst: number;
+  index: number[];
+  consts: bigint[];
+  kinds: CompareKind[];
+  bits: number;
+}
+
+export type CompareKind = "lt" | "ge" | "eq" | "ne";
+
 export type QOp =
-  DenseOp | ConvOp | LinCombOp | MulOp | RescaleOp | ReluOp | MaxPoolOp | SumPoolOp | GatherOp | ArgMaxOp;
+  | DenseOp
+  | ConvOp
+  | LinCombOp
+  | MulOp
+  | RescaleOp
+  | ReluOp
+  | MaxPoolOp
+  | SumPoolOp
+  | GatherOp
+  | ArgMaxOp
+  | CompareOp;
+
+/**
+ * How a proven output is presented, applied off-circuit to the proven values (each monotone or affine in
+ * them, so the proof still decides the result): the ONNX-ML post transforms and Softmax/LogSoftmax.
+ */
+export type OutputTransform = "none" | "softmax" | "logsoftmax" | "logistic" | "softmax_zero" | "probit";
+
+/**
+ * One of a multi-output model's outputs: a slice of the one proven flat output (every part at scale 1).
+ */
+export interface OutputPart {
+  /** The ONNX graph output's name. */
+  name: string;
+  shape: number[];
+  /** Where the part starts in the flat proven output, and how many values it has. */
+  offset: number;
+  size: number;
+  postprocess: OutputTransform;
+  /** As QProgram.output.normalize, within the part. */
+  normalize?: { size: number; stride: number };
+  /** A label output: each proven value is a class index; labels[index] is what the model outputs. */
+  labels?: (number | string)[];
+  /** A ZipMap output: each row becomes a map from these keys to the row's values. */
+  zipmap?: (number | string)[];
+}
 
 export interface QProgram {
   scaleBits: number;
@@ -158,13 +211,18 @@ export interface QProgram {
     name: string;
     shape: number[];
     tensor: number;
-    postprocess: "none" | "softmax" | "logsoftmax";
+    postprocess: OutputTransform;
     /**
      * The values the postprocess normalises together: groups of `size` elements `stride` apart in the
      * flat output (ONNX Softmax over axis a: size = dims[a], stride = product of the dims after a; before
      * opset 13, over the dims from a on: stride 1). Absent: the last axis.
      */
     normalize?: { size: number; stride: number };
+    /**
+     * Present when the model has several outputs (or a label output): the proven tensor is their
+     * concatenation, in graph order, and each part says how its slice reads; `postprocess` is then "none".
+     */
+    parts?: OutputPart[];
   };
   tensors: QTensor[];
   ops: QOp[];

@@ -1,8 +1,9 @@
 import { fail } from "../errors";
 import { ConstTensor, OnnxGraph, OnnxNode, ValueInfo, nodeLabel } from "../onnx/graph";
 import { numel } from "./shapes";
-import { LinCombOp, LinTerm, QOp, QProgram, QTensor } from "./program";
-import { DynValue, LoweringContext, Value, kernelFor, SUPPORTED_OPS } from "./ops";
+import { LinCombOp, LinTerm, OutputPart, QOp, QProgram, QTensor } from "./program";
+import { DynValue, LoweringContext, OutputMeta, Value, kernelFor, SUPPORTED_OPS } from "./ops";
+import { ML_DOMAIN, ML_OP_TYPES } from "./ops/ml";
 import { foldBatchNorms } from "./ops/linear";
 import { absBig, bitLength, roundToInt, signedBits } from "./ops/util";
 
@@ -44,6 +45,8 @@ class Lowering implements LoweringContext {
    * (fuseRescaleRelus).
    */
   readonly uses = new Map<string, number>();
+  /** How each described graph output reads (describeOutput). */
+  readonly outputMetas = new Map<string, OutputMeta>();
 
   constructor(
     graph: OnnxGraph,
@@ -208,6 +211,14 @@ class Lowering implements LoweringContext {
     return out.id;
   }
 
+  describeOutput(name: string, meta: OutputMeta): void {
+    this.outputMetas.set(name, meta);
+  }
+
+  outputMeta(name: string): OutputMeta | undefined {
+    return this.outputMetas.get(name);
+  }
+
   // ---- lowering -----------------------------------------------------------------------------------------
 
   run(): QProgram {
@@ -220,9 +231,6 @@ class Lowering implements LoweringContext {
         `the model has ${dynInputs.length} inputs (${dynInputs.map((i) => i.name).join(", ")}); exactly one is supported`,
       );
     }
-    if (g.outputs.length !== 1) {
-      fail("UNSUPPORTED_OP", `the model has ${g.outputs.length} outputs; exactly one is supported`);
-    }
     const inp = dynInputs[0];
     if (!inp.dims) fail("DYNAMIC_SHAPE", `input '${inp.name}' has no shape in the model`);
     if (inp.elemType !== 1 && inp.elemType !== 11) {
@@ -234,46 +242,85 @@ class Lowering implements LoweringContext {
     this.env.set(inp.name, { kind: "dyn", id: inputTensor.id, shape: inShape });
 
     foldBatchNorms(g, this.uses, (name, t) => this.env.set(name, { kind: "const", t }));
-    let postprocess: QProgram["output"]["postprocess"] = "none";
-    let normalize: QProgram["output"]["normalize"];
-    const outName = g.outputs[0].name;
+    const outNames = new Set(g.outputs.map((o) => o.name));
     for (const node of g.nodes) {
-      if (node.domain && node.domain !== "ai.onnx") {
-        fail(
-          "UNSUPPORTED_OP",
-          `${nodeLabel(node)} is in domain '${node.domain}'; only the default ONNX domain is supported`,
-        );
-      }
+      checkDomain(node);
       const asOutput = kernelFor(node.opType)?.asOutput;
-      if (asOutput && node.outputs[0] === outName) {
+      if (asOutput && outNames.has(node.outputs[0])) {
         // The circuit proves the input; the kernel's normalisation is applied off-circuit.
         const input = this.get(node.inputs[0], node);
-        ({ postprocess, normalize } = asOutput(node, input, g.opset));
+        this.describeOutput(node.outputs[0], asOutput(node, input, g.opset));
         this.env.set(node.outputs[0], input);
         continue;
       }
       this.lowerNode(node);
     }
-    const out = this.env.get(outName);
-    if (!out) fail("MALFORMED_MODEL", `graph output '${outName}' is not produced by any node`);
-    if (out.kind !== "dyn")
-      fail("UNSUPPORTED_OP", `graph output '${outName}' is a constant: nothing to prove`);
-    const outId = this.rescale("output", out.id);
-    fuseRescaleRelus(this.ops, outId);
-    return {
+    const outs = g.outputs.map((o) => {
+      const v = this.env.get(o.name);
+      if (!v) fail("MALFORMED_MODEL", `graph output '${o.name}' is not produced by any node`);
+      if (v.kind !== "dyn")
+        fail("UNSUPPORTED_OP", `graph output '${o.name}' is a constant: nothing to prove`);
+      return { name: o.name, v, meta: this.outputMetas.get(o.name) };
+    });
+    const base = {
       scaleBits: this.scaleBits,
       activationBits: this.opts.activationBits,
       inputBits: this.opts.inputBits,
       input: { name: inp.name, shape: inShape, tensor: inputTensor.id },
-      output: {
-        name: outName,
-        shape: out.shape,
-        tensor: outId,
-        postprocess,
-        ...(normalize ? { normalize } : {}),
-      },
       tensors: this.tensors,
       ops: this.ops,
+    };
+    if (outs.length === 1 && !outs[0].meta?.labels && !outs[0].meta?.zipmap) {
+      // One output: the proven tensor is the output itself (the format every single-output bundle has).
+      const { name, v, meta } = outs[0];
+      const outId = this.rescale("output", v.id);
+      fuseRescaleRelus(this.ops, outId);
+      return {
+        ...base,
+        output: {
+          name,
+          shape: v.shape,
+          tensor: outId,
+          postprocess: meta?.postprocess ?? "none",
+          ...(meta?.normalize ? { normalize: meta.normalize } : {}),
+        },
+      };
+    }
+    // Several outputs (a classifier's label and probabilities): each brought to scale 1 (a class index is
+    // scaled by 2^s, free) and concatenated into the one tensor the circuit proves.
+    const parts: OutputPart[] = [];
+    const pieces: { src: number; index: number[] }[] = [];
+    let offset = 0;
+    for (const { name, v, meta } of outs) {
+      let id = this.rescale(`output ${name}`, v.id);
+      if (this.tensor(id).scale === 0) {
+        id = this.lincomb(`output ${name}`, v.shape, [{ src: id, coef: [this.one], index: null }], [0n], 1);
+      }
+      const size = numel(v.shape);
+      parts.push({
+        name,
+        shape: v.shape,
+        offset,
+        size,
+        postprocess: meta?.postprocess ?? "none",
+        ...(meta?.normalize ? { normalize: meta.normalize } : {}),
+        ...(meta?.labels ? { labels: meta.labels } : {}),
+        ...(meta?.zipmap ? { zipmap: meta.zipmap } : {}),
+      });
+      pieces.push({ src: id, index: Array.from({ length: size }, (_, i) => i) });
+      offset += size;
+    }
+    const combined = this.gather("outputs", [offset], pieces);
+    fuseRescaleRelus(this.ops, combined);
+    return {
+      ...base,
+      output: {
+        name: outs.map((o) => o.name).join(","),
+        shape: [offset],
+        tensor: combined,
+        postprocess: "none",
+        parts,
+      },
     };
   }
 
@@ -313,6 +360,19 @@ class Lowering implements LoweringContext {
       fail("UNSUPPORTED_OP", `${label} is supported on constant inputs only (shape computations)`);
     set(kernel.lower(this, node, ins));
   }
+}
+
+/** Refuses a node outside the default domain and ONNX-ML, and an ONNX-ML op outside its domain. */
+function checkDomain(node: OnnxNode): void {
+  const domain = node.domain || "ai.onnx";
+  const ml = ML_OP_TYPES.has(node.opType);
+  if (domain === ML_DOMAIN && ml) return;
+  if (domain === "ai.onnx" && !ml) return;
+  fail(
+    "UNSUPPORTED_OP",
+    `${nodeLabel(node)} is in domain '${node.domain}'; the supported domains are the default ONNX domain ` +
+      `and '${ML_DOMAIN}' (${[...ML_OP_TYPES].join(", ")})`,
+  );
 }
 
 /** The tensors an op reads. */

@@ -6,7 +6,10 @@
  * resolves inputs, picks the kernel from the registry (ops/index.ts) and binds the outputs.
  */
 import { ConstTensor, OnnxNode } from "../../onnx/graph";
-import { LinTerm, QOp, QProgram, QTensor } from "../program";
+import { LinTerm, OutputPart, QOp, QProgram, QTensor } from "../program";
+
+/** How a graph output reads, as a kernel describes it (see OutputPart). */
+export type OutputMeta = Pick<OutputPart, "postprocess" | "normalize" | "labels" | "zipmap">;
 
 /** An ONNX value during lowering: a constant known at compile time, or a program tensor with its shape. */
 export type Value = { kind: "const"; t: ConstTensor } | { kind: "dyn"; id: number; shape: number[] };
@@ -54,6 +57,15 @@ export interface LoweringContext {
     approxError?: number,
   ): number;
   gather(node: string, shape: number[], parts: { src: number; index: number[] }[], consts?: bigint[]): number;
+
+  // ---- outputs ----
+  /**
+   * Says how the value named `name` reads if it is a graph output (a classifier's label and its classes, a
+   * post transform applied off-circuit); ignored for an intermediate value.
+   */
+  describeOutput(name: string, meta: OutputMeta): void;
+  /** What describeOutput recorded for `name`, if anything. */
+  outputMeta(name: string): OutputMeta | undefined;
 }
 
 /** What a lowering binds to the node's outputs: one value (output 0), or one per output index. */

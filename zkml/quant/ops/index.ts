@@ -7,10 +7,11 @@ import { ACTIVATION_OPS } from "./activations";
 import { OpKernel, OpTable } from "./context";
 import { CONV_OPS } from "./conv";
 import { LINEAR_OPS } from "./linear";
+import { ML_OPS } from "./ml";
 import { REDUCE_OPS } from "./reduce";
 import { WIRING_OPS } from "./wiring";
 
-export type { LoweringContext, OpKernel, OpTable, Outputs, Value, DynValue } from "./context";
+export type { LoweringContext, OpKernel, OpTable, OutputMeta, Outputs, Value, DynValue } from "./context";
 
 /** The op families, each one table of op type -> kernel. */
 export const OP_FAMILIES: Readonly<Record<string, OpTable>> = {
@@ -19,6 +20,7 @@ export const OP_FAMILIES: Readonly<Record<string, OpTable>> = {
   activations: ACTIVATION_OPS,
   reduce: REDUCE_OPS,
   wiring: WIRING_OPS,
+  ml: ML_OPS,
 };
 
 function merge(families: Readonly<Record<string, OpTable>>): ReadonlyMap<string, OpKernel> {

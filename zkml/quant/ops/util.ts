@@ -41,8 +41,9 @@ export function scalar(v: number, isInteger: boolean): ConstTensor {
   return { dims: [], data: Float64Array.of(v), isInteger };
 }
 
-export function vec(v: number[], isInteger: boolean): ConstTensor {
-  return { dims: [v.length], data: Float64Array.from(v), isInteger };
+/** A 1-D constant from a list attribute (numbers; a string list would read as NaN and fail downstream). */
+export function vec(v: readonly (number | string)[], isInteger: boolean): ConstTensor {
+  return { dims: [v.length], data: Float64Array.from(v, Number), isInteger };
 }
 
 export function attrNum(node: OnnxNode, name: string, dflt: number): number {
@@ -56,9 +57,18 @@ export function attrNum(node: OnnxNode, name: string, dflt: number): number {
 export function attrInts(node: OnnxNode, name: string, dflt: number[]): number[] {
   const v = node.attrs.get(name);
   if (v === undefined) return dflt;
-  if (!Array.isArray(v))
-    fail("UNSUPPORTED_ATTRIBUTE", `${nodeLabel(node)}: attribute '${name}' should be a list`);
-  return v;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "number"))
+    fail("UNSUPPORTED_ATTRIBUTE", `${nodeLabel(node)}: attribute '${name}' should be a list of numbers`);
+  return v as number[];
+}
+
+/** A list-of-strings attribute (ONNX-ML's nodes_modes, classlabels_strings...). */
+export function attrStrings(node: OnnxNode, name: string, dflt: string[]): string[] {
+  const v = node.attrs.get(name);
+  if (v === undefined) return dflt;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string"))
+    fail("UNSUPPORTED_ATTRIBUTE", `${nodeLabel(node)}: attribute '${name}' should be a list of strings`);
+  return v as string[];
 }
 
 export function attrStr(node: OnnxNode, name: string, dflt: string): string {
