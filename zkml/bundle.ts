@@ -582,6 +582,7 @@ export async function proveBundle(
     fail("BAD_INPUT", `binding must be in [0, r): ${binding}`);
   const flat = flattenInput(input, manifest.input.shape);
   const q = executeQuantized(program, flat);
+  checkOutputFits(q.quantized, manifest.publicSignals.packBits);
   const t0 = Date.now();
   const wtns = { type: "mem" };
   await computeWitnessFile(witnessInput(manifest, q.input, binding), wasm, wtns).catch((e: Error) =>
@@ -617,6 +618,19 @@ export async function proveBundle(
     output: { output: q.output, quantized: q.quantized.map(String), reference, ...extra },
     timings: { witnessMs: t1 - t0, proveMs: t2 - t1, witnessAndProveMs: t2 - t0 },
   };
+}
+
+/** Each proven output value must fit the public signals' pack width; say so before the circuit's assert does. */
+function checkOutputFits(quantized: readonly bigint[], packBits: number): void {
+  const lim = 1n << BigInt(packBits - 1);
+  quantized.forEach((v, i) => {
+    if (v < -lim || v >= lim)
+      fail(
+        "OUT_OF_RANGE",
+        `output value #${i} (${v} in fixed point) does not fit the ${packBits}-bit public output words; ` +
+          `compile with a larger --pack-bits or a smaller --scale-bits`,
+      );
+  });
 }
 
 export interface VerifyResult {

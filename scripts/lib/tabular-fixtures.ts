@@ -74,7 +74,7 @@ export const TABULAR_FIXTURES: TabularFixture[] = [
   {
     name: "series_cnn1d",
     kind: "1-D CNN time-series classifier (PyTorch)",
-    options: { scaleBits: 12, inputBits: 16, packBits: 16 },
+    options: { scaleBits: 12, inputBits: 16, packBits: 24 },
     tolerance: 0.1,
     scores: "logits",
   },
