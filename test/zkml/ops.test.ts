@@ -823,6 +823,19 @@ const TRANSPOSE_GLU_CASES: OpCase[] = [
     tolerance: 0.003,
   },
   {
+    name: "Sum of two computed tensors and two constants (broadcast), Mean of two",
+    inputDims: [2, 3],
+    outputDims: [2, 3],
+    nodes: [
+      { op: "Neg", inputs: ["x"], outputs: ["n"] },
+      { op: "Sum", inputs: ["x", "c", "n", "k"], outputs: ["s"] },
+      { op: "Mean", inputs: ["s", "n"], outputs: ["y"] },
+    ],
+    init: { c: w([3]), k: w([2, 1]) },
+    tolerance: 0.01,
+    expectOps: ["lincomb", "lincomb", "lincomb", "rescale"],
+  },
+  {
     name: "Split num_outputs 3 of 7 (opset 18: parts of 3, 3, 1)",
     inputDims: [1, 7],
     outputDims: [1, 7],

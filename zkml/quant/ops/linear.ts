@@ -1,5 +1,5 @@
 /**
- * Linear ops: Gemm, MatMul, elementwise Add/Sub/Mul/Div and Neg, BatchNormalization (folded into the Conv or Gemm
+ * Linear ops: Gemm, MatMul, elementwise Add/Sub/Mul/Div, Neg, Sum and Mean, BatchNormalization (folded into the Conv or Gemm
  * before it where it can be). Dense products and sums are free in R1CS; each product by a constant is
  * accumulated at scale 2 and rescaled once.
  */
@@ -28,6 +28,14 @@ export const LINEAR_OPS: OpTable = {
   Mul: mulDivKernel,
   Div: mulDivKernel,
   BatchNormalization: { lower: (ctx, node, ins) => batchNorm(ctx, node, ins[0] as Value) },
+  Sum: {
+    fold: (_ctx, node, ins) => foldSumMean(node, ins),
+    lower: (ctx, node, ins) => sumMean(ctx, node, ins),
+  },
+  Mean: {
+    fold: (_ctx, node, ins) => foldSumMean(node, ins),
+    lower: (ctx, node, ins) => sumMean(ctx, node, ins),
+  },
   Neg: {
     fold: (_ctx, _node, ins) => {
       const a = ins[0] as ConstTensor;
@@ -102,6 +110,61 @@ function legacyBroadcast(
     fail("MALFORMED_MODEL", `${label}: B [${sb}] does not fit A [${sa}] at axis ${axis}`);
   const dims = [...sb, ...new Array<number>(trailing).fill(1)];
   return bv.kind === "dyn" ? { ...bv, shape: dims } : { kind: "const", t: { ...bv.t, dims } };
+}
+
+/** Sum/Mean of constants, with broadcasting. */
+function foldSumMean(node: OnnxNode, ins: (ConstTensor | undefined)[]): ConstTensor {
+  const label = nodeLabel(node);
+  const ts = ins.filter((t): t is ConstTensor => !!t);
+  if (ts.length === 0) fail("MALFORMED_MODEL", `${label} needs at least one input`);
+  let shape: number[] = [];
+  for (const t of ts) {
+    const b = broadcastShapes(shape, t.dims);
+    if (!b) fail("MALFORMED_MODEL", `${label}: shapes [${shape}] and [${t.dims}] do not broadcast`);
+    shape = b;
+  }
+  const data = new Float64Array(numel(shape));
+  for (const t of ts) broadcastIndex(shape, t.dims).forEach((j, i) => (data[i] += t.data[j]));
+  if (node.opType === "Mean") data.forEach((v, i) => (data[i] = v / ts.length));
+  return { dims: shape, data, isInteger: node.opType === "Sum" && ts.every((t) => t.isInteger) };
+}
+
+/**
+ * Sum (free: a linear combination at scale 1, constants in the bias) and Mean (the same sum with every
+ * coefficient round(2^s / n), at scale 2, rescaled once) of any number of inputs, with broadcasting.
+ */
+function sumMean(ctx: LoweringContext, node: OnnxNode, ins: (Value | undefined)[]): Value {
+  const label = nodeLabel(node);
+  const vals = ins.filter((v): v is Value => !!v);
+  const dimsOf = (v: Value): number[] => (v.kind === "dyn" ? v.shape : v.t.dims);
+  let shape: number[] = [];
+  for (const v of vals) {
+    const b = broadcastShapes(shape, dimsOf(v));
+    if (!b) fail("MALFORMED_MODEL", `${label}: shapes [${shape}] and [${dimsOf(v)}] do not broadcast`);
+    shape = b;
+  }
+  const mean = node.opType === "Mean";
+  const n = vals.length;
+  const consts = vals.flatMap((v) => (v.kind === "const" ? [v.t] : []));
+  const bias = new Array<bigint>(numel(shape)).fill(0n);
+  if (consts.length > 0) {
+    const c = foldSumMean({ ...node, opType: "Sum" }, consts);
+    const idx = broadcastIndex(shape, c.dims);
+    idx.forEach((j, i) => (bias[i] = mean ? ctx.q(c.data[j] / n, 2) : ctx.q(c.data[j])));
+  }
+  const coef = mean ? ctx.q(1 / n) : 1n;
+  const terms: LinTerm[] = [];
+  for (const v of vals) {
+    if (v.kind !== "dyn") continue;
+    if (ctx.tensor(v.id).scale !== 1) fail("UNSUPPORTED_OP", `${label}: operand scale mismatch`);
+    terms.push({
+      src: v.id,
+      coef: [coef],
+      index: sameShape(v.shape, shape) ? null : broadcastIndex(shape, v.shape),
+    });
+  }
+  const acc = ctx.lincomb(label, shape, terms, bias, mean ? 2 : 1);
+  return { kind: "dyn", id: ctx.rescale(label, acc), shape };
 }
 
 function gemm(ctx: LoweringContext, node: OnnxNode, ins: (Value | undefined)[]): Value {
