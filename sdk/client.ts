@@ -13,6 +13,8 @@ import {
 } from "../typechain-types";
 import {
   dequantizeOutput,
+  namedOutputs,
+  type NamedOutput,
   flattenInput,
   inputWords,
   quantizeInput,
@@ -253,8 +255,14 @@ export interface TaskResult {
   quantized: bigint[];
   /** Dequantized output (softmax applied off-circuit where the model ends in one). */
   output: number[];
-  /** Index of the largest output: the class of a classifier. */
+  /** Index of the largest output: the class of a single-output classifier. */
   argmax: number;
+  /**
+   * Every output by its ONNX name: a classifier export's label (as the model's classes, ints or strings)
+   * and probabilities, a ZipMap output as one {class: probability} map per row; a single-output model
+   * gives { [its output name]: output }.
+   */
+  outputs: Record<string, NamedOutput>;
 }
 
 /**
@@ -586,6 +594,9 @@ export class OpgClient {
       quantized,
       output,
       argmax: output.indexOf(Math.max(...output)),
+      outputs: info.program
+        ? namedOutputs(info.program, output)
+        : { [(info.manifest as PlainBundleManifest).output.name]: output },
     };
   }
 

@@ -1,5 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
+import {
+  TABULAR_FIXTURES,
+  TabularFixture,
+  tabularFile,
+  tabularTestData,
+} from "../../scripts/lib/tabular-fixtures";
+import { referenceOutputs } from "../../zkml";
 import { expect } from "chai";
 import { ethers, JsonRpcProvider, Wallet } from "ethers";
 import {
@@ -82,17 +89,18 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
   async function settle(
     index: number,
     request: { taskId: bigint; task: SubmittedTask["task"]; input: bigint[] },
+    dir = bundleDir,
   ) {
     const node = account(index).connect(net.provider);
     const tasks = net.deployment.tasks.connect(node);
     await (await tasks.claimTask(request.taskId, request.task)).wait();
     return async (quantizedInput: bigint[]) => {
-      const manifest = loadManifest(bundleDir);
+      const manifest = loadManifest(dir);
       const binding = BigInt(await tasks.taskBinding(request.taskId, node.address));
       const { proof, publicSignals } = await fullProve(
         witnessInput(manifest, quantizedInput, binding),
-        path.join(bundleDir, manifest.artifacts.wasm.file),
-        path.join(bundleDir, manifest.artifacts.zkey!.file),
+        path.join(dir, manifest.artifacts.wasm.file),
+        path.join(dir, manifest.artifacts.zkey!.file),
       );
       const outputs = publicSignals.slice(0, manifest.publicSignals.outputWords).map(BigInt);
       await (
@@ -324,6 +332,27 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       await new Promise((r) => setTimeout(r, 3_000));
       expect(proc.hasExited(), "still running without close()").to.equal(false);
       await proc.stop("SIGKILL");
+    });
+  });
+  describe("a classifier export with two outputs (label, probabilities)", function () {
+    it("result() gives each output by name: the label as the model's class, the probabilities as onnxruntime's", async function () {
+      const forest = TABULAR_FIXTURES.find((f) => f.name === "iris_forest") as TabularFixture;
+      const dir = await fixtureBundle(`test/fixtures/models/${forest.name}.onnx`, forest.options);
+      const { modelId: forestId } = await publishModel(net, dir, FEE);
+      await stakeNode(net, 6);
+      const x = tabularTestData(forest).inputs[3];
+      await client.deposit(FEE);
+      const request = await client.submit(forestId, x);
+      await (
+        await settle(6, request, dir)
+      )(request.quantizedInput);
+      const result = await client.waitForResult(request.taskId);
+      const theirs = await (await referenceOutputs(tabularFile(forest)))(x, [1, 4]);
+      expect(result.outputs.label).to.deep.equal(theirs.label);
+      (result.outputs.probabilities as number[]).forEach((p, k) =>
+        expect(Math.abs(p - (theirs.probabilities[k] as number))).to.be.at.most(forest.tolerance),
+      );
+      expect(Object.keys(result.outputs)).to.deep.equal(["label", "probabilities"]);
     });
   });
 });
