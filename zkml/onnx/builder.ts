@@ -7,7 +7,13 @@ import { onnxModelType } from "./onnx-schema";
  */
 /** An attribute; a whole number is written as an int unless wrapped as { float }. */
 export type Attr =
-  number | number[] | string | { float: number } | { floats: number[] } | { tensor: InitTensor };
+  | number
+  | number[]
+  | string
+  | { float: number }
+  | { floats: number[] }
+  | { strings: string[] }
+  | { tensor: InitTensor };
 
 export interface InitTensor {
   dims: number[];
@@ -20,12 +26,16 @@ export interface NodeSpec {
   inputs: string[];
   outputs: string[];
   name?: string;
+  /** The op's domain: "" (default ONNX) or "ai.onnx.ml". */
+  domain?: string;
   attrs?: Record<string, Attr>;
 }
 
 export interface ModelSpec {
   input: { name: string; dims: (number | string)[] };
   output: { name: string; dims?: (number | string)[]; elemType?: number };
+  /** Further graph outputs after `output` (a classifier's probabilities after its label). */
+  moreOutputs?: { name: string; dims?: (number | string)[]; elemType?: number }[];
   nodes: NodeSpec[];
   initializers?: Record<string, InitTensor>;
   opset?: number;
@@ -57,6 +67,7 @@ function attrProto(name: string, a: Attr): Record<string, unknown> {
   if (Array.isArray(a)) return { name, type: 7, ints: a };
   if ("float" in a) return { name, type: 1, f: a.float };
   if ("floats" in a) return { name, type: 6, floats: a.floats };
+  if ("strings" in a) return { name, type: 8, strings: a.strings.map((x) => Buffer.from(x)) };
   return { name, type: 4, t: tensorProto(name, a.tensor) };
 }
 
@@ -84,19 +95,25 @@ export function buildOnnx(spec: ModelSpec): Uint8Array {
   const msg = type.fromObject({
     ir_version: 8,
     producer_name: "opg-zkml-builder",
-    opset_import: [{ domain: "", version: spec.opset ?? 13 }],
+    opset_import: [
+      { domain: "", version: spec.opset ?? 13 },
+      ...(spec.nodes.some((n) => n.domain === "ai.onnx.ml") ? [{ domain: "ai.onnx.ml", version: 3 }] : []),
+    ],
     graph: {
       name: "model",
       node: spec.nodes.map((n, i) => ({
         name: n.name ?? `${n.op}_${i}`,
         op_type: n.op,
+        ...(n.domain ? { domain: n.domain } : {}),
         input: n.inputs,
         output: n.outputs,
         attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attrProto(k, v)),
       })),
       initializer: Object.entries(spec.initializers ?? {}).map(([k, t]) => tensorProto(k, t)),
       input: [valueInfo(spec.input.name, spec.input.dims)],
-      output: [valueInfo(spec.output.name, spec.output.dims, spec.output.elemType ?? 1)],
+      output: [spec.output, ...(spec.moreOutputs ?? [])].map((o) =>
+        valueInfo(o.name, o.dims, o.elemType ?? 1),
+      ),
     },
   });
   return type.encode(msg).finish();

@@ -13,8 +13,9 @@
  * - ZipMap: off-circuit presentation of the probabilities (a map per row), nothing to prove.
  *
  * The outputs follow onnxruntime, not a literal reading of the spec: its binary-classifier conventions
- * (a single score column with 2 classes: [1 - s, s] for all-positive weights, [-s, s] or logistic of them
- * otherwise; label by s > 0.5 or s > 0), base values and post transforms. A post transform is applied
+ * (a single score column with 2 classes: logistic of [-s, s] under LOGISTIC, else [1 - s, s] for
+ * all-positive weights and [-s, s] for mixed ones; label by s > 0.5 or s > 0 respectively), measured
+ * against onnxruntime 1.30 by test/zkml/tabular-differential.test.ts, base values and post transforms. A post transform is applied
  * off-circuit to the proven scores (like Softmax at a model's output): the proof decides the scores and
  * the label, the transform is a public function of them.
  *
@@ -628,19 +629,7 @@ function classifierOutputs(
   const [labelName, scoresName] = node.outputs;
   if (single) {
     // Label: s > threshold. Scores: [1 - s, s] or [-s, s] (logistic of them, when asked), from the proven s.
-    const c = BigInt(Math.floor(single.threshold * 2 ** ctx.scaleBits)) + 1n;
-    const bound = ctx.tensor(scores).maxAbs;
-    const idx = ctx.newTensor([rows], 0, 1n);
-    ctx.emit({
-      op: "compare",
-      node: label,
-      src: scores,
-      dst: idx.id,
-      index: Array.from({ length: rows }, (_, r) => r * width),
-      consts: new Array<bigint>(rows).fill(c),
-      kinds: new Array<"ge">(rows).fill("ge"),
-      bits: signedBits(bound + absBig(c)),
-    });
+    const idx = thresholdIndex(ctx, label, scores, width, 0, single.threshold, rows);
     const forms: Form[] = [];
     for (let r = 0; r < rows; r++) {
       const s = r * width;
@@ -653,7 +642,7 @@ function classifierOutputs(
     if (scoresName)
       ctx.describeOutput(scoresName, { postprocess: single.pair === "logistic" ? "logistic" : "none" });
     return [
-      { kind: "dyn", id: idx.id, shape: [rows] },
+      { kind: "dyn", id: idx, shape: [rows] },
       { kind: "dyn", id: pair, shape: [rows, 2] },
     ];
   }
@@ -710,63 +699,97 @@ function treeClassifier(ctx: LoweringContext, node: OnnxNode, xv: Value | undefi
     return classifierOutputs(ctx, node, x.rows, labels, scores, n, present, transform);
   }
   // Two classes: onnxruntime's binary conventions.
-  if (ens.ids.size === 1 && ens.ids.has(0) && base.length <= 1) {
-    if (transform === "probit")
-      fail(
-        "UNSUPPORTED_ATTRIBUTE",
-        `${label}: PROBIT with a single score column writes one score for two classes`,
-      );
-    const scores = leafSums(ctx, label, x.rows, reach, ens, 1, base);
-    return classifierOutputs(ctx, node, x.rows, labels, scores, 1, [0], transform, {
-      threshold: allPositive ? 0.5 : 0,
-      pair: allPositive ? "one-minus" : transform === "logistic" ? "logistic" : "negate",
-    });
+  if (ens.ids.size === 1 && ens.ids.has(0)) {
+    if (base.length <= 1) {
+      if (transform === "probit")
+        fail(
+          "UNSUPPORTED_ATTRIBUTE",
+          `${label}: PROBIT with a single score column writes one score for two classes`,
+        );
+      const scores = leafSums(ctx, label, x.rows, reach, ens, 1, base);
+      return classifierOutputs(ctx, node, x.rows, labels, scores, 1, [0], transform, {
+        threshold: allPositive ? 0.5 : 0,
+        pair: transform === "logistic" ? "logistic" : allPositive ? "one-minus" : "negate",
+      });
+    }
+    if (base.length === 2) {
+      // "binary as multiclass": scores [s + b0, b1], transformed as they are; the label by s + b0 alone.
+      const s0 = leafSums(ctx, label, x.rows, reach, ens, 1, [base[0]]);
+      const idx = thresholdIndex(ctx, label, s0, 1, 0, allPositive ? 0.5 : 0, x.rows);
+      const forms = Array.from({ length: x.rows }, (_, r) => [
+        elemForm(s0, r),
+        constForm(ctx.q(base[1])),
+      ]).flat();
+      const vec = materialize(ctx, label, [x.rows, 2], forms, 1);
+      return twoClassOutputs(ctx, node, x.rows, labels, idx, vec, transform);
+    }
   }
-  if (
-    ens.ids.size === 2 &&
-    base.length === 0 &&
-    typeof labels[0] === "number" &&
-    labels[0] === 0 &&
-    labels[1] === 1
-  ) {
-    // Both columns scored: the label is 1 when the second score is > 0 (onnxruntime's rule), the scores
-    // are written as they are.
-    const scores = leafSums(ctx, label, x.rows, reach, ens, 2, []);
-    return binaryByPositiveScore(ctx, node, x.rows, labels, scores, transform);
+  if (ens.ids.size === 2 && base.length <= 2) {
+    // Both columns scored. Base values: one adds to class 0; two replace the pair by [-(b1 + s0), b1 + s0]
+    // (onnxruntime's reading, which drops class 1's own sum). The label is index 1 when the second
+    // score is > 0: the literal 1 or 0 for int labels, as onnxruntime writes it.
+    let vec: number;
+    if (base.length < 2) vec = leafSums(ctx, label, x.rows, reach, ens, 2, [base[0] ?? 0, 0]);
+    else {
+      const s = leafSums(ctx, label, x.rows, reach, ens, 2, [0, 0]);
+      const b1 = ctx.q(base[1]);
+      const forms = Array.from({ length: x.rows }, (_, r) => [
+        { bias: -b1, terms: [{ src: s, index: r * 2, coef: -1n }] },
+        { bias: b1, terms: [{ src: s, index: r * 2, coef: 1n }] },
+      ]).flat();
+      vec = materialize(ctx, label, [x.rows, 2], forms, 1);
+    }
+    const idx = thresholdIndex(ctx, label, vec, 2, 1, 0, x.rows);
+    const shown = typeof labels[0] === "number" ? [0, 1] : labels;
+    return twoClassOutputs(ctx, node, x.rows, shown, idx, vec, transform);
   }
   return fail(
     "UNSUPPORTED_OP",
     `${label}: a two-class tree ensemble with class ids {${[...ens.ids].join(", ")}} and ${base.length} base values ` +
-      `(supported: one score column for class 0 with at most one base value, or both columns, no base values, labels 0/1)`,
+      `(supported: class ids {0} or {0, 1} with at most two base values)`,
   );
 }
 
-/** Two scored classes: label = [score1 > 0] (as onnxruntime decides it), scores as they are. */
-function binaryByPositiveScore(
+/** [src[r * width + col] > threshold] per row: a class index 0/1 (one comparison each). */
+function thresholdIndex(
   ctx: LoweringContext,
-  node: OnnxNode,
+  label: string,
+  src: number,
+  width: number,
+  col: number,
+  threshold: number,
   rows: number,
-  labels: (number | string)[],
-  scores: number,
-  transform: OutputTransform,
-): (Value | undefined)[] {
-  const label = nodeLabel(node);
-  const [labelName, scoresName] = node.outputs;
+): number {
+  const c = BigInt(Math.floor(threshold * 2 ** ctx.scaleBits)) + 1n;
   const idx = ctx.newTensor([rows], 0, 1n);
   ctx.emit({
     op: "compare",
     node: label,
-    src: scores,
+    src,
     dst: idx.id,
-    index: Array.from({ length: rows }, (_, r) => r * 2 + 1),
-    consts: new Array<bigint>(rows).fill(1n),
+    index: Array.from({ length: rows }, (_, r) => r * width + col),
+    consts: new Array<bigint>(rows).fill(c),
     kinds: new Array<"ge">(rows).fill("ge"),
-    bits: signedBits(ctx.tensor(scores).maxAbs + 1n),
+    bits: signedBits(ctx.tensor(src).maxAbs + absBig(c)),
   });
+  return idx.id;
+}
+
+/** The label (a class index into `labels`) and the two scores, transformed off-circuit as they are. */
+function twoClassOutputs(
+  ctx: LoweringContext,
+  node: OnnxNode,
+  rows: number,
+  labels: (number | string)[],
+  idx: number,
+  scores: number,
+  transform: OutputTransform,
+): (Value | undefined)[] {
+  const [labelName, scoresName] = node.outputs;
   if (labelName) ctx.describeOutput(labelName, { postprocess: "none", labels });
   if (scoresName) ctx.describeOutput(scoresName, { postprocess: transform });
   return [
-    { kind: "dyn", id: idx.id, shape: [rows] },
+    { kind: "dyn", id: idx, shape: [rows] },
     { kind: "dyn", id: scores, shape: [rows, 2] },
   ];
 }
