@@ -639,6 +639,8 @@ export interface VerifyResult {
   /** The proven output, decoded from the public signals (when they are well formed). */
   quantized?: bigint[];
   output?: number[];
+  /** A multi-output model's proven outputs by name (labels as the model's classes). */
+  outputs?: Record<string, NamedOutput>;
 }
 
 /**
@@ -704,7 +706,14 @@ export async function verifyBundle(
   }
   if (!ok) return { ok: false, reason: "the Groth16 proof does not verify against the verification key" };
   const program = loadProgram(dir);
-  return { ok: true, reason: "proof verifies", quantized, output: dequantizeOutput(program, quantized) };
+  const output = dequantizeOutput(program, quantized);
+  return {
+    ok: true,
+    reason: "proof verifies",
+    quantized,
+    output,
+    ...(program.output.parts ? { outputs: namedOutputs(program, output) } : {}),
+  };
 }
 
 /** Arguments for the generated verifier's verifyProof(a, b, c, pubSignals) (note b's coordinate swap). */

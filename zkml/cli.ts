@@ -201,7 +201,8 @@ export function registerZkmlCommands(program: Command): void {
         fs.writeFileSync(path.join(o.out, "public.json"), JSON.stringify(r.publicSignals, null, 1));
         fs.writeFileSync(path.join(o.out, "output.json"), JSON.stringify(r.output, null, 1));
         progress(`proved in ${r.timings.witnessAndProveMs} ms`);
-        process.stdout.write(`proof written to ${o.out}; output ${JSON.stringify(r.output.output)}\n`);
+        const shown = r.output.outputs ?? r.output.output;
+        process.stdout.write(`proof written to ${o.out}; output ${JSON.stringify(shown)}\n`);
       });
     });
 
@@ -225,7 +226,7 @@ export function registerZkmlCommands(program: Command): void {
           process.stderr.write(`verification FAILED: ${r.reason}\n`);
           return 3;
         }
-        process.stdout.write(`proof verifies; output ${JSON.stringify(r.output)}\n`);
+        process.stdout.write(`proof verifies; output ${JSON.stringify(r.outputs ?? r.output)}\n`);
       });
     });
 
