@@ -278,7 +278,7 @@ describe("ONNX-ML differential test: random tree ensembles and linear models vs 
   it("every random model is refused with a reason or agrees on every input (labels exactly, scores within 1e-3)", async function () {
     const rand = seededRandom(20261130);
     const dir = tmpDir("opg-ml-diff-");
-    const tally = { agreed: 0, refused: 0, ortRejected: 0, rows: 0 };
+    const tally = { agreed: 0, refused: 0, ortRejected: 0, rows: 0, withIntervals: 0 };
     const reasons = new Map<string, number>();
     const kinds = [classifierCase, regressorCase, linearCase];
     for (let k = 0; k < 240; k++) {
@@ -304,6 +304,7 @@ describe("ONNX-ML differential test: random tree ensembles and linear models vs 
         reasons.set(why, (reasons.get(why) ?? 0) + 1);
         continue;
       }
+      if (program.ops.some((o) => o.op === "interval")) tally.withIntervals++;
       for (let r = 0; r < 12; r++) {
         const x = Array.from({ length: c.features }, () => grid(rand, -2, 2, 0.25));
         const ours = namedOutputs(program, executeQuantized(program, x).output);
@@ -329,6 +330,7 @@ describe("ONNX-ML differential test: random tree ensembles and linear models vs 
     }
     console.log(`      ${JSON.stringify(tally)}; refusals: ${JSON.stringify([...reasons])}`);
     expect(tally.agreed).to.be.at.least(220);
+    expect(tally.withIntervals, "the interval decomposition is exercised").to.be.at.least(20);
     expect(tally.agreed + tally.refused + tally.ortRejected).to.equal(240);
   });
 });

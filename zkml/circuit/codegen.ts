@@ -178,6 +178,20 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
           body.push(`    ${d}[${i}] <== ${flip ? `1 - op${k}[${i}].out` : `op${k}[${i}].out`};`);
         });
         break;
+      case "interval": {
+        let at = 0;
+        body.push(`    component op${k}[${op.index.length}];`);
+        op.index.forEach((j, g) => {
+          const n = op.cuts[g].length;
+          fns.push(`function C${k}_${g}() {\n    return ${arrayLit(op.cuts[g])};\n}`);
+          body.push(
+            `    op${k}[${g}] = IntervalOneHot(${n}, ${op.bits}, ${lit(op.lo)}, ${lit(op.hi)}, C${k}_${g}());`,
+          );
+          body.push(`    op${k}[${g}].in <== ${sig(op.src)}[${j}];`);
+          for (let m = 0; m <= n; m++) body.push(`    ${d}[${at++}] <== op${k}[${g}].out[${m}];`);
+        });
+        break;
+      }
       case "sumpool":
         op.windows.forEach((win, i) => {
           body.push(
@@ -210,7 +224,9 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
     `pragma circom 2.1.0;`,
     ``,
     `include "fixed-point.circom";`,
-    ...(program.ops.some((op) => op.op === "compare") ? [`include "compare.circom";`] : []),
+    ...(program.ops.some((op) => op.op === "compare" || op.op === "interval")
+      ? [`include "compare.circom";`]
+      : []),
     `include "linear.circom";`,
     `include "packing.circom";`,
     `include "task-binding.circom";`,
@@ -256,6 +272,7 @@ export function expectedConstraints(
     maxpool: 0,
     argmax: 0,
     compare: 0,
+    interval: 0,
     mul: 0,
     output: 0,
     binding: 1,
@@ -278,6 +295,8 @@ export function expectedConstraints(
     else if (op.op === "mul") b.mul += op.ia.length;
     else if (op.op === "compare")
       b.compare += op.kinds.reduce((s, k) => s + (k === "eq" || k === "ne" ? 2 : op.bits), 0);
+    else if (op.op === "interval")
+      b.interval += op.cuts.reduce((s, c) => s + c.length + 1 + 2 * op.bits, 0);
   }
   if (plan.outputRangeCheck) b.output = plan.layout.outputCount * plan.layout.packBits;
   return { total: Object.values(b).reduce((x, y) => x + y, 0), breakdown: b };

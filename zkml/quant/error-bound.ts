@@ -179,6 +179,17 @@ export function errorBounds(
         });
         break;
       }
+      case "interval": {
+        // every entry of a group may differ when the value is within its bound (plus a unit) of a cut
+        const su = unit(op.src);
+        let at = 0;
+        op.index.forEach((j, g) => {
+          const x = vals[op.src][j];
+          const near = op.cuts[g].some((c) => Math.abs(Number(x - c)) * su <= e[op.src][j] + su);
+          for (let k = 0; k <= op.cuts[g].length; k++) out[at++] = near ? 1 : 0;
+        });
+        break;
+      }
       case "argmax": {
         const su = unit(op.src);
         const x = vals[op.src];

@@ -165,6 +165,19 @@ export function executeProgram(program: QProgram, input: readonly bigint[]): big
         });
         break;
       }
+      case "interval": {
+        const x = vals[op.src];
+        const out: bigint[] = [];
+        op.index.forEach((j, g) => {
+          const v = x[j];
+          if (v < op.lo || v >= op.hi)
+            fail("OUT_OF_RANGE", `${op.node}: value ${v} is outside its static range [${op.lo}, ${op.hi})`);
+          const m = op.cuts[g].filter((c) => c <= v).length;
+          for (let k = 0; k <= op.cuts[g].length; k++) out.push(k === m ? 1n : 0n);
+        });
+        vals[op.dst] = out;
+        break;
+      }
       case "argmax": {
         const x = vals[op.src];
         vals[op.dst] = op.groups.map((g) => {

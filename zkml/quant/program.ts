@@ -164,6 +164,25 @@ export interface CompareOp {
 
 export type CompareKind = "lt" | "ge" | "eq" | "ne";
 
+/**
+ * Interval decomposition: for each group g, the one-hot vector (k + 1 entries, scale 0) of the interval of
+ * src[index[g]] among the ascending cut points cuts[g] (interval m = [cuts[m-1], cuts[m]), with lo and hi
+ * closing the ends; the value is known to lie in [lo, hi)). dst is the concatenation of the groups'
+ * vectors. Every "value < cut" test against these cuts is then a free sum of entries. Cost per group:
+ * k + 1 booleanity constraints and two Num2Bits(bits) (value - lower end, upper end - 1 - value).
+ */
+export interface IntervalOp {
+  op: "interval";
+  node: string;
+  src: number;
+  dst: number;
+  index: number[];
+  cuts: bigint[][];
+  lo: bigint;
+  hi: bigint;
+  bits: number;
+}
+
 export type QOp =
   | DenseOp
   | ConvOp
@@ -175,7 +194,8 @@ export type QOp =
   | SumPoolOp
   | GatherOp
   | ArgMaxOp
-  | CompareOp;
+  | CompareOp
+  | IntervalOp;
 
 /**
  * How a proven output is presented, applied off-circuit to the proven values (each monotone or affine in

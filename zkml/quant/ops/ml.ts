@@ -27,7 +27,17 @@ import { OnnxNode, nodeLabel } from "../../onnx/graph";
 import { LinTerm, OutputTransform } from "../program";
 import { numel } from "../shapes";
 import { LoweringContext, OpTable, Value } from "./context";
-import { absBig, attrInts, attrNum, attrStr, attrStrings, isTensor, maxBig, signedBits } from "./util";
+import {
+  absBig,
+  attrInts,
+  bitLength,
+  attrNum,
+  attrStr,
+  attrStrings,
+  isTensor,
+  maxBig,
+  signedBits,
+} from "./util";
 
 export const ML_DOMAIN = "ai.onnx.ml";
 
@@ -355,7 +365,7 @@ function leafReaches(
   x: { id: number; rows: number; f: number },
   ens: Ensemble,
 ): { reach: number; leaves: TreeNode[] } {
-  const { rows, f } = x;
+  const { rows } = x;
   const bound = ctx.tensor(x.id).maxAbs;
   // Walk each tree top down, level by level, collecting internal nodes per level and leaves.
   const internals: TreeNode[] = [];
@@ -406,19 +416,8 @@ function leafReaches(
     );
   if (internals.length) {
     const tests = internals.map((nd) => branchTest(nd.mode, nd.value, ctx.scaleBits, bound));
-    const maxC = tests.reduce((m, t) => maxBig(m, absBig(t.c)), 0n);
-    const cmp = ctx.newTensor([rows, internals.length], 0, 1n);
+    const cmp = { id: branchBits(ctx, label, x, internals, tests) };
     const pos = new Map(internals.map((nd, i) => [nd.key, i]));
-    ctx.emit({
-      op: "compare",
-      node: label,
-      src: x.id,
-      dst: cmp.id,
-      index: Array.from({ length: rows }, (_, r) => internals.map((nd) => r * f + nd.feature)).flat(),
-      consts: Array.from({ length: rows }, () => tests.map((t) => t.c)).flat(),
-      kinds: Array.from({ length: rows }, () => tests.map((t) => t.kind)).flat(),
-      bits: signedBits(bound + maxC),
-    });
     const bit = (r: number, nd: TreeNode): number => r * internals.length + (pos.get(nd.key) as number);
     for (const level of levels) {
       // Nodes reached with certainty (roots): the children's reaches are the bit and 1 - bit, free.
@@ -475,6 +474,113 @@ function leafReaches(
   ).flat();
   const reach = materialize(ctx, label, [rows, leaves.length], leafForms, 0, 1n);
   return { reach, leaves };
+}
+
+/**
+ * The branch bits, [rows, internal nodes] of 0/1 at scale 0: 1 where the node's test holds. Per feature,
+ * the cheaper in constraints of: one comparison per node (`bits` each), or one interval decomposition over
+ * the feature's distinct cut points (k + 1 booleans and two range checks of the value's width), from which
+ * every node's bit is a free sum of one-hot entries. A forest tests each feature against many thresholds,
+ * so the decomposition usually wins (iris forest: 4 features, 51 nodes). EQ/NEQ always compare; a test
+ * whose outcome the value's static range decides is a constant.
+ */
+function branchBits(
+  ctx: LoweringContext,
+  label: string,
+  x: { id: number; rows: number; f: number },
+  internals: TreeNode[],
+  tests: { kind: "lt" | "ge" | "eq" | "ne"; c: bigint }[],
+): number {
+  const { rows, f } = x;
+  const bound = ctx.tensor(x.id).maxAbs;
+  const maxC = tests.reduce((m, t) => maxBig(m, absBig(t.c)), 0n);
+  const cmpBits = signedBits(bound + maxC);
+  // x lies in [-bound, bound + 1): an interval is at most 2 bound + 1 wide
+  const ivBits = bitLength(2n * bound + 1n);
+  type Bit =
+    | { kind: "const"; v: bigint }
+    | { kind: "direct"; j: number }
+    | { kind: "interval"; g: number; below: number };
+  const how: Bit[] = new Array(internals.length);
+  const direct: number[] = [];
+  const byFeature = new Map<number, number[]>();
+  tests.forEach((t, i) => {
+    if (t.kind === "eq" || t.kind === "ne") direct.push(i);
+    else if (t.c <= -bound || t.c > bound) {
+      // x < c is false for every x >= -bound when c <= -bound, true for every x <= bound when c > bound
+      const lt = t.c > bound ? 1n : 0n;
+      how[i] = { kind: "const", v: t.kind === "lt" ? lt : 1n - lt };
+    } else byFeature.set(internals[i].feature, [...(byFeature.get(internals[i].feature) ?? []), i]);
+  });
+  const groups: { feature: number; cuts: bigint[] }[] = [];
+  for (const [feature, nodes] of byFeature) {
+    const cuts = [...new Set(nodes.map((i) => tests[i].c))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (cuts.length + 1 + 2 * ivBits < nodes.length * cmpBits) {
+      const g = groups.length;
+      groups.push({ feature, cuts });
+      for (const i of nodes) how[i] = { kind: "interval", g, below: cuts.indexOf(tests[i].c) };
+    } else direct.push(...nodes);
+  }
+  direct.sort((a, b) => a - b);
+  direct.forEach((i, j) => (how[i] = { kind: "direct", j }));
+  let cmp = -1;
+  if (direct.length) {
+    const t = ctx.newTensor([rows, direct.length], 0, 1n);
+    ctx.emit({
+      op: "compare",
+      node: label,
+      src: x.id,
+      dst: t.id,
+      index: Array.from({ length: rows }, (_, r) => direct.map((i) => r * f + internals[i].feature)).flat(),
+      consts: Array.from({ length: rows }, () => direct.map((i) => tests[i].c)).flat(),
+      kinds: Array.from({ length: rows }, () => direct.map((i) => tests[i].kind)).flat(),
+      bits: cmpBits,
+    });
+    cmp = t.id;
+    if (direct.length === internals.length) return cmp;
+  }
+  let onehot = -1;
+  const offsets: number[] = [];
+  let width = 0;
+  for (const g of groups) {
+    offsets.push(width);
+    width += g.cuts.length + 1;
+  }
+  if (groups.length) {
+    const t = ctx.newTensor([rows, width], 0, 1n);
+    ctx.emit({
+      op: "interval",
+      node: label,
+      src: x.id,
+      dst: t.id,
+      index: Array.from({ length: rows }, (_, r) => groups.map((g) => r * f + g.feature)).flat(),
+      cuts: Array.from({ length: rows }, () => groups.map((g) => g.cuts)).flat(),
+      lo: -bound,
+      hi: bound + 1n,
+      bits: ivBits,
+    });
+    onehot = t.id;
+  }
+  const forms: Form[] = [];
+  for (let r = 0; r < rows; r++)
+    internals.forEach((_, i) => {
+      const h = how[i];
+      if (h.kind === "const") forms.push(constForm(h.v));
+      else if (h.kind === "direct") forms.push(elemForm(cmp, r * direct.length + h.j));
+      else {
+        // x < cut[below] <=> the interval index is at most `below`: the sum of those entries
+        const base = r * width + offsets[h.g];
+        const terms = Array.from({ length: h.below + 1 }, (_, m) => ({
+          src: onehot,
+          index: base + m,
+          coef: 1n,
+        }));
+        const lt: Form = { bias: 0n, terms };
+        const ge: Form = { bias: 1n, terms: terms.map((t) => ({ ...t, coef: -1n })) };
+        forms.push(tests[i].kind === "lt" ? lt : ge);
+      }
+    });
+  return materialize(ctx, label, [rows, internals.length], forms, 0, 1n);
 }
 
 /**
