@@ -806,7 +806,7 @@ const TRANSPOSE_GLU_CASES: OpCase[] = [
     tolerance: 0.05,
     inputScale: 2,
     // per output: Sigmoid's 6 relus and rescale, one product and its rescale
-    constraints: 2545,
+    constraints: 2401,
   },
   {
     name: "Split (sizes input) + Concat reordering, Neg, Tile, Abs",

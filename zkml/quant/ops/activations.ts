@@ -8,7 +8,7 @@ import { ConstTensor, OnnxNode, nodeLabel } from "../../onnx/graph";
 import { LinTerm } from "../program";
 import { broadcastIndex, broadcastShapes, normAxis, numel } from "../shapes";
 import { DynValue, LoweringContext, OpKernel, OpTable, Value } from "./context";
-import { attrNum, sameShape } from "./util";
+import { absBig, attrNum, sameShape } from "./util";
 
 /**
  * Piecewise-linear sigmoid: sum_k DELTA[k] * relu(x - BREAKS[k]). The slopes are those of Amin et al.'s
@@ -248,27 +248,49 @@ function clip(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
   return { kind: "dyn", id: cur, shape: x.shape };
 }
 
+/**
+ * Sigmoid/Tanh: sum_k d_k relu(x - t_k) (+ bias), one relu per knot, rescaled once. The accumulator's bound
+ * is the quantized curve's own largest |value| over the input's range (it is piecewise linear in x, so the
+ * largest is at a knot or an end of the range), not the sum of the terms' bounds: the rescale then checks
+ * a value in [0, 1] (Sigmoid) or [-1, 1] (Tanh) at its real width, and a product after it (GLU) is narrower.
+ */
 function sigmoidTanh(ctx: LoweringContext, node: OnnxNode, xv: Value): Value {
   const label = nodeLabel(node);
   const x = ctx.dyn(xv);
   const tanh = node.opType === "Tanh";
   // tanh(x) = 2 sigmoid(2x) - 1 = sum 4 DELTA_k relu(x - BREAK_k / 2) - 1.
   const terms: LinTerm[] = [];
+  const knots: bigint[] = [];
+  const coefs: bigint[] = [];
   for (let k = 0; k < SIGMOID_BREAKS.length; k++) {
     const t = ctx.q(tanh ? SIGMOID_BREAKS[k] / 2 : SIGMOID_BREAKS[k]);
     const d = ctx.lincomb(label, x.shape, [{ src: x.id, coef: [1n], index: null }], [-t], 1);
     const r = ctx.relu(label, d);
-    terms.push({ src: r, coef: [ctx.q(tanh ? 4 * SIGMOID_DELTAS[k] : SIGMOID_DELTAS[k])], index: null });
+    const c = ctx.q(tanh ? 4 * SIGMOID_DELTAS[k] : SIGMOID_DELTAS[k]);
+    terms.push({ src: r, coef: [c], index: null });
+    knots.push(t);
+    coefs.push(c);
   }
-  const acc = ctx.lincomb(
-    label,
-    x.shape,
+  const bias = tanh ? -ctx.q(1, 2) : 0n;
+  const xMax = ctx.tensor(x.id).maxAbs;
+  const at = (v: bigint): bigint => knots.reduce((acc, t, k) => acc + coefs[k] * (v > t ? v - t : 0n), bias);
+  let maxAbs = 0n;
+  for (const v of [-xMax, xMax, ...knots]) {
+    if (v < -xMax || v > xMax) continue;
+    const y = absBig(at(v));
+    if (y > maxAbs) maxAbs = y;
+  }
+  const acc = ctx.newTensor(x.shape, 2, maxAbs);
+  ctx.emit({
+    op: "lincomb",
+    node: label,
+    dst: acc.id,
+    size: numel(x.shape),
     terms,
-    [tanh ? -ctx.q(1, 2) : 0n],
-    2,
-    tanh ? 2 * SIGMOID_MAX_ERROR : SIGMOID_MAX_ERROR,
-  );
-  return { kind: "dyn", id: ctx.rescale(label, acc), shape: x.shape };
+    bias: [bias],
+    approxError: tanh ? 2 * SIGMOID_MAX_ERROR : SIGMOID_MAX_ERROR,
+  });
+  return { kind: "dyn", id: ctx.rescale(label, acc.id), shape: x.shape };
 }
 
 /**
