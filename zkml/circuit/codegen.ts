@@ -192,6 +192,24 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
         });
         break;
       }
+      case "divide": {
+        const args = [op.cols, op.shift, op.signed ? 1 : 0, op.denBits, op.remBits, op.quotBits];
+        body.push(`    component op${k}[${op.rows}];`);
+        for (let r = 0; r < op.rows; r++) {
+          body.push(`    op${k}[${r}] = RowDivide(${args.join(", ")});`);
+          body.push(`    op${k}[${r}].den <== ${sig(op.den)}[${r}];`);
+          for (let j = 0; j < op.cols; j++)
+            body.push(`    op${k}[${r}].num[${j}] <== ${sig(op.src)}[${r * op.cols + j}];`);
+          for (let j = 0; j < op.cols; j++)
+            body.push(`    ${d}[${r * op.cols + j}] <== op${k}[${r}].out[${j}];`);
+        }
+        break;
+      }
+      case "isqrt":
+        body.push(`    component op${k} = Isqrt(${size(op.dst)}, ${op.shift}, ${op.bits});`);
+        body.push(`    op${k}.in <== ${sig(op.src)};`);
+        body.push(`    ${d} <== op${k}.out;`);
+        break;
       case "sumpool":
         op.windows.forEach((win, i) => {
           body.push(
@@ -226,6 +244,9 @@ export function generateCircom(program: QProgram, plan: CircuitPlan, modelName: 
     `include "fixed-point.circom";`,
     ...(program.ops.some((op) => op.op === "compare" || op.op === "interval")
       ? [`include "compare.circom";`]
+      : []),
+    ...(program.ops.some((op) => op.op === "divide" || op.op === "isqrt")
+      ? [`include "division.circom";`]
       : []),
     `include "linear.circom";`,
     `include "packing.circom";`,
@@ -273,6 +294,8 @@ export function expectedConstraints(
     argmax: 0,
     compare: 0,
     interval: 0,
+    divide: 0,
+    isqrt: 0,
     mul: 0,
     output: 0,
     binding: 1,
@@ -295,8 +318,14 @@ export function expectedConstraints(
     else if (op.op === "mul") b.mul += op.ia.length;
     else if (op.op === "compare")
       b.compare += op.kinds.reduce((s, k) => s + (k === "eq" || k === "ne" ? 2 : op.bits), 0);
-    else if (op.op === "interval")
-      b.interval += op.cuts.reduce((s, c) => s + c.length + 1 + 2 * op.bits, 0);
+    else if (op.op === "interval") b.interval += op.cuts.reduce((s, c) => s + c.length + 1 + 2 * op.bits, 0);
+    else if (op.op === "divide") {
+      // per row: IsZero (+ sign bit and |den| when signed); per element: q * D, q's and rem's range checks
+      // (+ the sign product and the zero-divisor pass-through when signed)
+      const perRow = 2 + (op.signed ? op.denBits + 1 : 0);
+      const perElement = 1 + op.quotBits + 2 * op.remBits + (op.signed ? 2 : 0);
+      b.divide += op.rows * (perRow + op.cols * perElement);
+    } else if (op.op === "isqrt") b.isqrt += size(op.dst) * (3 * op.bits + 3);
   }
   if (plan.outputRangeCheck) b.output = plan.layout.outputCount * plan.layout.packBits;
   return { total: Object.values(b).reduce((x, y) => x + y, 0), breakdown: b };

@@ -28,6 +28,8 @@ import { numel } from "./shapes";
  *   unit, else 1 (the branch may differ from the exact model's);
  * - ArgMax: 0 where the maximum is unambiguous (no other value within both bounds), otherwise the
  *   largest index distance to a value that could be the maximum;
+ * - division x'/d' (ONNX-ML Normalizer): (e_x + |x'/d'| e_d) / (|d'| - e_d) plus half a unit, unbounded when
+ *   |d'| <= e_d (the exact divisor may be 0); an integer square root: min(e / sqrt(a), sqrt(e)) plus a unit;
  * - Softmax over a group whose largest bound is E: p (exp(e + E) - 1); LogSoftmax: e + E.
  * |x| + e bounds the true |x|, so the bound is rigorous (up to the float arithmetic computing it).
  */
@@ -187,6 +189,35 @@ export function errorBounds(
           const x = vals[op.src][j];
           const near = op.cuts[g].some((c) => Math.abs(Number(x - c)) * su <= e[op.src][j] + su);
           for (let k = 0; k <= op.cuts[g].length; k++) out[at++] = near ? 1 : 0;
+        });
+        break;
+      }
+      case "divide": {
+        // x/d - x'/d' = (x - x')/d + (x'/d')(d' - d)/d, and |d| >= |d'| - e_d; a divisor within its bound
+        // of 0 may be 0 in the exact model (a pass-through, or a sign change): no finite bound.
+        const [nu, dnu] = [unit(op.src), unit(op.den)];
+        for (let r = 0; r < op.rows; r++) {
+          const d = Math.abs(Number(vals[op.den][r])) * dnu;
+          const ed = e[op.den][r];
+          for (let j = 0; j < op.cols; j++) {
+            const i = r * op.cols + j;
+            if (d === 0 && ed === 0) out[i] = op.signed ? e[op.src][i] : 0;
+            else if (d <= ed) out[i] = Infinity;
+            else {
+              const ratio = (Math.abs(Number(vals[op.src][i])) * nu) / d;
+              out[i] = (e[op.src][i] + ratio * ed) / (d - ed) + du / 2;
+            }
+          }
+        }
+        break;
+      }
+      case "isqrt": {
+        // |sqrt(a) - sqrt(b)| <= min(|a - b| / sqrt(a), sqrt(|a - b|)); the floor loses under one unit
+        const su = unit(op.src);
+        vals[op.src].forEach((v, i) => {
+          const a = Number(v) * su;
+          const es = e[op.src][i];
+          out[i] = Math.min(a > 0 ? es / Math.sqrt(a) : Infinity, Math.sqrt(es)) + du;
         });
         break;
       }

@@ -36,6 +36,23 @@ function floorShift(a: bigint, k: number): bigint {
   return a >> BigInt(k);
 }
 
+/** floor(a / b) for b > 0 and any sign of a (BigInt `/` truncates toward zero). */
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return q * b > a ? q - 1n : q;
+}
+
+/** floor(sqrt(v)) for v >= 0 (Newton's iteration from above). */
+export function isqrt(v: bigint): bigint {
+  if (v < 2n) return v;
+  let x = 1n << BigInt(Math.ceil(v.toString(2).length / 2));
+  for (;;) {
+    const y = (x + v / x) >> 1n;
+    if (y >= x) return x;
+    x = y;
+  }
+}
+
 function checkSigned(v: bigint, bits: number, where: string): void {
   const lim = 1n << BigInt(bits - 1);
   if (v < -lim || v >= lim) {
@@ -178,6 +195,36 @@ export function executeProgram(program: QProgram, input: readonly bigint[]): big
         vals[op.dst] = out;
         break;
       }
+      case "divide": {
+        const num = vals[op.src];
+        const den = vals[op.den];
+        const out = new Array<bigint>(op.rows * op.cols);
+        for (let r = 0; r < op.rows; r++) {
+          const d = den[r];
+          if (op.signed) checkSigned(d, op.denBits, op.node);
+          else if (d < 0n) fail("OUT_OF_RANGE", `${op.node}: divisor ${d} of row ${r} is negative`);
+          const zero = d === 0n;
+          const sign = d < 0n ? -1n : 1n;
+          const D = sign * d + (zero ? 1n : 0n);
+          for (let j = 0; j < op.cols; j++) {
+            const i = r * op.cols + j;
+            const q = floorDiv(2n * sign * num[i] * (1n << BigInt(op.shift)) + D, 2n * D);
+            checkSigned(q, op.quotBits, op.node);
+            out[i] = op.signed && zero ? num[i] : q;
+          }
+        }
+        vals[op.dst] = out;
+        break;
+      }
+      case "isqrt":
+        vals[op.dst] = vals[op.src].map((v) => {
+          if (v < 0n) fail("OUT_OF_RANGE", `${op.node}: square root of negative ${v}`);
+          const r = isqrt(v << BigInt(op.shift));
+          if (r >= 1n << BigInt(op.bits))
+            fail("OUT_OF_RANGE", `${op.node}: square root ${r} does not fit in ${op.bits} bits`);
+          return r;
+        });
+        break;
       case "argmax": {
         const x = vals[op.src];
         vals[op.dst] = op.groups.map((g) => {

@@ -183,6 +183,48 @@ export interface IntervalOp {
   bits: number;
 }
 
+/**
+ * Row-wise division by a computed divisor, rounded to nearest (half up): for element i of row r,
+ * dst[i] = floor((2 N 2^shift + D) / 2D) with D = |den[r]| + [den[r] = 0] (so D >= 1) and N = src[i] (times
+ * the divisor's sign when `signed`). Where den[r] = 0 and `signed`, the row passes through: dst[i] = src[i]
+ * (ONNX-ML Normalizer's rule; unsigned divisors are zero only for all-zero rows, whose quotients are 0).
+ * Proven by 2 N 2^shift + D = 2 q D + rem with 0 <= rem < 2D and q in `quotBits` signed bits. Cost per
+ * element: 1 product + quotBits + 2 remBits (+2 products when signed); per row: 2 (IsZero) (+ denBits + 1
+ * when signed: the sign bit and |den|).
+ */
+export interface DivideOp {
+  op: "divide";
+  node: string;
+  /** The numerator (named src so the quantizer's reader count, opSources, sees it). */
+  src: number;
+  den: number;
+  dst: number;
+  rows: number;
+  cols: number;
+  shift: number;
+  signed: boolean;
+  /** Signed width of den (its sign bit, when `signed`). */
+  denBits: number;
+  /** Unsigned width holding 2 * max(D). */
+  remBits: number;
+  /** Signed width of the quotient. */
+  quotBits: number;
+}
+
+/**
+ * dst[i] = floor(sqrt(src[i] * 2^shift)) for src >= 0: a hint r bound by r in [0, 2^bits), src 2^shift - r^2
+ * in [0, 2^(bits+1)) and r^2 + 2r - src 2^shift in [0, 2^(bits+1)), i.e. r^2 <= src 2^shift < (r+1)^2.
+ * Cost per element: 3 bits + 3 (one product).
+ */
+export interface IsqrtOp {
+  op: "isqrt";
+  node: string;
+  src: number;
+  dst: number;
+  shift: number;
+  bits: number;
+}
+
 export type QOp =
   | DenseOp
   | ConvOp
@@ -195,7 +237,9 @@ export type QOp =
   | GatherOp
   | ArgMaxOp
   | CompareOp
-  | IntervalOp;
+  | IntervalOp
+  | DivideOp
+  | IsqrtOp;
 
 /**
  * How a proven output is presented, applied off-circuit to the proven values (each monotone or affine in

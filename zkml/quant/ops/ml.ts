@@ -10,6 +10,7 @@
  *   largest leaf weight. Cost per tree: (bits) per internal node + 1 per internal node below the root.
  * - LinearRegressor / LinearClassifier: a dense op (free) and a rescale, as Gemm.
  * - Scaler: (x - offset) * scale, free, one rescale.
+ * - Normalizer (MAX, L1, L2): a proven rounded division per element by the row's norm (./normalizer.ts).
  * - ZipMap: off-circuit presentation of the probabilities (a map per row), nothing to prove.
  *
  * The outputs follow onnxruntime, not a literal reading of the spec: its binary-classifier conventions
@@ -27,6 +28,7 @@ import { OnnxNode, nodeLabel } from "../../onnx/graph";
 import { LinTerm, OutputTransform } from "../program";
 import { numel } from "../shapes";
 import { LoweringContext, OpTable, Value } from "./context";
+import { normalizer } from "./normalizer";
 import {
   absBig,
   attrInts,
@@ -48,6 +50,7 @@ export const ML_OP_TYPES: ReadonlySet<string> = new Set([
   "LinearClassifier",
   "LinearRegressor",
   "Scaler",
+  "Normalizer",
   "ZipMap",
 ]);
 
@@ -57,6 +60,7 @@ export const ML_OPS: OpTable = {
   LinearRegressor: { lower: (ctx, node, ins) => linearRegressor(ctx, node, ins[0] as Value) },
   LinearClassifier: { always: (ctx, node, ins) => linearClassifier(ctx, node, ins[0]) },
   Scaler: { lower: (ctx, node, ins) => scaler(ctx, node, ins[0] as Value) },
+  Normalizer: { lower: (ctx, node, ins) => normalizer(ctx, node, ins[0] as Value) },
   ZipMap: { always: (ctx, node, ins) => zipMap(ctx, node, ins[0]) },
 };
 
