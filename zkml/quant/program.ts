@@ -195,7 +195,7 @@ export interface IntervalOp {
 export interface DivideOp {
   op: "divide";
   node: string;
-  /** The numerator (named src so the quantizer's reader count, opSources, sees it). */
+  /** The numerator; opSources lists it and the divisor `den`. */
   src: number;
   den: number;
   dst: number;

@@ -384,6 +384,8 @@ export function opSources(op: QOp): number[] {
       return [op.a, op.b];
     case "gather":
       return op.srcs.filter((s) => s >= 0);
+    case "divide":
+      return [op.src, op.den];
     default:
       return [op.src];
   }
