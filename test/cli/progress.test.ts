@@ -41,6 +41,17 @@ describe("zkml progress lines", () => {
     expect(lines[1]).to.match(/^ptau 2\^14: contribute: \d+% \(tauG1 15%\) \(5\.0 s\)$/);
   });
 
+  it("takes snarkjs's `log` calls too (newAccumulator uses it from 2^16 points on)", () => {
+    let t = 0;
+    const lines: string[] = [];
+    const stage = startStage("ptau 2^16: new accumulator", (m) => lines.push(m), { now: () => t });
+    t = 6000;
+    stage.logger.log?.("tauG1: 100000");
+    stage.done();
+    expect(lines.length).to.equal(3);
+    expect(lines[1]).to.match(/^ptau 2\^16: new accumulator: /);
+  });
+
   it("is silent without a log", () => {
     const stage = startStage("quiet", undefined);
     stage.logger.info("processing: tauG1: 1/2");

@@ -7,10 +7,11 @@
 
 export type Log = (message: string) => void;
 
-/** The logger object snarkjs takes (it calls debug and info with its progress messages). */
+/** The logger object snarkjs takes (it calls debug, info and, for large ptau files, log with its progress). */
 export interface SnarkjsLogger {
   debug: (m: string) => void;
   info: (m: string) => void;
+  log?: (m: string) => void;
   warn: (m: string) => void;
   error: (m: string) => void;
 }
@@ -130,7 +131,14 @@ export function startStage(name: string, log: Log | undefined, opts: StageOption
   timer?.unref();
   const dropped = () => {};
   return {
-    logger: { debug: heard, info: heard, warn: opts.onError ?? dropped, error: opts.onError ?? dropped },
+    // snarkjs also calls `log` (newAccumulator, from 2^16 points on): without it a large ptau fails
+    logger: {
+      debug: heard,
+      info: heard,
+      log: heard,
+      warn: opts.onError ?? dropped,
+      error: opts.onError ?? dropped,
+    },
     done(note?: string) {
       if (timer) clearInterval(timer);
       log?.(`${name}: done in ${elapsed(now() - started)}${note ? `, ${note}` : ""}`);
