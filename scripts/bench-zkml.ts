@@ -36,13 +36,22 @@ import {
   inputWords,
   loadManifest,
   loadProgram,
+  namedOutputs,
   proveBundle,
+  referenceOutputs,
   referenceSession,
   releaseProver,
   taskBinding,
   verifyBundle,
 } from "../zkml";
 import { buildOnnx, mlpSpec } from "../zkml/onnx/builder";
+import {
+  TABULAR_FIXTURES,
+  type TabularFixture,
+  tabularFile,
+  tabularShape,
+  tabularTestData,
+} from "./lib/tabular-fixtures";
 
 const ROOT = path.join(__dirname, "..");
 const FIXTURES = path.join(ROOT, "test", "fixtures", "models");
@@ -112,6 +121,40 @@ function mnistModel(): string {
 // Pixels in [0, 1] at scale 2^6 fit 8 signed bits; 784 inputs go behind a Poseidon commitment.
 const PIXELS_8BIT: CompileOptions = { scaleBits: 6, inputBits: 8, inputMode: "commitment" };
 
+/**
+ * A tabular (ONNX-ML) or time-series fixture's agreement with onnxruntime on every held-out row it ships:
+ * labels equal (argmax of the logits for the CNN) and the largest score difference.
+ */
+function tabularAgreement(f: TabularFixture): Agreement {
+  return async ({ dir, onnx }) => {
+    const program = loadProgram(dir);
+    const data = tabularTestData(f);
+    const ref = await referenceOutputs(onnx);
+    let agree = 0;
+    let worst = 0;
+    for (const x of data.inputs) {
+      const ours = namedOutputs(program, executeQuantized(program, x).output);
+      const theirs = await ref(x, tabularShape(data));
+      const a = ours[f.scores] as number[];
+      const b = theirs[f.scores] as number[];
+      a.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[i]))));
+      if (f.label) agree += JSON.stringify(ours[f.label]) === JSON.stringify(theirs[f.label]) ? 1 : 0;
+      else agree += argmax(a) === argmax(b) ? 1 : 0;
+    }
+    const kind = f.label ? "labels" : f.scores === "logits" ? "argmax" : "rows";
+    return `${kind} ${agree}/${data.inputs.length}, max |d ${f.scores}| ${worst.toExponential(1)}`;
+  };
+}
+
+/** The tree-ensemble, linear and 1-D CNN fixtures (scripts/lib/tabular-fixtures.ts), as they are served. */
+const TABULAR_MODELS: BenchModel[] = TABULAR_FIXTURES.map((f) => ({
+  name: `${f.name} (${f.kind})`,
+  onnx: tabularFile(f),
+  options: { ...f.options, inputMode: "inline" },
+  sample: () => tabularTestData(f).inputs[0],
+  agreement: tabularAgreement(f),
+}));
+
 const MODELS: BenchModel[] = [
   {
     name: "iris_mlp (4-8-3)",
@@ -162,6 +205,7 @@ const MODELS: BenchModel[] = [
     agreement: argmaxAgreement(digits28),
     prove: process.env.BENCH_FULL === "1",
   },
+  ...TABULAR_MODELS,
 ];
 
 /** Work done in a child process: its peak RSS is the stage's own. */
