@@ -4,17 +4,25 @@ import { fail } from "./errors";
  * Runs the float model with onnxruntime (CPU): the reference the quantized output is compared with.
  * The session is created per call; callers running many inputs should use referenceSession().
  */
+type Ort = typeof import("onnxruntime-node");
+
+/** onnxruntime and a session on `onnxPath`; a model it cannot load is a MALFORMED_MODEL error. */
+async function openSession(
+  onnxPath: string,
+): Promise<{ ort: Ort; session: import("onnxruntime-node").InferenceSession }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ort = require("onnxruntime-node") as Ort;
+  try {
+    return { ort, session: await ort.InferenceSession.create(onnxPath) };
+  } catch (e) {
+    return fail("MALFORMED_MODEL", `onnxruntime cannot load ${onnxPath}: ${(e as Error).message}`);
+  }
+}
+
 export async function referenceSession(
   onnxPath: string,
 ): Promise<(input: readonly number[], shape: readonly number[]) => Promise<number[]>> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
-  let session: import("onnxruntime-node").InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(onnxPath);
-  } catch (e) {
-    fail("MALFORMED_MODEL", `onnxruntime cannot load ${onnxPath}: ${(e as Error).message}`);
-  }
+  const { ort, session } = await openSession(onnxPath);
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
   return async (input, shape) => {
@@ -43,14 +51,7 @@ export async function referenceOutputs(
 ): Promise<
   (input: readonly number[], shape: readonly number[]) => Promise<Record<string, (number | string)[]>>
 > {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ort = require("onnxruntime-node") as typeof import("onnxruntime-node");
-  let session: import("onnxruntime-node").InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(onnxPath);
-  } catch (e) {
-    fail("MALFORMED_MODEL", `onnxruntime cannot load ${onnxPath}: ${(e as Error).message}`);
-  }
+  const { ort, session } = await openSession(onnxPath);
   const inputName = session.inputNames[0];
   const meta = session.outputMetadata as unknown as { name: string; isTensor: boolean }[] | undefined;
   const names = session.outputNames.filter((n, i) => !meta || meta[i]?.isTensor !== false);

@@ -3,7 +3,6 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
 import { fixtureBundle } from "../../scripts/lib/local-network";
 import { registerBundle } from "../../scripts/lib/register-model";
 import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
@@ -16,6 +15,7 @@ import {
   proveBundle,
 } from "../../zkml";
 import { pinNextBlockTime } from "../helpers/chain-time";
+import { protocolWithStakedNode } from "../helpers/settlement-fixture";
 import { expectGasAtMost, recordGas } from "../helpers/gas-snapshot";
 
 const DIGITS = "test/fixtures/models/digits_mlp.onnx";
@@ -30,42 +30,21 @@ const ROOT = path.join(__dirname, "..", "..");
  */
 async function digitsFixture() {
   const bundleDir = await fixtureBundle(DIGITS);
-  const [deployer, treasury, governance, modelOwner, requester, node] = await ethers.getSigners();
-  const economy = await deployEconomy(deployer, {
-    ...DEFAULT_ECONOMY_PARAMS,
-    treasury: treasury.address,
-    parameterOwner: governance.address,
-  });
-  const market = await deployMarket(
-    deployer,
-    economy,
-    { treasury: treasury.address, parameterOwner: governance.address },
-    governance,
-  );
-  const { modelId } = await registerBundle(modelOwner, market.models, bundleDir, {
+  const protocol = await protocolWithStakedNode();
+  const { modelId } = await registerBundle(protocol.modelOwner, protocol.models, bundleDir, {
     bundleId: "11".repeat(32),
     fee: FEE,
   });
-  const { token, staking } = economy;
-  await token.connect(treasury).transfer(node.address, ethers.parseEther("5000"));
-  await token.connect(node).approve(await staking.getAddress(), ethers.MaxUint256);
-  await staking.connect(node).register(1, "");
-  await staking.connect(node).stake(ethers.parseEther("5000"));
-  await token.connect(treasury).transfer(requester.address, ethers.parseEther("100"));
-  await token.connect(requester).approve(market.tasksAddress, ethers.MaxUint256);
   const digits = JSON.parse(
     fs.readFileSync(path.join(ROOT, "test/fixtures/models/digits_test.json"), "utf8"),
   );
   return {
-    ...economy,
-    ...market,
+    ...protocol,
     bundleDir,
     manifest: loadManifest(bundleDir),
     program: loadProgram(bundleDir),
     digits: digits as { scale: number; inputs: number[][]; labels: number[] },
     modelId,
-    requester,
-    node,
   };
 }
 

@@ -1,7 +1,6 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
 import { fixtureBundle } from "../../scripts/lib/local-network";
 import { registerBundle } from "../../scripts/lib/register-model";
 import {
@@ -24,36 +23,14 @@ import {
   unpackWords,
 } from "../../zkml";
 import { pinNextBlockTime } from "../helpers/chain-time";
+import { protocolWithStakedNode } from "../helpers/settlement-fixture";
 import { recordGas } from "../helpers/gas-snapshot";
 
 const FEE = ethers.parseEther("1");
 /** What the issue asks to see settled: a forest, a boosted regressor, XGBoost, Scaler + logistic regression, a 1-D CNN. */
 const SETTLED = ["iris_forest", "diabetes_gbr", "cancer_xgb", "wine_logreg", "cancer_logreg", "series_cnn1d"];
 
-async function marketFixture() {
-  const [deployer, treasury, governance, modelOwner, requester, node] = await ethers.getSigners();
-  const economy = await deployEconomy(deployer, {
-    ...DEFAULT_ECONOMY_PARAMS,
-    treasury: treasury.address,
-    parameterOwner: governance.address,
-  });
-  const market = await deployMarket(
-    deployer,
-    economy,
-    { treasury: treasury.address, parameterOwner: governance.address },
-    governance,
-  );
-  const { token, staking } = economy;
-  await token.connect(treasury).transfer(node.address, ethers.parseEther("5000"));
-  await token.connect(node).approve(await staking.getAddress(), ethers.MaxUint256);
-  await staking.connect(node).register(1, "");
-  await staking.connect(node).stake(ethers.parseEther("5000"));
-  await token.connect(treasury).transfer(requester.address, ethers.parseEther("100"));
-  await token.connect(requester).approve(market.tasksAddress, ethers.MaxUint256);
-  return { ...economy, ...market, modelOwner, requester, node };
-}
-
-type Market = Awaited<ReturnType<typeof marketFixture>>;
+type Market = Awaited<ReturnType<typeof protocolWithStakedNode>>;
 
 /** Compiles (cached), registers, submits row `row` of the fixture's test data, proves it for real and settles it. */
 async function settle(m: Market, f: TabularFixture, row: number, bundleId: string) {
@@ -89,7 +66,7 @@ async function settle(m: Market, f: TabularFixture, row: number, bundleId: strin
 
 describe("TaskRegistry with tree-ensemble, linear and 1-D CNN bundles", function () {
   it("settles a real proof for each model; the registry's result decodes to onnxruntime's outputs", async function () {
-    const m = await loadFixture(marketFixture);
+    const m = await loadFixture(protocolWithStakedNode);
     // the node's and the royalty receiver's first settlement pays for their first credit words: warm up
     const warm = await settle(m, TABULAR_FIXTURES[0], 1, "10".repeat(32));
     await expect(warm.tx).to.emit(m.tasks, "TaskVerified");
