@@ -210,6 +210,17 @@ function gemm(ctx: LoweringContext, node: OnnxNode, ins: (Value | undefined)[]):
   return dense(ctx, label, x.id, M, K, N, weights, bias, [M, N], elementBias);
 }
 
+/** The static bound of a dense op's accumulator: the largest |bias_j| + sum_i |w_ji| * inMax. */
+export function denseBound(inMax: bigint, k: number, n: number, weights: bigint[], bias: bigint[]): bigint {
+  let maxAbs = 0n;
+  for (let j = 0; j < n; j++) {
+    let m = absBig(bias[j]);
+    for (let i = 0; i < k; i++) m += absBig(weights[j * k + i]) * inMax;
+    if (m > maxAbs) maxAbs = m;
+  }
+  return maxAbs;
+}
+
 function dense(
   ctx: LoweringContext,
   label: string,
@@ -223,14 +234,7 @@ function dense(
   elementBias?: bigint[],
   addTerm?: LinTerm,
 ): Value {
-  const inMax = ctx.tensor(src).maxAbs;
-  let maxAbs = 0n;
-  for (let j = 0; j < n; j++) {
-    let m = absBig(bias[j]);
-    for (let i = 0; i < k; i++) m += absBig(weights[j * k + i]) * inMax;
-    if (m > maxAbs) maxAbs = m;
-  }
-  const acc = ctx.newTensor(shape, 2, maxAbs);
+  const acc = ctx.newTensor(shape, 2, denseBound(ctx.tensor(src).maxAbs, k, n, weights, bias));
   ctx.emit({ op: "dense", node: label, src, dst: acc.id, rows, k, n, weights, bias });
   let out = acc.id;
   if (elementBias) out = ctx.lincomb(label, shape, [{ src: out, coef: [1n], index: null }], elementBias, 2);

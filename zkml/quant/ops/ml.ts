@@ -28,6 +28,7 @@ import { OnnxNode, nodeLabel } from "../../onnx/graph";
 import { LinTerm, OutputTransform } from "../program";
 import { numel } from "../shapes";
 import { LoweringContext, OpTable, Value } from "./context";
+import { denseBound } from "./linear";
 import { normalizer } from "./normalizer";
 import {
   absBig,
@@ -190,16 +191,7 @@ function denseAt(
   scale: 0 | 1 | 2,
   maxAbs?: bigint,
 ): number {
-  let bound = maxAbs;
-  if (bound === undefined) {
-    const inMax = ctx.tensor(src).maxAbs;
-    bound = 0n;
-    for (let j = 0; j < n; j++) {
-      let m = absBig(bias[j]);
-      for (let i = 0; i < k; i++) m += absBig(weights[j * k + i]) * inMax;
-      bound = maxBig(bound, m);
-    }
-  }
+  const bound = maxAbs ?? denseBound(ctx.tensor(src).maxAbs, k, n, weights, bias);
   const out = ctx.newTensor([rows, n], scale, bound);
   ctx.emit({ op: "dense", node: label, src, dst: out.id, rows, k, n, weights, bias });
   return out.id;
@@ -373,7 +365,6 @@ function leafReaches(
   const bound = ctx.tensor(x.id).maxAbs;
   // Walk each tree top down, level by level, collecting internal nodes per level and leaves.
   const internals: TreeNode[] = [];
-  const levelOf = new Map<string, number>();
   const leaves: TreeNode[] = [];
   const levels: TreeNode[][] = [];
   for (const root of ens.roots) {
@@ -395,7 +386,6 @@ function leafReaches(
           continue;
         }
         (levels[depth] ??= []).push(nd);
-        levelOf.set(k, depth);
         internals.push(nd);
         next.push(nd.trueKey, nd.falseKey);
       }
