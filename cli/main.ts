@@ -8,6 +8,7 @@ import { registerClientCommands } from "../sdk/cli";
 import { registerTokenCommands } from "../sdk/token-cli";
 import { registerTeeCommands } from "../sdk/tee-cli";
 import { registerDevCommands } from "../scripts/lib/devnet-cli";
+import { registerExplorerCommands } from "../sdk/explorer-cli";
 
 /**
  * The `opg` program. Only commander and the command definition modules are loaded here; every action loads
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerTeeCommands(program);
   registerDevCommands(program);
+  registerExplorerCommands(program);
   return program;
 }
 

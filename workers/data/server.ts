@@ -389,6 +389,13 @@ function send(
 ): void {
   const server = (res.socket as (typeof res.socket & { server?: http.Server }) | null)?.server;
   if (server && closingServers.has(server)) res.setHeader("connection", "close");
+  // Reads are public and content-addressed: any page may fetch them (the explorer checks every hash itself).
+  // Writes get no CORS headers, so a browser never sends a cross-origin upload.
+  const method = res.req.method ?? "GET";
+  if (method === "GET" || method === "HEAD") {
+    res.setHeader("access-control-allow-origin", "*");
+    res.setHeader("access-control-expose-headers", "x-opg-sha256");
+  }
   res.writeHead(status, headers);
   res.end(res.req.method === "HEAD" ? undefined : body);
 }

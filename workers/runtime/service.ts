@@ -55,6 +55,8 @@ export class ServiceHttp {
   private async route(req: http.IncomingMessage, res: http.ServerResponse) {
     const post = this.posts.get(req.url ?? "");
     if (post) return this.routePost(req, res, post);
+    // Public read-only views: the explorer page reads nodes' proof times from /metrics cross-origin.
+    res.setHeader("access-control-allow-origin", "*");
     if (req.url === "/metrics") {
       res.writeHead(200, { "content-type": this.registry.contentType });
       res.end(await this.registry.metrics());
