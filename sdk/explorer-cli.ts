@@ -24,9 +24,11 @@ export function registerExplorerCommands(program: Command): Command {
       try {
         const s = settings(o);
         const port = Number(o.port);
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port ${o.port} is not a port`);
+        if (!Number.isInteger(port) || port < 0 || port > 65535)
+          throw new CliError(`--port ${o.port} is not a port`);
         const pollMs = Number(o.pollMs);
-        if (!Number.isInteger(pollMs) || pollMs < 100) throw new CliError(`--poll-ms ${o.pollMs}: at least 100`);
+        if (!Number.isInteger(pollMs) || pollMs < 100)
+          throw new CliError(`--poll-ms ${o.pollMs}: at least 100`);
         const [{ readDeployment }, { startExplorer }] = await Promise.all([
           import("../workers/runtime/chain"),
           import("./explorer-server"),
@@ -47,7 +49,9 @@ export function registerExplorerCommands(program: Command): Command {
           port,
           host: o.host,
         });
-        process.stdout.write(`explorer: ${running.url} (chain ${chainId}, RPC ${s.rpcUrl}, data node ${s.dataUrl})\n`);
+        process.stdout.write(
+          `explorer: ${running.url} (chain ${chainId}, RPC ${s.rpcUrl}, data node ${s.dataUrl})\n`,
+        );
         const stop = () => void running.close().then(() => process.exit(0));
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);

@@ -13,7 +13,15 @@ import { packageRoot } from "../zkml/prover/paths";
 export interface ExplorerOptions {
   rpc: string;
   data: string;
-  deployment: { chainId?: number; token: string; staking: string; models: string; tasks: string; enclaves?: string; disputes?: string };
+  deployment: {
+    chainId?: number;
+    token: string;
+    staking: string;
+    models: string;
+    tasks: string;
+    enclaves?: string;
+    disputes?: string;
+  };
   /** Extra /metrics URLs (nodes' registered endpoints are read as well). */
   metrics?: string[];
   pollMs?: number;

@@ -2,7 +2,8 @@ import { formatEther } from "ethers";
 import { fromField } from "../../zkml/field";
 import { unpackWords } from "../../zkml/packing";
 
-export const short = (hex: string, n = 6) => (hex.length > 2 * n + 4 ? `${hex.slice(0, n + 2)}…${hex.slice(-n)}` : hex);
+export const short = (hex: string, n = 6) =>
+  hex.length > 2 * n + 4 ? `${hex.slice(0, n + 2)}…${hex.slice(-n)}` : hex;
 
 /** OPG amounts (18 decimals), trimmed to 4 decimals. */
 export function opg(wei: bigint | undefined): string {
@@ -23,7 +24,12 @@ export function ago(unix: number | undefined, now = Date.now() / 1000): string {
 }
 
 export function time(unix: number | undefined): string {
-  return unix === undefined ? "" : new Date(unix * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return unix === undefined
+    ? ""
+    : new Date(unix * 1000)
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, " UTC");
 }
 
 /**

@@ -54,7 +54,13 @@ async function main() {
     config = await loadConfig();
   } catch (e) {
     clear(app);
-    app.append(h("p", { class: "error", "data-testid": "error" }, `Cannot load the explorer's config: ${(e as Error).message}`));
+    app.append(
+      h(
+        "p",
+        { class: "error", "data-testid": "error" },
+        `Cannot load the explorer's config: ${(e as Error).message}`,
+      ),
+    );
     return;
   }
   const store = new Store(config);
@@ -92,12 +98,20 @@ async function main() {
         "you mean (the chain id is checked against the deployment), and the contract addresses, which come from " +
         "the server that served this page.",
     ),
-    h("dl", {}, ...Object.entries({ RPC: config.rpc, "Data node": config.data, ...config.contracts }).flatMap(([k, v]) =>
-      v ? [h("dt", {}, k), h("dd", { class: "mono" }, v)] : [],
-    )),
+    h(
+      "dl",
+      {},
+      ...Object.entries({ RPC: config.rpc, "Data node": config.data, ...config.contracts }).flatMap(
+        ([k, v]) => (v ? [h("dt", {}, k), h("dd", { class: "mono" }, v)] : []),
+      ),
+    ),
   );
   clear(app);
-  app.append(h("header", {}, h("a", { href: "#/", class: "brand" }, "OPG explorer"), nav, form, status), main, h("footer", {}, trust));
+  app.append(
+    h("header", {}, h("a", { href: "#/", class: "brand" }, "OPG explorer"), nav, form, status),
+    main,
+    h("footer", {}, trust),
+  );
 
   let view: View | undefined;
   const ctx: Ctx = {
@@ -112,7 +126,12 @@ async function main() {
   const show = () => {
     view?.dispose?.();
     clear(main);
-    for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", location.hash.startsWith(a.getAttribute("href")!) && a.getAttribute("href") !== "#/" || (a.getAttribute("href") === "#/" && (location.hash === "" || location.hash === "#/")));
+    for (const a of nav.querySelectorAll("a"))
+      a.classList.toggle(
+        "active",
+        (location.hash.startsWith(a.getAttribute("href")!) && a.getAttribute("href") !== "#/") ||
+          (a.getAttribute("href") === "#/" && (location.hash === "" || location.hash === "#/")),
+      );
     try {
       view = route(ctx, location.hash || "#/");
     } catch (e) {
@@ -134,7 +153,13 @@ async function main() {
     await store.start();
   } catch (e) {
     status.textContent = "not connected";
-    main.append(h("p", { class: "error", "data-testid": "error" }, `Cannot read the chain at ${config.rpc}: ${(e as Error).message}`));
+    main.append(
+      h(
+        "p",
+        { class: "error", "data-testid": "error" },
+        `Cannot read the chain at ${config.rpc}: ${(e as Error).message}`,
+      ),
+    );
     return;
   }
   show();

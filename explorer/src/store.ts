@@ -152,7 +152,8 @@ export class Store {
       raw = await call(from, to);
     } catch {
       raw = [];
-      for (let start = from; start <= to; start += 10_000) raw.push(...(await call(start, Math.min(to, start + 9_999))));
+      for (let start = from; start <= to; start += 10_000)
+        raw.push(...(await call(start, Math.min(to, start + 9_999))));
     }
     return raw.map(
       (r) =>
@@ -334,7 +335,9 @@ export class Store {
     if (ev.name === "ModelRegistered") {
       const spec = a.spec as Record<string, unknown>;
       const mask = Number(spec.verificationModes);
-      const modes = (["zk", "tee", "optimistic"] as const).filter((m) => mask & { zk: 1, optimistic: 2, tee: 4 }[m]);
+      const modes = (["zk", "tee", "optimistic"] as const).filter(
+        (m) => mask & { zk: 1, optimistic: 2, tee: 4 }[m],
+      );
       const row: ModelRow = {
         id: a.modelId as bigint,
         name: spec.name as string,
@@ -390,14 +393,21 @@ export class Store {
    * update when done. Views call it for what they show; plots call it for every task's blocks.
    */
   async ensureTimes(blocks: Iterable<number>): Promise<void> {
-    const missing = [...new Set(blocks)].filter((b) => !this.snap.blockTimes.has(b) && !this.pendingTimes.has(b));
+    const missing = [...new Set(blocks)].filter(
+      (b) => !this.snap.blockTimes.has(b) && !this.pendingTimes.has(b),
+    );
     if (missing.length === 0) return;
     for (const b of missing) this.pendingTimes.add(b);
     try {
       for (let i = 0; i < missing.length; i += 400) {
         const chunk = missing.slice(i, i + 400);
         const blocks = await Promise.all(
-          chunk.map((b) => this.provider.send("eth_getBlockByNumber", [toBeHex(b), false]) as Promise<{ timestamp: string } | null>),
+          chunk.map(
+            (b) =>
+              this.provider.send("eth_getBlockByNumber", [toBeHex(b), false]) as Promise<{
+                timestamp: string;
+              } | null>,
+          ),
         );
         chunk.forEach((b, k) => {
           if (blocks[k]) this.snap.blockTimes.set(b, Number(blocks[k]!.timestamp));

@@ -25,7 +25,10 @@ export function outputSummary(snap: Snapshot, t: TaskRow): string {
   const d = decodeOutputs(t.outputs, count, m.packBits, m.scaleBits);
   if ("error" in d) return `undecodable: ${d.error}`;
   if (d.values.length === 1) return fmtNum(d.values[0]);
-  const shown = d.values.slice(0, 4).map((v) => fmtNum(v, 3)).join(", ");
+  const shown = d.values
+    .slice(0, 4)
+    .map((v) => fmtNum(v, 3))
+    .join(", ");
   return `argmax ${argmax(d.values)} [${shown}${d.values.length > 4 ? ", …" : ""}]`;
 }
 
@@ -81,7 +84,11 @@ function taskTable(ctx: Ctx, rows: () => TaskRow[], opts: { testid?: string } = 
           h("td", {}, addrLink(t.node)),
           h("td", { class: "num" }, opg(t.fee)),
           h("td", { class: "mono" }, outputSummary(ctx.snap, t)),
-          h("td", { class: "muted", title: `block ${t.submittedBlock}` }, ago(timeOf(ctx.snap, t.submittedBlock)) || `block ${t.submittedBlock}`),
+          h(
+            "td",
+            { class: "muted", title: `block ${t.submittedBlock}` },
+            ago(timeOf(ctx.snap, t.submittedBlock)) || `block ${t.submittedBlock}`,
+          ),
         ),
       );
     }
@@ -98,13 +105,28 @@ function taskTable(ctx: Ctx, rows: () => TaskRow[], opts: { testid?: string } = 
   return { el: h("div", {}, table, h("div", { class: "pager" }, prev, next, info)), render };
 }
 
-const newestFirst = (rows: Iterable<TaskRow>) => [...rows].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+const newestFirst = (rows: Iterable<TaskRow>) =>
+  [...rows].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 
 export function tasksView(ctx: Ctx, q: URLSearchParams): View {
-  const state = h("select", { "data-testid": "filter-state", "aria-label": "state" }, h("option", { value: "" }, "any state"), ...STATES.map((s) => h("option", { value: s }, s)));
-  const mode = h("select", { "data-testid": "filter-mode", "aria-label": "mode" }, ...["", "zk", "optimistic", "tee"].map((m) => h("option", { value: m }, m || "any mode")));
-  const model = h("select", { "data-testid": "filter-model", "aria-label": "model" }, h("option", { value: "" }, "any model"));
-  for (const m of ctx.snap.models.values()) model.append(h("option", { value: String(m.id) }, `${m.name} (#${m.id})`));
+  const state = h(
+    "select",
+    { "data-testid": "filter-state", "aria-label": "state" },
+    h("option", { value: "" }, "any state"),
+    ...STATES.map((s) => h("option", { value: s }, s)),
+  );
+  const mode = h(
+    "select",
+    { "data-testid": "filter-mode", "aria-label": "mode" },
+    ...["", "zk", "optimistic", "tee"].map((m) => h("option", { value: m }, m || "any mode")),
+  );
+  const model = h(
+    "select",
+    { "data-testid": "filter-model", "aria-label": "model" },
+    h("option", { value: "" }, "any model"),
+  );
+  for (const m of ctx.snap.models.values())
+    model.append(h("option", { value: String(m.id) }, `${m.name} (#${m.id})`));
   state.value = q.get("state") ?? "";
   mode.value = q.get("mode") ?? "";
   model.value = q.get("model") ?? "";
@@ -118,7 +140,13 @@ export function tasksView(ctx: Ctx, q: URLSearchParams): View {
   const table = taskTable(ctx, rows);
   for (const s of [state, mode, model]) s.addEventListener("change", table.render);
   return {
-    el: h("section", { "data-testid": "tasks-view" }, h("h1", {}, "Tasks"), h("div", { class: "filters" }, state, mode, model), table.el),
+    el: h(
+      "section",
+      { "data-testid": "tasks-view" },
+      h("h1", {}, "Tasks"),
+      h("div", { class: "filters" }, state, mode, model),
+      table.el,
+    ),
     update: table.render,
   };
 }
@@ -130,7 +158,13 @@ function modelTable(ctx: Ctx, models: ModelRow[]) {
     h(
       "thead",
       {},
-      h("tr", {}, ...["Model", "Modes", "Fee", "Input", "Output", "Scale", "Tasks", "Owner", "Bundle", "Active"].map((c) => h("th", {}, c))),
+      h(
+        "tr",
+        {},
+        ...["Model", "Modes", "Fee", "Input", "Output", "Scale", "Tasks", "Owner", "Bundle", "Active"].map(
+          (c) => h("th", {}, c),
+        ),
+      ),
     ),
     h(
       "tbody",
@@ -168,7 +202,9 @@ export function modelsView(ctx: Ctx): View {
 export function modelView(ctx: Ctx, id: string): View {
   const m = ctx.snap.models.get(id);
   if (!m) return { el: h("p", { class: "empty" }, `No model ${id} on this chain.`) };
-  const table = taskTable(ctx, () => newestFirst(ctx.snap.tasks.values()).filter((t) => String(t.modelId) === id));
+  const table = taskTable(ctx, () =>
+    newestFirst(ctx.snap.tasks.values()).filter((t) => String(t.modelId) === id),
+  );
   const kv = (k: string, v: string | Node) => [h("dt", {}, k), h("dd", {}, v)];
   const el = h(
     "section",
@@ -187,11 +223,22 @@ export function modelView(ctx: Ctx, id: string): View {
         kv("Bundle (data node id)", h("span", { class: "mono" }, m.bundleHash)),
         kv("Verification key hash", h("span", { class: "mono" }, m.verificationKeyHash)),
         kv("Verification key contract", h("span", { class: "mono" }, m.verificationKey)),
-        kv("Input", `${m.inputShape.join("×")}, ${m.inputMode}, ${m.inputWords} words, ${m.inputBits}-bit values`),
+        kv(
+          "Input",
+          `${m.inputShape.join("×")}, ${m.inputMode}, ${m.inputWords} words, ${m.inputBits}-bit values`,
+        ),
         kv("Output", `${m.outputShape.join("×")}, ${m.outputWords} words`),
         kv("Fixed point", `scale 2^${m.scaleBits}, ${m.packBits} bits per packed value`),
         kv("Active", m.active ? "yes" : "no"),
-        kv("Registered", h("span", {}, `block ${m.registeredBlock}, tx `, h("span", { class: "mono" }, short(m.registeredTx)))),
+        kv(
+          "Registered",
+          h(
+            "span",
+            {},
+            `block ${m.registeredBlock}, tx `,
+            h("span", { class: "mono" }, short(m.registeredTx)),
+          ),
+        ),
       ),
     ),
     h("h2", {}, "Tasks"),
@@ -200,7 +247,8 @@ export function modelView(ctx: Ctx, id: string): View {
   return { el, update: table.render };
 }
 
-const ROLE_NAMES = (roles: number) => [roles & 1 ? "inference" : "", roles & 2 ? "verification" : ""].filter(Boolean).join(", ") || "none";
+const ROLE_NAMES = (roles: number) =>
+  [roles & 1 ? "inference" : "", roles & 2 ? "verification" : ""].filter(Boolean).join(", ") || "none";
 
 function nodeTable(ctx: Ctx, nodes: NodeRow[]) {
   return h(
@@ -212,9 +260,20 @@ function nodeTable(ctx: Ctx, nodes: NodeRow[]) {
       h(
         "tr",
         {},
-        ...["Node", "Roles", "Stake", "Collateral locked", "Unbonding", "Slashes", "Slashed", "Earnings", "Served", "Claimed", "Attested", "Endpoint"].map((c) =>
-          h("th", {}, c),
-        ),
+        ...[
+          "Node",
+          "Roles",
+          "Stake",
+          "Collateral locked",
+          "Unbonding",
+          "Slashes",
+          "Slashed",
+          "Earnings",
+          "Served",
+          "Claimed",
+          "Attested",
+          "Endpoint",
+        ].map((c) => h("th", {}, c)),
       ),
     ),
     h(
@@ -256,8 +315,14 @@ export function nodesView(ctx: Ctx): View {
 export function addressView(ctx: Ctx, raw: string): View {
   if (!isAddress(raw)) return { el: h("p", { class: "error" }, `${raw} is not an address.`) };
   const a = getAddress(raw);
-  const served = taskTable(ctx, () => newestFirst(ctx.snap.tasks.values()).filter((t) => t.node === a), { testid: "served-table" });
-  const requested = taskTable(ctx, () => newestFirst(ctx.snap.tasks.values()).filter((t) => t.requester === a), { testid: "requested-table" });
+  const served = taskTable(ctx, () => newestFirst(ctx.snap.tasks.values()).filter((t) => t.node === a), {
+    testid: "served-table",
+  });
+  const requested = taskTable(
+    ctx,
+    () => newestFirst(ctx.snap.tasks.values()).filter((t) => t.requester === a),
+    { testid: "requested-table" },
+  );
   const nodePart = h("div");
   const models = h("div");
   const render = () => {
@@ -272,7 +337,15 @@ export function addressView(ctx: Ctx, raw: string): View {
           h(
             "table",
             { "data-testid": "slashes-table" },
-            h("thead", {}, h("tr", {}, ...["Block", "Amount", "Reason", "Slasher", "Beneficiary", "Tx"].map((c) => h("th", {}, c)))),
+            h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ...["Block", "Amount", "Reason", "Slasher", "Beneficiary", "Tx"].map((c) => h("th", {}, c)),
+              ),
+            ),
             h(
               "tbody",
               {},
@@ -319,7 +392,9 @@ export function addressView(ctx: Ctx, raw: string): View {
 function reasonText(reason: string): string {
   const bytes = reason.slice(2).match(/../g) ?? [];
   const chars = bytes.map((b) => parseInt(b, 16)).filter((c) => c !== 0);
-  return chars.length && chars.every((c) => c >= 32 && c < 127) ? String.fromCharCode(...chars) : short(reason);
+  return chars.length && chars.every((c) => c >= 32 && c < 127)
+    ? String.fromCharCode(...chars)
+    : short(reason);
 }
 
 /**
@@ -334,22 +409,30 @@ export function searchView(ctx: Ctx, query: string): View {
   const idish = q.replace(/^#/, "");
   if (/^[0-9]+$/.test(idish)) {
     if (snap.tasks.has(idish)) hits.push({ label: `Task #${idish}`, href: `#/task/${idish}` });
-    if (snap.models.has(idish)) hits.push({ label: `Model #${idish} (${snap.models.get(idish)!.name})`, href: `#/model/${idish}` });
+    if (snap.models.has(idish))
+      hits.push({ label: `Model #${idish} (${snap.models.get(idish)!.name})`, href: `#/model/${idish}` });
   } else if (/^0x[0-9a-fA-F]{40}$/.test(q)) {
-    hits.push({ label: `Address ${getAddress(q.toLowerCase())}`, href: `#/address/${getAddress(q.toLowerCase())}` });
+    hits.push({
+      label: `Address ${getAddress(q.toLowerCase())}`,
+      href: `#/address/${getAddress(q.toLowerCase())}`,
+    });
   } else if (/^0x[0-9a-fA-F]{64}$/.test(q)) {
     const h64 = q.toLowerCase();
     for (const m of snap.models.values()) {
-      if ([m.onnxHash, m.bundleHash, m.verificationKeyHash, m.registeredTx].some((x) => x.toLowerCase() === h64))
+      if (
+        [m.onnxHash, m.bundleHash, m.verificationKeyHash, m.registeredTx].some((x) => x.toLowerCase() === h64)
+      )
         hits.push({ label: `Model #${m.id} (${m.name})`, href: `#/model/${m.id}` });
     }
     for (const t of snap.tasks.values()) {
-      if (t.events.some((e) => e.tx.toLowerCase() === h64)) hits.push({ label: `Task #${t.id}`, href: `#/task/${t.id}` });
+      if (t.events.some((e) => e.tx.toLowerCase() === h64))
+        hits.push({ label: `Task #${t.id}`, href: `#/task/${t.id}` });
     }
   } else {
     const lower = q.toLowerCase();
     for (const m of snap.models.values()) {
-      if (m.name.toLowerCase().includes(lower)) hits.push({ label: `Model #${m.id} (${m.name})`, href: `#/model/${m.id}` });
+      if (m.name.toLowerCase().includes(lower))
+        hits.push({ label: `Model #${m.id} (${m.name})`, href: `#/model/${m.id}` });
     }
   }
   if (hits.length === 1) {
@@ -357,7 +440,11 @@ export function searchView(ctx: Ctx, query: string): View {
   }
   el.append(
     hits.length
-      ? h("ul", { "data-testid": "search-hits" }, ...hits.map((x) => h("li", {}, h("a", { href: x.href }, x.label))))
+      ? h(
+          "ul",
+          { "data-testid": "search-hits" },
+          ...hits.map((x) => h("li", {}, h("a", { href: x.href }, x.label))),
+        )
       : h("p", { class: "empty", "data-testid": "search-none" }, `Nothing on this chain matches "${q}".`),
   );
   return { el };
