@@ -1,4 +1,4 @@
-import { getAddress, JsonRpcProvider, toBeHex, type Log, type Result } from "ethers";
+import { getAddress, JsonRpcProvider, toBeHex, type Log, type ParamType } from "ethers";
 import { contractsAt, ifaces, type Contracts, type Source } from "./contracts";
 import type {
   ChainEvent,
@@ -15,20 +15,12 @@ import type {
 const MODE_OF: Record<number, ModeName> = { 0: "zk", 1: "zk", 2: "optimistic", 4: "tee" };
 const ZERO = "0x0000000000000000000000000000000000000000";
 
-/** Plain JS values from an ethers Result: structs become objects, arrays arrays. */
-function plain(v: unknown): unknown {
-  if (v && typeof v === "object" && "toObject" in (v as object)) {
-    const r = v as Result;
-    let obj: Record<string, unknown> | null = null;
-    try {
-      obj = r.toObject();
-    } catch {
-      obj = null;
-    }
-    const keys = obj ? Object.keys(obj) : [];
-    // Unnamed members (plain arrays) have keys "_0"..., or none.
-    if (!obj || keys.length === 0 || keys.every((k) => /^_\d+$/.test(k))) return [...r].map(plain);
-    return Object.fromEntries(keys.map((k) => [k, plain(obj![k])]));
+/** Plain JS values from a decoded ABI value, by its type: tuples become objects, arrays arrays. */
+function plain(v: unknown, type: ParamType): unknown {
+  if (type.isArray()) return [...(v as unknown[])].map((x) => plain(x, type.arrayChildren!));
+  if (type.isTuple()) {
+    const r = v as unknown[];
+    return Object.fromEntries(type.components!.map((c, i) => [c.name, plain(r[i], c)]));
   }
   return v;
 }
@@ -181,7 +173,7 @@ export class Store {
       }
       if (!parsed) continue;
       const args: Record<string, unknown> = {};
-      parsed.fragment.inputs.forEach((input, i) => (args[input.name] = plain(parsed!.args[i])));
+      parsed.fragment.inputs.forEach((input, i) => (args[input.name] = plain(parsed!.args[i], input)));
       const ev: ChainEvent = {
         source,
         name: parsed.name,
