@@ -100,7 +100,14 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
       res.end(JSON.stringify({ ok: true }));
       return;
     }
-    const rel = decodeURIComponent(url.pathname === "/" ? "/index.html" : url.pathname);
+    let rel: string;
+    try {
+      rel = decodeURIComponent(url.pathname === "/" ? "/index.html" : url.pathname);
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" });
+      res.end("malformed path\n");
+      return;
+    }
     const file = path.resolve(root, "." + rel);
     if (!file.startsWith(root + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
       res.writeHead(404, { "content-type": "text/plain" });

@@ -117,3 +117,27 @@ export function runOpg(
 
 /** A stack trace line ("    at fn (file:line:col)") anywhere in `text`. */
 export const hasStackTrace = (text: string) => /^\s+at .+[:(].*\d+:\d+\)?$/m.test(text);
+
+/** dist/explorer/index.html, or a build of it (vite) when it is missing or older than explorer/. */
+export function ensureExplorerBuilt(): string {
+  const index = path.join(DIST, "explorer", "index.html");
+  const built = fs.statSync(index, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const sources = ["src", "index.html", "vite.config.mjs"].map((p) => path.join(ROOT, "explorer", p));
+  if (built > 0 && Math.max(...sources.map(newestExplorerMtime)) <= built) return index;
+  const vite = path.join(ROOT, "node_modules", "vite", "bin", "vite.js");
+  const r = spawnSync(process.execPath, [vite, "build", "--config", "explorer/vite.config.mjs"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  if (r.status !== 0 || !fs.existsSync(index)) {
+    throw new Error(`the explorer build failed (run \`npm run build\`):\n${r.stdout}${r.stderr}`);
+  }
+  return index;
+}
+
+function newestExplorerMtime(p: string): number {
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.mtimeMs;
+  return Math.max(0, ...fs.readdirSync(p).map((n) => newestExplorerMtime(path.join(p, n))));
+}
