@@ -1,8 +1,620 @@
+import "./task.css";
 import type { Ctx, View } from "../app";
-import { h } from "../dom";
+import type { ManifestView } from "../checks/archive";
+import { staticChecks, verifiedChecks, type CheckRun } from "../checks/run";
+import { verdictOf, type Check, type VerdictStatus } from "../checks/types";
+import { DISPUTE_OUTCOMES } from "../checks/optimistic";
+import { append, clear, h, type Child } from "../dom";
+import { ago, argmax, decodeOutputs, fmtNum, opg, short, time } from "../format";
+import type { ChainEvent, ModelRow, Snapshot, TaskRow } from "../types";
 
-/** Placeholder: the task page (timeline and checks) is written here by its owner. */
+const ZERO = "0x0000000000000000000000000000000000000000";
+
+const addr = (a: unknown, label?: string) => {
+  const s = String(a ?? "");
+  return s && s !== ZERO
+    ? h("a", { href: `#/address/${s}`, class: "mono", title: s }, label ?? short(s, 4))
+    : "–";
+};
+const modelLink = (ctx: Ctx, id: bigint) => {
+  const m = ctx.snap.models.get(id.toString());
+  return h("a", { href: `#/model/${id}` }, m ? `${m.name} (#${id})` : `#${id}`);
+};
+const secs = (s: number) =>
+  s < 120 ? `${s} s` : s < 7200 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${(s / 3600).toFixed(1)} h`;
+
+/** The task page: header, outputs, checks (re-verified in this page) and the timeline of its logs. */
 export function taskView(ctx: Ctx, id: string): View {
-  const t = ctx.snap.tasks.get(id);
-  return { el: h("section", { "data-testid": "task-view" }, h("h1", {}, `Task ${id}`), t ? t.state : "unknown task") };
+  const header = h("div", { class: "task-head" });
+  const outputs = h("section", { class: "panel", "data-testid": "outputs" });
+  const checks = h("section", { class: "panel", "data-testid": "checks" });
+  const timeline = h("section", { class: "panel task-timeline" });
+  const el = h(
+    "section",
+    { class: "task-view", "data-testid": "task-view", "data-task": id },
+    header,
+    outputs,
+    checks,
+    timeline,
+  );
+
+  let run: CheckRun | undefined;
+  let onRun: (() => void) | undefined;
+  let timelineKey = "";
+  let outputsKey = "";
+  const requested = new Set<number>();
+
+  const detach = () => {
+    if (run && onRun) run.listeners.delete(onRun);
+    run = undefined;
+    onRun = undefined;
+  };
+
+  const safe = (target: HTMLElement, f: () => void) => {
+    try {
+      f();
+    } catch (e) {
+      clear(target);
+      target.append(h("p", { class: "error" }, `This part of the page failed: ${(e as Error).message}`));
+      console.error(e);
+    }
+  };
+
+  const render = (snap: Snapshot) => {
+    const row = snap.tasks.get(id);
+    if (!row) {
+      detach();
+      clear(header);
+      header.append(
+        h("h1", {}, `Task ${id}`),
+        h(
+          "p",
+          { class: "empty", "data-testid": "not-found" },
+          `No task ${id} in the logs read up to block ${snap.head}.`,
+        ),
+      );
+      for (const x of [outputs, checks, timeline]) clear(x);
+      return;
+    }
+    const model = snap.models.get(row.modelId.toString());
+    // Block times of everything shown, once each (the store emits an update when they arrive).
+    const blocks = [...row.events.map((e) => e.block), snap.head].filter((b) => b >= 0 && !requested.has(b));
+    if (blocks.length) {
+      for (const b of blocks) requested.add(b);
+      void ctx.store.ensureTimes(blocks).catch(() => undefined);
+    }
+    const nowTime = snap.blockTimes.get(snap.head) ?? Date.now() / 1000;
+
+    // checks: a verified task's run starts once (per settling transaction); others are derived from logs
+    let list: Check[];
+    if (row.state === "Verified" && row.settledTx && row.node) {
+      const r = verifiedChecks(ctx, row);
+      if (r !== run) {
+        detach();
+        run = r;
+        onRun = () => {
+          safe(checks, () => renderChecks(checks, row, run!.checks, run!));
+          const k = outputsKeyOf(row, run!);
+          if (k !== outputsKey) {
+            outputsKey = k;
+            safe(outputs, () => renderOutputs(outputs, row, model, run?.bundle?.archive?.manifest));
+          }
+        };
+        r.listeners.add(onRun);
+      }
+      list = r.checks;
+    } else {
+      detach();
+      list = staticChecks(row, nowTime);
+    }
+
+    safe(header, () => renderHeader(ctx, header, row, snap));
+    const ok = outputsKeyOf(row, run);
+    if (ok !== outputsKey) {
+      outputsKey = ok;
+      safe(outputs, () => renderOutputs(outputs, row, model, run?.bundle?.archive?.manifest));
+    }
+    safe(checks, () => renderChecks(checks, row, list, run));
+    const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${row.state === "Pending" ? snap.head : ""}`;
+    if (tk !== timelineKey) {
+      timelineKey = tk;
+      safe(timeline, () => renderTimeline(ctx, timeline, row, snap));
+    }
+  };
+
+  render(ctx.snap);
+  return {
+    el,
+    update: (snap) => render(snap),
+    dispose: detach,
+  };
+}
+
+const outputsKeyOf = (row: TaskRow, run: CheckRun | undefined) =>
+  `${row.state}:${(row.outputs ?? []).join(",")}:${run?.bundle?.archive ? "m" : ""}`;
+
+// ------------------------------------------------------------------------------------------------ header
+
+function renderHeader(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot) {
+  clear(el);
+  const t = row.task;
+  const kv: [string, Child][] = [
+    ["Model", modelLink(ctx, row.modelId)],
+    ["Mode", row.mode],
+    ["Requester", addr(row.requester, row.requester)],
+    ["Node", row.node ? addr(row.node, row.node) : h("span", { class: "muted" }, "none yet")],
+    ["Fee", opg(row.fee)],
+  ];
+  if (row.nodeFee !== undefined) {
+    kv.push([
+      "Fee split",
+      h(
+        "span",
+        { "data-testid": "fee-split" },
+        `node ${opg(row.nodeFee)} · royalty ${opg(row.royalty)} · protocol ${opg(row.protocolFee)}`,
+        attesterShare(row),
+      ),
+    ]);
+  }
+  if (row.refund !== undefined)
+    kv.push(["Refund", h("span", { "data-testid": "refund" }, `${opg(row.refund)} to the requester`)]);
+  const deadline = Number(t.deadline);
+  const now = snap.blockTimes.get(snap.head);
+  kv.push([
+    "Deadline",
+    `${time(deadline)}${now !== undefined && row.state !== "Verified" && row.state !== "Expired" && row.state !== "Rejected" ? (deadline > now ? ` (in ${secs(Math.round(deadline - now))})` : " (passed)") : ""}`,
+  ]);
+  kv.push([
+    "Callback",
+    t.callback && t.callback !== ZERO
+      ? h("span", {}, addr(t.callback, t.callback), ` · gas limit ${t.callbackGasLimit}`)
+      : h("span", { class: "muted" }, "none"),
+  ]);
+  kv.push([
+    "Input",
+    h(
+      "span",
+      {},
+      `${row.input.length} word(s)${Number(t.inputDataHash) ? `, data ${short(t.inputDataHash, 8)}` : ""} · inputHash `,
+      h("span", { class: "mono", title: t.inputHash }, short(t.inputHash, 8)),
+    ),
+  ]);
+  if (Number(t.mode) === 2) kv.push(["Attestation quorum", String(t.attestationQuorum)]);
+  kv.push([
+    "Submitted",
+    h(
+      "span",
+      {},
+      `block ${row.submittedBlock} · `,
+      txLink(row.submittedTx),
+      " ",
+      h("span", { class: "muted" }, ago(snap.blockTimes.get(row.submittedBlock), now)),
+    ),
+  ]);
+  el.append(
+    h(
+      "h1",
+      {},
+      `Task #${row.id} `,
+      h("span", { class: `badge state-${row.state}`, "data-testid": "task-state" }, row.state),
+      " ",
+      h("span", { class: "badge", "data-testid": "task-mode" }, row.mode),
+    ),
+    h(
+      "div",
+      { class: "panel" },
+      h("dl", { class: "kv" }, ...kv.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    ),
+  );
+}
+
+function attesterShare(row: TaskRow): Child {
+  const paid = row.events.find((e) => e.name === "AttestersPaid");
+  if (!paid) return null;
+  const n = (paid.args.attesters as string[]).length;
+  return ` · attesters ${n} × ${opg(paid.args.share as bigint)}`;
+}
+
+const txLink = (tx: string) => h("span", { class: "mono", title: tx }, short(tx, 6));
+
+// ----------------------------------------------------------------------------------------------- outputs
+
+function softmax(xs: number[]): number[] {
+  const m = Math.max(...xs);
+  const e = xs.map((x) => Math.exp(x - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
+
+/** A slice of the output values as a table: index (or label), value, and its probability where softmaxed. */
+function valuesTable(
+  values: number[],
+  postprocess: string | undefined,
+  keys?: (number | string)[],
+): HTMLElement {
+  const probs =
+    postprocess === "softmax"
+      ? softmax(values)
+      : postprocess === "logistic"
+        ? values.map((v) => 1 / (1 + Math.exp(-v)))
+        : undefined;
+  const best = argmax(probs ?? values);
+  return h(
+    "table",
+    { class: "outputs" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", {}, keys ? "class" : "index"),
+        h("th", { class: "num" }, "value"),
+        probs ? h("th", { class: "num" }, postprocess === "softmax" ? "probability" : "logistic") : null,
+        h("th", {}, ""),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      ...values.map((v, i) =>
+        h(
+          "tr",
+          { class: i === best ? "best" : undefined, "data-index": i },
+          h("td", { class: "mono" }, String(keys ? (keys[i] ?? i) : i)),
+          h("td", { class: "num mono" }, fmtNum(v)),
+          probs ? h("td", { class: "num mono" }, fmtNum(probs[i], 6)) : null,
+          h(
+            "td",
+            {},
+            probs
+              ? h("span", { class: "bar", style: `width:${Math.max(1, Math.round(probs[i] * 120))}px` })
+              : i === best
+                ? "max"
+                : "",
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function renderOutputs(
+  el: HTMLElement,
+  row: TaskRow,
+  model: ModelRow | undefined,
+  manifest: ManifestView | undefined,
+) {
+  clear(el);
+  el.append(h("h2", {}, "Outputs"));
+  if (!row.outputs || row.outputs.length === 0) {
+    el.append(
+      h(
+        "p",
+        { class: "empty" },
+        row.state === "Expired" || row.state === "Rejected"
+          ? "No outputs: the task did not settle."
+          : "No outputs yet.",
+      ),
+    );
+    return;
+  }
+  if (row.state === "Pending" || row.state === "Disputed") {
+    el.append(
+      h(
+        "p",
+        { class: "trust-c" },
+        "Posted outputs, not final: they settle after the challenge window (or a dispute).",
+      ),
+    );
+  }
+  const words = row.outputs.map((w) => BigInt(w));
+  if (!model) {
+    el.append(
+      h("p", { class: "error" }, `Model ${row.modelId} is not in the logs: the words cannot be decoded.`),
+    );
+  } else {
+    const count = model.outputShape.reduce((a, b) => a * b, 1);
+    const scaleBits = manifest?.output?.scaleBits ?? model.scaleBits;
+    const decoded = decodeOutputs(words, count, model.packBits, scaleBits);
+    if ("error" in decoded) {
+      el.append(
+        h(
+          "p",
+          { class: "error", "data-testid": "outputs-error" },
+          `The output words do not decode with the model's layout: ${decoded.error}`,
+        ),
+      );
+    } else {
+      const parts = manifest?.output?.parts;
+      const source = manifest
+        ? "named by the bundle manifest"
+        : "manifest not loaded: by the registry's layout";
+      el.append(
+        h(
+          "p",
+          { class: "muted" },
+          `${count} value(s) of shape [${model.outputShape.join(", ")}], ${model.packBits}-bit packed, scale 2^${scaleBits} (${source})`,
+        ),
+      );
+      if (parts && parts.length) {
+        for (const p of parts) {
+          const slice = decoded.values.slice(p.offset, p.offset + p.size);
+          el.append(h("h3", {}, p.name, h("span", { class: "muted" }, ` [${p.shape.join(", ")}]`)));
+          if (p.labels) {
+            const labels = slice.map((v) => {
+              const k = Math.round(v);
+              return k >= 0 && k < p.labels!.length ? String(p.labels![k]) : `?${v}`;
+            });
+            el.append(
+              h("p", { "data-testid": "output-labels" }, "label: ", h("strong", {}, labels.join(", "))),
+            );
+          } else if (p.zipmap) {
+            const keys = p.zipmap;
+            for (let r = 0; r < slice.length; r += keys.length)
+              el.append(valuesTable(slice.slice(r, r + keys.length), undefined, keys));
+          } else {
+            el.append(valuesTable(slice, p.postprocess));
+          }
+        }
+      } else {
+        const post = manifest?.output?.postprocess;
+        const best = argmax(decoded.values);
+        el.append(
+          h(
+            "p",
+            { "data-testid": "argmax" },
+            `${manifest?.output?.name ? `${manifest.output.name}: ` : ""}argmax `,
+            h("strong", {}, String(best)),
+            post && post !== "none" ? h("span", { class: "muted" }, ` (${post} applied off circuit)`) : null,
+          ),
+          valuesTable(decoded.values, post),
+        );
+      }
+    }
+  }
+  el.append(
+    h(
+      "details",
+      {},
+      h("summary", {}, `${words.length} output word(s) as settled`),
+      h("ol", { class: "mono words", start: 0 }, ...words.map((w) => h("li", {}, "0x" + w.toString(16)))),
+    ),
+  );
+}
+
+// ------------------------------------------------------------------------------------------------ checks
+
+const STATUS_LABEL: Record<string, string> = {
+  pass: "PASS",
+  fail: "FAIL",
+  trust: "TRUST",
+  pending: "PENDING",
+  skip: "SKIP",
+};
+
+function verdictSentence(status: VerdictStatus, checks: Check[], row: TaskRow, run?: CheckRun): string {
+  const failed = checks.filter((c) => c.status === "fail");
+  const trusted = checks.filter((c) => c.status === "trust");
+  switch (status) {
+    case "fail":
+      return `Does not check out: ${failed.map((c) => c.title.toLowerCase()).join("; ")} failed.`;
+    case "pending":
+      return run
+        ? "Checking in this page…"
+        : `Not final yet (${row.state}): checks run once the result settles.`;
+    case "skip":
+      return row.state === "Expired"
+        ? "Nothing to verify: the task expired and its fee was refunded."
+        : "Nothing to verify: the outputs were rejected and the fee refunded.";
+    default:
+      return (
+        `Verified in this page: ${checks.filter((c) => c.status === "pass").length} check(s) pass` +
+        (trusted.length ? `; taken on trust: ${trusted.map((c) => c.title.toLowerCase()).join("; ")}.` : ".")
+      );
+  }
+}
+
+function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], run?: CheckRun) {
+  clear(el);
+  const noResult = row.state === "Expired" || row.state === "Rejected";
+  const status = verdictOf(checks, noResult);
+  el.append(
+    h(
+      "h2",
+      {},
+      "Checks",
+      run?.settledBy ? h("span", { class: "muted" }, ` · settled by ${run.settledBy}`) : null,
+    ),
+    h(
+      "div",
+      { class: `verdict verdict-${status}`, "data-testid": "verdict", "data-status": status },
+      h("span", { class: "badge" }, status === "pass" ? "VERIFIED" : status.toUpperCase()),
+      " ",
+      verdictSentence(status, checks, row, run),
+    ),
+    h(
+      "div",
+      { class: "checks" },
+      ...checks.map((c) =>
+        h(
+          "div",
+          { class: `check check-${c.status}`, "data-check": c.id, "data-status": c.status },
+          h(
+            "div",
+            { class: "check-title" },
+            h("span", { class: "badge" }, STATUS_LABEL[c.status] ?? c.status),
+            " ",
+            c.title,
+          ),
+          c.proved && c.status !== "fail"
+            ? h("p", { class: "proved" }, h("span", { class: "muted" }, "Proved here: "), c.proved)
+            : null,
+          c.message
+            ? h(
+                "p",
+                { class: c.status === "fail" ? "message fail" : "message", "data-testid": "check-message" },
+                c.message,
+              )
+            : null,
+          c.trusted
+            ? h("p", { class: "trusted" }, h("span", { class: "muted" }, "Taken on trust: "), c.trusted)
+            : null,
+          c.details?.length
+            ? h(
+                "dl",
+                { class: "kv details" },
+                ...c.details.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v)]),
+              )
+            : null,
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- timeline
+
+function sentence(e: ChainEvent, row: TaskRow): Child[] {
+  const a = e.args;
+  switch (e.name) {
+    case "TaskSubmitted":
+      return [
+        `Submitted by `,
+        addr(a.requester),
+        ` in ${row.mode} mode, fee ${opg(row.fee)}, ${row.input.length} input word(s)`,
+      ];
+    case "TaskClaimed":
+      return [
+        `Claimed by `,
+        addr(a.node),
+        ` until ${time(Number(a.claimExpiresAt))}, collateral ${opg(a.collateral as bigint)}`,
+      ];
+    case "TaskClaimAbandoned":
+      return [
+        `Claim of `,
+        addr(a.previousNode),
+        ` lapsed and was taken over: it forfeited ${opg(a.slashed as bigint)}`,
+      ];
+    case "TaskResultPosted":
+      return [
+        `Outputs posted by `,
+        addr(a.node),
+        ` (${(a.outputs as unknown[]).length} word(s)); challenge window until ${time(Number(a.windowEnd))}`,
+      ];
+    case "TaskAttested":
+      return [`Attested by `, addr(a.attester), ` (${a.count} so far, quorum ${row.task.attestationQuorum})`];
+    case "TaskDisputed":
+      return [`Outputs challenged by `, addr(a.challenger)];
+    case "DisputeOpened":
+      return [
+        `Dispute opened by `,
+        addr(a.challenger),
+        ` against `,
+        addr(a.node),
+        `: bond ${opg(a.bond as bigint)}, ${a.circuit ? "to be answered with a proof" : "decided by vote"} by ${time(Number(a.deadline))}`,
+      ];
+    case "DisputeVoted":
+      return [
+        `Vote by `,
+        addr(a.voter),
+        `: node ${a.nodeRight ? "right" : "wrong"} (weight ${opg(a.weight as bigint)})`,
+      ];
+    case "DisputeVoteDisplaced":
+      return [
+        `Vote of `,
+        addr(a.voter),
+        ` displaced by a larger stake (weight ${opg(a.weight as bigint)} no longer counts)`,
+      ];
+    case "DisputeResolved":
+      return [
+        `Dispute resolved: ${DISPUTE_OUTCOMES[Number(a.outcome)] ?? a.outcome}; bond to `,
+        addr(a.bondTo),
+      ];
+    case "VoterSlashed":
+      return [`Voter `, addr(a.voter), ` slashed ${opg(a.amount as bigint)}`];
+    case "AttesterSlashed":
+      return [`Attester `, addr(a.attester), ` slashed ${opg(a.amount as bigint)}`];
+    case "TaskEnclaveSigned":
+      return [`Signed by enclave key `, addr(a.key)];
+    case "TaskVerified":
+      return [
+        `Verified: node `,
+        addr(a.node),
+        ` paid ${opg(a.nodeFee as bigint)}, royalty ${opg(a.royalty as bigint)}, protocol ${opg(a.protocolFee as bigint)}`,
+      ];
+    case "AttestersPaid":
+      return [`Attesters paid: ${(a.attesters as string[]).length} × ${opg(a.share as bigint)}`];
+    case "CallbackExecuted":
+      return [
+        `Callback `,
+        addr(a.callback),
+        a.success
+          ? " succeeded"
+          : h(
+              "span",
+              { class: "fail" },
+              " FAILED (the result stands; the callback reverted or ran out of gas)",
+            ),
+      ];
+    case "TaskRejected":
+      return [
+        `Rejected (${DISPUTE_OUTCOMES[Number(a.outcome)] ?? a.outcome}): ${opg(a.refund as bigint)} refunded to `,
+        addr(a.requester),
+      ];
+    case "TaskExpired":
+      return [`Expired: ${opg(a.refund as bigint)} refunded to `, addr(a.requester)];
+    case "StakingCallFailed":
+      return [
+        h("span", { class: "fail" }, `A staking call (${a.selector}) for `),
+        addr(a.node),
+        h("span", { class: "fail" }, ` failed (amount ${opg(a.amount as bigint)})`),
+      ];
+    default:
+      return [e.name];
+  }
+}
+
+function renderTimeline(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot) {
+  clear(el);
+  const t = (b: number | undefined) => (b === undefined ? undefined : snap.blockTimes.get(b));
+  const submitted = t(row.submittedBlock);
+  const verified = row.events.find((e) => e.name === "TaskVerified");
+  const claimed = row.events.filter((e) => e.name === "TaskClaimed").at(-1);
+  const latency: Child[] = [];
+  if (verified && submitted !== undefined && t(verified.block) !== undefined) {
+    latency.push(`submitted → verified in ${secs(t(verified.block)! - submitted)}`);
+    if (claimed && t(claimed.block) !== undefined)
+      latency.push(` (claim → verified ${secs(t(verified.block)! - t(claimed.block)!)})`);
+  } else if (!verified && submitted !== undefined && row.state !== "Expired" && row.state !== "Rejected") {
+    const now = t(snap.head);
+    if (now !== undefined)
+      latency.push(`${secs(Math.max(0, Math.round(now - submitted)))} since submission, not verified yet`);
+  }
+  append(el, [
+    h("h2", {}, "Timeline"),
+    latency.length ? h("p", { "data-testid": "latency" }, ...latency) : null,
+    h(
+      "ol",
+      { class: "timeline", "data-testid": "timeline" },
+      ...row.events.map((e) => {
+        const when = t(e.block);
+        return h(
+          "li",
+          { "data-event": e.name, class: `ev ev-${e.source}` },
+          h("div", { class: "ev-name" }, e.name),
+          h("div", { class: "ev-text" }, ...sentence(e, row)),
+          h(
+            "div",
+            { class: "ev-meta muted" },
+            `block ${e.block}`,
+            when !== undefined ? ` · ${time(when)}` : "",
+            " · tx ",
+            txLink(e.tx),
+          ),
+        );
+      }),
+    ),
+  ]);
+  void ctx;
 }

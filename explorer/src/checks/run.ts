@@ -1,0 +1,328 @@
+import type { Ctx } from "../app";
+import { opg, short, time } from "../format";
+import type { TaskRow } from "../types";
+import { loadBundle, type LoadedBundle } from "./bundle";
+import { attestersCheck, challengeWindowCheck, disputeCheck } from "./optimistic";
+import { readSettlement, type Settlement } from "./settlement";
+import { enclaveSignatureCheck, keyStandingCheck } from "./tee";
+import { errorText, type Check } from "./types";
+import {
+  bundleHashCheck,
+  bundleKey,
+  groth16Check,
+  onChainKeyWords,
+  outputMatchCheck,
+  publicSignalsCheck,
+  setupCheck,
+  snarkjsKeyFromWords,
+  vkHashCheck,
+} from "./zk";
+
+/** One task's checks: filled in as they finish; `listeners` hear each change. */
+export interface CheckRun {
+  key: string;
+  checks: Check[];
+  /** The model's bundle, once loaded (the outputs section names outputs from its manifest). */
+  bundle?: LoadedBundle;
+  /** How the task was settled (the calldata's method), once read. */
+  settledBy?: string;
+  done: boolean;
+  listeners: Set<() => void>;
+}
+
+/** Checks by task id and settling transaction: computed once per page load, whatever the live updates. */
+const runs = new Map<string, CheckRun>();
+
+export const runKey = (row: TaskRow) => `${row.id}:${row.settledTx ?? ""}`;
+
+const ZK_CHECKS: [string, string][] = [
+  ["bundle-hash", "Model bundle is the registered one"],
+  ["vk-hash", "Verification key is the registered one"],
+  ["public-signals", "Public signals rebuilt from chain data"],
+  ["groth16", "Groth16 proof verifies in this page"],
+  ["output-match", "Outputs shown are the settled ones"],
+  ["setup", "Trusted setup (who could forge proofs)"],
+];
+const TEE_CHECKS: [string, string][] = [
+  ["bundle-hash", "Model bundle is the registered one"],
+  ["enclave-signature", "Enclave signature recovers to the recorded key"],
+  ["key-standing", "Enclave key registration and standing"],
+  ["output-match", "Outputs shown are the settled ones"],
+];
+const OPTIMISTIC_CHECKS: [string, string][] = [
+  ["bundle-hash", "Model bundle is the registered one"],
+  ["challenge-window", "Challenge window"],
+  ["attesters", "Attesters (quorum)"],
+  ["output-match", "Outputs shown are the settled ones"],
+];
+
+const planOf = (row: TaskRow) =>
+  row.mode === "tee" ? TEE_CHECKS : row.mode === "optimistic" ? OPTIMISTIC_CHECKS : ZK_CHECKS;
+
+/** Why nothing can be checked yet, for a task that is not settled. */
+function waitingFor(row: TaskRow, nowTime: number): string {
+  const claim = row.events.filter((e) => e.name === "TaskClaimed").at(-1);
+  const what =
+    row.mode === "tee" ? "its enclave signature" : row.mode === "optimistic" ? "its outputs" : "its proof";
+  if (row.state === "Open")
+    return `not settled yet: open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
+  if (row.state === "Claimed" && claim) {
+    const until = Number(claim.args.claimExpiresAt);
+    return `not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${until < nowTime ? " (claim lapsed)" : ""}, waiting for ${what}`;
+  }
+  return `not settled yet (${row.state})`;
+}
+
+/**
+ * The checks of a task that is not verified: computed from its logs alone on every render (cheap). Open,
+ * claimed: everything pending; optimistic pending or disputed: the window and attesters so far; expired,
+ * rejected: nothing to check.
+ */
+export function staticChecks(row: TaskRow, nowTime: number): Check[] {
+  if (row.state === "Expired") {
+    return planOf(row).map(([id, title]) => ({
+      id,
+      title,
+      status: "skip",
+      message: `no result to check: the task expired and the requester was refunded ${opg(row.refund)}`,
+    }));
+  }
+  if (
+    row.mode === "optimistic" &&
+    (row.state === "Pending" || row.state === "Disputed" || row.state === "Rejected")
+  ) {
+    const checks: Check[] = [challengeWindowCheck(row, undefined, nowTime), attestersCheck(row, undefined)];
+    const d = disputeCheck(row, undefined);
+    if (d) checks.push(d);
+    if (row.state === "Rejected") {
+      checks.push({
+        id: "output-match",
+        title: "Outputs shown are the settled ones",
+        status: "skip",
+        message: "the outputs were rejected: nothing settled",
+      });
+    } else {
+      checks.push({
+        id: "output-match",
+        title: "Outputs shown are the settled ones",
+        status: "pending",
+        message: "the posted outputs are not final yet",
+      });
+    }
+    return checks;
+  }
+  if (row.state === "Rejected") {
+    return [
+      {
+        id: "settlement",
+        title: "Settlement",
+        status: "skip",
+        message: `the task was rejected; the requester was refunded ${opg(row.refund)}`,
+      },
+    ];
+  }
+  const why = waitingFor(row, nowTime);
+  return planOf(row).map(([id, title]) => ({
+    id,
+    title,
+    status: "pending",
+    message: `${why}; runs once it is verified`,
+  }));
+}
+
+/** Never throws: a check that throws becomes a failed check with the error. */
+async function guard(id: string, title: string, f: () => Promise<Check> | Check): Promise<Check> {
+  try {
+    return await f();
+  } catch (e) {
+    return { id, title, status: "fail", message: `the check could not run: ${errorText(e)}` };
+  }
+}
+
+/**
+ * The checks of a verified task, started once per task and settling transaction and kept for the page's
+ * life. Returns at once; the run fills `checks` in and tells `listeners`.
+ */
+export function verifiedChecks(ctx: Ctx, row: TaskRow): CheckRun {
+  const key = runKey(row);
+  const existing = runs.get(key);
+  if (existing) return existing;
+  const run: CheckRun = {
+    key,
+    checks: planOf(row).map(([id, title]) => ({ id, title, status: "pending", message: "running…" })),
+    done: false,
+    listeners: new Set(),
+  };
+  runs.set(key, run);
+  const notify = () => {
+    for (const f of run.listeners) {
+      try {
+        f();
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  };
+  const put = (c: Check) => {
+    const i = run.checks.findIndex((x) => x.id === c.id);
+    if (i >= 0) run.checks[i] = c;
+    else run.checks.push(c);
+    notify();
+  };
+  void execute(ctx, row, run, put)
+    .catch((e) =>
+      put({ id: "checks", title: "Checks", status: "fail", message: `the checks failed: ${errorText(e)}` }),
+    )
+    .finally(() => {
+      // anything still pending could not be decided
+      for (const c of run.checks) {
+        if (c.status === "pending") put({ ...c, status: "fail", message: "the check did not finish" });
+      }
+      run.done = true;
+      notify();
+    });
+  return run;
+}
+
+async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) => void): Promise<void> {
+  const model = ctx.snap.models.get(row.modelId.toString());
+  const node = row.node!;
+  const txHash = row.settledTx!;
+  const bundleP = model
+    ? loadBundle(ctx.config.data, model).then(
+        (b) => ({ b }),
+        (e: unknown) => ({ error: errorText(e) }),
+      )
+    : Promise.resolve({ error: `model ${row.modelId} is not in the registry's logs` });
+  let settlement: Settlement | undefined;
+  let method = "";
+  let readError: string | undefined;
+  try {
+    ({ settlement, method } = await readSettlement(ctx.store.provider, txHash, row.id));
+  } catch (e) {
+    readError = errorText(e);
+  }
+  run.settledBy = settlement?.via ?? method;
+  const calldataName = `calldata of ${settlement?.via ?? method ?? "the settling transaction"}`;
+  const outputMatch = () =>
+    guard("output-match", "Outputs shown are the settled ones", () =>
+      outputMatchCheck(ctx, row, settlement?.outputs, calldataName),
+    );
+
+  // The bundle: for ZK its key; for every mode the manifest names the outputs.
+  const loaded = await bundleP;
+  const bundle = "b" in loaded ? loaded.b : undefined;
+  run.bundle = bundle;
+  const bundleCheck = model
+    ? bundleHashCheck(model, bundle, "error" in loaded ? loaded.error : undefined)
+    : {
+        id: "bundle-hash",
+        title: "Model bundle is the registered one",
+        status: "fail" as const,
+        message: `model ${row.modelId} unknown`,
+      };
+  if (!settlement) {
+    const why = readError
+      ? `the settling transaction ${txHash} could not be read: ${readError}`
+      : `the settling transaction calls ${method}, whose calldata does not carry this task ` +
+        "(sent through another contract?): the page cannot re-check it";
+    put(bundleCheck);
+    put({ id: "settlement", title: "Settlement calldata", status: "fail", message: why });
+    for (const c of run.checks) if (c.status === "pending") put({ ...c, status: "skip", message: why });
+    put(await outputMatch());
+    return;
+  }
+
+  if (settlement.via === "submitResult" || settlement.via === "respond") {
+    const s = settlement;
+    if (s.via === "respond") {
+      // An optimistic task whose dispute was answered with a proof: the ZK checks on the respond calldata.
+      run.checks = [
+        ...ZK_CHECKS.map(
+          ([id, title]) =>
+            run.checks.find((c) => c.id === id) ?? {
+              id,
+              title,
+              status: "pending" as const,
+              message: "running…",
+            },
+        ),
+        challengeWindowCheck(row, s, 0),
+        attestersCheck(row, s),
+        disputeCheck(row, s, undefined)!,
+      ];
+    }
+    put(bundleCheck);
+    const vkCheck = model
+      ? await guard("vk-hash", "Verification key is the registered one", () =>
+          vkHashCheck(ctx, model, bundle),
+        )
+      : {
+          id: "vk-hash",
+          title: "Verification key is the registered one",
+          status: "fail" as const,
+          message: "model unknown",
+        };
+    put(vkCheck);
+    // The data node's key; when it has none, the registry's on-chain words (and the check says so).
+    let { vk } = bundleKey(bundle);
+    let keySource = "the data node's verification_key.json";
+    if (!vk) {
+      try {
+        vk = snarkjsKeyFromWords(await onChainKeyWords(ctx, row.modelId));
+        keySource =
+          "the registry's on-chain key words (verificationKeyOf): the data node's key was not available";
+      } catch {
+        // no key at all: groth16 fails below
+      }
+    }
+    let signals: bigint[] | undefined;
+    put(
+      await guard("public-signals", "Public signals rebuilt from chain data", async () => {
+        const r = await publicSignalsCheck(ctx, row, node, s, txHash, vk);
+        signals = r.signals;
+        return r.check;
+      }),
+    );
+    const proof = await guard("groth16", "Groth16 proof verifies in this page", () =>
+      groth16Check(vk, keySource, signals, s.proof, vkCheck.status === "pass"),
+    );
+    put(proof);
+    put(await outputMatch());
+    put(setupCheck(bundle));
+    if (s.via === "respond") put(disputeCheck(row, s, proof.status === "pass")!);
+    return;
+  }
+
+  if (settlement.via === "submitResultTee") {
+    const s = settlement;
+    put(bundleCheck);
+    put(
+      await guard("enclave-signature", "Enclave signature recovers to the recorded key", () =>
+        enclaveSignatureCheck(ctx, row, model, node, s.outputs, s.signature),
+      ),
+    );
+    put(
+      await guard("key-standing", "Enclave key registration and standing", () =>
+        keyStandingCheck(ctx, row, node),
+      ),
+    );
+    put(await outputMatch());
+    return;
+  }
+
+  // Optimistic: finalized after the window, or a dispute settled by vote.
+  const s = settlement;
+  put(bundleCheck);
+  let settledTime: number | undefined;
+  try {
+    settledTime = (await ctx.store.provider.getBlock(row.settledBlock!))?.timestamp;
+  } catch {
+    // the window check says it could not compare
+  }
+  put(challengeWindowCheck(row, s, settledTime ?? 0, settledTime));
+  put(attestersCheck(row, s));
+  const d = disputeCheck(row, s);
+  if (d) put(d);
+  put(await outputMatch());
+}

@@ -1,0 +1,90 @@
+import type { Provider, Result } from "ethers";
+import { ifaces } from "../contracts";
+
+/**
+ * How a task was settled, read from the settling transaction's calldata (the browser's copy of
+ * workers/runtime/audit.ts readSettlement, which the page cannot import: it pulls Node modules).
+ */
+export type Settlement =
+  | {
+      via: "submitResult" | "respond";
+      input: bigint[];
+      outputs: bigint[];
+      proof: bigint[];
+      attesters: string[];
+    }
+  | { via: "submitResultTee"; outputs: bigint[]; signature: string }
+  | { via: "finalizeResult" | "resolveVote"; outputs: bigint[]; attesters: string[] };
+
+const words = (v: unknown) => [...(v as bigint[])].map((w) => BigInt(w));
+const addresses = (v: unknown) => [...(v as string[])];
+
+/**
+ * The settlement of `taskId` in transaction `txHash`: undefined when the transaction is not a direct call
+ * of the registry or dispute manager that carries this task (a contract that called them); throws when the
+ * transaction cannot be read.
+ */
+export async function readSettlement(
+  provider: Provider,
+  txHash: string,
+  taskId: bigint,
+): Promise<{ settlement?: Settlement; method: string }> {
+  const tx = await provider.getTransaction(txHash);
+  if (!tx) throw new Error(`transaction ${txHash} not found`);
+  const call =
+    ifaces.tasks.parseTransaction({ data: tx.data }) ?? ifaces.disputes.parseTransaction({ data: tx.data });
+  if (!call)
+    return { method: `an unknown method (selector ${tx.data.slice(0, 10)}) of ${tx.to ?? "no contract"}` };
+  const a = call.args;
+  const method = call.name;
+  if (method === "submitResults") {
+    const s = (a.submissions as Result[]).find((x) => BigInt(x.taskId) === taskId);
+    if (!s) return { method };
+    const settlement: Settlement = {
+      via: "submitResult",
+      input: words(s.input),
+      outputs: words(s.outputs),
+      proof: words(s.proof),
+      attesters: [],
+    };
+    return { settlement, method };
+  }
+  if (a.taskId === undefined || BigInt(a.taskId) !== taskId) return { method };
+  switch (method) {
+    case "submitResult":
+      return {
+        method,
+        settlement: {
+          via: method,
+          input: words(a.input),
+          outputs: words(a.outputs),
+          proof: words(a.proof),
+          attesters: [],
+        },
+      };
+    case "respond":
+      return {
+        method,
+        settlement: {
+          via: method,
+          input: words(a.input),
+          outputs: words(a.outputs),
+          proof: words(a.proof),
+          attesters: addresses(a.attesters),
+        },
+      };
+    case "submitResultTee":
+      return {
+        method,
+        settlement: { via: method, outputs: words(a.outputs), signature: a.signature as string },
+      };
+    case "finalizeResult":
+    case "resolveVote":
+      return {
+        method,
+        settlement: { via: method, outputs: words(a.outputs), attesters: addresses(a.attesters) },
+      };
+    default:
+      return { method };
+  }
+}
