@@ -72,13 +72,14 @@ export function niceTicks(max: number, count = 4, integer = false): number[] {
 
 const pad2 = (n: number) => String(n).padStart(2, "0");
 
-/** A UTC label for a time tick, as precise as the step between ticks needs. */
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** A UTC label for a time tick, as precise as the step between ticks needs; the date at midnight. */
 function timeLabel(t: number, step: number): string {
   const d = new Date(t * 1000);
+  if (t % 86400 === 0) return `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}`;
   const hm = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
-  if (step < 60) return `${hm}:${pad2(d.getUTCSeconds())}`;
-  if (step < 86400) return hm;
-  return `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
+  return step < 60 ? `${hm}:${pad2(d.getUTCSeconds())}` : hm;
 }
 
 /** A bucket's span in words for a tooltip. */
@@ -277,6 +278,8 @@ function legend(svg: SVGSVGElement, items: { name: string; color: string }[]) {
 export interface HistogramOptions {
   values: number[];
   xLabel: string;
+  /** What is counted (the y axis); default "count". */
+  yLabel?: string;
   /** Formats x values (bin edges, markers). */
   format?: (v: number) => string;
   color?: string;
@@ -285,6 +288,8 @@ export interface HistogramOptions {
   maxBins?: number;
   /** The values are whole numbers (e.g. seconds between block timestamps): bins at least 1 wide. */
   integer?: boolean;
+  /** Values from about here up go to one overflow bar at the right (so a few outliers don't squash the rest). */
+  clip?: number;
   empty?: string;
 }
 
@@ -293,22 +298,28 @@ export function histogramPlot(o: HistogramOptions): SVGSVGElement {
   const svg = frame(o.xLabel);
   const format = o.format ?? fmt;
   if (o.values.length === 0) return emptyText(svg, o.empty ?? "Nothing to plot yet.");
-  let hi = 0;
-  for (const v of o.values) hi = Math.max(hi, v);
+  let max = 0;
+  for (const v of o.values) max = Math.max(max, v);
+  const clip = o.clip !== undefined && o.clip > 0 && o.clip < max ? o.clip : undefined;
+  const hi = clip ?? max;
   // about 2·sqrt(n) bins, 6 to 30, of a round width
   const target = Math.min(o.maxBins ?? 30, Math.max(6, Math.ceil(2 * Math.sqrt(o.values.length))));
   const edges = niceTicks(hi > 0 ? hi : 1, target, o.integer ?? false);
   const binW = edges[1] - edges[0];
-  const nb = Math.max(1, Math.floor(hi / binW) + 1);
-  const counts = new Array<number>(nb).fill(0);
-  for (const v of o.values) counts[Math.min(nb - 1, Math.max(0, Math.floor(v / binW)))]++;
-  const top = nb * binW;
-  const y = yAxis(svg, Math.max(...counts), "tasks", true, fmt);
+  const nb = Math.max(1, clip === undefined ? Math.floor(hi / binW) + 1 : Math.ceil(hi / binW));
+  const end = nb * binW; // where the regular bins end; the overflow bar (if any) is one more slot
+  const counts = new Array<number>(nb + 1).fill(0);
+  for (const v of o.values) counts[Math.min(nb, Math.max(0, Math.floor(v / binW)))]++;
+  const over = counts[nb];
+  const slots = over > 0 ? nb + 1 : nb;
+  const top = slots * binW;
+  const y = yAxis(svg, Math.max(...counts), o.yLabel ?? "count", true, fmt);
   const x = (v: number) => M.l + (v / top) * (W - M.l - M.r);
   const color = o.color ?? "var(--accent)";
-  for (let i = 0; i < nb; i++) {
+  for (let i = 0; i < slots; i++) {
     const x0 = x(i * binW);
     const x1 = x((i + 1) * binW);
+    const overflow = i === nb;
     if (counts[i] > 0)
       svg.append(
         s("rect", {
@@ -316,7 +327,7 @@ export function histogramPlot(o: HistogramOptions): SVGSVGElement {
           width: Math.max(0.5, x1 - x0 - 1),
           y: y(counts[i]),
           height: y(0) - y(counts[i]),
-          style: `fill:${color}`,
+          style: `fill:${overflow ? "var(--muted)" : color}`,
           class: "plot-bar",
         }),
       );
@@ -324,12 +335,26 @@ export function histogramPlot(o: HistogramOptions): SVGSVGElement {
       s(
         "rect",
         { x: x0, width: x1 - x0, y: M.t, height: H - M.t - M.b, class: "plot-hover" },
-        s("title", {}, `${format(i * binW)} – ${format((i + 1) * binW)}: ${counts[i]}`),
+        s(
+          "title",
+          {},
+          overflow
+            ? `${format(end)} or more (up to ${format(max)}): ${counts[i]}`
+            : `${format(i * binW)} – ${format((i + 1) * binW)}: ${counts[i]}`,
+        ),
       ),
     );
   }
-  for (const t of niceTicks(top, 6)) {
-    if (t > top) break;
+  if (over > 0)
+    svg.append(
+      s(
+        "text",
+        { x: x(end + binW / 2), y: H - M.b + 16, "text-anchor": "middle", class: "plot-tick" },
+        "more",
+      ),
+    );
+  for (const t of niceTicks(end, 6)) {
+    if (t > end) break;
     svg.append(s("line", { x1: x(t), x2: x(t), y1: H - M.b, y2: H - M.b + 4, class: "plot-axis" }));
     svg.append(
       s("text", { x: x(t), y: H - M.b + 16, "text-anchor": "middle", class: "plot-tick" }, format(t)),
@@ -337,7 +362,7 @@ export function histogramPlot(o: HistogramOptions): SVGSVGElement {
   }
   svg.append(s("text", { x: W - M.r, y: H - 4, "text-anchor": "end", class: "plot-label" }, o.xLabel));
   (o.markers ?? []).forEach((m, k) => {
-    const mx = x(Math.min(m.at, top));
+    const mx = x(Math.min(m.at, end));
     const right = mx > W - M.r - 90; // label on the left of a line near the right edge
     svg.append(
       s(
