@@ -8,6 +8,7 @@ interface ExplorerFlags extends Conn {
   host: string;
   metrics?: string[];
   pollMs: string;
+  fromBlock: string;
 }
 
 /** `opg explorer`: serve the explorer page against an RPC, a deployment and a data node, until Ctrl-C. */
@@ -20,6 +21,7 @@ export function registerExplorerCommands(program: Command): Command {
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--metrics <url...>", "extra node /metrics URLs to read proof times from")
     .option("--poll-ms <ms>", "how often the page asks the RPC for new blocks", "1000")
+    .option("--from-block <n>", "first block to read the protocol's logs from (its deployment block)", "0")
     .action(async (o: ExplorerFlags) => {
       try {
         const s = settings(o);
@@ -29,6 +31,9 @@ export function registerExplorerCommands(program: Command): Command {
         const pollMs = Number(o.pollMs);
         if (!Number.isInteger(pollMs) || pollMs < 100)
           throw new CliError(`--poll-ms ${o.pollMs}: at least 100`);
+        const fromBlock = Number(o.fromBlock);
+        if (!Number.isInteger(fromBlock) || fromBlock < 0)
+          throw new CliError(`--from-block ${o.fromBlock} is not a block number`);
         const [{ readDeployment }, { startExplorer }] = await Promise.all([
           import("../workers/runtime/chain"),
           import("./explorer-server"),
@@ -46,6 +51,7 @@ export function registerExplorerCommands(program: Command): Command {
           deployment: { ...deployment, chainId: Number(chainId) },
           metrics: o.metrics,
           pollMs,
+          fromBlock,
           port,
           host: o.host,
         });
@@ -56,6 +62,11 @@ export function registerExplorerCommands(program: Command): Command {
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") {
+          e = new CliError(
+            `port ${o.port} on ${o.host} is in use: choose another with --port (0: any free port)`,
+          );
+        }
         process.stderr.write(`error: ${errorLine(e)}\n`);
         process.exitCode = 1;
       }

@@ -25,6 +25,8 @@ export interface ExplorerOptions {
   /** Extra /metrics URLs (nodes' registered endpoints are read as well). */
   metrics?: string[];
   pollMs?: number;
+  /** First block the page reads logs from (default 0). */
+  fromBlock?: number;
   port?: number;
   host?: string;
   /** Folder of the built page (default: dist/explorer in the package). */
@@ -73,6 +75,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
     },
     metrics: opts.metrics ?? [],
     pollMs: opts.pollMs,
+    fromBlock: opts.fromBlock,
   });
   const headers = {
     "x-content-type-options": "nosniff",

@@ -17,6 +17,7 @@ async function loadConfig(): Promise<ExplorerConfig> {
   if (q.get("data")) config.data = q.get("data")!.replace(/\/+$/, "");
   if (q.get("metrics")) config.metrics = q.get("metrics")!.split(",").filter(Boolean);
   if (q.get("poll")) config.pollMs = Number(q.get("poll"));
+  if (q.get("from")) config.fromBlock = Number(q.get("from"));
   return config;
 }
 

@@ -93,7 +93,7 @@ export class Store {
     for (const [s, a] of Object.entries(this.addresses)) this.bySource.set(getAddress(a!), s as Source);
     this.contracts = contractsAt(this.provider, this.addresses);
     const head = Number(await this.provider.send("eth_blockNumber", []));
-    await this.readRange(0, head);
+    await this.readRange(this.config.fromBlock ?? 0, head);
     this.snap.head = head;
     await this.refreshNodes();
     this.emit();

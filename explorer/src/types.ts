@@ -24,6 +24,8 @@ export interface ExplorerConfig {
   metrics?: string[];
   /** Block-poll interval for live updates (ms); default 1000. */
   pollMs?: number;
+  /** The first block to read logs from (the deployment's block on a long chain); default 0. */
+  fromBlock?: number;
 }
 
 export type ModeName = "zk" | "optimistic" | "tee";

@@ -38,6 +38,8 @@ export function registerDevCommands(program: Command): Command {
     .option("--model-input <file>", "an example input for the model, shown in the next commands")
     .option("--no-model", "publish no model")
     .option("--no-nodes", "start no inference or verification node")
+    .option("--explorer-port <n>", "port of the explorer page", port("--explorer-port"), 8700)
+    .option("--no-explorer", "serve no explorer page")
     .option("--verbose", "print the children's logs here too (they always go to <state-dir>/logs)")
     .addHelpText(
       "after",
@@ -57,9 +59,15 @@ export function registerDevCommands(program: Command): Command {
         model: boolean;
         nodes: boolean;
         verbose?: boolean;
+        explorer: boolean;
+        explorerPort: number;
       }) => {
         const { runDevnet } = await import("./devnet");
-        const code = await runDevnet({ ...o, verbose: Boolean(o.verbose) });
+        const code = await runDevnet({
+          ...o,
+          verbose: Boolean(o.verbose),
+          explorerPort: o.explorer ? o.explorerPort : false,
+        });
         // Providers, compiler threads and timers would otherwise keep the process alive.
         process.exit(code);
       },

@@ -66,6 +66,8 @@ export interface DevnetOptions {
   nodes: boolean;
   /** Print the children's output on the terminal too (it always goes to <stateDir>/logs). */
   verbose: boolean;
+  /** Serve the explorer page on this port (0: any free port); undefined or false: no explorer. */
+  explorerPort?: number | false;
   /** Where progress and the summary go (default: stdout). */
   print?: (line: string) => void;
 }
@@ -89,6 +91,8 @@ export interface DevnetInfo {
   accounts: DevAccount[];
   model?: { id: bigint; name: string; constraints: number; bundleDir: string; input: string };
   nodes: { role: string; account: number; health: string }[];
+  /** The explorer page's URL, when it was started. */
+  explorer?: string;
   /** Process id of each child (hardhat, data, inference, verification), each the leader of its own group. */
   processes: Record<string, number>;
   logs: string;
@@ -136,6 +140,7 @@ const opg = (n: bigint) => `${Number(ethers.formatEther(n)).toLocaleString("en-U
 export class Devnet {
   private readonly t0 = Date.now();
   private readonly print: (line: string) => void;
+  private closeExplorer?: () => Promise<void>;
   private network?: Network;
   private readonly procs: Proc[] = [];
   private logStreams: fs.WriteStream[] = [];
@@ -265,6 +270,8 @@ export class Devnet {
       );
     }
 
+    const explorer = await this.startExplorer(net.chain.url, net.data.url, deployment);
+
     const roles = [
       "deployer, treasury, model owner (holds the rest of the OPG supply)",
       `inference operator (staked ${opg(OPERATOR_STAKE)})`,
@@ -285,6 +292,7 @@ export class Devnet {
       })),
       model,
       nodes,
+      explorer,
       processes: Object.fromEntries(
         [net.chain.proc, net.data.proc, ...this.procs].map((p) => [
           p.name.replace(/-\d+$/, ""),
@@ -294,6 +302,36 @@ export class Devnet {
       logs: path.join(stateDir, "logs"),
       summary: path.join(stateDir, "network.json"),
     };
+  }
+
+  /**
+   * The explorer page, served from this process; a line saying why when it cannot be (the page not built, the
+   * port taken): the network is useful without it.
+   */
+  private async startExplorer(
+    rpc: string,
+    data: string,
+    deploymentFile: string,
+  ): Promise<string | undefined> {
+    const port = this.opts.explorerPort;
+    if (port === undefined || port === false) return undefined;
+    try {
+      const [{ startExplorer }, { readDeployment }] = await Promise.all([
+        import("../../sdk/explorer-server"),
+        import("../../workers/runtime/chain"),
+      ]);
+      const running = await startExplorer({ rpc, data, deployment: readDeployment(deploymentFile), port });
+      this.closeExplorer = running.close;
+      return running.url;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const why =
+        err.code === "EADDRINUSE"
+          ? `port ${port} is in use (choose another with --explorer-port)`
+          : err.message;
+      this.stage(`explorer not started: ${why}`);
+      return undefined;
+    }
   }
 
   /** The summary printed once everything is up. */
@@ -315,6 +353,9 @@ export class Devnet {
       `  RPC URL      ${info.rpcUrl} (chain id ${info.chainId})`,
       `  deployment   ${shown(info.deployment)}`,
       `  data node    ${info.dataUrl}`,
+      ...(info.explorer
+        ? [`  explorer     ${info.explorer} (models, nodes, tasks; proofs re-verified in the browser)`]
+        : []),
       ...Object.entries(info.contracts).map(([k, v]) => `  ${k.padEnd(12)} ${v}`),
     ];
     if (info.model) {
@@ -382,6 +423,7 @@ export class Devnet {
   /** Stop the nodes, then the data node, then the chain: SIGTERM each, SIGKILL after a grace period. */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.closeExplorer?.().catch(() => undefined);
     for (const p of this.procs) await p.stop("SIGTERM", 15_000).catch(() => undefined);
     if (this.network) await this.network.stop().catch(() => undefined);
     // Anything started before startNetwork returned (an interrupted start).

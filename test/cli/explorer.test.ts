@@ -167,6 +167,29 @@ describe("opg explorer: the page's server", function () {
       }
     });
 
+    it("names a port in use", async function () {
+      const rpc = await chainIdServer(31337);
+      const file = path.join(tmp, "deployment.json");
+      fs.writeFileSync(file, JSON.stringify(DEPLOYMENT));
+      try {
+        const r = await runOpg([
+          "explorer",
+          "--rpc-url",
+          rpc.url,
+          "--deployment",
+          file,
+          "--port",
+          String(running.port),
+        ]);
+        expect(r.code).to.equal(1);
+        expect(r.stderr.trim()).to.equal(
+          `error: port ${running.port} on 127.0.0.1 is in use: choose another with --port (0: any free port)`,
+        );
+      } finally {
+        rpc.close();
+      }
+    });
+
     it("names a bad port and a missing deployment file", async function () {
       const bad = await runOpg(["explorer", "--port", "99999"]);
       expect(bad.code).to.equal(1);

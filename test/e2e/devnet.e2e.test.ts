@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { freePort, ROOT, runToEnd, spawnProc, waitFor, type Proc } from "../../scripts/lib/local-network";
-import { ensureCliBuilt } from "../helpers/cli";
+import { ensureCliBuilt, ensureExplorerBuilt } from "../helpers/cli";
 
 const CLI = path.join(ROOT, "bin", "opg.js");
 
@@ -39,6 +39,7 @@ describe("opg dev (a persistent local development network, as a child process)",
 
   before(() => {
     ensureCliBuilt();
+    ensureExplorerBuilt();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "opg-dev-"));
   });
 
@@ -102,7 +103,12 @@ describe("opg dev (a persistent local development network, as a child process)",
   });
 
   it("comes up, serves a task submitted with the printed dapp key, and stops cleanly on SIGINT", async function () {
-    const ports = { rpc: await freePort(), data: await freePort(), metrics: await freePortPair() };
+    const ports = {
+      rpc: await freePort(),
+      data: await freePort(),
+      metrics: await freePortPair(),
+      explorer: await freePort(),
+    };
     const deployment = path.join(tmp, "localhost.json");
     dev = spawnProc("opg-dev", [
       CLI,
@@ -117,6 +123,8 @@ describe("opg dev (a persistent local development network, as a child process)",
       deployment,
       "--state-dir",
       path.join(tmp, "state"),
+      "--explorer-port",
+      String(ports.explorer),
       // The iris MLP compiles in about a second: the test is about the network, not the compiler.
       "--model-onnx",
       "test/fixtures/models/iris_mlp.onnx",
@@ -133,6 +141,15 @@ describe("opg dev (a persistent local development network, as a child process)",
 
     const rpcUrl = field(out, "RPC URL");
     expect(rpcUrl).to.equal(`http://127.0.0.1:${ports.rpc}`);
+    // The explorer page, pointed at this network.
+    const explorer = field(out, "explorer").split(" ")[0];
+    expect(explorer).to.equal(`http://127.0.0.1:${ports.explorer}/`);
+    const explorerConfig = await (await fetch(`${explorer}config.json`)).json();
+    expect(explorerConfig).to.deep.include({
+      rpc: rpcUrl,
+      data: `http://127.0.0.1:${ports.data}`,
+      chainId: 31337,
+    });
     expect(out).to.match(/chain id 31337/);
     expect(field(out, "data node")).to.equal(`http://127.0.0.1:${ports.data}`);
     expect(JSON.parse(fs.readFileSync(deployment, "utf8"))).to.include.keys("chainId", "token", "tasks");
@@ -182,7 +199,7 @@ describe("opg dev (a persistent local development network, as a child process)",
     const code = await proc.stop("SIGINT", 120_000);
     expect(code, proc.output.slice(-20).join("\n")).to.equal(0);
     expect(proc.output.at(-1)).to.equal("stopped");
-    for (const port of [ports.rpc, ports.data, ports.metrics, ports.metrics + 1]) {
+    for (const port of [ports.rpc, ports.data, ports.metrics, ports.metrics + 1, ports.explorer]) {
       expect(await portFree(port), `port ${port} still in use`).to.equal(true);
     }
   });

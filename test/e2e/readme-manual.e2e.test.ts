@@ -4,7 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { expect } from "chai";
 import { account, Proc, ROOT, waitFor, waitForRpc } from "../../scripts/lib/local-network";
-import { ensureCliBuilt } from "../helpers/cli";
+import { ensureCliBuilt, ensureExplorerBuilt } from "../helpers/cli";
 
 /**
  * The README's "Run it by hand on a local chain", literally: every ```sh block right after a
@@ -25,7 +25,7 @@ const WRITTEN = [
   ".opg/verification",
   "build/iris",
 ];
-const PORTS = [8545, 8600, 9464, 9465];
+const PORTS = [8545, 8600, 9464, 9465, 8700];
 /** No wall-clock deadline of its own: mocha's timeout bounds every wait. */
 const NO_DEADLINE = 24 * 3600_000;
 
@@ -90,6 +90,10 @@ const urlOf = (line: string, flag: string, fallback: number) =>
 async function ready(proc: Proc, line: string) {
   const ok = (url: string) => async () => (await fetch(url)).ok;
   if (/hardhat node/.test(line)) return waitForRpc(urlOf(line, "--port", 8545), proc, NO_DEADLINE);
+  if (/opg explorer/.test(line)) {
+    const url = urlOf(line, "--port", 8700);
+    return waitFor(`the explorer's ${url}/healthz`, ok(`${url}/healthz`), NO_DEADLINE, 500, proc);
+  }
   const node = line.match(/opg node (data|inference|verification)/)?.[1];
   if (!node) throw new Error(`no readiness check for the long-running README command: ${line}`);
   const url =
@@ -114,6 +118,7 @@ describe("README: run it by hand on a local chain (each command as a user types 
       }
     }
     ensureCliBuilt();
+    ensureExplorerBuilt();
     // Inside the repository, so that moving aside is a rename on the same file system.
     fs.mkdirSync(path.join(ROOT, ".opg"), { recursive: true });
     backup = fs.mkdtempSync(path.join(ROOT, ".opg", "readme-test-backup-"));
@@ -138,7 +143,7 @@ describe("README: run it by hand on a local chain (each command as a user types 
 
   it("ends with a verified task and an agreeing audit", async function () {
     const steps = manualPath(fs.readFileSync(path.join(ROOT, "README.md"), "utf8"));
-    expect(steps.filter((s) => s.background)).to.have.length(4);
+    expect(steps.filter((s) => s.background)).to.have.length(5);
     const outputs: { line: string; stdout: string }[] = [];
     for (const [i, step] of steps.entries()) {
       const { proc, stdout } = shell(`step ${i + 1}`, step.line);
@@ -170,6 +175,22 @@ describe("README: run it by hand on a local chain (each command as a user types 
     const audit = outputs.find((o) => / task audit /.test(o.line));
     expect(audit, "the README audits the task").to.not.equal(undefined);
     expect(audit!.stdout).to.match(/"agree": true/);
+
+    // The explorer the README starts serves the page and points it at the README's chain and data node.
+    const explorer = steps.find((s) => /opg explorer/.test(s.line));
+    expect(explorer, "the README starts the explorer").to.not.equal(undefined);
+    const base = urlOf(explorer!.line, "--port", 8700);
+    const config = (await (await fetch(`${base}/config.json`)).json()) as {
+      rpc: string;
+      data: string;
+      chainId: number;
+    };
+    expect(config).to.include({
+      rpc: "http://127.0.0.1:8545",
+      data: "http://127.0.0.1:8600",
+      chainId: 31337,
+    });
+    expect((await fetch(`${base}/`)).status).to.equal(200);
     for (const p of background)
       expect(p.hasExited(), `${p.name} exited before the end: ${p.output.join("\n")}`).to.equal(false);
   });
