@@ -238,6 +238,9 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
     if (s.via === "respond") {
       // An optimistic task whose dispute was answered with a proof: the ZK checks on the respond calldata.
       run.checks = [
+        challengeWindowCheck(row, s, 0),
+        attestersCheck(row, s),
+        disputeCheck(row, s, undefined)!,
         ...ZK_CHECKS.map(
           ([id, title]) =>
             run.checks.find((c) => c.id === id) ?? {
@@ -247,9 +250,6 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
               message: "running…",
             },
         ),
-        challengeWindowCheck(row, s, 0),
-        attestersCheck(row, s),
-        disputeCheck(row, s, undefined)!,
       ];
     }
     put(bundleCheck);

@@ -1,6 +1,7 @@
 import "./task.css";
 import type { Ctx, View } from "../app";
 import type { ManifestView } from "../checks/archive";
+import { loadBundle } from "../checks/bundle";
 import { staticChecks, verifiedChecks, type CheckRun } from "../checks/run";
 import { verdictOf, type Check, type VerdictStatus } from "../checks/types";
 import { DISPUTE_OUTCOMES } from "../checks/optimistic";
@@ -40,8 +41,12 @@ export function taskView(ctx: Ctx, id: string): View {
 
   let run: CheckRun | undefined;
   let onRun: (() => void) | undefined;
+  let headerKey = "";
   let timelineKey = "";
   let outputsKey = "";
+  /** The model bundle's manifest (names the outputs), once the data node served the registered bundle. */
+  let manifest: ManifestView | undefined;
+  let manifestFor = "";
   const requested = new Set<number>();
 
   const detach = () => {
@@ -74,6 +79,7 @@ export function taskView(ctx: Ctx, id: string): View {
         ),
       );
       for (const x of [outputs, checks, timeline]) clear(x);
+      headerKey = timelineKey = outputsKey = "";
       return;
     }
     const model = snap.models.get(row.modelId.toString());
@@ -83,7 +89,24 @@ export function taskView(ctx: Ctx, id: string): View {
       for (const b of blocks) requested.add(b);
       void ctx.store.ensureTimes(blocks).catch(() => undefined);
     }
-    const nowTime = snap.blockTimes.get(snap.head) ?? Date.now() / 1000;
+    // The chain's time: the head block's, or the clock when no block came for a while.
+    const nowTime = Math.max(snap.blockTimes.get(snap.head) ?? 0, Math.floor(Date.now() / 1000));
+    const live = !FINAL.has(row.state);
+    // A coarse clock for what counts down (window, deadline) while the task is not final.
+    const tick = live ? Math.floor(nowTime / 5) : 0;
+
+    if (model && row.outputs?.length && manifestFor !== model.bundleHash) {
+      manifestFor = model.bundleHash;
+      loadBundle(ctx.config.data, model)
+        .then((b) => {
+          // only the registered bundle names outputs (a different one fails the bundle check)
+          if (b.archive && "0x" + b.id === model.bundleHash.toLowerCase()) {
+            manifest = b.archive.manifest;
+            render(ctx.snap);
+          }
+        })
+        .catch(() => undefined);
+    }
 
     // checks: a verified task's run starts once (per settling transaction); others are derived from logs
     let list: Check[];
@@ -92,14 +115,7 @@ export function taskView(ctx: Ctx, id: string): View {
       if (r !== run) {
         detach();
         run = r;
-        onRun = () => {
-          safe(checks, () => renderChecks(checks, row, run!.checks, run!));
-          const k = outputsKeyOf(row, run!);
-          if (k !== outputsKey) {
-            outputsKey = k;
-            safe(outputs, () => renderOutputs(outputs, row, model, run?.bundle?.archive?.manifest));
-          }
-        };
+        onRun = () => safe(checks, () => renderChecks(checks, row, r.checks, r));
         r.listeners.add(onRun);
       }
       list = r.checks;
@@ -108,34 +124,45 @@ export function taskView(ctx: Ctx, id: string): View {
       list = staticChecks(row, nowTime);
     }
 
-    safe(header, () => renderHeader(ctx, header, row, snap));
-    const ok = outputsKeyOf(row, run);
+    const hk = `${row.state}:${row.events.length}:${snap.blockTimes.size}:${tick}`;
+    if (hk !== headerKey) {
+      headerKey = hk;
+      safe(header, () => renderHeader(ctx, header, row, snap, nowTime));
+    }
+    const ok = `${row.state}:${(row.outputs ?? []).join(",")}:${manifest ? "m" : ""}`;
     if (ok !== outputsKey) {
       outputsKey = ok;
-      safe(outputs, () => renderOutputs(outputs, row, model, run?.bundle?.archive?.manifest));
+      safe(outputs, () => renderOutputs(outputs, row, model, manifest));
     }
     safe(checks, () => renderChecks(checks, row, list, run));
-    const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${row.state === "Pending" ? snap.head : ""}`;
+    const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${tick}`;
     if (tk !== timelineKey) {
       timelineKey = tk;
-      safe(timeline, () => renderTimeline(ctx, timeline, row, snap));
+      safe(timeline, () => renderTimeline(timeline, row, snap, nowTime));
     }
   };
 
   render(ctx.snap);
+  // Countdowns (challenge window, deadline, claim) move with the clock even when no block arrives.
+  const timer = setInterval(() => {
+    const row = ctx.snap.tasks.get(id);
+    if (row && !FINAL.has(row.state)) render(ctx.snap);
+  }, 5000);
   return {
     el,
     update: (snap) => render(snap),
-    dispose: detach,
+    dispose: () => {
+      clearInterval(timer);
+      detach();
+    },
   };
 }
 
-const outputsKeyOf = (row: TaskRow, run: CheckRun | undefined) =>
-  `${row.state}:${(row.outputs ?? []).join(",")}:${run?.bundle?.archive ? "m" : ""}`;
+const FINAL = new Set(["Verified", "Expired", "Rejected"]);
 
 // ------------------------------------------------------------------------------------------------ header
 
-function renderHeader(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot) {
+function renderHeader(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot, now: number) {
   clear(el);
   const t = row.task;
   const kv: [string, Child][] = [
@@ -159,10 +186,9 @@ function renderHeader(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot) {
   if (row.refund !== undefined)
     kv.push(["Refund", h("span", { "data-testid": "refund" }, `${opg(row.refund)} to the requester`)]);
   const deadline = Number(t.deadline);
-  const now = snap.blockTimes.get(snap.head);
   kv.push([
     "Deadline",
-    `${time(deadline)}${now !== undefined && row.state !== "Verified" && row.state !== "Expired" && row.state !== "Rejected" ? (deadline > now ? ` (in ${secs(Math.round(deadline - now))})` : " (passed)") : ""}`,
+    `${time(deadline)}${FINAL.has(row.state) ? "" : deadline > now ? ` (in ${secs(Math.round(deadline - now))})` : " (passed)"}`,
   ]);
   kv.push([
     "Callback",
@@ -377,7 +403,11 @@ function renderOutputs(
     h(
       "details",
       {},
-      h("summary", {}, `${words.length} output word(s) as settled`),
+      h(
+        "summary",
+        {},
+        `${words.length} output word(s) as ${row.state === "Verified" ? "settled" : "posted"}`,
+      ),
       h("ol", { class: "mono words", start: 0 }, ...words.map((w) => h("li", {}, "0x" + w.toString(16)))),
     ),
   );
@@ -575,7 +605,7 @@ function sentence(e: ChainEvent, row: TaskRow): Child[] {
   }
 }
 
-function renderTimeline(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot) {
+function renderTimeline(el: HTMLElement, row: TaskRow, snap: Snapshot, nowTime: number) {
   clear(el);
   const t = (b: number | undefined) => (b === undefined ? undefined : snap.blockTimes.get(b));
   const submitted = t(row.submittedBlock);
@@ -587,9 +617,7 @@ function renderTimeline(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot)
     if (claimed && t(claimed.block) !== undefined)
       latency.push(` (claim → verified ${secs(t(verified.block)! - t(claimed.block)!)})`);
   } else if (!verified && submitted !== undefined && row.state !== "Expired" && row.state !== "Rejected") {
-    const now = t(snap.head);
-    if (now !== undefined)
-      latency.push(`${secs(Math.max(0, Math.round(now - submitted)))} since submission, not verified yet`);
+    latency.push(`${secs(Math.max(0, Math.round(nowTime - submitted)))} since submission, not verified yet`);
   }
   append(el, [
     h("h2", {}, "Timeline"),
@@ -616,5 +644,4 @@ function renderTimeline(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot)
       }),
     ),
   ]);
-  void ctx;
 }
