@@ -266,12 +266,12 @@ function legend(svg: SVGSVGElement, items: { name: string; color: string }[]) {
   let x = W - M.r;
   for (const it of [...items].reverse()) {
     const text = s("text", { x, y: M.t - 4, "text-anchor": "end", class: "plot-legend" }, it.name);
-    x -= it.name.length * 6.2 + 4;
+    x -= it.name.length * 6.6 + 5; // about the width of 11px text
     svg.append(
       s("rect", { x: x - 10, y: M.t - 12, width: 9, height: 9, rx: 2, style: `fill:${it.color}` }),
       text,
     );
-    x -= 24;
+    x -= 22;
   }
 }
 

@@ -69,9 +69,11 @@ function cards(snap: Snapshot): HTMLElement {
   let royalties = 0n;
   let protocolFees = 0n;
   let refunds = 0n;
+  let held = 0n;
   for (const t of snap.tasks.values()) {
     byState.set(t.state, (byState.get(t.state) ?? 0) + 1);
     escrowed += t.fee;
+    if (t.settledBlock === undefined) held += t.fee;
     if (t.state === "Verified") {
       nodeFees += t.nodeFee ?? 0n;
       royalties += t.royalty ?? 0n;
@@ -107,8 +109,8 @@ function cards(snap: Snapshot): HTMLElement {
       "fees-escrowed",
       "Fees escrowed",
       opg(escrowed),
-      "fees of every task submitted",
-      "sum of the fees requesters put in escrow",
+      `${opg(held)} held for unsettled tasks`,
+      "the fees requesters put in escrow with every task submitted",
     ),
     card(
       "fees-paid",
@@ -177,6 +179,12 @@ interface Timed {
   settled?: number;
 }
 
+/** A plot to put in a box: rebuilt only when its key (the data it shows) changed, so tooltips stay open. */
+interface Part {
+  key: string;
+  build: () => Node[];
+}
+
 /** Tasks and fees per time bucket, submit-to-verified latency, tasks per node. */
 function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined, missing: number) {
   let min = Infinity;
@@ -211,38 +219,42 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
     } else failed[j]++;
   }
   const pending = missing ? ` (reading the times of ${missing} blocks…)` : "";
-  const tasks = timePlot({
-    buckets: b,
-    yLabel: "tasks",
-    integer: true,
-    series: [
-      { name: "submitted", values: submitted, kind: "bar", stack: "submitted", color: "var(--accent)" },
-      { name: "verified", values: verified, kind: "bar", stack: "settled", color: "var(--pass)" },
-      ...(failed.some((v) => v > 0)
-        ? [
-            {
-              name: "expired/rejected",
-              values: failed,
-              kind: "bar" as const,
-              stack: "settled",
-              color: "var(--fail)",
-            },
-          ]
-        : []),
-    ],
-    empty: `No tasks yet${pending}.`,
-  });
-  const fees = timePlot({
-    buckets: b,
-    yLabel: "OPG",
-    series: [
-      { name: "escrowed", values: escrowed, kind: "bar", stack: "in", color: "var(--accent)" },
-      { name: "node fees", values: nodeFee, kind: "bar", stack: "out", color: "var(--pass)" },
-      { name: "royalties", values: royalty, kind: "bar", stack: "out", color: "var(--trust)" },
-      { name: "protocol", values: protocol, kind: "bar", stack: "out", color: "var(--muted)" },
-    ],
-    empty: `No fees yet${pending}.`,
-  });
+  const tasks = (): Node[] => [
+    timePlot({
+      buckets: b,
+      yLabel: "tasks",
+      integer: true,
+      series: [
+        { name: "submitted", values: submitted, kind: "bar", stack: "submitted", color: "var(--accent)" },
+        { name: "verified", values: verified, kind: "bar", stack: "settled", color: "var(--pass)" },
+        ...(failed.some((v) => v > 0)
+          ? [
+              {
+                name: "expired/rejected",
+                values: failed,
+                kind: "bar" as const,
+                stack: "settled",
+                color: "var(--fail)",
+              },
+            ]
+          : []),
+      ],
+      empty: `No tasks yet${pending}.`,
+    }),
+  ];
+  const fees = (): Node[] => [
+    timePlot({
+      buckets: b,
+      yLabel: "OPG",
+      series: [
+        { name: "escrowed", values: escrowed, kind: "bar", stack: "in", color: "var(--accent)" },
+        { name: "node fees", values: nodeFee, kind: "bar", stack: "out", color: "var(--pass)" },
+        { name: "royalties", values: royalty, kind: "bar", stack: "out", color: "var(--trust)" },
+        { name: "protocol", values: protocol, kind: "bar", stack: "out", color: "var(--muted)" },
+      ],
+      empty: `No fees yet${pending}.`,
+    }),
+  ];
   latencies.sort((x, y) => x - y);
   const median = latencies.length ? quantile(latencies, 0.5) : undefined;
   const p95 = latencies.length ? quantile(latencies, 0.95) : undefined;
@@ -256,53 +268,71 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
       : shown < 3 * 3600
         ? { div: 60, name: "min", long: "minutes" }
         : { div: 3600, name: "h", long: "hours" };
-  const latency = histogramPlot({
-    values: unit.div === 1 ? latencies : latencies.map((v) => v / unit.div),
-    xLabel: `${unit.long} from TaskSubmitted to TaskVerified (block times)`,
-    yLabel: "tasks",
-    format: (v) => `${fmt(v)} ${unit.name}`,
-    color: "var(--pass)",
-    integer: unit.div === 1,
-    clip: clip === undefined ? undefined : clip / unit.div,
-    markers:
-      median === undefined
-        ? []
-        : [
-            { at: median / unit.div, label: "median", color: "var(--text)" },
-            { at: p95! / unit.div, label: "p95", color: "var(--trust)" },
-          ],
-    empty: `No verified tasks yet${pending}.`,
-  });
-  const latencyText = h(
-    "p",
-    { class: "plot-stats", "data-testid": "latency-stats" },
-    latencies.length
-      ? [
-          h("span", { "data-testid": "latency-median" }, `median ${duration(median!)}`),
-          " · ",
-          h("span", { "data-testid": "latency-p95" }, `p95 ${duration(p95!)}`),
-          ` · max ${duration(latencies[latencies.length - 1])} · ${latencies.length} verified task${latencies.length === 1 ? "" : "s"}`,
-        ]
-      : "median – · p95 –",
-  );
+  const latency = (): Node[] => [
+    histogramPlot({
+      values: unit.div === 1 ? latencies : latencies.map((v) => v / unit.div),
+      xLabel: `${unit.long} from TaskSubmitted to TaskVerified (block times)`,
+      yLabel: "tasks",
+      format: (v) => `${fmt(v)} ${unit.name}`,
+      color: "var(--pass)",
+      integer: unit.div === 1,
+      clip: clip === undefined ? undefined : clip / unit.div,
+      markers:
+        median === undefined
+          ? []
+          : [
+              { at: median / unit.div, label: "median", color: "var(--text)" },
+              { at: p95! / unit.div, label: "p95", color: "var(--trust)" },
+            ],
+      empty: `No verified tasks yet${pending}.`,
+    }),
+    latencyText(),
+  ];
+  const latencyText = () =>
+    h(
+      "p",
+      { class: "plot-stats", "data-testid": "latency-stats" },
+      latencies.length
+        ? [
+            h("span", { "data-testid": "latency-median" }, `median ${duration(median!)}`),
+            " · ",
+            h("span", { "data-testid": "latency-p95" }, `p95 ${duration(p95!)}`),
+            ` · max ${duration(latencies[latencies.length - 1])} · ${latencies.length} verified task${latencies.length === 1 ? "" : "s"}`,
+          ]
+        : "median – · p95 –",
+    );
   const serving = [...snap.nodes.values()]
     .filter((n) => n.served > 0 || n.claimed > 0 || n.roles & 1)
     .sort((x, y) => y.served - x.served || y.claimed - x.claimed);
   const nodes = serving.slice(0, TOP_NODES);
-  const perNode = barPlot({
-    horizontal: true,
-    integer: true,
-    valueLabel: "tasks served (verified)",
-    bars: nodes.map((n) => ({
-      label: short(n.address, 4),
-      value: n.served,
-      href: `#/address/${n.address}`,
-      title: `${n.address}\nserved ${n.served} · claimed ${n.claimed} · earned ${opg(n.earnings)}`,
-    })),
-    empty: "No node has served a task yet.",
-  });
+  const perNode = (): Node[] => [
+    barPlot({
+      horizontal: true,
+      integer: true,
+      valueLabel: "tasks served (verified)",
+      bars: nodes.map((n) => ({
+        label: short(n.address, 4),
+        value: n.served,
+        href: `#/address/${n.address}`,
+        title: `${n.address}\nserved ${n.served} · claimed ${n.claimed} · earned ${opg(n.earnings)}`,
+      })),
+      empty: "No node has served a task yet.",
+    }),
+  ];
   const span = b.n ? `${duration(b.n * b.width)} in ${b.n} buckets of ${duration(b.width)}` : "";
-  return { tasks, fees, latency, latencyText, perNode, span, more: serving.length - nodes.length };
+  const key = (...x: unknown[]) =>
+    JSON.stringify(x, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v));
+  return {
+    tasks: { key: key(b, submitted, verified, failed, pending), build: tasks } as Part,
+    fees: { key: key(b, escrowed, nodeFee, royalty, protocol, pending), build: fees } as Part,
+    latency: { key: key(latencies, pending), build: latency } as Part,
+    perNode: {
+      key: key(nodes.map((n) => [n.address, n.served, n.claimed, n.earnings])),
+      build: perNode,
+    } as Part,
+    span,
+    more: serving.length - nodes.length,
+  };
 }
 
 /** Mean and quantiles of one stage's histogram, for tooltips and text. */
@@ -453,6 +483,14 @@ export function overviewView(ctx: Ctx): View {
     });
   };
 
+  const shown = new WeakMap<HTMLElement, string>();
+  const put = (box: HTMLElement, part: Part) => {
+    if (shown.get(box) === part.key) return;
+    shown.set(box, part.key);
+    clear(box);
+    box.append(...part.build());
+  };
+
   let lastKey = "";
   let lastDraw = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -481,15 +519,10 @@ export function overviewView(ctx: Ctx): View {
     const p = chainPlots(snap, timed, snap.blockTimes.get(snap.head), missing);
     clear(cardsBox);
     cardsBox.append(cards(snap));
-    clear(tasksBox);
-    tasksBox.append(p.tasks);
-    clear(feesBox);
-    feesBox.append(p.fees);
-    clear(latencyBox);
-    latencyBox.append(p.latency, p.latencyText);
-    clear(nodesBox);
-    nodesBox.append(p.perNode);
-    nodesBox.dataset.nodes = String(snap.nodes.size);
+    put(tasksBox, p.tasks);
+    put(feesBox, p.fees);
+    put(latencyBox, p.latency);
+    put(nodesBox, p.perNode);
     nodesNote.textContent =
       "verified tasks per node (TaskVerified); bars link to the node" +
       (p.more > 0 ? ` · ${p.more} more not shown` : "");
@@ -498,7 +531,6 @@ export function overviewView(ctx: Ctx): View {
       (missing ? `${missing} task${missing === 1 ? "" : "s"} waiting for block times` : "all tasks placed");
     clear(latestBox);
     latestBox.append(latest(snap));
-    drawProofs();
   };
 
   // /metrics of the nodes' registered endpoints and of --metrics, every METRICS_MS while shown.
@@ -507,23 +539,26 @@ export function overviewView(ctx: Ctx): View {
   let reading = false;
   let disposed = false;
   const drawProofs = () => {
-    const pp = proofPlots(reads, urls);
-    clear(proofBox);
-    proofBox.append(
-      h(
-        "div",
-        { class: "plot-pair" },
-        h("div", { "data-testid": "proof-stage-means" }, pp.means),
-        h("div", { "data-testid": "proof-distribution" }, pp.distribution),
-      ),
-      h(
-        "p",
-        { class: "plot-stats", "data-testid": "proof-stats" },
-        pp.proveText || `from ${STAGE_METRIC}{stage} of each node's /metrics`,
-      ),
-      pp.sources,
-    );
+    const key = JSON.stringify([
+      urls,
+      reads.map((r) => (r.ok ? [r.url, histogramSeries(r.families.get(STAGE_METRIC))] : [r.url, r.error])),
+    ]);
+    put(proofBox, { key, build: () => proofParts(proofPlots(reads, urls)) });
   };
+  const proofParts = (pp: ReturnType<typeof proofPlots>): Node[] => [
+    h(
+      "div",
+      { class: "plot-pair" },
+      h("div", { "data-testid": "proof-stage-means" }, pp.means),
+      h("div", { "data-testid": "proof-distribution" }, pp.distribution),
+    ),
+    h(
+      "p",
+      { class: "plot-stats", "data-testid": "proof-stats" },
+      pp.proveText || `from ${STAGE_METRIC}{stage} of each node's /metrics`,
+    ),
+    pp.sources,
+  ];
   const readMetrics = async () => {
     if (reading || disposed) return;
     reading = true;
