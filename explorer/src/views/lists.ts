@@ -3,6 +3,7 @@ import type { Ctx, View } from "../app";
 import { clear, h } from "../dom";
 import { ago, argmax, decodeOutputs, fmtNum, opg, short } from "../format";
 import type { ModelRow, NodeRow, Snapshot, TaskRow, TaskState } from "../types";
+import { loadBundle } from "../checks/bundle";
 
 const PAGE = 50;
 const STATES: TaskState[] = ["Open", "Claimed", "Pending", "Disputed", "Verified", "Rejected", "Expired"];
@@ -151,6 +152,48 @@ export function tasksView(ctx: Ctx, q: URLSearchParams): View {
   };
 }
 
+/**
+ * A cell saying who could forge the model's proofs, filled in once its bundle arrives from the data node:
+ * "development" (whoever compiled it), "ceremony" (a published phase 1 plus phase-2 contributions), as the
+ * manifest claims; "bundle hash mismatch" when the data node's bytes are not the registered bundle.
+ */
+function setupCell(ctx: Ctx, m: ModelRow): HTMLElement {
+  const cell = h("td", { "data-setup": "pending" }, m.modes.includes("zk") ? "…" : "no circuit");
+  if (!m.modes.includes("zk") || /^0x0+$/.test(m.bundleHash)) {
+    cell.dataset.setup = "none";
+    return cell;
+  }
+  loadBundle(ctx.config.data, m).then(
+    (b) => {
+      const manifest = b.archive?.manifest;
+      if (`0x${b.id}` !== m.bundleHash.toLowerCase()) {
+        cell.dataset.setup = "mismatch";
+        cell.className = "fail";
+        cell.textContent = "bundle hash mismatch";
+        return;
+      }
+      const trust = manifest?.ptau?.trust ?? (manifest?.ptau?.source === "dev" ? "development" : "unknown");
+      const contributions = manifest?.phase2?.contributions?.length ?? 0;
+      cell.dataset.setup = trust;
+      cell.className = trust === "development" ? "trust-c" : "";
+      cell.textContent =
+        trust === "development"
+          ? "development (compiler could forge)"
+          : trust === "published-ceremony"
+            ? `ceremony, ${contributions} phase-2 contribution${contributions === 1 ? "" : "s"}`
+            : trust;
+      cell.title = "as the bundle manifest says (the ptau itself is re-checked by opg task audit --ptau)";
+    },
+    (e: Error) => {
+      cell.dataset.setup = "unreachable";
+      cell.className = "muted";
+      cell.textContent = "bundle unreachable";
+      cell.title = e.message;
+    },
+  );
+  return cell;
+}
+
 function modelTable(ctx: Ctx, models: ModelRow[]) {
   return h(
     "table",
@@ -161,9 +204,19 @@ function modelTable(ctx: Ctx, models: ModelRow[]) {
       h(
         "tr",
         {},
-        ...["Model", "Modes", "Fee", "Input", "Output", "Scale", "Tasks", "Owner", "Bundle", "Active"].map(
-          (c) => h("th", {}, c),
-        ),
+        ...[
+          "Model",
+          "Modes",
+          "Fee",
+          "Input",
+          "Output",
+          "Scale",
+          "Tasks",
+          "Owner",
+          "Bundle",
+          "Setup",
+          "Active",
+        ].map((c) => h("th", {}, c)),
       ),
     ),
     h(
@@ -182,6 +235,7 @@ function modelTable(ctx: Ctx, models: ModelRow[]) {
           h("td", { class: "num" }, String(m.tasks)),
           h("td", {}, addrLink(m.owner)),
           h("td", { class: "mono", title: m.bundleHash }, short(m.bundleHash)),
+          setupCell(ctx, m),
           h("td", {}, m.active ? "yes" : "no"),
         ),
       ),
