@@ -66,7 +66,8 @@ export function taskView(ctx: Ctx, id: string): View {
   };
 
   const render = (snap: Snapshot) => {
-    const row = snap.tasks.get(id);
+    const raw = snap.tasks.get(id);
+    const row = raw && settledState(raw);
     if (!row) {
       detach();
       clear(header);
@@ -159,6 +160,20 @@ export function taskView(ctx: Ctx, id: string): View {
 }
 
 const FINAL = new Set(["Verified", "Expired", "Rejected"]);
+
+/**
+ * The task with the state its settling log gives, whatever came after it in the same transaction (a
+ * rejection also slashes the claim, whose TaskClaimAbandoned log follows TaskRejected).
+ */
+function settledState(row: TaskRow): TaskRow {
+  const end = [...row.events]
+    .reverse()
+    .find((e) => e.name === "TaskVerified" || e.name === "TaskRejected" || e.name === "TaskExpired");
+  if (!end) return row;
+  const state =
+    end.name === "TaskVerified" ? "Verified" : end.name === "TaskRejected" ? "Rejected" : "Expired";
+  return state === row.state ? row : { ...row, state };
+}
 
 // ------------------------------------------------------------------------------------------------ header
 
@@ -333,6 +348,8 @@ function renderOutputs(
         "Posted outputs, not final: they settle after the challenge window (or a dispute).",
       ),
     );
+  } else if (row.state === "Rejected") {
+    el.append(h("p", { class: "fail" }, "Posted outputs that a dispute REJECTED: they never settled."));
   }
   const words = row.outputs.map((w) => BigInt(w));
   if (!model) {
@@ -520,12 +537,18 @@ function sentence(e: ChainEvent, row: TaskRow): Child[] {
         addr(a.node),
         ` until ${time(Number(a.claimExpiresAt))}, collateral ${opg(a.collateral as bigint)}`,
       ];
-    case "TaskClaimAbandoned":
-      return [
-        `Claim of `,
-        addr(a.previousNode),
-        ` lapsed and was taken over: it forfeited ${opg(a.slashed as bigint)}`,
-      ];
+    case "TaskClaimAbandoned": {
+      // Emitted wherever a claim's collateral is slashed: a take-over, an expiry, a rejected result.
+      const sameTx = row.events.filter((x) => x.tx === e.tx).map((x) => x.name);
+      const why = sameTx.includes("TaskRejected")
+        ? "its posted outputs were rejected"
+        : sameTx.includes("TaskExpired")
+          ? "the claim lapsed and the task expired"
+          : sameTx.includes("TaskClaimed")
+            ? "the claim lapsed and another node took the task over"
+            : "the claim lapsed";
+      return [`Collateral of `, addr(a.previousNode), ` slashed (${opg(a.slashed as bigint)}): ${why}`];
+    }
     case "TaskResultPosted":
       return [
         `Outputs posted by `,
