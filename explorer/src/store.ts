@@ -51,6 +51,7 @@ export class Store {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private polling = false;
   private pendingTimes = new Set<number>();
+  private headHash: string | undefined;
 
   constructor(readonly config: ExplorerConfig) {
     // staticNetwork: no eth_chainId before every call; batches of up to 100 calls per HTTP request.
@@ -94,10 +95,35 @@ export class Store {
     this.contracts = contractsAt(this.provider, this.addresses);
     const head = Number(await this.provider.send("eth_blockNumber", []));
     await this.readRange(this.config.fromBlock ?? 0, head);
-    this.snap.head = head;
+    await this.setHead(head);
     await this.refreshNodes();
     this.emit();
     this.schedule();
+  }
+
+  /** The head block and its hash (to notice a chain that changed under the page). */
+  private async setHead(head: number) {
+    this.snap.head = head;
+    const block = (await this.provider.send("eth_getBlockByNumber", [toBeHex(head), false])) as {
+      hash: string;
+      timestamp: string;
+    } | null;
+    this.headHash = block?.hash;
+    if (block) this.snap.blockTimes.set(head, Number(block.timestamp));
+  }
+
+  /** Forget everything read and read the chain again up to `head`. */
+  private async reload(head: number) {
+    const s = this.snap;
+    s.models.clear();
+    s.nodes.clear();
+    s.tasks.clear();
+    s.blockTimes.clear();
+    s.enclaveEvents.length = 0;
+    s.fromBlock = 0;
+    await this.readRange(this.config.fromBlock ?? 0, head);
+    await this.setHead(head);
+    await this.refreshNodes();
   }
 
   stop() {
@@ -114,10 +140,22 @@ export class Store {
     if (this.polling) return;
     this.polling = true;
     try {
-      const head = Number(await this.provider.send("eth_blockNumber", []));
-      if (head > this.snap.head) {
+      const [rawHead, last] = await Promise.all([
+        this.provider.send("eth_blockNumber", []) as Promise<string>,
+        this.provider.send("eth_getBlockByNumber", [toBeHex(this.snap.head), false]) as Promise<{
+          hash: string;
+        } | null>,
+      ]);
+      const head = Number(rawHead);
+      if (head < this.snap.head || last?.hash !== this.headHash) {
+        // A new chain behind the same URL (a restarted hardhat node) or a reorganisation below the head:
+        // read everything again.
+        await this.reload(head);
+        this.error = null;
+        this.emit();
+      } else if (head > this.snap.head) {
         await this.readRange(this.snap.head + 1, head);
-        this.snap.head = head;
+        await this.setHead(head);
         await this.refreshNodes();
         this.error = null;
         this.emit();
