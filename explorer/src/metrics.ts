@@ -198,9 +198,12 @@ export async function fetchMetrics(url: string, timeoutMs = 3000): Promise<Metri
     if (!res.ok) return { url, ok: false, error: `HTTP ${res.status}`, at };
     return { url, ok: true, families: parsePrometheus(await res.text()), at };
   } catch (e) {
+    // A browser says only "Failed to fetch" for a refused connection, an unknown host or a missing CORS header.
     const error = abort.signal.aborted
       ? `no answer in ${timeoutMs / 1000} s`
-      : (e as Error).message || "failed";
+      : e instanceof TypeError
+        ? "no connection, or no CORS header"
+        : (e as Error).message || "failed";
     return { url, ok: false, error, at };
   } finally {
     clearTimeout(timer);

@@ -94,9 +94,11 @@ function frame(label: string): SVGSVGElement {
   return s("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img", "aria-label": label });
 }
 
+/** The empty state: a short <svg> with the reason in words (the panel stays, and says why it is empty). */
 function emptyText(svg: SVGSVGElement, text: string) {
   svg.classList.add("plot-empty");
-  svg.append(s("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "plot-note" }, text));
+  svg.setAttribute("viewBox", `0 0 ${W} 70`);
+  svg.append(s("text", { x: W / 2, y: 40, "text-anchor": "middle", class: "plot-note" }, text));
   return svg;
 }
 

@@ -31,6 +31,8 @@ const REDRAW_MS = 500;
 const METRICS_MS = 15_000;
 /** The histogram the inference node exports (workers/inference/node.ts): seconds per pipeline stage. */
 const STAGE_METRIC = "opg_stage_seconds";
+/** The verification node's re-checks by result (workers/verification/node.ts). */
+const VERIFICATIONS_METRIC = "opg_verifications_total";
 const STAGE_ORDER = ["execute", "reference", "prove", "attest", "chain"];
 const MAX_BUCKETS = 60;
 const TOP_NODES = 15;
@@ -362,9 +364,13 @@ function proofPlots(reads: MetricsRead[], urls: string[]) {
         byStage.set(stage, [...(byStage.get(stage) ?? []), hs]);
       }
       const prove = series.filter((hs) => hs.labels.stage === "prove");
+      const checks = r.families.get(VERIFICATIONS_METRIC)?.samples ?? [];
+      const byResult = checks.map((x) => `${x.labels.result ?? "?"} ${fmt(x.value)}`).join(", ");
       text = series.length
         ? `read: ${prove.length ? `prove ${stageSummary(mergeHistograms(prove))}` : "no proofs yet"}`
-        : `read, no ${STAGE_METRIC} (not an inference node?)`;
+        : checks.length
+          ? `read: a verification node (${VERIFICATIONS_METRIC}: ${byResult}), no proof times`
+          : `read, no ${STAGE_METRIC} (not an inference node?)`;
       cls = "pass";
     }
     sources.append(
@@ -528,7 +534,11 @@ export function overviewView(ctx: Ctx): View {
       (p.more > 0 ? ` · ${p.more} more not shown` : "");
     spanNote.textContent =
       (p.span ? `${p.span} · ` : "") +
-      (missing ? `${missing} task${missing === 1 ? "" : "s"} waiting for block times` : "all tasks placed");
+      (missing
+        ? `${missing} task${missing === 1 ? "" : "s"} waiting for block times`
+        : snap.tasks.size
+          ? "by block timestamps"
+          : "");
     clear(latestBox);
     latestBox.append(latest(snap));
   };
