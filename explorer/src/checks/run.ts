@@ -289,7 +289,7 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
     );
     put(proof);
     put(await outputMatch());
-    put(setupCheck(bundle));
+    put(setupCheck(bundle, model?.bundleHash));
     if (s.via === "respond") put(disputeCheck(row, s, proof.status === "pass")!);
     return;
   }

@@ -340,7 +340,7 @@ export async function groth16Check(
 }
 
 /** `setup`: what the manifest says about the trusted setup (the page cannot re-check it). */
-export function setupCheck(loaded: LoadedBundle | undefined): Check {
+export function setupCheck(loaded: LoadedBundle | undefined, bundleHash: string | undefined): Check {
   const base = {
     id: "setup",
     title: "Trusted setup (who could forge proofs)",
@@ -350,6 +350,13 @@ export function setupCheck(loaded: LoadedBundle | undefined): Check {
   };
   const m = loaded?.archive?.manifest;
   if (!m) return { ...base, status: "skip", message: "the bundle's manifest could not be read" };
+  if (bundleHash !== undefined && "0x" + loaded!.id !== bundleHash.toLowerCase()) {
+    return {
+      ...base,
+      status: "skip",
+      message: "the data node's bundle is not the registered one: its manifest says nothing",
+    };
+  }
   const trust = m.ptau?.trust ?? (m.ptau?.source === "dev" ? "development" : m.ptau ? "unknown" : "none");
   const contribs = m.phase2?.contributions ?? [];
   const details: [string, string][] = [

@@ -465,7 +465,8 @@ function verdictSentence(status: VerdictStatus, checks: Check[], row: TaskRow, r
 function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], run?: CheckRun) {
   clear(el);
   const noResult = row.state === "Expired" || row.state === "Rejected";
-  const status = verdictOf(checks, noResult);
+  // While the page's checks run, the verdict waits for all of them (a failure shown early could change).
+  const status = run && !run.done ? "pending" : verdictOf(checks, noResult);
   el.append(
     h(
       "h2",
