@@ -456,6 +456,10 @@ export function overviewView(ctx: Ctx): View {
     "escrowed at TaskSubmitted (left bar), paid out at TaskVerified (right bar: node fee, royalty, protocol fee)",
   );
   const nodesNote = h("p", { class: "plot-stats" });
+  const proofPanel = panel("proof-times", "Proof times reported by nodes", proofBox);
+  proofPanel.dataset.metrics = "reading";
+  // For scripts and tests: data-times-pending on the section is the number of tasks whose block times are
+  // still being read (0: every plot is complete); data-metrics on the proof panel turns "read" after a read.
   const el = h(
     "section",
     { "data-testid": "overview" },
@@ -468,7 +472,7 @@ export function overviewView(ctx: Ctx): View {
       panel("fees-over-time", "Fees over time", feesBox, feesNote),
       panel("latency", "Submit-to-verified latency", latencyBox),
       panel("tasks-per-node", "Tasks per node", nodesBox, nodesNote),
-      panel("proof-times", "Proof times reported by nodes", proofBox),
+      proofPanel,
     ),
     h(
       "div",
@@ -522,6 +526,7 @@ export function overviewView(ctx: Ctx): View {
       timed.push({ task: t, submitted: ts, settled });
     }
     askTimes(need);
+    el.dataset.timesPending = String(missing);
     const p = chainPlots(snap, timed, snap.blockTimes.get(snap.head), missing);
     clear(cardsBox);
     cardsBox.append(cards(snap));
@@ -581,6 +586,7 @@ export function overviewView(ctx: Ctx): View {
       const got = await Promise.all(urls.map((u) => fetchMetrics(u)));
       if (disposed) return;
       reads = got;
+      proofPanel.dataset.metrics = "read";
       drawProofs();
     } finally {
       reading = false;
