@@ -60,17 +60,17 @@ const planOf = (row: TaskRow) =>
   row.mode === "tee" ? TEE_CHECKS : row.mode === "optimistic" ? OPTIMISTIC_CHECKS : ZK_CHECKS;
 
 /** Why nothing can be checked yet, for a task that is not settled. */
-function waitingFor(row: TaskRow, nowTime: number): string {
+export function waitingFor(row: TaskRow, nowTime: number): string {
   const claim = row.events.filter((e) => e.name === "TaskClaimed").at(-1);
   const what =
     row.mode === "tee" ? "its enclave signature" : row.mode === "optimistic" ? "its outputs" : "its proof";
   if (row.state === "Open")
-    return `not settled yet: open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
+    return `Not settled yet: open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
   if (row.state === "Claimed" && claim) {
     const until = Number(claim.args.claimExpiresAt);
-    return `not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${until < nowTime ? " (claim lapsed)" : ""}, waiting for ${what}`;
+    return `Not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${until < nowTime ? " (claim lapsed)" : ""}, waiting for ${what}`;
   }
-  return `not settled yet (${row.state})`;
+  return `Not settled yet (${row.state})`;
 }
 
 /**
@@ -121,12 +121,11 @@ export function staticChecks(row: TaskRow, nowTime: number): Check[] {
       },
     ];
   }
-  const why = waitingFor(row, nowTime);
   return planOf(row).map(([id, title]) => ({
     id,
     title,
     status: "pending",
-    message: `${why}; runs once it is verified`,
+    message: "runs once the task is verified",
   }));
 }
 

@@ -2,7 +2,7 @@ import "./task.css";
 import type { Ctx, View } from "../app";
 import type { ManifestView } from "../checks/archive";
 import { loadBundle } from "../checks/bundle";
-import { staticChecks, verifiedChecks, type CheckRun } from "../checks/run";
+import { staticChecks, verifiedChecks, waitingFor, type CheckRun } from "../checks/run";
 import { verdictOf, type Check, type VerdictStatus } from "../checks/types";
 import { DISPUTE_OUTCOMES } from "../checks/optimistic";
 import { append, clear, h, type Child } from "../dom";
@@ -116,7 +116,7 @@ export function taskView(ctx: Ctx, id: string): View {
       if (r !== run) {
         detach();
         run = r;
-        onRun = () => safe(checks, () => renderChecks(checks, row, r.checks, r));
+        onRun = () => safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r));
         r.listeners.add(onRun);
       }
       list = r.checks;
@@ -135,7 +135,7 @@ export function taskView(ctx: Ctx, id: string): View {
       outputsKey = ok;
       safe(outputs, () => renderOutputs(outputs, row, model, manifest));
     }
-    safe(checks, () => renderChecks(checks, row, list, run));
+    safe(checks, () => renderChecks(checks, row, list, nowTime, run));
     const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${tick}`;
     if (tk !== timelineKey) {
       timelineKey = tk;
@@ -440,7 +440,13 @@ const STATUS_LABEL: Record<string, string> = {
   skip: "SKIP",
 };
 
-function verdictSentence(status: VerdictStatus, checks: Check[], row: TaskRow, run?: CheckRun): string {
+function verdictSentence(
+  status: VerdictStatus,
+  checks: Check[],
+  row: TaskRow,
+  nowTime: number,
+  run?: CheckRun,
+): string {
   const failed = checks.filter((c) => c.status === "fail");
   const trusted = checks.filter((c) => c.status === "trust");
   switch (status) {
@@ -449,7 +455,9 @@ function verdictSentence(status: VerdictStatus, checks: Check[], row: TaskRow, r
     case "pending":
       return run
         ? "Checking in this page…"
-        : `Not final yet (${row.state}): checks run once the result settles.`;
+        : row.state === "Open" || row.state === "Claimed"
+          ? `${waitingFor(row, nowTime)}.`
+          : `Not final yet (${row.state}): checks run once the result settles.`;
     case "skip":
       return row.state === "Expired"
         ? "Nothing to verify: the task expired and its fee was refunded."
@@ -462,7 +470,7 @@ function verdictSentence(status: VerdictStatus, checks: Check[], row: TaskRow, r
   }
 }
 
-function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], run?: CheckRun) {
+function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], nowTime: number, run?: CheckRun) {
   clear(el);
   const noResult = row.state === "Expired" || row.state === "Rejected";
   // While the page's checks run, the verdict waits for all of them (a failure shown early could change).
@@ -479,7 +487,7 @@ function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], run?: Chec
       { class: `verdict verdict-${status}`, "data-testid": "verdict", "data-status": status },
       h("span", { class: "badge" }, status === "pass" ? "VERIFIED" : status.toUpperCase()),
       " ",
-      verdictSentence(status, checks, row, run),
+      verdictSentence(status, checks, row, nowTime, run),
     ),
     h(
       "div",
