@@ -62,12 +62,11 @@ export function registerExplorerCommands(program: Command): Command {
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "EADDRINUSE") {
-          e = new CliError(
-            `port ${o.port} on ${o.host} is in use: choose another with --port (0: any free port)`,
-          );
-        }
-        process.stderr.write(`error: ${errorLine(e)}\n`);
+        const inUse = (e as NodeJS.ErrnoException).code === "EADDRINUSE";
+        const line = inUse
+          ? `port ${o.port} on ${o.host} is in use: choose another with --port (0: any free port)`
+          : errorLine(e);
+        process.stderr.write(`error: ${line}\n`);
         process.exitCode = 1;
       }
     });

@@ -66,7 +66,10 @@ describe("opg explorer: the page's server", function () {
       expect(r.status, a).to.equal(200);
       expect(r.headers.get("cache-control")).to.include("immutable");
     }
-    const config = await (await fetch(running.url + "config.json")).json();
+    const config = (await (await fetch(running.url + "config.json")).json()) as {
+      contracts: { tasks: string };
+      metrics: string[];
+    };
     expect(config).to.deep.include({
       rpc: "http://127.0.0.1:8545",
       data: "http://127.0.0.1:8600",
@@ -143,7 +146,7 @@ describe("opg explorer: the page's server", function () {
         }
         const url = /explorer: (http\S+)/.exec(out)![1];
         expect(out).to.include("chain 31337");
-        const config = await (await fetch(url + "config.json")).json();
+        const config = (await (await fetch(url + "config.json")).json()) as { rpc: string };
         expect(config.rpc).to.equal(rpc.url);
         expect((await fetch(url)).status).to.equal(200);
       } finally {
