@@ -44,6 +44,7 @@ export function taskView(ctx: Ctx, id: string): View {
   let headerKey = "";
   let timelineKey = "";
   let outputsKey = "";
+  let checksKey = "";
   /** The model bundle's manifest (names the outputs), once the data node served the registered bundle. */
   let manifest: ManifestView | undefined;
   let manifestFor = "";
@@ -116,7 +117,10 @@ export function taskView(ctx: Ctx, id: string): View {
       if (r !== run) {
         detach();
         run = r;
-        onRun = () => safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r));
+        onRun = () => {
+          checksKey = "";
+          safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r));
+        };
         r.listeners.add(onRun);
       }
       list = r.checks;
@@ -135,7 +139,12 @@ export function taskView(ctx: Ctx, id: string): View {
       outputsKey = ok;
       safe(outputs, () => renderOutputs(outputs, row, model, manifest));
     }
-    safe(checks, () => renderChecks(checks, row, list, nowTime, run));
+    // Re-rendered only when a check or the clock shown in them changed (never while someone reads it).
+    const ck = `${run?.key ?? ""}:${run?.done}:${tick}:${list.map((c) => `${c.id}=${c.status}:${c.message ?? ""}`).join("|")}`;
+    if (ck !== checksKey) {
+      checksKey = ck;
+      safe(checks, () => renderChecks(checks, row, list, nowTime, run));
+    }
     const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${tick}`;
     if (tk !== timelineKey) {
       timelineKey = tk;
