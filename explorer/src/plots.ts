@@ -137,7 +137,7 @@ function yAxis(
 
 export interface TimeSeries {
   name: string;
-  /** One value per bucket. */
+  /** One value per bucket; NaN for a bucket with no value (a gap in a line, nothing in a bar). */
   values: number[];
   /** Bars of one `stack` are stacked, stacks stand side by side in a bucket; lines and areas go over them. */
   kind: "bar" | "line" | "area";
@@ -163,8 +163,9 @@ export function timePlot(o: TimePlotOptions): SVGSVGElement {
   const svg = frame(o.yLabel);
   const format = o.format ?? fmt;
   const { start, width, n } = o.buckets;
-  const total = o.series.reduce((a, x) => a + x.values.reduce((p, v) => p + v, 0), 0);
-  if (n <= 0 || total === 0) return emptyText(svg, o.empty ?? "Nothing to plot yet.");
+  const val = (x: TimeSeries, i: number) => (Number.isFinite(x.values[i]) ? x.values[i] : 0);
+  const any = o.series.some((x) => x.values.some((v) => Number.isFinite(v) && v !== 0));
+  if (n <= 0 || !any) return emptyText(svg, o.empty ?? "Nothing to plot yet.");
   const bars = o.series.filter((x) => x.kind === "bar");
   const overlays = o.series.filter((x) => x.kind !== "bar");
   const stacks = [...new Set(bars.map((x) => x.stack ?? ""))].map((k) =>
@@ -175,9 +176,9 @@ export function timePlot(o: TimePlotOptions): SVGSVGElement {
     for (const st of stacks)
       max = Math.max(
         max,
-        st.reduce((a, x) => a + (x.values[i] ?? 0), 0),
+        st.reduce((a, x) => a + val(x, i), 0),
       );
-    for (const x of overlays) max = Math.max(max, x.values[i] ?? 0);
+    for (const x of overlays) max = Math.max(max, val(x, i));
   }
   const y = yAxis(svg, max, o.yLabel, o.integer ?? false, format);
   const slot = (W - M.l - M.r) / n;
@@ -209,7 +210,7 @@ export function timePlot(o: TimePlotOptions): SVGSVGElement {
       const x0 = cx(i) - (bw * stacks.length) / 2 + k * bw;
       let base = 0;
       for (const x of st) {
-        const v = x.values[i] ?? 0;
+        const v = val(x, i);
         if (v <= 0) continue;
         svg.append(
           s("rect", {
@@ -225,9 +226,14 @@ export function timePlot(o: TimePlotOptions): SVGSVGElement {
       }
     });
   }
-  // lines and areas, through bucket centres
+  // lines and areas, through bucket centres; a line breaks where a bucket has no value
   for (const x of overlays) {
-    const pts = x.values.map((v, i) => `${cx(i).toFixed(1)},${y(v).toFixed(1)}`);
+    const pts = x.values.map((_, i) => `${cx(i).toFixed(1)},${y(val(x, i)).toFixed(1)}`);
+    let line = "";
+    x.values.forEach((v, i) => {
+      if (!Number.isFinite(v)) return;
+      line += `${line && Number.isFinite(x.values[i - 1]) ? "L" : "M"}${pts[i]}`;
+    });
     if (x.kind === "area") {
       svg.append(
         s("path", {
@@ -237,14 +243,20 @@ export function timePlot(o: TimePlotOptions): SVGSVGElement {
         }),
       );
     }
-    svg.append(s("path", { d: `M${pts.join("L")}`, style: `stroke:${x.color}`, class: "plot-line" }));
-    if (n <= 40)
-      for (let i = 0; i < n; i++)
+    if (line) svg.append(s("path", { d: line, style: `stroke:${x.color}`, class: "plot-line" }));
+    // dots where there are few points, and always on a point with no neighbour (else it would not show)
+    for (let i = 0; i < n; i++) {
+      if (!Number.isFinite(x.values[i])) continue;
+      const alone = !Number.isFinite(x.values[i - 1]) && !Number.isFinite(x.values[i + 1]);
+      if (n <= 40 || alone)
         svg.append(s("circle", { cx: cx(i), cy: y(x.values[i]), r: 2.5, style: `fill:${x.color}` }));
+    }
   }
   // one hover target per bucket, with every series' value
   for (let i = 0; i < n; i++) {
-    const lines = o.series.map((x) => `${x.name}: ${format(x.values[i] ?? 0)}`);
+    const lines = o.series.map(
+      (x) => `${x.name}: ${Number.isFinite(x.values[i]) ? format(x.values[i]) : "–"}`,
+    );
     svg.append(
       s(
         "rect",

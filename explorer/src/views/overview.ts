@@ -206,6 +206,7 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
   const royalty = zeros();
   const protocol = zeros();
   const latencies: number[] = [];
+  const latencyIn: number[][] = Array.from({ length: b.n }, () => []); // by the bucket of TaskVerified
   for (const { task: t, submitted: ts, settled } of timed) {
     const i = bucketOf(b, ts);
     submitted[i]++;
@@ -218,6 +219,7 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
       royalty[j] += toOpg(t.royalty ?? 0n);
       protocol[j] += toOpg(t.protocolFee ?? 0n);
       latencies.push(settled - ts);
+      latencyIn[j].push(settled - ts);
     } else failed[j]++;
   }
   const pending = missing ? ` (reading the times of ${missing} blocks…)` : "";
@@ -289,7 +291,31 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
       empty: `No verified tasks yet${pending}.`,
     }),
     latencyText(),
+    h("h3", { class: "plot-sub" }, "Latency over time (by the time of TaskVerified)"),
+    h(
+      "div",
+      { "data-testid": "latency-over-time" },
+      timePlot({
+        buckets: b,
+        yLabel: `latency (${unit.name})`,
+        format: (v) => `${fmt(v)} ${unit.name}`,
+        series: [
+          { name: "median", values: perBucket(0.5), kind: "line", color: "var(--text)" },
+          { name: "p95", values: perBucket(0.95), kind: "line", color: "var(--trust)" },
+        ],
+        empty: `No verified tasks yet${pending}.`,
+      }),
+    ),
   ];
+  const perBucket = (q: number) =>
+    latencyIn.map((xs) =>
+      xs.length
+        ? quantile(
+            [...xs].sort((x, y) => x - y),
+            q,
+          ) / unit.div
+        : NaN,
+    );
   const latencyText = () =>
     h(
       "p",
@@ -327,7 +353,7 @@ function chainPlots(snap: Snapshot, timed: Timed[], headTime: number | undefined
   return {
     tasks: { key: key(b, submitted, verified, failed, pending), build: tasks } as Part,
     fees: { key: key(b, escrowed, nodeFee, royalty, protocol, pending), build: fees } as Part,
-    latency: { key: key(latencies, pending), build: latency } as Part,
+    latency: { key: key(b, latencyIn, pending), build: latency } as Part,
     perNode: {
       key: key(nodes.map((n) => [n.address, n.served, n.claimed, n.earnings])),
       build: perNode,
@@ -394,7 +420,11 @@ function proofPlots(reads: MetricsRead[], urls: string[]) {
   });
   const merged = new Map(stages.map((st) => [st, mergeHistograms(byStage.get(st)!, { stage: st })]));
   const reached = reads.some((r) => r.ok);
-  const none = reached ? `No ${STAGE_METRIC} observations yet.` : "No node's /metrics was reachable.";
+  const unread =
+    reads.length === 0 && urls.length > 0
+      ? "Reading the nodes' /metrics…"
+      : "No node's /metrics was reachable.";
+  const none = reached ? `No ${STAGE_METRIC} observations yet.` : unread;
   const means = barPlot({
     valueLabel: "mean seconds per stage",
     format: (v) => `${fmt(v)} s`,
@@ -430,7 +460,7 @@ function proofPlots(reads: MetricsRead[], urls: string[]) {
     valueLabel: "proofs per duration bucket (s)",
     integer: true,
     bars: dist,
-    empty: reached ? "No proofs observed yet." : "No node's /metrics was reachable.",
+    empty: reached ? "No proofs observed yet." : unread,
   });
   return {
     means,
