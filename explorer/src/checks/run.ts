@@ -201,7 +201,7 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
   } catch (e) {
     readError = errorText(e);
   }
-  run.settledBy = settlement?.via ?? method;
+  run.settledBy = method || settlement?.via;
   const calldataName = `calldata of ${settlement?.via ?? method ?? "the settling transaction"}`;
   const outputMatch = () =>
     guard("output-match", "Outputs shown are the settled ones", () =>

@@ -66,7 +66,18 @@ export function taskView(ctx: Ctx, id: string): View {
     }
   };
 
+  // Nothing throws out of the view: a part that fails shows its error in place (see safe).
   const render = (snap: Snapshot) => {
+    try {
+      renderAll(snap);
+    } catch (e) {
+      console.error(e);
+      clear(header);
+      header.append(h("p", { class: "error" }, `The task page failed: ${(e as Error).message}`));
+    }
+  };
+
+  const renderAll = (snap: Snapshot) => {
     const raw = snap.tasks.get(id);
     const row = raw && settledState(raw);
     if (!row) {
@@ -81,7 +92,7 @@ export function taskView(ctx: Ctx, id: string): View {
         ),
       );
       for (const x of [outputs, checks, timeline]) clear(x);
-      headerKey = timelineKey = outputsKey = "";
+      headerKey = timelineKey = outputsKey = checksKey = "";
       return;
     }
     const model = snap.models.get(row.modelId.toString());
@@ -156,7 +167,7 @@ export function taskView(ctx: Ctx, id: string): View {
   // Countdowns (challenge window, deadline, claim) move with the clock even when no block arrives.
   const timer = setInterval(() => {
     const row = ctx.snap.tasks.get(id);
-    if (row && !FINAL.has(row.state)) render(ctx.snap);
+    if (row && !FINAL.has(settledState(row).state)) render(ctx.snap);
   }, 5000);
   return {
     el,
