@@ -512,9 +512,14 @@ export function overviewView(ctx: Ctx): View {
     ),
   );
 
-  // Block times are asked for once each (a block the RPC has no timestamp for is not asked again and again).
+  // Block times are asked for once each (a block the RPC has no timestamp for is not asked again and again),
+  // until the store reads the chain again from scratch (a restarted node, a reorganisation): it forgets the
+  // times it had, and so does this.
   const asked = new Set<number>();
+  let timesKnown = 0;
   const askTimes = (blocks: number[]) => {
+    if (ctx.snap.blockTimes.size < timesKnown) asked.clear();
+    timesKnown = ctx.snap.blockTimes.size;
     const fresh = blocks.filter((x) => !asked.has(x) && !ctx.snap.blockTimes.has(x));
     if (!fresh.length) return;
     for (const x of fresh) asked.add(x);
