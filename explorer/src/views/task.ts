@@ -681,7 +681,13 @@ function renderTimeline(el: HTMLElement, row: TaskRow, snap: Snapshot, nowTime: 
         const when = t(e.block);
         return h(
           "li",
-          { "data-event": e.name, class: `ev ev-${e.source}` },
+          {
+            "data-event": e.name,
+            "data-block": e.block,
+            "data-tx": e.tx,
+            "data-success": e.name === "CallbackExecuted" ? String(Boolean(e.args.success)) : undefined,
+            class: `ev ev-${e.source}`,
+          },
           h("div", { class: "ev-name" }, e.name),
           h("div", { class: "ev-text" }, ...sentence(e, row)),
           h(
