@@ -27,6 +27,8 @@ import { sleep } from "./lib/local-network";
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000);
 const BASE = Number(process.env.BENCH_BASE_TASKS ?? 10);
 const REPS = Number(process.env.BENCH_REPS ?? 5);
+/** Record a CPU profile of the first render at BENCH_TASKS (first run; the page built unminified). */
+const PROFILE = process.env.BENCH_PROFILE === "1";
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS ?? 180_000);
 
 // What runs in the page (page.evaluate, init scripts) uses the browser's globals: declared loosely here, in
@@ -150,7 +152,47 @@ async function openTask(page: Page, id: bigint) {
 }
 
 /** One repetition on a chain of `count` tasks; `open` are two ZK tasks on the first page of the table. */
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/** The functions that took the most time in a CDP CPU profile: self and inclusive, by name and place. */
+function topFunctions(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }, n = 15) {
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
+  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
+  const parent = new Map<number, number>();
+  for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
+  const label = (x: ProfileNode) =>
+    `${x.callFrame.functionName || "(anonymous)"} ${path.basename(x.callFrame.url) || "(native)"}:${x.callFrame.lineNumber + 1}`;
+  const selfBy = new Map<string, number>();
+  const inclusiveBy = new Map<string, number>();
+  for (const [id, ms] of self) {
+    const x = byId.get(id)!;
+    selfBy.set(label(x), (selfBy.get(label(x)) ?? 0) + ms);
+    // Every distinct function on the stack of this sample gets its time once (recursion counted once).
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const l = label(byId.get(at)!);
+      if (seen.has(l)) continue;
+      seen.add(l);
+      inclusiveBy.set(l, (inclusiveBy.get(l) ?? 0) + ms);
+    }
+  }
+  const top = (m: Map<string, number>) =>
+    [...m.entries()]
+      .filter(([l]) => !/^\((root|program|idle)\)/.test(l))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([l, ms]) => `    ${ms.toFixed(0).padStart(7)} ms  ${l}`)
+      .join("\n");
+  return `  self time:\n${top(selfBy)}\n  inclusive time:\n${top(inclusiveBy)}`;
+}
+
 async function sample(
+  profile: boolean,
   browser: Browser,
   url: string,
   chain: ExplorerChain,
@@ -167,10 +209,22 @@ async function sample(
         allListed: `[data-testid=task-count][data-count="${count}"]`,
       };
     }, count);
+    const cdp = profile ? await context.newCDPSession(page) : undefined;
+    if (cdp) {
+      await cdp.send("Profiler.enable");
+      await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
+      await cdp.send("Profiler.start");
+    }
     await page.goto(`${url}#/tasks`);
     await mark(page, "ready");
     s.firstRow = await mark(page, "firstRow");
     s.allListed = await mark(page, "allListed");
+    if (cdp) {
+      const { profile } = await cdp.send("Profiler.stop");
+      say(`CPU profile of the first render (${count} tasks), navigation to every task listed:`);
+      console.log(topFunctions(profile as unknown as Parameters<typeof topFunctions>[0]));
+      await cdp.detach();
+    }
     // Long tasks that began before everything was listed, or within half a second after.
     await sleep(500);
     const longTasks = await page.evaluate(
@@ -261,7 +315,14 @@ async function measure(browser: Browser, chain: ExplorerChain, count: number): P
   const open: [bigint, bigint] = [zk[zk.length - 1].taskId, zk[zk.length - 3].taskId];
   const samples: Sample[] = [];
   for (let r = 0; r < REPS; r++) {
-    const s = await sample(browser, chain.explorerUrl!, chain, count, open);
+    const s = await sample(
+      PROFILE && r === 0 && count === TASKS,
+      browser,
+      chain.explorerUrl!,
+      chain,
+      count,
+      open,
+    );
     say(
       `  ${count} tasks, run ${r + 1}: first row ${s.firstRow.toFixed(0)} ms, all listed ${s.allListed.toFixed(0)} ms, ` +
         `open ${s.openView.toFixed(0)}/${s.openVerified.toFixed(0)} ms, warm ${s.warmView.toFixed(0)}/${s.warmVerified.toFixed(0)} ms, ` +
@@ -304,6 +365,39 @@ function stats(samples: Sample[], key: keyof Sample) {
   return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
 }
 
+/**
+ * The page's first read, without the page: one eth_getLogs of every protocol contract's logs from block 0,
+ * straight to the RPC (median of 3): how much of the first render is the node's answer.
+ */
+async function rpcLogs(chain: ExplorerChain) {
+  const d = JSON.parse(fs.readFileSync(chain.net.deploymentFile, "utf8")) as Record<string, unknown>;
+  const address = ["token", "staking", "models", "tasks", "enclaves", "disputes"]
+    .map((k) => d[k])
+    .filter((a): a is string => typeof a === "string");
+  const runs: { ms: number; logs: number; bytes: number }[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const res = await fetch(chain.net.chain.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "eth_getLogs",
+        params: [{ address, fromBlock: "0x0", toBlock: "latest" }],
+      }),
+    });
+    const text = await res.text();
+    runs.push({
+      ms: performance.now() - t,
+      logs: (JSON.parse(text).result as unknown[]).length,
+      bytes: text.length,
+    });
+  }
+  runs.sort((a, b) => a.ms - b.ms);
+  return runs[1];
+}
+
 async function main() {
   if (!Number.isInteger(TASKS) || TASKS <= BASE)
     throw new Error("BENCH_TASKS must be an integer above BENCH_BASE_TASKS");
@@ -312,12 +406,13 @@ async function main() {
   let browser: Browser | undefined;
   try {
     const b0 = Date.now();
-    chain = await buildExplorerChain({ tasks: BASE, log: (m) => say(m) });
+    chain = await buildExplorerChain({ tasks: BASE, minify: !PROFILE, log: (m) => say(m) });
     const baseBuild = (Date.now() - b0) / 1000;
     say(`explorer at ${chain.explorerUrl} (${BASE} tasks, chain built in ${baseBuild.toFixed(0)} s)`);
     browser = await launchChromium();
     say(`Chromium ${browser.version()}`);
     const loadBase = load();
+    const logsBase = await rpcLogs(chain);
     const base = await measure(browser, chain, BASE);
 
     const g0 = Date.now();
@@ -327,6 +422,7 @@ async function main() {
     const blocks = await chain.net.provider.getBlockNumber();
     say(`${TASKS} tasks settled: ${growSeconds.toFixed(0)} s for ${TASKS - BASE} more (${blocks} blocks)`);
     const loadFull = load();
+    const logsFull = await rpcLogs(chain);
     const full = await measure(browser, chain, TASKS);
 
     const optimistic = chain.tasks.filter((t) => t.mode === "optimistic").length;
@@ -341,6 +437,11 @@ async function main() {
     );
     console.log(
       `load average (1, 5, 15 min): ${loadBase} at the ${BASE}-task runs, ${loadFull} at the ${TASKS}-task runs; ${os.cpus().length} cores`,
+    );
+    const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
+    console.log(
+      `the RPC alone, eth_getLogs of every protocol log (the page's first read): ${BASE} tasks ${logsBase.ms.toFixed(0)} ms ` +
+        `(${logsBase.logs} logs, ${kib(logsBase.bytes)}), ${TASKS} tasks ${logsFull.ms.toFixed(0)} ms (${logsFull.logs} logs, ${kib(logsFull.bytes)})`,
     );
     console.log("");
     console.log(`| measure | ${BASE} tasks: median (min–max) | ${TASKS} tasks: median (min–max) | ratio |`);

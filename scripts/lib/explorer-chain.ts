@@ -83,6 +83,8 @@ export interface ExplorerChainOptions {
   explorer?: boolean;
   /** The built page it serves (default: a private build made now, see `buildExplorerPage`). */
   explorerRoot?: string;
+  /** That private build unminified (function names kept, for a profile). */
+  minify?: boolean;
   pollMs?: number;
   /** At most this many submitted tasks not yet settled (default 48): submissions are spread over the build. */
   backlog?: number;
@@ -121,11 +123,22 @@ export interface ExplorerChain {
  */
 export function buildExplorerPage(
   outDir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-explorer-page-")),
+  opts: { minify?: boolean } = {},
 ): string {
   const vite = path.join(ROOT, "node_modules", "vite", "bin", "vite.js");
   const r = spawnSync(
     process.execPath,
-    [vite, "build", "--config", "explorer/vite.config.mjs", "--outDir", outDir, "--emptyOutDir"],
+    [
+      vite,
+      "build",
+      "--config",
+      "explorer/vite.config.mjs",
+      "--outDir",
+      outDir,
+      "--emptyOutDir",
+      // Unminified for a CPU profile that names the page's functions.
+      ...(opts.minify === false ? ["--minify", "false"] : []),
+    ],
     { cwd: ROOT, encoding: "utf8" },
   );
   if (r.status !== 0) throw new Error(`vite build failed (${r.status}): ${r.stderr || r.stdout}`);
@@ -330,7 +343,7 @@ export async function buildExplorerChain(opts: ExplorerChainOptions): Promise<Ex
     const metrics = [...INFERENCE, VERIFIER].map((i) => `${endpoint(i)}/metrics`);
     let pageDir: string | undefined;
     if (opts.explorer ?? true) {
-      pageDir = opts.explorerRoot ?? buildExplorerPage();
+      pageDir = opts.explorerRoot ?? buildExplorerPage(undefined, { minify: opts.minify });
       if (!opts.explorerRoot) ownPage = pageDir;
       const deployment = JSON.parse(fs.readFileSync(net.deploymentFile, "utf8"));
       explorer = await startExplorer({
