@@ -225,6 +225,12 @@ export function metricsUrls(endpoints: Iterable<string>, extra: readonly string[
       continue;
     }
     if (u.protocol !== "http:" && u.protocol !== "https:") continue;
+    // An endpoint is whatever its operator registered: the page asks it for /metrics only, never with the
+    // registered query, fragment or credentials.
+    u.search = "";
+    u.hash = "";
+    u.username = "";
+    u.password = "";
     // A node registers its base URL or its /healthz (the dev network does); its metrics are beside it.
     if (/\/(healthz?|readyz?)\/?$/.test(u.pathname))
       u.pathname = u.pathname.replace(/\/[^/]*\/?$/, "/metrics");
