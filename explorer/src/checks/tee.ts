@@ -166,6 +166,17 @@ export async function keyStandingCheck(ctx: Ctx, row: TaskRow, node: string): Pr
   try {
     const enclaves = ctx.store.contracts.enclaves;
     if (!enclaves) throw new Error("the deployment has no enclave registry");
+    if (row.settledBlock !== undefined) {
+      try {
+        const [, then] = (await enclaves.keyStatus(key, { blockTag: row.settledBlock })) as [string, bigint];
+        const at = KEY_STANDINGS[Number(then)] ?? `standing ${then}`;
+        details.push(["standing at settlement", at]);
+        if (at !== "Active")
+          problems.push(`the key was ${at}, not Active, at the settlement block ${row.settledBlock}`);
+      } catch {
+        details.push(["standing at settlement", "not read: this RPC serves no state that old"]);
+      }
+    }
     const [, st] = (await enclaves.keyStatus(key)) as [string, bigint];
     const standing = KEY_STANDINGS[Number(st)] ?? `standing ${st}`;
     details.push(["standing now", standing]);
@@ -188,7 +199,11 @@ export async function keyStandingCheck(ctx: Ctx, row: TaskRow, node: string): Pr
     ...base,
     status: "trust",
     details,
-    proved: `the key was registered to the settling node ${short(node, 4)} (EnclaveKeyRegistered)`,
+    proved:
+      `the key was registered to the settling node ${short(node, 4)} (EnclaveKeyRegistered)` +
+      (details.some(([k, v]) => k === "standing at settlement" && v === "Active")
+        ? " and was Active at the settlement block"
+        : ""),
     message: [meaning, ...warnings].join("; "),
   };
 }

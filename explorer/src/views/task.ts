@@ -471,7 +471,7 @@ function verdictSentence(
   const trusted = checks.filter((c) => c.status === "trust");
   switch (status) {
     case "fail":
-      return `Does not check out: ${failed.map((c) => c.title.toLowerCase()).join("; ")} failed.`;
+      return `Does not check out: ${failed.length} check(s) failed (${failed.map((c) => c.title).join("; ")}).`;
     case "pending":
       return run
         ? "Checking in this page…"
