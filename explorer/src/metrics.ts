@@ -194,7 +194,9 @@ export async function fetchMetrics(url: string, timeoutMs = 3000): Promise<Metri
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   const at = Date.now();
   try {
-    const res = await fetch(url, { mode: "cors", signal: abort.signal, cache: "no-store" });
+    // (typed as RequestInit so that this module also type-checks under Node's fetch types, for its tests)
+    const init = { mode: "cors", signal: abort.signal, cache: "no-store" } as RequestInit;
+    const res = await fetch(url, init);
     if (!res.ok) return { url, ok: false, error: `HTTP ${res.status}`, at };
     return { url, ok: true, families: parsePrometheus(await res.text()), at };
   } catch (e) {
