@@ -215,7 +215,15 @@ export function disputeCheck(
   const outcome = resolved ? DISPUTE_OUTCOMES[Number(resolved.args.outcome)] : undefined;
   if (outcome) details.push(["outcome", outcome]);
   if (!resolved && row.state === "Disputed") {
-    return { ...base, status: "pending", details, message: "the dispute is open", trusted: "" };
+    const until = opened ? time(Number(opened.args.deadline)) : "its deadline";
+    return {
+      ...base,
+      status: "pending",
+      details,
+      message: opened?.args.circuit
+        ? `open: the node has until ${until} to answer with a Groth16 proof`
+        : `open: verification nodes vote until ${until}`,
+    };
   }
   if (s?.via === "respond") {
     const ok = proofVerified === true && outcome === "NodeRight";

@@ -56,8 +56,14 @@ const OPTIMISTIC_CHECKS: [string, string][] = [
   ["output-match", "Outputs shown are the settled ones"],
 ];
 
-const planOf = (row: TaskRow) =>
-  row.mode === "tee" ? TEE_CHECKS : row.mode === "optimistic" ? OPTIMISTIC_CHECKS : ZK_CHECKS;
+function planOf(row: TaskRow): [string, string][] {
+  if (row.mode === "tee") return TEE_CHECKS;
+  if (row.mode !== "optimistic") return ZK_CHECKS;
+  if (!row.events.some((e) => e.name === "DisputeOpened" || e.name === "TaskDisputed"))
+    return OPTIMISTIC_CHECKS;
+  // a disputed task: the dispute's check goes before the outputs'
+  return [...OPTIMISTIC_CHECKS.slice(0, 3), ["dispute", "Dispute"], OPTIMISTIC_CHECKS[3]];
+}
 
 /** Why nothing can be checked yet, for a task that is not settled. */
 export function waitingFor(row: TaskRow, nowTime: number): string {
