@@ -1,5 +1,5 @@
 import { getAddress } from "ethers";
-import { opg, short, time } from "../format";
+import { opg, time } from "../format";
 import type { ChainEvent, TaskRow } from "../types";
 import type { Settlement } from "./settlement";
 import type { Check } from "./types";
@@ -274,5 +274,3 @@ export function disputeCheck(
     message: `outcome ${outcome ?? "unknown"}`,
   };
 }
-
-export const shortAddr = (a: string) => short(a, 4);
