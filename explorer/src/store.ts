@@ -317,7 +317,9 @@ export class Store {
         this.node(t.node, ev.block).claimed++;
         break;
       case "TaskClaimAbandoned":
-        set("Open");
+        // Open again for a take-over; the registry also emits it after TaskExpired/TaskRejected in the same
+        // transaction when it slashes a lapsed claim, which must not reopen a settled task.
+        if (t.state === "Claimed") set("Open");
         break;
       case "TaskResultPosted":
         set("Pending");
