@@ -30,7 +30,11 @@ const VIEWPORT = { width: 1400, height: 900 };
 const TIMEOUT_MS = 120_000;
 
 // Runs in the page (page.evaluate): the browser's global, declared in this module only.
-declare const document: { documentElement: { scrollHeight: number } };
+declare const document: {
+  documentElement: { scrollHeight: number };
+  querySelector(s: string): { getBoundingClientRect(): { bottom: number } } | null;
+};
+declare const window: { scrollY: number };
 declare const location: { hash: string };
 
 const t0 = Date.now();
@@ -209,17 +213,25 @@ export function palettePng(png: Buffer): Buffer {
   ]);
 }
 
+/**
+ * Write `name`.png: the page from the top down to the end of its content (the footer), at most the viewport's
+ * height, or with `fullPage` at most `maxHeight` (default 1800) px.
+ */
 async function shoot(page: Page, name: string, opts: { fullPage?: boolean; maxHeight?: number } = {}) {
   // Let the layout settle (fonts, a last poll), then write the PNG.
   await sleep(800);
   const file = path.join(OUT, `${name}.png`);
-  const height: number = await page.evaluate(() => document.documentElement.scrollHeight);
-  const clipHeight = Math.min(height, opts.maxHeight ?? 1800);
+  const content: number = await page.evaluate(() => {
+    const footer = document.querySelector("footer");
+    return footer
+      ? Math.ceil(footer.getBoundingClientRect().bottom + window.scrollY) + 8
+      : document.documentElement.scrollHeight;
+  });
+  const height = Math.min(content, opts.fullPage ? (opts.maxHeight ?? 1800) : VIEWPORT.height);
   const png = await page.screenshot({
     type: "png",
-    ...(opts.fullPage
-      ? { fullPage: true, clip: { x: 0, y: 0, width: VIEWPORT.width, height: clipHeight } }
-      : {}),
+    fullPage: opts.fullPage,
+    clip: { x: 0, y: 0, width: VIEWPORT.width, height },
   });
   fs.writeFileSync(file, palettePng(png));
   say(`${path.relative(ROOT, file)}: ${(fs.statSync(file).size / 1024).toFixed(0)} KiB`);
@@ -231,8 +243,27 @@ async function main() {
   let liar: Awaited<ReturnType<typeof lyingDataNode>> | undefined;
   const browser = await launchChromium();
   try {
-    chain = await buildExplorerChain({ tasks: TASKS, optimisticShare: 0.05, log: say });
+    // Blocks every second and a short queue: block times follow the clock, latencies are a few seconds.
+    chain = await buildExplorerChain({
+      tasks: TASKS,
+      optimisticShare: 0.05,
+      backlog: 8,
+      blockIntervalMs: 1000,
+      log: say,
+    });
+    // The set-up's blocks (one per transaction) ran ahead of the clock: back to automine, and wait for the
+    // clock to pass the head's time, so that "x s ago" reads right.
+    await chain.net.provider.send("evm_setIntervalMining", [0]);
+    await chain.net.provider.send("evm_setAutomine", [true]);
+    const head = (await chain.net.provider.getBlock("latest"))!.timestamp;
+    const ahead = head + 2 - Date.now() / 1000;
+    if (ahead > 0) {
+      say(`waiting ${ahead.toFixed(0)} s for the clock to pass the head block's time`);
+      await sleep(Math.min(ahead, 180) * 1000);
+    }
     const url = chain.explorerUrl!;
+    const optimistic = chain.tasks.filter((t) => t.mode === "optimistic").map((t) => `#${t.taskId}`);
+    say(`optimistic tasks (attested, in their challenge window): ${optimistic.join(", ") || "none"}`);
     say(`explorer at ${url}`);
     const context = await browser.newContext({ viewport: VIEWPORT, colorScheme: "light" });
     const page = await context.newPage();

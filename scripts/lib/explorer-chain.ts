@@ -77,7 +77,7 @@ const VERIFIER = 7;
 export interface ExplorerChainOptions {
   /** Tasks submitted (and settled) before the function returns; `grow` adds more later. */
   tasks: number;
-  /** Share of the iris MLP's tasks submitted in optimistic mode (default 0.02; 0 for none). */
+  /** Share of the tasks submitted in optimistic mode, on the iris MLP (default 0.02; 0 for none). */
   optimisticShare?: number;
   /** Start the explorer server on a free port (default true); its page polls every `pollMs` (default 1000). */
   explorer?: boolean;
@@ -88,6 +88,12 @@ export interface ExplorerChainOptions {
   pollMs?: number;
   /** At most this many submitted tasks not yet settled (default 48): submissions are spread over the build. */
   backlog?: number;
+  /**
+   * Mine a block every this many ms once the protocol is set up, instead of one per transaction: block times
+   * then follow the clock (with automine, every block is at least a second after the previous one, so a
+   * busy chain runs ahead of the clock). Default: automine.
+   */
+  blockIntervalMs?: number;
   /** Proving threads per inference node (default 2). */
   concurrency?: number;
   /** Told each stage and the progress. */
@@ -285,6 +291,10 @@ export async function buildExplorerChain(opts: ExplorerChainOptions): Promise<Ex
       }
     };
 
+    if (opts.blockIntervalMs) {
+      await net.provider.send("evm_setAutomine", [false]);
+      await net.provider.send("evm_setIntervalMining", [opts.blockIntervalMs]);
+    }
     const started = Date.now();
     const grow = async (n: number) => {
       const target = all.length + n;
@@ -295,7 +305,9 @@ export async function buildExplorerChain(opts: ExplorerChainOptions): Promise<Ex
         if (open < backlog) {
           const r = pickRequester();
           const deadline = (await net.provider.getBlock("latest"))!.timestamp + 3600;
-          if (random() < optimisticShare) {
+          // Optimistic tasks keep to their share of the tasks submitted so far (the first one early on).
+          const optimistic = all.filter((t) => t.mode === "optimistic").length;
+          if (optimistic < optimisticShare * (all.length + 1) - 0.5) {
             const req = request("mlp", deadline);
             const tx = await registry.connect(r.signer).submitTaskInMode(req, MODES.optimistic);
             record((await tx.wait())!, r.address, "optimistic");
