@@ -240,9 +240,19 @@ async function main(): Promise<number> {
           ? `the network and the explorer keep running at ${explorer.url}; Ctrl-C to stop`
           : `the network keeps running (chain ${net.chain.url}); Ctrl-C to stop`,
       );
-      const signal = await untilStopped();
-      say(`${signal}: stopping the nodes, the data node, the chain and the explorer`);
-      await Promise.all(procs.map((p) => p.stop()));
+      // Until Ctrl-C, or until a part of the network ends on its own (then the rest is no use).
+      const end = await Promise.race([
+        untilStopped().then((signal) => `${signal}`),
+        ...[net.chain.proc, net.data.proc, ...procs].map((p) =>
+          p.exited.then(() => `${p.name} exited (${p.exitDescription()})`),
+        ),
+      ]);
+      if (!/^SIG/.test(end)) {
+        stopRequested = undefined;
+        ok = false;
+      }
+      say(`${end}: stopping the nodes, the data node, the chain and the explorer`);
+      await Promise.all(procs.map((p) => p.stop().catch(() => undefined)));
       procs.length = 0;
     }
     return ok ? 0 : 1;
