@@ -461,7 +461,12 @@ export function searchView(ctx: Ctx, query: string): View {
   const snap = ctx.snap;
   const hits: { label: string; href: string }[] = [];
   const idish = q.replace(/^#/, "");
-  if (/^[0-9]+$/.test(idish)) {
+  const modelQuery = /^(?:model|m)\s*#?\s*([0-9]+)$/i.exec(q);
+  if (modelQuery) {
+    const id = String(BigInt(modelQuery[1]));
+    if (snap.models.has(id))
+      hits.push({ label: `Model #${id} (${snap.models.get(id)!.name})`, href: `#/model/${id}` });
+  } else if (/^[0-9]+$/.test(idish)) {
     if (snap.tasks.has(idish)) hits.push({ label: `Task #${idish}`, href: `#/task/${idish}` });
     if (snap.models.has(idish))
       hits.push({ label: `Model #${idish} (${snap.models.get(idish)!.name})`, href: `#/model/${idish}` });
@@ -489,8 +494,12 @@ export function searchView(ctx: Ctx, query: string): View {
         hits.push({ label: `Model #${m.id} (${m.name})`, href: `#/model/${m.id}` });
     }
   }
-  if (hits.length === 1) {
-    queueMicrotask(() => ctx.go(hits[0].href));
+  // One hit opens its page; a plain number that is a task id opens the task (tasks are what people look
+  // up by number; "model 3" finds the model), the hits below stay listed for the way back.
+  const taskFirst = /^[0-9]+$/.test(idish) && hits[0]?.href.startsWith("#/task/");
+  if (hits.length === 1 || taskFirst) {
+    const target = hits[0].href;
+    queueMicrotask(() => ctx.go(target));
   }
   el.append(
     hits.length
