@@ -499,7 +499,8 @@ export function searchView(ctx: Ctx, query: string): View {
   const taskFirst = /^[0-9]+$/.test(idish) && hits[0]?.href.startsWith("#/task/");
   if (hits.length === 1 || taskFirst) {
     const target = hits[0].href;
-    queueMicrotask(() => ctx.go(target));
+    // replace, not push: Back from the task goes to where the search started, not into this redirect
+    queueMicrotask(() => location.replace(target));
   }
   el.append(
     hits.length
