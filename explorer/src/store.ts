@@ -1,4 +1,4 @@
-import { getAddress, JsonRpcProvider, toBeHex, type Log, type ParamType } from "ethers";
+import { AbiCoder, getAddress, JsonRpcProvider, toBeHex, type EventFragment, type ParamType } from "ethers";
 import { contractsAt, ifaces, type Contracts, type Source } from "./contracts";
 import type {
   ChainEvent,
@@ -23,6 +23,69 @@ function plain(v: unknown, type: ParamType): unknown {
     return Object.fromEntries(type.components!.map((c, i) => [c.name, plain(r[i], c)]));
   }
   return v;
+}
+
+/** A raw log as eth_getLogs returns it. */
+interface RawLog {
+  address: string;
+  topics: string[];
+  data: string;
+  blockNumber: string;
+  transactionHash: string;
+  logIndex: string;
+}
+
+interface EventDecoder {
+  fragment: EventFragment;
+  indexed: ParamType[];
+  unindexed: ParamType[];
+}
+
+/**
+ * Each contract's events by topic, hashed once: ethers' Interface.parseLog hashes every event signature
+ * again for each log, which was most of the page's first render on a chain of 1,000 tasks.
+ */
+const DECODERS = new Map<string, EventDecoder>();
+for (const source of Object.keys(ifaces) as Source[]) {
+  ifaces[source].forEachEvent((fragment) => {
+    DECODERS.set(`${source}:${fragment.topicHash}`, {
+      fragment,
+      indexed: fragment.inputs.filter((i) => i.indexed),
+      unindexed: fragment.inputs.filter((i) => !i.indexed),
+    });
+  });
+}
+const coder = AbiCoder.defaultAbiCoder();
+
+/** A log's arguments by name; undefined when the log is not one of the contract's events or is malformed. */
+function decodeLog(source: Source, log: RawLog): { name: string; args: Record<string, unknown> } | undefined {
+  const d = DECODERS.get(`${source}:${log.topics[0]}`);
+  if (!d || log.topics.length !== d.indexed.length + 1) return undefined;
+  try {
+    const values = new Map<ParamType, unknown>();
+    d.indexed.forEach((input, k) => {
+      const topic = log.topics[k + 1];
+      // an indexed dynamic value (string, bytes, array, struct) is only its hash
+      const dynamic = input.isArray() || input.isTuple() || input.type === "string" || input.type === "bytes";
+      values.set(input, dynamic ? topic : coder.decode([input], topic)[0]);
+    });
+    const data = coder.decode(d.unindexed, log.data);
+    d.unindexed.forEach((input, k) => values.set(input, data[k]));
+    const args: Record<string, unknown> = {};
+    for (const input of d.fragment.inputs) args[input.name] = plain(values.get(input), input);
+    return { name: d.fragment.name, args };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checksummed addresses, memoised (a checksum is a keccak256; a chain has few distinct addresses). */
+const checksums = new Map<string, string>();
+export function checksum(a: string): string {
+  const key = a.toLowerCase();
+  let c = checksums.get(key);
+  if (!c) checksums.set(key, (c = getAddress(key)));
+  return c;
 }
 
 /**
@@ -91,7 +154,7 @@ export class Store {
         // a registry from before the modes: ZK only
       }
     }
-    for (const [s, a] of Object.entries(this.addresses)) this.bySource.set(getAddress(a!), s as Source);
+    for (const [s, a] of Object.entries(this.addresses)) this.bySource.set(a!.toLowerCase(), s as Source);
     this.contracts = contractsAt(this.provider, this.addresses);
     const head = Number(await this.provider.send("eth_blockNumber", []));
     await this.readRange(this.config.fromBlock ?? 0, head);
@@ -173,52 +236,52 @@ export class Store {
   }
 
   /** The protocol contracts' logs in [from, to]: one request, or windows of 10,000 blocks if refused. */
-  private async getLogs(from: number, to: number): Promise<Log[]> {
+  private async getLogs(from: number, to: number): Promise<RawLog[]> {
     const address = Object.values(this.addresses) as string[];
     const call = (a: number, b: number) =>
-      this.provider.send("eth_getLogs", [{ address, fromBlock: toBeHex(a), toBlock: toBeHex(b) }]);
-    let raw: Record<string, unknown>[];
+      this.rawRpc<RawLog[]>("eth_getLogs", [{ address, fromBlock: toBeHex(a), toBlock: toBeHex(b) }]);
     try {
-      raw = await call(from, to);
+      return await call(from, to);
     } catch {
-      raw = [];
+      const raw: RawLog[] = [];
       for (let start = from; start <= to; start += 10_000)
         raw.push(...(await call(start, Math.min(to, start + 9_999))));
+      return raw;
     }
-    return raw.map(
-      (r) =>
-        ({
-          address: r.address as string,
-          topics: r.topics as string[],
-          data: r.data as string,
-          blockNumber: Number(r.blockNumber),
-          transactionHash: r.transactionHash as string,
-          index: Number(r.logIndex),
-        }) as unknown as Log,
-    );
+  }
+
+  /**
+   * One JSON-RPC call with the browser's own fetch and JSON parser: for eth_getLogs, whose answer is megabytes
+   * on a busy chain (ethers decodes response bodies with a JavaScript UTF-8 decoder, several times slower).
+   */
+  private async rawRpc<T>(method: string, params: unknown[]): Promise<T> {
+    const res = await fetch(this.config.rpc, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    });
+    if (!res.ok) throw new Error(`${method}: HTTP ${res.status}`);
+    const reply = (await res.json()) as { result?: T; error?: { message?: string } };
+    if (reply.error) throw new Error(`${method}: ${reply.error.message ?? "error"}`);
+    return reply.result as T;
   }
 
   private async readRange(from: number, to: number) {
     const logs = await this.getLogs(from, to);
-    for (const log of logs) {
-      const source = this.bySource.get(getAddress(log.address));
+    for (const [i, log] of logs.entries()) {
+      // let the page paint and take input while a long history is read
+      if (i > 0 && i % 500 === 0) await new Promise((r) => setTimeout(r, 0));
+      const source = this.bySource.get(log.address.toLowerCase());
       if (!source) continue;
-      let parsed;
-      try {
-        parsed = ifaces[source].parseLog({ topics: log.topics as string[], data: log.data });
-      } catch {
-        parsed = null;
-      }
-      if (!parsed) continue;
-      const args: Record<string, unknown> = {};
-      parsed.fragment.inputs.forEach((input, i) => (args[input.name] = plain(parsed!.args[i], input)));
+      const decoded = decodeLog(source, log);
+      if (!decoded) continue;
       const ev: ChainEvent = {
         source,
-        name: parsed.name,
-        block: log.blockNumber,
+        name: decoded.name,
+        block: Number(log.blockNumber),
         tx: log.transactionHash,
-        logIndex: log.index,
-        args,
+        logIndex: Number(log.logIndex),
+        args: decoded.args,
       };
       if (this.snap.fromBlock === 0 || ev.block < this.snap.fromBlock) this.snap.fromBlock = ev.block;
       this.apply(ev);
@@ -226,7 +289,7 @@ export class Store {
   }
 
   private node(address: string, block: number): NodeRow {
-    const key = getAddress(address);
+    const key = checksum(address);
     let n = this.snap.nodes.get(key);
     if (!n) {
       n = {
@@ -287,7 +350,7 @@ export class Store {
       const row: TaskRow = {
         id: a.taskId as bigint,
         modelId: a.modelId as bigint,
-        requester: getAddress(a.requester as string),
+        requester: checksum(a.requester as string),
         fee: task.fee,
         mode: MODE_OF[Number(task.mode)] ?? "unknown",
         task,
@@ -313,7 +376,7 @@ export class Store {
     switch (ev.name) {
       case "TaskClaimed":
         set("Claimed");
-        t.node = getAddress(a.node as string);
+        t.node = checksum(a.node as string);
         this.node(t.node, ev.block).claimed++;
         break;
       case "TaskClaimAbandoned":
@@ -323,7 +386,7 @@ export class Store {
         break;
       case "TaskResultPosted":
         set("Pending");
-        t.node = getAddress(a.node as string);
+        t.node = checksum(a.node as string);
         t.outputs = a.outputs as bigint[];
         break;
       case "TaskAttested":
@@ -334,7 +397,7 @@ export class Store {
         break;
       case "TaskVerified": {
         set("Verified");
-        t.node = getAddress(a.node as string);
+        t.node = checksum(a.node as string);
         t.outputs = a.outputs as bigint[];
         t.nodeFee = a.nodeFee as bigint;
         t.royalty = a.royalty as bigint;
@@ -373,7 +436,7 @@ export class Store {
       const row: ModelRow = {
         id: a.modelId as bigint,
         name: spec.name as string,
-        owner: getAddress(a.owner as string),
+        owner: checksum(a.owner as string),
         onnxHash: spec.onnxHash as string,
         bundleHash: spec.bundleHash as string,
         verificationKey: a.verificationKey as string,
@@ -401,7 +464,7 @@ export class Store {
     if (ev.name === "ModelFeeUpdated") m.fee = a.fee as bigint;
     else if (ev.name === "ModelActiveSet") m.active = a.active as boolean;
     else if (ev.name === "ModelAttestationQuorumSet") m.attestationQuorum = Number(a.quorum);
-    else if (ev.name === "ModelOwnershipTransferred") m.owner = getAddress(a.newOwner as string);
+    else if (ev.name === "ModelOwnershipTransferred") m.owner = checksum(a.newOwner as string);
   }
 
   /** Stake, collateral and unbonding of every node, from nodeInfo() at the head (one batch of calls). */
