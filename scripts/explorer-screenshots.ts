@@ -13,15 +13,14 @@
  *
  * SCREENSHOT_TASKS sets the number of tasks (default 60).
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
-import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
 import type { Page } from "playwright-core";
-import { packBundle, readBundleArchive, bundleArchiveId } from "../workers/data/bundle-archive";
+import { packBundle, bundleArchiveId } from "../workers/data/bundle-archive";
 import { buildExplorerChain, launchChromium, type ExplorerChain } from "./lib/explorer-chain";
+import { lyingDataNodeHandler, swapVerificationKey } from "./lib/forged-bundle";
 import { fixtureBundle, ROOT, sleep } from "./lib/local-network";
 
 const TASKS = Number(process.env.SCREENSHOT_TASKS ?? 60);
@@ -40,69 +39,9 @@ declare const location: { hash: string };
 const t0 = Date.now();
 const say = (msg: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}`);
 
-/**
- * The same bundle with another valid verification key (its first two IC points swapped) and manifest.json's
- * hash of the key updated to match: self-consistent, so only the registry's hashes tell.
- */
-function swapVerificationKey(archive: Buffer): Buffer {
-  const read = readBundleArchive(archive);
-  const ref = read.manifest.artifacts.verificationKey as { file: string; sha256: string };
-  const vk = JSON.parse(read.files.get(ref.file)!.toString("utf8")) as { IC: unknown[] };
-  [vk.IC[0], vk.IC[1]] = [vk.IC[1], vk.IC[0]];
-  const key = Buffer.from(JSON.stringify(vk));
-  const manifest = {
-    ...read.manifest,
-    artifacts: {
-      ...read.manifest.artifacts,
-      verificationKey: { ...ref, sha256: crypto.createHash("sha256").update(key).digest("hex") },
-    },
-  };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-forged-bundle-"));
-  try {
-    for (const [name, bytes] of read.files) {
-      fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-      fs.writeFileSync(path.join(dir, name), bytes);
-    }
-    fs.writeFileSync(path.join(dir, ref.file), key);
-    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest, null, 2));
-    return packBundle(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * A data node that lies about one bundle: `/blobs/<bundleId>` answers the forged archive (with the id asked
- * for in its headers); everything else is passed on to the real data node.
- */
+/** A data node that lies about one bundle (scripts/lib/forged-bundle.ts), on a port of its own. */
 async function lyingDataNode(upstream: string, bundleId: string, forged: Buffer) {
-  const server = http.createServer((req, res) => {
-    if (new URL(req.url ?? "/", "http://x").pathname === `/blobs/${bundleId}` && req.method !== "OPTIONS") {
-      res.writeHead(200, {
-        "content-type": "application/octet-stream",
-        "content-length": forged.length,
-        "x-opg-sha256": bundleId,
-        "access-control-allow-origin": "*",
-        "access-control-expose-headers": "x-opg-sha256",
-      });
-      res.end(req.method === "HEAD" ? undefined : forged);
-      return;
-    }
-    const target = new URL(req.url ?? "/", upstream);
-    const out = http.request(
-      target,
-      { method: req.method, headers: { ...req.headers, host: target.host } },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    out.on("error", (e) => {
-      if (!res.headersSent) res.writeHead(502, { "access-control-allow-origin": "*" });
-      res.end(String(e));
-    });
-    req.pipe(out);
-  });
+  const server = http.createServer(lyingDataNodeHandler(upstream, bundleId, forged));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,

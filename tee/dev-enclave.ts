@@ -13,6 +13,7 @@ import type { EnclaveRegistry } from "../typechain-types/contracts/tee/EnclaveRe
 import { INodeStaking__factory } from "../typechain-types";
 import { CborKey, CborValue, encodeCbor } from "./cbor";
 import { DEV_ENCLAVE_MEASUREMENT, DEV_ENCLAVE_PCRS } from "./measurement";
+import { KEY_STANDINGS, standingName, type KeyStandingName } from "./standings";
 
 /** The `format` field that marks a development attestation document. */
 export const DEV_ATTESTATION_FORMAT = "opg-dev-attestation/1";
@@ -136,21 +137,8 @@ export class DevEnclave {
   }
 }
 
-/** Key standings as IEnclaveRegistry.KeyStanding numbers them. */
-export const KEY_STANDINGS = [
-  "Unknown",
-  "Pending",
-  "Active",
-  "Challenged",
-  "Revoked",
-  "Expired",
-  "MeasurementWithdrawn",
-] as const;
-export type KeyStandingName = (typeof KEY_STANDINGS)[number];
-
-export function standingName(n: bigint | number): KeyStandingName {
-  return KEY_STANDINGS[Number(n)] ?? "Unknown";
-}
+/** Key standings as IEnclaveRegistry.KeyStanding numbers them (tee/standings.ts). */
+export { KEY_STANDINGS, standingName, type KeyStandingName };
 
 const DEFAULT_LIFETIME_SECONDS = 7 * 24 * 3600;
 

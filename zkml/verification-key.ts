@@ -39,6 +39,49 @@ export function verificationKeyWords(vk: SnarkjsVerificationKey): bigint[] {
   ];
 }
 
+/**
+ * The snarkjs form of a key in the registry's word order (the inverse of verificationKeyWords): G2
+ * coordinates are stored imaginary part first, snarkjs writes them real part first. Used by the verification
+ * node's audit (workers/runtime/audit.ts) and the explorer page (explorer/src/checks/zk.ts).
+ */
+export function snarkjsKeyFromWords(words: readonly bigint[]): SnarkjsVerificationKey {
+  const w = words.map(String);
+  const g1 = (i: number) => [w[i], w[i + 1], "1"];
+  const g2 = (i: number) => [
+    [w[i + 1], w[i]],
+    [w[i + 3], w[i + 2]],
+    ["1", "0"],
+  ];
+  const ic: string[][] = [];
+  for (let i = 14; i + 1 < w.length; i += 2) ic.push(g1(i));
+  return {
+    protocol: "groth16",
+    curve: "bn128",
+    nPublic: ic.length - 1,
+    vk_alpha_1: g1(0),
+    vk_beta_2: g2(2),
+    vk_gamma_2: g2(6),
+    vk_delta_2: g2(10),
+    IC: ic,
+  };
+}
+
+/** The 8 proof words of the calldata as snarkjs's proof: pi_b's coordinates come imaginary part first. */
+export function snarkjsProof(words: readonly bigint[]) {
+  const p = words.map(String);
+  return {
+    pi_a: [p[0], p[1], "1"],
+    pi_b: [
+      [p[3], p[2]],
+      [p[5], p[4]],
+      ["1", "0"],
+    ],
+    pi_c: [p[6], p[7], "1"],
+    protocol: "groth16",
+    curve: "bn128",
+  };
+}
+
 /** keccak256 of the packed key words: the `verificationKeyHash` the ModelRegistry records. */
 export function verificationKeyHash(words: readonly bigint[]): string {
   return keccak256(

@@ -5,7 +5,6 @@ import path from "node:path";
 import { ethers, NonceManager, type Signer } from "ethers";
 import { executeQuantized, inputWords, loadManifest, loadProgram } from "../../zkml";
 import { MODES, parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
-import { chromium, type Browser } from "playwright-core";
 import { startExplorer, type RunningExplorer } from "../../sdk/explorer-server";
 import {
   account,
@@ -34,24 +33,8 @@ import { TABULAR_FIXTURES, tabularTestData } from "./tabular-fixtures";
  * outside this machine is reached.
  */
 
-/** Debian's Chromium (the `chromium` package), driven by playwright-core: no browser download. */
-export const CHROMIUM = process.env.OPG_CHROMIUM ?? "/usr/bin/chromium";
-export const CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-export function launchChromium(): Promise<Browser> {
-  if (!fs.existsSync(CHROMIUM))
-    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set OPG_CHROMIUM)`);
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-}
+/** Chromium is launched by scripts/lib/chromium.ts; re-exported for the scripts that import it from here. */
+export { CHROMIUM, CHROMIUM_ARGS, launchChromium } from "./chromium";
 
 /** The iris MLP (427 constraints, proves in well under a second): most tasks, ZK or optimistic. */
 const MLP = "test/fixtures/models/iris_mlp.onnx";

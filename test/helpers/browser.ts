@@ -1,23 +1,13 @@
 import fs from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { CHROMIUM, launchChromium as launch } from "../../scripts/lib/chromium";
 
 /**
  * Headless Chromium for the explorer's browser tests: Debian's `chromium` package driven by playwright-core
  * (no browser download). Where it is not installed, CI fails naming the package; elsewhere the suite is
  * skipped with the same message, as the ONNX conformance suite does for its Debian data.
  */
-export const CHROMIUM = process.env.OPG_CHROMIUM ?? "/usr/bin/chromium";
-
-const ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+export { CHROMIUM };
 
 /** Launch Chromium, or skip the calling suite (fail on CI) when it is missing. Call from a `before` hook. */
 export async function launchChromium(ctx: Mocha.Context): Promise<Browser> {
@@ -29,7 +19,7 @@ export async function launchChromium(ctx: Mocha.Context): Promise<Browser> {
     console.warn(`\n  SKIPPED: ${message}\n`);
     ctx.skip();
   }
-  return chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  return launch();
 }
 
 /**

@@ -2,8 +2,10 @@ import { ethers, toBeHex, type Log, type Provider } from "ethers";
 import { DisputeManager__factory, EnclaveRegistry__factory } from "../../typechain-types";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
+import { snarkjsKeyFromWords, snarkjsProof } from "../../zkml/verification-key";
 import { checkEnclaveKey, type KeyCheck } from "../../tee/check-key";
 import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
+import { KEY_STANDINGS, type KeyStandingName } from "../../tee/standings";
 import { bytes32ToBundleId } from "../data/bundle-archive";
 import type { DataClient } from "../data/client";
 import type { AuditSetup, SetupChecks } from "./audit-setup";
@@ -56,17 +58,8 @@ export const MODE_TOPICS = {
 export const DISPUTE_OUTCOMES = ["NodeRight", "NodeWrong", "Undecided"] as const;
 export type DisputeOutcomeName = (typeof DISPUTE_OUTCOMES)[number];
 
-/** `IEnclaveRegistry.KeyStanding` by index. */
-export const KEY_STANDINGS = [
-  "Unknown",
-  "Pending",
-  "Active",
-  "Challenged",
-  "Revoked",
-  "Expired",
-  "MeasurementWithdrawn",
-] as const;
-export type KeyStandingName = (typeof KEY_STANDINGS)[number];
+/** `IEnclaveRegistry.KeyStanding` by index (tee/standings.ts). */
+export { KEY_STANDINGS, type KeyStandingName };
 
 /** What the audit found about the enclave key that signed a TEE task's result. */
 export interface TeeAudit {
@@ -344,31 +337,8 @@ export async function findSubmitted(
   return logs[0] ? parseSubmitted(logs[0]) : undefined;
 }
 
-/**
- * The snarkjs form of a key in the registry's word order (the inverse of zkml's verificationKeyWords): G2
- * coordinates are stored imaginary part first, snarkjs writes them real part first.
- */
-export function snarkjsKeyFromWords(words: readonly bigint[]) {
-  const w = words.map(String);
-  const g1 = (i: number) => [w[i], w[i + 1], "1"];
-  const g2 = (i: number) => [
-    [w[i + 1], w[i]],
-    [w[i + 3], w[i + 2]],
-    ["1", "0"],
-  ];
-  const ic: string[][] = [];
-  for (let i = 14; i + 1 < w.length; i += 2) ic.push(g1(i));
-  return {
-    protocol: "groth16",
-    curve: "bn128",
-    nPublic: ic.length - 1,
-    vk_alpha_1: g1(0),
-    vk_beta_2: g2(2),
-    vk_gamma_2: g2(6),
-    vk_delta_2: g2(10),
-    IC: ic,
-  };
-}
+/** zkml/verification-key.ts snarkjsKeyFromWords, re-exported for the callers that import it from here. */
+export { snarkjsKeyFromWords };
 
 /** The proof verified off-chain against the model's registered key, with signals rebuilt from chain data. */
 async function verifyTaskProof(
@@ -381,18 +351,7 @@ async function verifyTaskProof(
   const registeredKey = [...(await deps.models.verificationKeyOf(modelId))];
   const binding = BigInt(await deps.tasks.taskBinding(taskId, node));
   const signals = [...s.outputs, ...s.input, binding].map(String);
-  const p = s.proof.map(String);
-  const proof = {
-    pi_a: [p[0], p[1], "1"],
-    pi_b: [
-      [p[3], p[2]],
-      [p[5], p[4]],
-      ["1", "0"],
-    ],
-    pi_c: [p[6], p[7], "1"],
-    protocol: "groth16",
-    curve: "bn128",
-  };
+  const proof = snarkjsProof(s.proof);
   return (
     registeredKey.length > 0 &&
     (await groth16Verify(snarkjsKeyFromWords(registeredKey), signals, proof as never))

@@ -1,4 +1,5 @@
 import { AbiCoder, getAddress, id as keccakUtf8, keccak256, recoverAddress } from "ethers";
+import { KEY_STANDINGS } from "../../../tee/standings";
 import { taskBinding } from "../../../zkml/binding";
 import type { Ctx } from "../app";
 import { short, time } from "../format";
@@ -11,17 +12,6 @@ import { wordsHash } from "./zk";
  * SHA-384 label hashes), copied because that module needs node:crypto. Only local chains approve it.
  */
 export const DEV_ENCLAVE_MEASUREMENT = "0x4b9a8b338f44a2e245ce54ac89ba2d0a4faf4b034f571d313c4239421a0e9932";
-
-/** `IEnclaveRegistry.KeyStanding` by index. */
-export const KEY_STANDINGS = [
-  "Unknown",
-  "Pending",
-  "Active",
-  "Challenged",
-  "Revoked",
-  "Expired",
-  "MeasurementWithdrawn",
-] as const;
 
 /** TaskRegistry.teeResultDigest, computed here. */
 export function teeResultDigest(

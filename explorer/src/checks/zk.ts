@@ -1,6 +1,7 @@
 import { keccak256, solidityPacked } from "ethers";
 import { taskBinding } from "../../../zkml/binding";
 import {
+  snarkjsProof,
   verificationKeyHash,
   verificationKeyWords,
   type SnarkjsVerificationKey,
@@ -24,49 +25,10 @@ export const wordsHash = (ws: readonly bigint[]) =>
     ),
   );
 
+/** zkml/verification-key.ts snarkjsKeyFromWords, re-exported for the page's checks. */
+export { snarkjsKeyFromWords } from "../../../zkml/verification-key";
+
 const hex = (w: bigint) => "0x" + w.toString(16);
-
-/**
- * The snarkjs form of a key in the registry's word order (workers/runtime/audit.ts snarkjsKeyFromWords):
- * G2 coordinates are stored imaginary part first, snarkjs writes them real part first.
- */
-export function snarkjsKeyFromWords(words: readonly bigint[]): SnarkjsVerificationKey {
-  const w = words.map(String);
-  const g1 = (i: number) => [w[i], w[i + 1], "1"];
-  const g2 = (i: number) => [
-    [w[i + 1], w[i]],
-    [w[i + 3], w[i + 2]],
-    ["1", "0"],
-  ];
-  const ic: string[][] = [];
-  for (let i = 14; i + 1 < w.length; i += 2) ic.push(g1(i));
-  return {
-    protocol: "groth16",
-    curve: "bn128",
-    nPublic: ic.length - 1,
-    vk_alpha_1: g1(0),
-    vk_beta_2: g2(2),
-    vk_gamma_2: g2(6),
-    vk_delta_2: g2(10),
-    IC: ic,
-  };
-}
-
-/** The 8 proof words of the calldata as snarkjs's proof: pi_b's coordinates come imaginary part first. */
-export function snarkjsProof(words: readonly bigint[]) {
-  const p = words.map(String);
-  return {
-    pi_a: [p[0], p[1], "1"],
-    pi_b: [
-      [p[3], p[2]],
-      [p[5], p[4]],
-      ["1", "0"],
-    ],
-    pi_c: [p[6], p[7], "1"],
-    protocol: "groth16",
-    curve: "bn128",
-  };
-}
 
 /** The verification key as the data node's bundle holds it, or why it cannot be read. */
 export function bundleKey(loaded: LoadedBundle | undefined): { vk?: SnarkjsVerificationKey; error?: string } {
