@@ -109,3 +109,13 @@ describe("explorer: nodes' Prometheus metrics", function () {
     ]);
   });
 });
+
+describe("explorer: constants the page copies from Node-only modules", function () {
+  it("knows the development enclave's measurement (tee/measurement.ts computes it with node:crypto)", async function () {
+    // by a computed path: the page's modules are type-checked under explorer/tsconfig.json (DOM), not here
+    const pageModule: string = "../../explorer/src/checks/tee";
+    const page = (await import(pageModule)) as { DEV_ENCLAVE_MEASUREMENT: string };
+    const { DEV_ENCLAVE_MEASUREMENT } = await import("../../tee/measurement");
+    expect(page.DEV_ENCLAVE_MEASUREMENT).to.equal(DEV_ENCLAVE_MEASUREMENT);
+  });
+});
