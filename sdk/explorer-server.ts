@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import type { Deployment } from "../workers/runtime/chain";
 import { packageRoot } from "../zkml/prover/paths";
 
 /**
@@ -13,15 +14,7 @@ import { packageRoot } from "../zkml/prover/paths";
 export interface ExplorerOptions {
   rpc: string;
   data: string;
-  deployment: {
-    chainId?: number;
-    token: string;
-    staking: string;
-    models: string;
-    tasks: string;
-    enclaves?: string;
-    disputes?: string;
-  };
+  deployment: Deployment;
   /** Extra /metrics URLs (nodes' registered endpoints are read as well). */
   metrics?: string[];
   pollMs?: number;

@@ -410,13 +410,8 @@ export class Store {
         break;
       }
       case "TaskRejected":
-        set("Rejected");
-        t.refund = a.refund as bigint;
-        t.settledBlock = ev.block;
-        t.settledTx = ev.tx;
-        break;
       case "TaskExpired":
-        set("Expired");
+        set(ev.name === "TaskRejected" ? "Rejected" : "Expired");
         t.refund = a.refund as bigint;
         t.settledBlock = ev.block;
         t.settledTx = ev.tx;

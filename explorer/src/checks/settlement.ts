@@ -52,16 +52,6 @@ export async function readSettlement(
   if (a.taskId === undefined || BigInt(a.taskId) !== taskId) return { method };
   switch (method) {
     case "submitResult":
-      return {
-        method,
-        settlement: {
-          via: method,
-          input: words(a.input),
-          outputs: words(a.outputs),
-          proof: words(a.proof),
-          attesters: [],
-        },
-      };
     case "respond":
       return {
         method,
@@ -70,7 +60,7 @@ export async function readSettlement(
           input: words(a.input),
           outputs: words(a.outputs),
           proof: words(a.proof),
-          attesters: addresses(a.attesters),
+          attesters: method === "respond" ? addresses(a.attesters) : [],
         },
       };
     case "submitResultTee":
