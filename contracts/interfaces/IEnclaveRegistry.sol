@@ -106,6 +106,10 @@ interface IEnclaveRegistry {
     /// its node `fraudSlash` (the governed beneficiary share to the challenger) and returns the bond.
     function resolveChallenge(address key, bool documentValid) external;
 
+    /// @notice When a key of `node` was last challenged (zero if never). The task registry releases, without
+    /// slash, a TEE claim of `node` that lapsed after such a challenge, and lets nobody take it over.
+    function lastChallengeOf(address node) external view returns (uint64);
+
     /// @notice The node `key` belongs to and its standing now.
     function keyStatus(address key) external view returns (address node, KeyStanding standing);
 

@@ -153,6 +153,10 @@ interface INodeStaking {
     /// @notice Bonded stake minus locked collateral.
     function freeStakeOf(address node) external view returns (uint256);
 
+    /// @notice When `node` last added stake (zero if never). A dispute vote counts only stake that was there
+    /// when the dispute opened: a voter who staked since may not vote in it.
+    function lastStakedAt(address node) external view returns (uint64);
+
     /// @notice Everything about `node`.
     function nodeInfo(address node) external view returns (NodeInfo memory);
 

@@ -136,6 +136,9 @@ interface ITaskRegistry {
     event TaskAttested(uint256 indexed taskId, address indexed attester, uint256 count);
     /// @notice The posted outputs of `taskId` are disputed (see the dispute manager's events).
     event TaskDisputed(uint256 indexed taskId, address indexed challenger);
+    /// @notice The posted outputs of `taskId` met no quorum: the node's collateral was slashed and the task is
+    /// open to claims again until its deadline.
+    event TaskReopened(uint256 indexed taskId, address indexed previousNode);
     /// @notice The posted outputs of `taskId` were rejected (`outcome` NodeWrong or Undecided): the requester
     /// got `refund` back; `slashed` is the node's collateral taken (NodeWrong only).
     event TaskRejected(
@@ -188,17 +191,22 @@ interface ITaskRegistry {
     error TaskRegistryWrongMode(uint256 taskId, uint8 mode);
     /// @notice The enclave signature does not recover to a key of the node in good standing.
     error TaskRegistryEnclaveKeyRejected(uint256 taskId, address key, uint8 standing);
-    /// @notice The posted outputs or attester list given do not match what the task holds.
+    /// @notice The posted outputs or attester list given do not match what the task holds (or, for a disputed
+    /// task, the caller is not the dispute manager that opened the dispute).
     error TaskRegistryPendingMismatch(uint256 taskId);
     /// @notice The challenge window of `taskId` is still open (finality) or has closed (attest, challenge).
     error TaskRegistryWindow(uint256 taskId, uint256 windowEnd, uint256 now_);
-    /// @notice The caller may not attest this task (not an eligible verification node, the task's own node,
-    /// already attested, or the attester list is full).
+    /// @notice An attestation does not count (not an eligible verification node, the task's own node, a
+    /// repeated attester, or more than 16).
     error TaskRegistryCannotAttest(uint256 taskId, address attester);
     /// @notice Fewer attestations than the task's quorum.
     error TaskRegistryQuorumNotMet(uint256 taskId, uint256 attestations, uint256 quorum);
     /// @notice Only the governed dispute manager may call this.
     error TaskRegistryNotDisputeManager(address caller);
+    /// @notice The TEE claim of `taskId` lapsed while a key of its node was under challenge: nobody may take
+    /// it over (nobody earns from a task lapsed through a challenge); it waits for its deadline and a full
+    /// refund, and its node's collateral is released without slash.
+    error TaskRegistryClaimUnderChallenge(uint256 taskId, address node);
     /// @notice This verification mode's module is not set.
     error TaskRegistryModuleNotSet(uint8 mode);
     /// @notice The fee is below the model's fee, or above 2^96.
@@ -299,24 +307,14 @@ interface ITaskRegistry {
     /// locked as the node's bond; the challenge window opens.
     /// `attestations` are verification nodes' EIP-191 signatures (`signMessage` of the 32 bytes) of
     /// `attestationDigest(taskId, node, outputsHash)`
-    /// gathered before posting (each counts as an `attest`, with the same rules; may be empty): the cheap
-    /// path, one transaction for the result and its attestations.
+    /// gathered before posting: each must recover to a distinct eligible verification node other than the
+    /// node, at most 16. The attester set is fixed here: nothing anyone sends during the window changes what a
+    /// challenge, a finalisation or an expiry must name, so no transaction can front-run a challenge.
     function submitResultOptimistic(
         uint256 taskId,
         Task calldata task,
         uint256[] calldata outputs,
         bytes[] calldata attestations
-    ) external;
-
-    /// @notice Optimistic mode: as an eligible verification node, attest that the posted outputs (whose
-    /// keccak256 of packed words is `outputsHash`) are right. `attesters` is the list so far (from
-    /// `TaskAttested`). An attester is paid a share of the fee at finality and slashed if the outputs are
-    /// proved wrong.
-    function attest(
-        uint256 taskId,
-        Task calldata task,
-        bytes32 outputsHash,
-        address[] calldata attesters
     ) external;
 
     /// @notice Optimistic mode: after the window, with the task's quorum of attesters, settle the posted
@@ -328,8 +326,10 @@ interface ITaskRegistry {
         address[] calldata attesters
     ) external;
 
-    /// @notice Optimistic mode: the window closed without the quorum: refund the requester and release the
-    /// node's collateral (nobody showed it wrong, so it is not slashed). Anyone.
+    /// @notice Optimistic mode: the window closed without the quorum. The node's claim collateral is slashed
+    /// to the treasury, as for an abandoned claim (posting what nobody attests must not be cheaper than
+    /// abandoning), and the task reopens for another node before its deadline (`TaskReopened`), or the
+    /// requester is refunded in full after it. Anyone.
     function expireUnattested(
         uint256 taskId,
         Task calldata task,
@@ -338,6 +338,8 @@ interface ITaskRegistry {
     ) external;
 
     /// @notice Dispute manager only: freeze the posted outputs of `taskId` under a challenge (within the window).
+    /// The task records the calling manager: only it settles the dispute (`acceptDisputed`, `rejectDisputed`),
+    /// so a later `setVerificationModules` never strands a dispute in progress.
     function openDispute(
         uint256 taskId,
         Task calldata task,
@@ -346,7 +348,8 @@ interface ITaskRegistry {
         address challenger
     ) external returns (address node);
 
-    /// @notice Dispute manager only: the disputed outputs were right: settle them as verified.
+    /// @notice The dispute manager that opened the dispute only: the disputed outputs were right: settle them
+    /// as verified.
     function acceptDisputed(
         uint256 taskId,
         Task calldata task,
@@ -354,7 +357,8 @@ interface ITaskRegistry {
         address[] calldata attesters
     ) external;
 
-    /// @notice Dispute manager only: reject the disputed outputs and refund the requester. NodeWrong slashes the
+    /// @notice The dispute manager that opened the dispute only: reject the disputed outputs and refund the
+    /// requester. NodeWrong slashes the
     /// node's collateral (the governed beneficiary share to `challenger`; the dispute manager slashes the
     /// attesters); Undecided slashes nobody and releases the node's collateral.
     function rejectDisputed(

@@ -51,6 +51,8 @@ contract NodeStaking is INodeStaking, Ownable, ReentrancyGuard {
     /// @dev Collateral each manager locked per node, plus one once touched (so later writes cost 2,900 gas,
     /// not 20,000). Lets a node take back collateral a revoked manager can no longer unlock.
     mapping(address node => mapping(address manager => uint256 lockedPlusOne)) private _lockedBy;
+    /// @dev When each node last added stake (see `lastStakedAt`).
+    mapping(address node => uint64 stakedAt) private _lastStakedAt;
 
     modifier onlyCollateralManager() {
         if (!_collateralManagers[msg.sender]) revert NodeStakingNotCollateralManager(msg.sender);
@@ -239,6 +241,11 @@ contract NodeStaking is INodeStaking, Ownable, ReentrancyGuard {
     }
 
     /// @inheritdoc INodeStaking
+    function lastStakedAt(address node) external view returns (uint64) {
+        return _lastStakedAt[node];
+    }
+
+    /// @inheritdoc INodeStaking
     function nodeInfo(address node) external view returns (NodeInfo memory) {
         return _nodes[node];
     }
@@ -329,6 +336,8 @@ contract NodeStaking is INodeStaking, Ownable, ReentrancyGuard {
         uint256 bonded = uint256(info.bonded) + amount;
         if (bonded > type(uint128).max) revert NodeStakingAmountTooLarge(amount);
         info.bonded = uint128(bonded);
+        // Safe cast: timestamps fit 64 bits.
+        _lastStakedAt[msg.sender] = uint64(block.timestamp);
         emit Staked(msg.sender, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }

@@ -45,6 +45,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     bytes32 public constant SLASH_REASON_CLAIM_ABANDONED = keccak256("opg.task.claim-abandoned");
     bytes32 public constant SLASH_REASON_TASK_EXPIRED = keccak256("opg.task.expired");
     bytes32 public constant SLASH_REASON_WRONG_RESULT = keccak256("opg.task.wrong-result");
+    bytes32 public constant SLASH_REASON_UNATTESTED = keccak256("opg.task.unattested");
     /// @notice Domain tag of what a TEE enclave signs (see `teeResultDigest`).
     bytes32 internal constant TEE_RESULT_TYPEHASH = keccak256("opg.task.tee-result");
     /// @notice Domain tag of what a verification node signs to attest posted outputs off chain (see
@@ -215,10 +216,15 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address node = record.node;
         uint256 collateral = uint256(record.aux) * COLLATERAL_UNIT;
         record.status = TaskStatus.Expired;
-        record.aux = 0;
         emit TaskExpired(taskId, task.requester, task.fee);
-        if (status == TaskStatus.Claimed) {
-            _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED, address(0));
+        if (status == TaskStatus.Claimed && _claimChallenged(task, record)) {
+            // Lapsed through a key challenge, not through the node: released, not slashed.
+            _releasePendingCollateral(record);
+        } else {
+            record.aux = 0;
+            if (status == TaskStatus.Claimed) {
+                _slashClaim(taskId, node, collateral, SLASH_REASON_TASK_EXPIRED, address(0));
+            }
         }
         token.safeTransfer(task.requester, task.fee);
     }
@@ -243,6 +249,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryNodeNotEligible(msg.sender);
 
         if (status == TaskStatus.Claimed) {
+            if (_claimChallenged(task, record)) revert TaskRegistryClaimUnderChallenge(taskId, record.node);
             _slashClaim(
                 taskId,
                 record.node,
@@ -382,29 +389,6 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ITaskRegistry
-    function attest(
-        uint256 taskId,
-        Task calldata task,
-        bytes32 outputsHash,
-        address[] calldata attesters
-    ) external nonReentrant {
-        TaskRecord storage record = _tasks[taskId];
-        bytes32 commitment = _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
-        if (block.timestamp > record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
-        uint256 count = attesters.length;
-        bool allowed = count < MAX_ATTESTERS && msg.sender != record.node;
-        for (uint256 i = 0; allowed && i < count; ++i) allowed = attesters[i] != msg.sender;
-        if (!allowed || !staking.isEligible(msg.sender, INodeStaking.Role.Verification)) {
-            revert TaskRegistryCannotAttest(taskId, msg.sender);
-        }
-        address[] memory next = new address[](count + 1);
-        for (uint256 i = 0; i < count; ++i) next[i] = attesters[i];
-        next[count] = msg.sender;
-        record.word = _pendingWord(commitment, outputsHash, next);
-        emit TaskAttested(taskId, msg.sender, count + 1);
-    }
-
-    /// @inheritdoc ITaskRegistry
     function finalizeResult(
         uint256 taskId,
         Task calldata task,
@@ -434,14 +418,26 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address[] calldata attesters
     ) external nonReentrant {
         TaskRecord storage record = _tasks[taskId];
-        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
+        bytes32 commitment = _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
         if (block.timestamp <= record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
         uint256 quorum = task.attestationQuorum;
         if (attesters.length >= quorum) revert TaskRegistryWrongStatus(taskId, TaskStatus.Pending);
-        record.status = TaskStatus.Expired;
-        _releasePendingCollateral(record);
-        emit TaskExpired(taskId, task.requester, task.fee);
-        token.safeTransfer(task.requester, task.fee);
+        address node = record.node;
+        uint256 collateral = uint256(record.aux) * COLLATERAL_UNIT;
+        record.aux = 0;
+        // Before the deadline the task goes back to the market (another node serves it); after it, the
+        // requester is refunded in full. Either way the poster loses what abandoning the claim would cost.
+        bool reopen = block.timestamp < task.deadline;
+        if (reopen) {
+            record.word = commitment;
+            record.status = TaskStatus.Open;
+            emit TaskReopened(taskId, node);
+        } else {
+            record.status = TaskStatus.Expired;
+            emit TaskExpired(taskId, task.requester, task.fee);
+        }
+        _slashClaim(taskId, node, collateral, SLASH_REASON_UNATTESTED, address(0));
+        if (!reopen) token.safeTransfer(task.requester, task.fee);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -455,6 +451,8 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         TaskRecord storage record = _tasks[taskId];
         _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Pending);
         if (block.timestamp > record.time) revert TaskRegistryWindow(taskId, record.time, block.timestamp);
+        // The dispute belongs to the manager that opened it (see `_checkDisputed`).
+        record.word = keccak256(abi.encode(record.word, msg.sender));
         record.status = TaskStatus.Disputed;
         emit TaskDisputed(taskId, challenger);
         return record.node;
@@ -466,16 +464,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         Task calldata task,
         uint256[] calldata outputs,
         address[] calldata attesters
-    ) external onlyDisputes nonReentrant {
+    ) external nonReentrant {
         TaskRecord storage record = _tasks[taskId];
-        _checkPending(
-            taskId,
-            record,
-            task,
-            keccak256(abi.encodePacked(outputs)),
-            attesters,
-            TaskStatus.Disputed
-        );
+        _checkDisputed(taskId, record, task, keccak256(abi.encodePacked(outputs)), attesters);
         _acceptPending(taskId, record, task, outputs, attesters);
     }
 
@@ -487,9 +478,9 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         address[] calldata attesters,
         DisputeOutcome outcome,
         address challenger
-    ) external onlyDisputes nonReentrant {
+    ) external nonReentrant {
         TaskRecord storage record = _tasks[taskId];
-        _checkPending(taskId, record, task, outputsHash, attesters, TaskStatus.Disputed);
+        _checkDisputed(taskId, record, task, outputsHash, attesters);
         if (outcome == DisputeOutcome.NodeRight) revert TaskRegistryInvalidParameter();
         record.status = TaskStatus.Rejected;
         emit TaskRejected(taskId, task.requester, task.fee, outcome);
@@ -698,6 +689,16 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
             revert TaskRegistryEnclaveKeyRejected(taskId, key, uint8(standing));
         }
         emit TaskEnclaveSigned(taskId, key);
+    }
+
+    /// @dev Whether a TEE claim lapsed through a challenge of its node's enclave key: a key of the node was
+    /// challenged after the claim was made (its expiry less the claim window) or later. Such a claim is
+    /// neither slashed nor taken over (`TaskRegistryClaimUnderChallenge`): a challenge without evidence must
+    /// not cost the node its collateral, nor earn a competitor the task.
+    function _claimChallenged(Task calldata task, TaskRecord storage record) private view returns (bool) {
+        IEnclaveRegistry enclaves = _teeConfig.enclaves;
+        if (task.mode != VerificationModes.TEE || address(enclaves) == address(0)) return false;
+        return uint256(enclaves.lastChallengeOf(record.node)) + _submitConfig.claimWindow >= record.time;
     }
 
     /// @dev The signer of a 65-byte (r, s, v) signature over `digest`, zero if there is none. Malleable
@@ -916,6 +917,22 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         if (record.word != _pendingWord(commitment, outputsHash, attesters)) {
             revert TaskRegistryPendingMismatch(taskId);
         }
+    }
+
+    /// @dev A disputed task's word binds its pending word to the manager that opened the dispute: only that
+    /// manager may settle it, whatever `setVerificationModules` did since (a swap never strands a dispute).
+    function _checkDisputed(
+        uint256 taskId,
+        TaskRecord storage record,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
+    ) private view {
+        TaskStatus status = _statusOf(record);
+        if (status != TaskStatus.Disputed) revert TaskRegistryWrongStatus(taskId, status);
+        bytes32 pending = _pendingWord(keccak256(abi.encode(task)), outputsHash, attesters);
+        if (record.word != keccak256(abi.encode(pending, msg.sender)))
+            revert TaskRegistryPendingMismatch(taskId);
     }
 
     /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release,

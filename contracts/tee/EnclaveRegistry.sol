@@ -38,6 +38,8 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
     mapping(address key => KeyChallenge challenge) private _challenges;
     /// @dev Keys governance judged forged: never challenged (and their node slashed) again.
     mapping(address key => bool forged) private _forged;
+    /// @dev When a key of each node was last challenged (see `lastChallengeOf`).
+    mapping(address node => uint64 challengedAt) private _lastChallengeAt;
 
     constructor(IERC20 token_, INodeStaking staking_, address owner_) Ownable(owner_) {
         token = token_;
@@ -167,6 +169,8 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
         uint96 bond = challengeBond;
         info.challenged = true;
         _challenges[key] = KeyChallenge({challenger: msg.sender, bond: bond});
+        // Safe cast: timestamps fit 64 bits.
+        _lastChallengeAt[info.node] = uint64(block.timestamp);
         emit EnclaveKeyChallenged(key, msg.sender, bond, reason);
         token.safeTransferFrom(msg.sender, address(this), bond);
     }
@@ -193,6 +197,11 @@ contract EnclaveRegistry is IEnclaveRegistry, Ownable, ReentrancyGuardTransient 
     ) external view returns (address key, address node, KeyStanding standing) {
         (key, , ) = ECDSA.tryRecover(digest, signature);
         (node, standing) = keyStatus(key);
+    }
+
+    /// @inheritdoc IEnclaveRegistry
+    function lastChallengeOf(address node) external view returns (uint64) {
+        return _lastChallengeAt[node];
     }
 
     /// @inheritdoc IEnclaveRegistry

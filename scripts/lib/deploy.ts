@@ -147,7 +147,6 @@ export async function deployMarket(
     tokenAddress,
     stakingAddress,
     params.parameterOwner,
-    params.treasury,
   );
   const enclavesAddress = await enclaves.getAddress();
   const disputesAddress = await disputes.getAddress();
