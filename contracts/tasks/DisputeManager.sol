@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
 import {INodeStaking} from "../interfaces/INodeStaking.sol";
 import {Groth16} from "../libraries/Groth16.sol";
@@ -37,14 +38,16 @@ import {Groth16} from "../libraries/Groth16.sol";
 /// Every dispute keeps the parameters it opened with, and the task registry lets only the manager that
 /// opened a dispute settle it. The owner is the governance timelock.
 /// @dev Invariant, NEVER to be violated: the contract's OPG balance equals the bonds of open disputes plus
-/// the rewards owed to winning ballots not yet paid, plus rounding dust below one wei per ballot.
+/// the rewards owed to winning ballots not yet paid, plus rounding dust (below one wei per ballot and per
+/// addition to a dispute's reward).
 contract DisputeManager is Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     uint256 private constant _BPS = 10_000;
-    /// @dev Fixed-point scale of `rewardPerWeight` (weights are OPG wei, up to 1e27: 1e18 keeps the per-ballot
-    /// rounding below one wei for every reward below 1e36).
-    uint256 private constant _ACC = 1e18;
+    /// @dev Fixed-point scale of `rewardPerWeight`. Weights are OPG wei (at most the supply, 1e27), so each
+    /// addition to the reward per weight loses less than totalWeight / 1e27 < 1 wei to rounding; products are
+    /// taken with Math.mulDiv (512-bit intermediate), so nothing overflows.
+    uint256 private constant _ACC = 1e27;
     uint8 private constant _NODE_RIGHT = 1;
     uint8 private constant _NODE_WRONG = 2;
     bytes32 public constant SLASH_REASON_LOST_VOTE = keccak256("opg.dispute.lost-vote");
@@ -79,7 +82,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint96 attesterSlash;
         uint128 weightFor;
         uint128 weightAgainst;
-        /// @dev Reward per unit of winning weight, scaled by 1e18; grows as losing ballots are slashed.
+        /// @dev Reward per unit of winning weight, scaled by 1e27; grows as losing ballots are slashed.
         uint256 rewardPerWeight;
     }
 
@@ -298,7 +301,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint256 bond = d.bond;
         if (outcome == ITaskRegistry.DisputeOutcome.NodeRight) {
             // The bond is the winning ballots' reward (weightFor > weightAgainst >= 0, so weightFor > 0).
-            d.rewardPerWeight = (bond * _ACC) / weightFor;
+            d.rewardPerWeight = Math.mulDiv(bond, _ACC, weightFor);
             emit DisputeResolved(taskId, outcome, address(this));
             tasks.acceptDisputed(taskId, task, outputs, attesters);
         } else {
@@ -343,7 +346,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
             }
         } else {
             b.settled = true;
-            uint256 owed = (uint256(b.weight) * d.rewardPerWeight) / _ACC;
+            uint256 owed = Math.mulDiv(b.weight, d.rewardPerWeight, _ACC);
             paid = owed - b.paid;
             // Safe cast: owed is bounded by the OPG supply (1e27 < 2^96).
             b.paid = uint96(owed);
@@ -371,7 +374,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         if (d.state != DisputeState.Resolved || d.outcome == ITaskRegistry.DisputeOutcome.Undecided) return 0;
         uint8 winning = d.outcome == ITaskRegistry.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
         if (b.side != winning) return 0;
-        return (uint256(b.weight) * d.rewardPerWeight) / _ACC - b.paid;
+        return Math.mulDiv(b.weight, d.rewardPerWeight, _ACC) - b.paid;
     }
 
     // ---------------------------------------------------------------- governance
@@ -422,7 +425,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         } catch {}
         uint256 received = token.balanceOf(address(this)) - before;
         uint256 winningWeight = winning == _NODE_RIGHT ? d.weightFor : d.weightAgainst;
-        if (received != 0) d.rewardPerWeight += (received * _ACC) / winningWeight;
+        if (received != 0) d.rewardPerWeight += Math.mulDiv(received, _ACC, winningWeight);
     }
 
     function _setDisputeParameters(
