@@ -123,7 +123,7 @@ export async function marketFixture() {
   }
 
   /** Prove `submitted` for `node`: real Groth16 over the tiny circuit with the registry's binding. */
-  async function prove(submitted: SubmittedTask, node: HardhatEthersSigner) {
+  async function prove(submitted: SubmittedTask, node: { address: string }) {
     const binding = await tasks.taskBinding(submitted.taskId, node.address);
     const { proof, publicSignals } = await proveTiny(circuit, submitted.input, binding);
     return { proof, outputs: publicSignals.slice(0, 1), publicSignals };

@@ -1,5 +1,6 @@
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { ethers, network } from "hardhat";
+import type { Signer as EthersSigner } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import {
   VERIFICATION_MODE_OPTIMISTIC,
@@ -91,12 +92,17 @@ export async function posted(
 
 export async function afterWindow(f: Fixture, taskId: bigint) {
   const [, windowEnd] = await f.tasks.pendingOf(taskId);
-  await time.increaseTo(windowEnd + 1n);
+  await passTime(windowEnd + 1n);
 }
 
 export async function afterDispute(f: Fixture, taskId: bigint) {
   const d = await f.disputes.disputeOf(taskId);
-  await time.increaseTo(d.deadline + 1n);
+  await passTime(d.deadline + 1n);
+}
+
+/** Moves the chain's clock to `at` unless it is already there. */
+async function passTime(at: bigint) {
+  if (BigInt(await time.latest()) < at) await time.increaseTo(at);
 }
 
 export async function bonded(f: Fixture, account: string) {
@@ -139,7 +145,7 @@ export async function claimedOptimistic(f: Fixture, node: HardhatEthersSigner) {
 }
 
 /** `challenger` proves the true outputs of `p` (a proof bound to itself) and challenges with them. */
-export async function disprove(f: Fixture, p: Posted, challenger: HardhatEthersSigner) {
+export async function disprove(f: Fixture, p: Posted, challenger: EthersSigner & { address: string }) {
   const { proof, outputs } = await f.prove(p.s, challenger);
   return f.disputes
     .connect(challenger)
