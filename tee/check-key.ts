@@ -1,10 +1,12 @@
 // Re-checking an enclave key's attestation document off chain: what anyone watching the EnclaveRegistry does
 // with each EnclaveKeyRegistered event before challenging a key (IEnclaveRegistry.challengeKey). The registry
 // stores only keccak256(document) and the measurement the node claimed; this module decides whether the
-// published document really binds the key to that measurement.
+// published document really binds the key to that measurement, and was made for this chain, this registry and
+// this node (its nonce holds enclaveDocumentBinding, tee/binding.ts).
 
 import { ethers } from "ethers";
 import type { EnclaveRegistry } from "../typechain-types/contracts/tee/EnclaveRegistry";
+import { enclaveDocumentBinding } from "./binding";
 import { CborError, CborValue, decodeCbor } from "./cbor";
 import { DEV_ATTESTATION_FORMAT, standingName, type KeyStandingName } from "./dev-enclave";
 import { DEV_ENCLAVE_MEASUREMENT, nitroMeasurement } from "./measurement";
@@ -18,7 +20,8 @@ const MAX_FUTURE_SKEW_SECONDS = 300;
 /**
  * The verdict on a key's document:
  *  - "valid": a genuine AWS Nitro document, verified to the pinned root at its own timestamp, that binds the key
- *    to the registered measurement and hashes to the registered documentHash, fresh at registration;
+ *    to the registered measurement, whose nonce binds the chain, the registry, the node and the key
+ *    (enclaveDocumentBinding), and that hashes to the registered documentHash, fresh at registration;
  *  - "development": a development attestation (tee/dev-enclave.ts), consistent with the registration but
  *    evidence of nothing: not hardware-backed, acceptable only on a local chain;
  *  - "invalid": anything else; `problems` says what.
@@ -35,6 +38,13 @@ export interface RegisteredKey {
   document: Uint8Array;
   /** Time of the block that registered the key. */
   registeredAt: Date;
+  /**
+   * The chain and the EnclaveRegistry the key was registered in: the document's nonce must bind them (with the
+   * node and the key). readKeyRecord and listKeyRecords fill them in. A caller that leaves them out gets the
+   * binding unchecked, said in `notes`; give them wherever they are known.
+   */
+  chainId?: bigint;
+  registry?: string;
 }
 
 export interface CheckKeyOptions {
@@ -64,6 +74,8 @@ export interface KeyCheck {
     publicKeyAddress?: string;
     userDataAddress?: string;
     nonce?: string;
+    /** The nonce the document must carry (enclaveDocumentBinding), when the chain and registry are known. */
+    binding?: string;
   };
 }
 
@@ -126,6 +138,7 @@ function checkCommon(
         `user_data gives ${udAddr ?? "no address"}`,
     );
   }
+  checkBinding(reg, out);
   if (timestamp) {
     const maxAge = opts.maxDocumentAgeSeconds ?? DEFAULT_MAX_DOCUMENT_AGE_SECONDS;
     const age = (reg.registeredAt.getTime() - timestamp.getTime()) / 1000;
@@ -140,6 +153,33 @@ function checkCommon(
           `${reg.registeredAt.toISOString()}`,
       );
     }
+  }
+}
+
+/** The document's nonce must be enclaveDocumentBinding(chain id, registry, node, key) of the registration. */
+function checkBinding(reg: RegisteredKey, out: KeyCheck): void {
+  if (reg.chainId === undefined || reg.registry === undefined) {
+    out.notes.push(
+      "the nonce's binding to the chain, registry and node was not checked: the registration's chainId and " +
+        "registry were not given",
+    );
+    return;
+  }
+  const want = enclaveDocumentBinding({
+    chainId: reg.chainId,
+    registry: reg.registry,
+    node: reg.node,
+    key: reg.key,
+  });
+  out.document.binding = want;
+  const got = out.document.nonce;
+  if (got === undefined || lower(got) !== want) {
+    out.problems.push(
+      `the document's nonce (${got ?? "absent"}) does not bind chain ${reg.chainId}, registry ` +
+        `${ethers.getAddress(reg.registry)}, node ${ethers.getAddress(reg.node)} and key ` +
+        `${ethers.getAddress(reg.key)}: expected ${want} = keccak256(abi.encode(` +
+        `keccak256("opg.enclave.document-binding"), chainId, registry, node, key))`,
+    );
   }
 }
 
@@ -177,10 +217,10 @@ function checkDevDocument(reg: RegisteredKey, out: KeyCheck, opts: CheckKeyOptio
   out.document.userDataAddress = userDataAddress(bytesOf(m, "user_data"));
   const nonce = bytesOf(m, "nonce");
   out.document.nonce = nonce ? ethers.hexlify(nonce) : undefined;
-  checkCommon(reg, out, measurement, timestamp, opts);
   out.notes.push(
     "development attestation: not hardware-backed (valid only as a development enclave on a local chain)",
   );
+  checkCommon(reg, out, measurement, timestamp, opts);
 }
 
 function checkNitroDocument(reg: RegisteredKey, out: KeyCheck, opts: CheckKeyOptions): void {
@@ -267,10 +307,12 @@ async function recordFrom(
   const key = event.args.key;
   const provider = enclaves.runner?.provider;
   if (!provider) throw new Error("the EnclaveRegistry handle has no provider");
-  const [info, [, standing], block] = await Promise.all([
+  const [info, [, standing], block, network, registry] = await Promise.all([
     enclaves.keyInfo(key),
     enclaves.keyStatus(key),
     provider.getBlock(event.blockNumber),
+    provider.getNetwork(),
+    enclaves.getAddress(),
   ]);
   if (!block) throw new Error(`block ${event.blockNumber} of key ${key}'s registration is not available`);
   return {
@@ -280,6 +322,8 @@ async function recordFrom(
     documentHash: info.documentHash,
     document: ethers.getBytes(event.args.document),
     registeredAt: new Date(block.timestamp * 1000),
+    chainId: network.chainId,
+    registry: ethers.getAddress(registry),
     standing: standingName(standing),
     activeFrom: info.activeFrom,
     expiresAt: info.expiresAt,

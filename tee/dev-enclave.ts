@@ -11,6 +11,7 @@ import path from "node:path";
 import { ethers } from "ethers";
 import type { EnclaveRegistry } from "../typechain-types/contracts/tee/EnclaveRegistry";
 import { INodeStaking__factory } from "../typechain-types";
+import { enclaveDocumentBinding } from "./binding";
 import { CborKey, CborValue, encodeCbor } from "./cbor";
 import { DEV_ENCLAVE_MEASUREMENT, DEV_ENCLAVE_PCRS } from "./measurement";
 import { KEY_STANDINGS, standingName, type KeyStandingName } from "./standings";
@@ -111,6 +112,8 @@ export class DevEnclave {
    * A development attestation document: a CBOR map with the fields of a Nitro document's payload (module_id,
    * digest, timestamp, pcrs 0-2 = DEV_ENCLAVE_PCRS, public_key, user_data = the key's address, nonce) plus
    * `format: "opg-dev-attestation/1"`, and no COSE envelope or signature. It is evidence of nothing.
+   * `nonce` is what the registration binds (enclaveDocumentBinding of the chain id, registry, node and key, which
+   * `check-key` requires; ensureEnclaveKeyRegistered passes it); the default, 32 random bytes, binds nothing.
    * `timestampMs` is when it was made (a real enclave's NSM uses its own clock; registration stamps it with
    * the chain's time, so that a local chain whose clock tests moved ahead still finds it fresh).
    */
@@ -224,7 +227,9 @@ export async function ensureEnclaveKeyRegistered(opts: EnsureEnclaveKeyOptions):
     }
   }
 
-  const document = enclave.attestationDocument(undefined, Number(now) * 1000);
+  // The nonce binds the document to this chain, this registry, this node and this key (check-key requires it).
+  const binding = enclaveDocumentBinding({ chainId, registry: registryAddress, node, key: enclave.address });
+  const document = enclave.attestationDocument(ethers.getBytes(binding), Number(now) * 1000);
   const documentHash = ethers.keccak256(document);
   const expiresAt = now + BigInt(lifetime);
   const digest = await enclaves.registrationDigest(

@@ -1,20 +1,37 @@
 // Verification of AWS Nitro Enclaves attestation documents, off chain.
 //
 // A document is a COSE_Sign1 structure (RFC 9052) encoded in CBOR: [protected, unprotected, payload,
-// signature], optionally wrapped in tag 18. The payload is a CBOR map (module_id, digest, timestamp, pcrs,
-// certificate, cabundle, public_key, user_data, nonce) signed with ES384 (ECDSA P-384 over SHA-384) by the
-// key of `certificate`, which chains through `cabundle` (root first) to the AWS Nitro Enclaves root
-// certificate G1. The checks follow AWS's "attestation_process.md" (aws/aws-nitro-enclaves-nsm-api) and
-// "Verifying the root of trust" (docs.aws.amazon.com/enclaves/latest/user/verify-root.html); where real
-// documents differ from that text it is said below. docs/tee.md explains what is and is not checked.
+// signature], untagged, as the Nitro Security Module writes it. The payload is a CBOR map (module_id, digest,
+// timestamp, pcrs, certificate, cabundle, public_key, user_data, nonce) signed with ES384 (ECDSA P-384 over
+// SHA-384) by the key of `certificate`, which chains through `cabundle` (root first) to the AWS Nitro
+// Enclaves root certificate G1. The checks follow AWS's "attestation_process.md"
+// (aws/aws-nitro-enclaves-nsm-api) and "Verifying the root of trust"
+// (docs.aws.amazon.com/enclaves/latest/user/verify-root.html); where real documents differ from that text it
+// is said below. docs/tee.md explains what is and is not checked.
+//
+// What the signature covers (the protected header and the payload, byte for byte) may use any CBOR encoding
+// the NSM chooses: definite or indefinite lengths, as the NSM has written the payload map since 2025. What it
+// does not cover, the outer COSE_Sign1 wrapper, must be in its one canonical form (checkOuterForm): otherwise
+// one attestation would have many byte strings, and many keccak256 documentHash values on chain.
 
 import crypto, { X509Certificate } from "node:crypto";
-import { CborError, CborKey, CborTag, CborValue, decodeCbor, describeCbor, encodeCbor } from "./cbor";
+import {
+  CborError,
+  CborHead,
+  CborKey,
+  CborValue,
+  decodeCbor,
+  decodeCborPrefix,
+  describeCbor,
+  encodeCbor,
+  readCborHead,
+} from "./cbor";
 import { CertificateFields, DerError, OID_ECDSA_WITH_SHA384, readCertificateFields } from "./der";
 
 /** The check that failed; each NitroAttestationError carries one. */
 export type NitroCheck =
   | "CBOR" // not well-formed CBOR in the supported subset
+  | "COSE_FORM" // the unsigned outer wrapper is not in its one canonical form (tag, lengths, unprotected header)
   | "COSE_STRUCTURE" // not a COSE_Sign1 array of 4 with the right member types
   | "COSE_ALGORITHM" // protected header alg is not ES384 (-35), or an unsupported critical header
   | "PAYLOAD" // a payload field is missing, of the wrong type or out of range
@@ -70,8 +87,12 @@ export const AWS_NITRO_ROOT_G1_PEM = [
 export const COSE_ALG_ES384 = -35;
 const COSE_HEADER_ALG = 1;
 const COSE_HEADER_CRIT = 2;
-/** CBOR tag of a tagged COSE_Sign1 (RFC 9052, table 1). */
+/** CBOR tag of a tagged COSE_Sign1 (RFC 9052, table 1): refused, the NSM writes the untagged form. */
 const COSE_SIGN1_TAG = 18;
+const CBOR_MAJOR_BYTES = 2;
+const CBOR_MAJOR_ARRAY = 4;
+const CBOR_MAJOR_MAP = 5;
+const CBOR_MAJOR_TAG = 6;
 /** An ES384 signature in COSE is r || s, each 48 bytes (RFC 9053 section 2.1). */
 const ES384_SIGNATURE_BYTES = 96;
 
@@ -81,7 +102,8 @@ const MAX_PAYLOAD_BYTES = 16384;
 const MAX_CERT_BYTES = 1024;
 const MAX_USER_DATA_BYTES = 1024;
 const PCR_COUNT = 32;
-const PCR_LENGTHS = new Set([32, 48, 64]);
+/** A PCR is a SHA-384 digest: the document's `digest` is "SHA384", so 32- or 64-byte registers are refused. */
+const PCR_BYTES = 48;
 const MEASUREMENT_PCRS = [0, 1, 2];
 /** Clock skew tolerated between the enclave host and the verifier when maxAgeMs is set. */
 const MAX_CLOCK_SKEW_MS = 60_000;
@@ -124,8 +146,8 @@ export interface NitroDocument {
   nonce?: Uint8Array;
   /** PCR0, PCR1 and PCR2 all zero: the enclave was started in debug mode. */
   debug: boolean;
-  /** The COSE parts the signature covers, as received. */
-  cose: { protected: Uint8Array; payload: Uint8Array; signature: Uint8Array; tagged: boolean };
+  /** The COSE parts, as received: the signature covers the protected header and the payload. */
+  cose: { protected: Uint8Array; payload: Uint8Array; signature: Uint8Array };
 }
 
 /** A verified document: the decoded fields plus what the chain check established. */
@@ -212,11 +234,14 @@ function decodePayload(payload: Uint8Array): Omit<NitroDocument, "cose"> {
     if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= PCR_COUNT) {
       fail("PAYLOAD", `PCR index must be an integer in 0..31, found ${show(index)}`);
     }
-    if (!(value instanceof Uint8Array) || !PCR_LENGTHS.has(value.length)) {
+    if (!(value instanceof Uint8Array)) {
       fail(
         "PAYLOAD",
-        `PCR${index} must be a byte string of 32, 48 or 64 bytes, found ${describeCbor(value)}`,
+        `PCR${index} must be a byte string of ${PCR_BYTES} bytes, found ${describeCbor(value)}`,
       );
+    }
+    if (value.length !== PCR_BYTES) {
+      fail("PAYLOAD", `PCR${index} is ${value.length} bytes; SHA384 PCRs are ${PCR_BYTES}`);
     }
     pcrs[index] = "0x" + hex(value);
   }
@@ -250,17 +275,14 @@ function decodePayload(payload: Uint8Array): Omit<NitroDocument, "cose"> {
  */
 export function decodeNitroAttestation(doc: Uint8Array): NitroDocument {
   let top: CborValue;
+  let end: number;
   try {
-    top = decodeCbor(doc);
+    ({ value: top, end } = decodeCborPrefix(doc));
   } catch (e) {
     if (e instanceof CborError) fail("CBOR", `document is not valid CBOR: ${e.message}`);
     throw e;
   }
-  const tagged = top instanceof CborTag;
-  if (top instanceof CborTag) {
-    if (top.tag !== COSE_SIGN1_TAG) fail("COSE_STRUCTURE", `tag ${top.tag} is not COSE_Sign1 (18)`);
-    top = top.value;
-  }
+  checkOuterForm(doc, end);
   if (!Array.isArray(top) || top.length !== 4) {
     fail("COSE_STRUCTURE", `COSE_Sign1 must be an array of 4, found ${describeCbor(top)}`);
   }
@@ -290,7 +312,6 @@ export function decodeNitroAttestation(doc: Uint8Array): NitroDocument {
     );
   }
   if (headers.has(COSE_HEADER_CRIT)) fail("COSE_ALGORITHM", `critical headers are not supported`);
-  if (unprot.has(COSE_HEADER_ALG)) fail("COSE_ALGORITHM", `alg must not appear in the unprotected header`);
   if (signature.length !== ES384_SIGNATURE_BYTES) {
     fail(
       "COSE_STRUCTURE",
@@ -298,7 +319,78 @@ export function decodeNitroAttestation(doc: Uint8Array): NitroDocument {
     );
   }
 
-  return { ...decodePayload(payload), cose: { protected: prot, payload, signature, tagged } };
+  return { ...decodePayload(payload), cose: { protected: prot, payload, signature } };
+}
+
+/** Bytes of the shortest head for argument `v`: the initial byte, plus 0, 1, 2, 4 or 8 argument bytes. */
+function shortestHeadBytes(v: number | bigint): number {
+  const b = BigInt(v);
+  return b < 24n ? 1 : b <= 0xffn ? 2 : b <= 0xffffn ? 3 : b <= 0xffffffffn ? 5 : 9;
+}
+
+/** "non-canonical length" for a head whose argument takes more bytes than it needs, naming where it is. */
+function nonCanonical(h: CborHead, what: string, doc: Uint8Array): never {
+  const written = Buffer.from(doc.subarray(h.start, h.end)).toString("hex");
+  fail(
+    "COSE_FORM",
+    `non-canonical length: ${what} ${h.argument} is written in ${h.end - h.start} bytes (0x${written}) at byte ` +
+      `${h.start}, its shortest form takes ${shortestHeadBytes(h.argument!)}`,
+  );
+}
+
+/**
+ * The outer COSE_Sign1 wrapper, which the signature does not cover, must be the one form the Nitro Security
+ * Module writes: an untagged array of 4 with definite, shortest-form lengths (the array's count, the protected
+ * header byte string, the payload byte string, the signature byte string), an empty unprotected header map
+ * (0xa0), and nothing after it. Anything else is the same attestation in other bytes (a COSE_FORM error
+ * naming what differs). Types and sizes are checked afterwards (COSE_STRUCTURE); this only looks at the heads.
+ */
+function checkOuterForm(doc: Uint8Array, end: number): void {
+  if (end !== doc.length) {
+    fail("COSE_FORM", `${doc.length - end} trailing bytes after the COSE_Sign1 (at byte ${end})`);
+  }
+  const top = readCborHead(doc, 0);
+  if (top.major === CBOR_MAJOR_TAG) {
+    fail(
+      "COSE_FORM",
+      top.argument === COSE_SIGN1_TAG
+        ? "tag 18 wrapper refused: the Nitro Security Module writes an untagged COSE_Sign1, the one form " +
+            "accepted"
+        : `tag ${top.argument} wrapper refused: a Nitro document is an untagged COSE_Sign1 (and tag ` +
+            `${top.argument} is not even COSE_Sign1's 18)`,
+    );
+  }
+  if (top.major !== CBOR_MAJOR_ARRAY) return;
+  if (top.argument === undefined) fail("COSE_FORM", `indefinite-length COSE_Sign1 array refused (at byte 0)`);
+  if (!top.shortest) nonCanonical(top, "the COSE_Sign1 array's count", doc);
+  if (top.argument !== 4) return;
+  const members = ["protected header", "unprotected header", "payload", "signature"];
+  let pos = top.end;
+  for (const [i, name] of members.entries()) {
+    const h = readCborHead(doc, pos);
+    if (i === 1) {
+      if (h.major !== CBOR_MAJOR_MAP) return;
+      if (h.argument === undefined) {
+        fail("COSE_FORM", `indefinite-length unprotected header map refused (at byte ${h.start})`);
+      }
+      if (!h.shortest) nonCanonical(h, "the unprotected header map's count", doc);
+      if (h.argument !== 0) {
+        fail(
+          "COSE_FORM",
+          `unprotected header must be empty (the Nitro Security Module writes an empty map), found ${h.argument} ` +
+            `entries`,
+        );
+      }
+      pos = h.end;
+      continue;
+    }
+    if (h.major !== CBOR_MAJOR_BYTES) return;
+    if (h.argument === undefined) {
+      fail("COSE_FORM", `indefinite-length ${name} byte string refused (at byte ${h.start})`);
+    }
+    if (!h.shortest) nonCanonical(h, `the ${name} byte string's length`, doc);
+    pos = h.end + Number(h.argument);
+  }
 }
 
 /** The bytes an ES384 COSE_Sign1 signature covers: ["Signature1", protected, external_aad = h'', payload]. */

@@ -10,6 +10,7 @@ import {
   DevEnclave,
   checkEnclaveKey,
   decodeNitroAttestation,
+  enclaveDocumentBinding,
   measurementFromHex,
   nitroMeasurement,
   publicKeyAddress,
@@ -75,7 +76,13 @@ describe("tee/check-key", function () {
   });
 
   describe("checkEnclaveKey on real AWS documents", function () {
-    for (const f of ["blocky-nitrite-2024-09-07.cbor", "cape-js-2022-09-15.cbor"]) {
+    const real = [
+      "blocky-nitrite-2024-09-07.cbor",
+      "cape-js-2022-09-15.cbor",
+      "base-registrar-2025-11-16.cbor",
+      "base-nitro-validator-2026-01-03.cbor",
+    ];
+    for (const f of real) {
       it(`${f}: the chain and measurement check out, but the document binds no secp256k1 key`, function () {
         const doc = load(f);
         const key = ethers.Wallet.createRandom().address;
@@ -89,6 +96,21 @@ describe("tee/check-key", function () {
         expect(c.document.measurement).to.equal(registration(doc, key).measurement);
       });
     }
+
+    it("names the missing binding of a real 2026 document to the chain, registry and node", function () {
+      const doc = load("base-nitro-validator-2026-01-03.cbor");
+      const key = ethers.Wallet.createRandom().address;
+      const registry = ethers.Wallet.createRandom().address;
+      const reg = registration(doc, key, { chainId: 8453n, registry });
+      const c = checkEnclaveKey(reg);
+      expect(c.verdict).to.equal("invalid");
+      expect(c.problems).to.have.length(2);
+      expect(c.problems[1]).to.equal(
+        `the document's nonce (absent) does not bind chain 8453, registry ${registry}, node ${reg.node} and key ` +
+          `${key}: expected ${enclaveDocumentBinding({ chainId: 8453n, registry, node: reg.node, key })} = ` +
+          `keccak256(abi.encode(keccak256("opg.enclave.document-binding"), chainId, registry, node, key))`,
+      );
+    });
 
     it("refuses a registration for another measurement, a debug enclave, and a stale document", function () {
       const doc = load("cape-js-2022-09-15.cbor");
@@ -119,20 +141,98 @@ describe("tee/check-key", function () {
     });
     const wallet = ethers.Wallet.createRandom();
 
-    it("is valid when the document names the key in public_key or user_data", function () {
+    // Where the key is registered: the document's nonce must bind these.
+    const where = {
+      chainId: 31337n,
+      registry: ethers.Wallet.createRandom().address,
+      node: ethers.Wallet.createRandom().address,
+    };
+    const binding = enclaveDocumentBinding({ ...where, key: wallet.address });
+
+    it("is valid when the document names the key in public_key or user_data and its nonce binds the registration", function () {
+      const nonce = ethers.getBytes(binding);
       const byKey = makeDoc(pki, {
         timestamp: now,
         pcrs,
         publicKey: ethers.getBytes(wallet.signingKey.publicKey),
+        nonce,
       });
-      const byData = makeDoc(pki, { timestamp: now, pcrs, userData: ethers.getBytes(wallet.address) });
+      const byData = makeDoc(pki, { timestamp: now, pcrs, userData: ethers.getBytes(wallet.address), nonce });
       for (const doc of [byKey, byData]) {
-        const c = checkEnclaveKey(registration(doc, wallet.address, { measurement }), {
+        const c = checkEnclaveKey(registration(doc, wallet.address, { measurement, ...where }), {
           root: pem(pki.rootDer),
         });
         expect(c.verdict, c.problems.join("; ")).to.equal("valid");
         expect(c.kind).to.equal("nitro");
+        expect(c.document.binding).to.equal(binding);
+        expect(c.document.nonce).to.equal(binding);
+        expect(c.notes).to.deep.equal([]);
       }
+    });
+
+    it("refuses a document whose nonce does not bind the chain id, the registry, the node and the key", function () {
+      const publicKey = ethers.getBytes(wallet.signingKey.publicKey);
+      const other = ethers.Wallet.createRandom().address;
+      const nonces: [string, Uint8Array | null][] = [
+        ["no nonce", null],
+        ["random nonce", ethers.randomBytes(32)],
+        [
+          "another chain",
+          ethers.getBytes(enclaveDocumentBinding({ ...where, chainId: 1n, key: wallet.address })),
+        ],
+        [
+          "another registry",
+          ethers.getBytes(enclaveDocumentBinding({ ...where, registry: other, key: wallet.address })),
+        ],
+        [
+          "another node",
+          ethers.getBytes(enclaveDocumentBinding({ ...where, node: other, key: wallet.address })),
+        ],
+        ["another key", ethers.getBytes(enclaveDocumentBinding({ ...where, key: other }))],
+        [
+          "the binding's preimage hash without the type hash",
+          ethers.getBytes(
+            ethers.keccak256(
+              ethers.AbiCoder.defaultAbiCoder().encode(
+                ["uint256", "address", "address", "address"],
+                [where.chainId, where.registry, where.node, wallet.address],
+              ),
+            ),
+          ),
+        ],
+      ];
+      for (const [name, nonce] of nonces) {
+        const doc = makeDoc(pki, { timestamp: now, pcrs, publicKey, nonce });
+        const c = checkEnclaveKey(registration(doc, wallet.address, { measurement, ...where }), {
+          root: pki.rootDer,
+        });
+        expect(c.verdict, name).to.equal("invalid");
+        expect(c.problems, name).to.deep.equal([
+          `the document's nonce (${nonce ? ethers.hexlify(nonce) : "absent"}) does not bind chain 31337, registry ` +
+            `${where.registry}, node ${where.node} and key ${wallet.address}: expected ${binding} = ` +
+            `keccak256(abi.encode(keccak256("opg.enclave.document-binding"), chainId, registry, node, key))`,
+        ]);
+      }
+      // The same document registered by another node, or on another chain: its binding no longer matches.
+      const doc = makeDoc(pki, { timestamp: now, pcrs, publicKey, nonce: ethers.getBytes(binding) });
+      for (const over of [{ node: other }, { chainId: 8453n }, { registry: other }]) {
+        const c = checkEnclaveKey(registration(doc, wallet.address, { measurement, ...where, ...over }), {
+          root: pki.rootDer,
+        });
+        expect(
+          c.problems.join("; "),
+          JSON.stringify(over, (_k, v) => String(v)),
+        ).to.match(/^the document's nonce \(0x[0-9a-f]{64}\) does not bind chain/);
+      }
+      // A caller that does not say where the key was registered gets the binding unchecked, and told so.
+      const unplaced = checkEnclaveKey(registration(doc, wallet.address, { measurement, node: where.node }), {
+        root: pki.rootDer,
+      });
+      expect(unplaced.verdict).to.equal("valid");
+      expect(unplaced.notes).to.deep.equal([
+        "the nonce's binding to the chain, registry and node was not checked: the registration's chainId and " +
+          "registry were not given",
+      ]);
     });
 
     it("is invalid against the AWS root, and when the document names another key", function () {

@@ -13,6 +13,7 @@ import {
   DevEnclave,
   checkEnclaveKey,
   decodeCbor,
+  enclaveDocumentBinding,
   ensureEnclaveKeyRegistered,
   listKeyRecords,
   nitroMeasurement,
@@ -192,6 +193,17 @@ describe("tee/dev-enclave", function () {
       expect(check.notes[0]).to.match(/^development attestation: not hardware-backed/);
       expect(check.document.measurement).to.equal(DEV_ENCLAVE_MEASUREMENT);
       expect(check.document.publicKeyAddress).to.equal(enclave.address);
+      // The nonce binds the chain, the registry, the node and the key.
+      expect(check.document.nonce).to.equal(
+        enclaveDocumentBinding({
+          chainId: 31337n,
+          registry: await enclaves.getAddress(),
+          node: node.address,
+          key: enclave.address,
+        }),
+      );
+      expect(check.document.binding).to.equal(check.document.nonce);
+      expect([record.chainId, record.registry]).to.deep.equal([31337n, await enclaves.getAddress()]);
     });
 
     it("finds a document that names another key, and governance revokes the key on challenge", async function () {
@@ -219,10 +231,14 @@ describe("tee/dev-enclave", function () {
         );
       const check = checkEnclaveKey(await readKeyRecord(enclaves, enclave.address));
       expect(check.verdict).to.equal("invalid");
-      expect(check.problems).to.deep.equal([
+      expect(check.problems).to.have.length(2);
+      expect(check.problems[0]).to.equal(
         `the document does not name key ${enclave.address}: public_key gives ${other.address}, ` +
           `user_data gives ${other.address}`,
-      ]);
+      );
+      expect(check.problems[1]).to.match(
+        /^the document's nonce \(0x[0-9a-f]{64}\) does not bind chain 31337/,
+      );
 
       await token.connect(challenger).approve(await enclaves.getAddress(), await enclaves.challengeBond());
       await enclaves.connect(challenger).challengeKey(enclave.address, check.problems[0]);
