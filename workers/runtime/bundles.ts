@@ -11,6 +11,7 @@ import {
 } from "../../zkml";
 import { bundleKind, loadPlainManifest, type PlainBundleManifest } from "../../zkml/plain-bundle";
 import { DataClient, DataClientError } from "../data/client";
+import { BundleConsistencyCache, type ConsistencyCacheOptions } from "./bundle-consistency";
 import { bytes32ToBundleId, unpackBundle } from "../data/bundle-archive";
 
 export interface LoadedBundle {
@@ -96,20 +97,43 @@ export function bundleModelProblems(bundle: AnyBundle, model: IModelRegistry.Mod
   return problems;
 }
 
+export interface BundleCacheOptions {
+  /**
+   * The check that a ZK bundle's program.json is what its circuit proves (bundle-consistency.ts), run once
+   * per bundle before `get` or `getAny` first returns it; a passing verdict is recorded under
+   * `<cacheDir>/consistency`. Default: on, in a child process. `false` turns it off, for a reader that
+   * neither posts nor attests outputs (nothing it does is slashed).
+   */
+  consistency?: ConsistencyCacheOptions | false;
+}
+
 /**
  * Model bundles fetched from the data node by the bundle hash the model registry holds, checked, unpacked
  * into a local cache and kept in memory. Nothing is used before every hash matches: the archive hash
  * (data-layer id) and each file against the manifest when the bundle is loaded (once per bundle), then on
  * every `get` the bundle against the model it is asked for (bundleModelProblems: a bundle may be registered
- * by several models, each with its own key and layout).
+ * by several models, each with its own key and layout). A ZK bundle is then checked once to be consistent
+ * with itself (its program.json computes what its circuit proves under the registered key:
+ * BundleConsistencyCache) before `get` or `getAny` returns it: what a node posts or attests from a bundle
+ * that fails is unprovable, so its model is refused.
  */
 export class BundleCache {
   private readonly loaded = new Map<string, Promise<AnyBundle>>();
+  /** The consistency verdicts of the ZK bundles served (undefined when the check is off). */
+  readonly consistency?: BundleConsistencyCache;
 
   constructor(
     private readonly cacheDir: string,
     private readonly data: DataClient,
-  ) {}
+    opts: BundleCacheOptions = {},
+  ) {
+    if (opts.consistency !== false) {
+      this.consistency = new BundleConsistencyCache({
+        dir: path.join(cacheDir, "consistency"),
+        ...opts.consistency,
+      });
+    }
+  }
 
   /**
    * The ZK bundle of `model`, refused (BundleRejectedError) unless it agrees with the registered model. A
@@ -120,6 +144,7 @@ export class BundleCache {
     if (problems.length > 0) {
       throw new BundleRejectedError(`bundle ${bytes32ToBundleId(model.bundleHash)}: ${problems.join("; ")}`);
     }
+    await this.checkConsistent(bytes32ToBundleId(model.bundleHash), bundle);
     return bundle;
   }
 
@@ -130,7 +155,24 @@ export class BundleCache {
     if (problems.length > 0) {
       throw new BundleRejectedError(`bundle ${bytes32ToBundleId(model.bundleHash)}: ${problems.join("; ")}`);
     }
+    await this.checkConsistent(bytes32ToBundleId(model.bundleHash), bundle);
     return bundle;
+  }
+
+  /**
+   * Refuses (BundleRejectedError) a ZK bundle whose program.json disagrees with its circuit or key, checked
+   * once per bundle id after the bundle matched the registry (so the key it is checked against is the
+   * registered one). A plain bundle has no circuit and passes.
+   */
+  private async checkConsistent(id: string, bundle: AnyBundle): Promise<void> {
+    if (!this.consistency || isPlainBundle(bundle)) return;
+    const problems = await this.consistency.problems(id, bundle);
+    if (problems.length > 0) {
+      throw new BundleRejectedError(
+        `bundle ${id}: inconsistent bundle, its program and its circuit disagree (what a node posts for ` +
+          `this model could not be proved): ${problems.join("; ")}`,
+      );
+    }
   }
 
   private entry(id: string): Promise<AnyBundle> {
