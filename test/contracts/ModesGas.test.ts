@@ -43,34 +43,6 @@ describe("Verification modes: gas", function () {
     return f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof);
   }
 
-  /** The optimistic happy path: post, one attestation, finalize after the window; returns each figure. */
-  async function optimistic(
-    f: Fixture,
-    node: HardhatEthersSigner,
-    attester: HardhatEthersSigner,
-    record: boolean,
-  ) {
-    const s = await claimed(f, node, VERIFICATION_MODE_OPTIMISTIC);
-    const { outputs } = await f.prove(s, node);
-    const gas = (name: string, tx: Promise<ContractTransactionResponse>) => measure(name, tx, record);
-    const post = await gas(
-      "TaskRegistry.submitResultOptimistic (tiny model, 1 output word)",
-      f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []),
-    );
-    const attest = await gas(
-      "TaskRegistry.attest (first attester)",
-      f.tasks.connect(attester).attest(s.taskId, s.task, hashWords(outputs), []),
-    );
-    const [, windowEnd] = await f.tasks.pendingOf(s.taskId);
-    await time.increaseTo(windowEnd + 1n);
-    const finalize = await gas(
-      "TaskRegistry.finalizeResult (1 attester)",
-      f.tasks.connect(node).finalizeResult(s.taskId, s.task, outputs, [attester.address]),
-    );
-    expect(await f.tasks.taskStatus(s.taskId)).to.equal(3n);
-    return { post, attest, finalize };
-  }
-
   /**
    * The optimistic happy path as the workers run it: the verifier's attestation signed off chain rides with the
    * post (two transactions), then finalize after the window.
@@ -107,33 +79,6 @@ describe("Verification modes: gas", function () {
     return f.tasks.connect(node).submitResultTee(s.taskId, s.task, outputs, signature);
   }
 
-  // The optimistic happy path is three transactions: 63,000 gas of intrinsic cost and about 13,000 of calldata
-  // (each passes the 16-word Task back) before any work, plus the attester's eligibility check on NodeStaking
-  // (about 10,000) and seven cold storage words written (record twice, node, royalty receiver, attester). It
-  // comes to about 57% of a ZK settlement of the same task; half would need fewer transactions (attestations
-  // signed off chain and checked at finalize) or less calldata per call (attest taking the task's commitment
-  // instead of the Task): both change the ABI.
-  it("the optimistic happy path costs well under a ZK settlement of the same task (at most 60%)", async function () {
-    const f = await loadFixture(modesFixture);
-    const [node] = f.nodes;
-    const [attester] = f.verifiers;
-    // Steady state: every account word the figures write was written before.
-    await (await zk(f, node)).wait();
-    await optimistic(f, node, attester, false);
-
-    const zkGas = Number((await (await zk(f, node)).wait())!.gasUsed);
-    const o = await optimistic(f, node, attester, true);
-    const sum = o.post + o.attest + o.finalize;
-    console.log(
-      `      ZK submitResult: ${zkGas} gas; optimistic: post ${o.post} + attest ${o.attest} + finalize ` +
-        `${o.finalize} = ${sum} gas (${((100 * sum) / zkGas).toFixed(1)}% of ZK)`,
-    );
-    expectGasAtMost(sum, Math.floor((zkGas * 6) / 10), "optimistic happy path (post + attest + finalize)");
-    expectGasAtMost(o.post, 50_000, "submitResultOptimistic");
-    expectGasAtMost(o.attest, 55_000, "attest (first attester)");
-    expectGasAtMost(o.finalize, 72_000, "finalizeResult (1 attester)");
-  });
-
   it("the optimistic happy path as the workers run it (attestation signed off chain) costs at most half a ZK settlement", async function () {
     const f = await loadFixture(modesFixture);
     const [node] = f.nodes;
@@ -149,6 +94,50 @@ describe("Verification modes: gas", function () {
         `finalize ${o.finalize} = ${sum} gas (${((100 * sum) / zkGas).toFixed(1)}% of ZK)`,
     );
     expectGasAtMost(sum, Math.floor(zkGas / 2), "optimistic happy path (post with attestation + finalize)");
+  });
+
+  it("records the dispute game's operations: a disproof, a vote's challenge, ballots, resolution, settlement", async function () {
+    const f = await loadFixture(modesFixture);
+    const [node] = f.nodes;
+    const [v0, v1, v2] = f.verifiers;
+    // A lie on the circuit model, disproved in one transaction by a verifier's own proof.
+    const lie = await claimed(f, node, VERIFICATION_MODE_OPTIMISTIC);
+    await f.tasks.connect(node).submitResultOptimistic(lie.taskId, lie.task, [1n], []);
+    const { proof, outputs } = await f.prove(lie, v0);
+    const disproof = await recordGas(
+      "DisputeManager.challengeWithProof (tiny model, 6 public signals)",
+      f.disputes
+        .connect(v0)
+        .challengeWithProof(lie.taskId, lie.task, hashWords([1n]), [], lie.input, outputs, proof),
+    );
+    // A correct result on the model without a circuit, challenged, voted on, resolved, settled.
+    const s = await f.submit(undefined, { modelId: f.voteModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
+    await f.tasks.connect(node).claimTask(s.taskId, s.task);
+    await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
+    const challenge = await recordGas(
+      "DisputeManager.challenge (vote)",
+      f.disputes.connect(v1).challenge(s.taskId, s.task, hashWords(outputs), []),
+    );
+    await recordGas(
+      "DisputeManager.vote (first ballot for the node)",
+      f.disputes.connect(v0).vote(s.taskId, true),
+    );
+    await recordGas("DisputeManager.vote", f.disputes.connect(v2).vote(s.taskId, true));
+    await time.increaseTo((await f.disputes.disputeOf(s.taskId)).deadline + 1n);
+    await recordGas(
+      "DisputeManager.resolveVote (node right, callback-free)",
+      f.disputes.resolveVote(s.taskId, s.task, outputs, []),
+    );
+    await recordGas(
+      "DisputeManager.settleBallot (loser slashed)",
+      f.disputes.settleBallot(s.taskId, v1.address),
+    );
+    await recordGas(
+      "DisputeManager.settleBallot (winner paid)",
+      f.disputes.settleBallot(s.taskId, v0.address),
+    );
+    console.log(`      challengeWithProof: ${disproof} gas; challenge (vote): ${challenge} gas`);
+    expectGasAtMost(disproof, 500_000, "challengeWithProof");
   });
 
   it("TEE settlement costs under a third of a ZK settlement of the same task", async function () {
