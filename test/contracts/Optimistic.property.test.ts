@@ -2,242 +2,343 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import fc from "fast-check";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import {
-  CLAIM_COLLATERAL,
-  MODEL_FEE,
   VERIFICATION_MODE_OPTIMISTIC,
+  VERIFICATION_MODE_TEE,
   hashWords,
   modesFixture,
+  registerEnclaveKey,
+  signTeeResult,
+  type EnclaveKeyWallet,
+  type SubmittedTask,
 } from "../helpers/market-fixture";
+import { afterDispute, afterWindow, signAttestation, wealth, type Fixture } from "../helpers/optimistic";
 import { tinyOutputWord } from "../helpers/tiny-circuit";
 
 /**
- * Random sequences of optimistic tasks, each played to the end: the model with a circuit (disputes settled by
- * proof) or without (by vote); an honest or lying node; any subset of three verifiers attesting; a challenge
- * or none; the node answering with a real proof or not; each verifier voting either way or not at all. A
- * model predicts every settlement from the chain's stakes before it. After every task:
- * - the registry holds exactly the credits and protocol fees it owes (no task is open), the dispute manager
- *   nothing;
- * - the requester's wallet moved by exactly the fees of verified tasks: a failed task refunds exactly, and
- *   no slash ever pays it;
- * - every stake and wallet of node, attesters, challenger, voters and treasury moved exactly as predicted;
- * - a node and a challenger together never gain from a task the node lost.
+ * Random sequences of optimistic and TEE tasks played by honest and dishonest parties, each task to its end:
+ *
+ * - honest inference nodes 0 and 1 post correct outputs with honest attestations, or sign them with an
+ *   enclave key; dishonest node 2 lies, posts junk nobody attests, or claims and goes silent;
+ * - honest verifiers 0 and 1 attest only what they re-executed, challenge every lie (a disproof for a model
+ *   with a circuit, a vote otherwise) and vote truthfully on every dispute; dishonest verifiers 2 and 3
+ *   attest the dishonest node's lies, challenge correct results, vote for the wrong side, challenge honest
+ *   enclave keys without evidence, and add stake during a vote to weigh more;
+ * - governance may swap the dispute manager while a vote is open; stakers request unstaking between tasks.
+ *
+ * After each sequence (ballots settled, key challenges judged): no honest party (honest nodes, honest
+ * verifiers, the requester counting the fees of verified tasks) ends below its start, no dishonest party
+ * ends above its start, and every contract's OPG balance equals what its books owe, exactly (dispute
+ * managers: less than one wei of rounding per ballot).
+ *
+ * The honest verifiers hold the majority of verification stake: the assumption a stake vote rests on.
  */
 
-/** 10 sequences of 2 or 3 tasks, a real proof for some of them: about 8 s. */
-const NUM_RUNS = 10;
-const BPS = 10_000n;
-const SHARE_BPS = 5000n; // NodeStaking's slashBeneficiaryShareBps
-const BOND = ethers.parseEther("100");
-const ATTESTER_SLASH = ethers.parseEther("100");
-const VOTER_SLASH = ethers.parseEther("100");
+const NUM_RUNS = 12;
 const VALUES = [7n, -3n, 2n, 5n];
 
-type Vote = "none" | "right" | "wrong";
-interface Scenario {
-  circuit: boolean;
-  lying: boolean;
-  node: number;
-  attesters: number[];
-  challenge: boolean;
-  responds: boolean;
-  votes: Vote[];
+type Kind = "circuit" | "vote" | "tee";
+type Fault = "lie" | "junk" | "silent";
+interface Episode {
+  kind: Kind;
+  /** 0, 1: honest; 2: dishonest. */
+  server: number;
+  fault: Fault;
+  /** Which honest verifiers the honest node asks (at least one is asked: quorum 1). */
+  honestAttesters: number[];
+  /** Which dishonest verifiers attest the dishonest node's outputs. */
+  dishonestAttesters: number[];
+  /** The dishonest verifier 3 challenges a correct result (or an honest enclave key). */
+  griefs: boolean;
+  /** Dishonest verifiers that vote (always for the wrong side). */
+  dishonestVotes: number[];
+  /** A dishonest verifier adds stake after the opening and tries to vote with it. */
+  stakeIn: boolean;
+  /** Governance swaps the dispute manager while the vote is open. */
+  swap: boolean;
+  /** An honest verifier requests unstaking of 10 OPG after the task. */
+  unstake: number;
 }
 
-const scenario: fc.Arbitrary<Scenario> = fc.record({
-  circuit: fc.boolean(),
-  lying: fc.boolean(),
-  node: fc.nat({ max: 2 }),
-  attesters: fc.subarray([0, 1, 2]),
-  challenge: fc.boolean(),
-  responds: fc.boolean(),
-  votes: fc.array(fc.constantFrom<Vote>("none", "right", "wrong"), { minLength: 3, maxLength: 3 }),
+const episode: fc.Arbitrary<Episode> = fc.record({
+  kind: fc.constantFrom<Kind>("circuit", "vote", "tee"),
+  server: fc.nat({ max: 2 }),
+  fault: fc.constantFrom<Fault>("lie", "junk", "silent"),
+  honestAttesters: fc.subarray([0, 1], { minLength: 1 }),
+  dishonestAttesters: fc.subarray([2, 3]),
+  griefs: fc.boolean(),
+  dishonestVotes: fc.subarray([2, 3]),
+  stakeIn: fc.boolean(),
+  swap: fc.boolean(),
+  unstake: fc.constantFrom(-1, 0, 1),
 });
 
-describe("Optimistic mode (property)", function () {
-  it("settles every random optimistic task as predicted and keeps the books exact", async function () {
-    const f = await loadFixture(modesFixture);
-    const tasksAddress = f.tasksAddress;
-    const disputesAddress = await f.disputes.getAddress();
-    const challenger = f.verifiers[3];
-    const everyone = [...f.nodes, ...f.verifiers, f.modelOwner, f.requester];
+/** Honest verifiers' extra stake: 3,000 OPG each against 1,000 for each dishonest one. */
+const HONEST_TOP_UP = ethers.parseEther("2000");
 
+describe("Optimistic and TEE games (property)", function () {
+  it("an honest party never ends below its start, a dishonest one never above, and the books stay exact", async function () {
     await fc.assert(
-      fc.asyncProperty(fc.array(scenario, { minLength: 2, maxLength: 3 }), async (scenarios) => {
-        await loadFixture(modesFixture);
-        let paid = 0n; // fees of verified tasks
-        const requesterStart = await f.token.balanceOf(f.requester.address);
-        for (const sc of scenarios) {
-          const node = f.nodes[sc.node];
-          const eligible = async (a: string) => f.staking.isEligible(a, 1);
-          // Stakes and wallets before the task.
-          const bonded = new Map<string, bigint>();
-          const wallet = new Map<string, bigint>();
-          for (const a of [...everyone, f.treasury]) {
-            bonded.set(a.address, (await f.staking.nodeInfo(a.address)).bonded);
-            wallet.set(a.address, await f.token.balanceOf(a.address));
-          }
-          const credits = new Map<string, bigint>();
-          for (const a of everyone) credits.set(a.address, await f.tasks.creditsOf(a.address));
+      fc.asyncProperty(fc.array(episode, { minLength: 2, maxLength: 4 }), async (episodes) => {
+        const f = await loadFixture(modesFixture);
+        const [h0, h1, liar] = f.nodes;
+        const [v0, v1, d2, d3] = f.verifiers;
+        for (const v of [v0, v1]) {
+          await f.token.connect(f.treasury).transfer(v.address, HONEST_TOP_UP);
+          await f.staking.connect(v).stake(HONEST_TOP_UP);
+        }
+        const keys = new Map<string, EnclaveKeyWallet[]>();
+        for (const n of [h0, h1]) keys.set(n.address, [await registerEnclaveKey(f, n)]);
+        await f.token.connect(f.treasury).transfer(d3.address, ethers.parseEther("2000"));
 
-          const s = await f.submit(VALUES, {
-            modelId: sc.circuit ? f.optimisticModelId : f.voteModelId,
-            mode: VERIFICATION_MODE_OPTIMISTIC,
-          });
+        const honest = [h0, h1, v0, v1];
+        const dishonest = [liar, d2, d3];
+        const start = new Map<string, bigint>();
+        for (const a of [...honest, ...dishonest, f.requester])
+          start.set(a.address, await wealth(f, a.address));
+        let feesPaid = 0n;
+        const managers = [f.disputes];
+        const ballots: { manager: typeof f.disputes; taskId: bigint; voter: string }[] = [];
+        const challengedKeys: string[] = [];
+
+        for (const ep of episodes) {
+          let disputes = managers[managers.length - 1];
+          const node = [h0, h1, liar][ep.server];
+          const cheating = ep.server === 2;
+          const modelId = ep.kind === "vote" ? f.voteModelId : f.optimisticModelId;
+          const mode = ep.kind === "tee" ? VERIFICATION_MODE_TEE : VERIFICATION_MODE_OPTIMISTIC;
+          const s = await f.submit(VALUES, { modelId, mode });
           await f.tasks.connect(node).claimTask(s.taskId, s.task);
-          const correct = tinyOutputWord(VALUES);
-          const outputs = [sc.lying ? correct + 1n : correct];
-          await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
-          const outputsHash = hashWords(outputs);
-          const attesters: string[] = [];
-          for (const i of sc.attesters) {
-            const v = f.verifiers[i];
-            if (!(await eligible(v.address))) continue;
-            await f.tasks.connect(v).attest(s.taskId, s.task, outputsHash, attesters);
-            attesters.push(v.address);
+          const truth = [tinyOutputWord(VALUES)];
+
+          if (ep.kind === "tee") {
+            if (cheating) {
+              // A dishonest node in TEE mode has no approved key: it claims and goes silent; an honest node
+              // takes the lapsed claim over.
+              await takeOver(f, s, h0, keys);
+              feesPaid += BigInt(s.task.fee);
+            } else {
+              let nodeKeys = keys.get(node.address)!;
+              if (ep.griefs) {
+                await f.enclaves.connect(d3).challengeKey(nodeKeys[0].address, "griefing");
+                challengedKeys.push(nodeKeys[0].address);
+                // The node's claim lapses (its only key is suspended): nobody may take it over, and at the
+                // deadline it is refunded and released without slash. It registers a new key for later.
+                const [, expiry] = await f.tasks.claimOf(s.taskId);
+                await time.increaseTo(expiry + 1n);
+                await expect(f.tasks.connect(h1 === node ? h0 : h1).claimTask(s.taskId, s.task)).to.be
+                  .reverted;
+                await time.increaseTo(BigInt(s.task.deadline) + 1n);
+                await f.tasks.expire(s.taskId, s.task);
+                nodeKeys = [await registerEnclaveKey(f, node)];
+                keys.set(node.address, nodeKeys);
+              } else {
+                const sig = await signTeeResult(f, nodeKeys[0], s, node.address, truth);
+                await f.tasks.connect(node).submitResultTee(s.taskId, s.task, truth, sig);
+                feesPaid += BigInt(s.task.fee);
+              }
+            }
+            await f.tasks.releaseCollateral(node.address);
+            continue;
           }
 
-          const expectBonded = new Map(bonded);
-          const expectWallet = new Map(wallet);
-          const expectCredits = new Map(credits);
-          const add = (m: Map<string, bigint>, a: string, d: bigint) => m.set(a, m.get(a)! + d);
-          add(expectWallet, f.requester.address, -MODEL_FEE); // escrowed at submission
-          const share = (x: bigint) => (x * SHARE_BPS) / BPS;
-          const refund = () => add(expectWallet, f.requester.address, MODEL_FEE);
-          const verified = () => {
-            paid += MODEL_FEE;
-            const protocol = (MODEL_FEE * 1000n) / BPS;
-            const royalty = (MODEL_FEE * 1000n) / BPS;
-            const each = attesters.length === 0 ? 0n : (MODEL_FEE * 1000n) / BPS / BigInt(attesters.length);
-            add(
-              expectCredits,
-              node.address,
-              MODEL_FEE - protocol - royalty - each * BigInt(attesters.length),
-            );
-            add(expectCredits, f.modelOwner.address, royalty);
-            for (const a of attesters) add(expectCredits, a, each);
-          };
-          /** The node lost: its collateral (half to the challenger) and each attester's slash (to the treasury). */
-          const nodeWrong = () => {
-            refund();
-            add(expectBonded, node.address, -CLAIM_COLLATERAL);
-            add(expectWallet, challenger.address, share(CLAIM_COLLATERAL));
-            add(expectWallet, f.treasury.address, CLAIM_COLLATERAL - share(CLAIM_COLLATERAL));
-            for (const a of attesters) {
-              const taken = ATTESTER_SLASH < expectBonded.get(a)! ? ATTESTER_SLASH : expectBonded.get(a)!;
-              add(expectBonded, a, -taken);
-              add(expectWallet, f.treasury.address, taken);
-            }
-          };
+          if (cheating && ep.fault === "silent") {
+            await takeOver(f, s, h1, keys, [v0]);
+            feesPaid += BigInt(s.task.fee);
+            continue;
+          }
+          const outputs = cheating ? [ep.fault === "junk" ? 999n : truth[0] + 1n] : truth;
+          const signers: HardhatEthersSigner[] = [];
+          const asked = cheating ? (ep.fault === "junk" ? [] : ep.dishonestAttesters) : ep.honestAttesters;
+          for (const i of asked) {
+            // A dishonest verifier slashed below the minimum stake can no longer attest.
+            if (await f.staking.isEligible(f.verifiers[i].address, 1)) signers.push(f.verifiers[i]);
+          }
+          const sigs = [];
+          for (const a of signers) sigs.push(await signAttestation(f, a, s, node.address, outputs));
+          await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, sigs);
+          const attesters = signers.map((a) => a.address);
+          const outputsHash = hashWords(outputs);
 
-          const challenged = sc.challenge && (await eligible(challenger.address));
-          let outcome: "verified" | "expired" | "wrong" | "undecided";
-          if (!challenged) {
-            const [, windowEnd] = await f.tasks.pendingOf(s.taskId);
-            await time.increaseTo(windowEnd + 1n);
+          if (cheating && ep.fault === "lie") {
+            // An honest verifier catches the lie.
+            if (ep.kind === "circuit") {
+              const { proof, outputs: proved } = await f.prove(s, v0);
+              await disputes
+                .connect(v0)
+                .challengeWithProof(s.taskId, s.task, outputsHash, attesters, s.input, proved, proof);
+            } else {
+              await disputes.connect(v0).challenge(s.taskId, s.task, outputsHash, attesters);
+              disputes = await vote(f, disputes, s.taskId, ep, false, ballots, managers);
+              await afterDispute({ ...f, disputes }, s.taskId);
+              await disputes.resolveVote(s.taskId, s.task, outputs, attesters);
+            }
+            expect(await f.tasks.taskStatus(s.taskId)).to.equal(7n);
+          } else if (!cheating && ep.griefs) {
+            // A dishonest verifier disputes a correct result: a disproof cannot exist; a vote it loses.
+            if (ep.kind === "circuit") {
+              const { proof, outputs: proved } = await f.prove(s, d3);
+              await expect(
+                disputes
+                  .connect(d3)
+                  .challengeWithProof(s.taskId, s.task, outputsHash, attesters, s.input, proved, proof),
+              ).to.be.reverted;
+              await afterWindow(f, s.taskId);
+              await f.tasks.finalizeResult(s.taskId, s.task, outputs, attesters);
+            } else {
+              await disputes.connect(d3).challenge(s.taskId, s.task, outputsHash, attesters);
+              disputes = await vote(f, disputes, s.taskId, ep, true, ballots, managers);
+              await afterDispute({ ...f, disputes }, s.taskId);
+              await disputes.resolveVote(s.taskId, s.task, outputs, attesters);
+            }
+            expect(await f.tasks.taskStatus(s.taskId)).to.equal(3n);
+            feesPaid += BigInt(s.task.fee);
+          } else {
+            await afterWindow(f, s.taskId);
             if (attesters.length >= 1) {
               await f.tasks.finalizeResult(s.taskId, s.task, outputs, attesters);
-              verified();
-              outcome = "verified";
+              feesPaid += BigInt(s.task.fee);
             } else {
+              // Junk nobody attests: the poster is slashed, the task reopens and an honest node serves it.
               await f.tasks.expireUnattested(s.taskId, s.task, outputsHash, attesters);
-              refund();
-              outcome = "expired";
-            }
-          } else {
-            await f.disputes.connect(challenger).challenge(s.taskId, s.task, outputsHash, attesters);
-            if (sc.circuit) {
-              if (!sc.lying && sc.responds) {
-                const { proof } = await f.prove(s, node);
-                await f.disputes.respond(s.taskId, s.task, s.input, outputs, attesters, proof);
-                verified();
-                add(expectWallet, node.address, BOND);
-                add(expectWallet, challenger.address, -BOND);
-                outcome = "verified";
-              } else {
-                await time.increaseTo((await f.disputes.disputeOf(s.taskId)).deadline + 1n);
-                await f.disputes.timeout(s.taskId, s.task, outputsHash, attesters);
-                nodeWrong();
-                outcome = "wrong";
-              }
-            } else {
-              let right = 0n;
-              let wrong = 0n;
-              const ballots: [string, Vote][] = [];
-              for (let i = 0; i < 3; i++) {
-                const v = f.verifiers[i];
-                if (sc.votes[i] === "none" || !(await eligible(v.address))) continue;
-                const weight = await f.staking.freeStakeOf(v.address);
-                await f.disputes.connect(v).vote(s.taskId, sc.votes[i] === "right");
-                if (sc.votes[i] === "right") right += weight;
-                else wrong += weight;
-                ballots.push([v.address, sc.votes[i]]);
-              }
-              await time.increaseTo((await f.disputes.disputeOf(s.taskId)).deadline + 1n);
-              await f.disputes.resolveVote(s.taskId, s.task, outputs, attesters);
-              if (right === wrong) {
-                refund();
-                add(expectWallet, challenger.address, -BOND);
-                add(expectWallet, f.treasury.address, BOND);
-                outcome = "undecided";
-              } else {
-                const losing: Vote = right > wrong ? "wrong" : "right";
-                if (right > wrong) {
-                  verified();
-                  add(expectWallet, node.address, BOND);
-                  add(expectWallet, challenger.address, -BOND);
-                  outcome = "verified";
-                } else {
-                  nodeWrong();
-                  outcome = "wrong";
-                }
-                for (const [a, side] of ballots) {
-                  if (side !== losing) continue;
-                  const taken = VOTER_SLASH < expectBonded.get(a)! ? VOTER_SLASH : expectBonded.get(a)!;
-                  add(expectBonded, a, -taken);
-                  add(expectWallet, f.treasury.address, taken);
-                }
-              }
+              expect(await f.tasks.taskStatus(s.taskId)).to.equal(1n);
+              await takeOver(f, s, h0, keys, [v1], false);
+              feesPaid += BigInt(s.task.fee);
             }
           }
-
-          const status = await f.tasks.taskStatus(s.taskId);
-          expect(status).to.equal({ verified: 3n, expired: 4n, wrong: 7n, undecided: 7n }[outcome]);
-          for (const a of [...everyone, f.treasury]) {
-            expect((await f.staking.nodeInfo(a.address)).bonded, `stake of ${a.address}`).to.equal(
-              expectBonded.get(a.address),
-            );
-            expect(await f.token.balanceOf(a.address), `wallet of ${a.address}`).to.equal(
-              expectWallet.get(a.address),
-            );
-          }
-          for (const a of everyone) {
-            expect(await f.tasks.creditsOf(a.address), `credits of ${a.address}`).to.equal(
-              expectCredits.get(a.address),
-            );
-          }
-          // Books: the registry owes exactly what it holds; the dispute manager holds no bond.
-          let owed = 0n;
-          for (const a of everyone) owed += await f.tasks.creditsOf(a.address);
-          for (const n of f.nodes) owed += await f.tasks.protocolFeesOf(n.address);
-          expect(await f.token.balanceOf(tasksAddress)).to.equal(owed);
-          expect(await f.token.balanceOf(disputesAddress)).to.equal(0n);
-          // No collateral stays locked for a settled task (once released, which the next claim also does).
           await f.tasks.releaseCollateral(node.address);
-          expect((await f.staking.nodeInfo(node.address)).locked).to.equal(0n);
-          // A node and its challenger together never gain from a task the node lost.
-          if (outcome === "wrong") {
-            const pair = (w: Map<string, bigint>, b: Map<string, bigint>) =>
-              w.get(node.address)! +
-              b.get(node.address)! +
-              w.get(challenger.address)! +
-              b.get(challenger.address)!;
-            expect(pair(expectWallet, expectBonded) < pair(wallet, bonded)).to.equal(true);
-          }
+          if (ep.unstake >= 0)
+            await f.staking.connect([v0, v1][ep.unstake]).requestUnstake(ethers.parseEther("10"));
         }
-        expect(await f.token.balanceOf(f.requester.address)).to.equal(requesterStart - paid);
+
+        // Settle every ballot (twice: winners collect what later losers brought), judge every key challenge.
+        for (let round = 0; round < 2; round++) {
+          for (const b of ballots) await b.manager.settleBallot(b.taskId, b.voter);
+        }
+        for (const key of challengedKeys) await f.enclaves.connect(f.governance).resolveChallenge(key, true);
+
+        for (const a of honest) {
+          const now = await wealth(f, a.address);
+          expect(
+            now >= start.get(a.address)!,
+            `honest ${a.address}: ${start.get(a.address)} -> ${now}`,
+          ).to.equal(true);
+        }
+        for (const a of dishonest) {
+          const now = await wealth(f, a.address);
+          expect(
+            now <= start.get(a.address)!,
+            `dishonest ${a.address}: ${start.get(a.address)} -> ${now}`,
+          ).to.equal(true);
+        }
+        expect(await wealth(f, f.requester.address)).to.equal(start.get(f.requester.address)! - feesPaid);
+
+        // Books: every contract holds exactly what it owes.
+        const everyone = [...honest, ...dishonest, f.requester, f.modelOwner, f.treasury, f.stranger];
+        let owed = 0n;
+        for (const a of everyone) owed += await f.tasks.creditsOf(a.address);
+        for (const n of f.nodes) owed += await f.tasks.protocolFeesOf(n.address);
+        expect(await f.token.balanceOf(f.tasksAddress)).to.equal(owed);
+        let staked = 0n;
+        for (const a of everyone) {
+          const info = await f.staking.nodeInfo(a.address);
+          staked += info.bonded + info.unbonding;
+          expect(info.locked <= info.bonded).to.equal(true);
+        }
+        expect(await f.token.balanceOf(await f.staking.getAddress())).to.equal(staked);
+        expect(await f.token.balanceOf(await f.enclaves.getAddress())).to.equal(0n);
+        for (const m of managers) {
+          const held = await f.token.balanceOf(await m.getAddress());
+          expect(held <= BigInt(ballots.length + 1)).to.equal(true);
+        }
       }),
       { numRuns: NUM_RUNS },
     );
   });
 });
+
+/**
+ * `s`'s claim lapses (its node went silent or holds no usable key); `by` takes it over and settles it: in
+ * TEE mode with its key, else optimistically with `attesters`' signatures.
+ */
+async function takeOver(
+  f: Fixture,
+  s: SubmittedTask,
+  by: HardhatEthersSigner,
+  keys: Map<string, EnclaveKeyWallet[]>,
+  attesters: HardhatEthersSigner[] = [],
+  lapse = true,
+) {
+  if (lapse) {
+    const [, expiry] = await f.tasks.claimOf(s.taskId);
+    await time.increaseTo(expiry + 1n);
+  }
+  await f.tasks.connect(by).claimTask(s.taskId, s.task);
+  const truth = [tinyOutputWord(VALUES)];
+  if (s.task.mode === BigInt(VERIFICATION_MODE_TEE)) {
+    const sig = await signTeeResult(f, keys.get(by.address)![0], s, by.address, truth);
+    await f.tasks.connect(by).submitResultTee(s.taskId, s.task, truth, sig);
+    return;
+  }
+  const sigs = [];
+  for (const a of attesters) sigs.push(await signAttestation(f, a, s, by.address, truth));
+  await f.tasks.connect(by).submitResultOptimistic(s.taskId, s.task, truth, sigs);
+  await afterWindow(f, s.taskId);
+  await f.tasks.finalizeResult(
+    s.taskId,
+    s.task,
+    truth,
+    attesters.map((a) => a.address),
+  );
+}
+
+/**
+ * The vote on an open dispute: both honest verifiers vote truthfully (`nodeRight`) unless one is the
+ * challenger; the chosen dishonest ones vote the other way; a dishonest one that adds stake first is
+ * refused. Governance may swap the dispute manager meanwhile: the vote goes on under the old one, which is
+ * returned. Every ballot is recorded for settlement.
+ */
+async function vote(
+  f: Fixture,
+  disputes: Fixture["disputes"],
+  taskId: bigint,
+  ep: Episode,
+  nodeRight: boolean,
+  ballots: { manager: Fixture["disputes"]; taskId: bigint; voter: string }[],
+  managers: Fixture["disputes"][],
+) {
+  const d = await disputes.disputeOf(taskId);
+  ballots.push({ manager: disputes, taskId, voter: d.challenger });
+  if (ep.swap) {
+    const next = await (
+      await ethers.getContractFactory("DisputeManager")
+    ).deploy(f.tasksAddress, await f.token.getAddress(), await f.staking.getAddress(), f.governance.address);
+    await f.tasks
+      .connect(f.governance)
+      .setVerificationModules(await f.enclaves.getAddress(), await next.getAddress());
+    await f.staking.connect(f.governance).setSlasher(await next.getAddress(), true);
+    for (const v of f.verifiers) await f.token.connect(v).approve(await next.getAddress(), ethers.MaxUint256);
+    managers.push(next as unknown as Fixture["disputes"]);
+  }
+  if (ep.stakeIn) {
+    await f.staking.connect(f.verifiers[2]).stake(ethers.parseEther("1"));
+    await expect(disputes.connect(f.verifiers[2]).vote(taskId, !nodeRight)).to.be.revertedWithCustomError(
+      disputes,
+      "DisputeManagerCannotVote",
+    );
+  }
+  for (const v of [f.verifiers[0], f.verifiers[1]]) {
+    if (v.address === d.challenger) continue;
+    await disputes.connect(v).vote(taskId, nodeRight);
+    ballots.push({ manager: disputes, taskId, voter: v.address });
+  }
+  for (const i of ep.dishonestVotes) {
+    const v = f.verifiers[i];
+    if (v.address === d.challenger || (ep.stakeIn && i === 2)) continue;
+    if (!(await f.staking.isEligible(v.address, 1))) continue;
+    await disputes.connect(v).vote(taskId, !nodeRight);
+    ballots.push({ manager: disputes, taskId, voter: v.address });
+  }
+  return disputes;
+}
