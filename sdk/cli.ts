@@ -85,6 +85,8 @@ function modeArg(raw: string | undefined): (typeof MODES)[number] | undefined {
  */
 function auditLines(r: AuditReport): string {
   const lines = r.proofValid === null ? [`${r.mode}: ${r.detail}`] : [setupLine(r)];
+  // a rejection says what rejected the outputs first (a challenger's proof of other outputs, or a vote)
+  if (r.status === "Rejected" && r.proofValid !== null) lines.unshift(`rejected: ${r.detail}`);
   for (const w of r.warnings) lines.push(`WARNING: ${w}`);
   for (const n of r.notChecked) lines.push(`not checked: ${n}`);
   return lines.join("\n");
@@ -129,13 +131,14 @@ export function registerClientCommands(program: Command) {
     .option(
       "--mode <mode>",
       "verification mode: zk (proof checked on chain), tee (signed by an approved enclave key) or optimistic " +
-        "(final after a challenge window with attestations; disputes settled by proof or vote); default: the " +
+        "(final after a challenge window with attestations; wrong outputs rejected by a challenger's proof, or " +
+        "by a stake vote where the model has no circuit); default: the " +
         "strongest the model allows; one it does not allow is refused before anything is sent",
     )
     .option(
       "--wait",
       "wait for the verified result and print it (says on stderr what it is waiting for: an eligible node, " +
-        "a claim, the proof, the challenge window and attestations, a dispute)",
+        "a claim, the proof, the challenge window and attestations, a vote, a reopening)",
     )
     .option("--timeout-seconds <n>", "with --wait: how long to wait (default 300)")
     .action(
@@ -231,9 +234,11 @@ export function registerClientCommands(program: Command) {
     .description(
       "re-check a verified task from public data in its mode (zk: proof against the registered key, bundle " +
         "against the registration, output recomputed, the trusted setup; tee: the enclave signature, the " +
-        "key's registration and standing then and now; optimistic: window, attesters, dispute, output " +
-        "recomputed where the bundle allows); prints on stderr what it could not check (exit 0 when it " +
-        "agrees, 3 when it does not, or with --require-secure-setup when a proof's setup is not secure)",
+        "key's registration and standing then and now; optimistic: window, attesters, vote, output " +
+        "recomputed where the bundle allows), or an optimistic task rejected after a dispute (the " +
+        "challenger's proof of other outputs re-verified and recomputed, or the vote re-tallied); prints on " +
+        "stderr what it could not check (exit 0 when it agrees, 3 when it does not, or with " +
+        "--require-secure-setup when a proof's setup is not secure)",
     )
     .action(async (id: string, o: Conn & SetupFlags) => {
       await run(async (keep) => {
@@ -248,7 +253,7 @@ export function registerClientCommands(program: Command) {
     });
   withConnection(task.command("refund <taskId>"))
     .description(
-      "after its deadline, refund a task nobody settled to its requester; also an optimistic task whose " +
+      "after its deadline, refund a task nobody settled to its requester, also an optimistic task whose " +
         "challenge window closed without its quorum of attestations (any key may send it)",
     )
     .option("--from-block <n>", "a block at or before the submission (default 0)")
@@ -265,9 +270,30 @@ export function registerClientCommands(program: Command) {
       });
     });
 
+  withConnection(task.command("reopen <taskId>"))
+    .description(
+      "before its deadline, put an optimistic task whose posted outputs met no quorum of attestations by the " +
+        "window's end back on the market (expireUnattested: the node's collateral is slashed, another node " +
+        "may claim the task; any key may send it)",
+    )
+    .option("--from-block <n>", "a block at or before the submission (default 0)")
+    .action(async (id: string, o: Conn & { fromBlock?: string }) => {
+      await run(async (keep) => {
+        idArg("task id", id);
+        const { parse } = await import("../workers/runtime/config");
+        const fromBlock =
+          o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
+        const { client, provider } = await clientFor(o, true);
+        keep(provider);
+        const tx = await client.reopen(await existingTask(client, id), { fromBlock });
+        process.stdout.write(json({ taskId: id, reopened: true, tx }));
+      });
+    });
+
   withSetupFlags(withConnection(task.command("audit-range")))
     .description(
-      "audit every task verified in a block range: one JSON report per line, then a summary; each model's " +
+      "audit every task verified, or rejected after a dispute, in a block range: one JSON report per line, " +
+        "then a summary; each model's " +
         "setup line on stderr (exit 0 when all agree, 3 when any does not, or with --require-secure-setup " +
         "when any model's setup is not secure)",
     )

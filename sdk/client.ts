@@ -26,6 +26,7 @@ import {
 import { quantizePlainInput, type PlainBundleManifest } from "../zkml/plain-bundle";
 import { DataClient } from "../workers/data/client";
 import {
+  auditRejectedLog,
   auditVerifiedLog,
   findLogs,
   findSubmitted,
@@ -214,7 +215,8 @@ export interface SubmitOptions {
   /**
    * How the result is verified: `zk` (a Groth16 proof checked on chain), `tee` (signed by an enclave key
    * registered for an approved measurement) or `optimistic` (posted without proof, final after a challenge
-   * window with a quorum of staked verifiers' attestations; disputes settled by proof or vote). Default: the
+   * window with a quorum of staked verifiers' attestations; wrong outputs are rejected by a challenger's
+   * proof of other outputs, or by a stake vote where the model has no circuit). Default: the
    * strongest the model allows. A mode the model does not allow is refused before anything is sent.
    */
   mode?: VerificationModeName;
@@ -242,7 +244,7 @@ export interface TaskResult {
   mode: VerificationModeName;
   /**
    * How it became final: a proof (zk), an enclave signature (tee), attestations after the challenge window
-   * or a dispute answered by proof or settled by vote (optimistic).
+   * or a dispute the vote decided for the node (optimistic; a challenge by proof only ever rejects).
    */
   settledBy: AuditReport["settledBy"];
   /** TEE: the enclave key that signed the outputs (TaskEnclaveSigned); check its registration with an audit. */
@@ -570,12 +572,8 @@ export class OpgClient {
       const signed = await inBlock(MODE_TOPICS.enclaveSigned);
       if (signed) extra.enclaveKey = signed.args.key as string;
     } else if (mode === "optimistic") {
-      settledBy =
-        settlement?.via === "respond"
-          ? "dispute-proof"
-          : settlement?.via === "resolveVote"
-            ? "dispute-vote"
-            : "attestations";
+      // A dispute by proof never verifies a task (the proof rejects the posted outputs): attestations or a vote.
+      settledBy = settlement?.via === "resolveVote" ? "dispute-vote" : "attestations";
       const paid = await inBlock(MODE_TOPICS.attestersPaid);
       extra.attesters = paid
         ? [...(paid.args.attesters as string[])]
@@ -628,7 +626,7 @@ export class OpgClient {
       proof: "by a Groth16 proof checked on chain",
       "enclave-signature": `by enclave key ${result.enclaveKey} (signature checked on chain)`,
       attestations: `by ${result.attesters?.length ?? 0} attestation(s) after an unchallenged window`,
-      "dispute-proof": "after a dispute, by the node's proof",
+      "dispute-proof": "after a dispute, by proof",
       "dispute-vote": "after a dispute, by the verification nodes' vote",
       unknown: "",
     };
@@ -642,14 +640,16 @@ export class OpgClient {
 
   /**
    * Wait until `taskId` is verified and return its result. Listens for the registry's events on the task
-   * (claimed, claim abandoned, verified, expired; in optimistic mode outputs posted, attested, disputed,
-   * rejected) and polls every `pollMs` as a fallback. `onStatus` hears what it waits for whenever that
-   * changes: no eligible node staked, open and unclaimed, claimed by a node until a time, outputs posted
-   * with the challenge window's end and the attestations so far against the quorum, disputed (by whom,
-   * until when, by proof or vote). Fails with an OpgClientError when the task expired or its deadline passed
-   * unsettled (it is then refundable), with a TaskRejectedError (`outcome`, `refund`) when its optimistic
-   * outputs were rejected after a dispute, when it does not exist, when the client is closed, or after
-   * `timeoutMs` (the message names the last status).
+   * (claimed, claim abandoned, verified, expired; in optimistic mode outputs posted, disputed, rejected,
+   * reopened) and polls every `pollMs` as a fallback. `onStatus` hears what it waits for whenever that
+   * changes: no eligible node staked, open and unclaimed (or reopened: served again after posted outputs
+   * met no quorum), claimed by a node until a time (or a TEE claim lapsed through a key challenge, which
+   * waits for the deadline), outputs posted with the challenge window's end and the attestations against
+   * the quorum, a vote open until when with the stake so far. Fails with an OpgClientError when the task
+   * expired or its deadline passed unsettled (it is then refundable), with a TaskRejectedError (`outcome`,
+   * `refund`) when its optimistic outputs were rejected (a challenger proved other outputs, or a vote),
+   * when it does not exist, when the client is closed, or after `timeoutMs` (the message names the last
+   * status).
    */
   async waitForResult(id: Id, opts: WaitForResultOptions = {}): Promise<TaskResult> {
     const taskId = toId(id, "task");
@@ -733,15 +733,17 @@ export class OpgClient {
 
   /**
    * Get the fee of a task nobody settled back once its deadline has passed (anyone may call; the refund goes
-   * to the requester, and a claimer that let it lapse loses its collateral). An optimistic task whose
-   * challenge window closed without its quorum of attestations is refunded too (`expireUnattested`; the
-   * node keeps its collateral: nobody showed it wrong). Returns the transaction hash.
+   * to the requester; a claimer that let it lapse loses its collateral, unless the claim was a TEE claim that
+   * lapsed through a challenge of its node's key, which is released). An optimistic task whose challenge
+   * window closed without its quorum of attestations is refunded too once its deadline has passed
+   * (`expireUnattested`: the node's collateral is slashed); before it, see `reopen`. Returns the transaction
+   * hash.
    */
   async refund(id: Id, opts: { fromBlock?: number } = {}): Promise<string> {
     const taskId = toId(id, "task");
     const signer = this.requireSigner("a refund");
     const status = await this.status(taskId);
-    if (status === "Pending") return this.refundUnattested(taskId, signer, opts.fromBlock);
+    if (status === "Pending") return this.expireUnattested(taskId, signer, "refund", opts.fromBlock);
     if (status !== "Open" && status !== "Claimed") {
       throw new OpgClientError(
         `task ${taskId} is ${status}: only an open or claimed task, or a pending one whose window closed ` +
@@ -761,8 +763,35 @@ export class OpgClient {
     return receipt.hash;
   }
 
-  /** `expireUnattested` for an optimistic task whose window closed short of its quorum. */
-  private async refundUnattested(taskId: bigint, signer: Signer, fromBlock?: number): Promise<string> {
+  /**
+   * Put an optimistic task back on the market before its deadline when the outputs its node posted met no
+   * quorum of attestations by the window's end (`expireUnattested`, anyone may call): the node's collateral
+   * is slashed and the task is open to claims again (TaskReopened), so another node serves it. After the
+   * deadline the same call refunds instead (`refund`). Returns the transaction hash.
+   */
+  async reopen(id: Id, opts: { fromBlock?: number } = {}): Promise<string> {
+    const taskId = toId(id, "task");
+    const signer = this.requireSigner("reopening a task");
+    const status = await this.status(taskId);
+    if (status !== "Pending") {
+      throw new OpgClientError(
+        `task ${taskId} is ${status}: only an optimistic task whose posted outputs wait in their window ` +
+          "(Pending) can be reopened",
+      );
+    }
+    return this.expireUnattested(taskId, signer, "reopen", opts.fromBlock);
+  }
+
+  /**
+   * `expireUnattested` for an optimistic task whose window closed short of its quorum: it reopens the task
+   * before its deadline and refunds it after; `want` says which the caller asked for, and the other is refused.
+   */
+  private async expireUnattested(
+    taskId: bigint,
+    signer: Signer,
+    want: "refund" | "reopen",
+    fromBlock?: number,
+  ): Promise<string> {
     const submitted = await this.submittedTask(taskId, { fromBlock });
     const { task } = submitted;
     const [, windowEnd] = await this.tasks.pendingOf(taskId);
@@ -774,27 +803,41 @@ export class OpgClient {
     const registry = await this.tasks.getAddress();
     const id = ethers.toBeHex(taskId, 32);
     const from = fromBlock ?? 0;
-    const posted = await findLogs(
-      this.provider,
-      registry,
-      [MODE_TOPICS.resultPosted, id],
-      from,
-      latest!.number,
-    );
-    if (!posted[0]) throw new OpgClientError(`task ${taskId}: its TaskResultPosted event was not found`);
-    const outputs = [...(this.tasks.interface.parseLog(posted[0])!.args.outputs as bigint[])];
-    const attested = await findLogs(
-      this.provider,
-      registry,
-      [MODE_TOPICS.attested, id],
-      posted[0].blockNumber,
-      latest!.number,
-    );
-    const attesters = attested.map((l) => this.tasks.interface.parseLog(l)!.args.attester as string);
+    const posted = (
+      await findLogs(this.provider, registry, [MODE_TOPICS.resultPosted, id], from, latest!.number)
+    ).at(-1);
+    if (!posted) throw new OpgClientError(`task ${taskId}: its TaskResultPosted event was not found`);
+    const outputs = [...(this.tasks.interface.parseLog(posted)!.args.outputs as bigint[])];
+    // The attester set was fixed when the outputs were posted: the TaskAttested logs of that transaction.
+    const attested = await this.provider.getLogs({
+      address: registry,
+      topics: [MODE_TOPICS.attested, id],
+      fromBlock: posted.blockNumber,
+      toBlock: posted.blockNumber,
+    });
+    const attesters = attested
+      .filter((l) => l.transactionHash === posted.transactionHash)
+      .map((l) => this.tasks.interface.parseLog(l)!.args.attester as string);
     if (attesters.length >= Number(task.attestationQuorum)) {
       throw new OpgClientError(
         `task ${taskId}: its window closed at ${when} with ${attesters.length} of ${task.attestationQuorum} ` +
-          "attestations: it becomes verified (finalizeResult), not refunded",
+          "attestations: it becomes verified (finalizeResult), not refunded or reopened",
+      );
+    }
+    // The registry reopens while block.timestamp < deadline: judged on the next block, about a second on.
+    const beforeDeadline = BigInt(latest!.timestamp) + 1n < BigInt(task.deadline);
+    const deadline = new Date(Number(task.deadline) * 1000).toISOString();
+    if (want === "refund" && beforeDeadline) {
+      throw new OpgClientError(
+        `task ${taskId}: its window closed short of its quorum before its deadline ${deadline}: the task is ` +
+          `reopened for another node now (reopen(${taskId}), opg task reopen ${taskId}), and refundable only ` +
+          "after the deadline",
+      );
+    }
+    if (want === "reopen" && !beforeDeadline) {
+      throw new OpgClientError(
+        `task ${taskId}: its deadline ${deadline} has passed: it can no longer be reopened, only refunded ` +
+          `(refund(${taskId}), opg task refund ${taskId})`,
       );
     }
     const outputsHash = ethers.solidityPackedKeccak256(["uint256[]"], [outputs]);
@@ -809,21 +852,41 @@ export class OpgClient {
    * bundle against the registration (its verification key included), output recomputed; and the bundle's
    * trusted setup (`setup`: who could forge proofs; `setupSecure`), which does not change `agree`. TEE: the
    * enclave signature, the key's registration and standing then and now. Optimistic: the window, the
-   * attesters, any dispute, the output recomputed where the bundle allows. Every report lists what it
-   * `checked` and what it could not (`notChecked`), and `warnings` found since.
+   * attester set fixed at posting, any vote (its ballots re-tallied), the output recomputed where the bundle
+   * allows. A rejected optimistic task (`status` "Rejected"): the evidence of the rejection, a challenger's
+   * proof of other outputs (re-verified, bound to the challenger, and recomputed from the bundle) or a vote.
+   * Every report lists what it `checked` and what it could not (`notChecked`), and `warnings` found since.
+   * `fromBlock`: a block at or before a rejection, to find its log (default 0).
    */
-  async audit(id: Id): Promise<AuditReport> {
+  async audit(id: Id, opts: { fromBlock?: number } = {}): Promise<AuditReport> {
     const taskId = toId(id, "task");
     await this.ready();
     const found = await findVerifiedLog(this.auditDeps(), taskId);
-    if (!found) throw new OpgClientError(`task ${taskId} is ${await this.status(taskId)}, not verified`);
-    return (await auditVerifiedLog(this.auditDeps(), found.log))!;
+    if (found) return (await auditVerifiedLog(this.auditDeps(), found.log))!;
+    const status = await this.status(taskId);
+    if (status !== "Rejected") {
+      throw new OpgClientError(
+        `task ${taskId} is ${status}: only a verified task, or an optimistic one rejected after a dispute, ` +
+          "has a settlement to audit",
+      );
+    }
+    const latest = await this.provider.getBlockNumber();
+    const logs = await findLogs(
+      this.provider,
+      await this.tasks.getAddress(),
+      [MODE_TOPICS.rejected, ethers.toBeHex(taskId, 32)],
+      opts.fromBlock ?? 0,
+      latest,
+    );
+    if (!logs[0]) throw new OpgClientError(`task ${taskId}: its TaskRejected event was not found`);
+    return (await auditRejectedLog(this.auditDeps(), logs[0]))!;
   }
 
   /**
-   * Audit every task verified in blocks [fromBlock, toBlock] (default: up to the latest), reading logs in
-   * windows of `chunk` blocks so that RPC providers with log-range limits serve it. `onReport` sees each
-   * report as it is made; the summary counts them and names the models whose setup is not secure.
+   * Audit every task verified, or rejected after a dispute, in blocks [fromBlock, toBlock] (default: up to the
+   * latest), reading logs in windows of `chunk` blocks so that RPC providers with log-range limits serve it.
+   * `onReport` sees each report as it is made; the summary counts them (`rejected`: the rejections among
+   * them) and names the models whose setup is not secure.
    */
   async auditRange(
     fromBlock: number,
@@ -832,6 +895,8 @@ export class OpgClient {
     fromBlock: number;
     toBlock: number;
     audited: number;
+    /** Reports of rejections (status "Rejected"): their evidence re-checked, a proof or a vote. */
+    rejected: number;
     agreed: number;
     disagreed: string[];
     /** Model ids (of the audited tasks settled by a proof) whose setup is not established secure here. */
@@ -849,15 +914,21 @@ export class OpgClient {
       fromBlock,
       toBlock,
       audited: 0,
+      rejected: 0,
       agreed: 0,
       disagreed: [] as string[],
       setupNotSecure: [] as string[],
       byMode: { zk: 0, tee: 0, optimistic: 0, unknown: 0 } as Record<AuditReport["mode"], number>,
     };
-    for await (const logs of this.registryLogs([TOPICS.verified], fromBlock, toBlock, chunk)) {
+    const topics = [[TOPICS.verified, MODE_TOPICS.rejected]];
+    for await (const logs of this.registryLogs(topics, fromBlock, toBlock, chunk)) {
       for (const log of logs) {
-        const report = (await auditVerifiedLog(this.auditDeps(), log))!;
+        const report =
+          log.topics[0] === TOPICS.verified
+            ? (await auditVerifiedLog(this.auditDeps(), log))!
+            : (await auditRejectedLog(this.auditDeps(), log))!;
         summary.audited++;
+        if (report.status === "Rejected") summary.rejected++;
         summary.byMode[report.mode]++;
         if (report.agree) summary.agreed++;
         else summary.disagreed.push(report.taskId);
@@ -873,7 +944,12 @@ export class OpgClient {
   }
 
   /** The registry's logs matching `topics` in [fromBlock, toBlock], one window of `chunk` blocks at a time. */
-  private async *registryLogs(topics: string[], fromBlock: number, toBlock: number, chunk: number) {
+  private async *registryLogs(
+    topics: (string | string[])[],
+    fromBlock: number,
+    toBlock: number,
+    chunk: number,
+  ) {
     const address = await this.tasks.getAddress();
     for (let start = fromBlock; start <= toBlock; start += chunk) {
       yield await this.provider.getLogs({

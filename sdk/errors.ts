@@ -8,8 +8,9 @@ export class OpgClientError extends Error {
 
 /**
  * An optimistic task whose posted outputs were rejected after a dispute: its fee went back to the requester.
- * `outcome` is how the dispute ended: `NodeWrong` (the node could not prove its outputs, or the vote found
- * them wrong: it and its attesters were slashed) or `Undecided` (a vote without quorum: nobody slashed).
+ * `outcome` is how the dispute ended: `NodeWrong` (a challenger proved other outputs on the task's input, or
+ * the vote found them wrong: the node and its attesters were slashed) or `Undecided` (a vote without a
+ * quorum of stake, or a tie: nobody slashed).
  */
 export class TaskRejectedError extends OpgClientError {
   constructor(

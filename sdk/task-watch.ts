@@ -1,6 +1,6 @@
 import { ethers, SocketProvider, type Filter, type Provider } from "ethers";
 import type { NodeStaking, TaskRegistry } from "../typechain-types";
-import { DisputeManager__factory } from "../typechain-types";
+import { DisputeManager__factory, EnclaveRegistry__factory } from "../typechain-types";
 import {
   DISPUTE_OUTCOMES,
   MODE_TOPICS,
@@ -47,8 +47,28 @@ export interface TaskWaitStatus {
   /** Optimistic mode: attestations so far, and the quorum the task needs. */
   attestations?: number;
   quorum?: number;
-  /** Optimistic mode, while disputed: who challenged, by when the node must prove (or the vote ends), how. */
-  dispute?: { challenger: string; deadline: number; byProof: boolean };
+  /**
+   * Optimistic mode, while disputed or once rejected: who challenged and how it is decided: `byProof` (a
+   * model with a circuit: the challenger proved other outputs, which rejected the posted ones at once) or a
+   * stake vote open until `deadline`, with the stake weighed so far for and against the node (OPG wei).
+   */
+  dispute?: {
+    challenger: string;
+    deadline: number;
+    byProof: boolean;
+    weightFor?: bigint;
+    weightAgainst?: bigint;
+  };
+  /**
+   * Optimistic mode: the task was reopened (TaskReopened) after the outputs `previousNode` posted met no
+   * quorum of attestations (its collateral slashed): it is open to claims again until its deadline.
+   */
+  reopened?: { previousNode: string; block: number };
+  /**
+   * TEE mode: the claim lapsed after a key of its node was challenged (at `challengedAt`): nobody may take it
+   * over; it waits for its deadline, then a refund returns the whole fee and releases the node's collateral.
+   */
+  claimUnderChallenge?: { challengedAt: number };
   /** Rejected: how the dispute ended, and the fee refunded to the requester (wei). */
   outcome?: DisputeOutcomeName;
   refund?: bigint;
@@ -78,7 +98,7 @@ export type TaskStep<T> =
   | { status: TaskWaitStatus };
 
 const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
-const ABANDONED = ethers.id("TaskClaimAbandoned(uint256,address,uint256)");
+const opg = (wei: bigint) => `${ethers.formatEther(wei)} OPG`;
 
 /**
  * How many inference nodes are eligible to claim a task now, read from NodeStaking (registered for the
@@ -173,7 +193,9 @@ export async function describeTask(deps: {
       fromBlock: from,
       toBlock: block.number,
     });
-    return logs.length > 0 ? taskRegistryInterface.parseLog(logs[logs.length - 1]) : null;
+    const log = logs.at(-1);
+    const parsed = log ? taskRegistryInterface.parseLog(log) : null;
+    return log && parsed ? { args: parsed.args, blockNumber: log.blockNumber } : null;
   };
   switch (status) {
     case "Verified":
@@ -187,11 +209,15 @@ export async function describeTask(deps: {
       const rejected = await lastLog(MODE_TOPICS.rejected);
       const outcome = rejected ? DISPUTE_OUTCOMES[Number(rejected.args.outcome)] : undefined;
       const refund: bigint | undefined = rejected ? rejected.args.refund : undefined;
-      const why =
-        outcome === "NodeWrong"
-          ? "the dispute found the posted outputs wrong (outcome NodeWrong: the node and its attesters were slashed)"
+      const d = await disputeOf(deps, block.number);
+      const dispute = d && { challenger: d.challenger, deadline: d.deadline, byProof: d.byProof };
+      const why = dispute?.byProof
+        ? `challenged with a proof: ${dispute.challenger} proved the posted outputs wrong (a Groth16 proof of ` +
+          "other outputs on the task's input; outcome NodeWrong: the node and its attesters were slashed)"
+        : outcome === "NodeWrong"
+          ? "the vote found the posted outputs wrong (outcome NodeWrong: the node and its attesters were slashed)"
           : outcome === "Undecided"
-            ? "the dispute could not be decided (outcome Undecided: the vote had no quorum or tied; nobody slashed)"
+            ? "the vote could not decide (outcome Undecided: no quorum of stake voted, or a tie; nobody slashed)"
             : "its posted outputs were rejected after a dispute";
       const paid = refund === undefined ? "its fee" : `its fee of ${ethers.formatEther(refund)} OPG`;
       const message = `rejected: ${why}; ${paid} went back to the requester`;
@@ -202,6 +228,8 @@ export async function describeTask(deps: {
           status,
           message,
           ...base,
+          mode: "optimistic",
+          ...(dispute ? { dispute } : {}),
           ...(outcome ? { outcome } : {}),
           ...(refund !== undefined ? { refund } : {}),
         },
@@ -238,32 +266,22 @@ export async function describeTask(deps: {
         ? `${attestations} attestation${attestations === 1 ? "" : "s"} (quorum unknown: task event not found)`
         : `${attestations} of ${quorum} attestation${quorum === 1 ? "" : "s"}`;
     if (status === "Disputed") {
-      const [disputesAddress] = (await freshCall(
-        provider,
-        tasks,
-        "modeParameters",
-        [],
-        block.number,
-      )) as unknown as [string];
-      const disputes = DisputeManager__factory.connect(disputesAddress, provider);
-      const d = (await freshCall(provider, disputes, "disputeOf", [taskId], block.number))[0];
-      const dispute = {
-        challenger: d.challenger as string,
-        deadline: Number(d.deadline),
-        byProof: Boolean(d.circuit),
+      // Only a vote stays open: a challenge by proof rejects the posted outputs in its own transaction.
+      const dispute = (await disputeOf(deps, block.number)) ?? {
+        challenger: ethers.ZeroAddress,
+        deadline: 0,
+        byProof: false,
       };
-      const over = now > dispute.deadline;
-      const message = dispute.byProof
-        ? over
-          ? `disputed by ${dispute.challenger}: the node's time to answer with a proof ended at ` +
-            `${when(dispute.deadline)}; anyone may now settle the dispute against it (timeout)`
-          : `disputed by ${dispute.challenger}: the node that posted the outputs (${postedBy}) must answer with ` +
-            `a proof by ${when(dispute.deadline)}, or they are rejected and the fee refunded`
-        : over
-          ? `disputed by ${dispute.challenger}: the verification nodes' vote ended at ${when(dispute.deadline)}; ` +
+      const tally =
+        dispute.weightFor === undefined
+          ? ""
+          : ` (so far ${opg(dispute.weightFor)} of stake for the node, ${opg(dispute.weightAgainst!)} against)`;
+      const message =
+        now > dispute.deadline
+          ? `disputed by ${dispute.challenger}: the vote ended at ${when(dispute.deadline)}${tally}; ` +
             "anyone may now settle it by the vote (resolveVote)"
-          : `disputed by ${dispute.challenger}: verification nodes vote on the posted outputs until ` +
-            `${when(dispute.deadline)}`;
+          : `disputed by ${dispute.challenger}: vote open until ${when(dispute.deadline)}: staked verification ` +
+            `nodes vote on the posted outputs, the challenger's stake against them${tally}`;
       return { status: { status, message, ...facts, dispute } };
     }
     if (now <= windowEnd) {
@@ -278,10 +296,18 @@ export async function describeTask(deps: {
         "final as soon as anyone calls finalizeResult (the node or a verification node normally does)";
       return { status: { status, message, ...facts } };
     }
+    const short = `outputs posted by ${postedBy}: the challenge window ended at ${when(windowEnd)} with only ${tally}`;
+    // expireUnattested reopens the task before its deadline, refunds it after.
+    if (deadline === undefined || now < deadline) {
+      const message =
+        `${short}: they cannot become final; once anyone calls expireUnattested (opg task reopen ${taskId}) ` +
+        "the node's collateral is slashed and the task reopens for another node" +
+        (deadline === undefined ? "" : ` until its deadline ${when(deadline)}`);
+      return { status: { status, message, ...facts } };
+    }
     const message =
-      `outputs posted by ${postedBy}: the challenge window ended at ${when(windowEnd)} with only ${tally}: ` +
-      "the result cannot become final; refundable to the requester (expireUnattested, or opg task refund " +
-      `${taskId})`;
+      `${short}, and its deadline ${when(deadline)} has passed: the result cannot become final; refundable to ` +
+      `the requester (expireUnattested, or opg task refund ${taskId})`;
     return { fail: `task ${taskId}: ${message}`, status: { status, message, ...facts } };
   }
   if (deadline !== undefined && now > deadline) {
@@ -300,25 +326,96 @@ export async function describeTask(deps: {
       const message = `claimed by ${node} until ${when(claimExpiresAt)}: ${delivery}${until}`;
       return { status: { status, message, ...claim } };
     }
+    const challengedAt =
+      mode === "tee" ? await claimChallengedAt(deps, node, claimExpiresAt, block.number) : 0;
+    if (challengedAt > 0) {
+      const message =
+        `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} after a key of that node was ` +
+        `challenged (${when(challengedAt)}): nobody may take it over (TaskRegistryClaimUnderChallenge); it waits ` +
+        "for its deadline, then a refund returns the whole fee and releases the node's collateral unslashed" +
+        until;
+      return { status: { status, message, ...claim, claimUnderChallenge: { challengedAt } } };
+    }
     const message =
       `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without a ` +
       `${mode === undefined || mode === "zk" ? "proof" : "result"}: another eligible node may take it over${until}`;
     return { status: { status, message, ...claim } };
   }
+  const reopenedLog = mode === "zk" ? null : await lastLog(MODE_TOPICS.reopened);
+  const reopened = reopenedLog
+    ? { previousNode: reopenedLog.args.previousNode as string, block: reopenedLog.blockNumber }
+    : undefined;
+  const again = reopened
+    ? `reopened at block ${reopened.block}: the outputs ${reopened.previousNode} posted met no quorum of ` +
+      "attestations (its collateral was slashed), so the task is being served again: "
+    : "";
   const { eligible, scanned, registered } = await deps.nodes.count();
   const counted = scanned < registered ? `${eligible} of the first ${scanned}` : `${eligible}`;
   const message =
-    eligible === 0
+    again +
+    (eligible === 0
       ? `open, but no eligible node is staked: no inference node has the minimum free stake ` +
         `(${registered} registered), so nobody can claim it${until}`
       : `open, nobody has claimed it yet (${counted} eligible inference node${eligible === 1 ? "" : "s"} ` +
-        `staked)${until}`;
-  return { status: { status, message, eligibleNodes: eligible, ...base } };
+        `staked)${until}`);
+  return {
+    status: { status, message, eligibleNodes: eligible, ...base, ...(reopened ? { reopened } : {}) },
+  };
+}
+
+/** The dispute manager's record of the task's dispute (the registry's manager now), read at `blockTag`. */
+async function disputeOf(
+  deps: { provider: Provider; tasks: TaskRegistry; taskId: bigint },
+  blockTag: number,
+): Promise<Required<TaskWaitStatus>["dispute"] | undefined> {
+  const { provider, tasks, taskId } = deps;
+  const [disputesAddress] = (await freshCall(provider, tasks, "modeParameters", [], blockTag)) as unknown as [
+    string,
+  ];
+  if (disputesAddress === ethers.ZeroAddress) return undefined;
+  const disputes = DisputeManager__factory.connect(disputesAddress, provider);
+  const d = (await freshCall(provider, disputes, "disputeOf", [taskId], blockTag))[0];
+  if (d.challenger === ethers.ZeroAddress) return undefined;
+  const byProof = Boolean(d.circuit);
+  return {
+    challenger: d.challenger as string,
+    deadline: Number(d.deadline),
+    byProof,
+    ...(byProof ? {} : { weightFor: d.weightFor as bigint, weightAgainst: d.weightAgainst as bigint }),
+  };
+}
+
+/**
+ * When a key of `node` was challenged during or after its TEE claim ending at `claimExpiresAt` (the
+ * registry's rule: `lastChallengeOf(node) + claimWindow >= claimExpiresAt`); 0 when not, or when the
+ * registry has no enclave registry.
+ */
+async function claimChallengedAt(
+  deps: { provider: Provider; tasks: TaskRegistry },
+  node: string,
+  claimExpiresAt: number,
+  blockTag: number,
+): Promise<number> {
+  const { provider, tasks } = deps;
+  const [, enclavesAddress] = (await freshCall(
+    provider,
+    tasks,
+    "modeParameters",
+    [],
+    blockTag,
+  )) as unknown as [string, string];
+  if (enclavesAddress === ethers.ZeroAddress) return 0;
+  const enclaves = EnclaveRegistry__factory.connect(enclavesAddress, provider);
+  const at = Number((await freshCall(provider, enclaves, "lastChallengeOf", [node], blockTag))[0]);
+  if (at === 0) return 0;
+  const claimWindow = Number((await freshCall(provider, tasks, "parameters", [], blockTag))[3]);
+  return at + claimWindow >= claimExpiresAt ? at : 0;
 }
 
 /**
  * Call `onEvent` when the registry logs a claim, an abandoned claim, a verification or an expiry of
- * `taskId`, or in optimistic mode its posted outputs, an attestation, a dispute or a rejection. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
+ * `taskId`, or in optimistic mode its posted outputs, an attestation, a dispute, a rejection or a
+ * reopening. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
  * polling) is followed by one getLogs for the new range, which needs no server-side filter that could
  * expire. Returns the function that stops it. Failures are left to the caller's polling.
  */
@@ -333,7 +430,8 @@ export function subscribeTaskEvents(
     topics: [
       [
         TOPICS.claimed,
-        ABANDONED,
+        MODE_TOPICS.claimAbandoned,
+        MODE_TOPICS.reopened,
         TOPICS.verified,
         TOPICS.expired,
         MODE_TOPICS.resultPosted,

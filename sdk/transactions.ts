@@ -13,8 +13,32 @@ import {
 import { OpgClientError } from "./errors";
 
 /**
+ * What a custom error means for whoever sent the transaction, where its name and arguments alone do not say
+ * (appended to the decoded error).
+ */
+const REVERT_HINTS: Record<string, (args: Result) => string> = {
+  TaskRegistryClaimUnderChallenge: (a) =>
+    `task ${a[0]}'s TEE claim by ${a[1]} lapsed after a key of that node was challenged: nobody may take it ` +
+    "over (nobody earns from a task lapsed through a challenge); it waits for its deadline, when expire " +
+    "(opg task refund) returns the whole fee to the requester and releases the node's collateral unslashed",
+  TaskRegistryPendingMismatch: (a) =>
+    `the outputs or attester list named for task ${a[0]} are not the ones posted (the attester set is fixed ` +
+    "by the posting transaction's TaskAttested logs), or the dispute belongs to another dispute manager",
+  DisputeManagerSameOutputs: (a) =>
+    `the proof is of task ${a[0]}'s posted outputs themselves: it shows them right, so there is nothing to ` +
+    "challenge",
+  DisputeManagerInvalidProof: (a) =>
+    `the proof does not verify for task ${a[0]}: a challenge by proof must prove the model's true outputs ` +
+    "on the task's input, bound to the challenger's own address (taskBinding(taskId, challenger))",
+  DisputeManagerCannotVote: (a) =>
+    `${a[1]} may not vote on task ${a[0]}'s dispute: not an eligible verification node, already voted (the ` +
+    "challenger's challenge is its ballot), or it staked after the dispute opened",
+};
+
+/**
  * Send a contract transaction and wait for it; a revert becomes an OpgClientError naming the contract's
- * custom error and its arguments, decoded with `iface` (ethers leaves errors of another ABI undecoded).
+ * custom error and its arguments, decoded with `iface` (ethers leaves errors of another ABI undecoded),
+ * and what it means where its name does not say.
  */
 export async function sendTx(what: string, iface: Interface, tx: () => Promise<ContractTransactionResponse>) {
   try {
@@ -23,7 +47,11 @@ export async function sendTx(what: string, iface: Interface, tx: () => Promise<C
     const data = (e as { data?: unknown }).data;
     const decoded = typeof data === "string" && data.length >= 10 ? iface.parseError(data) : null;
     if (decoded) {
-      throw new OpgClientError(`${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})`);
+      const hint = REVERT_HINTS[decoded.name];
+      throw new OpgClientError(
+        `${what} reverted: ${decoded.name}(${decoded.args.map(String).join(", ")})` +
+          (hint ? `: ${hint(decoded.args)}` : ""),
+      );
     }
     throw e;
   }

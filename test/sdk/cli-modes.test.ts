@@ -11,8 +11,18 @@ import {
   stopAllSpawned,
   type Network,
 } from "../../scripts/lib/local-network";
-import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
-import { executeProgram, loadManifest, loadProgram, packValues, quantizeInput } from "../../zkml";
+import { DisputeManager__factory } from "../../typechain-types";
+import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
+import {
+  executeProgram,
+  loadManifest,
+  loadProgram,
+  packValues,
+  quantizeInput,
+  releaseProver,
+  witnessInput,
+} from "../../zkml";
+import { fullProve } from "../../zkml/prover/groth16";
 import { ensureCliBuilt, hasStackTrace, runOpg } from "../helpers/cli";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
@@ -21,10 +31,13 @@ const FEE = ethers.parseEther("1");
 const NODE = 5;
 const VERIFIER = 6;
 
+/** keccak256 of the packed output words, as the registry keeps posted outputs. */
+const outputsHash = (words: bigint[]) => ethers.solidityPackedKeccak256(["uint256[]"], [words]);
+
 /**
  * `opg task submit --mode`, `status`, `result` and `audit` against a `hardhat node` with the iris model
  * registered twice: ZK only, and for every mode. The inference node and the verification node are played by
- * hand (claim, post, attest, finalise).
+ * hand (claim, post with off-chain attestations, finalise; prove other outputs and challenge with them).
  */
 describe("opg task: verification modes", function () {
   this.timeout(900_000);
@@ -61,6 +74,7 @@ describe("opg task: verification modes", function () {
   after(async function () {
     await stopAllSpawned();
     await net?.stop();
+    await releaseProver();
   });
 
   const opg = (...args: string[]) => runOpg(args, { env });
@@ -113,7 +127,7 @@ describe("opg task: verification modes", function () {
     expect(open.code, open.stderr).to.equal(0);
     expect(JSON.parse(open.stdout)).to.include({ taskId, status: "Open", mode: "optimistic" });
 
-    // the inference node: claim, post the honest outputs without proof
+    // the inference node: claim, then post the honest outputs without proof
     const provider = net.provider;
     const receipt = await provider.getTransactionReceipt(tx);
     const s = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
@@ -123,20 +137,23 @@ describe("opg task: verification modes", function () {
     const program = loadProgram(bundleDir);
     const values = executeProgram(program, quantizeInput(program, INPUT.flat()))[program.output.tensor];
     const outputs = packValues(values, loadManifest(bundleDir).publicSignals.packBits);
-    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, [])).wait();
+    const claimed = await opg("task", "status", taskId);
+    expect(JSON.parse(claimed.stdout)).to.include({ status: "Claimed", claimedBy: node.address });
 
+    // a verification node signs its attestation off chain; the node posts with it; after the window anyone
+    // finalises
+    const verifier = account(VERIFIER).connect(provider);
+    const attestation = await verifier.signMessage(
+      ethers.getBytes(await tasks.attestationDigest(s.taskId, node.address, outputsHash(outputs))),
+    );
+    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, [attestation])).wait();
     const pending = await opg("task", "status", taskId);
     const facts = JSON.parse(pending.stdout);
-    expect(facts).to.include({ status: "Pending", mode: "optimistic", attestations: 0, quorum: 1 });
+    expect(facts).to.include({ status: "Pending", mode: "optimistic", attestations: 1, quorum: 1 });
     expect(facts.windowEnd).to.be.a("number");
     expect(pending.stderr).to.match(
-      /^outputs posted by 0x[0-9a-fA-F]{40} without proof: challenge window open/,
+      /^outputs posted by 0x[0-9a-fA-F]{40} without proof: challenge window open until \S+, 1 of 1 attestation so far/,
     );
-
-    // a verification node attests; after the window anyone finalises
-    const verifier = account(VERIFIER).connect(provider);
-    const outputsHash = ethers.solidityPackedKeccak256(["uint256[]"], [outputs]);
-    await (await tasks.connect(verifier).attest(s.taskId, s.task, outputsHash, [])).wait();
     await provider.send("evm_increaseTime", [601]);
     await provider.send("evm_mine", []);
     await (
@@ -158,5 +175,123 @@ describe("opg task: verification modes", function () {
     // no proof rests on a setup: --require-secure-setup does not fail it
     const strict = await opg("task", "audit", taskId, "--require-secure-setup");
     expect(strict.code, strict.stderr).to.equal(0);
+  });
+
+  /** Submit in optimistic mode with the CLI; the task as committed, from its submission receipt. */
+  async function submitOptimistic(...extra: string[]) {
+    const r = await opg(
+      "task",
+      "submit",
+      "--model",
+      `${everyMode}`,
+      "--input",
+      inputFile,
+      "--mode",
+      "optimistic",
+      ...extra,
+    );
+    expect(r.code, r.stderr).to.equal(0);
+    const { taskId, tx } = JSON.parse(r.stdout);
+    const receipt = await net.provider.getTransactionReceipt(tx);
+    return {
+      taskId: taskId as string,
+      s: parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!),
+    };
+  }
+
+  /** The iris model's true output words on INPUT. */
+  function honestOutputs() {
+    const program = loadProgram(bundleDir);
+    const values = executeProgram(program, quantizeInput(program, INPUT.flat()))[program.output.tensor];
+    return packValues(values, loadManifest(bundleDir).publicSignals.packBits);
+  }
+
+  it("a wrong output proved wrong by a challenger: status says rejected by proof, audit re-verifies the disproof", async function () {
+    const { taskId, s } = await submitOptimistic();
+    const provider = net.provider;
+    const tasks = net.deployment.tasks;
+    const node = account(NODE).connect(provider);
+    await (await tasks.connect(node).claimTask(s.taskId, s.task)).wait();
+    const honest = honestOutputs();
+    const wrong = honest.map((w, i) => (i === 0 ? w + 1n : w));
+    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong, [])).wait();
+
+    // the verification node proves the true outputs, bound to itself, and challenges with them
+    const challenger = account(VERIFIER).connect(provider);
+    const manifest = loadManifest(bundleDir);
+    const binding = BigInt(await tasks.taskBinding(s.taskId, challenger.address));
+    const { proof } = await fullProve(
+      witnessInput(manifest, quantizeInput(loadProgram(bundleDir), INPUT.flat()), binding),
+      path.join(bundleDir, manifest.artifacts.wasm.file),
+      path.join(bundleDir, manifest.artifacts.zkey!.file),
+    );
+    const disputes = DisputeManager__factory.connect((await tasks.modeParameters())[0], challenger);
+    await (
+      await disputes.challengeWithProof(
+        s.taskId,
+        s.task,
+        outputsHash(wrong),
+        [],
+        s.input,
+        honest,
+        proofWords(proof),
+      )
+    ).wait();
+
+    const status = await opg("task", "status", taskId);
+    expect(status.code, status.stderr).to.equal(0);
+    expect(JSON.parse(status.stdout)).to.deep.include({ status: "Rejected", outcome: "NodeWrong" });
+    expect(status.stderr).to.match(
+      new RegExp(`^rejected: challenged with a proof: ${challenger.address} proved the posted outputs wrong`),
+    );
+    const audit = await opg("task", "audit", taskId);
+    expect(audit.code, audit.stderr).to.equal(0);
+    const report = JSON.parse(audit.stdout);
+    expect(report).to.include({
+      status: "Rejected",
+      settledBy: "dispute-proof",
+      proofValid: true,
+      agree: true,
+    });
+    expect(audit.stderr).to.match(
+      new RegExp(
+        `^rejected: posted outputs proved wrong by ${challenger.address}: proof of other outputs valid`,
+      ),
+    );
+    // the disproof rests on the model's development setup: --require-secure-setup says so
+    const strict = await opg("task", "audit", taskId, "--require-secure-setup");
+    expect(strict.code, strict.stderr).to.equal(3);
+  });
+
+  it("outputs that met no quorum: refund refuses before the deadline, reopen puts the task back on the market", async function () {
+    const { taskId, s } = await submitOptimistic("--deadline-seconds", "3600");
+    const provider = net.provider;
+    const tasks = net.deployment.tasks;
+    const node = account(NODE).connect(provider);
+    await (await tasks.connect(node).claimTask(s.taskId, s.task)).wait();
+    await (await tasks.connect(node).submitResultOptimistic(s.taskId, s.task, honestOutputs(), [])).wait();
+    await provider.send("evm_increaseTime", [601]);
+    await provider.send("evm_mine", []);
+    const stuck = await opg("task", "status", taskId);
+    expect(stuck.stderr).to.match(
+      new RegExp(
+        `they cannot become final; once anyone calls expireUnattested \\(opg task reopen ${taskId}\\)`,
+      ),
+    );
+    const refund = await opg("task", "refund", taskId);
+    expect(refund.code).to.equal(1);
+    expect(refund.stderr).to.match(
+      /the task is reopened for another node now \(reopen\(\d+\), opg task reopen \d+\)/,
+    );
+    expect(hasStackTrace(refund.stderr)).to.equal(false);
+    const reopen = await opg("task", "reopen", taskId);
+    expect(reopen.code, reopen.stderr).to.equal(0);
+    expect(JSON.parse(reopen.stdout)).to.include({ taskId, reopened: true });
+    const open = await opg("task", "status", taskId);
+    expect(JSON.parse(open.stdout)).to.deep.include({ status: "Open", mode: "optimistic" });
+    expect(JSON.parse(open.stdout).reopened).to.include({ previousNode: node.address });
+    expect(open.stderr).to.match(
+      new RegExp(`^reopened at block \\d+: the outputs ${node.address} posted met no quorum of attestations`),
+    );
   });
 });

@@ -6,6 +6,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 import {
   chooseMode,
   OpgClientError,
+  sendTx,
   TaskRejectedError,
   type SubmittedRequest,
   type TaskWaitStatus,
@@ -17,6 +18,15 @@ import { fullProve } from "../../zkml/prover/groth16";
 import { tinyInputWords } from "../helpers/tiny-circuit";
 import { DEV_MEASUREMENT, hashWords, TEST_DOCUMENT } from "../helpers/market-fixture";
 import { IRIS_INPUT, sdkModesFixture } from "./modes-fixture";
+
+/** Resolves once `cond` holds, looking every 20 ms (a wait's `onStatus` runs between polls). */
+async function until(cond: () => boolean, ms = 20_000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) expect.fail("the condition never held");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 async function expectClientError(p: Promise<unknown>, pattern: RegExp) {
   try {
@@ -103,34 +113,52 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     });
   });
 
+  /** `signer`'s off-chain attestation of `outputs` that `by` posts for `taskId` (what POST /attest returns). */
+  async function attestation(signer: HardhatEthersSigner, taskId: bigint, by: string, outputs: bigint[]) {
+    const digest = await f.tasks.attestationDigest(taskId, by, hashWords(outputs));
+    return signer.signMessage(ethers.getBytes(digest));
+  }
+
+  /** A Groth16 proof of the iris model's true outputs on `s`'s input, bound to `prover` (node or challenger). */
+  async function proveIris(s: SubmittedRequest, prover: string) {
+    const manifest = loadManifest(f.bundleDir);
+    const binding = BigInt(await f.tasks.taskBinding(s.taskId, prover));
+    const quantized = quantizeInput(loadProgram(f.bundleDir), IRIS_INPUT.flat());
+    const { proof } = await fullProve(
+      witnessInput(manifest, quantized, binding),
+      path.join(f.bundleDir, manifest.artifacts.wasm.file),
+      path.join(f.bundleDir, manifest.artifacts.zkey!.file),
+    );
+    return proofWords(proof);
+  }
+
   describe("optimistic: window, attestations, finality, audit", function () {
     let s: SubmittedRequest;
     let outputs: bigint[];
 
-    it("reports the claim, then the window and the attestations against the quorum", async function () {
+    it("reports the claim, then the window and the attestations fixed at posting against the quorum", async function () {
       s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       expect((await look(s.taskId)).message).to.match(
         new RegExp(`^claimed by ${node.address} until \\S+: waiting for it to post its outputs; deadline`),
       );
       outputs = f.honestOutputs();
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
+      const signed = await attestation(verifier, s.taskId, node.address, outputs);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, [signed]);
       const pending = await look(s.taskId);
       expect(pending).to.include({
         status: "Pending",
         mode: "optimistic",
         postedBy: node.address,
-        attestations: 0,
+        attestations: 1,
         quorum: 1,
       });
       expect(pending.message).to.match(
         new RegExp(
           `^outputs posted by ${node.address} without proof: challenge window open until \\S+Z, ` +
-            "0 of 1 attestation so far; final after the window with the quorum",
+            "1 of 1 attestation so far; final after the window with the quorum",
         ),
       );
-      await f.tasks.connect(verifier).attest(s.taskId, s.task, hashWords(outputs), []);
-      expect((await look(s.taskId)).message).to.match(/1 of 1 attestation so far/);
       // a client that did not submit it reads the mode and the quorum from the task's event
       expect(await f.reader.describe(s.taskId)).to.include({
         status: "Pending",
@@ -159,9 +187,10 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect((await look(s.taskId)).message).to.match(/^verified in optimistic mode by 1 attestation\(s\)/);
     });
 
-    it("audits it: window, attesters, output recomputed; says what rests on the attesters", async function () {
+    it("audits it: window, attester set, output recomputed; says what rests on the attesters", async function () {
       const report = await f.client.audit(s.taskId);
       expect(report).to.include({
+        status: "Verified",
         mode: "optimistic",
         settledBy: "attestations",
         proofValid: null,
@@ -174,7 +203,9 @@ describe("OpgClient: verification modes (in-process chain)", function () {
         quorum: 1,
         postedBy: node.address,
       });
-      expect(report.checked.join("\n")).to.match(/1 staked verification node\(s\) attested \(quorum 1\)/);
+      expect(report.checked.join("\n")).to.match(
+        /1 staked verification node\(s\) attested \(quorum 1\) when the outputs were posted/,
+      );
       expect(report.checked.join("\n")).to.match(/recomputes the verified output/);
       expect(report.notChecked.join("\n")).to.match(/fixed-point program's output is the float ONNX model's/);
       expect(report.notChecked.join("\n")).to.match(
@@ -186,8 +217,8 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       const lie = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(lie.taskId, lie.task);
       const wrong = outputs.map((w, i) => (i === 0 ? w + 1n : w));
-      await f.tasks.connect(node).submitResultOptimistic(lie.taskId, lie.task, wrong, []);
-      await f.tasks.connect(verifier).attest(lie.taskId, lie.task, hashWords(wrong), []);
+      const signed = await attestation(verifier, lie.taskId, node.address, wrong);
+      await f.tasks.connect(node).submitResultOptimistic(lie.taskId, lie.task, wrong, [signed]);
       await time.increase(601);
       await f.tasks.connect(node).finalizeResult(lie.taskId, lie.task, wrong, [verifier.address]);
       const report = await f.client.audit(lie.taskId);
@@ -197,96 +228,187 @@ describe("OpgClient: verification modes (in-process chain)", function () {
   });
 
   describe("optimistic: a window that closes short of the quorum", function () {
-    it("fails the wait as refundable, and refund() expires it unattested", async function () {
-      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
+    it("before the deadline: the wait goes on, reopen() puts the task back on the market, another node serves it", async function () {
+      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, {
+        mode: "optimistic",
+        deadlineSeconds: 3600,
+      });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
       await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, f.honestOutputs(), []);
       await expectClientError(f.client.refund(s.taskId), /its challenge window is open until/);
+      const seen: TaskWaitStatus[] = [];
+      const waiting = f.client.waitForResult(s.taskId, {
+        pollMs: 50,
+        timeoutMs: 60_000,
+        onStatus: (x) => seen.push(x),
+      });
+      await time.increase(601);
+      expect((await look(s.taskId)).message).to.match(
+        new RegExp(
+          `^outputs posted by ${node.address}: the challenge window ended at \\S+ with only 0 of 1 ` +
+            `attestation: they cannot become final; once anyone calls expireUnattested \\(opg task reopen ` +
+            `${s.taskId}\\) the node's collateral is slashed and the task reopens for another node until its ` +
+            "deadline \\S+Z$",
+        ),
+      );
+      await expectClientError(
+        f.client.refund(s.taskId),
+        /closed short of its quorum before its deadline \S+: the task is reopened for another node now/,
+      );
+      const bonded = (await f.staking.nodeInfo(node.address)).bonded;
+      await f.client.reopen(s.taskId);
+      // the node's claim collateral is slashed: posting what nobody attests costs what abandoning would
+      expect((await f.staking.nodeInfo(node.address)).bonded).to.be.below(bonded);
+      // the wait that went on sees the task served again
+      await until(() => seen.some((x) => x.status === "Open" && x.reopened !== undefined));
+      const reopened = await look(s.taskId);
+      expect(reopened).to.deep.include({
+        status: "Open",
+        reopened: { previousNode: node.address, block: await ethers.provider.getBlockNumber() },
+      });
+      expect(reopened.message).to.match(
+        new RegExp(
+          `^reopened at block \\d+: the outputs ${node.address} posted met no quorum of attestations \\(its ` +
+            "collateral was slashed\\), so the task is being served again: open, nobody has claimed it yet",
+        ),
+      );
+      // another node serves it, with its attestation, and the wait that went on resolves
+      const second = f.nodes[1];
+      await f.tasks.connect(second).claimTask(s.taskId, s.task);
+      const outputs = f.honestOutputs();
+      const signed = await attestation(verifier, s.taskId, second.address, outputs);
+      await f.tasks.connect(second).submitResultOptimistic(s.taskId, s.task, outputs, [signed]);
+      await time.increase(601);
+      await f.tasks.connect(f.stranger).finalizeResult(s.taskId, s.task, outputs, [verifier.address]);
+      const result = await waiting;
+      expect(result).to.include({ node: second.address, settledBy: "attestations" });
+      expect(seen.find((x) => x.status === "Open")!.reopened).to.deep.include({ previousNode: node.address });
+      // the audit takes the last posting, not the one that met no quorum
+      const report = await f.client.audit(s.taskId);
+      expect(report).to.include({ agree: true, node: second.address });
+      expect(report.optimistic).to.include({ postedBy: second.address });
+    });
+
+    it("after the deadline: the wait fails as refundable, reopen() refuses, refund() expires it", async function () {
+      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, {
+        mode: "optimistic",
+        deadlineSeconds: 300,
+      });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, f.honestOutputs(), []);
       await time.increase(601);
       await expectClientError(
         f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 }),
         new RegExp(
           `^task ${s.taskId}: outputs posted by ${node.address}: the challenge window ended at \\S+ with only ` +
-            "0 of 1 attestation: the result cannot become final; refundable to the requester",
+            "0 of 1 attestation, and its deadline \\S+ has passed: the result cannot become final; refundable " +
+            "to the requester",
         ),
+      );
+      await expectClientError(
+        f.client.reopen(s.taskId),
+        /its deadline \S+ has passed: it can no longer be reopened/,
       );
       await f.client.refund(s.taskId);
       expect(await f.client.status(s.taskId)).to.equal("Expired");
     });
   });
 
-  describe("optimistic: a dispute the node loses", function () {
-    it("reports the dispute, then fails the wait with a TaskRejectedError naming the outcome and refund", async function () {
+  describe("optimistic: outputs proved wrong by a challenger", function () {
+    let rejectedId: bigint;
+
+    it("fails the wait with a TaskRejectedError: challenged with a proof, rejected, the fee refunded", async function () {
       const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
       await f.tasks.connect(node).claimTask(s.taskId, s.task);
-      const wrong = f.honestOutputs().map((w, i) => (i === 0 ? w + 1n : w));
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong, []);
+      const honest = f.honestOutputs();
+      const wrong = honest.map((w, i) => (i === 0 ? w + 1n : w));
+      const signed = await attestation(verifier, s.taskId, node.address, wrong);
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, wrong, [signed]);
+      const seen: TaskWaitStatus[] = [];
+      const waiting = f.client.waitForResult(s.taskId, {
+        pollMs: 50,
+        timeoutMs: 60_000,
+        onStatus: (x) => seen.push(x),
+      });
       const challenger = f.verifiers[1];
-      await f.disputes.connect(challenger).challenge(s.taskId, s.task, hashWords(wrong), []);
-      const disputed = await look(s.taskId);
-      expect(disputed).to.deep.include({ status: "Disputed", mode: "optimistic" });
-      expect(disputed.dispute).to.include({ challenger: challenger.address, byProof: true });
-      expect(disputed.message).to.match(
-        new RegExp(
-          `^disputed by ${challenger.address}: the node that posted the outputs \\(${node.address}\\) must ` +
-            "answer with a proof by \\S+, or they are rejected and the fee refunded$",
-        ),
-      );
-      await time.increase(Number(await f.disputes.responseWindow()) + 1);
-      expect((await look(s.taskId)).message).to.match(
-        /anyone may now settle the dispute against it \(timeout\)/,
-      );
-      await f.disputes.connect(f.stranger).timeout(s.taskId, s.task, hashWords(wrong), []);
-      const error = await expectClientError(
-        f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 }),
-        new RegExp(
-          `^task ${s.taskId} was rejected: the dispute found the posted outputs wrong \\(outcome NodeWrong: ` +
-            "the node and its attesters were slashed\\); its fee of 10.0 OPG went back to the requester$",
-        ),
-      );
+      const proof = await proveIris(s, challenger.address);
+      await f.disputes
+        .connect(challenger)
+        .challengeWithProof(s.taskId, s.task, hashWords(wrong), [verifier.address], s.input, honest, proof);
+      const message =
+        `^task ${s.taskId} was rejected: challenged with a proof: ${challenger.address} proved the posted ` +
+        "outputs wrong \\(a Groth16 proof of other outputs on the task's input; outcome NodeWrong: the node " +
+        "and its attesters were slashed\\); its fee of 10.0 OPG went back to the requester$";
+      rejectedId = s.taskId;
+      const error = await expectClientError(waiting, new RegExp(message));
       expect(error).to.be.instanceOf(TaskRejectedError);
       expect(error).to.include({ outcome: "NodeWrong", refund: s.task.fee });
-      expect(await look(s.taskId)).to.include({ status: "Rejected", outcome: "NodeWrong" });
-      await expectClientError(f.client.audit(s.taskId), /is Rejected, not verified/);
+      // the wait saw the window, then the rejection: no dispute stays open in between
+      expect(seen.map((x) => x.status)).to.deep.equal(["Pending", "Rejected"]);
+      const rejected = await look(s.taskId);
+      expect(rejected).to.deep.include({
+        status: "Rejected",
+        outcome: "NodeWrong",
+        dispute: { challenger: challenger.address, deadline: rejected.dispute!.deadline, byProof: true },
+      });
+      expect(await f.client.result(s.taskId)).to.equal(undefined);
     });
-  });
 
-  describe("optimistic: disputes the node wins", function () {
-    it("audits a dispute answered by a proof: the proof re-verified, the setup reported", async function () {
-      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
-      await f.tasks.connect(node).claimTask(s.taskId, s.task);
-      const outputs = f.honestOutputs();
-      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
-      await f.disputes.connect(f.verifiers[1]).challenge(s.taskId, s.task, hashWords(outputs), []);
-      const manifest = loadManifest(f.bundleDir);
-      const binding = BigInt(await f.tasks.taskBinding(s.taskId, node.address));
-      const quantized = quantizeInput(loadProgram(f.bundleDir), IRIS_INPUT.flat());
-      const { proof } = await fullProve(
-        witnessInput(manifest, quantized, binding),
-        path.join(f.bundleDir, manifest.artifacts.wasm.file),
-        path.join(f.bundleDir, manifest.artifacts.zkey!.file),
-      );
-      await f.disputes.connect(node).respond(s.taskId, s.task, s.input, outputs, [], proofWords(proof));
-      const result = await f.client.waitForResult(s.taskId, { pollMs: 50, timeoutMs: 20_000 });
-      expect(result).to.include({ mode: "optimistic", settledBy: "dispute-proof" });
-      const report = await f.client.audit(s.taskId);
+    it("audits the rejection: the challenger's proof re-verified with its own binding, the proved outputs recomputed", async function () {
+      const challenger = f.verifiers[1].address;
+      const report = await f.client.audit(rejectedId);
       expect(report).to.include({
+        status: "Rejected",
+        mode: "optimistic",
         settledBy: "dispute-proof",
         proofValid: true,
+        bundleMatches: true,
         outputMatches: true,
         agree: true,
         setupSecure: false,
+        node: node.address,
       });
-      expect(report.optimistic!.dispute).to.include({
-        challenger: f.verifiers[1].address,
+      expect(report.detail).to.match(
+        new RegExp(`^posted outputs proved wrong by ${challenger}: proof of other outputs valid; `),
+      );
+      expect(report.optimistic!.dispute).to.deep.include({
+        challenger,
         circuit: true,
-        outcome: "NodeRight",
+        outcome: "NodeWrong",
+        provedOutputs: f.honestOutputs().map(String),
+        slashedAttesters: [verifier.address],
       });
+      const checked = report.checked.join("\n");
+      expect(checked).to.include(`${challenger} proved the posted outputs wrong`);
+      expect(checked).to.match(/binding of chain, registry, task and challenger/);
+      expect(checked).to.match(/recomputes the proved outputs/);
+      expect(checked).to.match(/each of the 1 attester\(s\) of the rejected outputs was slashed/);
       expect(report.setup).to.include({ trust: "development" });
       expect(report.notChecked.join("\n")).to.match(/trusted setup/);
     });
 
-    it("audits a dispute settled by vote on a model without a circuit: the output not recomputed, said so", async function () {
+    it("says the reason of a refused challenge: a proof of the posted outputs shows them right", async function () {
+      const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "optimistic" });
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const outputs = f.honestOutputs();
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, outputs, []);
+      const challenger = f.verifiers[1];
+      const proof = await proveIris(s, challenger.address);
+      await expectClientError(
+        sendTx("challengeWithProof", f.disputes.interface, () =>
+          f.disputes
+            .connect(challenger)
+            .challengeWithProof(s.taskId, s.task, hashWords(outputs), [], s.input, outputs, proof),
+        ),
+        /^challengeWithProof reverted: DisputeManagerSameOutputs\(\d+\): the proof is of task \d+'s posted outputs themselves: it shows them right/,
+      );
+      expect(await f.client.status(s.taskId)).to.equal("Pending");
+    });
+  });
+
+  describe("optimistic: disputes settled by a stake vote (a model without a circuit)", function () {
+    /** Submit in optimistic mode on the vote model, claim, post `outputs` without attestations. */
+    async function postedOnVoteModel(outputs: bigint[]) {
       const now = await time.latest();
       const request = {
         modelId: f.voteModelId,
@@ -301,29 +423,87 @@ describe("OpgClient: verification modes (in-process chain)", function () {
         (await (await f.tasks.connect(f.requester).submitTaskInMode(request, 2)).wait())!.logs,
       );
       await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
-      const outputs = [7n];
       await f.tasks.connect(node).submitResultOptimistic(submitted.taskId, submitted.task, outputs, []);
-      await f.disputes
-        .connect(f.verifiers[1])
-        .challenge(submitted.taskId, submitted.task, hashWords(outputs), []);
-      const seen = await look(submitted.taskId);
-      expect(seen.dispute).to.include({ byProof: false });
-      expect(seen.message).to.match(/verification nodes vote on the posted outputs until/);
-      await f.disputes.connect(f.verifiers[2]).vote(submitted.taskId, true);
+      return submitted;
+    }
+
+    it("reports the open vote with its tally, then audits a vote the node won: every ballot re-tallied", async function () {
+      const outputs = [7n];
+      const t = await postedOnVoteModel(outputs);
+      const challenger = f.verifiers[1];
+      await f.disputes.connect(challenger).challenge(t.taskId, t.task, hashWords(outputs), []);
+      const stake = (await f.staking.nodeInfo(challenger.address)).bonded;
+      const seen = await look(t.taskId);
+      expect(seen.dispute).to.include({ challenger: challenger.address, byProof: false });
+      // the challenger's own stake is its ballot against the node
+      expect(seen.dispute).to.include({ weightFor: 0n, weightAgainst: stake });
+      expect(seen.message).to.match(
+        new RegExp(
+          `^disputed by ${challenger.address}: vote open until \\S+Z: staked verification nodes vote on the ` +
+            "posted outputs, the challenger's stake against them \\(so far 0.0 OPG of stake for the node, " +
+            `${ethers.formatEther(stake).replace(".", "\\.")} OPG against\\)$`,
+        ),
+      );
+      await f.disputes.connect(f.verifiers[2]).vote(t.taskId, true);
+      await f.disputes.connect(f.verifiers[3]).vote(t.taskId, true);
       await time.increase(Number(await f.disputes.voteWindow()) + 1);
-      await f.disputes.connect(f.stranger).resolveVote(submitted.taskId, submitted.task, outputs, []);
-      const report = await f.client.audit(submitted.taskId);
+      expect((await look(t.taskId)).message).to.match(
+        /the vote ended at \S+ \(so far [\d.]+ OPG of stake for the node, [\d.]+ OPG against\); anyone may now settle it by the vote \(resolveVote\)$/,
+      );
+      await f.disputes.connect(f.stranger).resolveVote(t.taskId, t.task, outputs, []);
+      // the losing challenger's ballot is settled lazily: it loses its share of its weight
+      await f.disputes.connect(f.stranger).settleBallot(t.taskId, challenger.address);
+      const report = await f.client.audit(t.taskId);
       expect(report).to.include({
+        status: "Verified",
         mode: "optimistic",
         settledBy: "dispute-vote",
         proofValid: null,
         outputMatches: null,
         agree: true,
       });
-      expect(report.optimistic!.dispute!.votes).to.have.length(1);
+      const dispute = report.optimistic!.dispute!;
+      expect(dispute.votes.map((v) => [v.voter, v.nodeRight])).to.deep.equal([
+        [challenger.address, false],
+        [f.verifiers[2].address, true],
+        [f.verifiers[3].address, true],
+      ]);
+      expect(dispute).to.include({ outcome: "NodeRight", weightAgainst: String(stake) });
+      expect(dispute.ballots).to.have.length(1);
+      expect(dispute.ballots![0]).to.include({ voter: challenger.address, paid: "0" });
+      expect(BigInt(dispute.ballots![0].slashed)).to.equal(stake / 10n);
       const notChecked = report.notChecked.join("\n");
       expect(notChecked).to.match(/a dispute settled by vote shows only what the staked majority said/);
       expect(notChecked).to.match(/the model's bundle could not be used to recompute it/);
+      expect(report.checked.join("\n")).to.match(/3 ballot\(s\), the challenger's own included/);
+    });
+
+    it("fails the wait when the vote rejects the outputs, and audits the rejection by its ballots", async function () {
+      const t = await postedOnVoteModel([9n]);
+      const challenger = f.verifiers[2];
+      await f.disputes.connect(challenger).challenge(t.taskId, t.task, hashWords([9n]), []);
+      await f.disputes.connect(f.verifiers[3]).vote(t.taskId, false);
+      await time.increase(Number(await f.disputes.voteWindow()) + 1);
+      await f.disputes.connect(f.stranger).resolveVote(t.taskId, t.task, [9n], []);
+      const error = await expectClientError(
+        f.client.waitForResult(t.taskId, { pollMs: 50, timeoutMs: 20_000 }),
+        new RegExp(
+          `^task ${t.taskId} was rejected: the vote found the posted outputs wrong \\(outcome NodeWrong: the ` +
+            "node and its attesters were slashed\\); its fee of 10.0 OPG went back to the requester$",
+        ),
+      );
+      expect(error).to.include({ outcome: "NodeWrong" });
+      const report = await f.client.audit(t.taskId);
+      expect(report).to.include({
+        status: "Rejected",
+        settledBy: "dispute-vote",
+        proofValid: null,
+        outputMatches: null,
+        agree: true,
+      });
+      expect(report.detail).to.match(/^posted outputs rejected by vote \(NodeWrong\)/);
+      expect(report.optimistic!.dispute!.votes).to.have.length(2);
+      expect(report.checked.join("\n")).to.match(/the stake-weighted vote found the node wrong/);
     });
   });
 
@@ -414,15 +594,57 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(report.tee!.document!.verdict).to.equal("invalid");
       expect(report.detail).to.match(/THE ATTESTATION DOCUMENT DOES NOT CHECK/);
     });
+
+    it("a claim that lapsed after its node's key was challenged: nobody may take it over, refunded whole at the deadline", async function () {
+      const holder = f.nodes[1];
+      const challenged = await f.registerKey(holder);
+      const t = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee", deadlineSeconds: 3600 });
+      await f.tasks.connect(holder).claimTask(t.taskId, t.task);
+      const before = await f.staking.nodeInfo(holder.address);
+      await f.enclaves.connect(f.verifiers[0]).challengeKey(challenged.address, "the document looks forged");
+      const challengedAt = await time.latest();
+      const [, , , claimWindow] = await f.tasks.parameters();
+      await time.increase(Number(claimWindow) + 1);
+      const seen = await look(t.taskId);
+      expect(seen).to.deep.include({ status: "Claimed", claimUnderChallenge: { challengedAt } });
+      expect(seen.message).to.match(
+        new RegExp(
+          `^claimed by ${holder.address}, whose claim window ended at \\S+ after a key of that node was ` +
+            "challenged \\(\\S+\\): nobody may take it over \\(TaskRegistryClaimUnderChallenge\\); it waits for its " +
+            "deadline, then a refund returns the whole fee and releases the node's collateral unslashed; deadline",
+        ),
+      );
+      await expectClientError(
+        sendTx("claimTask", f.tasks.interface, () => f.tasks.connect(f.nodes[2]).claimTask(t.taskId, t.task)),
+        new RegExp(
+          `^claimTask reverted: TaskRegistryClaimUnderChallenge\\(${t.taskId}, ${holder.address}\\): task ` +
+            `${t.taskId}'s TEE claim by ${holder.address} lapsed after a key of that node was challenged: ` +
+            "nobody may take it over",
+        ),
+      );
+      await expectClientError(f.client.refund(t.taskId), /its deadline \S+ has not passed yet/);
+      await time.increase(3600);
+      await f.client.refund(t.taskId);
+      expect(await f.client.status(t.taskId)).to.equal("Expired");
+      // the collateral is released (releasable to the node's free stake), not slashed
+      expect(await f.tasks.releasableCollateralOf(holder.address)).to.be.above(0n);
+      await f.tasks.connect(f.stranger).releaseCollateral(holder.address);
+      const after = await f.staking.nodeInfo(holder.address);
+      expect(after.bonded).to.equal(before.bonded);
+      expect(after.locked).to.be.below(before.locked);
+    });
   });
 
   describe("auditRange", function () {
-    it("audits every verified task in its mode; only proofs count toward setupNotSecure", async function () {
+    it("audits every verified or rejected task in its mode; only proofs count toward setupNotSecure", async function () {
       const summary = await f.client.auditRange(0);
-      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 4, unknown: 0 });
-      expect(summary.audited).to.equal(6);
+      // optimistic: 4 verified (two by attestations, one served again after a reopening, one by vote) and
+      // 2 rejected (by a challenger's proof, by vote); tee: 2 verified
+      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 6, unknown: 0 });
+      expect(summary).to.include({ audited: 8, rejected: 2 });
+      // the wrong output its attesters let through, and the key whose document does not check
       expect(summary.disagreed).to.have.length(2);
-      // the dispute answered by a proof under the development setup; the vote and the TEE results rest on none
+      // the challenger's proof under the development setup; the votes and the TEE results rest on none
       expect(summary.setupNotSecure).to.deep.equal([String(f.irisModelId)]);
     });
   });

@@ -45,9 +45,11 @@ export const MODE_TOPICS = {
   attesterSlashed: topic(disputeManagerInterface, "AttesterSlashed"),
   enclaveSigned: topic(taskRegistryInterface, "TaskEnclaveSigned"),
   disputeOpened: topic(disputeManagerInterface, "DisputeOpened"),
+  reopened: topic(taskRegistryInterface, "TaskReopened"),
+  claimAbandoned: topic(taskRegistryInterface, "TaskClaimAbandoned"),
   disputeVoted: topic(disputeManagerInterface, "DisputeVoted"),
-  disputeVoteDisplaced: topic(disputeManagerInterface, "DisputeVoteDisplaced"),
   disputeResolved: topic(disputeManagerInterface, "DisputeResolved"),
+  ballotSettled: topic(disputeManagerInterface, "BallotSettled"),
   keyRegistered: topic(enclaveRegistryInterface, "EnclaveKeyRegistered"),
   keyRevoked: topic(enclaveRegistryInterface, "EnclaveKeyRevoked"),
   keyChallenged: topic(enclaveRegistryInterface, "EnclaveKeyChallenged"),
@@ -109,7 +111,10 @@ export interface OptimisticAudit {
   windowEnd: number | null;
   /** Attestations the task needed (frozen at submission). */
   quorum: number;
-  /** The attesters the settlement passed (and paid: AttestersPaid), in order. */
+  /**
+   * The attesters the settlement named (and, when verified, paid: AttestersPaid), in order: the set fixed
+   * when the outputs were posted (the TaskAttested logs of the posting transaction).
+   */
   attesters: string[];
   /** Each attester's share of the fee, when paid. */
   attesterShare?: string;
@@ -117,11 +122,26 @@ export interface OptimisticAudit {
   dispute?: {
     challenger: string;
     bond: string;
-    /** Settled by a Groth16 proof (a model with a circuit) or by a stake-weighted vote. */
+    /**
+     * Decided by a proof (a model with a circuit: the challenger proved other outputs, `challengeWithProof`)
+     * or by a stake-weighted vote.
+     */
     circuit: boolean;
     outcome: DisputeOutcomeName | null;
-    /** Each vote cast; `displaced`: a larger stake took its place in the full voter list, so it did not count. */
-    votes: { voter: string; nodeRight: boolean; weight: string; displaced: boolean }[];
+    /**
+     * Each ballot cast (DisputeVoted), all counted: the challenger's own ballot against the node comes first
+     * (cast by its challenge). Weights in OPG wei.
+     */
+    votes: { voter: string; nodeRight: boolean; weight: string }[];
+    /** The tallies re-added here from the ballots (OPG wei). */
+    weightFor?: string;
+    weightAgainst?: string;
+    /** Ballots settled so far (BallotSettled, summed per voter): stake slashed from losers, rewards paid. */
+    ballots?: { voter: string; slashed: string; paid: string }[];
+    /** A disproof: the output words the challenger proved (other than the posted ones). */
+    provedOutputs?: string[];
+    /** The attesters slashed for attesting outputs the dispute found wrong (AttesterSlashed). */
+    slashedAttesters?: string[];
   };
 }
 
@@ -129,26 +149,37 @@ export interface OptimisticAudit {
 export interface AuditReport {
   taskId: string;
   modelId: string;
+  /** The node whose result was settled (verified), or whose posted outputs were rejected. */
   node: string;
+  /** Block and transaction of the settling log (TaskVerified, or TaskRejected). */
   block: number;
   tx: string;
+  /**
+   * What the audit re-checked: a verified result, or the rejection of posted outputs after a dispute (an
+   * optimistic task: its evidence, a proof of other outputs or a vote, is re-checked the same way).
+   */
+  status: "Verified" | "Rejected";
   /** The task's verification mode ("unknown" when the settling calldata could not be read). */
   mode: VerificationModeName | "unknown";
   /**
    * How the result became final: a proof (ZK), an enclave signature (TEE), attestations after the window,
-   * or a dispute settled by proof or by vote (optimistic).
+   * or a dispute settled by vote (optimistic). A rejection: a challenger's proof of other outputs
+   * ("dispute-proof"), or a vote.
    */
   settledBy: "proof" | "enclave-signature" | "attestations" | "dispute-proof" | "dispute-vote" | "unknown";
   /**
    * A Groth16 proof verifies against the model's registered key, with public signals rebuilt from chain data;
-   * null when the settlement carried no proof (TEE, optimistic without a dispute settled by proof).
+   * null when the settlement carried no proof (TEE, optimistic unless a challenger's proof of other outputs
+   * rejected them: that proof is bound to the challenger).
    */
   proofValid: boolean | null;
   /** The model's public bundle is the one registered: its verification key, ONNX and signal layout agree. */
   bundleMatches: boolean;
   /**
    * The output recomputed from the bundle's quantized program equals the verified output words; null when it
-   * could not be recomputed outside ZK mode (no usable bundle), which is then listed in `notChecked`.
+   * could not be recomputed outside ZK mode (no usable bundle), which is then listed in `notChecked`. For a
+   * rejection: the recomputed output supports it (it equals the outputs the challenger proved; for a vote
+   * that found the node wrong, it differs from the posted outputs); null when not recomputed or undecided.
    */
   outputMatches: boolean | null;
   /**
@@ -156,7 +187,9 @@ export interface AuditReport {
    * output. TEE: the enclave signature recovers to the key the registry recorded, which is registered to
    * the settling node with the published document, and the output recomputed where a bundle allows it.
    * Optimistic: the outputs posted are the outputs settled, the quorum attested after the window or a
-   * dispute went the node's way (its proof valid), and the output recomputed where a bundle allows it.
+   * vote went the node's way, and the output recomputed where a bundle allows it. A rejection: the
+   * challenger's proof of other outputs verifies (bound to the challenger) and the bundle recomputes them,
+   * or the vote's ballots add up to its outcome.
    */
   agree: boolean;
   detail: string;
@@ -209,10 +242,11 @@ export async function readSubmission(provider: Provider, txHash: string, taskId:
 }
 
 /**
- * How a verified task was settled, from the settling transaction's calldata: `submitResult(s)` (ZK: input
- * and proof), `submitResultTee` (the enclave's signature), `finalizeResult` (optimistic, the attesters), or
- * the dispute manager's `respond` (a proof answering a dispute) or `resolveVote`. Undefined when the
- * transaction is none of these (a contract that called the registry).
+ * How a task was settled, from the settling transaction's calldata: `submitResult(s)` (ZK: input and proof),
+ * `submitResultTee` (the enclave's signature), `finalizeResult` (optimistic, the attesters), or the dispute
+ * manager's `resolveVote` (a vote either way) or `challengeWithProof` (a rejection: `outputs` are the words
+ * the challenger proved, other than the posted ones whose hash is `outputsHash`, and `proof` is bound to the
+ * challenger). Undefined when the transaction is none of these (a contract that called the registry).
  */
 export type Settlement =
   | ({ via: "submitResult" } & Submission)
@@ -223,7 +257,7 @@ export type Settlement =
       outputs: bigint[];
       attesters: string[];
     }
-  | ({ via: "respond"; attesters: string[] } & Submission);
+  | ({ via: "challengeWithProof"; outputsHash: string; attesters: string[] } & Submission);
 
 export async function readSettlement(
   provider: Provider,
@@ -266,13 +300,14 @@ export async function readSettlement(
     case "finalizeResult":
     case "resolveVote":
       return { via: call.name, task, outputs: words(a.outputs), attesters: addresses(a.attesters) };
-    case "respond":
+    case "challengeWithProof":
       return {
-        via: "respond",
+        via: "challengeWithProof",
         task,
+        outputsHash: a.outputsHash as string,
+        attesters: addresses(a.attesters),
         input: words(a.input),
         outputs: words(a.outputs),
-        attesters: addresses(a.attesters),
         proof: words(a.proof),
       };
     default:
@@ -340,16 +375,20 @@ export async function findSubmitted(
 /** zkml/verification-key.ts snarkjsKeyFromWords, re-exported for the callers that import it from here. */
 export { snarkjsKeyFromWords };
 
-/** The proof verified off-chain against the model's registered key, with signals rebuilt from chain data. */
+/**
+ * The proof verified off-chain against the model's registered key, with signals rebuilt from chain data: the
+ * outputs, the input, and the binding of chain, registry, task and `prover` (the node that settled, or the
+ * challenger whose disproof rejected the posted outputs).
+ */
 async function verifyTaskProof(
   deps: AuditDeps,
   modelId: bigint,
   taskId: bigint,
-  node: string,
+  prover: string,
   s: { outputs: bigint[]; input: bigint[]; proof: bigint[] },
 ): Promise<boolean> {
   const registeredKey = [...(await deps.models.verificationKeyOf(modelId))];
-  const binding = BigInt(await deps.tasks.taskBinding(taskId, node));
+  const binding = BigInt(await deps.tasks.taskBinding(taskId, prover));
   const signals = [...s.outputs, ...s.input, binding].map(String);
   const proof = snarkjsProof(s.proof);
   return (
@@ -419,7 +458,33 @@ interface Context {
   modelId: bigint;
   node: string;
   eventOutputs: bigint[];
-  base: { taskId: string; modelId: string; node: string; block: number; tx: string };
+  base: {
+    taskId: string;
+    modelId: string;
+    node: string;
+    block: number;
+    tx: string;
+    status: AuditReport["status"];
+  };
+}
+
+/** The report of a settlement whose calldata this audit cannot read (sent through another contract). */
+function unreadable(ctx: Context): AuditReport {
+  return {
+    ...ctx.base,
+    mode: "unknown",
+    settledBy: "unknown",
+    proofValid: false,
+    bundleMatches: false,
+    outputMatches: false,
+    agree: false,
+    detail: "the settling transaction's calldata does not carry this task",
+    checked: [],
+    notChecked: ["anything: the settlement was made by a contract whose calldata this audit cannot read"],
+    warnings: [],
+    setupSecure: false,
+    checkedAt: new Date().toISOString(),
+  };
 }
 
 /**
@@ -437,8 +502,8 @@ interface Context {
  *   standing at settlement and now, the measurement's approval now; the output recomputed where the model's
  *   bundle has a program. What it rests on beyond that (the attestation document, the hardware) is listed
  *   in `notChecked`.
- * - Optimistic: the outputs posted against those settled, the window and the quorum of attesters, any
- *   dispute (its proof re-verified, or its vote), and the output recomputed where the bundle allows.
+ * - Optimistic: the outputs posted against those settled, the window and the attester set fixed at posting,
+ *   any dispute (a vote: its ballots re-tallied), and the output recomputed where the bundle allows.
  *
  * `models` limits the audit to those model ids (undefined when another model). Throws only for what may
  * pass (an RPC or data node outage).
@@ -469,25 +534,11 @@ export async function auditVerifiedLog(
       node,
       block: log.blockNumber,
       tx: log.transactionHash,
+      status: "Verified",
     },
   };
-  if (!settlement) {
-    return {
-      ...ctx.base,
-      mode: "unknown",
-      settledBy: "unknown",
-      proofValid: false,
-      bundleMatches: false,
-      outputMatches: false,
-      agree: false,
-      detail: "the settling transaction's calldata does not carry this task",
-      checked: [],
-      notChecked: ["anything: the settlement was made by a contract whose calldata this audit cannot read"],
-      warnings: [],
-      setupSecure: false,
-      checkedAt: new Date().toISOString(),
-    };
-  }
+  // a disproof never verifies a task: a TaskVerified log in its transaction is not this task's settlement
+  if (!settlement || settlement.via === "challengeWithProof") return unreadable(ctx);
   switch (settlement.via) {
     case "submitResult":
       return auditZk(ctx, settlement);
@@ -496,6 +547,321 @@ export async function auditVerifiedLog(
     default:
       return auditOptimistic(ctx, settlement);
   }
+}
+
+/**
+ * Re-check a TaskRejected log (an optimistic task whose posted outputs a dispute rejected) from public data
+ * only:
+ *
+ * - a disproof (`challengeWithProof`, a model with a circuit): the outputs it names are the ones the node
+ *   posted, the words it proves differ from them, its input is the task's, and its Groth16 proof verifies
+ *   off-chain against the model's registered key with public signals rebuilt from chain data, bound to the
+ *   CHALLENGER (chain, registry, task, challenger); the bundle recomputes the proved words from the input; the
+ *   attesters named are the set fixed at posting, each slashed; the bundle's trusted setup beside (`setup`).
+ * - a vote (`resolveVote`): the ballots (DisputeVoted) re-tallied against the outcome, the bond and ballot
+ *   settlements; where the bundle allows, whether it recomputes the rejected outputs.
+ *
+ * `models` as for auditVerifiedLog. Throws only for what may pass (an RPC or data node outage).
+ */
+export async function auditRejectedLog(
+  deps: AuditDeps,
+  log: Log,
+  opts: { models?: bigint[] } = {},
+): Promise<AuditReport | undefined> {
+  const parsed = taskRegistryInterface.parseLog(log);
+  if (!parsed || parsed.name !== "TaskRejected") throw new Error("not a TaskRejected log");
+  const taskId: bigint = parsed.args.taskId;
+  const rejectedOutcome = DISPUTE_OUTCOMES[Number(parsed.args.outcome)] ?? null;
+  const settlement = await readSettlement(deps.provider, log.transactionHash, taskId);
+  const modelId = settlement ? BigInt(settlement.task.modelId) : 0n;
+  if (opts.models && opts.models.length > 0 && !opts.models.includes(modelId)) return undefined;
+  const registry = await deps.tasks.getAddress();
+  const id = toBeHex(taskId, 32);
+  const postedLogs = await findLogs(
+    deps.provider,
+    registry,
+    [MODE_TOPICS.resultPosted, id],
+    0,
+    log.blockNumber,
+  );
+  const postedLog = postedLogs.at(-1);
+  const posted = postedLog ? taskRegistryInterface.parseLog(postedLog) : null;
+  const postedOutputs: bigint[] = posted ? [...(posted.args.outputs as bigint[])] : [];
+  const node: string = posted ? posted.args.node : ethers.ZeroAddress;
+  const ctx: Context = {
+    deps,
+    log,
+    taskId,
+    modelId,
+    node,
+    eventOutputs: postedOutputs,
+    base: {
+      taskId: taskId.toString(),
+      modelId: modelId.toString(),
+      node,
+      block: log.blockNumber,
+      tx: log.transactionHash,
+      status: "Rejected",
+    },
+  };
+  if (!settlement || (settlement.via !== "challengeWithProof" && settlement.via !== "resolveVote")) {
+    return unreadable(ctx);
+  }
+  const checked: string[] = [];
+  const notChecked: string[] = [];
+  const warnings: string[] = [];
+  const problems: string[] = [];
+  const quorum = Number(settlement.task.attestationQuorum);
+  if (!posted || !postedLog) problems.push("NO TaskResultPosted EVENT FOUND");
+  const postedHash = ethers.solidityPackedKeccak256(["uint256[]"], [postedOutputs]);
+  const named = settlement.via === "challengeWithProof" ? settlement.outputsHash : undefined;
+  const voteOutputs = settlement.via === "resolveVote" ? settlement.outputs : undefined;
+  const namesPosted =
+    posted !== null &&
+    (named !== undefined
+      ? named === postedHash
+      : voteOutputs!.length === postedOutputs.length && voteOutputs!.every((w, i) => w === postedOutputs[i]));
+  if (posted && !namesPosted) problems.push("THE DISPUTE NAMES OTHER OUTPUTS THAN THE ONES POSTED");
+  const attesters = settlement.attesters;
+  const set = await attesterSet(deps, registry, id, postedLog);
+  const listMatches = set.length === attesters.length && set.every((a, i) => a === attesters[i]);
+  if (!listMatches) problems.push("THE ATTESTER LIST NAMED IS NOT THE SET FIXED AT POSTING (TaskAttested)");
+  const receipt = await deps.provider.getTransactionReceipt(log.transactionHash);
+  const found = await disputeLogs(deps, taskId, receipt?.logs ?? []);
+  const { d, opened, resolvedOutcome, slashedAttesters } = found;
+  const challenger: string = opened?.challenger ?? d?.challenger ?? ethers.ZeroAddress;
+  if (resolvedOutcome !== rejectedOutcome) {
+    problems.push(
+      `THE DISPUTE'S RECORDED OUTCOME (${resolvedOutcome ?? "MISSING"}) IS NOT THE REJECTION'S (${rejectedOutcome})`,
+    );
+  }
+  if (rejectedOutcome === "NodeWrong") {
+    const unslashed = attesters.filter((a) => !slashedAttesters.includes(a));
+    if (unslashed.length > 0) problems.push(`ATTESTERS NOT SLASHED: ${unslashed.join(", ")}`);
+    else if (attesters.length > 0)
+      checked.push(`each of the ${attesters.length} attester(s) of the rejected outputs was slashed`);
+  }
+  let settledBy: AuditReport["settledBy"];
+  let proofValid: boolean | null = null;
+  let setup: AuditSetup | undefined;
+  let settleOk: boolean;
+  let outputMatches: boolean | null = null;
+  let bundleMatches = false;
+  let output: number[] | undefined;
+  let dispute: OptimisticAudit["dispute"];
+  let how: string;
+  let outDetail: string;
+  if (settlement.via === "challengeWithProof") {
+    settledBy = "dispute-proof";
+    const s = settlement;
+    const differs =
+      s.outputs.length !== postedOutputs.length || s.outputs.some((w, i) => w !== postedOutputs[i]);
+    if (!differs) problems.push("THE PROVED OUTPUTS ARE THE POSTED ONES");
+    const inputOk = ethers.solidityPackedKeccak256(["uint256[]"], [s.input]) === s.task.inputHash;
+    if (!inputOk) problems.push("THE DISPROOF'S INPUT IS NOT THE TASK'S (inputHash)");
+    proofValid = await verifyTaskProof(deps, modelId, taskId, challenger, s);
+    if (!proofValid) problems.push("THE DISPROOF'S PROOF IS INVALID");
+    settleOk = proofValid && differs && inputOk && rejectedOutcome === "NodeWrong";
+    if (settleOk && namesPosted) {
+      checked.push(
+        `${challenger} proved the posted outputs wrong: its Groth16 proof of other outputs on the task's input ` +
+          "verifies here against the model's registered key, with public signals rebuilt from chain data " +
+          "(the proved outputs, the input, and the binding of chain, registry, task and challenger)",
+      );
+    }
+    notChecked.push(ZK_NOT_CHECKED_SETUP);
+    const out = await recomputeWithoutProof(ctx, s.task, s.outputs, s.input);
+    bundleMatches = out.bundleMatches;
+    outputMatches = out.outputMatches;
+    output = out.output;
+    outDetail = out.detail.replace("output recomputed equal", "the bundle recomputes the proved outputs");
+    if (out.notChecked) notChecked.push(out.notChecked);
+    else if (out.outputMatches) {
+      checked.push(
+        "the model's bundle (its fixed-point program) recomputes the proved outputs from the input",
+      );
+      notChecked.push(QUANTIZED);
+    } else problems.push("the output recomputed from the bundle DIFFERS from the proved outputs");
+    const inspected = await inspectBundle(deps, modelId, true);
+    if (!("refused" in inspected)) setup = inspected.setup;
+    dispute = {
+      challenger,
+      bond: String(d?.bond ?? 0n),
+      circuit: true,
+      outcome: resolvedOutcome,
+      votes: [],
+      provedOutputs: s.outputs.map(String),
+      slashedAttesters,
+    };
+    how = `posted outputs proved wrong by ${challenger}: proof of other outputs ${proofValid ? "valid" : "INVALID"}`;
+  } else {
+    settledBy = "dispute-vote";
+    const v = await voteOf(deps, found.manager, taskId, postedLog?.blockNumber ?? 0, log.blockNumber);
+    const { weightFor, weightAgainst } = v;
+    const total = weightFor + weightAgainst;
+    let quorumStake: bigint | undefined;
+    if (found.manager) {
+      const disputes = DisputeManager__factory.connect(found.manager, deps.provider);
+      quorumStake = await disputes.voteQuorumStake({ blockTag: log.blockNumber }).catch(() => undefined);
+    }
+    const tally = `${ethers.formatEther(weightFor)} OPG of stake for the node, ${ethers.formatEther(weightAgainst)} against, ${v.votes.length} ballot(s)`;
+    if (rejectedOutcome === "NodeWrong") {
+      settleOk = weightAgainst > weightFor;
+      if (!settleOk) problems.push(`THE BALLOTS DO NOT ADD UP TO NodeWrong (${tally})`);
+    } else {
+      settleOk = weightFor === weightAgainst || (quorumStake !== undefined && total < quorumStake);
+      if (!settleOk) problems.push(`THE BALLOTS DO NOT ADD UP TO Undecided (${tally})`);
+    }
+    if (settleOk) {
+      checked.push(
+        `${challenger} challenged the outputs; the stake-weighted vote ${
+          rejectedOutcome === "NodeWrong" ? "found the node wrong" : "was undecided"
+        } (${tally}${quorumStake !== undefined ? `; quorum ${ethers.formatEther(quorumStake)} OPG` : ""})`,
+      );
+    }
+    notChecked.push(
+      "that the outputs are wrong: a dispute settled by vote shows only what the staked majority said",
+    );
+    const out = await recomputeWithoutProof(ctx, settlement.task, postedOutputs);
+    bundleMatches = out.bundleMatches;
+    output = out.output;
+    outDetail = out.notChecked
+      ? out.detail
+      : out.detail.replace(
+          /output recomputed equal|OUTPUT DIFFERS/,
+          out.outputMatches
+            ? "the bundle recomputes the REJECTED outputs"
+            : "the bundle recomputes other outputs",
+        );
+    if (out.notChecked) notChecked.push(out.notChecked);
+    else if (rejectedOutcome === "NodeWrong" && out.outputMatches !== null) {
+      outputMatches = !out.outputMatches;
+      if (outputMatches) checked.push("the model's bundle recomputes other outputs than the rejected ones");
+      else
+        warnings.push("the model's bundle recomputes the rejected outputs: the vote rejected what it gives");
+    }
+    dispute = {
+      challenger,
+      bond: String(d?.bond ?? 0n),
+      circuit: false,
+      outcome: resolvedOutcome,
+      votes: v.votes,
+      weightFor: String(weightFor),
+      weightAgainst: String(weightAgainst),
+      ballots: v.ballots,
+      slashedAttesters,
+    };
+    how = `posted outputs rejected by vote (${rejectedOutcome ?? "no outcome"})`;
+  }
+  const optimistic: OptimisticAudit = {
+    postedBy: node,
+    postedBlock: postedLog?.blockNumber ?? null,
+    windowEnd: posted ? Number(posted.args.windowEnd) : null,
+    quorum,
+    attesters,
+    dispute,
+  };
+  const agree = namesPosted && listMatches && settleOk && outputMatches !== false;
+  const detail = [how, ...problems, outDetail, ...warnings.map((w) => `WARNING: ${w}`)].join("; ");
+  return {
+    ...ctx.base,
+    mode: "optimistic",
+    settledBy,
+    proofValid,
+    bundleMatches,
+    outputMatches,
+    agree,
+    detail,
+    checked,
+    notChecked,
+    warnings,
+    setupSecure: settledBy === "dispute-proof" && bundleMatches && setup?.secure === true,
+    ...(setup ? { setup } : {}),
+    ...(output ? { output } : {}),
+    optimistic,
+    checkedAt: new Date().toISOString(),
+  };
+}
+
+/** The attester set fixed at posting: the TaskAttested logs of the posting transaction, in order. */
+async function attesterSet(deps: AuditDeps, registry: string, id: string, postedLog: Log | undefined) {
+  if (!postedLog) return [];
+  const logs = await deps.provider.getLogs({
+    address: registry,
+    topics: [MODE_TOPICS.attested, id],
+    fromBlock: postedLog.blockNumber,
+    toBlock: postedLog.blockNumber,
+  });
+  return logs
+    .filter((l) => l.transactionHash === postedLog.transactionHash)
+    .map((l) => taskRegistryInterface.parseLog(l)!.args.attester as string);
+}
+
+/**
+ * The dispute over `taskId` as its settling transaction's logs show it: the manager that resolved it (the
+ * address of its DisputeResolved log, whatever the registry's dispute manager is now), the opening (a
+ * disproof opens and resolves in one transaction), the outcome, the attesters slashed, and its stored record.
+ */
+async function disputeLogs(deps: AuditDeps, taskId: bigint, logs: readonly Log[]) {
+  let manager: string | undefined;
+  let opened: { challenger: string; bond: bigint } | undefined;
+  let resolvedOutcome: DisputeOutcomeName | null = null;
+  const slashedAttesters: string[] = [];
+  for (const l of logs) {
+    if (l.topics[1] !== toBeHex(taskId, 32)) continue;
+    if (l.topics[0] === MODE_TOPICS.disputeResolved) {
+      manager = l.address;
+      resolvedOutcome = DISPUTE_OUTCOMES[Number(disputeManagerInterface.parseLog(l)!.args.outcome)] ?? null;
+    } else if (l.topics[0] === MODE_TOPICS.disputeOpened) {
+      const a = disputeManagerInterface.parseLog(l)!.args;
+      opened = { challenger: a.challenger as string, bond: a.bond as bigint };
+    } else if (l.topics[0] === MODE_TOPICS.attesterSlashed) {
+      slashedAttesters.push(disputeManagerInterface.parseLog(l)!.args.attester as string);
+    }
+  }
+  if (!manager) [manager] = await deps.tasks.modeParameters();
+  const d = await DisputeManager__factory.connect(manager, deps.provider)
+    .disputeOf(taskId)
+    .catch(() => undefined);
+  return { manager, opened, resolvedOutcome, slashedAttesters, d };
+}
+
+/**
+ * The ballots of a vote over `taskId` (DisputeVoted, every one counted: no cap displaces any), re-tallied
+ * here, and the ballot settlements (BallotSettled) made so far, summed per voter.
+ */
+async function voteOf(
+  deps: AuditDeps,
+  manager: string | undefined,
+  taskId: bigint,
+  fromBlock: number,
+  toBlock: number,
+) {
+  const id = toBeHex(taskId, 32);
+  if (!manager) return { votes: [], weightFor: 0n, weightAgainst: 0n, ballots: [] };
+  const votes = (
+    await findLogs(deps.provider, manager, [MODE_TOPICS.disputeVoted, id], fromBlock, toBlock)
+  ).map((l) => {
+    const a = disputeManagerInterface.parseLog(l)!.args;
+    return { voter: a.voter as string, nodeRight: Boolean(a.nodeRight), weight: String(a.weight) };
+  });
+  const sum = (side: boolean) =>
+    votes.filter((v) => v.nodeRight === side).reduce((t, v) => t + BigInt(v.weight), 0n);
+  const settled = new Map<string, { slashed: bigint; paid: bigint }>();
+  const latest = await deps.provider.getBlockNumber();
+  for (const l of await findLogs(deps.provider, manager, [MODE_TOPICS.ballotSettled, id], toBlock, latest)) {
+    const a = disputeManagerInterface.parseLog(l)!.args;
+    const b = settled.get(a.voter as string) ?? { slashed: 0n, paid: 0n };
+    b.slashed += a.slashed as bigint;
+    b.paid += a.paid as bigint;
+    settled.set(a.voter as string, b);
+  }
+  const ballots = [...settled].map(([voter, b]) => ({
+    voter,
+    slashed: String(b.slashed),
+    paid: String(b.paid),
+  }));
+  return { votes, weightFor: sum(true), weightAgainst: sum(false), ballots };
 }
 
 /** ZK mode: proof, bundle, output; the setup beside. */
@@ -852,12 +1218,12 @@ async function auditTee(
   };
 }
 
-/** Optimistic mode: the posted outputs, the window, the attesters, any dispute; the output recomputed. */
+/** Optimistic mode: the posted outputs, the window, the attesters, any vote; the output recomputed. */
 async function auditOptimistic(
   ctx: Context,
-  s: Extract<Settlement, { via: "finalizeResult" | "resolveVote" | "respond" }>,
+  s: Extract<Settlement, { via: "finalizeResult" | "resolveVote" }>,
 ): Promise<AuditReport> {
-  const { deps, taskId, modelId, node, log } = ctx;
+  const { deps, taskId, node, log } = ctx;
   const registry = await deps.tasks.getAddress();
   const id = toBeHex(taskId, 32);
   const checked: string[] = [];
@@ -870,14 +1236,11 @@ async function auditOptimistic(
     s.outputs.length === ctx.eventOutputs.length && s.outputs.every((w, i) => w === ctx.eventOutputs[i]);
   if (!outputsMatch) problems.push("CALLDATA OUTPUTS DIFFER FROM THE TaskVerified EVENT");
 
-  const postedLogs = await findLogs(
-    deps.provider,
-    registry,
-    [MODE_TOPICS.resultPosted, id],
-    0,
-    log.blockNumber,
-  );
-  const posted = postedLogs[0] ? taskRegistryInterface.parseLog(postedLogs[0]) : null;
+  // The last posting: an earlier one that met no quorum was followed by a reopening (TaskReopened).
+  const postedLog = (
+    await findLogs(deps.provider, registry, [MODE_TOPICS.resultPosted, id], 0, log.blockNumber)
+  ).at(-1);
+  const posted = postedLog ? taskRegistryInterface.parseLog(postedLog) : null;
   const postedBy: string = posted ? posted.args.node : node;
   const windowEnd = posted ? Number(posted.args.windowEnd) : null;
   let postedOk = false;
@@ -891,7 +1254,7 @@ async function auditOptimistic(
     postedOk = same && postedBy === node;
     if (postedOk) {
       checked.push(
-        `the outputs settled are the ones node ${node} posted at block ${postedLogs[0].blockNumber}, ` +
+        `the outputs settled are the ones node ${node} posted at block ${postedLog!.blockNumber}, ` +
           `challenge window until ${new Date(windowEnd! * 1000).toISOString()}`,
       );
     }
@@ -903,23 +1266,13 @@ async function auditOptimistic(
     toBlock: log.blockNumber,
   });
   const paid = paidLogs[0] ? taskRegistryInterface.parseLog(paidLogs[0]) : null;
-  const attestedLogs = await findLogs(
-    deps.provider,
-    registry,
-    [MODE_TOPICS.attested, id],
-    postedLogs[0]?.blockNumber ?? 0,
-    log.blockNumber,
-  );
-  const attestedInOrder = attestedLogs.map((l) => taskRegistryInterface.parseLog(l)!.args.attester as string);
+  const set = await attesterSet(deps, registry, id, postedLog);
   const attesters = s.attesters;
-  const listMatches =
-    attestedInOrder.length === attesters.length && attestedInOrder.every((a, i) => a === attesters[i]);
-  if (!listMatches) problems.push("THE ATTESTER LIST SETTLED IS NOT THE TaskAttested SEQUENCE");
+  const listMatches = set.length === attesters.length && set.every((a, i) => a === attesters[i]);
+  if (!listMatches) problems.push("THE ATTESTER LIST SETTLED IS NOT THE SET FIXED AT POSTING (TaskAttested)");
 
   let settledBy: AuditReport["settledBy"] = "attestations";
-  let proofValid: boolean | null = null;
   let dispute: OptimisticAudit["dispute"];
-  let setup: AuditSetup | undefined;
   let settleOk = false;
   const settleBlock = await deps.provider.getBlock(log.blockNumber);
   if (s.via === "finalizeResult") {
@@ -930,80 +1283,42 @@ async function auditOptimistic(
     settleOk = afterWindow && attesters.length >= quorum;
     if (settleOk && listMatches) {
       checked.push(
-        `${attesters.length} staked verification node(s) attested (quorum ${quorum}): ` +
-          `${attesters.join(", ")}; nobody challenged before the window ended`,
+        `${attesters.length} staked verification node(s) attested (quorum ${quorum}) when the outputs were ` +
+          `posted: ${attesters.join(", ")}; nobody challenged before the window ended`,
       );
     }
   } else {
-    const [disputesAddress] = await deps.tasks.modeParameters();
-    const disputes = DisputeManager__factory.connect(disputesAddress, deps.provider);
-    const d = await disputes.disputeOf(taskId);
-    const from = postedLogs[0]?.blockNumber ?? 0;
-    const votes = (
-      await findLogs(deps.provider, disputesAddress, [MODE_TOPICS.disputeVoted, id], from, log.blockNumber)
-    ).map((l) => {
-      const a = disputeManagerInterface.parseLog(l)!.args;
-      return {
-        voter: a.voter as string,
-        nodeRight: Boolean(a.nodeRight),
-        weight: String(a.weight),
-        displaced: false,
-      };
-    });
-    const displaced = await findLogs(
-      deps.provider,
-      disputesAddress,
-      [MODE_TOPICS.disputeVoteDisplaced, id],
-      from,
-      log.blockNumber,
-    );
-    for (const l of displaced) {
-      const voter = disputeManagerInterface.parseLog(l)!.args.voter as string;
-      for (const v of votes) if (v.voter === voter) v.displaced = true;
-    }
-    const resolved = await deps.provider.getLogs({
-      address: disputesAddress,
-      topics: [MODE_TOPICS.disputeResolved, id],
-      fromBlock: log.blockNumber,
-      toBlock: log.blockNumber,
-    });
-    const outcome = resolved[0]
-      ? DISPUTE_OUTCOMES[Number(disputeManagerInterface.parseLog(resolved[0])!.args.outcome)]
-      : null;
-    dispute = { challenger: d.challenger, bond: String(d.bond), circuit: d.circuit, outcome, votes };
+    settledBy = "dispute-vote";
+    const receipt = await deps.provider.getTransactionReceipt(log.transactionHash);
+    const found = await disputeLogs(deps, taskId, receipt?.logs ?? []);
+    const outcome = found.resolvedOutcome;
+    const v = await voteOf(deps, found.manager, taskId, postedLog?.blockNumber ?? 0, log.blockNumber);
+    dispute = {
+      challenger: found.d?.challenger ?? ethers.ZeroAddress,
+      bond: String(found.d?.bond ?? 0n),
+      circuit: false,
+      outcome,
+      votes: v.votes,
+      weightFor: String(v.weightFor),
+      weightAgainst: String(v.weightAgainst),
+      ballots: v.ballots,
+    };
     if (outcome !== "NodeRight") problems.push(`THE DISPUTE'S RECORDED OUTCOME IS ${outcome ?? "MISSING"}`);
-    if (s.via === "respond") {
-      settledBy = "dispute-proof";
-      proofValid = await verifyTaskProof(deps, modelId, taskId, node, s);
-      if (!proofValid) problems.push("THE DISPUTE'S PROOF IS INVALID");
-      settleOk = proofValid && outcome === "NodeRight";
-      if (settleOk) {
-        checked.push(
-          `${d.challenger} challenged the outputs; the node answered with a Groth16 proof, which verifies here ` +
-            "against the model's registered key with public signals rebuilt from chain data",
-        );
-      }
-      notChecked.push(ZK_NOT_CHECKED_SETUP);
-    } else {
-      settledBy = "dispute-vote";
-      const counted = votes.filter((v) => !v.displaced);
-      const weightFor = counted.filter((v) => v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
-      const weightAgainst = counted.filter((v) => !v.nodeRight).reduce((t, v) => t + BigInt(v.weight), 0n);
-      settleOk = outcome === "NodeRight" && weightFor > weightAgainst;
-      if (settleOk) {
-        checked.push(
-          `${d.challenger} challenged the outputs; the stake-weighted vote found the node right ` +
-            `(${ethers.formatEther(weightFor)} OPG of stake for, ${ethers.formatEther(weightAgainst)} against, ` +
-            `${counted.length} counted voter(s))`,
-        );
-      }
-      notChecked.push(
-        "that the outputs are right: a dispute settled by vote shows only what the staked majority said",
+    settleOk = outcome === "NodeRight" && v.weightFor > v.weightAgainst;
+    if (outcome === "NodeRight" && !settleOk) problems.push("THE BALLOTS DO NOT ADD UP TO NodeRight");
+    if (settleOk) {
+      checked.push(
+        `${dispute.challenger} challenged the outputs; the stake-weighted vote found the node right ` +
+          `(${ethers.formatEther(v.weightFor)} OPG of stake for, ${ethers.formatEther(v.weightAgainst)} against, ` +
+          `${v.votes.length} ballot(s), the challenger's own included)`,
       );
     }
+    notChecked.push(
+      "that the outputs are right: a dispute settled by vote shows only what the staked majority said",
+    );
   }
 
-  const out = await recomputeWithoutProof(ctx, s.task, s.outputs, "input" in s ? s.input : undefined);
+  const out = await recomputeWithoutProof(ctx, s.task, s.outputs);
   if (s.via === "finalizeResult") {
     notChecked.push(
       "a proof of the outputs: none was made (none is, unless the result is disputed); the chain took them as " +
@@ -1018,17 +1333,12 @@ async function auditOptimistic(
   } else {
     problems.push("the output recomputed from the bundle DIFFERS (or its input is not recoverable)");
   }
-  if (s.via === "respond") {
-    // The proof answered a dispute: the bundle's setup says who could have forged it.
-    const inspected = await inspectBundle(deps, modelId, true);
-    if (!("refused" in inspected)) setup = inspected.setup;
-  }
   if (out.outputMatches === null && s.via === "finalizeResult") {
     warnings.push("the result rests on its attesters alone: the output could not be recomputed here");
   }
   const optimistic: OptimisticAudit = {
     postedBy,
-    postedBlock: postedLogs[0]?.blockNumber ?? null,
+    postedBlock: postedLog?.blockNumber ?? null,
     windowEnd,
     quorum,
     attesters,
@@ -1039,15 +1349,13 @@ async function auditOptimistic(
   const how =
     settledBy === "attestations"
       ? `${attesters.length} of ${quorum} attestation(s), window over, unchallenged`
-      : settledBy === "dispute-proof"
-        ? `disputed, answered by ${proofValid ? "a valid proof" : "AN INVALID PROOF"}`
-        : `disputed, settled by vote (${dispute?.outcome ?? "no outcome"})`;
+      : `disputed, settled by vote (${dispute?.outcome ?? "no outcome"})`;
   const detail = [how, ...problems, out.detail, ...warnings.map((w) => `WARNING: ${w}`)].join("; ");
   return {
     ...ctx.base,
     mode: "optimistic",
     settledBy,
-    proofValid,
+    proofValid: null,
     bundleMatches: out.bundleMatches,
     outputMatches: out.outputMatches,
     agree,
@@ -1055,8 +1363,7 @@ async function auditOptimistic(
     checked,
     notChecked,
     warnings,
-    setupSecure: settledBy === "dispute-proof" && out.bundleMatches && setup?.secure === true,
-    ...(setup ? { setup } : {}),
+    setupSecure: false,
     ...(out.output ? { output: out.output } : {}),
     optimistic,
     checkedAt: new Date().toISOString(),
