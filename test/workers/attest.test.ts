@@ -1,10 +1,16 @@
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { expect } from "chai";
-import { Wallet, getBytes, verifyMessage } from "ethers";
-import { modesFixture } from "../helpers/market-fixture";
-import { tinyOutputWord } from "../helpers/tiny-circuit";
+import { ethers } from "hardhat";
+import { Wallet, getBytes, verifyMessage, type Provider } from "ethers";
+import { CLAIM_COLLATERAL, modesFixture } from "../helpers/market-fixture";
+import { TINY_PACK_BITS, tinyInputValues, tinyOutputWord, type TinyCircuit } from "../helpers/tiny-circuit";
 import pino from "pino";
-import { outputsHash, TASK_STATUS } from "../../workers/runtime/optimistic";
+import { BUNDLE_FORMAT } from "../../zkml";
+import { ProofOutputsMismatchError, ProverPool } from "../../workers/inference/prover-pool";
+import { attestersOf, outputsHash, TASK_STATUS } from "../../workers/runtime/optimistic";
 import { MAX_JSON_BODY_BYTES, ServiceHttp } from "../../workers/runtime/service";
 import { Attestor, parseAttestRequest, type AttestDeps } from "../../workers/verification/attest";
 import { attestUrl, gatherAttestations } from "../../workers/inference/attestations";
@@ -13,6 +19,26 @@ import type { SubmittedTask } from "../../workers/runtime/tasks";
 const VERIFICATION_MODE_OPTIMISTIC = 2;
 const VALUES = [1n, 2n, 3n, 4n];
 const quiet = pino({ level: "silent" });
+/** DisputeManager's default attester slash. */
+const ATTESTER_SLASH = ethers.parseEther("100");
+
+/**
+ * The tiny circuit as the smallest bundle the workers' prover pool proves with: its wasm and zkey beside a
+ * manifest with the layout witnessInput reads (24 inline inputs packed at 40 bits).
+ */
+function tinyBundleDir(circuit: TinyCircuit): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-tiny-bundle-"));
+  fs.copyFileSync(circuit.wasm, path.join(dir, "circuit.wasm"));
+  fs.copyFileSync(circuit.zkey, path.join(dir, "circuit.zkey"));
+  const manifest = {
+    format: BUNDLE_FORMAT,
+    artifacts: { wasm: { file: "circuit.wasm" }, zkey: { file: "circuit.zkey" } },
+    publicSignals: { inputMode: "inline", packBits: TINY_PACK_BITS },
+    quantization: { commitmentPackBits: TINY_PACK_BITS },
+  };
+  fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+  return dir;
+}
 
 /** A verification node's `/attest` on a free port with `deps`; returns its base URL and the server. */
 async function serve(deps: AttestDeps) {
@@ -259,6 +285,175 @@ describe("off-chain attestations (verification node POST /attest, inference node
       expect(attestUrl("http://v.example:9465/")).to.equal("http://v.example:9465/attest");
       expect(attestUrl("http://v.example:9465/healthz")).to.equal("http://v.example:9465/attest");
       expect(attestUrl("https://v.example/opg/")).to.equal("https://v.example/opg/attest");
+    });
+  });
+
+  describe("the optimistic game after issue 19, with the workers' code (tiny circuit, in-process chain)", function () {
+    let provers: ProverPool;
+    before(function () {
+      provers = new ProverPool(1);
+    });
+    after(async function () {
+      await provers.close();
+    });
+
+    it("a lie is proved wrong by the honest verifier's own proof in one transaction: node and colluding attester slashed", async function () {
+      const { f, s, node, honest } = await claimedFixture();
+      const [verifier, colluder] = f.verifiers;
+      const reader = { provider: ethers.provider as unknown as Provider, tasksAddress: f.tasksAddress };
+      // The honest verifier refuses to sign the lie; a colluder signs it, and it is posted with that.
+      const lie = [honest[0] + 1n];
+      const { url, http } = await serve(chainDeps(f, s, verifier, { count: 0 }));
+      let refused;
+      try {
+        refused = await post(url, {
+          taskId: s.taskId.toString(),
+          node: node.address,
+          outputs: lie.map(String),
+        });
+      } finally {
+        await http.close();
+      }
+      expect(refused.status).to.equal(409);
+      const digest = await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(lie));
+      const signature = await colluder.signMessage(getBytes(digest));
+      await f.tasks.connect(node).submitResultOptimistic(s.taskId, s.task, lie, [signature]);
+      const attesters = await attestersOf(reader, s.taskId, 0);
+      expect(attesters).to.deep.equal([colluder.address]);
+
+      const stakes = async () =>
+        Promise.all(
+          [node, verifier, colluder].map(async (a) => (await f.staking.nodeInfo(a.address)).bonded),
+        );
+      const [nodeBefore, verifierBefore, colluderBefore] = await stakes();
+      const walletBefore = await f.token.balanceOf(verifier.address);
+      const started = Date.now();
+      // What the verification node does: prove the true outputs bound to itself, check them, challenge.
+      const binding = await f.tasks.taskBinding(s.taskId, verifier.address);
+      const dir = tinyBundleDir(f.circuit);
+      const proved = await provers.proveTask(dir, tinyInputValues(VALUES), binding, honest);
+      const tx = await f.disputes
+        .connect(verifier)
+        .challengeWithProof(
+          s.taskId,
+          s.task,
+          outputsHash(lie),
+          attesters,
+          s.input,
+          proved.outputs,
+          proved.proof,
+        );
+      const receipt = (await tx.wait())!;
+      const totalMs = Date.now() - started;
+      await expect(tx).to.emit(f.disputes, "DisputeResolved").withArgs(s.taskId, 1, verifier.address);
+      await expect(tx).to.emit(f.tasks, "TaskRejected");
+      await expect(tx)
+        .to.emit(f.disputes, "AttesterSlashed")
+        .withArgs(s.taskId, colluder.address, ATTESTER_SLASH);
+      expect(TASK_STATUS[Number(await f.tasks.taskStatus(s.taskId))]).to.equal("Rejected");
+      const [nodeAfter, verifierAfter, colluderAfter] = await stakes();
+      expect(nodeAfter).to.equal(nodeBefore - CLAIM_COLLATERAL);
+      expect(colluderAfter).to.equal(colluderBefore - ATTESTER_SLASH);
+      expect(verifierAfter).to.equal(verifierBefore);
+      expect(await f.token.balanceOf(verifier.address)).to.equal(walletBefore + CLAIM_COLLATERAL / 2n);
+      console.log(
+        `      tiny model: prove ${proved.ms} ms in the prover process; from a cold prover process to the ` +
+          `challengeWithProof mined ${totalMs} ms; ${receipt.gasUsed} gas`,
+      );
+    });
+
+    it("the pool refuses to hand out a proof whose outputs are not the executor's (a bundle that disagrees with itself)", async function () {
+      const { f, s, honest } = await claimedFixture();
+      const binding = await f.tasks.taskBinding(s.taskId, f.verifiers[0].address);
+      const wrong = [honest[0] + 1n];
+      const err = await provers
+        .proveTask(tinyBundleDir(f.circuit), tinyInputValues(VALUES), binding, wrong)
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      expect(err).to.be.instanceOf(ProofOutputsMismatchError);
+      expect(err!.message).to.include(honest[0].toString());
+    });
+
+    it("attack 1: a correct result with honest attestations cannot be challenged by a friendly verifier; the silent node finalises, no attester loses stake", async function () {
+      const f = await loadFixture(modesFixture);
+      await f.models.connect(f.modelOwner).setAttestationQuorum(f.optimisticModelId, 2);
+      const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
+      expect(s.task.attestationQuorum).to.equal(2n);
+      const node = f.nodes[0];
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      const honest = [tinyOutputWord(VALUES)];
+      const [a, b, friendly] = f.verifiers;
+      const servers = await Promise.all([a, b].map((v) => serve(chainDeps(f, s, v, { count: 0 }))));
+      let gathered;
+      try {
+        gathered = await gatherAttestations(
+          { taskId: s.taskId, node: node.address, outputs: honest },
+          {
+            urls: servers.map((x) => x.url),
+            wanted: Number(s.task.attestationQuorum),
+            timeoutMs: 10_000,
+            digest: await f.tasks.attestationDigest(s.taskId, node.address, outputsHash(honest)),
+            eligible: (x) => f.staking.isEligible(x, 1),
+          },
+        );
+      } finally {
+        for (const x of servers) await x.http.close();
+      }
+      expect(gathered.attestations.map((x) => x.attester).sort()).to.deep.equal(
+        [a.address, b.address].sort(),
+      );
+      await f.tasks.connect(node).submitResultOptimistic(
+        s.taskId,
+        s.task,
+        honest,
+        gathered.attestations.map((x) => x.signature),
+      );
+      const reader = { provider: ethers.provider as unknown as Provider, tasksAddress: f.tasksAddress };
+      const attesters = await attestersOf(reader, s.taskId, 0);
+      const stakes = async () =>
+        Promise.all([a, b, friendly, node].map(async (v) => (await f.staking.nodeInfo(v.address)).bonded));
+      const before = await stakes();
+
+      // The friendly verifier proves the task bound to itself: the proof carries the posted outputs.
+      const binding = await f.tasks.taskBinding(s.taskId, friendly.address);
+      const proved = await provers.proveTask(
+        tinyBundleDir(f.circuit),
+        tinyInputValues(VALUES),
+        binding,
+        honest,
+      );
+      const hash = outputsHash(honest);
+      const disputes = f.disputes.connect(friendly);
+      await expect(
+        disputes.challengeWithProof(s.taskId, s.task, hash, attesters, s.input, proved.outputs, proved.proof),
+      ).to.be.revertedWithCustomError(f.disputes, "DisputeManagerSameOutputs");
+      await expect(
+        disputes.challengeWithProof(
+          s.taskId,
+          s.task,
+          hash,
+          attesters,
+          s.input,
+          [honest[0] + 1n],
+          proved.proof,
+        ),
+      ).to.be.revertedWithCustomError(f.disputes, "DisputeManagerInvalidProof");
+      await expect(disputes.challenge(s.taskId, s.task, hash, attesters)).to.be.revertedWithCustomError(
+        f.disputes,
+        "DisputeManagerWrongKind",
+      );
+
+      // The node sends nothing until the window is over; then the result is final and nobody lost stake.
+      const [, , window] = await f.tasks.modeParameters();
+      await time.increase(Number(window) + 1);
+      await expect(f.tasks.connect(node).finalizeResult(s.taskId, s.task, honest, attesters)).to.emit(
+        f.tasks,
+        "TaskVerified",
+      );
+      expect(await stakes()).to.deep.equal(before);
+      expect((await f.tasks.resultOf(s.taskId)).outputs).to.deep.equal(honest);
     });
   });
 });

@@ -16,7 +16,7 @@ import {
   outputsHash,
 } from "../../workers/runtime/optimistic";
 import { modeName, taskRegistryInterface } from "../../workers/runtime/tasks";
-import { modeSkipReason } from "../../workers/inference/node";
+import { modeSkipReason, nextQuorumAttempt } from "../../workers/inference/node";
 import type { LoadedPlainBundle } from "../../workers/runtime/bundles";
 
 const KEY = "0x" + "11".repeat(32);
@@ -57,24 +57,51 @@ describe("optimistic and TEE mode helpers (workers/runtime/optimistic.ts)", func
     expect(modeSkipReason(8, full)).to.match(/unknown mode 8/);
   });
 
-  it("reads the attester list in the registry's order, by each log's count", async function () {
+  it("short of its quorum, a node asks again with a growing wait, and gives up when a round would outlast its claim", function () {
+    const at = { now: 1000, claimExpiresAt: 1600, attestTimeoutMs: 5000 };
+    expect(nextQuorumAttempt(at)).to.equal(2000);
+    expect(nextQuorumAttempt({ ...at, previousDelayMs: 2000 })).to.equal(4000);
+    expect(nextQuorumAttempt({ ...at, previousDelayMs: 16000 })).to.equal(30000);
+    expect(nextQuorumAttempt({ ...at, previousDelayMs: 30000 })).to.equal(30000);
+    // A round: the 2 s wait, 5 s of asking, 30 s to mine the post; it must end before the claim expires.
+    expect(nextQuorumAttempt({ ...at, now: 1600 - 38 })).to.equal(2000);
+    expect(nextQuorumAttempt({ ...at, now: 1600 - 37 })).to.equal(undefined);
+    expect(nextQuorumAttempt({ ...at, now: 1700 }), "a claim already lapsed").to.equal(undefined);
+  });
+
+  it("reads the attester list fixed at posting, in the registry's order, from the latest posting only", async function () {
     const tasks = "0x" + "ab".repeat(20);
     const a = "0x" + "01".repeat(20);
     const b = "0x" + "02".repeat(20);
-    const attested = (attester: string, count: number, blockNumber: number, index: number) => {
+    const c = "0x" + "03".repeat(20);
+    const attested = (attester: string, count: number, blockNumber: number, index: number, tx: string) => {
       const encoded = taskRegistryInterface.encodeEventLog("TaskAttested", [7n, attester, count]);
-      return { ...encoded, address: tasks, blockNumber, index } as unknown as Log;
+      return { ...encoded, address: tasks, blockNumber, index, transactionHash: tx } as unknown as Log;
     };
     let asked: unknown;
+    let logs: Log[] = [];
     const provider = {
       async getLogs(filter: unknown) {
         asked = filter;
-        return [attested(b, 2, 12, 0), attested(a, 1, 11, 3)];
+        return logs;
       },
     } as unknown as Provider;
+    // One posting: its attestations ride in its transaction, each log's count its place in the list.
+    logs = [attested(b, 2, 12, 4, "0xpost"), attested(a, 1, 12, 3, "0xpost")];
     const list = await attestersOf({ provider, tasksAddress: tasks }, 7n, 10);
     expect(list.map((x) => x.toLowerCase())).to.deep.equal([a, b]);
     expect(asked).to.deep.include({ address: tasks, fromBlock: 10 });
+    // Reopened and posted again (an unattested result expired): only the latest posting's set counts.
+    logs = [
+      attested(a, 1, 12, 3, "0xfirst"),
+      attested(b, 2, 12, 4, "0xfirst"),
+      attested(c, 1, 40, 0, "0xsecond"),
+    ];
+    expect(
+      (await attestersOf({ provider, tasksAddress: tasks }, 7n, 10)).map((x) => x.toLowerCase()),
+    ).to.deep.equal([c]);
+    logs = [];
+    expect(await attestersOf({ provider, tasksAddress: tasks }, 7n, 10)).to.deep.equal([]);
   });
 
   it("runs a plain bundle as every node must: onnxruntime, quantized and packed", async function () {
@@ -88,6 +115,23 @@ describe("optimistic and TEE mode helpers (workers/runtime/optimistic.ts)", func
     const { values, words } = await bundleOutputWords(bundle, input);
     expect(values).to.deep.equal(await runPlainBundle(dir, input));
     expect(words).to.deep.equal(packValues(values, manifest.publicSignals.packBits));
+  });
+
+  it("records each dispute amount once per log, and sums them by kind", function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-journal-"));
+    const j = new Journal(path.join(dir, "j.db"));
+    expect(j.recordAmount(1n, "won", "0xa:3", 50n, 10)).to.equal(true);
+    expect(j.recordAmount(1n, "won", "0xa:3", 50n, 10), "a replayed log").to.equal(false);
+    expect(j.recordAmount(1n, "lost", "0xa:3", 7n, 10), "another kind from the same log").to.equal(true);
+    j.recordAmount(2n, "won", "0xb:1", 5n, 11);
+    j.recordAmount(2n, "slashed", "0xb:2", 100n, 11);
+    expect(j.amountsByKind()).to.deep.equal({ won: 55n, lost: 7n, slashed: 100n });
+    expect(j.amountsByKind(1n)).to.deep.equal({ won: 50n, lost: 7n });
+    j.close();
+    // Durable: a restarted node reads the same totals.
+    const again = new Journal(path.join(dir, "j.db"));
+    expect(again.amountsByKind()).to.deep.equal({ won: 55n, lost: 7n, slashed: 100n });
+    again.close();
   });
 
   it("keeps a window end in the journal while a task waits for it, and drops it once settled", function () {

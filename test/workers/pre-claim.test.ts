@@ -3,7 +3,11 @@ import { ethers } from "ethers";
 import { loadConfig } from "../../workers/runtime/config";
 import { inferenceSchema } from "../../workers/inference/config";
 import { policySkipReason } from "../../workers/inference/node";
-import { servedKeyProblem } from "../../workers/inference/served-key";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { CircuitBundleChecks, servedKeyProblem } from "../../workers/inference/served-key";
+import { BundleRejectedError, type LoadedBundle } from "../../workers/runtime/bundles";
 import { snarkjsKeyFromWords } from "../../workers/runtime/audit";
 import { decodeTaskInput, inlineInputValues, InputRejectedError } from "../../workers/runtime/task-input";
 import { parseSubmitted, taskRegistryInterface, type SubmittedTask } from "../../workers/runtime/tasks";
@@ -157,6 +161,50 @@ describe("inference node: checks before claiming", function () {
       expect(
         servedKeyProblem({ registered, bundled: registered, proving: registered.slice(0, -1) }),
       ).to.match(/zkey/);
+    });
+
+    it("both nodes check a model's keys once, refuse a mismatch, and check again after a failure to read", async function () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "opg-served-key-"));
+      fs.writeFileSync(path.join(dir, "verification_key.json"), JSON.stringify(sampleKey(3)));
+      const bundle = {
+        dir,
+        manifest: { artifacts: { verificationKey: { file: "verification_key.json" } } },
+      } as unknown as LoadedBundle;
+      const reads = { registered: 0, proving: 0 };
+      let failing = true;
+      const matched: bigint[] = [];
+      const checks = new CircuitBundleChecks({
+        registeredKey: async (modelId) => {
+          reads.registered++;
+          if (failing) throw new Error("rpc down");
+          return modelId === 1n ? registered : other;
+        },
+        provingKey: async () => {
+          reads.proving++;
+          return registered;
+        },
+        onKeysMatch: (modelId) => matched.push(modelId),
+      });
+      const refusal = async (p: Promise<unknown>) =>
+        p.then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      expect((await refusal(checks.checkServedKey(1n, bundle)))?.message).to.equal("rpc down");
+      failing = false;
+      await checks.checkServedKey(1n, bundle);
+      await checks.checkServedKey(1n, bundle);
+      expect(reads, "read again after the failure, then once").to.deep.equal({ registered: 2, proving: 1 });
+      expect(matched).to.deep.equal([1n]);
+      const refused = await refusal(checks.checkServedKey(2n, bundle));
+      expect(refused).to.be.instanceOf(BundleRejectedError);
+      expect(refused!.message).to.match(/^model 2: verification key mismatch/);
+      // The verdict is kept: a refused model is not read again (until a reorg clears the checks).
+      await refusal(checks.checkServedKey(2n, bundle));
+      expect(reads.registered).to.equal(3);
+      checks.clear();
+      await refusal(checks.checkServedKey(2n, bundle));
+      expect(reads.registered).to.equal(4);
     });
 
     it("the audit rebuilds snarkjs's key from the registry's words exactly (G2 real part first again)", function () {

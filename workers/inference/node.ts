@@ -8,7 +8,6 @@ import {
   expectedPublicSignals,
   packValues,
   runReference,
-  verificationKeyWords,
   ZkmlError,
 } from "../../zkml";
 import { DataClient } from "../data/client";
@@ -30,7 +29,6 @@ import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
 import {
   modeName,
   parseSubmitted,
-  proofWords,
   taskFromJson,
   taskRegistryInterface,
   taskToJson,
@@ -43,6 +41,7 @@ import {
   bundleOutputWords,
   corruptOutputWords,
   outputsHash,
+  submittedTaskOf,
   TASK_STATUS,
 } from "../runtime/optimistic";
 import { DevEnclave, ensureEnclaveKeyRegistered } from "../../tee/dev-enclave";
@@ -50,7 +49,7 @@ import type { inferenceSchema } from "./config";
 import { gatherAttestations, isHttpEndpoint, type Attestation } from "./attestations";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { ProverPool } from "./prover-pool";
-import { servedKeyProblem } from "./served-key";
+import { CircuitBundleChecks } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
@@ -84,12 +83,20 @@ const MAX_VERIFIERS_LISTED = 256;
 class PipelineStop extends Error {}
 
 const MAX_PROVE_ATTEMPTS = 3;
+/** First wait before asking again for the attestations an optimistic result lacks; doubled up to the max. */
+const ATTEST_RETRY_MS = 2_000;
+const ATTEST_RETRY_MAX_MS = 30_000;
+/** Seconds kept between the last try at posting an optimistic result and its claim's expiry (mining time). */
+const POST_MARGIN_SECONDS = 30;
 
 /**
  * Journal states of a task, in pipeline order. `watching` waits for another node's claim to lapse (then the
- * task goes back to `seen` and is taken over). Optimistic mode: `posted` waits for the challenge window to
- * end (then the node finalises its result), `disputed` answers a challenge with a proof. Every state after
- * `disputed` is terminal.
+ * task goes back to `seen` and is taken over). Optimistic mode: a task stays `claimed` while the node
+ * gathers its quorum of attestations; `posted` waits for the challenge window to end (then the node
+ * finalises its result); `disputed` is a result of ours under a vote of verification nodes (a model without
+ * a circuit): nothing for the node to do, the vote's resolution settles it. A task of a model with a circuit
+ * is never `disputed` for long: a challenge proves it wrong and rejects it in one transaction. Every state
+ * after `disputed` is terminal.
  */
 export const STATES = [
   "seen",
@@ -106,7 +113,7 @@ export const STATES = [
   "refused",
   "failed",
 ] as const;
-const WORKING = ["seen", "claimed", "proved", "posted", "disputed"];
+const WORKING = ["seen", "claimed", "proved", "posted"];
 
 /** `items` in random order (the load of attesting spread over verification nodes). */
 function shuffled<T>(items: readonly T[]): T[] {
@@ -139,9 +146,29 @@ export function policySkipReason(
 }
 
 /**
+ * When a node short of an optimistic task's quorum of attestations asks again: the wait in ms (ATTEST_RETRY_MS
+ * at first, then doubled up to ATTEST_RETRY_MAX_MS), or undefined when the round after that wait (the wait,
+ * `attestTimeoutMs` of asking, POST_MARGIN_SECONDS to mine the post) could not end before the claim expires
+ * at chain time `claimExpiresAt`: then the task is given up.
+ */
+export function nextQuorumAttempt(opts: {
+  previousDelayMs?: number;
+  now: number;
+  claimExpiresAt: number;
+  attestTimeoutMs: number;
+}): number | undefined {
+  const delayMs =
+    opts.previousDelayMs === undefined
+      ? ATTEST_RETRY_MS
+      : Math.min(ATTEST_RETRY_MAX_MS, opts.previousDelayMs * 2);
+  const postedBy = opts.now + Math.ceil((delayMs + opts.attestTimeoutMs) / 1000) + POST_MARGIN_SECONDS;
+  return postedBy < opts.claimExpiresAt ? delayMs : undefined;
+}
+
+/**
  * Why a node cannot serve a task's verification mode, or undefined when it can: TEE needs an enclave with a
- * registered key (`--enclave`), the optimistic mode a deployment with a dispute manager (the node must be
- * able to answer a challenge); an unknown mode is never served.
+ * registered key (`--enclave`), the optimistic mode a deployment with a dispute manager (whose disputes over
+ * the node's results it follows); an unknown mode is never served.
  */
 export function modeSkipReason(
   mode: bigint | number | string,
@@ -182,8 +209,13 @@ export class InferenceNode {
     checkedAt: 0,
   };
   private readonly inFlight = new Map<string, Promise<void>>();
-  /** Per model id: why its key rules it out (servedKeyProblem), or undefined when it may be served. */
-  private readonly servedKeys = new Map<string, Promise<string | undefined>>();
+  /** The once-per-bundle and once-per-model checks of a circuit bundle before it is served. */
+  private readonly circuitChecks: CircuitBundleChecks;
+  /**
+   * Claimed optimistic tasks short of their quorum of attestations: when to ask again, the wait before that,
+   * and the outputs already computed.
+   */
+  private readonly attestRetry = new Map<string, { at: number; delayMs: number; prepared: Prepared }>();
   private readonly loop: PollLoop;
   private chainId = 0n;
   /** The latest block's timestamp, read every poll: when posted results are due to be finalised. */
@@ -226,6 +258,15 @@ export class InferenceNode {
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
     this.prover = new ProverPool(config.concurrency);
+    this.circuitChecks = new CircuitBundleChecks({
+      registeredKey: async (modelId) => [...(await this.chain.models.verificationKeyOf(modelId))],
+      provingKey: (dir) => this.prover.zkeyVerificationKey(dir),
+      onKeysMatch: (modelId) =>
+        this.log.info(
+          { modelId: modelId.toString() },
+          "model verification key matches the zkey and the registry",
+        ),
+    });
     this.submitter = new TxSubmitter(
       this.chain.wallet,
       this.chain.provider,
@@ -273,7 +314,7 @@ export class InferenceNode {
       }),
       results: new client.Counter({
         name: "opg_results_total",
-        help: "results settled or posted, by mode and outcome (verified, posted, finalized, disputed, answered, rejected)",
+        help: "results settled or posted, by mode and outcome (verified, posted, finalized, unattested, disputed, rejected)",
         labelNames: ["mode", "outcome"],
         registers,
       }),
@@ -307,6 +348,7 @@ export class InferenceNode {
           TOPICS.verified,
           TOPICS.expired,
           TOPICS.rejected,
+          TOPICS.reopened,
           TOPICS.disputeOpened,
         ],
         confirmations,
@@ -449,24 +491,11 @@ export class InferenceNode {
         continue;
       }
       if (topic === TOPICS.disputeOpened) {
-        const opened = this.chain.disputes!.interface.parseLog(log)!;
-        const row = this.journal.task(opened.args.taskId);
-        if (!row || opened.args.node !== this.address) continue;
-        if (row.state === "posted") {
-          this.journal.setState(BigInt(row.taskId), "disputed", {
-            until: Number(opened.args.deadline),
-            reason: `challenged by ${opened.args.challenger}`,
-          });
-          this.metrics.results.inc({ mode: "optimistic", outcome: "disputed" });
-          this.log.warn(
-            {
-              taskId: row.taskId,
-              challenger: opened.args.challenger,
-              deadline: Number(opened.args.deadline),
-            },
-            "posted result challenged: answering with a proof",
-          );
-        }
+        this.onDisputeOpened(log);
+        continue;
+      }
+      if (topic === TOPICS.reopened) {
+        await this.onReopened(log);
         continue;
       }
       const parsed = taskRegistryInterface.parseLog(log);
@@ -476,7 +505,7 @@ export class InferenceNode {
       if (!row) continue;
       if (parsed.name === "TaskRejected") {
         if (row.state !== "rejected") {
-          const ours = ["posted", "disputed", "failed"].includes(row.state);
+          const ours = ["posted", "disputed"].includes(row.state);
           this.journal.setState(taskId, "rejected", { reason: `rejected (${parsed.args.outcome})` });
           if (ours) {
             this.metrics.results.inc({ mode: "optimistic", outcome: "rejected" });
@@ -505,6 +534,52 @@ export class InferenceNode {
   }
 
   /**
+   * A verification node disputed a result of ours. Nothing is sent in reply: a challenge of a model with a
+   * circuit carries the challenger's proof and rejects the result in the same transaction (TaskRejected
+   * follows in the same logs), and one of a model without a circuit is settled by the verification nodes'
+   * vote. The task waits in `disputed` for the outcome.
+   */
+  private onDisputeOpened(log: Log) {
+    const opened = this.chain.disputes!.interface.parseLog(log)!;
+    const row = this.journal.task(opened.args.taskId);
+    if (!row || opened.args.node !== this.address || row.state !== "posted") return;
+    const circuit: boolean = opened.args.circuit;
+    const deadline = Number(opened.args.deadline);
+    this.journal.setState(BigInt(row.taskId), "disputed", {
+      until: deadline,
+      reason: `challenged by ${opened.args.challenger}${circuit ? " with a proof" : ", decided by vote"}`,
+    });
+    this.metrics.results.inc({ mode: "optimistic", outcome: "disputed" });
+    const ctx = { taskId: row.taskId, challenger: opened.args.challenger };
+    if (circuit) this.log.warn(ctx, "posted result proved wrong by a challenger's proof");
+    else
+      this.log.warn(
+        { ...ctx, deadline },
+        "posted result challenged: verification nodes vote until the deadline",
+      );
+  }
+
+  /**
+   * An unattested result expired before the task's deadline and the task is open to claims again: it goes
+   * back to `seen` like a new TaskSubmitted (looked up on chain when it is not in the journal), unless the
+   * chain has moved on since (a replayed log), which `reconcile` sorts out.
+   */
+  private async onReopened(log: Log) {
+    const parsed = taskRegistryInterface.parseLog(log)!;
+    const taskId: bigint = parsed.args.taskId;
+    const ctx = { taskId: taskId.toString(), previousNode: parsed.args.previousNode };
+    if (!this.journal.task(taskId)) {
+      const reader = { provider: this.chain.provider, tasksAddress: this.deployment.tasks };
+      const submitted = await submittedTaskOf(reader, taskId, this.config.startBlock, log.blockNumber);
+      if (!submitted) return;
+      if (this.config.models.length > 0 && !this.config.models.includes(submitted.modelId)) return;
+      this.journal.upsertTask(taskId, submitted.modelId, log.blockNumber, taskToJson(submitted));
+    }
+    this.log.info(ctx, "task reopened (an unattested result expired): claimable again");
+    await this.reconcile(taskId, "reopened");
+  }
+
+  /**
    * Blocks above `ancestor` were replaced. Tasks submitted in them are forgotten: the rescan that follows
    * brings back the ones the new chain holds, as they are there now. Every other task in the journal is
    * re-read from the chain, since claims and results in the replaced blocks are gone too.
@@ -512,10 +587,11 @@ export class InferenceNode {
   private async onReorg(ancestor: number) {
     await Promise.allSettled(this.inFlight.values());
     // A replaced block may have held a model registration: check keys again.
-    this.servedKeys.clear();
+    this.circuitChecks.clear();
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
     for (const row of this.journal.tasksIn(
       ...WORKING,
+      "disputed",
       "watching",
       "verified",
       "lost",
@@ -555,7 +631,7 @@ export class InferenceNode {
         next = "posted";
         until = Number(windowEnd);
       } else {
-        next = row.state === "failed" ? "failed" : "disputed";
+        next = "disputed";
         until = Number((await this.chain.disputes!.disputeOf(taskId)).deadline);
       }
     } else if (status === "Verified") {
@@ -640,6 +716,8 @@ export class InferenceNode {
       if (row.state === "seen" && !this.eligibility.ready) continue;
       // A posted result waits for its challenge window to end.
       if (row.state === "posted" && (row.until === null || this.chainNow <= row.until)) continue;
+      // A claimed optimistic task short of attestations waits before asking again.
+      if (row.state === "claimed" && Date.now() < (this.attestRetry.get(row.taskId)?.at ?? 0)) continue;
       const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
       this.inFlight.set(row.taskId, work);
     }
@@ -654,9 +732,10 @@ export class InferenceNode {
     try {
       let state = row.state;
       if (state === "posted") return await this.finalizeIfDue(submitted, row);
-      if (state === "disputed") return await this.answerDispute(submitted, row);
-      let prepared: Prepared | undefined;
-      if (state === "seen" || state === "claimed") prepared = await this.prepare(submitted, state === "seen");
+      let prepared: Prepared | undefined =
+        state === "claimed" ? this.attestRetry.get(taskId.toString())?.prepared : undefined;
+      if (!prepared && (state === "seen" || state === "claimed"))
+        prepared = await this.prepare(submitted, state === "seen");
       if (!prepared && (state === "seen" || state === "claimed")) return;
       if (state === "seen") {
         await this.claim(submitted);
@@ -672,6 +751,15 @@ export class InferenceNode {
       if (state === "proved") await this.submit(submitted);
     } catch (err) {
       if (err instanceof PipelineStop) return;
+      if (err instanceof RevertedError && /TaskRegistryClaimUnderChallenge/.test(err.reason)) {
+        // A TEE claim that lapsed while its node's enclave key was challenged: nobody may take it over; it
+        // waits for its deadline and a refund. Not retried (the registry would refuse every time).
+        this.journal.setState(taskId, "refused", {
+          reason: `the lapsed claim is under an enclave key challenge: not claimable (${err.reason})`,
+        });
+        this.log.warn({ ...ctx, reason: err.reason }, "task refused: its lapsed claim is under challenge");
+        return;
+      }
       if (err instanceof RevertedError) {
         // Eligibility changed since it was last read (a slash, an unstake): read it again next round.
         if (/NodeNotEligible/.test(err.reason)) this.eligibility.checkedAt = 0;
@@ -721,7 +809,8 @@ export class InferenceNode {
         return { bundle: anyBundle, input, outputs: values };
       }
       const bundle = anyBundle;
-      await this.checkServedKey(submitted.modelId, bundle);
+      await this.circuitChecks.checkConsistency(bundle);
+      await this.circuitChecks.checkServedKey(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
       const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];
@@ -743,33 +832,6 @@ export class InferenceNode {
       }
       throw err;
     }
-  }
-
-  /**
-   * Refuse (BundleRejectedError) a model whose registered verification key is not the key of the zkey this
-   * node would prove with, or not the bundle's verification_key.json: its proofs could not settle. Checked
-   * once per model (a model's key and bundle never change); a failure to check is retried.
-   */
-  private async checkServedKey(modelId: bigint, bundle: LoadedBundle) {
-    const id = modelId.toString();
-    let entry = this.servedKeys.get(id);
-    if (!entry) {
-      entry = (async () => {
-        const vkFile = path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file);
-        const problem = servedKeyProblem({
-          registered: [...(await this.chain.models.verificationKeyOf(modelId))],
-          bundled: verificationKeyWords(JSON.parse(fs.readFileSync(vkFile, "utf8"))),
-          proving: await this.prover.zkeyVerificationKey(bundle.dir),
-        });
-        if (!problem)
-          this.log.info({ modelId: id }, "model verification key matches the zkey and the registry");
-        return problem;
-      })();
-      this.servedKeys.set(id, entry);
-      entry.catch(() => this.servedKeys.delete(id));
-    }
-    const problem = await entry;
-    if (problem) throw new BundleRejectedError(`model ${id}: ${problem}`);
   }
 
   private async compareWithReference(bundle: LoadedBundle, input: bigint[], outputs: bigint[], ctx: object) {
@@ -811,14 +873,16 @@ export class InferenceNode {
 
   /**
    * A Groth16 proof of the task's outputs on its input, bound to this node (the public signals submitResult
-   * and DisputeManager.respond rebuild). After MAX_PROVE_ATTEMPTS failures the task is given up (`failed`).
+   * rebuilds), made and checked by the prover pool (proveTask). After MAX_PROVE_ATTEMPTS failures the task
+   * is given up (`failed`).
    */
-  private async makeProof(submitted: SubmittedTask, prepared: Prepared) {
+  private async prove(submitted: SubmittedTask, prepared: Prepared) {
     if (isPlainBundle(prepared.bundle)) throw new Error("a plain bundle has no circuit to prove with");
     const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
-    let proved: Awaited<ReturnType<ProverPool["prove"]>>;
+    const outputWords = packValues(prepared.outputs, prepared.bundle.manifest.publicSignals.packBits);
+    let proved: Awaited<ReturnType<ProverPool["proveTask"]>>;
     try {
-      proved = await this.prover.prove(prepared.bundle.dir, prepared.input, binding);
+      proved = await this.prover.proveTask(prepared.bundle.dir, prepared.input, binding, outputWords);
     } catch (err) {
       // Proving is deterministic: after a few failures it will not succeed. Give the task up (it expires and
       // the requester is refunded) instead of retrying forever.
@@ -834,26 +898,11 @@ export class InferenceNode {
       }
       throw err;
     }
-    const { proof, publicSignals, ms } = proved;
-    this.metrics.seconds.observe({ stage: "prove" }, ms / 1000);
-    const layout = prepared.bundle.manifest.publicSignals;
-    const expected = packValues(prepared.outputs, layout.packBits).map(String);
-    if (expected.some((w, i) => w !== publicSignals[i])) {
-      throw new Error("the proof's outputs differ from the executor's: the bundle is inconsistent");
-    }
-    return { proof, publicSignals, ms, outputWords: layout.outputWords };
-  }
-
-  private async prove(submitted: SubmittedTask, prepared: Prepared) {
-    const { proof, publicSignals, ms, outputWords } = await this.makeProof(submitted, prepared);
-    const layout = { outputWords };
+    this.metrics.seconds.observe({ stage: "prove" }, proved.ms / 1000);
     this.journal.setState(submitted.taskId, "proved", {
-      proof: JSON.stringify({
-        proof: proofWords(proof).map(String),
-        outputs: publicSignals.slice(0, layout.outputWords),
-      }),
+      proof: JSON.stringify({ proof: proved.proof.map(String), outputs: proved.outputs.map(String) }),
     });
-    this.log.info({ taskId: submitted.taskId.toString(), proveMs: ms }, "task proved");
+    this.log.info({ taskId: submitted.taskId.toString(), proveMs: proved.ms }, "task proved");
   }
 
   private async submit(submitted: SubmittedTask) {
@@ -891,8 +940,12 @@ export class InferenceNode {
   // ---------------------------------------------------------------- optimistic mode
 
   /**
-   * Post the executor's outputs without a proof (submitResultOptimistic): the claim collateral stays locked
-   * as the node's bond until the result is final. The node proves only if a verification node challenges.
+   * Post the executor's outputs without a proof (submitResultOptimistic) with the task's quorum of
+   * attestations signed off chain: the claim collateral stays locked as the node's bond until the result is
+   * final, and the node never proves anything (a challenger proves a lie wrong itself). A result posted
+   * short of its quorum could never be finalised (expireUnattested would slash the collateral and reopen the
+   * task), so without the quorum the node does not post: it asks again, waiting longer each time
+   * (`awaitQuorum`), until too little of its claim is left, then gives the task up.
    */
   private async postOptimistic(submitted: SubmittedTask, prepared: Prepared) {
     const taskId = submitted.taskId;
@@ -907,42 +960,32 @@ export class InferenceNode {
         "FAULT INJECTION (faultLieEvery): posting a deliberately wrong output",
       );
     }
+    const quorum = Number(submitted.task.attestationQuorum);
     const attestations = await this.gatherAttestations(submitted, outputs);
+    if (attestations.length < quorum) {
+      return this.awaitQuorum(submitted, prepared, `${attestations.length} of ${quorum} attestations`);
+    }
     const started = Date.now();
-    const post = (signatures: string[]) =>
-      this.chain.tasks
-        .getAddress()
-        .then((registry) =>
-          this.submitter.send(
-            "post",
-            registry,
-            this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
-              taskId,
-              submitted.task,
-              outputs,
-              signatures,
-            ]),
-            taskId,
-          ),
-        );
+    const data = this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
+      taskId,
+      submitted.task,
+      outputs,
+      attestations.map((a) => a.signature),
+    ]);
     let receipt;
     try {
-      receipt = await post(attestations.map((a) => a.signature));
+      receipt = await this.submitter.send("post", await this.chain.tasks.getAddress(), data, taskId);
     } catch (err) {
-      // An attester that stopped being eligible since it signed makes the whole post revert: post without
-      // the attestations (the verifiers can still attest on chain).
-      if (!(
-        err instanceof RevertedError &&
-        /TaskRegistryCannotAttest/.test(err.reason) &&
-        attestations.length
-      ))
-        throw err;
-      this.log.warn(
-        { taskId: taskId.toString(), reason: err.reason },
-        "an attestation was refused by the registry: posting without them",
+      // An attester that stopped being eligible since it signed makes the whole post revert (the simulation
+      // catches it, nothing is paid): gather again rather than post short of the quorum.
+      if (!(err instanceof RevertedError && /TaskRegistryCannotAttest/.test(err.reason))) throw err;
+      return this.awaitQuorum(
+        submitted,
+        prepared,
+        `an attestation was refused by the registry (${err.reason})`,
       );
-      receipt = await post([]);
     }
+    this.attestRetry.delete(taskId.toString());
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
     if (!receipt) return;
     let windowEnd = 0;
@@ -960,16 +1003,54 @@ export class InferenceNode {
     for (const log of receipt.logs) if (log.topics[0] === TOPICS.attested) attested++;
     this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
     this.log.info(
-      { taskId: taskId.toString(), tx: receipt.hash, windowEnd, attestations: attested },
+      { taskId: taskId.toString(), tx: receipt.hash, windowEnd, attestations: attested, quorum },
       "result posted (optimistic)",
+    );
+  }
+
+  /**
+   * A claimed optimistic task whose quorum of attestations is not in hand (`why`): ask again after a wait
+   * (ATTEST_RETRY_MS, doubled each time up to ATTEST_RETRY_MAX_MS; the outputs are kept, not recomputed), or,
+   * when another round could not post before the claim expires, give the task up (`failed`): the claim lapses
+   * and costs its collateral, as posting an unattested result would have.
+   */
+  private async awaitQuorum(submitted: SubmittedTask, prepared: Prepared, why: string) {
+    const taskId = submitted.taskId;
+    const key = taskId.toString();
+    const [, expiresAt] = await this.chain.tasks.claimOf(taskId);
+    const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
+    const delayMs = nextQuorumAttempt({
+      previousDelayMs: this.attestRetry.get(key)?.delayMs,
+      now,
+      claimExpiresAt: Number(expiresAt),
+      attestTimeoutMs: this.config.attestTimeoutMs,
+    });
+    const ctx = { taskId: key, claimExpiresAt: Number(expiresAt), why };
+    if (delayMs === undefined) {
+      this.attestRetry.delete(key);
+      this.journal.setState(taskId, "failed", {
+        reason: `not posted: ${why} before the claim expires at ${expiresAt}`,
+      });
+      this.metrics.results.inc({ mode: "optimistic", outcome: "unattested" });
+      this.log.error(
+        ctx,
+        "optimistic result NOT posted: the task's quorum of attestations could not be gathered before the " +
+          "claim expires (a result posted without it could only be expired, its collateral slashed); the " +
+          "claim will lapse",
+      );
+      return;
+    }
+    this.attestRetry.set(key, { at: Date.now() + delayMs, delayMs, prepared });
+    this.log.warn(
+      { ...ctx, retryInMs: delayMs },
+      "optimistic result not posted yet: fewer attestations than the task's quorum; asking again",
     );
   }
 
   /**
    * Attestations of `outputs` signed off chain by verification nodes (`attestUrls`), as many as the task's
    * quorum (at least one), each checked here; fewer or none when they refuse or do not answer in
-   * `attestTimeoutMs`. Never throws: without attestations the result is posted as it is, and verification
-   * nodes attest it on chain.
+   * `attestTimeoutMs`. Never throws: short of the quorum the result is not posted (postOptimistic).
    */
   private async gatherAttestations(submitted: SubmittedTask, outputs: bigint[]): Promise<Attestation[]> {
     const ctx = { taskId: submitted.taskId.toString() };
@@ -999,10 +1080,7 @@ export class InferenceNode {
       else this.log.info(fields, "attestations gathered off chain");
       return attestations;
     } catch (err) {
-      this.log.warn(
-        { ...ctx, err: (err as Error).message },
-        "gathering attestations failed: posting without",
-      );
+      this.log.warn({ ...ctx, err: (err as Error).message }, "gathering attestations failed");
       return [];
     }
   }
@@ -1048,9 +1126,11 @@ export class InferenceNode {
   }
 
   /**
-   * After the challenge window: with the task's quorum of attestations, finalise the result (the fee is
-   * split, the collateral released); without it, expireUnattested (the requester is refunded and the
-   * collateral released, nobody showed the result wrong). Called only once the window has ended.
+   * After the challenge window: finalise the result with the attesters fixed at posting (the fee is split,
+   * the collateral released). A result short of its quorum (posted before this node waited for one) can only
+   * be expired: expireUnattested slashes the claim collateral to the treasury and gives the task back to the
+   * market (TaskReopened, then it is claimable again, by this node too) or, past its deadline, refunds the
+   * requester. Anyone may send it; the node does, so the task does not sit unsettled.
    */
   private async finalizeIfDue(submitted: SubmittedTask, row: TaskRow) {
     const taskId = submitted.taskId;
@@ -1086,77 +1166,20 @@ export class InferenceNode {
       ]);
       const receipt = await this.submitter.send("expire-unattested", registry, data, taskId);
       if (!receipt) return;
+      const reopened = receipt.logs.some((l) => l.topics[0] === TOPICS.reopened);
       this.journal.setState(taskId, "expired", {
-        reason: `${attesters.length} of ${quorum} attestations when the window closed`,
+        reason:
+          `${attesters.length} of ${quorum} attestations when the window closed: collateral slashed, ` +
+          (reopened ? "task reopened" : "requester refunded"),
       });
-      this.collateralReleased();
-      this.log.warn(
-        { taskId: taskId.toString(), attesters: attesters.length, quorum },
-        "optimistic result not attested in its window: requester refunded",
-      );
-    }
-  }
-
-  /**
-   * A verification node challenged our posted result: prove the posted outputs and send the proof to
-   * DisputeManager.respond before the response deadline. A result the proof does not reproduce (a bundle
-   * that changed, or fault injection) cannot be defended: the task is given up and will be rejected.
-   */
-  private async answerDispute(submitted: SubmittedTask, row: TaskRow) {
-    const taskId = submitted.taskId;
-    const ctx = { taskId: taskId.toString() };
-    const posted = JSON.parse(row.proof!) as PostedResult;
-    if (row.until !== null && this.chainNow > row.until) {
-      this.journal.setState(taskId, "failed", { reason: "dispute response deadline passed" });
-      this.log.error({ ...ctx, deadline: row.until }, "dispute response deadline passed unanswered");
-      return;
-    }
-    if (BigInt(submitted.task.verificationKey as string) === 0n) {
-      // No circuit: verification nodes vote; there is nothing for this node to send.
-      this.journal.setState(taskId, "failed", {
-        reason: "disputed; settled by a vote of verification nodes",
-      });
-      return;
-    }
-    const prepared = await this.prepare(submitted, false);
-    if (!prepared) return;
-    const { proof, publicSignals } = await this.makeProof(submitted, prepared);
-    const proved = publicSignals.slice(0, posted.outputs.length);
-    if (proved.some((w, i) => w !== posted.outputs[i])) {
-      this.journal.setState(taskId, "failed", {
-        reason: "disputed: the posted outputs are not the model's, no proof exists",
-      });
+      // The collateral is gone, not released: the free stake is read again all the same.
+      this.eligibility.checkedAt = 0;
+      this.metrics.results.inc({ mode: "optimistic", outcome: "unattested" });
       this.log.error(
-        { ...ctx, posted: posted.outputs, proved, lied: posted.lied ?? false },
-        "cannot answer the dispute: the posted outputs differ from the model's; the collateral will be slashed",
+        { taskId: taskId.toString(), attesters: attesters.length, quorum, reopened },
+        "optimistic result short of its quorum when its window closed: expired, claim collateral slashed",
       );
-      return;
     }
-    const attesters = await attestersOf(
-      { provider: this.chain.provider, tasksAddress: this.deployment.tasks },
-      taskId,
-      posted.block,
-    );
-    const data = this.chain.disputes!.interface.encodeFunctionData("respond", [
-      taskId,
-      submitted.task,
-      submitted.input,
-      posted.outputs.map(BigInt),
-      attesters,
-      proofWords(proof),
-    ]);
-    const receipt = await this.submitter.send(
-      "respond",
-      await this.chain.disputes!.getAddress(),
-      data,
-      taskId,
-    );
-    if (!receipt) return;
-    this.settled(taskId, receipt, "dispute answered with a proof", {
-      mode: "optimistic",
-      outcome: "answered",
-    });
-    this.log.info({ ...ctx, tx: receipt.hash }, "dispute answered with a proof: result verified, bond won");
   }
 
   /** A result of ours settled as verified by `receipt`: earnings, journal, collateral, metric. */

@@ -1,11 +1,42 @@
 import path from "node:path";
 import { fork, type ChildProcess } from "node:child_process";
 import type { Groth16Proof } from "snarkjs";
+import { proofWords } from "../runtime/tasks";
 
 interface Proved {
   proof: Groth16Proof;
   publicSignals: string[];
   ms: number;
+}
+
+/**
+ * A Groth16 proof of a task's outputs, bound to one address: the public signals `[outputs..., input...,
+ * binding]` that TaskRegistry.submitResult (bound to the claiming node) and DisputeManager.challengeWithProof
+ * (bound to the challenger) rebuild from their own data.
+ */
+export interface TaskProof {
+  /** The 8 words the contracts take (proofWords). */
+  proof: bigint[];
+  /** The output words the proof carries: the first public signals. */
+  outputs: bigint[];
+  ms: number;
+}
+
+/**
+ * The proof's output signals are not the output words the fixed-point executor computed: the bundle's
+ * program and its circuit disagree, so what the node would post or claim is not what the circuit proves.
+ */
+export class ProofOutputsMismatchError extends Error {
+  constructor(
+    readonly expected: readonly bigint[],
+    readonly proved: readonly string[],
+  ) {
+    super(
+      `the proof's outputs [${proved.join(", ")}] differ from the executor's [${expected.join(", ")}]: ` +
+        "the bundle's program and circuit disagree",
+    );
+    this.name = "ProofOutputsMismatchError";
+  }
 }
 
 interface Pending {
@@ -62,6 +93,26 @@ export class ProverPool {
       quantizedInput: quantizedInput.map(String),
       binding: binding.toString(),
     });
+  }
+
+  /**
+   * Prove the task whose quantized input is `quantizedInput` with the bundle in `bundleDir`, bound by
+   * `binding` (`taskBinding(taskId, prover)` of whoever sends the proof), and check that the proof carries
+   * `outputWords`, the executor's packed outputs (a ProofOutputsMismatchError when it does not). Shared by
+   * the inference node (its result) and the verification node (the true outputs it challenges a lie with).
+   */
+  async proveTask(
+    bundleDir: string,
+    quantizedInput: bigint[],
+    binding: bigint,
+    outputWords: readonly bigint[],
+  ): Promise<TaskProof> {
+    const { proof, publicSignals, ms } = await this.prove(bundleDir, quantizedInput, binding);
+    const proved = publicSignals.slice(0, outputWords.length);
+    if (outputWords.some((w, i) => w.toString() !== proved[i])) {
+      throw new ProofOutputsMismatchError(outputWords, proved);
+    }
+    return { proof: proofWords(proof), outputs: [...outputWords], ms };
   }
 
   /** The verification key of the bundle's proving key (its zkey), in the registry's word order. */

@@ -33,8 +33,8 @@ export interface TxRow {
 
 /**
  * States that wait for a chain time, kept in `until`: `watching` (another node's claim lapses), and the
- * optimistic mode's `posted`, `attested`, `challenged`, `disputed`, `voted` (a challenge window, a dispute's
- * response or vote deadline ends).
+ * optimistic mode's `posted`, `attested`, `challenged`, `disputed`, `voted` (a challenge window or a
+ * dispute's vote deadline ends).
  */
 export const TIMED_STATES: ReadonlySet<string> = new Set([
   "watching",
@@ -67,6 +67,10 @@ export class Journal {
         sentAt INTEGER NOT NULL
       );
       CREATE TABLE IF NOT EXISTS earnings (taskId TEXT PRIMARY KEY, amount TEXT NOT NULL, block INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS amounts (
+        taskId TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, amount TEXT NOT NULL, block INTEGER NOT NULL,
+        PRIMARY KEY (taskId, kind, ref)
+      );
     `);
     // Journals written before claim take-over have no `until` column: add it in place.
     const columns = this.db.prepare("PRAGMA table_info(tasks)").all() as { name: string }[];
@@ -234,5 +238,28 @@ export class Journal {
   totalEarned(): bigint {
     const rows = this.db.prepare("SELECT amount FROM earnings").all() as { amount: string }[];
     return rows.reduce((sum, r) => sum + BigInt(r.amount), 0n);
+  }
+
+  /**
+   * Record an amount of `kind` (e.g. a dispute's `won`, `lost`, `slashed`) for `taskId`, once per `ref` (the
+   * log it was read from: a replayed log records nothing new). Returns whether it was new.
+   */
+  recordAmount(taskId: bigint, kind: string, ref: string, amount: bigint, block: number): boolean {
+    const result = this.db
+      .prepare("INSERT OR IGNORE INTO amounts (taskId, kind, ref, amount, block) VALUES (?, ?, ?, ?, ?)")
+      .run(taskId.toString(), kind, ref, amount.toString(), block);
+    return result.changes > 0;
+  }
+
+  /** The amounts recorded for `taskId` (all tasks when omitted), summed by kind. */
+  amountsByKind(taskId?: bigint): Record<string, bigint> {
+    const rows = (
+      taskId === undefined
+        ? this.db.prepare("SELECT kind, amount FROM amounts").all()
+        : this.db.prepare("SELECT kind, amount FROM amounts WHERE taskId = ?").all(taskId.toString())
+    ) as { kind: string; amount: string }[];
+    const totals: Record<string, bigint> = {};
+    for (const r of rows) totals[r.kind] = (totals[r.kind] ?? 0n) + BigInt(r.amount);
+    return totals;
   }
 }

@@ -9,7 +9,8 @@ import { parseSubmitted, taskRegistryInterface, TOPICS, type SubmittedTask } fro
 /**
  * What the optimistic and TEE modes share between the inference and the verification node: the words a
  * node posts for a task (the model's quantized outputs, packed as the circuit packs them), the hash the
- * registry keeps of them, and the attester list the registry's pending word commits to.
+ * registry keeps of them, and the attester list the registry's pending word commits to (fixed when the
+ * result is posted: the attestations ride in the posting transaction).
  */
 
 /** TaskRegistry.TaskStatus by number. */
@@ -28,7 +29,10 @@ export type TaskStatusName = (typeof TASK_STATUS)[number];
 /** ITaskRegistry.DisputeOutcome by number. */
 export const DISPUTE_OUTCOME = ["NodeRight", "NodeWrong", "Undecided"] as const;
 
-/** keccak256 of the packed output words: what `attest`, `challenge`, `timeout` and `expireUnattested` take. */
+/**
+ * keccak256 of the packed output words: what `challengeWithProof`, `challenge` and `expireUnattested` take
+ * (and what an attestation signs, through `attestationDigest`).
+ */
 export function outputsHash(outputs: readonly bigint[]): string {
   return keccak256(solidityPacked(["uint256[]"], [outputs]));
 }
@@ -102,8 +106,10 @@ export interface LogReader {
 }
 
 /**
- * The attesters of `taskId` so far, in the order the registry appended them (its TaskAttested logs from
- * `fromBlock`, the block the result was posted in, on). Only the latest posting counts: a task is posted once.
+ * The attesters of the posted result of `taskId`, in the registry's order: the TaskAttested logs of the
+ * posting transaction (searched from `fromBlock`, the block the result was posted in, on). The set is fixed
+ * at posting; a task reopened after an unattested result is posted again, and only the latest posting
+ * counts, so only the logs of the latest transaction that has any are read.
  */
 export async function attestersOf(reader: LogReader, taskId: bigint, fromBlock: number): Promise<string[]> {
   const logs = await reader.provider.getLogs({
@@ -112,9 +118,10 @@ export async function attestersOf(reader: LogReader, taskId: bigint, fromBlock: 
     fromBlock,
     toBlock: "latest",
   });
-  const ordered = [...logs].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+  const sorted = [...logs].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+  const latest = sorted[sorted.length - 1]?.transactionHash;
   const attesters: string[] = [];
-  for (const log of ordered) {
+  for (const log of sorted.filter((l) => l.transactionHash === latest)) {
     const parsed = taskRegistryInterface.parseLog(log)!;
     // `count` is the attester's place in the list: a replayed or reordered log cannot shuffle it.
     attesters[Number(parsed.args.count) - 1] = parsed.args.attester;
@@ -136,9 +143,4 @@ export async function submittedTaskOf(
     toBlock,
   });
   return logs[0] ? parseSubmitted(logs[0]) : undefined;
-}
-
-/** Whether `err` is a revert for a stale attester list (another attestation landed first). */
-export function isPendingMismatch(reason: string): boolean {
-  return /TaskRegistryPendingMismatch/.test(reason);
 }

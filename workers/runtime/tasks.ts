@@ -36,8 +36,13 @@ export const TOPICS = {
   attested: taskRegistryInterface.getEvent("TaskAttested")!.topicHash,
   rejected: taskRegistryInterface.getEvent("TaskRejected")!.topicHash,
   attestersPaid: taskRegistryInterface.getEvent("AttestersPaid")!.topicHash,
+  /** An unattested result expired before the deadline: the task is open to claims again. */
+  reopened: taskRegistryInterface.getEvent("TaskReopened")!.topicHash,
   disputeOpened: disputeManagerInterface.getEvent("DisputeOpened")!.topicHash,
+  disputeVoted: disputeManagerInterface.getEvent("DisputeVoted")!.topicHash,
   disputeResolved: disputeManagerInterface.getEvent("DisputeResolved")!.topicHash,
+  ballotSettled: disputeManagerInterface.getEvent("BallotSettled")!.topicHash,
+  attesterSlashed: disputeManagerInterface.getEvent("AttesterSlashed")!.topicHash,
 };
 
 export function parseSubmitted(log: Pick<Log, "topics" | "data">): SubmittedTask {

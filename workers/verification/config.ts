@@ -25,9 +25,10 @@ export const verificationSchema = {
   optimistic: opt({
     env: "OPG_OPTIMISTIC",
     description:
-      "take part in the optimistic mode: re-execute every posted result, attest it when it matches, challenge " +
-      "it (paying the dispute manager's bond from the wallet) when not, vote on disputes over models without " +
-      "a circuit; needs the verification role and stake",
+      "take part in the optimistic mode: sign attestations of matching results off chain (POST /attest), " +
+      "re-execute every posted result and challenge a wrong one (with a proof of the true outputs for a model " +
+      "with a circuit; with the dispute manager's bond from the wallet for one without), vote on disputes " +
+      "over models without a circuit and settle its ballots; needs the verification role and stake",
     default: true,
     parse: parse.bool,
   }),

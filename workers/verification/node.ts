@@ -31,9 +31,10 @@ export type VerificationReport = AuditReport;
  * Every conclusion goes to the log, a metric and a JSON-lines report; a disagreement is logged as an error.
  * Each model's trusted setup (who could forge its proofs) is logged once, at warn level when its phase 1
  * is a development or unpublished one, and kept in the `opg_model_setup_secure{model}` gauge.
- * In the optimistic mode (`optimistic`, on by default) it also re-executes every result posted without
- * proof and attests or challenges it (OptimisticVerifier; its tasks in `optimistic.db`), and signs
- * attestations off chain for inference nodes about to post (`POST /attest` on its service port).
+ * In the optimistic mode (`optimistic`, on by default) it also signs attestations off chain for inference
+ * nodes about to post (`POST /attest` on its service port), re-executes every result posted without proof
+ * and challenges a wrong one (by proof for a model with a circuit, by bond and vote without), votes on
+ * vote disputes and settles its ballots (OptimisticVerifier; its tasks in `optimistic.db`).
  */
 export class VerificationNode {
   private readonly chain: Chain;
@@ -183,6 +184,7 @@ export class VerificationNode {
 
   async stop() {
     await this.loop.stop();
+    await this.optimistic?.close();
     await this.http.close();
     this.journal.close();
     this.optimisticJournal.close();

@@ -1,8 +1,10 @@
-import type { Log } from "ethers";
+import { getAddress, id, toBeHex, type Log, type TransactionReceipt } from "ethers";
 import client from "prom-client";
 import { ZkmlError } from "../../zkml";
 import type { DataClient } from "../data/client";
-import { BundleRejectedError, type BundleCache } from "../runtime/bundles";
+import { ProofOutputsMismatchError, ProverPool } from "../inference/prover-pool";
+import { CircuitBundleChecks } from "../inference/served-key";
+import { BundleRejectedError, isPlainBundle, type BundleCache } from "../runtime/bundles";
 import type { Chain } from "../runtime/chain";
 import type { Journal, TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
@@ -10,7 +12,6 @@ import {
   attestersOf,
   DISPUTE_OUTCOME,
   bundleOutputWords,
-  isPendingMismatch,
   outputsHash,
   submittedTaskOf,
   TASK_STATUS,
@@ -32,8 +33,18 @@ import { Attestor } from "./attest";
 
 /** INodeStaking.Role.Verification. */
 const VERIFICATION_ROLE = 1;
-/** Attempts at an attestation whose attester list went stale (another attestation landed first). */
-const MAX_ATTEST_ATTEMPTS = 4;
+/** DisputeManager.DisputeState. */
+const DISPUTE_OPEN = 1;
+const DISPUTE_RESOLVED = 2;
+/** DisputeManager ballot sides. */
+const SIDE_NODE_RIGHT = 1;
+/**
+ * Most losing ballots a winning voter settles itself per dispute (the heaviest first): settling a loser
+ * slashes it and pays the winners, so a winner has reason to; the cap bounds the gas one dispute can cost.
+ */
+const MAX_LOSER_SETTLEMENTS = 16;
+/** DisputeManager.SLASH_REASON_WRONG_ATTESTATION: the slash of an attester of outputs proved wrong. */
+const SLASH_REASON_WRONG_ATTESTATION = id("opg.task.wrong-attestation");
 
 /** The topics the optimistic part of a verification node watches. */
 export const OPTIMISTIC_TOPICS = [
@@ -43,37 +54,57 @@ export const OPTIMISTIC_TOPICS = [
   TOPICS.verified,
   TOPICS.rejected,
   TOPICS.expired,
+  TOPICS.reopened,
   TOPICS.attestersPaid,
   TOPICS.disputeOpened,
   TOPICS.disputeResolved,
+  TOPICS.ballotSettled,
+  TOPICS.attesterSlashed,
 ];
 
 /**
- * Journal states of an optimistic task on a verification node. `seen` (submitted), `posted` (a result to
- * check), then `attested` (it matched: attested, waiting for the window to end), `challenged` (it did not:
- * challenged, waiting for the dispute's deadline), `disputed` (someone else's dispute: vote on it when it is
- * decided by vote, and settle it when due), `voted`; terminal: `final` (verified), `won` (our challenge
- * succeeded), `lost` (the node proved its result), `slashed` (we attested a result proved wrong), `rejected`,
- * `expired`, `missed` (the window ended before we checked), `skipped` (our own result, or not ours to check),
- * `refused` (bundle or input that cannot be checked).
+ * Journal states of an optimistic task on a verification node.
+ * - `seen`: submitted, no result posted yet (a task reopened after an unattested result comes back here);
+ * - `posted`: a result to re-execute before its window ends;
+ * - `attested`: it matched and our off-chain signature is among its attesters (fixed at posting): our stake
+ *   backs it until it is final (finalised by us if nobody else does);
+ * - `matched`: it matched and we are not an attester: nothing of ours at stake, we wait for it to settle;
+ * - `challenged`: it did not match, the model has no circuit, and our challenge (bond paid) opened a vote
+ *   (a model with a circuit is never here: our proof settles the challenge in its transaction, `won`);
+ * - `disputed`: someone else's vote dispute: we vote by our own re-execution while it is open;
+ * - `voted`: our ballot is cast: after the deadline we resolve the vote (anyone may);
+ * - `settling`: the vote is resolved and our ballot won: we settle the losing ballots and then ours
+ *   (back here whenever more losers are settled and our reward grew).
+ * Terminal: `final` (verified), `won` (our challenge or ballot won: paid), `lost` (our challenge or ballot
+ * lost: bond kept, ballot slashed), `slashed` (we attested a result proved wrong), `undecided` (a vote we
+ * took part in decided nothing: bond back, nobody slashed), `rejected` (rejected, nothing of ours at
+ * stake), `expired`, `missed` (the window ended before we checked), `skipped` (our own result, or a
+ * challenge the registry refused), `refused` (a bundle or input we cannot check, or a circuit bundle that
+ * fails its checks). Amounts won, lost and slashed are kept in the journal's amounts (`amountsByKind`).
  */
 export const OPTIMISTIC_STATES = [
   "seen",
   "posted",
   "attested",
+  "matched",
   "challenged",
   "disputed",
   "voted",
+  "settling",
   "final",
   "won",
   "lost",
   "slashed",
+  "undecided",
   "rejected",
   "expired",
   "missed",
   "skipped",
   "refused",
 ] as const;
+
+/** States a result can leave only through a settlement we take part in (no event moves them back). */
+const DECIDED = ["final", "won", "lost", "slashed", "undecided", "rejected", "expired", "settling"];
 
 /** What the journal keeps of a posted result (the `proof` column). */
 interface Posted {
@@ -83,8 +114,17 @@ interface Posted {
   windowEnd: number;
   /** Whether our re-execution matched (set once checked). */
   match?: boolean;
-  /** Set when a dispute is open: its deadline and whether it is settled by proof (else by vote). */
+  /** Whether our attestation is among the attesters fixed at posting. */
+  attested?: boolean;
+  /** Set when a dispute opens: who challenged, and whether it is settled by proof (else by vote). */
+  challenger?: string;
   circuit?: boolean;
+  /** Our ballot's side once cast (true: the node was right). */
+  nodeRight?: boolean;
+  /** Why we cannot vote on this dispute (staked since it opened), once found. */
+  cannotVote?: string;
+  /** Whether we settled the losing ballots of this resolved vote already (once per dispute). */
+  losersSettled?: boolean;
 }
 
 export interface OptimisticOptions {
@@ -97,13 +137,16 @@ export interface OptimisticOptions {
 }
 
 /**
- * The verification node's part in the optimistic mode: for every result posted without proof it re-executes
+ * The verification node's part in the optimistic mode. For every result posted without proof it re-executes
  * the model (the fixed-point executor of the bundle the registry names) and compares the output words bit
- * for bit: equal, it attests (within the window; paid a share of the fee at finality, slashed if the result
- * is later proved wrong); different, it challenges with the governed bond (DisputeManager), and settles the
- * dispute when due (`timeout` when the node sent no proof, `resolveVote` for a model without a circuit). It
- * votes on other verification nodes' disputes over models without a circuit by its own re-execution, and
- * finalises results it attested that nobody finalised.
+ * for bit. Equal: nothing to send (it signed its attestation off chain, `POST /attest`, if the node asked).
+ * Different: for a model with a circuit it proves the true outputs itself, bound to its own address, and
+ * sends `DisputeManager.challengeWithProof`, which rejects the result, slashes the node (the challenger gets
+ * the beneficiary share) and the attesters in that one transaction; for a model without a circuit it
+ * challenges with the governed bond, which opens a stake-weighted vote. It votes on every vote dispute it can
+ * re-execute (on results it attested too), resolves votes when due, settles its ballots (and the losing ones,
+ * which pay the winners), and finalises results it attested that nobody finalised. It never answers a
+ * dispute: silence is never a verdict.
  */
 export class OptimisticVerifier {
   readonly address: string;
@@ -112,10 +155,17 @@ export class OptimisticVerifier {
   private readonly shortOfBond = new Set<string>();
   private readonly actions;
   private readonly earned;
+  private readonly amounts;
+  private readonly seconds;
   /** `POST /attest`: attestations signed off chain, and the one re-execution per task it shares with `check`. */
   private readonly attestor: Attestor;
   /** TaskSubmitted of tasks looked up for `/attest` (not in the journal yet). */
   private readonly looked = new Map<string, SubmittedTask>();
+  /** Proving processes, started the first time a lie is proved wrong. */
+  private provers?: ProverPool;
+  private readonly circuitChecks: CircuitBundleChecks;
+  /** The dispute manager's address, checksummed (its logs are told apart by it). */
+  private readonly disputesAddress?: string;
 
   constructor(
     private readonly chain: Chain,
@@ -128,11 +178,12 @@ export class OptimisticVerifier {
     registry: client.Registry,
   ) {
     this.address = chain.wallet.address;
+    if (chain.disputes) this.disputesAddress = getAddress(chain.disputes.target as string);
     this.actions = new client.Counter({
       name: "opg_optimistic_actions_total",
       help:
-        "optimistic-mode actions and outcomes: signed and refused_to_sign (POST /attest), attested, challenged, " +
-        "voted, finalized, won, lost, slashed, missed",
+        "optimistic-mode actions and outcomes: signed and refused_to_sign (POST /attest), attested, matched, " +
+        "challenged, voted, resolved, settled, finalized, won, lost, slashed, undecided, missed",
       labelNames: ["action"],
       registers: [registry],
     });
@@ -140,6 +191,26 @@ export class OptimisticVerifier {
       name: "opg_attester_earned_wei",
       help: "attester fee shares earned (journal total)",
       registers: [registry],
+    });
+    this.amounts = new client.Gauge({
+      name: "opg_dispute_amount_wei",
+      help:
+        "OPG moved by disputes this node took part in (journal totals): won (challenge rewards, ballot pay), " +
+        "lost (bonds kept, losing ballots slashed), slashed (attestations of results proved wrong)",
+      labelNames: ["kind"],
+      registers: [registry],
+    });
+    this.seconds = new client.Histogram({
+      name: "opg_challenge_seconds",
+      help: "seconds to prove a posted result wrong (prove) and from the check to the mined challenge (total)",
+      labelNames: ["stage"],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+      registers: [registry],
+    });
+    this.updateAmounts();
+    this.circuitChecks = new CircuitBundleChecks({
+      registeredKey: async (modelId) => [...(await chain.models.verificationKeyOf(modelId))],
+      provingKey: (dir) => this.prover().zkeyVerificationKey(dir),
     });
     this.attestor = new Attestor(
       {
@@ -177,6 +248,17 @@ export class OptimisticVerifier {
     return this.attestor.handle(body);
   }
 
+  /** Stop the proving processes, if any were started. */
+  async close() {
+    await this.provers?.close();
+  }
+
+  private prover(): ProverPool {
+    // One process: lies are rare, and each is proved well within its window (measured in the e2e test).
+    this.provers ??= new ProverPool(1);
+    return this.provers;
+  }
+
   /** A task's TaskSubmitted: from the journal, else from the chain (from the node's start block). */
   private async lookup(taskId: bigint): Promise<SubmittedTask | undefined> {
     const row = this.journal.task(taskId);
@@ -192,10 +274,15 @@ export class OptimisticVerifier {
     return submitted;
   }
 
-  /** The model's output words on the task's input, by this node's own execution. */
+  /**
+   * The model's output words on the task's input, by this node's own execution. A circuit bundle must pass
+   * its consistency check first (its program is what is executed, its circuit what a challenge proves): one
+   * that fails is refused (BundleRejectedError), so the node neither attests nor challenges with it.
+   */
   private async execute(submitted: SubmittedTask): Promise<bigint[]> {
     const model = await this.chain.models.getModel(submitted.modelId);
     const bundle = await this.bundles.getAny(model);
+    if (!isPlainBundle(bundle)) await this.circuitChecks.checkConsistency(bundle);
     const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
     return (await bundleOutputWords(bundle, input)).words;
   }
@@ -206,6 +293,10 @@ export class OptimisticVerifier {
 
   private wanted(modelId: bigint) {
     return this.opts.models.length === 0 || this.opts.models.includes(modelId);
+  }
+
+  private posted(row: TaskRow): Posted {
+    return JSON.parse(row.proof!) as Posted;
   }
 
   // ---------------------------------------------------------------- events
@@ -219,8 +310,8 @@ export class OptimisticVerifier {
         this.journal.upsertTask(submitted.taskId, submitted.modelId, log.blockNumber, taskToJson(submitted));
         continue;
       }
-      if (topic === TOPICS.disputeOpened || topic === TOPICS.disputeResolved) {
-        this.onDisputeLog(log);
+      if (this.disputesAddress && getAddress(log.address) === this.disputesAddress) {
+        await this.onDisputeLog(log);
         continue;
       }
       const parsed = taskRegistryInterface.parseLog(log);
@@ -239,37 +330,69 @@ export class OptimisticVerifier {
       const row = this.journal.task(taskId);
       if (!row) continue;
       if (parsed.name === "TaskAttested") {
-        // Our attestation landed (signed off chain and posted with the result, or sent by `attest`): the
-        // task waits for its window like any attested one, and is not attested again.
+        // Our signature rode with the posted result (only a match is ever signed): our stake backs it now.
         if (parsed.args.attester === this.address && row.state === "posted") this.markAttested(row);
-        continue;
-      }
-      if (parsed.name === "AttestersPaid") {
+      } else if (parsed.name === "TaskReopened") {
+        // The result expired unattested before the deadline: another posting will come, checked afresh.
+        if (!["seen", "expired"].includes(row.state))
+          this.journal.setState(taskId, "seen", {
+            proof: null,
+            reason: `reopened (the unattested result of ${parsed.args.previousNode} expired)`,
+          });
+      } else if (parsed.name === "AttestersPaid") {
         if ((parsed.args.attesters as string[]).includes(this.address)) {
           this.journal.recordEarning(taskId, parsed.args.share, log.blockNumber);
           this.earned.set(Number(this.journal.totalEarned()));
         }
       } else if (parsed.name === "TaskVerified") {
-        if (row.state === "challenged") this.finish(row, "lost", "the node proved its result: bond lost");
-        else if (!["final", "lost"].includes(row.state)) this.finish(row, "final", "verified");
+        this.onSettled(row, "NodeRight");
       } else if (parsed.name === "TaskRejected") {
-        const outcome = DISPUTE_OUTCOME[Number(parsed.args.outcome)];
-        if (row.state === "challenged") this.finish(row, "won", `rejected (${outcome})`);
-        else if (row.state === "attested" && outcome === "NodeWrong")
-          this.finish(row, "slashed", "we attested a result proved wrong");
-        else if (!["won", "slashed", "rejected"].includes(row.state)) this.finish(row, "rejected", outcome);
+        this.onSettled(row, DISPUTE_OUTCOME[Number(parsed.args.outcome)]);
       } else if (parsed.name === "TaskExpired") {
-        this.finish(row, "expired", "expired");
+        if (row.state !== "expired") this.finish(row, "expired", "expired");
       }
     }
   }
 
+  /**
+   * The task settled (TaskVerified: NodeRight; TaskRejected: its outcome). After a vote we took part in,
+   * the ballots are settled first (`settling`, by `work`); otherwise the state follows from what we had at
+   * stake.
+   */
+  private onSettled(row: TaskRow, outcome: (typeof DISPUTE_OUTCOME)[number]) {
+    if (DECIDED.includes(row.state)) return;
+    const posted = row.proof ? this.posted(row) : undefined;
+    if (posted?.circuit === false && ["challenged", "disputed", "voted"].includes(row.state)) {
+      this.journal.setState(BigInt(row.taskId), "settling", { reason: `vote resolved: ${outcome}` });
+      return;
+    }
+    const [state, reason] = this.outcomeState(row, posted, outcome);
+    this.finish(row, state, reason);
+  }
+
+  /** Our terminal state for a settled task on which we hold no ballot. */
+  private outcomeState(
+    row: TaskRow,
+    posted: Posted | undefined,
+    outcome: (typeof DISPUTE_OUTCOME)[number],
+  ): [string, string] {
+    if (outcome === "NodeRight") return ["final", "verified"];
+    if (outcome === "NodeWrong" && (posted?.attested || row.state === "attested"))
+      return ["slashed", "we attested a result proved wrong"];
+    if (outcome === "NodeWrong" && posted?.challenger === this.address)
+      return ["won", "our challenge proved the result wrong"];
+    return ["rejected", outcome];
+  }
+
   private finish(row: TaskRow, state: string, reason: string) {
     this.journal.setState(BigInt(row.taskId), state, { reason });
-    if (["won", "lost", "slashed"].includes(state)) {
+    if (["won", "lost", "slashed", "undecided"].includes(state)) {
       this.actions.inc({ action: state });
-      const level = state === "won" ? "info" : "warn";
-      this.log[level]({ taskId: row.taskId, reason }, `optimistic dispute ${state}`);
+      const level = state === "won" || state === "undecided" ? "info" : "warn";
+      this.log[level](
+        { taskId: row.taskId, reason, amounts: this.amountsOf(BigInt(row.taskId)) },
+        `optimistic dispute ${state}`,
+      );
     }
   }
 
@@ -292,8 +415,9 @@ export class OptimisticVerifier {
   }
 
   private markAttested(row: TaskRow) {
-    const posted = JSON.parse(row.proof!) as Posted;
+    const posted = this.posted(row);
     posted.match = true;
+    posted.attested = true;
     this.journal.setState(BigInt(row.taskId), "attested", {
       proof: JSON.stringify(posted),
       until: posted.windowEnd,
@@ -306,31 +430,93 @@ export class OptimisticVerifier {
     );
   }
 
-  private onDisputeLog(log: Log) {
+  private async onDisputeLog(log: Log) {
     const parsed = disputeManagerInterface.parseLog(log);
     if (!parsed) return;
-    const row = this.journal.task(parsed.args.taskId);
+    const taskId: bigint = parsed.args.taskId;
+    const row = this.journal.task(taskId);
     if (!row || !row.proof) return;
-    const posted = JSON.parse(row.proof) as Posted;
+    const posted = this.posted(row);
     if (parsed.name === "DisputeOpened") {
+      if (row.state === "attested") posted.attested = true;
       posted.circuit = parsed.args.circuit;
-      if (posted.node === this.address) return;
-      const until = Number(parsed.args.deadline);
+      posted.challenger = parsed.args.challenger;
       const proof = JSON.stringify(posted);
-      if (parsed.args.challenger === this.address) {
-        this.journal.setState(BigInt(row.taskId), "challenged", { proof, until });
-      } else if (row.state !== "challenged") {
-        this.journal.setState(BigInt(row.taskId), "disputed", {
+      if (DECIDED.includes(row.state)) return this.journal.setState(taskId, row.state, { proof });
+      const until = Number(parsed.args.deadline);
+      if (posted.challenger === this.address) {
+        this.journal.setState(taskId, "challenged", { proof, until });
+      } else {
+        // A circuit dispute is settled in this same transaction (TaskRejected follows); a vote is ours too.
+        this.journal.setState(taskId, "disputed", {
           proof,
           until,
-          reason: `challenged by ${parsed.args.challenger}`,
+          reason: `challenged by ${posted.challenger}${posted.circuit ? " with a proof" : ""}`,
         });
       }
     } else if (parsed.name === "DisputeResolved") {
+      if (posted.challenger !== this.address) return;
       const outcome = DISPUTE_OUTCOME[Number(parsed.args.outcome)];
-      if (row.state === "challenged" && outcome === "NodeRight")
-        this.finish(row, "lost", "the node's result stood: bond lost");
+      if (outcome === "NodeWrong") await this.recordReceipt(taskId, log.transactionHash);
+      if (outcome === "NodeRight") {
+        // Our bond stays with the dispute manager as the winning ballots' reward.
+        const bond = (await this.chain.disputes!.disputeOf(taskId)).bond;
+        this.record(taskId, "lost", `${log.transactionHash}:${log.index}`, bond, log.blockNumber);
+      }
+    } else if (parsed.name === "BallotSettled") {
+      if (parsed.args.voter === this.address) {
+        const ref = `${log.transactionHash}:${log.index}`;
+        this.record(taskId, "won", ref, parsed.args.paid, log.blockNumber);
+        this.record(taskId, "lost", ref, parsed.args.slashed, log.blockNumber);
+      } else if (parsed.args.slashed > 0n && row.state === "won" && posted.nodeRight !== undefined) {
+        // Another losing ballot was slashed: our winning ballot is owed its share of it.
+        this.journal.setState(taskId, "settling", { reason: "a losing ballot was settled: reward grew" });
+      }
+    } else if (parsed.name === "AttesterSlashed") {
+      if (parsed.args.attester === this.address) await this.recordReceipt(taskId, log.transactionHash);
     }
+  }
+
+  /**
+   * Record what a dispute's transaction moved to or from us, from its receipt's NodeSlashed logs: the
+   * beneficiary share of a node's slash paid to us (won), and our own slash as an attester (slashed). Each
+   * once, by log (a replayed or repeated read records nothing new).
+   */
+  private async recordReceipt(taskId: bigint, txHash: string, known?: TransactionReceipt) {
+    const receipt = known ?? (await this.chain.provider.getTransactionReceipt(txHash));
+    if (!receipt) return;
+    const staking = this.chain.staking;
+    for (const log of receipt.logs) {
+      if (getAddress(log.address) !== getAddress(staking.target as string)) continue;
+      const parsed = staking.interface.parseLog(log);
+      if (parsed?.name !== "NodeSlashed") continue;
+      const ref = `${receipt.hash}:${log.index}`;
+      if (parsed.args.beneficiary === this.address && parsed.args.toBeneficiary > 0n)
+        this.record(taskId, "won", ref, parsed.args.toBeneficiary, receipt.blockNumber);
+      if (parsed.args.node === this.address && parsed.args.reason === SLASH_REASON_WRONG_ATTESTATION)
+        this.record(taskId, "slashed", ref, parsed.args.amount, receipt.blockNumber);
+    }
+  }
+
+  private record(
+    taskId: bigint,
+    kind: "won" | "lost" | "slashed",
+    ref: string,
+    amount: bigint,
+    block: number,
+  ) {
+    if (amount === 0n) return;
+    if (this.journal.recordAmount(taskId, kind, ref, amount, block)) this.updateAmounts();
+  }
+
+  private updateAmounts() {
+    const totals = this.journal.amountsByKind();
+    for (const kind of ["won", "lost", "slashed"]) this.amounts.set({ kind }, Number(totals[kind] ?? 0n));
+  }
+
+  private amountsOf(taskId: bigint): Record<string, string> {
+    const totals = this.journal.amountsByKind(taskId);
+    return Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, v.toString()]));
   }
 
   // ---------------------------------------------------------------- work
@@ -338,22 +524,24 @@ export class OptimisticVerifier {
   /** One round over the tasks that wait for something this node does. */
   async work() {
     const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-    for (const row of this.journal.tasksIn("posted", "attested", "challenged", "disputed", "voted")) {
+    const waiting = this.journal.tasksIn("posted", "attested", "challenged", "disputed", "voted", "settling");
+    for (const row of waiting) {
       const submitted = taskFromJson(row.data);
       const ctx = { taskId: row.taskId, modelId: row.modelId };
       try {
         if (row.state === "posted") await this.check(row, submitted, now);
         else if (row.state === "attested") await this.finalizeIfStale(row, submitted, now);
-        else await this.settleDispute(row, submitted, now);
+        else if (row.state === "settling") await this.settleBallots(row);
+        else await this.followDispute(row, submitted, now);
       } catch (err) {
         if (err instanceof RevertedError) {
           this.log.warn({ ...ctx, reason: err.reason }, "transaction reverted; reading the task's status");
           await this.reconcile(row).catch((e) =>
             this.log.warn({ ...ctx, err: e.message }, "reconcile failed"),
           );
-          // A revert is not retried: an attestation or challenge the registry refuses (the attester list is
-          // full, another node challenged first) is given up; another node's challenge still brings the task
-          // back through DisputeOpened, to vote on it.
+          // A revert is not retried: a challenge the registry refuses (another node challenged first, the
+          // window closed) is given up; another node's dispute still brings the task back through
+          // DisputeOpened, to vote on it.
           if (this.journal.task(BigInt(row.taskId))?.state === "posted")
             this.journal.setState(BigInt(row.taskId), "skipped", { reason: err.reason });
         } else {
@@ -366,10 +554,17 @@ export class OptimisticVerifier {
   /** After a revert: move a task whose status moved on (settled by someone else) to the matching state. */
   private async reconcile(row: TaskRow) {
     const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(BigInt(row.taskId)))];
-    if (status === "Verified") this.finish(row, row.state === "challenged" ? "lost" : "final", "verified");
-    else if (status === "Rejected")
-      this.finish(row, row.state === "challenged" ? "won" : "rejected", "rejected");
-    else if (status === "Expired") this.finish(row, "expired", "expired");
+    const current = this.journal.task(BigInt(row.taskId))!;
+    if (status === "Verified") this.onSettled(current, "NodeRight");
+    else if (status === "Rejected") {
+      const posted = current.proof ? this.posted(current) : undefined;
+      const disputes = this.chain.disputes;
+      const outcome =
+        posted?.challenger && disputes
+          ? DISPUTE_OUTCOME[Number((await disputes.disputeOf(BigInt(row.taskId))).outcome)]
+          : "NodeWrong";
+      this.onSettled(current, outcome);
+    } else if (status === "Expired") this.finish(current, "expired", "expired");
   }
 
   private async isEligible(): Promise<boolean> {
@@ -379,11 +574,27 @@ export class OptimisticVerifier {
       this.log.warn(
         { address: this.address },
         "not eligible as a verification node (registered with the verification role and staked at least " +
-          "its minimum): attesting and challenging nothing; fix: npx opg operator register --roles verification, npx opg operator stake <amount>",
+          "its minimum): attesting, challenging and voting on nothing; fix: npx opg operator register --roles verification, npx opg operator stake <amount>",
       );
     }
     this.eligible = { ok, checkedAt: Date.now() };
     return ok;
+  }
+
+  /** Whether an error says the task cannot be checked (or proved) with what the registry names. */
+  private static isRefusal(err: unknown): boolean {
+    return (
+      err instanceof BundleRejectedError ||
+      err instanceof InputRejectedError ||
+      err instanceof ZkmlError ||
+      err instanceof ProofOutputsMismatchError
+    );
+  }
+
+  private refuse(row: TaskRow | bigint, err: Error, what: string) {
+    const taskId = typeof row === "bigint" ? row : BigInt(row.taskId);
+    this.journal.setState(taskId, "refused", { reason: err.message });
+    this.log.warn({ taskId: taskId.toString(), reason: err.message }, `${what}: task refused`);
   }
 
   /** The model's output words on the task's input, by this node's own execution; undefined when refused. */
@@ -391,81 +602,54 @@ export class OptimisticVerifier {
     try {
       return await this.attestor.wordsOf(submitted);
     } catch (err) {
-      if (
-        err instanceof BundleRejectedError ||
-        err instanceof InputRejectedError ||
-        err instanceof ZkmlError
-      ) {
-        this.journal.setState(BigInt(row.taskId), "refused", { reason: (err as Error).message });
-        this.log.warn(
-          { taskId: row.taskId, reason: (err as Error).message },
-          "cannot re-execute: task refused",
-        );
+      if (OptimisticVerifier.isRefusal(err)) {
+        this.refuse(row, err as Error, "cannot re-execute");
         return undefined;
       }
       throw err;
     }
   }
 
-  /** Re-execute a posted result and attest it (equal) or challenge it (different), within its window. */
+  /**
+   * Re-execute a posted result within its window: a match needs nothing sent (`attested` when our signature
+   * rode with it, else `matched`); a mismatch is challenged, by proof for a model with a circuit, by bond
+   * and vote without one.
+   */
   private async check(row: TaskRow, submitted: SubmittedTask, now: number) {
     const taskId = submitted.taskId;
-    const posted = JSON.parse(row.proof!) as Posted;
+    const posted = this.posted(row);
     if (now > posted.windowEnd) {
       this.journal.setState(taskId, "missed", { reason: "challenge window ended before the check" });
       this.actions.inc({ action: "missed" });
       return;
     }
     if (!(await this.isEligible())) return;
+    const started = Date.now();
     const mine = await this.reexecute(row, submitted);
     if (!mine) return;
     const match =
       mine.length === posted.outputs.length && mine.every((w, i) => w.toString() === posted.outputs[i]);
     posted.match = match;
-    if (match) await this.attest(submitted, posted);
+    if (match) {
+      const attesters = await attestersOf(this.reader, taskId, posted.block);
+      if (attesters.includes(this.address))
+        return this.markAttested({ ...row, proof: JSON.stringify(posted) });
+      this.journal.setState(taskId, "matched", { proof: JSON.stringify(posted), reason: null });
+      this.actions.inc({ action: "matched" });
+      this.log.info(
+        { taskId: taskId.toString(), node: posted.node, attesters: attesters.length },
+        "posted result re-executed: outputs match",
+      );
+      return;
+    }
+    if (BigInt(submitted.task.verificationKey as string) !== 0n)
+      await this.challengeWithProof(row, submitted, posted, mine, started);
     else await this.challenge(submitted, posted, mine);
   }
 
-  private async attest(submitted: SubmittedTask, posted: Posted) {
-    const taskId = submitted.taskId;
-    const hash = outputsHash(posted.outputs.map(BigInt));
-    const registry = await this.chain.tasks.getAddress();
-    for (let attempt = 1; ; attempt++) {
-      const attesters = await attestersOf(this.reader, taskId, posted.block);
-      if (attesters.includes(this.address)) {
-        // Signed off chain and posted with the result: nothing to send.
-        this.markAttested({ ...this.journal.task(taskId)!, proof: JSON.stringify(posted) });
-        return;
-      }
-      const data = taskRegistryInterface.encodeFunctionData("attest", [
-        taskId,
-        submitted.task,
-        hash,
-        attesters,
-      ]);
-      try {
-        const receipt = await this.submitter.send("attest", registry, data, taskId);
-        if (!receipt) return;
-        this.journal.setState(taskId, "attested", { proof: JSON.stringify(posted), until: posted.windowEnd });
-        this.actions.inc({ action: "attested" });
-        this.log.info(
-          { taskId: taskId.toString(), node: posted.node, tx: receipt.hash, attesters: attesters.length + 1 },
-          "posted result re-executed: outputs match, attested",
-        );
-        return;
-      } catch (err) {
-        // Another attestation landed between reading the list and sending: read it again.
-        if (err instanceof RevertedError && isPendingMismatch(err.reason) && attempt < MAX_ATTEST_ATTEMPTS)
-          continue;
-        throw err;
-      }
-    }
-  }
-
-  private async challenge(submitted: SubmittedTask, posted: Posted, mine: bigint[]) {
-    const taskId = submitted.taskId;
-    const disputes = this.chain.disputes;
-    const ctx = {
+  /** What a challenge log line says about a wrong result. */
+  private wrongResultContext(taskId: bigint, posted: Posted, mine: bigint[]) {
+    return {
       taskId: taskId.toString(),
       node: posted.node,
       posted: posted.outputs,
@@ -473,16 +657,99 @@ export class OptimisticVerifier {
       // posted although this node refused to sign them off chain
       refusedToSign: this.attestor.refusedToSign(taskId, outputsHash(posted.outputs.map(BigInt))),
     };
-    if (!disputes) {
+  }
+
+  /**
+   * A model with a circuit: prove the true outputs (`mine`) on the task's input, bound to this node
+   * (`taskBinding(taskId, us)`), with the bundle's zkey, and send them with the proof to
+   * `DisputeManager.challengeWithProof`. The result is rejected, the node and the attesters slashed, and we
+   * are paid the beneficiary share of the node's collateral, all in that transaction: no bond, no wait. A
+   * bundle whose key is not the registered one, or whose proof does not carry what the executor computed, is
+   * refused (the challenge could not succeed, or our re-execution is not what the circuit proves).
+   */
+  private async challengeWithProof(
+    row: TaskRow,
+    submitted: SubmittedTask,
+    posted: Posted,
+    mine: bigint[],
+    started: number,
+  ) {
+    const taskId = submitted.taskId;
+    const disputes = this.chain.disputes;
+    const ctx = this.wrongResultContext(taskId, posted, mine);
+    if (!disputes) return this.noDisputeManager(taskId, ctx);
+    let proved;
+    try {
+      const model = await this.chain.models.getModel(submitted.modelId);
+      const bundle = await this.bundles.get(model);
+      await this.circuitChecks.checkServedKey(submitted.modelId, bundle);
+      const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
+      const binding = BigInt(await this.chain.tasks.taskBinding(taskId, this.address));
+      proved = await this.prover().proveTask(bundle.dir, input, binding, mine);
+    } catch (err) {
+      if (!OptimisticVerifier.isRefusal(err)) throw err;
       this.log.error(
-        ctx,
-        'posted result is WRONG but the deployment has no "disputes" address: cannot challenge',
+        { ...ctx, reason: (err as Error).message },
+        "posted result is WRONG but cannot be proved so",
       );
-      this.journal.setState(taskId, "missed", { reason: "no dispute manager to challenge with" });
-      return;
+      return this.refuse(row, err as Error, "cannot prove the true outputs");
     }
+    this.seconds.observe({ stage: "prove" }, proved.ms / 1000);
+    const attesters = await attestersOf(this.reader, taskId, posted.block);
+    const data = disputes.interface.encodeFunctionData("challengeWithProof", [
+      taskId,
+      submitted.task,
+      outputsHash(posted.outputs.map(BigInt)),
+      attesters,
+      submitted.input,
+      mine,
+      proved.proof,
+    ]);
+    const receipt = await this.submitter.send("challenge-proof", await disputes.getAddress(), data, taskId);
+    if (!receipt) return;
+    const totalMs = Date.now() - started;
+    this.seconds.observe({ stage: "total" }, totalMs / 1000);
+    posted.challenger = this.address;
+    posted.circuit = true;
+    this.journal.setState(taskId, "won", {
+      proof: JSON.stringify(posted),
+      reason: "proved the posted result wrong",
+    });
+    await this.recordReceipt(taskId, receipt.hash, receipt);
+    this.actions.inc({ action: "challenged" });
+    this.actions.inc({ action: "won" });
+    this.log.warn(
+      {
+        ...ctx,
+        tx: receipt.hash,
+        attesters,
+        proveMs: proved.ms,
+        totalMs,
+        gasUsed: receipt.gasUsed.toString(),
+        amounts: this.amountsOf(taskId),
+      },
+      "posted result is WRONG: proved the true outputs and challenged: result rejected, node slashed",
+    );
+  }
+
+  private noDisputeManager(taskId: bigint, ctx: object) {
+    this.log.error(
+      ctx,
+      'posted result is WRONG but the deployment has no "disputes" address: cannot challenge',
+    );
+    this.journal.setState(taskId, "missed", { reason: "no dispute manager to challenge with" });
+  }
+
+  /** A model without a circuit: challenge with the bond (max(challengeBond, fee)); a vote decides. */
+  private async challenge(submitted: SubmittedTask, posted: Posted, mine: bigint[]) {
+    const taskId = submitted.taskId;
+    const disputes = this.chain.disputes;
+    const ctx = this.wrongResultContext(taskId, posted, mine);
+    if (!disputes) return this.noDisputeManager(taskId, ctx);
     const disputesAddress = await disputes.getAddress();
-    const bond = await disputes.challengeBond();
+    const governed = await disputes.challengeBond();
+    const fee = BigInt(submitted.task.fee);
+    const bond = fee > governed ? fee : governed;
     const balance = await this.chain.token.balanceOf(this.address);
     if (balance < bond) {
       if (!this.shortOfBond.has(ctx.taskId)) {
@@ -511,16 +778,14 @@ export class OptimisticVerifier {
     let deadline = posted.windowEnd;
     for (const log of receipt.logs) {
       const parsed = log.address === disputesAddress ? disputes.interface.parseLog(log) : null;
-      if (parsed?.name === "DisputeOpened") {
-        deadline = Number(parsed.args.deadline);
-        posted.circuit = parsed.args.circuit;
-      }
+      if (parsed?.name === "DisputeOpened") deadline = Number(parsed.args.deadline);
     }
+    Object.assign(posted, { challenger: this.address, circuit: false, nodeRight: false });
     this.journal.setState(taskId, "challenged", { proof: JSON.stringify(posted), until: deadline });
     this.actions.inc({ action: "challenged" });
     this.log.warn(
       { ...ctx, tx: receipt.hash, bond: bond.toString(), deadline },
-      "posted result is WRONG: challenged",
+      "posted result is WRONG: challenged (bond paid); verification nodes vote until the deadline",
     );
   }
 
@@ -528,7 +793,7 @@ export class OptimisticVerifier {
   private async finalizeIfStale(row: TaskRow, submitted: SubmittedTask, now: number) {
     if (row.until === null || now <= row.until + this.opts.finalizeAfterSeconds) return;
     const taskId = submitted.taskId;
-    const posted = JSON.parse(row.proof!) as Posted;
+    const posted = this.posted(row);
     const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
     if (status !== "Pending") return this.reconcile(row);
     const attesters = await attestersOf(this.reader, taskId, posted.block);
@@ -547,47 +812,155 @@ export class OptimisticVerifier {
   }
 
   /**
-   * An open dispute: vote on it (a model without a circuit, not our own challenge) while its vote is open;
-   * once its deadline has passed, settle it (`timeout` when decided by proof, `resolveVote` otherwise).
+   * A dispute decided by vote (`challenged`: ours; `disputed`/`voted`: someone else's): vote while it is open
+   * (once, by our re-execution), and once its deadline has passed resolve it (anyone may) and settle.
    */
-  private async settleDispute(row: TaskRow, submitted: SubmittedTask, now: number) {
+  private async followDispute(row: TaskRow, submitted: SubmittedTask, now: number) {
     const disputes = this.chain.disputes!;
     const taskId = submitted.taskId;
-    const posted = JSON.parse(row.proof!) as Posted;
-    const outputs = posted.outputs.map(BigInt);
+    const posted = this.posted(row);
     if (row.until === null) return;
     if (now <= row.until) {
-      if (row.state !== "disputed" || posted.circuit !== false || !(await this.isEligible())) return;
-      if (posted.node === this.address) return;
-      if (posted.match === undefined) {
-        const mine = await this.reexecute(row, submitted);
-        if (!mine) return;
-        posted.match = mine.length === outputs.length && mine.every((w, i) => w === outputs[i]);
-      }
-      const data = disputes.interface.encodeFunctionData("vote", [taskId, posted.match]);
-      const receipt = await this.submitter.send("vote", await disputes.getAddress(), data, taskId);
-      if (!receipt) return;
-      this.journal.setState(taskId, "voted", { proof: JSON.stringify(posted) });
-      this.actions.inc({ action: "voted" });
-      this.log.info({ taskId: taskId.toString(), nodeRight: posted.match }, "voted on a dispute");
+      if (row.state === "disputed" && posted.circuit === false) await this.vote(row, submitted, posted);
       return;
     }
-    const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
-    if (status !== "Disputed") return this.reconcile(row);
-    const attesters = await attestersOf(this.reader, taskId, posted.block);
-    const data =
-      posted.circuit === false
-        ? disputes.interface.encodeFunctionData("resolveVote", [taskId, submitted.task, outputs, attesters])
-        : disputes.interface.encodeFunctionData("timeout", [
-            taskId,
-            submitted.task,
-            outputsHash(outputs),
-            attesters,
-          ]);
-    const receipt = await this.submitter.send("resolve", await disputes.getAddress(), data, taskId);
+    const dispute = await disputes.disputeOf(taskId);
+    if (Number(dispute.state) === DISPUTE_OPEN) {
+      const attesters = await attestersOf(this.reader, taskId, posted.block);
+      const data = disputes.interface.encodeFunctionData("resolveVote", [
+        taskId,
+        submitted.task,
+        posted.outputs.map(BigInt),
+        attesters,
+      ]);
+      const receipt = await this.submitter.send("resolve", await disputes.getAddress(), data, taskId);
+      if (!receipt) return;
+      this.actions.inc({ action: "resolved" });
+      this.log.info({ taskId: taskId.toString(), tx: receipt.hash }, "vote resolved after its deadline");
+    }
+    this.journal.setState(taskId, "settling", { reason: "vote resolved" });
+    await this.settleBallots(this.journal.task(taskId)!);
+  }
+
+  /**
+   * Vote on someone else's dispute over a model without a circuit by our own re-execution: node right
+   * exactly when its posted words are ours (so a result we attested and re-executed correctly gets our
+   * vote). Not possible when we staked since the dispute opened (weights are as staked at the opening).
+   */
+  private async vote(row: TaskRow, submitted: SubmittedTask, posted: Posted) {
+    const taskId = submitted.taskId;
+    const disputes = this.chain.disputes!;
+    if (posted.cannotVote || !(await this.isEligible())) return;
+    if (posted.match === undefined) {
+      const mine = await this.reexecute(row, submitted);
+      if (!mine) return;
+      posted.match =
+        mine.length === posted.outputs.length && mine.every((w, i) => w.toString() === posted.outputs[i]);
+    }
+    const ballot = await disputes.ballotOf(taskId, this.address);
+    if (Number(ballot.side) !== 0) {
+      // Cast before a restart: the chain remembers it.
+      posted.nodeRight = Number(ballot.side) === SIDE_NODE_RIGHT;
+      return this.journal.setState(taskId, "voted", { proof: JSON.stringify(posted) });
+    }
+    const dispute = await disputes.disputeOf(taskId);
+    const stakedAt = await this.chain.staking.lastStakedAt(this.address);
+    if (stakedAt >= dispute.openedAt) {
+      posted.cannotVote = `staked at ${stakedAt}, since the dispute opened at ${dispute.openedAt}`;
+      this.journal.setState(taskId, "disputed", { proof: JSON.stringify(posted), reason: posted.cannotVote });
+      this.log.warn({ taskId: taskId.toString(), reason: posted.cannotVote }, "cannot vote on this dispute");
+      return;
+    }
+    const data = disputes.interface.encodeFunctionData("vote", [taskId, posted.match]);
+    const receipt = await this.submitter.send("vote", await disputes.getAddress(), data, taskId);
     if (!receipt) return;
-    this.log.info({ taskId: taskId.toString(), tx: receipt.hash }, "dispute settled after its deadline");
-    // The TaskRejected / TaskVerified of the receipt set the final state when the watcher reaches them.
-    await this.reconcile(row);
+    posted.nodeRight = posted.match;
+    this.journal.setState(taskId, "voted", { proof: JSON.stringify(posted) });
+    this.actions.inc({ action: "voted" });
+    this.log.info(
+      { taskId: taskId.toString(), nodeRight: posted.match, tx: receipt.hash },
+      "voted on a dispute",
+    );
+  }
+
+  /**
+   * A resolved vote: settle what our ballot is owed and end in the matching state. A winning ballot first
+   * settles the losing ballots not yet settled (the heaviest MAX_LOSER_SETTLEMENTS: their slashes are the
+   * winners' pay), then itself while it is owed anything (`won`); a losing ballot is left to whoever settles it
+   * (`lost`; the slash is recorded when it happens); an undecided vote moves nothing (`undecided`). Without a
+   * ballot of ours the task ends by its outcome.
+   */
+  private async settleBallots(row: TaskRow) {
+    const disputes = this.chain.disputes!;
+    const taskId = BigInt(row.taskId);
+    const posted = this.posted(row);
+    const dispute = await disputes.disputeOf(taskId);
+    if (Number(dispute.state) !== DISPUTE_RESOLVED) return;
+    const outcome = DISPUTE_OUTCOME[Number(dispute.outcome)];
+    const ballot = dispute.circuit ? undefined : await disputes.ballotOf(taskId, this.address);
+    if (!ballot || Number(ballot.side) === 0) {
+      const [state, reason] = this.outcomeState(row, posted, outcome);
+      return this.finish(row, state, reason);
+    }
+    posted.nodeRight = Number(ballot.side) === SIDE_NODE_RIGHT;
+    if (outcome === "Undecided") {
+      this.journal.setState(taskId, row.state, { proof: JSON.stringify(posted) });
+      return this.finish(row, "undecided", "the vote decided nothing: bond back, nobody slashed");
+    }
+    const won = posted.nodeRight === (outcome === "NodeRight");
+    if (!won) {
+      this.journal.setState(taskId, row.state, { proof: JSON.stringify(posted) });
+      const attestedWrong = outcome === "NodeWrong" && posted.attested;
+      return this.finish(
+        row,
+        attestedWrong ? "slashed" : "lost",
+        attestedWrong ? "we attested a result the vote found wrong" : `our ballot lost (${outcome})`,
+      );
+    }
+    // Back here after a later loser's settlement: only collect what it brought.
+    const topUp = posted.losersSettled === true;
+    if (!topUp) {
+      await this.settleLosers(taskId, posted, !posted.nodeRight);
+      posted.losersSettled = true;
+      this.journal.setState(taskId, "settling", { proof: JSON.stringify(posted) });
+    }
+    if ((await disputes.rewardOf(taskId, this.address)) > 0n) {
+      const data = disputes.interface.encodeFunctionData("settleBallot", [taskId, this.address]);
+      const receipt = await this.submitter.send("settle", await disputes.getAddress(), data, taskId);
+      if (!receipt) return;
+      this.actions.inc({ action: "settled" });
+    }
+    const reason = `our ballot won (${outcome})`;
+    if (topUp) this.journal.setState(taskId, "won", { reason });
+    else this.finish(this.journal.task(taskId)!, "won", reason);
+  }
+
+  /** Settle the losing ballots (`loserSaidNodeRight`'s side) of a resolved vote not settled yet, heaviest first. */
+  private async settleLosers(taskId: bigint, posted: Posted, loserSaidNodeRight: boolean) {
+    const disputes = this.chain.disputes!;
+    const logs = await this.chain.provider.getLogs({
+      address: await disputes.getAddress(),
+      topics: [TOPICS.disputeVoted, toBeHex(taskId, 32)],
+      fromBlock: posted.block,
+      toBlock: "latest",
+    });
+    const losers = logs
+      .map((l) => disputes.interface.parseLog(l)!)
+      .filter((p) => p.args.nodeRight === loserSaidNodeRight && p.args.weight > 0n)
+      .sort((a, b) => (b.args.weight > a.args.weight ? 1 : b.args.weight < a.args.weight ? -1 : 0))
+      .slice(0, MAX_LOSER_SETTLEMENTS);
+    for (const loser of losers) {
+      const voter: string = loser.args.voter;
+      if ((await disputes.ballotOf(taskId, voter)).settled) continue;
+      const data = disputes.interface.encodeFunctionData("settleBallot", [taskId, voter]);
+      try {
+        const receipt = await this.submitter.send("settle-loser", await disputes.getAddress(), data, taskId);
+        if (!receipt) return;
+        this.log.info({ taskId: taskId.toString(), voter, tx: receipt.hash }, "losing ballot settled");
+      } catch (err) {
+        // Settled by someone else meanwhile: nothing lost, go on with the next.
+        if (!(err instanceof RevertedError)) throw err;
+      }
+    }
   }
 }
