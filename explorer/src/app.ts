@@ -1,15 +1,6 @@
-import type { Store } from "./store";
-import type { ExplorerConfig, Snapshot } from "./types";
+import type { Snapshot } from "./types";
 
-/** What every view gets: the store (provider, contracts, snapshot) and navigation. */
-export interface Ctx {
-  store: Store;
-  config: ExplorerConfig;
-  /** The latest snapshot (the same object as store.snap). */
-  snap: Snapshot;
-  /** Go to a hash route, e.g. go("#/task/3"). */
-  go(hash: string): void;
-}
+export type { Ctx } from "./ctx";
 
 /**
  * A mounted view. `update` is called on every snapshot change (new blocks, block times arriving) while the

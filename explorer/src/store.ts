@@ -384,6 +384,13 @@ export class Store {
         // transaction when it slashes a lapsed claim, which must not reopen a settled task.
         if (t.state === "Claimed") set("Open");
         break;
+      case "TaskReopened":
+        // Posted outputs that met no quorum of attestations by the window's end: the task is back on the
+        // market before its deadline, as after an abandoned claim; what was posted never settles.
+        set("Open");
+        t.node = undefined;
+        t.outputs = undefined;
+        break;
       case "TaskResultPosted":
         set("Pending");
         t.node = checksum(a.node as string);

@@ -73,9 +73,12 @@ export interface TaskRow {
   /** Input words as submitted (inline: packed values; commitment: one word). */
   input: bigint[];
   state: TaskState;
-  /** The node holding the claim, that posted the outputs, or that was paid (latest). */
+  /**
+   * The node holding the claim, that posted the outputs, or that was paid (latest; cleared when the task is
+   * reopened).
+   */
   node?: string;
-  /** Verified (or posted, while pending) output words. */
+  /** Verified output words (or the posted ones, while pending or once rejected; cleared by a reopening). */
   outputs?: bigint[];
   /** Fee split at settlement (TaskVerified). */
   nodeFee?: bigint;

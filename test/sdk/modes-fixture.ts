@@ -146,5 +146,16 @@ export async function sdkModesFixture() {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 
-  return { ...f, irisModelId, bundleDir, client, reader, honestOutputs, registerKey, stop };
+  return {
+    ...f,
+    irisModelId,
+    bundleDir,
+    dataUrl: data.url,
+    deployment,
+    client,
+    reader,
+    honestOutputs,
+    registerKey,
+    stop,
+  };
 }

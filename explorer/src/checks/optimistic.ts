@@ -12,13 +12,14 @@ const last = (row: TaskRow, name: string): ChainEvent | undefined => named(row, 
 const secs = (s: number) =>
   s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${Math.round(s / 60)} min` : `${s} s`;
 
-/** The posted outputs' challenge window: when it ends, and the attesters so far. */
+/**
+ * The posted outputs' challenge window: when it ends, and their attesters: the set fixed when they were
+ * posted (the TaskAttested logs of the posting transaction; nobody attests on chain afterwards).
+ */
 export function windowOf(row: TaskRow) {
   const posted = last(row, "TaskResultPosted");
   const attesters = named(row, "TaskAttested")
-    .filter(
-      (e) => !posted || e.block > posted.block || (e.block === posted.block && e.logIndex > posted.logIndex),
-    )
+    .filter((e) => posted !== undefined && e.tx === posted.tx)
     .map((e) => getAddress(e.args.attester as string));
   return {
     posted,
@@ -137,7 +138,38 @@ export function attestersCheck(row: TaskRow, s: Settlement | undefined): Check {
       ...base,
       status: "pending",
       details,
-      message: `${attesters.length} of ${quorum} attestation(s) so far`,
+      message: `${attesters.length} of ${quorum} attestation(s), fixed when the outputs were posted`,
+    };
+  }
+  const slashed = named(row, "AttesterSlashed").map((e) => getAddress(e.args.attester as string));
+  if (slashed.length) details.push(["slashed", slashed.join(", ")]);
+  if (row.state === "Rejected") {
+    const unslashed = attesters.filter((a) => !slashed.includes(a));
+    const outcome = last(row, "DisputeResolved");
+    const nodeWrong = outcome !== undefined && DISPUTE_OUTCOMES[Number(outcome.args.outcome)] === "NodeWrong";
+    if (s?.via === "challengeWithProof") {
+      const challenged = s.attesters.map((a) => getAddress(a));
+      if (challenged.length !== attesters.length || challenged.some((a, i) => a !== attesters[i])) {
+        return {
+          ...base,
+          status: "fail",
+          details,
+          message: `the challenge names attesters (${challenged.join(", ") || "none"}) other than the set fixed at posting`,
+        };
+      }
+    }
+    if (nodeWrong && unslashed.length > 0) {
+      return { ...base, status: "fail", details, message: `attesters not slashed: ${unslashed.join(", ")}` };
+    }
+    return {
+      ...base,
+      status: "skip",
+      details,
+      trusted: undefined,
+      message:
+        nodeWrong && attesters.length
+          ? `the outputs were rejected: each of their ${attesters.length} attester(s) was slashed`
+          : "the outputs were rejected: nothing rests on their attesters",
     };
   }
   if (row.state !== "Verified")
@@ -149,7 +181,7 @@ export function attestersCheck(row: TaskRow, s: Settlement | undefined): Check {
   const problems: string[] = [];
   if (settled.length !== attesters.length || settled.some((a, i) => a !== attesters[i])) {
     problems.push(
-      `the attester list settled (${settled.join(", ") || "none"}) is not the TaskAttested sequence`,
+      `the attester list settled (${settled.join(", ") || "none"}) is not the set fixed at posting (TaskAttested)`,
     );
   }
   if (s.via === "finalizeResult" && settled.length < quorum) {
@@ -161,21 +193,37 @@ export function attestersCheck(row: TaskRow, s: Settlement | undefined): Check {
       ...base,
       status: "pass",
       details,
-      proved: `the attester list settled is the TaskAttested sequence (${settled.length}); a dispute decided the result`,
+      proved: `the attester list settled is the set fixed at posting (${settled.length}); a vote decided the result`,
     };
   }
   return {
     ...base,
     status: "trust",
     details,
-    proved: `the ${settled.length} attester(s) settled are the TaskAttested sequence, meeting the quorum of ${quorum}`,
+    proved: `the ${settled.length} attester(s) settled are the set fixed at posting, meeting the quorum of ${quorum}`,
     message:
       `final because ${settled.length} attester(s) staked on the outputs and nobody challenged within the ` +
       "window: no proof of the outputs was made",
   };
 }
 
-/** `dispute`: who challenged, how it was decided (a proof, a vote, a missed deadline). */
+/** The ballots of a vote (DisputeVoted, each counted: no cap displaces any) and their tallies. */
+export function ballotsOf(row: TaskRow) {
+  const votes = named(row, "DisputeVoted");
+  let weightFor = 0n;
+  let weightAgainst = 0n;
+  for (const v of votes) {
+    if (v.args.nodeRight) weightFor += v.args.weight as bigint;
+    else weightAgainst += v.args.weight as bigint;
+  }
+  return { votes, weightFor, weightAgainst };
+}
+
+/**
+ * `dispute`: who challenged and how it was decided. A model with a circuit: the challenger proved other
+ * outputs (`challengeWithProof`), which rejected the posted ones in that transaction; `proofVerified` says
+ * whether its proof verified in this page. A model without one: a stake vote, its ballots re-tallied here.
+ */
 export function disputeCheck(
   row: TaskRow,
   s: Settlement | undefined,
@@ -185,85 +233,101 @@ export function disputeCheck(
   const disputed = last(row, "TaskDisputed");
   if (!opened && !disputed) return undefined;
   const base = { id: "dispute", title: "Dispute" };
-  const details: [string, string][] = [];
+  const challenger = String(opened?.args.challenger ?? disputed?.args.challenger ?? "");
+  const circuit = Boolean(opened?.args.circuit);
+  const details: [string, string][] = [["challenger", challenger]];
   if (opened) {
-    details.push(
-      ["challenger", String(opened.args.challenger)],
-      ["bond", opg(opened.args.bond as bigint)],
-      [
-        "decided by",
-        opened.args.circuit ? "a Groth16 proof (the model has a circuit)" : "a stake-weighted vote",
-      ],
-      ["deadline", time(Number(opened.args.deadline))],
-    );
-  }
-  const votes = named(row, "DisputeVoted");
-  const displaced = new Set(
-    named(row, "DisputeVoteDisplaced").map((e) => getAddress(e.args.voter as string)),
-  );
-  if (votes.length) {
-    let wFor = 0n;
-    let wAgainst = 0n;
-    for (const v of votes) {
-      if (displaced.has(getAddress(v.args.voter as string))) continue;
-      if (v.args.nodeRight) wFor += v.args.weight as bigint;
-      else wAgainst += v.args.weight as bigint;
+    details.push([
+      "decided by",
+      circuit
+        ? "the challenger's proof of other outputs (the model has a circuit)"
+        : "a stake-weighted vote of verification nodes",
+    ]);
+    if (!circuit) {
+      details.push(
+        ["bond", opg(opened.args.bond as bigint)],
+        ["vote until", time(Number(opened.args.deadline))],
+      );
     }
-    details.push(["votes", `${votes.length} (${opg(wFor)} for the node, ${opg(wAgainst)} against)`]);
+  }
+  const { votes, weightFor, weightAgainst } = ballotsOf(row);
+  if (votes.length) {
+    details.push([
+      "ballots",
+      `${votes.length}, the challenger's own included (${opg(weightFor)} for the node, ${opg(weightAgainst)} against)`,
+    ]);
   }
   const resolved = last(row, "DisputeResolved");
   const outcome = resolved ? DISPUTE_OUTCOMES[Number(resolved.args.outcome)] : undefined;
   if (outcome) details.push(["outcome", outcome]);
+  const settledBallots = named(row, "BallotSettled");
+  if (settledBallots.length) {
+    let slashed = 0n;
+    let paid = 0n;
+    for (const b of settledBallots) {
+      slashed += b.args.slashed as bigint;
+      paid += b.args.paid as bigint;
+    }
+    details.push(["ballots settled", `${settledBallots.length}: ${opg(slashed)} slashed, ${opg(paid)} paid`]);
+  }
   if (!resolved && row.state === "Disputed") {
     const until = opened ? time(Number(opened.args.deadline)) : "its deadline";
     return {
       ...base,
       status: "pending",
       details,
-      message: opened?.args.circuit
-        ? `open: the node has until ${until} to answer with a Groth16 proof`
-        : `open: verification nodes vote until ${until}`,
+      message: `vote open until ${until}: staked verification nodes vote on the posted outputs`,
     };
   }
-  if (s?.via === "respond") {
-    const ok = proofVerified === true && outcome === "NodeRight";
+  if (s?.via === "challengeWithProof") {
+    const ok = proofVerified === true && outcome === "NodeWrong";
     return {
       ...base,
       status: ok ? "pass" : proofVerified === undefined ? "pending" : "fail",
       details,
-      trusted: "nothing but the checks above: the node's proof is re-verified in this page",
+      trusted: "nothing but the checks below: the challenger's proof is re-verified in this page",
       proved: ok
-        ? "the node answered the challenge with a Groth16 proof, which verifies here (see groth16)"
+        ? `posted outputs proved wrong by ${challenger}: its Groth16 proof of other outputs on the task's input, ` +
+          "bound to the challenger, verifies here (see groth16)"
         : undefined,
       message: ok
         ? undefined
         : proofVerified === false
-          ? "the dispute's proof does NOT verify here"
-          : undefined,
+          ? "the challenger's proof does NOT verify here: the rejection rests on nothing this page can check"
+          : proofVerified === undefined
+            ? "running…"
+            : `the recorded outcome is ${outcome ?? "missing"}`,
     };
   }
-  if (s?.via === "resolveVote") {
-    return {
-      ...base,
-      status: outcome === "NodeRight" ? "trust" : "fail",
-      details,
-      trusted:
-        "the stake-weighted majority of verification nodes: a vote shows what they said, not that it is right",
-      message:
-        outcome === "NodeRight"
-          ? "the vote found the node right: the outputs stand on the voters' stake"
-          : `the recorded outcome is ${outcome ?? "missing"}, yet the outputs were settled`,
-    };
-  }
-  if (row.state === "Rejected") {
+  const tallied =
+    outcome === "NodeRight"
+      ? weightFor > weightAgainst
+      : outcome === "NodeWrong"
+        ? weightAgainst > weightFor
+        : outcome === "Undecided";
+  if (s?.via === "resolveVote" || (row.state === "Rejected" && !circuit)) {
+    const settledFor = row.state === "Verified";
+    if (!tallied || (settledFor && outcome !== "NodeRight")) {
+      return {
+        ...base,
+        status: "fail",
+        details,
+        message: `the ballots (${opg(weightFor)} for, ${opg(weightAgainst)} against) do not add up to the recorded outcome ${outcome ?? "(missing)"}`,
+      };
+    }
     return {
       ...base,
       status: "trust",
       details,
-      trusted: opened?.args.circuit
-        ? "that no valid proof was sent before the deadline (absence cannot be re-checked from a log)"
-        : "the stake-weighted majority of verification nodes",
-      message: `the challenger won (${outcome ?? "rejected"}): the outputs were rejected and the requester refunded ${opg(row.refund)}`,
+      trusted:
+        "the stake-weighted majority of verification nodes: a vote shows what they said, not that it is right",
+      proved: "the ballots re-added here from the DisputeVoted logs give the recorded outcome",
+      message:
+        outcome === "NodeRight"
+          ? "the vote found the node right: the outputs stand on the voters' stake"
+          : outcome === "NodeWrong"
+            ? `the vote found the node wrong: the outputs were rejected and the requester refunded ${opg(row.refund)}`
+            : `the vote was undecided (no quorum of stake, or a tie): the outputs were rejected, the requester refunded ${opg(row.refund)}, nobody slashed`,
     };
   }
   return {

@@ -1,6 +1,7 @@
-import type { Ctx } from "../app";
+import type { Ctx } from "../ctx";
 import { opg, short, time } from "../format";
-import type { TaskRow } from "../types";
+import { getAddress } from "ethers";
+import type { ChainEvent, TaskRow } from "../types";
 import { loadBundle, type LoadedBundle } from "./bundle";
 import { attestersCheck, challengeWindowCheck, disputeCheck } from "./optimistic";
 import { readSettlement, type Settlement } from "./settlement";
@@ -9,6 +10,7 @@ import { errorText, type Check } from "./types";
 import {
   bundleHashCheck,
   bundleKey,
+  disproofOutputsCheck,
   groth16Check,
   onChainKeyWords,
   outputMatchCheck,
@@ -56,33 +58,95 @@ const OPTIMISTIC_CHECKS: [string, string][] = [
   ["output-match", "Outputs shown are the settled ones"],
 ];
 
+/** An optimistic task's posted outputs rejected by a challenger's proof of other outputs (`challengeWithProof`). */
+const DISPROOF_CHECKS: [string, string][] = [
+  ["challenge-window", "Challenge window"],
+  ["attesters", "Attesters (quorum)"],
+  ["dispute", "Dispute"],
+  ["bundle-hash", "Model bundle is the registered one"],
+  ["vk-hash", "Verification key is the registered one"],
+  ["public-signals", "Public signals rebuilt from chain data"],
+  ["groth16", "Groth16 proof verifies in this page"],
+  ["disproof-outputs", "The proof is of other outputs than the posted ones"],
+  ["setup", "Trusted setup (who could forge proofs)"],
+];
+
+/** The task's outputs were rejected by a challenger's proof (a dispute opened and resolved at once). */
+export function rejectedByProof(row: TaskRow): boolean {
+  const opened = row.events.filter((e) => e.name === "DisputeOpened").at(-1);
+  return row.state === "Rejected" && opened?.args.circuit === true;
+}
+
+/** The page re-checks a settlement of this task itself: a verified result, or a rejection by proof. */
+export function hasPageChecks(row: TaskRow): boolean {
+  return (row.state === "Verified" || rejectedByProof(row)) && !!row.settledTx && !!row.node;
+}
+
 function planOf(row: TaskRow): [string, string][] {
   if (row.mode === "tee") return TEE_CHECKS;
   if (row.mode !== "optimistic") return ZK_CHECKS;
+  if (rejectedByProof(row)) return DISPROOF_CHECKS;
   if (!row.events.some((e) => e.name === "DisputeOpened" || e.name === "TaskDisputed"))
     return OPTIMISTIC_CHECKS;
   // a disputed task: the dispute's check goes before the outputs'
   return [...OPTIMISTIC_CHECKS.slice(0, 3), ["dispute", "Dispute"], OPTIMISTIC_CHECKS[3]];
 }
 
+/**
+ * When a key of `node` was challenged at or after block `fromBlock`, from the enclave registry's logs: a TEE
+ * claim made before such a challenge and lapsed after it is neither slashed nor taken over (the registry's
+ * TaskRegistryClaimUnderChallenge).
+ */
+function challengedSince(enclaveEvents: readonly ChainEvent[], node: string, fromBlock: number) {
+  const keys = new Set(
+    enclaveEvents
+      .filter(
+        (e) => e.name === "EnclaveKeyRegistered" && getAddress(e.args.node as string) === getAddress(node),
+      )
+      .map((e) => getAddress(e.args.key as string)),
+  );
+  return enclaveEvents.find(
+    (e) =>
+      e.name === "EnclaveKeyChallenged" && e.block >= fromBlock && keys.has(getAddress(e.args.key as string)),
+  );
+}
+
 /** Why nothing can be checked yet, for a task that is not settled. */
-export function waitingFor(row: TaskRow, nowTime: number): string {
+export function waitingFor(row: TaskRow, nowTime: number, enclaveEvents: readonly ChainEvent[] = []): string {
   const claim = row.events.filter((e) => e.name === "TaskClaimed").at(-1);
   const what =
     row.mode === "tee" ? "its enclave signature" : row.mode === "optimistic" ? "its outputs" : "its proof";
-  if (row.state === "Open")
-    return `Not settled yet: open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
+  const reopened = row.events.filter((e) => e.name === "TaskReopened").at(-1);
+  if (row.state === "Open") {
+    const again = reopened
+      ? `reopened at block ${reopened.block} (the outputs ${short(String(reopened.args.previousNode), 4)} posted ` +
+        "met no quorum of attestations), "
+      : "";
+    return `Not settled yet: ${again}open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
+  }
   if (row.state === "Claimed" && claim) {
     const until = Number(claim.args.claimExpiresAt);
-    return `Not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${until < nowTime ? " (claim lapsed)" : ""}, waiting for ${what}`;
+    const lapsed = until < nowTime;
+    const challenge =
+      lapsed && row.mode === "tee"
+        ? challengedSince(enclaveEvents, String(claim.args.node), claim.block)
+        : undefined;
+    if (challenge) {
+      return (
+        `Not settled yet: the claim of ${short(row.node ?? "", 4)} lapsed at ${time(until)} after a key of that node ` +
+        `was challenged (block ${challenge.block}): nobody may take it over; it waits for its deadline ` +
+        `(${time(Number(row.task.deadline))}), then a full refund`
+      );
+    }
+    return `Not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${lapsed ? " (claim lapsed)" : ""}, waiting for ${what}`;
   }
   return `Not settled yet (${row.state})`;
 }
 
 /**
- * The checks of a task that is not verified: computed from its logs alone on every render (cheap). Open,
- * claimed: everything pending; optimistic pending or disputed: the window and attesters so far; expired,
- * rejected: nothing to check.
+ * The checks of a task the page does not re-check a settlement of (see hasPageChecks): computed from its
+ * logs alone on every render (cheap). Open, claimed: everything pending; optimistic pending or disputed: the
+ * window and attesters; rejected by vote: the window, attesters and the ballots; expired: nothing to check.
  */
 export function staticChecks(row: TaskRow, nowTime: number): Check[] {
   if (row.state === "Expired") {
@@ -145,8 +209,9 @@ async function guard(id: string, title: string, f: () => Promise<Check> | Check)
 }
 
 /**
- * The checks of a verified task, started once per task and settling transaction and kept for the page's
- * life. Returns at once; the run fills `checks` in and tells `listeners`.
+ * The checks of a verified task, or of one whose outputs a challenger's proof rejected, started once per task
+ * and settling transaction and kept for the page's life. Returns at once; the run fills `checks` in and
+ * tells `listeners`.
  */
 export function verifiedChecks(ctx: Ctx, row: TaskRow): CheckRun {
   const key = runKey(row);
@@ -238,24 +303,16 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
     return;
   }
 
-  if (settlement.via === "submitResult" || settlement.via === "respond") {
+  if (settlement.via === "submitResult" || settlement.via === "challengeWithProof") {
     const s = settlement;
-    if (s.via === "respond") {
-      // An optimistic task whose dispute was answered with a proof: the ZK checks on the respond calldata.
-      run.checks = [
-        challengeWindowCheck(row, s, 0),
-        attestersCheck(row, s),
-        disputeCheck(row, s, undefined)!,
-        ...ZK_CHECKS.map(
-          ([id, title]) =>
-            run.checks.find((c) => c.id === id) ?? {
-              id,
-              title,
-              status: "pending" as const,
-              message: "running…",
-            },
-        ),
-      ];
+    const disproof = s.via === "challengeWithProof";
+    // A disproof is bound to the challenger (DisputeOpened, emitted in the same transaction).
+    const opened = row.events.filter((e) => e.name === "DisputeOpened" && e.tx === txHash).at(-1);
+    const prover = disproof ? String(opened?.args.challenger ?? "") : node;
+    if (disproof) {
+      put(challengeWindowCheck(row, s, 0));
+      put(attestersCheck(row, s));
+      put(disputeCheck(row, s, undefined)!);
     }
     put(bundleCheck);
     const vkCheck = model
@@ -284,18 +341,31 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
     let signals: bigint[] | undefined;
     put(
       await guard("public-signals", "Public signals rebuilt from chain data", async () => {
-        const r = await publicSignalsCheck(ctx, row, node, s, txHash, vk);
+        if (disproof && !opened) throw new Error("no DisputeOpened log in the challenge's transaction");
+        const r = await publicSignalsCheck(ctx, row, prover, s, txHash, vk);
         signals = r.signals;
         return r.check;
       }),
     );
     const proof = await guard("groth16", "Groth16 proof verifies in this page", () =>
-      groth16Check(vk, keySource, signals, s.proof, vkCheck.status === "pass"),
+      groth16Check(
+        vk,
+        keySource,
+        signals,
+        s.proof,
+        vkCheck.status === "pass",
+        disproof ? "challenger" : "node",
+      ),
     );
     put(proof);
+    if (disproof) {
+      put(disproofOutputsCheck(row, s));
+      put(setupCheck(bundle, model?.bundleHash));
+      put(disputeCheck(row, s, proof.status === "pass")!);
+      return;
+    }
     put(await outputMatch());
     put(setupCheck(bundle, model?.bundleHash));
-    if (s.via === "respond") put(disputeCheck(row, s, proof.status === "pass")!);
     return;
   }
 

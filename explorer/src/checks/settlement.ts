@@ -3,14 +3,18 @@ import { ifaces } from "../contracts";
 
 /**
  * How a task was settled, read from the settling transaction's calldata (the browser's copy of
- * workers/runtime/audit.ts readSettlement, which the page cannot import: it pulls Node modules).
+ * workers/runtime/audit.ts readSettlement, which the page cannot import: it pulls Node modules). A
+ * `challengeWithProof` rejected the posted outputs (whose hash is `outputsHash`): its `outputs` are the ones
+ * the challenger proved, with a proof bound to the challenger.
  */
 export type Settlement =
+  | { via: "submitResult"; input: bigint[]; outputs: bigint[]; proof: bigint[] }
   | {
-      via: "submitResult" | "respond";
+      via: "challengeWithProof";
       input: bigint[];
       outputs: bigint[];
       proof: bigint[];
+      outputsHash: string;
       attesters: string[];
     }
   | { via: "submitResultTee"; outputs: bigint[]; signature: string }
@@ -45,14 +49,17 @@ export async function readSettlement(
       input: words(s.input),
       outputs: words(s.outputs),
       proof: words(s.proof),
-      attesters: [],
     };
     return { settlement, method };
   }
   if (a.taskId === undefined || BigInt(a.taskId) !== taskId) return { method };
   switch (method) {
     case "submitResult":
-    case "respond":
+      return {
+        method,
+        settlement: { via: method, input: words(a.input), outputs: words(a.outputs), proof: words(a.proof) },
+      };
+    case "challengeWithProof":
       return {
         method,
         settlement: {
@@ -60,7 +67,8 @@ export async function readSettlement(
           input: words(a.input),
           outputs: words(a.outputs),
           proof: words(a.proof),
-          attesters: method === "respond" ? addresses(a.attesters) : [],
+          outputsHash: a.outputsHash as string,
+          attesters: addresses(a.attesters),
         },
       };
     case "submitResultTee":

@@ -1,7 +1,7 @@
 import { AbiCoder, getAddress, id as keccakUtf8, keccak256, recoverAddress } from "ethers";
 import { KEY_STANDINGS } from "../../../tee/standings";
 import { taskBinding } from "../../../zkml/binding";
-import type { Ctx } from "../app";
+import type { Ctx } from "../ctx";
 import { short, time } from "../format";
 import type { ChainEvent, ModelRow, TaskRow } from "../types";
 import { errorText, type Check } from "./types";

@@ -6,7 +6,7 @@ import {
   verificationKeyWords,
   type SnarkjsVerificationKey,
 } from "../../../zkml/verification-key";
-import type { Ctx } from "../app";
+import type { Ctx } from "../ctx";
 import { short } from "../format";
 import type { ModelRow, TaskRow } from "../types";
 import { jsonFile } from "./archive";
@@ -14,7 +14,10 @@ import type { LoadedBundle } from "./bundle";
 import type { Settlement } from "./settlement";
 import { errorText, type Check } from "./types";
 
-type ProofSettlement = Extract<Settlement, { via: "submitResult" | "respond" }>;
+type ProofSettlement = Extract<Settlement, { via: "submitResult" | "challengeWithProof" }>;
+
+/** Whom a proof is bound to: the node that settled (ZK), or the challenger whose disproof rejected. */
+const proverRole = (s: ProofSettlement) => (s.via === "challengeWithProof" ? "challenger" : "node");
 
 /** Packed keccak256 of uint256 words, as the contracts hash input and output word arrays. */
 export const wordsHash = (ws: readonly bigint[]) =>
@@ -185,11 +188,14 @@ export interface SignalsResult {
   signals?: bigint[];
 }
 
-/** `public-signals`: the calldata's input is the committed one and the binding is this task's. */
+/**
+ * `public-signals`: the calldata's input is the committed one and the binding is this task's and `prover`'s
+ * (the settling node, or the challenger of a disproof).
+ */
 export async function publicSignalsCheck(
   ctx: Ctx,
   row: TaskRow,
-  node: string,
+  prover: string,
   s: ProofSettlement,
   txHash: string,
   vk: SnarkjsVerificationKey | undefined,
@@ -215,10 +221,11 @@ export async function publicSignalsCheck(
       `the calldata input differs from the TaskSubmitted input at word ${i < 0 ? s.input.length : i}`,
     );
   }
-  const binding = taskBinding(ctx.snap.chainId, ctx.config.contracts.tasks, row.id, node);
-  details.push(["binding (chain, registry, task, node)", hex(binding)]);
+  const role = proverRole(s);
+  const binding = taskBinding(ctx.snap.chainId, ctx.config.contracts.tasks, row.id, prover);
+  details.push([`binding (chain, registry, task, ${role})`, hex(binding)]);
   try {
-    const onChain = BigInt(await ctx.store.contracts.tasks.taskBinding(row.id, node));
+    const onChain = BigInt(await ctx.store.contracts.tasks.taskBinding(row.id, prover));
     if (onChain !== binding) {
       problems.push(
         `binding mismatch: computed here ${hex(binding)}, registry's taskBinding ${hex(onChain)}`,
@@ -243,8 +250,8 @@ export async function publicSignalsCheck(
       details,
       proved:
         "the settling calldata's input hashes to the committed inputHash and equals the TaskSubmitted input; " +
-        `the binding of chain ${ctx.snap.chainId}, registry, task ${row.id} and node ${short(node, 4)} is computed ` +
-        "here; signals = outputs, input, binding",
+        `the binding of chain ${ctx.snap.chainId}, registry, task ${row.id} and ${role} ${short(prover, 4)} is ` +
+        `computed here; signals = ${s.via === "challengeWithProof" ? "the proved outputs" : "outputs"}, input, binding`,
     },
   };
 }
@@ -256,6 +263,7 @@ export async function groth16Check(
   signals: bigint[] | undefined,
   proofWords: bigint[],
   vkOk: boolean,
+  role: "node" | "challenger" = "node",
 ): Promise<Check> {
   const base = {
     id: "groth16",
@@ -297,7 +305,7 @@ export async function groth16Check(
     proved:
       "the 8 proof words from the settling calldata verify (snarkjs groth16.verify, run here) against the " +
       "model's key with the public signals above: the outputs are the circuit's on this input, for this task " +
-      "and node",
+      `and ${role}`,
   };
 }
 
@@ -403,5 +411,48 @@ export async function outputMatchCheck(
     status: "pass",
     details,
     proved: `the ${shown.length} output word(s) shown (TaskVerified log) equal ${sources.map(([n]) => n).join(" and ")}`,
+  };
+}
+
+/**
+ * `disproof-outputs`: the challenge names the outputs the node posted (their hash), and the outputs it proves
+ * are other ones: the proof shows the posted outputs are not the circuit's on this input.
+ */
+export function disproofOutputsCheck(
+  row: TaskRow,
+  s: Extract<Settlement, { via: "challengeWithProof" }>,
+): Check {
+  const base = {
+    id: "disproof-outputs",
+    title: "The proof is of other outputs than the posted ones",
+    trusted: "the TaskResultPosted log as the RPC serves it",
+  };
+  const posted = (row.outputs ?? []).map((w) => BigInt(w));
+  const postedHash = wordsHash(posted);
+  const details: [string, string][] = [
+    ["posted outputs' hash", postedHash],
+    ["hash the challenge names", s.outputsHash],
+    ["proved outputs", s.outputs.map(hex).join(", ")],
+  ];
+  if (postedHash.toLowerCase() !== s.outputsHash.toLowerCase()) {
+    return {
+      ...base,
+      status: "fail",
+      details,
+      message: "the challenge names other outputs than the ones posted",
+    };
+  }
+  const i = s.outputs.findIndex((w, k) => w !== posted[k]);
+  if (i < 0 && s.outputs.length === posted.length) {
+    return { ...base, status: "fail", details, message: "the proved outputs ARE the posted ones" };
+  }
+  details.push(["first difference", `word ${i < 0 ? posted.length : i}`]);
+  return {
+    ...base,
+    status: "pass",
+    details,
+    proved:
+      "the challenge names the posted outputs (keccak256 computed here) and proves other words: the posted " +
+      "outputs are not the circuit's on this input",
   };
 }

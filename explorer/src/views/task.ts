@@ -2,7 +2,14 @@ import "./task.css";
 import type { Ctx, View } from "../app";
 import type { ManifestView } from "../checks/archive";
 import { loadBundle } from "../checks/bundle";
-import { staticChecks, verifiedChecks, waitingFor, type CheckRun } from "../checks/run";
+import {
+  hasPageChecks,
+  rejectedByProof,
+  staticChecks,
+  verifiedChecks,
+  waitingFor,
+  type CheckRun,
+} from "../checks/run";
 import { verdictOf, type Check, type VerdictStatus } from "../checks/types";
 import { DISPUTE_OUTCOMES } from "../checks/optimistic";
 import { append, clear, h, type Child } from "../dom";
@@ -121,16 +128,17 @@ export function taskView(ctx: Ctx, id: string): View {
         .catch(() => undefined);
     }
 
-    // checks: a verified task's run starts once (per settling transaction); others are derived from logs
+    // checks: the run of a verified task (or of a rejection by proof) starts once per settling transaction;
+    // others are derived from logs
     let list: Check[];
-    if (row.state === "Verified" && row.settledTx && row.node) {
+    if (hasPageChecks(row)) {
       const r = verifiedChecks(ctx, row);
       if (r !== run) {
         detach();
         run = r;
         onRun = () => {
           checksKey = "";
-          safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r));
+          safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r, ctx.snap));
         };
         r.listeners.add(onRun);
       }
@@ -154,7 +162,7 @@ export function taskView(ctx: Ctx, id: string): View {
     const ck = `${run?.key ?? ""}:${run?.done}:${tick}:${list.map((c) => `${c.id}=${c.status}:${c.message ?? ""}`).join("|")}`;
     if (ck !== checksKey) {
       checksKey = ck;
-      safe(checks, () => renderChecks(checks, row, list, nowTime, run));
+      safe(checks, () => renderChecks(checks, row, list, nowTime, run, snap));
     }
     const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${tick}`;
     if (tk !== timelineKey) {
@@ -369,7 +377,15 @@ function renderOutputs(
       ),
     );
   } else if (row.state === "Rejected") {
-    el.append(h("p", { class: "fail" }, "Posted outputs that a dispute REJECTED: they never settled."));
+    el.append(
+      h(
+        "p",
+        { class: "fail" },
+        rejectedByProof(row)
+          ? "Posted outputs that a challenger PROVED WRONG (a proof of other outputs): they never settled."
+          : "Posted outputs that a dispute REJECTED: they never settled.",
+      ),
+    );
   }
   const words = row.outputs.map((w) => BigInt(w));
   if (!model) {
@@ -466,6 +482,7 @@ function verdictSentence(
   row: TaskRow,
   nowTime: number,
   run?: CheckRun,
+  snap?: Snapshot,
 ): string {
   const failed = checks.filter((c) => c.status === "fail");
   const trusted = checks.filter((c) => c.status === "trust");
@@ -476,13 +493,22 @@ function verdictSentence(
       return run
         ? "Checking in this page…"
         : row.state === "Open" || row.state === "Claimed"
-          ? `${waitingFor(row, nowTime)}.`
+          ? `${waitingFor(row, nowTime, snap?.enclaveEvents)}.`
           : `Not final yet (${row.state}): checks run once the result settles.`;
     case "skip":
       return row.state === "Expired"
         ? "Nothing to verify: the task expired and its fee was refunded."
         : "Nothing to verify: the outputs were rejected and the fee refunded.";
     default:
+      if (row.state === "Rejected") {
+        const opened = row.events.filter((e) => e.name === "DisputeOpened").at(-1);
+        return (
+          `Rejection verified in this page: the posted outputs were proved wrong by ` +
+          `${short(String(opened?.args.challenger ?? ""), 4)} with a proof of other outputs ` +
+          `(${checks.filter((c) => c.status === "pass").length} check(s) pass); the requester was refunded ` +
+          `${opg(row.refund)}.`
+        );
+      }
       return (
         `Verified in this page: ${checks.filter((c) => c.status === "pass").length} check(s) pass` +
         (trusted.length ? `; taken on trust: ${trusted.map((c) => c.title.toLowerCase()).join("; ")}.` : ".")
@@ -490,9 +516,17 @@ function verdictSentence(
   }
 }
 
-function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], nowTime: number, run?: CheckRun) {
+function renderChecks(
+  el: HTMLElement,
+  row: TaskRow,
+  checks: Check[],
+  nowTime: number,
+  run?: CheckRun,
+  snap?: Snapshot,
+) {
   clear(el);
-  const noResult = row.state === "Expired" || row.state === "Rejected";
+  // a rejection by proof has its evidence to check; other rejections and expiries have nothing
+  const noResult = row.state === "Expired" || (row.state === "Rejected" && !rejectedByProof(row));
   // While the page's checks run, the verdict waits for all of them (a failure shown early could change).
   const status = run && !run.done ? "pending" : verdictOf(checks, noResult);
   el.append(
@@ -507,7 +541,7 @@ function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], nowTime: n
       { class: `verdict verdict-${status}`, "data-testid": "verdict", "data-status": status },
       h("span", { class: "badge" }, status === "pass" ? "VERIFIED" : status.toUpperCase()),
       " ",
-      verdictSentence(status, checks, row, nowTime, run),
+      verdictSentence(status, checks, row, nowTime, run, snap),
     ),
     h(
       "div",
@@ -569,13 +603,21 @@ function sentence(e: ChainEvent, row: TaskRow): Child[] {
     case "TaskClaimAbandoned": {
       // Emitted wherever a claim's collateral is slashed: a take-over, an expiry, a rejected result.
       const sameTx = row.events.filter((x) => x.tx === e.tx).map((x) => x.name);
+      // expireUnattested after the deadline: posted outputs (after the last claim) that met no quorum
+      const before = row.events.slice(0, row.events.indexOf(e));
+      const lastOf = (name: string) => before.map((x) => x.name).lastIndexOf(name);
+      const postedLast = lastOf("TaskResultPosted") > lastOf("TaskClaimed");
       const why = sameTx.includes("TaskRejected")
         ? "its posted outputs were rejected"
-        : sameTx.includes("TaskExpired")
-          ? "the claim lapsed and the task expired"
-          : sameTx.includes("TaskClaimed")
-            ? "the claim lapsed and another node took the task over"
-            : "the claim lapsed";
+        : sameTx.includes("TaskReopened")
+          ? "its posted outputs met no quorum of attestations; the task was reopened"
+          : sameTx.includes("TaskExpired")
+            ? postedLast
+              ? "its posted outputs met no quorum of attestations and the task expired"
+              : "the claim lapsed and the task expired"
+            : sameTx.includes("TaskClaimed")
+              ? "the claim lapsed and another node took the task over"
+              : "the claim lapsed";
       return [`Collateral of `, addr(a.previousNode), ` slashed (${opg(a.slashed as bigint)}): ${why}`];
     }
     case "TaskResultPosted":
@@ -585,36 +627,61 @@ function sentence(e: ChainEvent, row: TaskRow): Child[] {
         ` (${(a.outputs as unknown[]).length} word(s)); challenge window until ${time(Number(a.windowEnd))}`,
       ];
     case "TaskAttested":
-      return [`Attested by `, addr(a.attester), ` (${a.count} so far, quorum ${row.task.attestationQuorum})`];
+      return [
+        `Attested by `,
+        addr(a.attester),
+        ` with the posted outputs (${a.count}, quorum ${row.task.attestationQuorum})`,
+      ];
+    case "TaskReopened":
+      return [
+        `Reopened: the outputs `,
+        addr(a.previousNode),
+        ` posted met no quorum of attestations by the window's end; the task is open to claims again`,
+      ];
     case "TaskDisputed":
       return [`Outputs challenged by `, addr(a.challenger)];
     case "DisputeOpened":
-      return [
-        `Dispute opened by `,
-        addr(a.challenger),
-        ` against `,
-        addr(a.node),
-        `: bond ${opg(a.bond as bigint)}, ${a.circuit ? "to be answered with a proof" : "decided by vote"} by ${time(Number(a.deadline))}`,
-      ];
+      return a.circuit
+        ? [
+            `Outputs of `,
+            addr(a.node),
+            ` proved wrong by `,
+            addr(a.challenger),
+            `: a proof of other outputs (challengeWithProof), decided at once`,
+          ]
+        : [
+            `Dispute opened by `,
+            addr(a.challenger),
+            ` against `,
+            addr(a.node),
+            `: bond ${opg(a.bond as bigint)}, stake vote until ${time(Number(a.deadline))}`,
+          ];
     case "DisputeVoted":
       return [
-        `Vote by `,
+        `Ballot of `,
         addr(a.voter),
         `: node ${a.nodeRight ? "right" : "wrong"} (weight ${opg(a.weight as bigint)})`,
-      ];
-    case "DisputeVoteDisplaced":
-      return [
-        `Vote of `,
-        addr(a.voter),
-        ` displaced by a larger stake (weight ${opg(a.weight as bigint)} no longer counts)`,
       ];
     case "DisputeResolved":
       return [
         `Dispute resolved: ${DISPUTE_OUTCOMES[Number(a.outcome)] ?? a.outcome}; bond to `,
         addr(a.bondTo),
       ];
-    case "VoterSlashed":
-      return [`Voter `, addr(a.voter), ` slashed ${opg(a.amount as bigint)}`];
+    case "BallotSettled": {
+      const slashed = a.slashed as bigint;
+      const paid = a.paid as bigint;
+      return [
+        `Ballot of `,
+        addr(a.voter),
+        ` settled: ${
+          slashed > 0n
+            ? `slashed ${opg(slashed)} (losing side)`
+            : paid > 0n
+              ? `paid ${opg(paid)} (winning side)`
+              : "nothing moved"
+        }`,
+      ];
+    }
     case "AttesterSlashed":
       return [`Attester `, addr(a.attester), ` slashed ${opg(a.amount as bigint)}`];
     case "TaskEnclaveSigned":
