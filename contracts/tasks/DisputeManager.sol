@@ -82,6 +82,8 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint96 attesterSlash;
         uint128 weightFor;
         uint128 weightAgainst;
+        /// @dev The least total weight for a decision, as governed when the dispute opened.
+        uint128 quorum;
         /// @dev Reward per unit of winning weight, scaled by 1e27; grows as losing ballots are slashed.
         uint256 rewardPerWeight;
     }
@@ -249,6 +251,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
             attesterSlash: attesterSlash,
             weightFor: 0,
             weightAgainst: weight,
+            quorum: voteQuorumStake,
             rewardPerWeight: 0
         });
         _ballots[taskId][msg.sender] = Ballot({side: _NODE_WRONG, settled: false, weight: weight, paid: 0});
@@ -289,7 +292,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint256 weightFor = d.weightFor;
         uint256 weightAgainst = d.weightAgainst;
         ITaskRegistry.DisputeOutcome outcome = ITaskRegistry.DisputeOutcome.Undecided;
-        if (weightFor + weightAgainst >= voteQuorumStake && weightFor != weightAgainst) {
+        if (weightFor + weightAgainst >= d.quorum && weightFor != weightAgainst) {
             outcome =
                 weightFor > weightAgainst
                     ? ITaskRegistry.DisputeOutcome.NodeRight

@@ -702,7 +702,11 @@ export async function auditRejectedLog(
     let quorumStake: bigint | undefined;
     if (found.manager) {
       const disputes = DisputeManager__factory.connect(found.manager, deps.provider);
-      quorumStake = await disputes.voteQuorumStake({ blockTag: log.blockNumber }).catch(() => undefined);
+      // The quorum the dispute opened with (its own record), not the governed value now.
+      quorumStake = await disputes
+        .disputeOf(taskId)
+        .then((d) => d.quorum)
+        .catch(() => undefined);
     }
     const tally = `${ethers.formatEther(weightFor)} OPG of stake for the node, ${ethers.formatEther(weightAgainst)} against, ${v.votes.length} ballot(s)`;
     if (rejectedOutcome === "NodeWrong") {
