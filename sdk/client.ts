@@ -314,7 +314,11 @@ export class OpgClient {
     this.staking = NodeStaking__factory.connect(deployment.staking, runner);
     this.nodes = new EligibleNodes(provider, this.staking);
     this.data = new DataClient(opts.dataUrl);
-    this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data);
+    // The client only reads and audits: the program/circuit consistency check (a proof per circuit model) is
+    // for nodes about to post or attest outputs.
+    this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data, {
+      consistency: false,
+    });
     this.setups = new SetupChecks({ ptau: opts.ptau, log: opts.log });
   }
 
