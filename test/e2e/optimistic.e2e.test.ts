@@ -53,6 +53,8 @@ const TASKS = 6;
 const LIE_EVERY = 3;
 const Status = { Open: 1n, Claimed: 2n, Verified: 3n, Expired: 4n, Pending: 5n, Disputed: 6n, Rejected: 7n };
 const NODE_WRONG = 1n;
+/** DisputeManager's fixed-point scale of a dispute's reward per unit of winning weight. */
+const REWARD_SCALE = 10n ** 27n;
 const irisInputs: number[][] = JSON.parse(
   fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "iris_test.json"), "utf8"),
 ).inputs;
@@ -790,13 +792,14 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     const ballotSlash = colluderWeight / 10n;
     const toWinners = ballotSlash / 2n;
     const weights = await Promise.all(wallets.map(async (w) => (await disputes.ballotOf(lie, w)).weight));
-    const perWeight = (toWinners * 10n ** 18n) / (weights[0] + weights[1]);
+    const perWeight = (toWinners * REWARD_SCALE) / (weights[0] + weights[1]);
+    expect((await disputes.disputeOf(lie)).rewardPerWeight).to.equal(perWeight);
     expect(await tasks.creditsOf(node)).to.equal(creditsBefore + ((FEE * 7n) / 10n) * h);
     for (let i = 0; i < wallets.length; i++) {
       expect(await tasks.creditsOf(wallets[i])).to.equal(
         creditsOfVerifiers[i] + (i === 0 ? (FEE / 10n) * h : 0n),
       );
-      const paid = (weights[i] * perWeight) / 10n ** 18n;
+      const paid = (weights[i] * perWeight) / REWARD_SCALE;
       const gain = (wallets[i] === challenger ? COLLATERAL / 2n : 0n) + paid;
       expect(await token.balanceOf(wallets[i]), `verifier ${wallets[i]}`).to.equal(walletsBefore[i] + gain);
       expect((await staking.nodeInfo(wallets[i])).bonded).to.equal(STAKE);
@@ -817,7 +820,7 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       `      plain-model e2e: ${submitted.length} tasks, ${h} honest attested+finalised, 1 lie challenged and ` +
         `rejected by a vote (challenger +${ethers.formatEther(COLLATERAL / 2n)} OPG, node -${ethers.formatEther(COLLATERAL)} OPG, ` +
         `colluder -${ethers.formatEther(ATTESTER_SLASH + ballotSlash)} OPG, winning ballots paid ` +
-        `${weights.map((w) => ethers.formatEther((w * perWeight) / 10n ** 18n)).join(" + ")} OPG)`,
+        `${weights.map((w) => ethers.formatEther((w * perWeight) / REWARD_SCALE)).join(" + ")} OPG)`,
     );
     for (const p of [inference, ...verifiers]) expect(await p.stop()).to.equal(0);
   });

@@ -6,7 +6,7 @@ import { policySkipReason } from "../../workers/inference/node";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { CircuitBundleChecks, servedKeyProblem } from "../../workers/inference/served-key";
+import { servedKeyProblem, ServedKeyChecks } from "../../workers/inference/served-key";
 import { BundleRejectedError, type LoadedBundle } from "../../workers/runtime/bundles";
 import { snarkjsKeyFromWords } from "../../workers/runtime/audit";
 import { decodeTaskInput, inlineInputValues, InputRejectedError } from "../../workers/runtime/task-input";
@@ -173,7 +173,7 @@ describe("inference node: checks before claiming", function () {
       const reads = { registered: 0, proving: 0 };
       let failing = true;
       const matched: bigint[] = [];
-      const checks = new CircuitBundleChecks({
+      const checks = new ServedKeyChecks({
         registeredKey: async (modelId) => {
           reads.registered++;
           if (failing) throw new Error("rpc down");
@@ -190,20 +190,20 @@ describe("inference node: checks before claiming", function () {
           () => undefined,
           (e: Error) => e,
         );
-      expect((await refusal(checks.checkServedKey(1n, bundle)))?.message).to.equal("rpc down");
+      expect((await refusal(checks.check(1n, bundle)))?.message).to.equal("rpc down");
       failing = false;
-      await checks.checkServedKey(1n, bundle);
-      await checks.checkServedKey(1n, bundle);
+      await checks.check(1n, bundle);
+      await checks.check(1n, bundle);
       expect(reads, "read again after the failure, then once").to.deep.equal({ registered: 2, proving: 1 });
       expect(matched).to.deep.equal([1n]);
-      const refused = await refusal(checks.checkServedKey(2n, bundle));
+      const refused = await refusal(checks.check(2n, bundle));
       expect(refused).to.be.instanceOf(BundleRejectedError);
       expect(refused!.message).to.match(/^model 2: verification key mismatch/);
       // The verdict is kept: a refused model is not read again (until a reorg clears the checks).
-      await refusal(checks.checkServedKey(2n, bundle));
+      await refusal(checks.check(2n, bundle));
       expect(reads.registered).to.equal(3);
       checks.clear();
-      await refusal(checks.checkServedKey(2n, bundle));
+      await refusal(checks.check(2n, bundle));
       expect(reads.registered).to.equal(4);
     });
 

@@ -49,7 +49,7 @@ import type { inferenceSchema } from "./config";
 import { gatherAttestations, isHttpEndpoint, type Attestation } from "./attestations";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { ProverPool } from "./prover-pool";
-import { CircuitBundleChecks } from "./served-key";
+import { ServedKeyChecks } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
@@ -209,8 +209,8 @@ export class InferenceNode {
     checkedAt: 0,
   };
   private readonly inFlight = new Map<string, Promise<void>>();
-  /** The once-per-bundle and once-per-model checks of a circuit bundle before it is served. */
-  private readonly circuitChecks: CircuitBundleChecks;
+  /** Per model: whether the registered key is the key of the zkey this node proves with. */
+  private readonly servedKeys: ServedKeyChecks;
   /**
    * Claimed optimistic tasks short of their quorum of attestations: when to ask again, the wait before that,
    * and the outputs already computed.
@@ -258,7 +258,7 @@ export class InferenceNode {
     this.data = new DataClient(config.dataUrl);
     this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
     this.prover = new ProverPool(config.concurrency);
-    this.circuitChecks = new CircuitBundleChecks({
+    this.servedKeys = new ServedKeyChecks({
       registeredKey: async (modelId) => [...(await this.chain.models.verificationKeyOf(modelId))],
       provingKey: (dir) => this.prover.zkeyVerificationKey(dir),
       onKeysMatch: (modelId) =>
@@ -587,7 +587,7 @@ export class InferenceNode {
   private async onReorg(ancestor: number) {
     await Promise.allSettled(this.inFlight.values());
     // A replaced block may have held a model registration: check keys again.
-    this.circuitChecks.clear();
+    this.servedKeys.clear();
     for (const row of this.journal.tasksAbove(ancestor)) this.journal.deleteTask(BigInt(row.taskId));
     for (const row of this.journal.tasksIn(
       ...WORKING,
@@ -809,8 +809,9 @@ export class InferenceNode {
         return { bundle: anyBundle, input, outputs: values };
       }
       const bundle = anyBundle;
-      await this.circuitChecks.checkConsistency(bundle);
-      await this.circuitChecks.checkServedKey(submitted.modelId, bundle);
+      // BundleCache has checked that the bundle's program agrees with its circuit (bundle-consistency.ts):
+      // an inconsistent bundle is refused above, before anything is executed or claimed.
+      await this.servedKeys.check(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
       const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];

@@ -42,8 +42,8 @@ export function servedKeyProblem(keys: ServedKeys): string | undefined {
   return problems.length > 0 ? `verification key mismatch: ${problems.join("; ")}` : undefined;
 }
 
-/** What CircuitBundleChecks reads: the registered key, and the key of a bundle's zkey (exported off thread). */
-export interface CircuitBundleCheckDeps {
+/** What ServedKeyChecks reads: the registered key, and the key of a bundle's zkey (exported off thread). */
+export interface ServedKeyCheckDeps {
   registeredKey(modelId: bigint): Promise<readonly bigint[]>;
   provingKey(bundleDir: string): Promise<readonly bigint[]>;
   /** Called once per model whose keys match. */
@@ -51,76 +51,46 @@ export interface CircuitBundleCheckDeps {
 }
 
 /**
- * The checks a node makes before it stakes anything on a circuit bundle: before an inference node claims
- * with it (its proofs must settle) and before a verification node attests or challenges with it (what it
- * re-executes must be what the circuit proves). Each check runs once (per bundle, or per model for the key:
- * neither ever changes) and its verdict is kept; a failure to check (an RPC error) is not kept, so the next
- * task checks again. A failing check is a refusal (BundleRejectedError), never a retry.
+ * servedKeyProblem as both nodes run it before they prove with a bundle: an inference node before it claims
+ * (its proofs must settle), a verification node before it proves a posted result wrong (its proof must
+ * verify under the registered key). Checked once per model (a model's key and bundle never change) and the
+ * verdict kept; a failure to check (an RPC error) is not kept, so the next task checks again. A mismatch is a
+ * refusal (BundleRejectedError), never a retry. (That a bundle's program agrees with its circuit is checked
+ * by BundleCache itself, once per bundle, before `get` or `getAny` returns it: bundle-consistency.ts.)
  */
-export class CircuitBundleChecks {
+export class ServedKeyChecks {
   /** Per model id: why its keys rule it out (servedKeyProblem), or undefined. */
-  private readonly keys = new Map<string, Promise<string | undefined>>();
-  /** Per bundle directory: why its program disagrees with its circuit, or undefined. */
-  private readonly consistency = new Map<string, Promise<string | undefined>>();
+  private readonly verdicts = new Map<string, Promise<string | undefined>>();
 
-  constructor(private readonly deps: CircuitBundleCheckDeps) {}
-
-  /**
-   * Refuse a bundle whose fixed-point program (program.json, what nodes execute to get and compare outputs)
-   * does not agree with its circuit (what proofs and challenges are made with).
-   */
-  async checkConsistency(bundle: LoadedBundle): Promise<void> {
-    const problem = await this.once(this.consistency, bundle.dir, () => programCircuitProblem(bundle));
-    if (problem) throw new BundleRejectedError(`bundle ${path.basename(bundle.dir)}: ${problem}`);
-  }
+  constructor(private readonly deps: ServedKeyCheckDeps) {}
 
   /**
    * Refuse a model whose registered verification key is not the key of the zkey this node proves with, or
    * not the bundle's verification_key.json: its proofs could not verify on chain.
    */
-  async checkServedKey(modelId: bigint, bundle: LoadedBundle): Promise<void> {
-    const problem = await this.once(this.keys, modelId.toString(), async () => {
-      const vkFile = path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file);
-      const found = servedKeyProblem({
-        registered: await this.deps.registeredKey(modelId),
-        bundled: verificationKeyWords(JSON.parse(fs.readFileSync(vkFile, "utf8"))),
-        proving: await this.deps.provingKey(bundle.dir),
-      });
-      if (!found) this.deps.onKeysMatch?.(modelId);
-      return found;
-    });
-    if (problem) throw new BundleRejectedError(`model ${modelId}: ${problem}`);
+  async check(modelId: bigint, bundle: LoadedBundle): Promise<void> {
+    const id = modelId.toString();
+    let verdict = this.verdicts.get(id);
+    if (!verdict) {
+      verdict = (async () => {
+        const vkFile = path.join(bundle.dir, bundle.manifest.artifacts.verificationKey!.file);
+        const found = servedKeyProblem({
+          registered: await this.deps.registeredKey(modelId),
+          bundled: verificationKeyWords(JSON.parse(fs.readFileSync(vkFile, "utf8"))),
+          proving: await this.deps.provingKey(bundle.dir),
+        });
+        if (!found) this.deps.onKeysMatch?.(modelId);
+        return found;
+      })();
+      this.verdicts.set(id, verdict);
+      verdict.catch(() => this.verdicts.delete(id));
+    }
+    const problem = await verdict;
+    if (problem) throw new BundleRejectedError(`model ${id}: ${problem}`);
   }
 
   /** Forget every verdict (a reorg may have replaced a model's registration). */
   clear() {
-    this.keys.clear();
-    this.consistency.clear();
+    this.verdicts.clear();
   }
-
-  private once(
-    cache: Map<string, Promise<string | undefined>>,
-    key: string,
-    check: () => Promise<string | undefined>,
-  ): Promise<string | undefined> {
-    let entry = cache.get(key);
-    if (!entry) {
-      entry = check();
-      cache.set(key, entry);
-      entry.catch(() => cache.delete(key));
-    }
-    return entry;
-  }
-}
-
-/**
- * Why `bundle`'s program disagrees with its circuit, or undefined when it agrees.
- *
- * BUNDLE-CONSISTENCY CALL SITE (issue 19, attack 3): the check of workers/runtime/bundle-consistency.ts
- * (program.json against the circuit, once per bundle) is called here and only here; both nodes reach it
- * through CircuitBundleChecks.checkConsistency. Until that module lands this finds no problem.
- */
-async function programCircuitProblem(bundle: LoadedBundle): Promise<string | undefined> {
-  void bundle;
-  return undefined;
 }

@@ -3,8 +3,8 @@ import client from "prom-client";
 import { ZkmlError } from "../../zkml";
 import type { DataClient } from "../data/client";
 import { ProofOutputsMismatchError, ProverPool } from "../inference/prover-pool";
-import { CircuitBundleChecks } from "../inference/served-key";
-import { BundleRejectedError, isPlainBundle, type BundleCache } from "../runtime/bundles";
+import { ServedKeyChecks } from "../inference/served-key";
+import { BundleRejectedError, type BundleCache } from "../runtime/bundles";
 import type { Chain } from "../runtime/chain";
 import type { Journal, TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
@@ -163,7 +163,7 @@ export class OptimisticVerifier {
   private readonly looked = new Map<string, SubmittedTask>();
   /** Proving processes, started the first time a lie is proved wrong. */
   private provers?: ProverPool;
-  private readonly circuitChecks: CircuitBundleChecks;
+  private readonly servedKeys: ServedKeyChecks;
   /** The dispute manager's address, checksummed (its logs are told apart by it). */
   private readonly disputesAddress?: string;
 
@@ -208,7 +208,7 @@ export class OptimisticVerifier {
       registers: [registry],
     });
     this.updateAmounts();
-    this.circuitChecks = new CircuitBundleChecks({
+    this.servedKeys = new ServedKeyChecks({
       registeredKey: async (modelId) => [...(await chain.models.verificationKeyOf(modelId))],
       provingKey: (dir) => this.prover().zkeyVerificationKey(dir),
     });
@@ -275,14 +275,14 @@ export class OptimisticVerifier {
   }
 
   /**
-   * The model's output words on the task's input, by this node's own execution. A circuit bundle must pass
-   * its consistency check first (its program is what is executed, its circuit what a challenge proves): one
-   * that fails is refused (BundleRejectedError), so the node neither attests nor challenges with it.
+   * The model's output words on the task's input, by this node's own execution. BundleCache refuses
+   * (BundleRejectedError) a circuit bundle whose program disagrees with its circuit (bundle-consistency.ts:
+   * its program is what is executed here, its circuit what a challenge proves), so the node neither attests
+   * nor challenges with one: the task is `refused` (422 to `/attest`).
    */
   private async execute(submitted: SubmittedTask): Promise<bigint[]> {
     const model = await this.chain.models.getModel(submitted.modelId);
     const bundle = await this.bundles.getAny(model);
-    if (!isPlainBundle(bundle)) await this.circuitChecks.checkConsistency(bundle);
     const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
     return (await bundleOutputWords(bundle, input)).words;
   }
@@ -682,7 +682,7 @@ export class OptimisticVerifier {
     try {
       const model = await this.chain.models.getModel(submitted.modelId);
       const bundle = await this.bundles.get(model);
-      await this.circuitChecks.checkServedKey(submitted.modelId, bundle);
+      await this.servedKeys.check(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const binding = BigInt(await this.chain.tasks.taskBinding(taskId, this.address));
       proved = await this.prover().proveTask(bundle.dir, input, binding, mine);
