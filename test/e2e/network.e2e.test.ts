@@ -456,8 +456,11 @@ describe("network end to end (hardhat node + worker processes)", function () {
       /^bundle [0-9a-f]{64}: verification key hash 0x[0-9a-f]{64} differs from the registry's 0x[0-9a-f]{64}$/,
     );
     expect(outcome[1].msg).to.equal("task refused");
+    // The bundle's consistency check (BundleCache, once per bundle: a proof made with its zkey must verify
+    // against its verification key) refuses it first; the served-key check (the zkey's key against the
+    // registry's) would refuse it next.
     expect(outcome[1].reason).to.match(
-      /^model \d+: verification key mismatch: the key of the bundle's zkey \(hash 0x[0-9a-f]{64}\) is not the registered key/,
+      /^bundle [0-9a-f]{64}: inconsistent bundle, its program and its circuit disagree .*(made with circuit\.zkey does not verify|the zkey cannot prove|the proof made with the zkey)|^model \d+: verification key mismatch: the key of the bundle's zkey \(hash 0x[0-9a-f]{64}\) is not the registered key/,
     );
     expect(outcome[2]).to.deep.equal({
       msg: "task skipped by policy",
