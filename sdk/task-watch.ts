@@ -209,7 +209,7 @@ export async function describeTask(deps: {
       const rejected = await lastLog(MODE_TOPICS.rejected);
       const outcome = rejected ? DISPUTE_OUTCOMES[Number(rejected.args.outcome)] : undefined;
       const refund: bigint | undefined = rejected ? rejected.args.refund : undefined;
-      const d = await disputeOf(deps, block.number);
+      const d = await disputeOf(deps, block.number, from);
       const dispute = d && { challenger: d.challenger, deadline: d.deadline, byProof: d.byProof };
       const why = dispute?.byProof
         ? `challenged with a proof: ${dispute.challenger} proved the posted outputs wrong (a Groth16 proof of ` +
@@ -267,7 +267,7 @@ export async function describeTask(deps: {
         : `${attestations} of ${quorum} attestation${quorum === 1 ? "" : "s"}`;
     if (status === "Disputed") {
       // Only a vote stays open: a challenge by proof rejects the posted outputs in its own transaction.
-      const dispute = (await disputeOf(deps, block.number)) ?? {
+      const dispute = (await disputeOf(deps, block.number, from)) ?? {
         challenger: ethers.ZeroAddress,
         deadline: 0,
         byProof: false,
@@ -363,17 +363,31 @@ export async function describeTask(deps: {
   };
 }
 
-/** The dispute manager's record of the task's dispute (the registry's manager now), read at `blockTag`. */
+/**
+ * The record of the task's dispute, read at `blockTag` from the dispute manager that opened it: the one whose
+ * `DisputeOpened` sits in the transaction of the registry's last `TaskDisputed` for the task (the registry
+ * checked then that it was the manager in office), so a later `setVerificationModules` does not hide it.
+ */
 async function disputeOf(
   deps: { provider: Provider; tasks: TaskRegistry; taskId: bigint },
   blockTag: number,
+  fromBlock: number,
 ): Promise<Required<TaskWaitStatus>["dispute"] | undefined> {
   const { provider, tasks, taskId } = deps;
-  const [disputesAddress] = (await freshCall(provider, tasks, "modeParameters", [], blockTag)) as unknown as [
-    string,
-  ];
-  if (disputesAddress === ethers.ZeroAddress) return undefined;
-  const disputes = DisputeManager__factory.connect(disputesAddress, provider);
+  const id = ethers.toBeHex(taskId, 32);
+  const disputed = (
+    await provider.getLogs({
+      address: await tasks.getAddress(),
+      topics: [MODE_TOPICS.disputed, id],
+      fromBlock,
+      toBlock: blockTag,
+    })
+  ).at(-1);
+  if (!disputed) return undefined;
+  const receipt = await provider.getTransactionReceipt(disputed.transactionHash);
+  const opened = receipt?.logs.find((l) => l.topics[0] === MODE_TOPICS.disputeOpened && l.topics[1] === id);
+  if (!opened) return undefined;
+  const disputes = DisputeManager__factory.connect(opened.address, provider);
   const d = (await freshCall(provider, disputes, "disputeOf", [taskId], blockTag))[0];
   if (d.challenger === ethers.ZeroAddress) return undefined;
   const byProof = Boolean(d.circuit);

@@ -505,6 +505,32 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(report.optimistic!.dispute!.votes).to.have.length(2);
       expect(report.checked.join("\n")).to.match(/the stake-weighted vote found the node wrong/);
     });
+
+    it("reads an open vote from the manager that opened it, after governance swapped the dispute manager", async function () {
+      const outputs = [9n];
+      const t = await postedOnVoteModel(outputs);
+      const challenger = f.verifiers[1];
+      await f.disputes.connect(challenger).challenge(t.taskId, t.task, hashWords(outputs), []);
+      const enclaves = await f.enclaves.getAddress();
+      const replacement = await (
+        await ethers.getContractFactory("DisputeManager")
+      ).deploy(
+        await f.tasks.getAddress(),
+        await f.token.getAddress(),
+        await f.staking.getAddress(),
+        f.governance.address,
+      );
+      await f.tasks.connect(f.governance).setVerificationModules(enclaves, await replacement.getAddress());
+      try {
+        const seen = await look(t.taskId);
+        expect(seen.dispute).to.include({ challenger: challenger.address, byProof: false });
+        expect(seen.message).to.match(new RegExp(`^disputed by ${challenger.address}: vote open until `));
+      } finally {
+        await f.tasks.connect(f.governance).setVerificationModules(enclaves, await f.disputes.getAddress());
+      }
+      await time.increase(Number(await f.disputes.voteWindow()) + 1);
+      await f.disputes.connect(f.stranger).resolveVote(t.taskId, t.task, outputs, []);
+    });
   });
 
   describe("tee: signed result, audit of the key", function () {
@@ -639,9 +665,9 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     it("audits every verified or rejected task in its mode; only proofs count toward setupNotSecure", async function () {
       const summary = await f.client.auditRange(0);
       // optimistic: 4 verified (two by attestations, one served again after a reopening, one by vote) and
-      // 2 rejected (by a challenger's proof, by vote); tee: 2 verified
-      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 6, unknown: 0 });
-      expect(summary).to.include({ audited: 8, rejected: 2 });
+      // 3 rejected (by a challenger's proof, two by vote); tee: 2 verified
+      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 7, unknown: 0 });
+      expect(summary).to.include({ audited: 9, rejected: 3 });
       // the wrong output its attesters let through, and the key whose document does not check
       expect(summary.disagreed).to.have.length(2);
       // the challenger's proof under the development setup; the votes and the TEE results rest on none
