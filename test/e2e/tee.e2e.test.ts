@@ -5,6 +5,7 @@ import { ethers, type Wallet } from "ethers";
 import { packValues } from "../../zkml";
 import { loadPlainManifest, quantizePlainInput, runPlainBundle } from "../../zkml/plain-bundle";
 import { DEV_ENCLAVE_MEASUREMENT, DevEnclave, listKeyRecords } from "../../tee";
+import { Journal } from "../../workers/runtime/journal";
 import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
 import {
   account,
@@ -312,5 +313,91 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     });
     const bond = await net.deployment.enclaves.challengeBond();
     expect(await net.deployment.token.balanceOf(watcher.address)).to.equal(ethers.parseEther("1000") - bond);
+  });
+
+  it("a TEE claim that lapsed under a key challenge is refused by the inference node, not taken over", async function () {
+    expect(typeof modelId, "the model was registered by the test before").to.equal("bigint");
+    const { tasks, enclaves, token } = net.deployment;
+    // The operator staked and registered a key in the test before.
+    const operator = account(6).connect(net.provider);
+    const startBlock = await net.provider.getBlockNumber();
+    const manifest = loadPlainManifest(bundleDir);
+    const q = quantizePlainInput(
+      manifest,
+      samples.inputs[0].map((v) => v * samples.scale),
+    );
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
+    const receipt = await (
+      await tasks.connect(requester).submitTask({
+        modelId,
+        input: packValues(q, manifest.publicSignals.packBits),
+        inputDataHash: ethers.ZeroHash,
+        fee: FEE,
+        deadline: now + 3 * 3600,
+        callback: ethers.ZeroAddress,
+        callbackGasLimit: 0,
+      })
+    ).wait();
+    const s = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
+    await (await tasks.connect(operator).claimTask(s.taskId, s.task)).wait();
+
+    // While the claim runs, a key of the operator's is challenged (one registered with a document naming
+    // another key), and the claim lapses.
+    const held = DevEnclave.loadOrCreate(path.join(net.tmp, "operator-6-third"));
+    const document = DevEnclave.loadOrCreate(path.join(net.tmp, "someone-else")).attestationDocument();
+    const expiresAt = BigInt(now + 86_400);
+    const digest = await enclaves.registrationDigest(
+      operator.address,
+      held.address,
+      DEV_ENCLAVE_MEASUREMENT,
+      ethers.keccak256(document),
+      expiresAt,
+    );
+    await (
+      await enclaves
+        .connect(operator)
+        .registerKey(held.address, DEV_ENCLAVE_MEASUREMENT, expiresAt, document, held.signDigest(digest))
+    ).wait();
+    const watcher = account(8).connect(net.provider);
+    const bond = await enclaves.challengeBond();
+    await (await token.connect(net.deployer).transfer(watcher.address, bond)).wait();
+    await (await token.connect(watcher).approve(await enclaves.getAddress(), bond)).wait();
+    await (
+      await enclaves.connect(watcher).challengeKey(held.address, "the document names another key")
+    ).wait();
+    const [, claimExpiresAt] = await tasks.claimOf(s.taskId);
+    const later = (await net.provider.getBlock("latest"))!.timestamp;
+    await net.provider.send("evm_increaseTime", [Number(claimExpiresAt) - later + 5]);
+    await net.provider.send("evm_mine", []);
+
+    // The inference node watches the claim, sees it lapse, and would take the task over: the registry
+    // refuses (nobody earns a task lapsed through a challenge), and the node gives the task up at once.
+    const dir = path.join(net.tmp, "inference-lapsed");
+    const inference = startInferenceNode(net, NODE, dir, {
+      extra: ["--enclave", "dev", "--start-block", String(startBlock)],
+    });
+    procs.push(inference);
+    const refusals = () =>
+      inference
+        .logs()
+        .filter(
+          (l) =>
+            l.msg === "task refused: its lapsed claim is under challenge" && l.taskId === s.taskId.toString(),
+        );
+    await waitFor("the take-over refused", async () => refusals().length > 0, 120_000, 200, inference);
+    expect(String(refusals()[0].reason)).to.match(/TaskRegistryClaimUnderChallenge/);
+    // Not retried: a few polls later it is still the one refusal, and the task is still the operator's lapsed claim.
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(refusals()).to.have.length(1);
+    expect(await tasks.taskStatus(s.taskId)).to.equal(2n); // Claimed (lapsed)
+    const claims = await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId));
+    expect(claims.map((c) => c.args.node)).to.deep.equal([operator.address]);
+    expect(await inference.stop()).to.equal(0);
+    const journal = new Journal(path.join(dir, "journal.db"));
+    try {
+      expect(journal.task(s.taskId)).to.include({ state: "refused" });
+    } finally {
+      journal.close();
+    }
   });
 });

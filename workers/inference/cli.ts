@@ -33,8 +33,9 @@ export function registerInferenceCommands(node: Command) {
 
   addSchemaOptions(withConfigFile(node.command("verification")), verificationSchema)
     .description(
-      "run a verification node: re-verify every settled task and report disagreements; attest or " +
-        "challenge results posted in the optimistic mode",
+      "run a verification node: re-verify every settled task and report disagreements; sign attestations " +
+        "of matching optimistic results off chain, challenge wrong ones (by proof, or by bond and vote) and " +
+        "vote on disputes",
     )
     .addHelpText("after", HELP_AFTER)
     .action(async (opts: Record<string, unknown>) => {

@@ -158,9 +158,10 @@ export const inferenceSchema = {
     env: "OPG_ATTEST_URLS",
     description:
       "verification nodes asked for attestations signed off chain before an optimistic result is posted (they " +
-      "ride in the posting transaction): auto (default) the endpoints eligible verification nodes registered " +
-      "in NodeStaking; none: ask nobody (attesters then attest on chain); or comma-separated base URLs of " +
-      "their service ports (http://host:9465), asked in that order",
+      "ride in the posting transaction; a result is posted only with its task's quorum of them): auto " +
+      "(default) the endpoints eligible verification nodes registered in NodeStaking; none: ask nobody (so " +
+      "no optimistic result is ever posted); or comma-separated base URLs of their service ports " +
+      "(http://host:9465), asked in that order",
     default: "auto" as "auto" | "none" | string[],
     parse: (raw) => {
       if (raw === "auto" || raw === "none") return raw;
@@ -177,7 +178,8 @@ export const inferenceSchema = {
   attestTimeoutMs: opt({
     env: "OPG_ATTEST_TIMEOUT_MS",
     description:
-      "how long to wait for off-chain attestations before posting an optimistic result with those in hand",
+      "how long one round of asking for off-chain attestations may take; short of the task's quorum the node " +
+      "asks again (after 2 s, then twice as long each time, up to 30 s) until its claim is about to expire",
     default: 5000,
     parse: parse.int(100, 120_000),
   }),
@@ -185,7 +187,8 @@ export const inferenceSchema = {
     env: "OPG_FAULT_LIE_EVERY",
     description:
       "FAULT INJECTION FOR TESTS ONLY: post a wrong output (first value +1) for optimistic tasks whose id is " +
-      "a multiple of N, to exercise challenges; the node gets slashed for each. 0 (default): never",
+      "a multiple of N, to exercise challenges (honest verifiers refuse to sign it, so it is posted only with " +
+      "a colluding verifier's signature); the node gets slashed for each. 0 (default): never",
     default: 0,
     parse: parse.int(0, 1_000_000),
   }),
