@@ -10,7 +10,7 @@ export class OpgClientError extends Error {
  * An optimistic task whose posted outputs were rejected after a dispute: its fee went back to the requester.
  * `outcome` is how the dispute ended: `NodeWrong` (a challenger proved other outputs on the task's input, or
  * the vote found them wrong: the node and its attesters were slashed) or `Undecided` (a vote without a
- * quorum of stake, or a tie: nobody slashed).
+ * quorum of stake: nobody slashed).
  */
 export class TaskRejectedError extends OpgClientError {
   constructor(

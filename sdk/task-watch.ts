@@ -217,7 +217,7 @@ export async function describeTask(deps: {
         : outcome === "NodeWrong"
           ? "the vote found the posted outputs wrong (outcome NodeWrong: the node and its attesters were slashed)"
           : outcome === "Undecided"
-            ? "the vote could not decide (outcome Undecided: no quorum of stake voted, or a tie; nobody slashed)"
+            ? "the vote could not decide (outcome Undecided: less stake voted than the quorum; nobody slashed)"
             : "its posted outputs were rejected after a dispute";
       const paid = refund === undefined ? "its fee" : `its fee of ${ethers.formatEther(refund)} OPG`;
       const message = `rejected: ${why}; ${paid} went back to the requester`;

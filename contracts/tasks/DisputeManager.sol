@@ -27,13 +27,15 @@ import {Groth16} from "../libraries/Groth16.sol";
 /// higher) opens a stake-weighted vote of verification nodes over `voteWindow`. Every eligible staker may
 /// vote (no ballot cap: tallies, not lists), with the weight of its free stake, provided it added no stake
 /// since the dispute opened (weights are as staked at the opening). The challenger's own stake counts
-/// against the node. After the window the side with more weight wins if at least `voteQuorumStake` voted.
+/// against the node. After the window, if at least `voteQuorumStake` voted, the posted outputs are rejected
+/// when more weight says so and stand otherwise: the challenger carries the burden, so a tie is the node's
+/// (a challenger who is also the requester cannot engineer a tie to get the output and its fee back).
 /// Each ballot is settled lazily (`settleBallot`): a losing ballot loses `voterSlashBps` of its weight (the
 /// governed beneficiary share comes here and is paid to the winning side, the rest goes to the treasury); a
 /// winning ballot is paid, pro rata to its weight, the losers' slashes and, when the node was right, the
 /// challenger's bond. Slash and reward are linear in weight, so splitting a stake across identities gains
-/// nothing. An undecided vote (no quorum, or a tie) refunds the requester, releases the node's collateral,
-/// returns the bond and slashes nobody.
+/// nothing. An undecided vote (less weight than the quorum) refunds the requester, releases the node's
+/// collateral, returns the bond and slashes nobody.
 ///
 /// Every dispute keeps the parameters it opened with, and the task registry lets only the manager that
 /// opened a dispute settle it. The owner is the governance timelock.
@@ -292,18 +294,19 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         uint256 weightFor = d.weightFor;
         uint256 weightAgainst = d.weightAgainst;
         ITaskRegistry.DisputeOutcome outcome = ITaskRegistry.DisputeOutcome.Undecided;
-        if (weightFor + weightAgainst >= d.quorum && weightFor != weightAgainst) {
+        if (weightFor + weightAgainst >= d.quorum) {
             outcome =
-                weightFor > weightAgainst
-                    ? ITaskRegistry.DisputeOutcome.NodeRight
-                    : ITaskRegistry.DisputeOutcome.NodeWrong;
+                weightAgainst > weightFor
+                    ? ITaskRegistry.DisputeOutcome.NodeWrong
+                    : ITaskRegistry.DisputeOutcome.NodeRight;
         }
         d.state = DisputeState.Resolved;
         d.outcome = outcome;
         address challenger = d.challenger;
         uint256 bond = d.bond;
         if (outcome == ITaskRegistry.DisputeOutcome.NodeRight) {
-            // The bond is the winning ballots' reward (weightFor > weightAgainst >= 0, so weightFor > 0).
+            // The bond is the winning ballots' reward (weightFor >= weightAgainst, and the challenger's weight
+            // is non-zero, so weightFor > 0).
             d.rewardPerWeight = Math.mulDiv(bond, _ACC, weightFor);
             emit DisputeResolved(taskId, outcome, address(this));
             tasks.acceptDisputed(taskId, task, outputs, attesters);

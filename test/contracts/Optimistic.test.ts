@@ -538,14 +538,32 @@ describe("Optimistic mode", function () {
       );
     });
 
-    it("undecided (tie): exact refund, nobody slashed, nobody paid, the bond returns to the challenger", async function () {
+    it("a tie is the node's: the challenger carries the burden, so a requester cannot tie its way to a refund", async function () {
       const f = await loadFixture(modesFixture);
+      const [, challenger, v2] = f.verifiers;
+      const p = await posted(f, { modelId: f.voteModelId });
+      await f.disputes.connect(challenger).challenge(p.s.taskId, p.s.task, p.outputsHash, []);
+      await f.disputes.connect(v2).vote(p.s.taskId, true); // 1,000 against 1,000
+      await afterDispute(f, p.s.taskId);
+      await expect(f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, []))
+        .to.emit(f.disputes, "DisputeResolved")
+        .withArgs(p.s.taskId, Outcome.NodeRight, await f.disputes.getAddress());
+      expect(await f.tasks.taskStatus(p.s.taskId)).to.equal(Status.Verified);
+    });
+
+    it("undecided without quorum: exact refund, nobody slashed, nobody paid, the bond returns to the challenger", async function () {
+      const f = await loadFixture(modesFixture);
+      await f.disputes
+        .connect(f.governance)
+        .setDisputeParameters(1800, CHALLENGE_BOND, 1000, ethers.parseEther("5000"));
       const [, challenger, v2] = f.verifiers;
       const requesterBefore = await tokens(f, f.requester.address);
       const p = await posted(f, { modelId: f.voteModelId });
       const challengerBefore = await tokens(f, challenger.address);
       await f.disputes.connect(challenger).challenge(p.s.taskId, p.s.task, p.outputsHash, []);
-      await f.disputes.connect(v2).vote(p.s.taskId, true); // 1,000 against 1,000
+      // Governance raising the quorum now changes nothing for this dispute: it keeps the one it opened with.
+      await f.disputes.connect(f.governance).setDisputeParameters(1800, CHALLENGE_BOND, 1000, 1n);
+      await f.disputes.connect(v2).vote(p.s.taskId, true); // 2,000 of 5,000
       await afterDispute(f, p.s.taskId);
       const tx = f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, []);
       await expect(tx)
@@ -563,19 +581,6 @@ describe("Optimistic mode", function () {
         expect(await bonded(f, v.address)).to.equal(VERIFIER_STAKE);
       }
       expect(await tokens(f, await f.disputes.getAddress())).to.equal(0n);
-    });
-
-    it("undecided without quorum", async function () {
-      const f = await loadFixture(modesFixture);
-      await f.disputes
-        .connect(f.governance)
-        .setDisputeParameters(1800, CHALLENGE_BOND, 1000, ethers.parseEther("5000"));
-      const p = await posted(f, { modelId: f.voteModelId });
-      await f.disputes.connect(f.verifiers[1]).challenge(p.s.taskId, p.s.task, p.outputsHash, []);
-      await afterDispute(f, p.s.taskId);
-      await expect(f.disputes.resolveVote(p.s.taskId, p.s.task, p.outputs, []))
-        .to.emit(f.disputes, "DisputeResolved")
-        .withArgs(p.s.taskId, Outcome.Undecided, f.verifiers[1].address);
     });
 
     it("a requester cannot get an output for less than its fee by challenging: the bond is at least the fee", async function () {

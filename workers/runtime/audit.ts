@@ -713,7 +713,8 @@ export async function auditRejectedLog(
       settleOk = weightAgainst > weightFor;
       if (!settleOk) problems.push(`THE BALLOTS DO NOT ADD UP TO NodeWrong (${tally})`);
     } else {
-      settleOk = weightFor === weightAgainst || (quorumStake !== undefined && total < quorumStake);
+      // Undecided only below the quorum: a tie is the node's (the challenger carries the burden).
+      settleOk = quorumStake !== undefined && total < quorumStake;
       if (!settleOk) problems.push(`THE BALLOTS DO NOT ADD UP TO Undecided (${tally})`);
     }
     if (settleOk) {
@@ -1308,7 +1309,7 @@ async function auditOptimistic(
       ballots: v.ballots,
     };
     if (outcome !== "NodeRight") problems.push(`THE DISPUTE'S RECORDED OUTCOME IS ${outcome ?? "MISSING"}`);
-    settleOk = outcome === "NodeRight" && v.weightFor > v.weightAgainst;
+    settleOk = outcome === "NodeRight" && v.weightFor >= v.weightAgainst;
     if (outcome === "NodeRight" && !settleOk) problems.push("THE BALLOTS DO NOT ADD UP TO NodeRight");
     if (settleOk) {
       checked.push(

@@ -301,7 +301,7 @@ export function disputeCheck(
   }
   const tallied =
     outcome === "NodeRight"
-      ? weightFor > weightAgainst
+      ? weightFor >= weightAgainst
       : outcome === "NodeWrong"
         ? weightAgainst > weightFor
         : outcome === "Undecided";
@@ -327,7 +327,7 @@ export function disputeCheck(
           ? "the vote found the node right: the outputs stand on the voters' stake"
           : outcome === "NodeWrong"
             ? `the vote found the node wrong: the outputs were rejected and the requester refunded ${opg(row.refund)}`
-            : `the vote was undecided (no quorum of stake, or a tie): the outputs were rejected, the requester refunded ${opg(row.refund)}, nobody slashed`,
+            : `the vote was undecided (less stake voted than the quorum): the outputs were rejected, the requester refunded ${opg(row.refund)}, nobody slashed`,
     };
   }
   return {
