@@ -430,6 +430,7 @@ contract TaskRegistry is ITaskRegistry, Ownable, ReentrancyGuardTransient {
         bool reopen = block.timestamp < task.deadline;
         if (reopen) {
             record.word = commitment;
+            record.node = address(0);
             record.status = TaskStatus.Open;
             emit TaskReopened(taskId, node);
         } else {
