@@ -1,3 +1,4 @@
+import { enclaveDocumentBinding } from "../../tee/binding";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -91,9 +92,16 @@ export async function sdkModesFixture() {
 
   /**
    * A development attestation document for `key` (the fields tee/dev-enclave.ts writes), stamped with the
-   * chain's time so that the freshness check holds however far the test moved the clock.
+   * chain's time so that the freshness check holds however far the test moved the clock, its nonce binding
+   * this chain, the enclave registry, `node` and the key (tee/binding.ts).
    */
-  async function devDocument(key: Wallet): Promise<Uint8Array> {
+  async function devDocument(key: Wallet, node: string): Promise<Uint8Array> {
+    const nonce = enclaveDocumentBinding({
+      chainId: (await ethers.provider.getNetwork()).chainId,
+      registry: await f.enclaves.getAddress(),
+      node,
+      key: key.address,
+    });
     const pcrs = new Map<CborKey, CborValue>([
       [0, new Uint8Array(DEV_ENCLAVE_PCRS[0])],
       [1, new Uint8Array(DEV_ENCLAVE_PCRS[1])],
@@ -108,7 +116,7 @@ export async function sdkModesFixture() {
         ["pcrs", pcrs],
         ["public_key", ethers.getBytes(key.signingKey.publicKey)],
         ["user_data", ethers.getBytes(key.address)],
-        ["nonce", new Uint8Array(32)],
+        ["nonce", ethers.getBytes(nonce)],
       ]),
     );
   }
@@ -124,7 +132,7 @@ export async function sdkModesFixture() {
   ): Promise<Wallet> {
     const key = new ethers.Wallet(ethers.hexlify(ethers.randomBytes(32)));
     const measurement = opts.measurement ?? DEV_ENCLAVE_MEASUREMENT;
-    const document = opts.document ?? (await devDocument(key));
+    const document = opts.document ?? (await devDocument(key, node.address));
     const expiresAt = Number(await pinNextBlockTime()) + 7 * 24 * 3600;
     const digest = await f.enclaves.registrationDigest(
       node.address,

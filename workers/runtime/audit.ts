@@ -1092,6 +1092,9 @@ async function auditTee(
       documentHash: info.documentHash,
       document: ethers.getBytes(ev.args.document),
       registeredAt: new Date((at?.timestamp ?? 0) * 1000),
+      // The nonce must bind this chain, the registry the key was registered with, the node and the key.
+      chainId: (await deps.provider.getNetwork()).chainId,
+      registry: registered[0].address,
     });
     document = { verdict: check.verdict, kind: check.kind, problems: check.problems, notes: check.notes };
     if (check.verdict === "valid") {
