@@ -192,7 +192,7 @@ describe("SDK and client CLI (hardhat node + worker processes)", function () {
     await expectClientError(client.submit(modelId, [1, 2, 3]), /model \d+: input has shape \[3\]/);
     await expectClientError(client.submit(modelId, [1, Number.NaN, 3, 4]), /not a number/);
     await expectClientError(client.submit(99n, irisInputs[0]), /model 99 is not registered/);
-    await expectClientError(client.audit(12345n), /task 12345 is None, not verified/);
+    await expectClientError(client.audit(12345n), /task 12345 is None: only a verified task/);
     const readOnly = new OpgClient({
       runner: net.provider,
       deployment: net.deploymentFile,
