@@ -35,8 +35,8 @@ export const verificationSchema = {
   finalizeAfterSeconds: opt({
     env: "OPG_FINALIZE_AFTER_SECONDS",
     description:
-      "finalise a result this node attested when it is still pending this many seconds after its challenge " +
-      "window (its inference node normally does it at once)",
+      "finalise a result this node attested or re-executed to the same outputs when it is still pending this " +
+      "many seconds after its challenge window (its inference node normally does it at once, unless it is down)",
     default: 300,
     parse: parse.int(0, 30 * 86_400),
   }),

@@ -524,13 +524,22 @@ export class OptimisticVerifier {
   /** One round over the tasks that wait for something this node does. */
   async work() {
     const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-    const waiting = this.journal.tasksIn("posted", "attested", "challenged", "disputed", "voted", "settling");
+    const waiting = this.journal.tasksIn(
+      "posted",
+      "attested",
+      "matched",
+      "challenged",
+      "disputed",
+      "voted",
+      "settling",
+    );
     for (const row of waiting) {
       const submitted = taskFromJson(row.data);
       const ctx = { taskId: row.taskId, modelId: row.modelId };
       try {
         if (row.state === "posted") await this.check(row, submitted, now);
-        else if (row.state === "attested") await this.finalizeIfStale(row, submitted, now);
+        else if (row.state === "attested" || row.state === "matched")
+          await this.finalizeIfStale(row, submitted, now);
         else if (row.state === "settling") await this.settleBallots(row);
         else await this.followDispute(row, submitted, now);
       } catch (err) {
@@ -634,7 +643,13 @@ export class OptimisticVerifier {
       const attesters = await attestersOf(this.reader, taskId, posted.block);
       if (attesters.includes(this.address))
         return this.markAttested({ ...row, proof: JSON.stringify(posted) });
-      this.journal.setState(taskId, "matched", { proof: JSON.stringify(posted), reason: null });
+      // Kept until the window ends: a result whose node went silent is finalised by whoever re-executed it
+      // (finalizeIfStale), not only by its attesters.
+      this.journal.setState(taskId, "matched", {
+        proof: JSON.stringify(posted),
+        until: posted.windowEnd,
+        reason: null,
+      });
       this.actions.inc({ action: "matched" });
       this.log.info(
         { taskId: taskId.toString(), node: posted.node, attesters: attesters.length },
@@ -789,7 +804,10 @@ export class OptimisticVerifier {
     );
   }
 
-  /** An attested result still pending `finalizeAfterSeconds` after its window: finalise it ourselves. */
+  /**
+   * A result we attested or re-executed to the same outputs, still pending `finalizeAfterSeconds` after its
+   * window: finalise it ourselves (its node may be down; anyone may finalise).
+   */
   private async finalizeIfStale(row: TaskRow, submitted: SubmittedTask, now: number) {
     if (row.until === null || now <= row.until + this.opts.finalizeAfterSeconds) return;
     const taskId = submitted.taskId;
@@ -808,7 +826,7 @@ export class OptimisticVerifier {
     if (!receipt) return;
     this.journal.setState(taskId, "final", { reason: "finalised by this node" });
     this.actions.inc({ action: "finalized" });
-    this.log.info({ taskId: taskId.toString(), tx: receipt.hash }, "attested result finalised");
+    this.log.info({ taskId: taskId.toString(), tx: receipt.hash }, "checked result finalised");
   }
 
   /**
