@@ -251,44 +251,36 @@ export function registerClientCommands(program: Command) {
         return auditExit(report, o.requireSecureSetup);
       });
     });
-  withConnection(task.command("refund <taskId>"))
-    .description(
-      "after its deadline, refund a task nobody settled to its requester, also an optimistic task whose " +
-        "challenge window closed without its quorum of attestations (any key may send it)",
-    )
-    .option("--from-block <n>", "a block at or before the submission (default 0)")
-    .action(async (id: string, o: Conn & { fromBlock?: string }) => {
-      await run(async (keep) => {
-        idArg("task id", id);
-        const { parse } = await import("../workers/runtime/config");
-        const fromBlock =
-          o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
-        const { client, provider } = await clientFor(o, true);
-        keep(provider);
-        const tx = await client.refund(await existingTask(client, id), { fromBlock });
-        process.stdout.write(json({ taskId: id, refunded: true, tx }));
+  /** `refund` and `reopen`: one transaction any key may send for a task, printed as {taskId, <done>: true, tx}. */
+  const keeperCommand = (name: "refund" | "reopen", done: "refunded" | "reopened", description: string) =>
+    withConnection(task.command(`${name} <taskId>`))
+      .description(description)
+      .option("--from-block <n>", "a block at or before the submission (default 0)")
+      .action(async (id: string, o: Conn & { fromBlock?: string }) => {
+        await run(async (keep) => {
+          idArg("task id", id);
+          const { parse } = await import("../workers/runtime/config");
+          const fromBlock =
+            o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
+          const { client, provider } = await clientFor(o, true);
+          keep(provider);
+          const tx = await client[name](await existingTask(client, id), { fromBlock });
+          process.stdout.write(json({ taskId: id, [done]: true, tx }));
+        });
       });
-    });
-
-  withConnection(task.command("reopen <taskId>"))
-    .description(
-      "before its deadline, put an optimistic task whose posted outputs met no quorum of attestations by the " +
-        "window's end back on the market (expireUnattested: the node's collateral is slashed, another node " +
-        "may claim the task; any key may send it)",
-    )
-    .option("--from-block <n>", "a block at or before the submission (default 0)")
-    .action(async (id: string, o: Conn & { fromBlock?: string }) => {
-      await run(async (keep) => {
-        idArg("task id", id);
-        const { parse } = await import("../workers/runtime/config");
-        const fromBlock =
-          o.fromBlock === undefined ? undefined : parse.int(0, Number.MAX_SAFE_INTEGER)(o.fromBlock);
-        const { client, provider } = await clientFor(o, true);
-        keep(provider);
-        const tx = await client.reopen(await existingTask(client, id), { fromBlock });
-        process.stdout.write(json({ taskId: id, reopened: true, tx }));
-      });
-    });
+  keeperCommand(
+    "refund",
+    "refunded",
+    "after its deadline, refund a task nobody settled to its requester, also an optimistic task whose " +
+      "challenge window closed without its quorum of attestations (any key may send it)",
+  );
+  keeperCommand(
+    "reopen",
+    "reopened",
+    "before its deadline, put an optimistic task whose posted outputs met no quorum of attestations by the " +
+      "window's end back on the market (expireUnattested: the node's collateral is slashed, another node " +
+      "may claim the task; any key may send it)",
+  );
 
   withSetupFlags(withConnection(task.command("audit-range")))
     .description(
