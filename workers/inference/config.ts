@@ -89,8 +89,61 @@ export const chainNodeSchema = {
   }),
 };
 
+/**
+ * How a node runs strangers' models (workers/runtime/execution-policy.ts and sandbox.ts): shared by the
+ * inference and the verification node, which both execute every model they serve.
+ */
+export const executionSchema = {
+  execTimeoutMs: opt({
+    env: "OPG_EXEC_TIMEOUT_MS",
+    description:
+      "wall-clock limit of one model run (and of a model's probe run on zeros before its first task), in ms: " +
+      "its execution process is killed past it and the task refused, never retried",
+    default: 10_000,
+    parse: parse.int(100, 600_000),
+  }),
+  execMemoryMb: opt({
+    env: "OPG_EXEC_MEMORY_MB",
+    description:
+      "resident memory limit of an execution process, in MiB (read every 50 ms; V8's heap is capped at it " +
+      "too): killed past it and the task refused, never retried",
+    default: 1024,
+    parse: parse.int(128, 1_048_576),
+  }),
+  execWorkers: opt({
+    env: "OPG_EXEC_WORKERS",
+    description: "execution processes: model runs at once, further runs queue",
+    default: 1,
+    parse: parse.int(1, 64),
+  }),
+  allowDynamicShapes: opt({
+    env: "OPG_ALLOW_DYNAMIC_SHAPES",
+    description:
+      "run models whose shapes the task's input values choose (an input fed to ConstantOfShape, Expand, " +
+      "Reshape, Range...; Loop, If, NonZero): their cost is the task's to choose, bounded only by the time " +
+      "and memory limits. Off: such models are refused by name",
+    default: false,
+    parse: parse.bool,
+  }),
+  maxModelBytes: opt({
+    env: "OPG_MAX_MODEL_BYTES",
+    description: "largest model file (model.onnx, program.json) the node parses or runs, in bytes",
+    default: 128 * 1024 * 1024,
+    parse: parse.int(1024, 4 * 1024 * 1024 * 1024),
+  }),
+  maxProgramOps: opt({
+    env: "OPG_MAX_PROGRAM_OPS",
+    description:
+      "largest cost of a ZK bundle's fixed-point program, in multiply-accumulates a run (counted from " +
+      "program.json before it runs); a costlier model is refused",
+    default: 200_000_000,
+    parse: parse.int(1, Number.MAX_SAFE_INTEGER),
+  }),
+};
+
 export const inferenceSchema = {
   ...chainNodeSchema,
+  ...executionSchema,
   minFee: opt({
     env: "OPG_MIN_FEE",
     description: "smallest task fee worth claiming, in OPG",

@@ -13,6 +13,7 @@ import { bundleKind, loadPlainManifest, type PlainBundleManifest } from "../../z
 import { DataClient, DataClientError } from "../data/client";
 import { BundleConsistencyCache, type ConsistencyCacheOptions } from "./bundle-consistency";
 import { bytes32ToBundleId, unpackBundle } from "../data/bundle-archive";
+import { ExecutionRefusedError } from "./execution-errors";
 
 export interface LoadedBundle {
   kind?: "zk";
@@ -105,7 +106,20 @@ export interface BundleCacheOptions {
    * neither posts nor attests outputs (nothing it does is slashed).
    */
   consistency?: ConsistencyCacheOptions | false;
+  /**
+   * Largest program.json the cache parses, in bytes (the node's maxModelBytes): a larger one is refused
+   * (ExecutionRefusedError "program") before it is read. Default: no limit (one-shot commands).
+   */
+  maxModelBytes?: number;
 }
+
+/** Bundles whose load failed for good, remembered so that each task or /attest does not fetch them again. */
+const FAILURES_KEPT = 1024;
+/**
+ * How long such a failure is kept: a bundle id is the hash of its bytes, so what was corrupt stays corrupt,
+ * but one missing from the data node may be uploaded later.
+ */
+const FAILURE_TTL_MS = 10 * 60_000;
 
 /**
  * Model bundles fetched from the data node by the bundle hash the model registry holds, checked, unpacked
@@ -119,6 +133,9 @@ export interface BundleCacheOptions {
  */
 export class BundleCache {
   private readonly loaded = new Map<string, Promise<AnyBundle>>();
+  /** Bundle ids whose load was refused (not a retryable fetch error): the error, and when. */
+  private readonly failed = new Map<string, { err: Error; at: number }>();
+  private readonly maxModelBytes: number;
   /** The consistency verdicts of the ZK bundles served (undefined when the check is off). */
   readonly consistency?: BundleConsistencyCache;
 
@@ -127,6 +144,7 @@ export class BundleCache {
     private readonly data: DataClient,
     opts: BundleCacheOptions = {},
   ) {
+    this.maxModelBytes = opts.maxModelBytes ?? Number.POSITIVE_INFINITY;
     if (opts.consistency !== false) {
       this.consistency = new BundleConsistencyCache({
         dir: path.join(cacheDir, "consistency"),
@@ -176,12 +194,22 @@ export class BundleCache {
   }
 
   private entry(id: string): Promise<AnyBundle> {
+    const failed = this.failed.get(id);
+    if (failed && Date.now() - failed.at < FAILURE_TTL_MS) return Promise.reject(failed.err);
+    if (failed) this.failed.delete(id);
     let entry = this.loaded.get(id);
     if (!entry) {
       entry = this.load(id);
       this.loaded.set(id, entry);
-      // A failed fetch is not cached: the next task may find the data node repaired.
-      entry.catch(() => this.loaded.delete(id));
+      entry.catch((err: Error) => {
+        this.loaded.delete(id);
+        // A refused bundle is refused again without a download; a failed fetch is not kept: the next task
+        // may find the data node repaired.
+        if (err instanceof BundleRejectedError || err instanceof ExecutionRefusedError) {
+          this.failed.set(id, { err, at: Date.now() });
+          if (this.failed.size > FAILURES_KEPT) this.failed.delete(this.failed.keys().next().value as string);
+        }
+      });
     }
     return entry;
   }
@@ -236,6 +264,22 @@ export class BundleCache {
       fs.rmSync(dir, { recursive: true, force: true });
       throw new BundleRejectedError(`bundle ${id}: ${(e as Error).message}`);
     }
-    return { dir, manifest, program: loadProgram(dir), verificationKeyHash: keyHash };
+    // program.json is parsed in this process (the consistency check and the audit read it): its size is
+    // checked first. Running it happens in the sandbox (execution-policy.ts).
+    const programBytes = fs.statSync(path.join(dir, "program.json"), { throwIfNoEntry: false })?.size ?? 0;
+    if (programBytes > this.maxModelBytes) {
+      throw new ExecutionRefusedError(
+        "program",
+        `bundle ${id}: program.json is ${(programBytes / 2 ** 20).toFixed(1)} MiB, over this node's ` +
+          `maxModelBytes (${(this.maxModelBytes / 2 ** 20).toFixed(1)} MiB)`,
+      );
+    }
+    let program: QProgram;
+    try {
+      program = loadProgram(dir);
+    } catch (e) {
+      throw new BundleRejectedError(`bundle ${id}: program.json: ${(e as Error).message}`);
+    }
+    return { dir, manifest, program, verificationKeyHash: keyHash };
   }
 }

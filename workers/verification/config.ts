@@ -1,12 +1,16 @@
 import fs from "node:fs";
-import { chainNodeSchema, inferenceSchema } from "../inference/config";
+import { chainNodeSchema, executionSchema, inferenceSchema } from "../inference/config";
 import { parse, type OptionSpec } from "../runtime/config";
 
 const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec<T>;
 
-/** The verification node's options: the chain node's, and the phase-1 file its setup checks use. */
+/**
+ * The verification node's options: the chain node's, its execution limits (it re-executes every model it
+ * watches), and the phase-1 file its setup checks use.
+ */
 export const verificationSchema = {
   ...chainNodeSchema,
+  ...executionSchema,
   stateDir: opt({ ...chainNodeSchema.stateDir, default: ".opg/verification" }),
   metricsPort: opt({ ...chainNodeSchema.metricsPort, default: 9465 }),
   setupPtau: opt({
