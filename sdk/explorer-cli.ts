@@ -7,6 +7,7 @@ interface ExplorerFlags extends Conn {
   port: string;
   host: string;
   metrics?: string[];
+  nodeMetrics: boolean;
   pollMs: string;
   fromBlock: string;
 }
@@ -20,6 +21,11 @@ export function registerExplorerCommands(program: Command): Command {
     .option("--port <port>", "port to serve on (0: any free port)", "8700")
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--metrics <url...>", "extra node /metrics URLs to read proof times from")
+    .option(
+      "--no-node-metrics",
+      "the page reads no node's registered endpoint (by default each viewer's browser fetches /metrics from " +
+        "every registered endpoint, private addresses included); --metrics URLs are still read",
+    )
     .option("--poll-ms <ms>", "how often the page asks the RPC for new blocks", "1000")
     .option("--from-block <n>", "first block to read the protocol's logs from (its deployment block)", "0")
     .action(async (o: ExplorerFlags) => {
@@ -50,6 +56,7 @@ export function registerExplorerCommands(program: Command): Command {
           data: s.dataUrl,
           deployment: { ...deployment, chainId: Number(chainId) },
           metrics: o.metrics,
+          nodeMetrics: o.nodeMetrics,
           pollMs,
           fromBlock,
           port,

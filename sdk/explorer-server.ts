@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { pipeline, type Duplex } from "node:stream";
 import type { Deployment } from "../workers/runtime/chain";
 import { packageRoot } from "../zkml/prover/paths";
 
@@ -15,8 +16,14 @@ export interface ExplorerOptions {
   rpc: string;
   data: string;
   deployment: Deployment;
-  /** Extra /metrics URLs (nodes' registered endpoints are read as well). */
+  /** Extra /metrics URLs (nodes' registered endpoints are read as well, unless `nodeMetrics` is false). */
   metrics?: string[];
+  /**
+   * Whether the page reads /metrics from every node's registered endpoint (default true). Those reads go
+   * from each viewer's browser to whatever address an operator registered, private ones included; false
+   * keeps the page to the `metrics` URLs.
+   */
+  nodeMetrics?: boolean;
   pollMs?: number;
   /** First block the page reads logs from (default 0). */
   fromBlock?: number;
@@ -31,6 +38,14 @@ export interface RunningExplorer {
   port: number;
   close(): Promise<void>;
 }
+
+/** Time a client has for a request's head, and for the whole request (the server takes no bodies). */
+const HEADERS_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Idle keep-alive connections are closed after this long. */
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Open connections, all clients together. */
+const MAX_CONNECTIONS = 512;
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -67,22 +82,32 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
       disputes: opts.deployment.disputes,
     },
     metrics: opts.metrics ?? [],
+    nodeMetrics: opts.nodeMetrics ?? true,
     pollMs: opts.pollMs,
     fromBlock: opts.fromBlock,
   });
   const headers = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
+    // No other site may frame the page (clickjacking): frame-ancestors for browsers that read CSP,
+    // X-Frame-Options for those that do not.
+    "x-frame-options": "DENY",
     // Scripts only from this server (snarkjs's WebAssembly and its worker blobs allowed); data from anywhere
     // the user points the page at.
     "content-security-policy":
       "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' blob:; worker-src 'self' blob:; " +
-      "connect-src *; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'",
+      "connect-src *; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; " +
+      "base-uri 'none'; frame-ancestors 'none'",
   };
-  const server = http.createServer((req, res) => {
+  const serve = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" });
+      res.writeHead(405, {
+        ...headers,
+        allow: "GET, HEAD",
+        "content-type": "text/plain",
+        connection: "close",
+      });
       res.end("method not allowed\n");
       return;
     }
@@ -92,7 +117,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
       return;
     }
     if (url.pathname === "/healthz") {
-      res.writeHead(200, { "content-type": "application/json" });
+      res.writeHead(200, { ...headers, "content-type": "application/json" });
       res.end(JSON.stringify({ ok: true }));
       return;
     }
@@ -100,13 +125,13 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
     try {
       rel = decodeURIComponent(url.pathname === "/" ? "/index.html" : url.pathname);
     } catch {
-      res.writeHead(400, { "content-type": "text/plain" });
+      res.writeHead(400, { ...headers, "content-type": "text/plain" });
       res.end("malformed path\n");
       return;
     }
     const file = path.resolve(root, "." + rel);
     if (!file.startsWith(root + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404, { "content-type": "text/plain" });
+      res.writeHead(404, { ...headers, "content-type": "text/plain" });
       res.end("not found\n");
       return;
     }
@@ -117,13 +142,50 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
       "cache-control": rel.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache",
     });
     if (req.method === "HEAD") res.end();
-    else fs.createReadStream(file).pipe(res);
+    // A file that cannot be read (removed by a rebuild meanwhile) ends this response, not the server.
+    else pipeline(fs.createReadStream(file), res, () => undefined);
+  };
+  // Any failure of a request is answered 500 (or the connection cut when an answer was under way), never an
+  // exit; the message names no file.
+  const server = http.createServer(
+    { requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1_000, maxHeaderSize: 8 * 1024 },
+    (req, res) => {
+      res.on("error", () => undefined);
+      try {
+        serve(req, res);
+      } catch {
+        if (res.headersSent || !res.writable) res.destroy();
+        else {
+          res.writeHead(500, { ...headers, "content-type": "text/plain", connection: "close" });
+          res.end("internal error\n");
+        }
+      }
+    },
+  );
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.maxConnections = MAX_CONNECTIONS;
+  // A head that is not HTTP, too large or too slow: answered when the socket can take it, then cut.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const status =
+      err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+    if (socket.writable && err.code !== "ECONNRESET" && err.code !== "HPE_INVALID_EOF_STATE") {
+      socket.write(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+      );
+    }
+    socket.destroy();
   });
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port ?? 8700, host, () => resolve());
+    server.listen(opts.port ?? 8700, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
+  // The listening socket failing later is no reason to take the page down with an unhandled error.
+  server.on("error", () => undefined);
   const port = (server.address() as { port: number }).port;
   const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   return {

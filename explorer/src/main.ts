@@ -7,7 +7,10 @@ import { addressView, modelsView, modelView, nodesView, searchView, tasksView } 
 import { overviewView } from "./views/overview";
 import { taskView } from "./views/task";
 
-/** /config.json from the server that served the page, overridden by ?rpc=, ?data=, ?metrics= (comma list). */
+/**
+ * /config.json from the server that served the page, overridden by ?rpc=, ?data=, ?metrics= (comma list),
+ * ?nodemetrics=off (read no node's registered endpoint), ?poll= and ?from=.
+ */
 async function loadConfig(): Promise<ExplorerConfig> {
   const res = await fetch("./config.json", { cache: "no-store" });
   if (!res.ok) throw new Error(`config.json: HTTP ${res.status}`);
@@ -16,6 +19,7 @@ async function loadConfig(): Promise<ExplorerConfig> {
   if (q.get("rpc")) config.rpc = q.get("rpc")!;
   if (q.get("data")) config.data = q.get("data")!.replace(/\/+$/, "");
   if (q.get("metrics")) config.metrics = q.get("metrics")!.split(",").filter(Boolean);
+  if (q.has("nodemetrics")) config.nodeMetrics = !["off", "0", "false", "no"].includes(q.get("nodemetrics")!);
   if (q.get("poll")) config.pollMs = Number(q.get("poll"));
   if (q.get("from")) config.fromBlock = Number(q.get("from"));
   return config;

@@ -22,6 +22,11 @@ export interface ExplorerConfig {
   };
   /** Extra /metrics URLs to read proof times from (besides the nodes' registered endpoints). */
   metrics?: string[];
+  /**
+   * Whether to read /metrics from every node's registered endpoint (default true): those requests go from
+   * the viewer's browser to whatever address an operator registered, private ones included.
+   */
+  nodeMetrics?: boolean;
   /** Block-poll interval for live updates (ms); default 1000. */
   pollMs?: number;
   /** The first block to read logs from (the deployment's block on a long chain); default 0. */

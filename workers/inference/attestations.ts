@@ -5,12 +5,14 @@ import { getAddress, getBytes, verifyMessage } from "ethers";
  * on their service port) for attestations signed off chain, so that the result and its attestations settle
  * in one transaction (`submitResultOptimistic(..., attestations)`) and the happy path is post + finalise.
  * Every signature is checked here before it is posted (one bad signature would revert the whole post).
+ * An endpoint is whatever its operator registered, so it is asked as a stranger: no redirect is followed,
+ * at most MAX_REPLY_BYTES of its reply are read, and the whole round has one timeout.
  */
 
 /** Most attestations a posted result carries (TaskRegistry.MAX_ATTESTERS). */
 export const MAX_ATTESTATIONS = 16;
-/** Largest reply read from a verification node. */
-const MAX_REPLY_BYTES = 16 * 1024;
+/** Largest reply read from a verification node (a signature and a few fields need under 1 KiB). */
+export const MAX_REPLY_BYTES = 16 * 1024;
 
 /** The request a verification node's `/attest` takes. */
 export interface AttestationRequest {
@@ -116,9 +118,21 @@ export async function gatherAttestations(
         headers: { "content-type": "application/json" },
         body,
         signal: abort.signal,
+        // A registered endpoint is a stranger's URL: a redirect could point this node's request anywhere
+        // it can reach (an internal address), so none is followed.
+        redirect: "manual",
       });
     } catch (err) {
       refused.push({ url, error: abort.signal.aborted ? "timed out" : (err as Error).message });
+      return;
+    }
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel().catch(() => undefined);
+      refused.push({
+        url,
+        status: res.status,
+        error: `redirected (HTTP ${res.status}): an attestation endpoint must answer itself, redirects are not followed`,
+      });
       return;
     }
     let reply: Record<string, unknown>;

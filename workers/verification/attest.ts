@@ -1,6 +1,7 @@
-import { getAddress, getBytes, isAddress } from "ethers";
+import { getAddress, getBytes, id, isAddress } from "ethers";
 import { ZkmlError } from "../../zkml";
 import { BundleRejectedError } from "../runtime/bundles";
+import { ExecutionRefusedError } from "../runtime/execution-errors";
 import type { JsonReply } from "../runtime/service";
 import { outputsHash, type TaskStatusName } from "../runtime/optimistic";
 import { InputRejectedError } from "../runtime/task-input";
@@ -20,14 +21,31 @@ import { modeName, type SubmittedTask } from "../runtime/tasks";
  *
  * Work is bounded: a task is re-executed at most once (its words are kept), and only for a task claimed on
  * chain by the asking node, with exactly the model's number of output words; replies are cached per
- * (task, node, outputs hash). The reply to outputs that differ does not say what the right outputs are, so
- * asking is no way to get a result computed for free.
+ * (task content, node, outputs hash). The reply to outputs that differ does not say what the right outputs
+ * are, so asking is no way to get a result computed for free.
+ *
+ * A flood costs no more than one request: the task's claim is read from the chain at most once per task
+ * every CHANGING_REFUSAL_MS (and never again once the task is Verified, Expired or Rejected, states it
+ * cannot leave), so requests varying the node or the outputs of one task cost no chain call; a refused
+ * re-execution (a bundle, input or model this node will not run) is remembered for REFUSED_EXECUTION_MS, a
+ * failed one for CHANGING_REFUSAL_MS. The node's own words and its signed replies are keyed by the task's
+ * content (its committed Task, model and input), not its id alone: after a reorg that gives the id other
+ * content, nothing computed for the old content is reused.
  */
 
 /** Most output words a request may carry before the task is even looked up (the registry's own cap is far lower). */
 export const MAX_REQUEST_OUTPUT_WORDS = 1024;
 /** Replies and re-executions kept (oldest dropped first). */
 const CACHE_ENTRIES = 4096;
+/**
+ * How long an answer that can change is remembered: a task's claim status (a task not claimed yet, or
+ * claimed by another node whose claim may lapse), a re-execution that failed for a reason that may pass.
+ */
+export const CHANGING_REFUSAL_MS = 2_000;
+/** How long a re-execution this node refuses (bundle, input, compiler, execution policy) is remembered. */
+export const REFUSED_EXECUTION_MS = 60_000;
+/** Task states a task never leaves: a refusal because of them is final. */
+const FINAL_STATUSES: ReadonlySet<TaskStatusName> = new Set(["Verified", "Expired", "Rejected"]);
 /** The largest uint256. */
 const UINT256_MAX = (1n << 256n) - 1n;
 
@@ -109,6 +127,45 @@ export interface AttestOutcome {
   signed: boolean;
 }
 
+/** Whether `err` says this node will not re-execute the task (422), rather than that it failed this time. */
+export function isExecutionRefusal(err: unknown): err is Error {
+  return (
+    err instanceof BundleRejectedError ||
+    err instanceof InputRejectedError ||
+    err instanceof ZkmlError ||
+    err instanceof ExecutionRefusedError
+  );
+}
+
+/** A JSON value with object keys sorted and every number as a decimal string: one text per content. */
+function canonical(value: unknown): unknown {
+  if (typeof value === "bigint" || typeof value === "number") return value.toString();
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+/**
+ * A key for what a task is: keccak256 of its id, model, committed Task and input words. Two tasks with one
+ * id (the same id before and after a reorg) have different keys unless their content is the same.
+ */
+export function taskContentKey(submitted: SubmittedTask): string {
+  const { taskId, modelId, task, input } = submitted;
+  return id(JSON.stringify(canonical({ taskId, modelId, task, input })));
+}
+
+/** A cached promise and until when it holds (ms since the epoch). */
+interface Timed<T> {
+  value: Promise<T>;
+  until: number;
+}
+
 /** A Map that forgets its oldest entries past `max`. */
 class Bounded<V> extends Map<string, V> {
   constructor(private readonly max: number) {
@@ -122,9 +179,14 @@ class Bounded<V> extends Map<string, V> {
 }
 
 export class Attestor {
-  /** Per task id: this node's output words (one execution per task, shared with the on-chain check). */
-  private readonly words = new Bounded<Promise<bigint[]>>(CACHE_ENTRIES);
-  /** Per (task, node, outputs hash): the reply given. */
+  /**
+   * Per task content: this node's output words (one execution per task, shared with the on-chain check),
+   * or the refusal or failure of that execution while it is remembered.
+   */
+  private readonly words = new Bounded<Timed<bigint[]>>(CACHE_ENTRIES);
+  /** Per task id: its claim status as last read, until it may have changed. */
+  private readonly claims = new Bounded<Timed<{ status: TaskStatusName; node?: string }>>(CACHE_ENTRIES);
+  /** Per (task content, node, outputs hash): the reply given. */
   private readonly replies = new Bounded<Promise<JsonReply>>(CACHE_ENTRIES);
   /** Per task id: the outputs hashes this node refused to sign (it challenges them if they are posted). */
   private readonly refused = new Bounded<Set<string>>(CACHE_ENTRIES);
@@ -134,19 +196,48 @@ export class Attestor {
   constructor(
     private readonly deps: AttestDeps,
     private readonly onOutcome: (outcome: AttestOutcome) => void = () => undefined,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  /** This node's output words for `submitted`, executed once per task whoever asks (the endpoint or the watcher). */
+  /**
+   * This node's output words for `submitted`, executed once per task content whoever asks (the endpoint or
+   * the watcher). A refusal is remembered for REFUSED_EXECUTION_MS, another failure for CHANGING_REFUSAL_MS:
+   * a flood of requests for a task that cannot be run does not run (or download) it again each time.
+   */
   wordsOf(submitted: SubmittedTask): Promise<bigint[]> {
-    const key = submitted.taskId.toString();
-    let words = this.words.get(key);
-    if (!words) {
-      words = this.deps.reexecute(submitted);
-      this.words.set(key, words);
-      // A failure is not kept: the next request or check tries again.
-      words.catch(() => this.words.delete(key));
-    }
-    return words;
+    const key = taskContentKey(submitted);
+    const known = this.words.get(key);
+    if (known && known.until > this.now()) return known.value;
+    const entry: Timed<bigint[]> = { value: this.deps.reexecute(submitted), until: Infinity };
+    this.words.set(key, entry);
+    entry.value.catch((err) => {
+      entry.until = this.now() + (isExecutionRefusal(err) ? REFUSED_EXECUTION_MS : CHANGING_REFUSAL_MS);
+    });
+    return entry.value;
+  }
+
+  /**
+   * The task's claim status, read from the chain at most once per CHANGING_REFUSAL_MS per task, and never
+   * again once it is in a state it cannot leave. A failed read is not kept (the request is answered 503).
+   */
+  private claimOf(taskId: bigint): Promise<{ status: TaskStatusName; node?: string }> {
+    const key = taskId.toString();
+    const known = this.claims.get(key);
+    if (known && known.until > this.now()) return known.value;
+    const entry: Timed<{ status: TaskStatusName; node?: string }> = {
+      value: this.deps.claim(taskId),
+      until: this.now() + CHANGING_REFUSAL_MS,
+    };
+    this.claims.set(key, entry);
+    entry.value.then(
+      (claim) => {
+        if (FINAL_STATUSES.has(claim.status)) entry.until = Infinity;
+      },
+      () => {
+        if (this.claims.get(key) === entry) this.claims.delete(key);
+      },
+    );
+    return entry.value;
   }
 
   /** Whether this node refused to sign `hash` as the outputs of `taskId`. */
@@ -169,14 +260,20 @@ export class Attestor {
     }
     const why = await this.deps.unavailable();
     if (why) return { status: 503, body: { error: why } };
+    let submitted: SubmittedTask;
+    try {
+      submitted = await this.claimedTask(request);
+    } catch (err) {
+      return refusalReply(err);
+    }
     const hash = outputsHash(request.outputs);
-    const key = `${request.taskId}:${request.node}:${hash}`;
+    const key = `${taskContentKey(submitted)}:${request.node}:${hash}`;
     const cached = this.replies.get(key);
     if (cached) return cached;
-    const reply = this.answer(request, hash).catch(refusalReply);
+    const reply = this.answer(request, submitted, hash).catch(refusalReply);
     this.replies.set(key, reply);
-    // Only final answers are kept: a refusal that can change (a task not claimed yet, a bundle not
-    // fetched) or a failure is asked again next time.
+    // Only final answers are kept here (a signature, outputs that differ): the refusals that can change are
+    // remembered, for as long as they hold, by the caches of claims and executions they come from.
     reply.then(
       (r) => {
         if (r.status !== 200 && !(r.status === 409 && r.body.error === "outputs differ"))
@@ -187,12 +284,17 @@ export class Attestor {
     return reply;
   }
 
-  private async answer({ taskId, node, outputs }: AttestRequest, hash: string): Promise<JsonReply> {
+  /** The task `request` names, claimed by the asking node; an AttestRefusal when it is not. */
+  private async claimedTask({ taskId, node }: AttestRequest): Promise<SubmittedTask> {
     if (node === getAddress(this.deps.signer.address)) {
       throw new AttestRefusal(409, "a node cannot attest its own result");
     }
-    // The status first (one call): only a claimed task is looked up and executed.
-    const claim = await this.deps.claim(taskId);
+    // The status first (one call, cached): only a claimed task is looked up and executed.
+    const unreadable = () =>
+      new AttestRefusal(503, "cannot read the task from the chain now; ask again later");
+    const claim = await this.claimOf(taskId).catch(() => {
+      throw unreadable();
+    });
     if (claim.status === "None") throw new AttestRefusal(404, `unknown task ${taskId}`);
     if (claim.status !== "Claimed") {
       throw new AttestRefusal(409, `task ${taskId} is ${claim.status}, not Claimed`, {
@@ -204,8 +306,18 @@ export class Attestor {
         claimer: claim.node ?? null,
       });
     }
-    const submitted = await this.deps.lookup(taskId);
+    const submitted = await this.deps.lookup(taskId).catch(() => {
+      throw unreadable();
+    });
     if (!submitted) throw new AttestRefusal(404, `unknown task ${taskId}`);
+    return submitted;
+  }
+
+  private async answer(
+    { taskId, node, outputs }: AttestRequest,
+    submitted: SubmittedTask,
+    hash: string,
+  ): Promise<JsonReply> {
     if (!this.deps.wanted(submitted.modelId)) {
       throw new AttestRefusal(404, `model ${submitted.modelId} is not watched by this node`);
     }
@@ -219,11 +331,7 @@ export class Attestor {
     try {
       mine = await this.wordsOf(submitted);
     } catch (err) {
-      if (
-        err instanceof BundleRejectedError ||
-        err instanceof InputRejectedError ||
-        err instanceof ZkmlError
-      ) {
+      if (isExecutionRefusal(err)) {
         throw new AttestRefusal(422, `cannot re-execute the task: ${err.message}`);
       }
       throw err;

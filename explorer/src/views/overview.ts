@@ -613,8 +613,10 @@ export function overviewView(ctx: Ctx): View {
     if (reading || disposed) return;
     reading = true;
     try {
+      // Each registered endpoint is fetched from the viewer's browser, whatever address it names, unless
+      // the server (--no-node-metrics) or the viewer (?nodemetrics=off) turned that off.
       urls = metricsUrls(
-        [...ctx.snap.nodes.values()].map((n) => n.endpoint),
+        ctx.config.nodeMetrics === false ? [] : [...ctx.snap.nodes.values()].map((n) => n.endpoint),
         ctx.config.metrics ?? [],
       );
       drawProofs();
