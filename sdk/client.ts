@@ -313,7 +313,8 @@ export class OpgClient {
     this.token = OPGToken__factory.connect(deployment.token, runner);
     this.staking = NodeStaking__factory.connect(deployment.staking, runner);
     this.nodes = new EligibleNodes(provider, this.staking);
-    this.data = new DataClient(opts.dataUrl);
+    // Uploads are signed only when the data node asks (signed mode), so an open node never prompts a wallet.
+    this.data = new DataClient(opts.dataUrl, { uploader: signer, signUploads: "on-request" });
     // The client only reads and audits: the program/circuit consistency check (a proof per circuit model) is
     // for nodes about to post or attest outputs.
     this.bundles = new BundleCache(opts.cacheDir ?? path.join(os.tmpdir(), "opg-sdk-bundles"), this.data, {

@@ -101,7 +101,7 @@ export function registerModelCommands(program: Command): Command {
         const signer = await signerFrom(provider);
         const archive = archives.packBundle(bundleDir);
         const bundleId = archives.bundleArchiveId(archive);
-        const stored = await new DataClient(s.dataUrl).put(archive);
+        const stored = await new DataClient(s.dataUrl, { uploader: signer }).put(archive);
         if (stored !== bundleId) throw new CliError(`data node stored ${stored}, expected ${bundleId}`);
         const models = ModelRegistry__factory.connect(chain.readDeployment(s.deployment).models, signer);
         const registered = await lib.registerBundleInModes(signer, models, bundleDir, {

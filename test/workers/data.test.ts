@@ -18,7 +18,7 @@ import {
   unpackBundle,
 } from "../../workers/data/bundle-archive";
 import { DataClient, DataClientError } from "../../workers/data/client";
-import type { DataNodeConfig } from "../../workers/data/config";
+import type { DataNodeSettings } from "../../workers/data/config";
 import { ensureCliBuilt } from "../helpers/cli";
 import { type RunningDataNode, startDataNode } from "../../workers/data/server";
 
@@ -61,7 +61,7 @@ function expectThrow(fn: () => unknown): Error {
   throw new Error("expected a throw");
 }
 
-function config(dir: string, over: Partial<DataNodeConfig> = {}): DataNodeConfig {
+function config(dir: string, over: Partial<DataNodeSettings> = {}): DataNodeSettings {
   return {
     host: "127.0.0.1",
     port: 0,
@@ -278,7 +278,7 @@ describe("data node", function () {
       expect(await store.has("0".repeat(64))).to.equal(false);
       expect(await store.get(id)).to.deep.equal(bytes);
       expect((await store.putBytes(bytes)).created).to.equal(false);
-      expect(store.stats()).to.deep.equal({ blobs: 1, bytes: 6 });
+      expect(store.stats()).to.deep.equal({ blobs: 1, bytes: 6, evicted: 0 });
       const e = await expectReject(store.get("0".repeat(64)));
       expect(e).to.be.instanceOf(BlobError).with.property("code", "NOT_FOUND");
       expect(fs.readdirSync(path.join(dir, "tmp"))).to.deep.equal([]);
@@ -290,7 +290,7 @@ describe("data node", function () {
       const ids = [await a.put(Buffer.from("one")), await a.put(Buffer.from("two!"))];
       fs.writeFileSync(path.join(dir, "tmp", "leftover-from-a-crash"), "partial");
       const b = await BlobStore.open({ dir, maxBlobBytes: 1000 });
-      expect(b.stats()).to.deep.equal({ blobs: 2, bytes: 7 });
+      expect(b.stats()).to.deep.equal({ blobs: 2, bytes: 7, evicted: 0 });
       expect((await b.get(ids[0])).toString()).to.equal("one");
       expect((await b.get(ids[1])).toString()).to.equal("two!");
       expect(fs.readdirSync(path.join(dir, "tmp"))).to.deep.equal([]);

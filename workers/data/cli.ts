@@ -79,12 +79,26 @@ interface UrlOptions {
   url?: string;
 }
 
+/**
+ * The data node client of a command. With OPG_PRIVATE_KEY set, uploads are signed with that key (a data
+ * node in signed mode takes nothing else); the key is read from the environment only, never a flag.
+ */
 async function client(o: UrlOptions) {
   const { DataClient } = await import("./client");
   if (o.url !== undefined && o.dataUrl === undefined) {
     process.stderr.write("warning: --url is deprecated, use --data-url\n");
   }
-  return new DataClient(o.dataUrl ?? o.url ?? process.env.OPG_DATA_URL ?? DEFAULT_URL);
+  let uploader;
+  const key = process.env.OPG_PRIVATE_KEY;
+  if (key !== undefined && key !== "") {
+    const [{ Wallet }, { parse }] = await Promise.all([import("ethers"), import("../runtime/config")]);
+    try {
+      uploader = new Wallet(parse.privateKey(key));
+    } catch (e) {
+      throw new ConfigError([`OPG_PRIVATE_KEY: ${(e as Error).message}`]);
+    }
+  }
+  return new DataClient(o.dataUrl ?? o.url ?? process.env.OPG_DATA_URL ?? DEFAULT_URL, { uploader });
 }
 
 /** Runs a client command body; known errors print one line and exit 1. */
@@ -97,7 +111,12 @@ async function guarded(body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (e) {
-    if (e instanceof DataClientError || e instanceof BundleArchiveError || e instanceof BlobError) {
+    if (
+      e instanceof DataClientError ||
+      e instanceof BundleArchiveError ||
+      e instanceof BlobError ||
+      e instanceof ConfigError
+    ) {
       process.stderr.write(`error: ${e.message}\n`);
       process.exitCode = 1;
       return;
@@ -122,7 +141,7 @@ export function registerDataClientCommands(program: Command): Command {
       .addOption(new Option("--url <url>", "deprecated: --data-url").hideHelp());
 
   withUrl(data.command("put <file>"))
-    .description("upload a file; prints its id (sha256)")
+    .description("upload a file; prints its id (sha256). Signed with OPG_PRIVATE_KEY when it is set")
     .action((file: string, o: UrlOptions) =>
       guarded(async () => {
         const id = await (await client(o)).put(fs.readFileSync(file));

@@ -1,9 +1,12 @@
+import crypto from "node:crypto";
 import { assertBlobId, sha256Hex } from "./blob-store";
-import { EXPECT_HEADER } from "./protocol";
+import { EXPECT_HEADER, uploadAuthorization, uploadMessage } from "./protocol";
 
 /**
  * HTTP client of the data node. `get` re-hashes what it receives and refuses bytes that do not match the
- * id asked for, whatever the server said. Requests time out; connection failures, timeouts and answers
+ * id asked for, whatever the server said, and refuses a blob larger than its cap before reading it (from
+ * content-length) or as soon as more arrives. With an `uploader`, `put` signs each upload (see
+ * protocol.ts uploadMessage), which a data node in signed mode requires. Requests time out; connection failures, timeouts and answers
  * that can succeed later (429, 500 other than corruption, 502, 503, 504) are retried a bounded number of
  * times with exponential backoff and jitter. A 4xx, a corrupt blob or a hash mismatch is never retried.
  */
@@ -13,6 +16,10 @@ export type DataClientErrorCode =
   | "NOT_FOUND"
   | "TOO_LARGE"
   | "EXPECT_MISMATCH"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "QUOTA_EXCEEDED"
+  | "STORE_FULL"
   | "CORRUPT"
   | "HASH_MISMATCH"
   | "HTTP"
@@ -23,7 +30,14 @@ export class DataClientError extends Error {
   constructor(
     readonly code: DataClientErrorCode,
     message: string,
-    readonly opts: { id?: string; status?: number; retryable?: boolean; attempts?: number } = {},
+    readonly opts: {
+      id?: string;
+      status?: number;
+      retryable?: boolean;
+      attempts?: number;
+      /** The server's retry-after, in ms. */
+      retryAfterMs?: number;
+    } = {},
   ) {
     super(message);
     this.name = "DataClientError";
@@ -50,7 +64,27 @@ export interface DataClientOptions {
   maxBackoffMs?: number;
   /** Called before each retry, e.g. for logging. */
   onRetry?: (info: { attempt: number; delayMs: number; error: DataClientError }) => void;
+  /** Signs uploads (an ethers Signer or Wallet); without one, uploads are unsigned (open data nodes only). */
+  uploader?: UploadSigner;
+  /**
+   * always (default): every upload is signed. on-request: uploads go unsigned and are signed only when the
+   * node answers 401 (signed mode), so an open node never makes the uploader sign (a wallet prompt).
+   */
+  signUploads?: "always" | "on-request";
+  /** How long an upload signature stays valid, in seconds (default 600; data nodes refuse more than an hour by default). */
+  signatureLifetimeSeconds?: number;
+  /** Largest blob `get` accepts, in bytes, unless a call says otherwise (default 256 MiB). */
+  maxBytes?: number;
 }
+
+/** What signing an upload needs of a signer: ethers' Signer and Wallet have both. */
+export interface UploadSigner {
+  getAddress(): Promise<string>;
+  signMessage(message: string): Promise<string>;
+}
+
+/** The default cap of `get`: the data node's default largest blob. */
+export const DEFAULT_MAX_GET_BYTES = 256 * 1024 * 1024;
 
 const SERVER_CODES: Record<string, DataClientErrorCode> = {
   bad_id: "BAD_ID",
@@ -58,6 +92,10 @@ const SERVER_CODES: Record<string, DataClientErrorCode> = {
   too_large: "TOO_LARGE",
   expect_mismatch: "EXPECT_MISMATCH",
   corrupt: "CORRUPT",
+  unauthorized: "UNAUTHORIZED",
+  forbidden: "FORBIDDEN",
+  quota_exceeded: "QUOTA_EXCEEDED",
+  store_full: "STORE_FULL",
 };
 
 export class DataClient {
@@ -67,6 +105,10 @@ export class DataClient {
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly onRetry?: DataClientOptions["onRetry"];
+  private readonly uploader?: UploadSigner;
+  private readonly signatureLifetimeSeconds: number;
+  private readonly signUploads: "always" | "on-request";
+  private readonly maxBytes: number;
 
   constructor(baseUrl: string, opts: DataClientOptions = {}) {
     const u = new URL(baseUrl);
@@ -78,12 +120,28 @@ export class DataClient {
     this.backoffMs = opts.backoffMs ?? 200;
     this.maxBackoffMs = opts.maxBackoffMs ?? 5_000;
     this.onRetry = opts.onRetry;
+    this.uploader = opts.uploader;
+    this.signatureLifetimeSeconds = opts.signatureLifetimeSeconds ?? 600;
+    this.signUploads = opts.signUploads ?? "always";
+    this.maxBytes = opts.maxBytes ?? DEFAULT_MAX_GET_BYTES;
   }
 
-  /** Uploads bytes and returns their id; the server must agree with the locally computed sha256. */
+  /**
+   * Uploads bytes and returns their id; the server must agree with the locally computed sha256. Signed
+   * with the client's uploader when it has one.
+   */
   async put(bytes: Uint8Array): Promise<string> {
     const id = sha256Hex(bytes);
-    const res = await this.request("PUT", "/blobs", id, bytes);
+    const signNow = this.uploader !== undefined && this.signUploads === "always";
+    let res: Response;
+    try {
+      const headers = signNow ? await this.signedHeaders(id, bytes.length) : {};
+      res = await this.withRetry(() => this.once("PUT", "/blobs", id, bytes, headers));
+    } catch (e) {
+      if (signNow || !this.uploader || !(e instanceof DataClientError) || e.code !== "UNAUTHORIZED") throw e;
+      const headers = await this.signedHeaders(id, bytes.length);
+      res = await this.withRetry(() => this.once("PUT", "/blobs", id, bytes, headers));
+    }
     const body = (await res.json()) as { id?: string };
     if (body.id !== id) {
       throw new DataClientError("HASH_MISMATCH", `server stored the upload as ${body.id}, expected ${id}`, {
@@ -93,18 +151,42 @@ export class DataClient {
     return id;
   }
 
-  /** Downloads a blob and checks that its sha256 is `id`. */
-  async get(id: string): Promise<Buffer> {
+  /**
+   * Downloads a blob and checks that its sha256 is `id`. Refuses (TOO_LARGE, not retried) a blob of more
+   * than `maxBytes` (default: the client's cap): from its content-length before reading, or as soon as more
+   * bytes arrive, so a huge blob is never held.
+   */
+  async get(id: string, opts: { maxBytes?: number } = {}): Promise<Buffer> {
     this.checkId(id);
+    const maxBytes = opts.maxBytes ?? this.maxBytes;
     return this.withRetry(async () => {
       const res = await this.once("GET", `/blobs/${id}`, id);
-      let bytes: Buffer;
+      const tooLarge = (what: string) => {
+        void res.body?.cancel().catch(() => undefined);
+        return new DataClientError("TOO_LARGE", `blob ${id} is ${what}, over the cap of ${maxBytes} bytes`, {
+          id,
+        });
+      };
+      const declared = Number(res.headers.get("content-length") ?? NaN);
+      if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`${declared} bytes`);
+      const hash = crypto.createHash("sha256");
+      const chunks: Buffer[] = [];
+      let size = 0;
       try {
-        bytes = Buffer.from(await res.arrayBuffer());
+        if (res.body) {
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            size += chunk.length;
+            if (size > maxBytes) throw tooLarge(`more than ${maxBytes} bytes`);
+            hash.update(chunk);
+            chunks.push(Buffer.from(chunk));
+          }
+        }
       } catch (e) {
+        if (e instanceof DataClientError) throw e;
         throw this.networkError(e, id);
       }
-      const actual = sha256Hex(bytes);
+      const bytes = Buffer.concat(chunks, size);
+      const actual = hash.digest("hex");
       if (actual !== id) {
         throw new DataClientError(
           "HASH_MISMATCH",
@@ -114,6 +196,12 @@ export class DataClient {
       }
       return bytes;
     });
+  }
+
+  private async signedHeaders(id: string, size: number): Promise<Record<string, string>> {
+    const expiry = Math.floor(Date.now() / 1000) + this.signatureLifetimeSeconds;
+    const signature = await this.uploader!.signMessage(uploadMessage({ sha256: id, bytes: size, expiry }));
+    return { authorization: uploadAuthorization(await this.uploader!.getAddress(), expiry, signature) };
   }
 
   /** Whether the node holds the blob (HEAD; does not re-hash). */
@@ -140,13 +228,21 @@ export class DataClient {
     return this.withRetry(() => this.once(method, path, id, body));
   }
 
-  private async once(method: string, path: string, id: string, body?: Uint8Array): Promise<Response> {
+  private async once(
+    method: string,
+    path: string,
+    id: string,
+    body?: Uint8Array,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl}${path}`, {
         method,
         body,
-        headers: body ? { "content-type": "application/octet-stream", [EXPECT_HEADER]: id } : undefined,
+        headers: body
+          ? { "content-type": "application/octet-stream", [EXPECT_HEADER]: id, ...extraHeaders }
+          : undefined,
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (e) {
@@ -175,7 +271,13 @@ export class DataClient {
     const retryable =
       mapped === undefined &&
       (res.status === 429 || res.status === 500 || (res.status >= 502 && res.status <= 504));
-    throw new DataClientError(mapped ?? "HTTP", message, { id, status: res.status, retryable });
+    const retryAfter = Number(res.headers.get("retry-after") ?? NaN);
+    throw new DataClientError(mapped ?? "HTTP", message, {
+      id,
+      status: res.status,
+      retryable,
+      retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined,
+    });
   }
 
   private networkError(e: unknown, id: string): DataClientError {
@@ -203,7 +305,9 @@ export class DataClient {
           throw e;
         }
         const base = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (attempt - 1));
-        const delayMs = Math.round(base / 2 + (Math.random() * base) / 2);
+        const jittered = Math.round(base / 2 + (Math.random() * base) / 2);
+        // The server's retry-after (429, 503) is honoured up to the backoff cap.
+        const delayMs = Math.max(jittered, Math.min(this.maxBackoffMs, e.opts.retryAfterMs ?? 0));
         this.onRetry?.({ attempt, delayMs, error: e });
         await new Promise((r) => setTimeout(r, delayMs));
       }

@@ -39,7 +39,7 @@ export async function decodeTaskInput(
     const id = bytes32ToBundleId(String(submitted.task.inputDataHash));
     let blob: Buffer;
     try {
-      blob = await data.get(id);
+      blob = await data.get(id, { maxBytes: quantizedBlobMaxBytes(layout.inputCount) });
     } catch (e) {
       if (e instanceof DataClientError && e.retryable) throw e;
       throw new InputRejectedError(`input blob ${id}: ${(e as Error).message}`);
@@ -87,6 +87,16 @@ function checkRange(manifest: InputManifest, values: bigint[]) {
       `input value #${bad} = ${values[bad]} is outside the quantization range of ${manifest.quantization.inputBits} signed bits`,
     );
   }
+}
+
+/**
+ * Bytes a well-formed `{"quantized": [...]}` blob of `count` values can take: each value a quoted decimal
+ * of at most 40 characters (a 128-bit signed integer has 40 with its sign) with its comma and some
+ * whitespace, plus the object around them. A larger blob cannot decode to the model's input, so it is
+ * refused before it is downloaded or parsed.
+ */
+export function quantizedBlobMaxBytes(count: number): number {
+  return 1024 + count * 48;
 }
 
 function parseQuantizedBlob(blob: Buffer, count: number): bigint[] {
