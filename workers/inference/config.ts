@@ -1,4 +1,5 @@
 import { logSchema, parse, type OptionSpec } from "../runtime/config";
+import { httpSchema } from "../runtime/http-config";
 
 const opt = <T>(spec: OptionSpec<T>) => spec as OptionSpec<unknown> & OptionSpec<T>;
 
@@ -74,6 +75,7 @@ export const chainNodeSchema = {
     default: "127.0.0.1",
     parse: parse.string,
   }),
+  ...httpSchema,
   startTimeoutSeconds: opt({
     env: "OPG_START_TIMEOUT_SECONDS",
     description: "how long to keep trying the RPC endpoint and the data node at start before exiting 1",

@@ -239,7 +239,7 @@ export class InferenceNode {
     this.address = this.chain.wallet.address;
     fs.mkdirSync(config.stateDir, { recursive: true });
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
-    this.http = new ServiceHttp(log);
+    this.http = new ServiceHttp(log, config);
     this.loop = new PollLoop(
       config.pollIntervalMs,
       async () => {

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import client from "prom-client";
-import { DEFAULT_HTTP_CONFIG, type HttpConfig } from "./http-config";
+import { httpConfigOf, type HttpConfig } from "./http-config";
 import type { Logger } from "./logger";
 
 /** What a JSON route answers: an HTTP status and a JSON body. */
@@ -92,9 +92,10 @@ export class ServiceHttp {
 
   constructor(
     private readonly log: Logger,
+    /** The limits (a node's whole config will do: only the `httpSchema` keys are read). */
     limits: Partial<HttpConfig> = {},
   ) {
-    this.limits = { ...DEFAULT_HTTP_CONFIG, ...limits };
+    this.limits = httpConfigOf(limits);
     client.collectDefaultMetrics({ register: this.registry });
     this.refusals = new client.Counter({
       name: "opg_http_refused_total",

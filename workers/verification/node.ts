@@ -66,7 +66,7 @@ export class VerificationNode {
     fs.mkdirSync(config.stateDir, { recursive: true });
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
     this.reportFile = path.join(config.stateDir, "reports.jsonl");
-    this.http = new ServiceHttp(log);
+    this.http = new ServiceHttp(log, config);
     this.loop = new PollLoop(
       config.pollIntervalMs,
       async () => {
