@@ -46,6 +46,25 @@ function describe(e: unknown, config: { metricsHost?: string; metricsPort?: numb
 }
 
 /**
+ * The last resort: an exception nothing caught, or a rejection nothing handled, is logged as one fatal line
+ * with its stack and the process exits 1, for its supervisor to restart it.
+ *
+ * Why exit rather than log and run on: no request can get here. Every request's failure is turned into a
+ * response by ServiceHttp (a client gone mid-body, a timeout, a malformed head, a handler that throws), and
+ * every stage's by the node's own retry and refusal logic, so what reaches this point is a bug of the node's
+ * own code, after which its state (a journal row half written, a claim half made) is unknown. A crash with
+ * its reason in the log is what lets such a bug be found; running on would hide it and act on that state.
+ */
+function exitOnBug(log: Logger) {
+  const crash = (what: string) => (err: unknown) => {
+    log.fatal({ err, exitCode: EXIT.failure }, `crashed: ${what} (a bug of the node; please report it)`);
+    process.exit(EXIT.failure);
+  };
+  process.on("uncaughtException", crash("uncaught exception"));
+  process.on("unhandledRejection", crash("unhandled rejection"));
+}
+
+/**
  * Run a chain node from parsed flags: validate the config (exit 2), log it without secrets, start the
  * worker (one fatal log line and exit 1 or 2 when it cannot start) and stop it cleanly on SIGTERM/SIGINT
  * (exit 0).
@@ -59,6 +78,7 @@ export async function runNode<S extends Schema>(
   const config = configOrExit(schema, opts);
   const c = config as Record<string, unknown>;
   const log = createLogger(role, c.logLevel as string | undefined, c.logFormat as LogFormat | undefined);
+  exitOnBug(log);
   log.info({ config: redact(schema, config) }, "configuration");
   let worker: NodeWorker | undefined;
   onShutdown(log, async () => worker?.stop());
