@@ -2,22 +2,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { toBeHex, type Log } from "ethers";
 import client from "prom-client";
-import {
-  dequantizeOutput,
-  executeProgram,
-  expectedPublicSignals,
-  packValues,
-  runReference,
-  ZkmlError,
-} from "../../zkml";
+import { expectedPublicSignals, packValues } from "../../zkml";
 import { DataClient } from "../data/client";
-import {
-  BundleCache,
-  BundleRejectedError,
-  isPlainBundle,
-  type AnyBundle,
-  type LoadedBundle,
-} from "../runtime/bundles";
+import { BundleCache, isPlainBundle, type AnyBundle } from "../runtime/bundles";
+import { ExecutionRefusedError } from "../runtime/execution-errors";
+import { ModelExecutor } from "../runtime/execution-policy";
+import { ExecutionSandbox, failureClass } from "../runtime/sandbox";
 import { connect, readDeployment, type Chain, type Deployment } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal, type TaskRow } from "../runtime/journal";
@@ -25,7 +15,7 @@ import type { Logger } from "../runtime/logger";
 import { PollLoop, ServiceHttp } from "../runtime/service";
 import { preflight } from "../runtime/startup";
 import { RevertedError, TxSubmitter } from "../runtime/submitter";
-import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
+import { decodeTaskInput } from "../runtime/task-input";
 import {
   modeName,
   parseSubmitted,
@@ -38,7 +28,6 @@ import {
 import { ChainWatcher } from "../runtime/watcher";
 import {
   attestersOf,
-  bundleOutputWords,
   corruptOutputWords,
   outputsHash,
   submittedTaskOf,
@@ -83,6 +72,11 @@ const MAX_VERIFIERS_LISTED = 256;
 class PipelineStop extends Error {}
 
 const MAX_PROVE_ATTEMPTS = 3;
+/**
+ * Failures of a task's stage that are neither a refusal nor the transport (sandbox.ts failureClass) before
+ * the task is given up (`failed`): what failed three times the same way is not going to pass.
+ */
+const MAX_UNKNOWN_FAILURES = 3;
 /** First wait before asking again for the attestations an optimistic result lacks; doubled up to the max. */
 const ATTEST_RETRY_MS = 2_000;
 const ATTEST_RETRY_MAX_MS = 30_000;
@@ -200,6 +194,11 @@ export class InferenceNode {
   private readonly bundles: BundleCache;
   private readonly data: DataClient;
   private readonly prover: ProverPool;
+  /** Strangers' models run here (child processes under the execution limits), after the policy admits them. */
+  private readonly sandbox: ExecutionSandbox;
+  private readonly executor: ModelExecutor;
+  /** Per task: failures of an unknown kind so far (given up at MAX_UNKNOWN_FAILURES). */
+  private readonly unknownFailures = new Map<string, number>();
   private watcher!: ChainWatcher;
   private readonly deployment: Deployment;
   /** Whether the node may claim (registered for inference, enough free stake), and when that was read. */
@@ -256,8 +255,12 @@ export class InferenceNode {
       log,
     );
     this.data = new DataClient(config.dataUrl);
-    this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
+    this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data, {
+      maxModelBytes: config.maxModelBytes,
+    });
     this.prover = new ProverPool(config.concurrency);
+    this.sandbox = new ExecutionSandbox(config, log);
+    this.executor = new ModelExecutor(this.sandbox, config, log);
     this.servedKeys = new ServedKeyChecks({
       registeredKey: async (modelId) => [...(await this.chain.models.verificationKeyOf(modelId))],
       provingKey: (dir) => this.prover.zkeyVerificationKey(dir),
@@ -310,6 +313,12 @@ export class InferenceNode {
       earned: new client.Gauge({
         name: "opg_earned_wei",
         help: "node fees earned (journal total)",
+        registers,
+      }),
+      executions: new client.Gauge({
+        name: "opg_executions",
+        help: "model runs in the execution sandbox since start, by how they ended: ok, refused (the model failed), time and memory (killed over a limit), crashed",
+        labelNames: ["outcome"],
         registers,
       }),
       results: new client.Counter({
@@ -459,6 +468,7 @@ export class InferenceNode {
     await this.loop.stop();
     await Promise.allSettled(this.inFlight.values());
     await this.prover.close();
+    await this.sandbox.close();
     await this.http.close();
     this.journal.close();
     this.chain.provider.destroy();
@@ -470,6 +480,8 @@ export class InferenceNode {
     this.metrics.gas.set(Number(this.submitter.gasSpent));
     this.metrics.lag.set(this.watcher.lag);
     this.metrics.earned.set(Number(this.journal.totalEarned()));
+    for (const [outcome, n] of Object.entries(this.sandbox.counts))
+      this.metrics.executions.set({ outcome }, n);
   }
 
   // ---------------------------------------------------------------- events
@@ -769,11 +781,57 @@ export class InferenceNode {
           this.log.warn({ ...ctx, err: e.message }, "reconcile failed"),
         );
       } else {
-        this.log.warn({ ...ctx, err: (err as Error).message }, "stage failed; will retry");
-        const current = this.journal.task(taskId);
-        if (current) this.journal.setState(taskId, current.state, { reason: (err as Error).message });
+        this.stageFailed(taskId, ctx, err as Error);
       }
     }
+  }
+
+  /**
+   * A stage failed with an error that is not a revert (sandbox.ts failureClass): a refusal refuses the task
+   * once, by name; the transport is retried at the next round, as long as it takes; anything else is retried
+   * until it failed MAX_UNKNOWN_FAILURES times, then the task is given up. No task is retried forever.
+   */
+  private stageFailed(taskId: bigint, ctx: { taskId: string }, err: Error) {
+    const key = taskId.toString();
+    const current = this.journal.task(taskId);
+    if (!current) return;
+    const kind = failureClass(err);
+    if (kind === "refuse") {
+      this.unknownFailures.delete(key);
+      return this.refuse(taskId, ctx, err);
+    }
+    if (kind === "transient") {
+      this.log.warn({ ...ctx, err: err.message }, "stage failed; will retry");
+      this.journal.setState(taskId, current.state, { reason: err.message });
+      return;
+    }
+    const failures = (this.unknownFailures.get(key) ?? 0) + 1;
+    if (failures >= MAX_UNKNOWN_FAILURES) {
+      this.unknownFailures.delete(key);
+      this.attestRetry.delete(key);
+      this.journal.setState(taskId, "failed", {
+        reason: `${err.name}: ${err.message} (failed ${failures} times)`,
+      });
+      this.log.error(
+        { ...ctx, err: err.message, failures },
+        "stage failed again with the same unexpected error; task given up",
+      );
+      return;
+    }
+    this.unknownFailures.set(key, failures);
+    this.log.warn(
+      { ...ctx, err: err.message, failures, giveUpAfter: MAX_UNKNOWN_FAILURES },
+      "stage failed; will retry",
+    );
+    this.journal.setState(taskId, current.state, { reason: err.message });
+  }
+
+  /** Refuse a task for good (a bundle, input or model the node cannot or will not run): one log line. */
+  private refuse(taskId: bigint, ctx: { taskId: string }, err: Error) {
+    this.attestRetry.delete(taskId.toString());
+    this.journal.setState(taskId, "refused", { reason: err.message });
+    const fields = err instanceof ExecutionRefusedError ? { ...ctx, limit: err.kind } : ctx;
+    this.log.warn({ ...fields, reason: err.message }, "task refused");
   }
 
   /**
@@ -804,7 +862,7 @@ export class InferenceNode {
       if (isPlainBundle(anyBundle)) {
         const input = await decodeTaskInput(anyBundle.manifest, submitted, this.data);
         const started = Date.now();
-        const { values } = await bundleOutputWords(anyBundle, input);
+        const { values } = await this.executor.outputs(anyBundle, input);
         this.metrics.seconds.observe({ stage: "execute" }, (Date.now() - started) / 1000);
         return { bundle: anyBundle, input, outputs: values };
       }
@@ -814,40 +872,23 @@ export class InferenceNode {
       await this.servedKeys.check(submitted.modelId, bundle);
       const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
       const started = Date.now();
-      const outputs = executeProgram(bundle.program, input)[bundle.program.output.tensor];
+      // The fixed-point program runs in the sandbox too: its BigInt arithmetic would hold the event loop.
+      // (The float model is not run beside it any more: that was a debug line, and a stranger's ONNX file
+      // run in this process. `opg audit` still compares the two.)
+      const { values: outputs } = await this.executor.outputs(bundle, input);
       // The circuit range-checks and packs the outputs: an output that does not fit cannot be proved, so it
       // must be refused now, before collateral is locked.
       expectedPublicSignals(bundle.manifest, input, outputs, 0n);
       this.metrics.seconds.observe({ stage: "execute" }, (Date.now() - started) / 1000);
-      await this.compareWithReference(bundle, input, outputs, ctx);
       return { bundle, input, outputs };
     } catch (err) {
-      if (
-        err instanceof BundleRejectedError ||
-        err instanceof InputRejectedError ||
-        err instanceof ZkmlError
-      ) {
-        this.journal.setState(taskId, "refused", { reason: err.message });
-        this.log.warn({ ...ctx, reason: err.message }, "task refused");
+      if (failureClass(err) === "refuse") {
+        this.unknownFailures.delete(taskId.toString());
+        this.refuse(taskId, ctx, err as Error);
         return undefined;
       }
       throw err;
     }
-  }
-
-  private async compareWithReference(bundle: LoadedBundle, input: bigint[], outputs: bigint[], ctx: object) {
-    const scale = 2 ** bundle.manifest.quantization.scaleBits;
-    const floats = input.map((v) => Number(v) / scale);
-    const started = Date.now();
-    const reference = await runReference(
-      path.join(bundle.dir, bundle.manifest.onnx.file),
-      floats,
-      bundle.manifest.input.shape,
-    );
-    this.metrics.seconds.observe({ stage: "reference" }, (Date.now() - started) / 1000);
-    const quantized = dequantizeOutput(bundle.program, outputs);
-    const maxDiff = reference.reduce((m, r, i) => Math.max(m, Math.abs(r - (quantized[i] ?? NaN))), 0);
-    this.log.debug({ ...ctx, maxDiff }, "quantized output against the onnxruntime reference");
   }
 
   private async claim(submitted: SubmittedTask) {

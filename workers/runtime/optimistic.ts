@@ -40,7 +40,9 @@ export function outputsHash(outputs: readonly bigint[]): string {
 /**
  * The output words of `bundle`'s model on the quantized `input`: the fixed-point executor's outputs packed
  * with the model's pack width, bit for bit what a proof of the task would carry as its output signals.
- * Also returns the unpacked values.
+ * Also returns the unpacked values. Runs in this process: for one-shot commands and tests. A long-lived node
+ * runs strangers' models through execution-policy.ts's ModelExecutor (the sandbox's processes, under its
+ * limits), which gives the same words.
  */
 export function modelOutputWords(
   bundle: LoadedBundle,
@@ -70,7 +72,9 @@ function plainSession(bundle: LoadedPlainBundle): Promise<InferenceSession> {
  * The output values and words of a bundle of either kind on the quantized `input`: a ZK bundle's
  * fixed-point executor (modelOutputWords), or, for a plain bundle, the execution every node follows
  * (zkml/plain-bundle.ts): onnxruntime on q / 2^s in float32, outputs rounded half away from zero at 2^s and
- * packed. Bit for bit the same on every node with the same onnxruntime build.
+ * packed. Bit for bit the same on every node with the same onnxruntime build. In this process, with no
+ * limit: the reference the sandbox (sandbox.ts, exec-worker-impl.ts) is tested against, and what one-shot
+ * commands use; nodes use ModelExecutor.
  */
 export async function bundleOutputWords(
   bundle: AnyBundle,

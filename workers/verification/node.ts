@@ -4,10 +4,12 @@ import type { Log } from "ethers";
 import client from "prom-client";
 import { DataClient } from "../data/client";
 import { BundleCache } from "../runtime/bundles";
+import { ModelExecutor } from "../runtime/execution-policy";
 import { connect, readDeployment, type Chain, type Deployment } from "../runtime/chain";
 import type { ConfigOf } from "../runtime/config";
 import { Journal } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
+import { ExecutionSandbox } from "../runtime/sandbox";
 import { PollLoop, ServiceHttp } from "../runtime/service";
 import { preflight } from "../runtime/startup";
 import { auditVerifiedLog, type AuditDeps, type AuditReport } from "../runtime/audit";
@@ -50,6 +52,8 @@ export class VerificationNode {
   /** Optimistic-mode tasks (kept apart from the audit reports' rows, which share task ids). */
   private readonly optimisticJournal: Journal;
   private readonly optimistic?: OptimisticVerifier;
+  /** Where the models it re-executes run: child processes under the execution limits. */
+  private readonly sandbox: ExecutionSandbox;
   private chainId = 0n;
   private readonly checked;
   private readonly setupSecure;
@@ -76,7 +80,10 @@ export class VerificationNode {
       log,
     );
     this.data = new DataClient(config.dataUrl);
-    this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data);
+    this.bundles = new BundleCache(path.join(config.stateDir, "bundles"), this.data, {
+      maxModelBytes: config.maxModelBytes,
+    });
+    this.sandbox = new ExecutionSandbox(config, log);
     this.optimisticJournal = new Journal(path.join(config.stateDir, "optimistic.db"));
     if (config.optimistic) {
       const submitter = new TxSubmitter(
@@ -106,6 +113,7 @@ export class VerificationNode {
           models: config.models,
           finalizeAfterSeconds: config.finalizeAfterSeconds,
           startBlock: config.startBlock,
+          executor: new ModelExecutor(this.sandbox, config, log),
         },
         log,
         this.http.registry,
@@ -185,6 +193,7 @@ export class VerificationNode {
   async stop() {
     await this.loop.stop();
     await this.optimistic?.close();
+    await this.sandbox.close();
     await this.http.close();
     this.journal.close();
     this.optimisticJournal.close();

@@ -1,24 +1,24 @@
 import { getAddress, id, toBeHex, type Log, type TransactionReceipt } from "ethers";
 import client from "prom-client";
-import { ZkmlError } from "../../zkml";
 import type { DataClient } from "../data/client";
 import { ProofOutputsMismatchError, ProverPool } from "../inference/prover-pool";
 import { ServedKeyChecks } from "../inference/served-key";
-import { BundleRejectedError, type BundleCache } from "../runtime/bundles";
+import type { BundleCache } from "../runtime/bundles";
+import type { ModelExecutor } from "../runtime/execution-policy";
 import type { Chain } from "../runtime/chain";
 import type { Journal, TaskRow } from "../runtime/journal";
 import type { Logger } from "../runtime/logger";
 import {
   attestersOf,
   DISPUTE_OUTCOME,
-  bundleOutputWords,
   outputsHash,
   submittedTaskOf,
   TASK_STATUS,
 } from "../runtime/optimistic";
 import type { JsonReply } from "../runtime/service";
+import { failureClass } from "../runtime/sandbox";
 import { RevertedError, type TxSubmitter } from "../runtime/submitter";
-import { decodeTaskInput, InputRejectedError } from "../runtime/task-input";
+import { decodeTaskInput } from "../runtime/task-input";
 import {
   disputeManagerInterface,
   MODES,
@@ -106,6 +106,12 @@ export const OPTIMISTIC_STATES = [
 /** States a result can leave only through a settlement we take part in (no event moves them back). */
 const DECIDED = ["final", "won", "lost", "slashed", "undecided", "rejected", "expired", "settling"];
 
+/**
+ * Failures of a posted result's check that are neither a refusal nor the transport (sandbox.ts failureClass)
+ * before the task is refused: the check is never retried forever.
+ */
+const MAX_UNKNOWN_FAILURES = 3;
+
 /** What the journal keeps of a posted result (the `proof` column). */
 interface Posted {
   node: string;
@@ -134,6 +140,8 @@ export interface OptimisticOptions {
   finalizeAfterSeconds: number;
   /** The node's first block: a task posted later but submitted before it is looked up from there. */
   startBlock: number;
+  /** Runs the models re-executed (the execution policy, then the sandbox): never in the node's process. */
+  executor: ModelExecutor;
 }
 
 /**
@@ -166,6 +174,8 @@ export class OptimisticVerifier {
   private readonly servedKeys: ServedKeyChecks;
   /** The dispute manager's address, checksummed (its logs are told apart by it). */
   private readonly disputesAddress?: string;
+  /** Per task: unexpected failures of its check so far (refused at MAX_UNKNOWN_FAILURES). */
+  private readonly unknownFailures = new Map<string, number>();
 
   constructor(
     private readonly chain: Chain,
@@ -284,7 +294,7 @@ export class OptimisticVerifier {
     const model = await this.chain.models.getModel(submitted.modelId);
     const bundle = await this.bundles.getAny(model);
     const input = await decodeTaskInput(bundle.manifest, submitted, this.data);
-    return (await bundleOutputWords(bundle, input)).words;
+    return (await this.opts.executor.outputs(bundle, input)).words;
   }
 
   private get reader() {
@@ -553,7 +563,7 @@ export class OptimisticVerifier {
           // DisputeOpened, to vote on it.
           if (this.journal.task(BigInt(row.taskId))?.state === "posted")
             this.journal.setState(BigInt(row.taskId), "skipped", { reason: err.reason });
-        } else {
+        } else if (!(row.state === "posted" && this.giveUpCheck(row, err as Error))) {
           this.log.warn({ ...ctx, err: (err as Error).message }, "optimistic step failed; will retry");
         }
       }
@@ -590,14 +600,30 @@ export class OptimisticVerifier {
     return ok;
   }
 
-  /** Whether an error says the task cannot be checked (or proved) with what the registry names. */
+  /**
+   * Whether an error says the task cannot be checked (or proved) with what the registry names: its bundle or
+   * input refused, its model over this node's execution policy or limits (sandbox.ts failureClass), or a
+   * proof that does not carry what the executor computed.
+   */
   private static isRefusal(err: unknown): boolean {
-    return (
-      err instanceof BundleRejectedError ||
-      err instanceof InputRejectedError ||
-      err instanceof ZkmlError ||
-      err instanceof ProofOutputsMismatchError
-    );
+    return failureClass(err) === "refuse" || err instanceof ProofOutputsMismatchError;
+  }
+
+  /**
+   * A posted result's check failed with `err`, neither a revert nor a refusal: the transport is retried as
+   * long as it takes, anything else until it failed MAX_UNKNOWN_FAILURES times, then the task is refused.
+   * Returns whether it was.
+   */
+  private giveUpCheck(row: TaskRow, err: Error): boolean {
+    if (failureClass(err) !== "unknown") return false;
+    const failures = (this.unknownFailures.get(row.taskId) ?? 0) + 1;
+    if (failures < MAX_UNKNOWN_FAILURES) {
+      this.unknownFailures.set(row.taskId, failures);
+      return false;
+    }
+    this.unknownFailures.delete(row.taskId);
+    this.refuse(row, new Error(`${err.message} (failed ${failures} times)`), "check failed again");
+    return true;
   }
 
   private refuse(row: TaskRow | bigint, err: Error, what: string) {
