@@ -1,10 +1,11 @@
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { Wallet, getBytes, verifyMessage, type Provider } from "ethers";
+import { Wallet, getBytes, solidityPackedKeccak256, verifyMessage, type Provider } from "ethers";
 import { CLAIM_COLLATERAL, modesFixture } from "../helpers/market-fixture";
 import { TINY_PACK_BITS, tinyInputValues, tinyOutputWord, type TinyCircuit } from "../helpers/tiny-circuit";
 import pino from "pino";
@@ -12,8 +13,17 @@ import { BUNDLE_FORMAT } from "../../zkml";
 import { ProofOutputsMismatchError, ProverPool } from "../../workers/inference/prover-pool";
 import { attestersOf, outputsHash, TASK_STATUS } from "../../workers/runtime/optimistic";
 import { MAX_JSON_BODY_BYTES, ServiceHttp } from "../../workers/runtime/service";
-import { Attestor, parseAttestRequest, type AttestDeps } from "../../workers/verification/attest";
-import { attestUrl, gatherAttestations } from "../../workers/inference/attestations";
+import {
+  Attestor,
+  CHANGING_REFUSAL_MS,
+  parseAttestRequest,
+  REFUSED_EXECUTION_MS,
+  taskContentKey,
+  type AttestDeps,
+} from "../../workers/verification/attest";
+import { attestUrl, gatherAttestations, MAX_REPLY_BYTES } from "../../workers/inference/attestations";
+import { ExecutionRefusedError } from "../../workers/runtime/execution-errors";
+import type { TaskStatusName } from "../../workers/runtime/optimistic";
 import type { SubmittedTask } from "../../workers/runtime/tasks";
 
 const VERIFICATION_MODE_OPTIMISTIC = 2;
@@ -285,6 +295,252 @@ describe("off-chain attestations (verification node POST /attest, inference node
       expect(attestUrl("http://v.example:9465/")).to.equal("http://v.example:9465/attest");
       expect(attestUrl("http://v.example:9465/healthz")).to.equal("http://v.example:9465/attest");
       expect(attestUrl("https://v.example/opg/")).to.equal("https://v.example/opg/attest");
+    });
+  });
+
+  describe("what a flood of requests costs (issue 20)", function () {
+    const claimer = Wallet.createRandom().address;
+    /** An optimistic task with one output word; `input` tells two contents of one task id apart. */
+    const optimisticTask = (taskId: bigint, input: bigint[] = [1n]): SubmittedTask => ({
+      taskId,
+      modelId: 1n,
+      input,
+      task: {
+        requester: claimer,
+        modelId: 1n,
+        fee: 0n,
+        deadline: 0n,
+        verificationKey: ethers.ZeroAddress,
+        royaltyReceiver: ethers.ZeroAddress,
+        callback: ethers.ZeroAddress,
+        callbackGasLimit: 0n,
+        outputWords: 1n,
+        protocolFeeBps: 0n,
+        royaltyBps: 0n,
+        inputHash: ethers.ZeroHash,
+        inputDataHash: ethers.ZeroHash,
+        mode: 2n,
+        attestationQuorum: 1n,
+        attesterFeeBps: 0n,
+      },
+    });
+
+    /**
+     * An Attestor whose chain reads and executions are counted, on a clock the test moves: `claims` by task
+     * id, `tasks` the TaskSubmitted content of each id, `run` the node's execution.
+     */
+    function counted(opts: {
+      claims: Record<string, { status: TaskStatusName; node?: string }>;
+      tasks?: Record<string, SubmittedTask>;
+      run?: (s: SubmittedTask) => Promise<bigint[]>;
+    }) {
+      const calls = { claim: 0, lookup: 0, execute: 0 };
+      const clock = { now: 1_000_000 };
+      const signer = Wallet.createRandom();
+      const attestor = new Attestor(
+        {
+          signer,
+          unavailable: async () => undefined,
+          claim: async (taskId) => {
+            calls.claim++;
+            return opts.claims[taskId.toString()] ?? { status: "None" };
+          },
+          lookup: async (taskId) => {
+            calls.lookup++;
+            return opts.tasks?.[taskId.toString()];
+          },
+          wanted: () => true,
+          reexecute: async (s) => {
+            calls.execute++;
+            return (opts.run ?? (async (t) => [t.input[0] * 10n]))(s);
+          },
+          digest: async (taskId, node, hash) =>
+            solidityPackedKeccak256(["uint256", "address", "bytes32"], [taskId, node, hash]),
+        },
+        () => undefined,
+        () => clock.now,
+      );
+      const ask = (taskId: number, outputs: bigint[] = [10n], node = claimer) =>
+        attestor.handle({ taskId: String(taskId), node, outputs: outputs.map(String) });
+      return { attestor, calls, clock, ask, signer };
+    }
+
+    it("reads a task's claim once per window, and never again once the task is in a final state", async function () {
+      const other = Wallet.createRandom().address;
+      const { calls, clock, ask } = counted({
+        claims: {
+          "1": { status: "Verified" },
+          "2": { status: "Open" },
+          "3": { status: "Claimed", node: other },
+        },
+      });
+      for (let i = 0; i < 100; i++) {
+        // Varying the outputs and the asking node makes every request a new one: none costs a chain read.
+        const reply = await ask(1, [BigInt(i)], i % 2 ? claimer : other);
+        expect(reply.status).to.equal(409);
+        expect(reply.body.error).to.equal("task 1 is Verified, not Claimed");
+      }
+      expect(calls.claim, "task 1 read once").to.equal(1);
+      clock.now += 24 * 3600_000;
+      expect((await ask(1)).status).to.equal(409);
+      expect(calls.claim, "a final state is never read again").to.equal(1);
+
+      for (let i = 0; i < 100; i++) expect((await ask(2, [BigInt(i)])).status).to.equal(409);
+      for (let i = 0; i < 100; i++) {
+        const reply = await ask(3, [BigInt(i)]);
+        expect(reply.status).to.equal(409);
+        expect(reply.body.claimer).to.equal(other);
+      }
+      for (let i = 0; i < 100; i++) expect((await ask(4, [BigInt(i)])).status).to.equal(404);
+      expect(calls.claim, "tasks 2, 3 and 4 read once each").to.equal(4);
+      clock.now += CHANGING_REFUSAL_MS - 1;
+      for (const id of [2, 3, 4]) await ask(id);
+      expect(calls.claim, "within the window").to.equal(4);
+      clock.now += 2;
+      for (const id of [2, 3, 4]) await ask(id);
+      expect(calls.claim, "a state that can change is read again after the window").to.equal(7);
+      expect(calls.lookup + calls.execute, "no refused request looked up or executed").to.equal(0);
+    });
+
+    it("runs a task the node refuses to execute once per REFUSED_EXECUTION_MS, answering 422 meanwhile", async function () {
+      const refused = new ExecutionRefusedError(
+        "cost",
+        "model 1 costs 5.1e11 operations, over the policy's 1e10",
+      );
+      const { calls, clock, ask } = counted({
+        claims: { "1": { status: "Claimed", node: claimer } },
+        tasks: { "1": optimisticTask(1n) },
+        run: async () => {
+          throw refused;
+        },
+      });
+      for (let i = 0; i < 50; i++) {
+        const reply = await ask(1, [BigInt(i)]);
+        expect(reply.status).to.equal(422);
+        expect(reply.body.error).to.equal(`cannot re-execute the task: ${refused.message}`);
+      }
+      expect(calls.execute).to.equal(1);
+      clock.now += REFUSED_EXECUTION_MS + 1;
+      expect((await ask(1)).status).to.equal(422);
+      expect(calls.execute).to.equal(2);
+    });
+
+    it("retries an execution that failed for another reason only after CHANGING_REFUSAL_MS", async function () {
+      const { calls, clock, ask } = counted({
+        claims: { "1": { status: "Claimed", node: claimer } },
+        tasks: { "1": optimisticTask(1n) },
+        run: async () => {
+          throw new Error("data node unreachable");
+        },
+      });
+      for (let i = 0; i < 20; i++) {
+        await ask(1, [BigInt(i)]).then(
+          () => expect.fail("a failure is no answer"),
+          (e: Error) => expect(e.message).to.equal("data node unreachable"),
+        );
+      }
+      expect(calls.execute).to.equal(1);
+      clock.now += CHANGING_REFUSAL_MS + 1;
+      await ask(1).catch(() => undefined);
+      expect(calls.execute).to.equal(2);
+    });
+
+    it("keys the node's words and signatures by the task's content: a reorg that changes the task reuses neither", async function () {
+      const before = optimisticTask(1n, [1n]);
+      const after = optimisticTask(1n, [2n]);
+      const tasks = { "1": before };
+      const { calls, ask, signer } = counted({
+        claims: { "1": { status: "Claimed", node: claimer } },
+        tasks,
+      });
+      const signed = await ask(1, [10n]);
+      expect(signed.status).to.equal(200);
+      expect(await ask(1, [10n])).to.deep.equal(signed);
+      expect(calls.execute).to.equal(1);
+
+      // The chain reorganised: task 1 now carries another input (whose output word is 20).
+      tasks["1"] = after;
+      expect(taskContentKey(after)).to.not.equal(taskContentKey(before));
+      const stale = await ask(1, [10n]);
+      expect(stale.status, "the old signature is not handed out again").to.equal(409);
+      expect(stale.body.error).to.equal("outputs differ");
+      expect(calls.execute, "the new content executed").to.equal(2);
+      const fresh = await ask(1, [20n]);
+      expect(fresh.status).to.equal(200);
+      const digest = solidityPackedKeccak256(
+        ["uint256", "address", "bytes32"],
+        [1n, claimer, outputsHash([20n])],
+      );
+      expect(verifyMessage(getBytes(digest), fresh.body.signature as string)).to.equal(signer.address);
+    });
+
+    it("a task's content key does not depend on how its numbers were typed (journal or event)", function () {
+      const t = optimisticTask(7n, [3n, 4n]);
+      const retyped = JSON.parse(JSON.stringify(t, (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+      expect(taskContentKey(retyped)).to.equal(taskContentKey(t));
+      expect(taskContentKey(optimisticTask(7n, [3n, 5n]))).to.not.equal(taskContentKey(t));
+    });
+  });
+
+  describe("asking a registered endpoint (issue 20)", function () {
+    /** A real HTTP server answering every request with `answer`; counts the requests it got. */
+    async function server(answer: (res: http.ServerResponse) => void) {
+      const seen = { requests: 0 };
+      const s = http.createServer((req, res) => {
+        seen.requests++;
+        req.resume();
+        answer(res);
+      });
+      await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(s.address() as { port: number }).port}`;
+      return { url, seen, close: () => new Promise<void>((r) => s.close(() => r())) };
+    }
+
+    const ask = (url: string) =>
+      gatherAttestations(
+        { taskId: 1n, node: Wallet.createRandom().address, outputs: [1n] },
+        { urls: [url], wanted: 1, timeoutMs: 10_000, digest: ethers.ZeroHash, eligible: async () => true },
+      );
+
+    it("follows no redirect: a 3xx is a refusal, and the URL it names is never asked", async function () {
+      const internal = await server((res) => res.end("{}"));
+      const redirecting = await server((res) => {
+        res.writeHead(307, { location: `${internal.url}/attest` });
+        res.end();
+      });
+      try {
+        const { attestations, refused } = await ask(redirecting.url);
+        expect(attestations).to.be.empty;
+        expect(refused).to.have.length(1);
+        expect(refused[0].status).to.equal(307);
+        expect(refused[0].error).to.match(/redirected \(HTTP 307\).*not followed/);
+        expect(redirecting.seen.requests).to.equal(1);
+        expect(internal.seen.requests, "the redirect's target was not asked").to.equal(0);
+      } finally {
+        await redirecting.close();
+        await internal.close();
+      }
+    });
+
+    it("reads at most MAX_REPLY_BYTES of a reply", async function () {
+      const huge = await server((res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        // An endless reply: only the cap ends the read.
+        const chunk = Buffer.alloc(64 * 1024, 32);
+        const pump = () => {
+          while (res.write(chunk));
+        };
+        res.on("drain", pump);
+        res.on("close", () => res.off("drain", pump));
+        pump();
+      });
+      try {
+        const { refused } = await ask(huge.url);
+        expect(refused).to.have.length(1);
+        expect(refused[0].error).to.equal(`unreadable reply: reply larger than ${MAX_REPLY_BYTES} bytes`);
+      } finally {
+        await huge.close();
+      }
     });
   });
 

@@ -23,6 +23,8 @@ const MAX_HEADER_BYTES = 8 * 1024;
 const MAX_RATE_BUCKETS = 10_000;
 /** How often the server looks for requests past their headers or request timeout. */
 const TIMEOUT_CHECK_MS = 500;
+/** How long a connection answered and closed by the server (FIN sent) may linger before it is cut. */
+const CLOSE_AFTER_ANSWER_MS = 1_000;
 /** Time connections are given to finish at shutdown before they are cut. */
 const CLOSE_GRACE_MS = 2_000;
 
@@ -165,7 +167,7 @@ export class ServiceHttp {
       const body = {
         error: `too many connections from one address (at most ${this.limits.httpMaxConnectionsPerIp})`,
       };
-      socket.write(rawResponse(429, body, "retry-after: 1\r\n"), () => socket.destroy());
+      answerAndClose(socket, rawResponse(429, body, "retry-after: 1\r\n"));
     }
   }
 
@@ -181,25 +183,22 @@ export class ServiceHttp {
             code === "HPE_INVALID_EOF_STATE" || code === "ECONNRESET" || code === "EPIPE"
             ? ["aborted", 0]
             : ["bad_request", 400];
-    if (!this.cut.has(socket)) {
-      this.cut.add(socket);
-      this.refuse(reason, { ip: addressOf(socket as Duplex & { remoteAddress?: string }), code });
-    }
+    // Node reports each later parse error of the same connection again: it was answered the first time.
+    if (this.cut.has(socket)) return;
+    this.cut.add(socket);
+    this.refuse(reason, { ip: addressOf(socket as Duplex & { remoteAddress?: string }), code });
     const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse })._httpMessage;
-    if (status !== 0 && socket.writable && !inFlight?.headersSent) {
-      const message =
-        status === 408
-          ? "request too slow: send it whole within the server's timeout"
-          : status === 431
-            ? `request head larger than ${MAX_HEADER_BYTES} bytes`
-            : "malformed HTTP request";
-      try {
-        socket.write(rawResponse(status, { error: message }));
-      } catch {
-        // The socket is being torn down: nothing more to tell the client.
-      }
+    if (status === 0 || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
     }
-    socket.destroy();
+    const message =
+      status === 408
+        ? "request too slow: send it whole within the server's timeout"
+        : status === 431
+          ? `request head larger than ${MAX_HEADER_BYTES} bytes`
+          : "malformed HTTP request";
+    answerAndClose(socket, rawResponse(status, { error: message }));
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse) {
@@ -216,7 +215,10 @@ export class ServiceHttp {
     try {
       const gone = err instanceof ClientGoneError || req.socket.destroyed;
       if (gone) {
-        if (!this.cut.has(req.socket)) this.refuse("aborted", { ip: addressOf(req.socket), url: req.url });
+        if (!this.cut.has(req.socket)) {
+          this.cut.add(req.socket);
+          this.refuse("aborted", { ip: addressOf(req.socket), url: req.url });
+        }
         res.destroy();
         return;
       }
@@ -295,7 +297,8 @@ export class ServiceHttp {
 
   private async routePost(req: http.IncomingMessage, res: http.ServerResponse, handler: JsonHandler) {
     const reply = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
-      if (res.headersSent || !res.writable) return;
+      // A connection the server already answered and is closing (a body too slow) takes no second answer.
+      if (res.headersSent || !res.writable || this.cut.has(req.socket)) return;
       res.writeHead(status, { "content-type": "application/json", ...headers });
       res.end(JSON.stringify(body));
     };
@@ -346,6 +349,21 @@ export class ServiceHttp {
     await closed;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Send `response` and close the connection the way that lets the client read it: a FIN after the response
+ * (closing at once, with the client's bytes still unread, would send a reset that can discard the answer in
+ * the client's buffers), then the socket cut after a short grace whether or not the client closed its side.
+ */
+function answerAndClose(socket: Duplex, response: string) {
+  try {
+    socket.end(response);
+  } catch {
+    socket.destroy();
+    return;
+  }
+  setTimeout(() => socket.destroy(), CLOSE_AFTER_ANSWER_MS).unref();
 }
 
 /**
