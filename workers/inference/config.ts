@@ -138,7 +138,7 @@ export const executionSchema = {
     description:
       "largest cost of a ZK bundle's fixed-point program, in multiply-accumulates a run (counted from " +
       "program.json before it runs); a costlier model is refused",
-    default: 200_000_000,
+    default: 100_000_000,
     parse: parse.int(1, Number.MAX_SAFE_INTEGER),
   }),
 };
