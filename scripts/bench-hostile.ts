@@ -45,7 +45,6 @@ import {
   startInferenceNode,
   startNetwork,
   startVerificationNode,
-  waitFor,
   waitForLog,
   type Proc,
 } from "./lib/local-network";
@@ -443,12 +442,14 @@ async function main() {
         await sleep(50);
       }
     })();
+    /** A stranger (account 15, no OPG): submits the hostile model's fee-0 tasks from its own nonce sequence. */
+    const stranger = account(15).connect(network.provider) as unknown as Wallet;
     const submit = async (i: number, mode: number, model = modelId, input?: bigint[]) => {
       const words =
         input ?? inputWords(manifest, executeQuantized(program, samples[i % samples.length]).input);
       const now = (await network.provider.getBlock("latest"))!.timestamp;
       const receipt = await (
-        await tasks.connect(requester).submitTaskInMode(
+        await tasks.connect(model === modelId ? requester : stranger).submitTaskInMode(
           {
             modelId: model,
             input: words,
@@ -464,30 +465,47 @@ async function main() {
       return parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
     };
     let claimedId = 1n;
-    const normalPhase = async (label: string) => {
-      const latencies: number[] = [];
-      const optimistic: bigint[] = [];
-      for (let i = 0; i < NORMAL_TASKS; i++) {
-        const t0 = Date.now();
-        const id = await submit(i, MODES.zk);
-        claimedId = id;
-        await waitFor(`${label}: task ${id} verified`, async () => verifiedAt.has(id), 600_000, 20);
-        latencies.push((verifiedAt.get(id)! - t0) / 1000);
-        if (i % 4 === 0) optimistic.push(await submit(i, MODES.optimistic));
+    /** Polls `fn` until true; fails at once, naming it, when a node process has exited. */
+    const until = async (what: string, fn: () => boolean) => {
+      const t0 = Date.now();
+      while (!fn()) {
+        const dead = Object.values(procs).find((p) => p.hasExited());
+        if (dead)
+          throw new Error(`${dead.name} exited (${dead.exitDescription()}) while waiting for ${what}`);
+        if (Date.now() - t0 > 600_000) throw new Error(`timed out after 600 s waiting for ${what}`);
+        await sleep(20);
       }
-      await waitFor(
-        `${label}: optimistic tasks posted with an attestation`,
-        async () => optimistic.every((id) => postedAttested.has(id)),
-        600_000,
-        100,
-      );
-      return { latencies, optimistic: optimistic.length };
+    };
+    interface PhaseResult {
+      latencies: number[];
+      optimistic: number;
+      failed?: string;
+    }
+    const normalPhase = async (label: string): Promise<PhaseResult> => {
+      const result: PhaseResult = { latencies: [], optimistic: 0 };
+      try {
+        const optimistic: bigint[] = [];
+        for (let i = 0; i < NORMAL_TASKS; i++) {
+          const t0 = Date.now();
+          const id = await submit(i, MODES.zk);
+          claimedId = id;
+          await until(`${label}: task ${id} verified`, () => verifiedAt.has(id));
+          result.latencies.push((verifiedAt.get(id)! - t0) / 1000);
+          if (i % 4 === 0) optimistic.push(await submit(i, MODES.optimistic));
+        }
+        await until(`${label}: optimistic tasks posted with an attestation`, () =>
+          optimistic.every((id) => postedAttested.has(id)),
+        );
+        result.optimistic = optimistic.length;
+      } catch (e) {
+        result.failed = (e as Error).message;
+      }
+      return result;
     };
 
     // Warm-up (bundle fetched, prover started), not counted.
-    await normalPhase("warm-up").catch((e) => {
-      throw new Error(`warm-up failed: ${(e as Error).message}`);
-    });
+    const warm = await normalPhase("warm-up");
+    if (warm.failed) throw new Error(`warm-up failed: ${warm.failed}`);
     const sampler = new RssSampler(procs);
     const health = new HealthProbe({
       inference: `http://127.0.0.1:${inferencePort}`,
@@ -538,10 +556,8 @@ async function main() {
     await hostileModelLoop;
     const elapsed = (Date.now() - started) / 1000;
     // After the load: every node still up and healthy, and serves one more task.
-    const after = await normalPhase("after").then(
-      () => "served",
-      (e) => `FAILED: ${(e as Error).message}`,
-    );
+    const afterPhase = await normalPhase("after");
+    const after = afterPhase.failed ? `FAILED: ${afterPhase.failed}` : "served";
     await health.stop();
     sampler.stop();
     polling = false;
@@ -595,6 +611,8 @@ async function main() {
     const failures = [
       ...restarts.map(([n]) => `${n} exited or restarted`),
       ...[...health.failures].map(([n, l]) => `${n}: ${l.length} /healthz polls failed (${l[0]})`),
+      ...(baseline.failed ? [`baseline: ${baseline.failed}`] : []),
+      ...(underAttack.failed ? [`normal load under hostile load: ${underAttack.failed}`] : []),
       ...(after === "served" ? [] : [`after the load: ${after}`]),
     ];
     out(
