@@ -169,12 +169,15 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status =
       err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
-    if (socket.writable && err.code !== "ECONNRESET" && err.code !== "HPE_INVALID_EOF_STATE") {
-      socket.write(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
-      );
+    if (!socket.writable || err.code === "ECONNRESET" || err.code === "HPE_INVALID_EOF_STATE") {
+      socket.destroy();
+      return;
     }
-    socket.destroy();
+    // A FIN after the answer (a reset could discard it in the client's buffers), then cut after a grace.
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+    );
+    setTimeout(() => socket.destroy(), 1_000).unref();
   });
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {

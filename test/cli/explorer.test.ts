@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
@@ -107,6 +108,34 @@ describe("opg explorer: the page's server", function () {
     expect((await fetch(running.url)).status).to.equal(200);
   });
 
+  it("may not be framed by another site: frame-ancestors 'none' and X-Frame-Options DENY, errors included", async function () {
+    for (const url of [running.url, running.url + "config.json", running.url + "nope.js"]) {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      expect(res.headers.get("content-security-policy"), url).to.include("frame-ancestors 'none'");
+      expect(res.headers.get("x-frame-options"), url).to.equal("DENY");
+    }
+  });
+
+  it("tells the page to read nodes' registered endpoints unless turned off", async function () {
+    const config = (await (await fetch(running.url + "config.json")).json()) as { nodeMetrics: boolean };
+    expect(config.nodeMetrics).to.equal(true);
+    const off = await startExplorer({
+      rpc: "http://127.0.0.1:8545",
+      data: "http://127.0.0.1:8600",
+      deployment: DEPLOYMENT,
+      nodeMetrics: false,
+      port: 0,
+    });
+    try {
+      expect(
+        ((await (await fetch(off.url + "config.json")).json()) as { nodeMetrics: boolean }).nodeMetrics,
+      ).to.equal(false);
+    } finally {
+      await off.close();
+    }
+  });
+
   describe("the opg explorer command", function () {
     let tmp: string;
     before(function () {
@@ -154,6 +183,73 @@ describe("opg explorer: the page's server", function () {
         rpc.close();
       }
       expect(await exited).to.equal(0);
+    });
+
+    it("survives aborted, cut-off, slow and non-HTTP requests: answered or closed, never an exit", async function () {
+      const rpc = await chainIdServer(31337);
+      const file = path.join(tmp, "deployment.json");
+      fs.writeFileSync(file, JSON.stringify(DEPLOYMENT));
+      const child = spawn(
+        process.execPath,
+        [OPG_BIN, "explorer", "--rpc-url", rpc.url, "--deployment", file, "--port", "0", "--no-node-metrics"],
+        { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (out += d));
+      const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+      /** A raw connection to the server: what it received, and a promise of its closing. */
+      const raw = (port: number) => {
+        const socket = net.connect(port, "127.0.0.1");
+        let received = "";
+        socket.on("data", (d) => (received += d));
+        socket.on("error", () => undefined);
+        const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+        const connected = new Promise<void>((resolve) => socket.on("connect", () => resolve()));
+        return { socket, closed, connected, received: () => received };
+      };
+      try {
+        while (!/explorer: (http\S+)/.test(out)) {
+          if (child.exitCode !== null) throw new Error(`opg explorer exited: ${out}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const url = /explorer: (http\S+)/.exec(out)![1];
+        const port = Number(new URL(url).port);
+        const config = (await (await fetch(url + "config.json")).json()) as { nodeMetrics: boolean };
+        expect(config.nodeMetrics, "--no-node-metrics").to.equal(false);
+        const html = await (await fetch(url)).text();
+        const asset = /src="\.\/(assets\/[^"]+\.js)"/.exec(html)![1];
+        // Heads cut off halfway, and downloads of the page's script dropped after their first bytes.
+        for (let i = 0; i < 50; i++) {
+          const half = raw(port);
+          await half.connected;
+          half.socket.write("GET /index.html HTTP/1.1\r\nHost: x\r\n");
+          const dropped = raw(port);
+          await dropped.connected;
+          dropped.socket.write(`GET /${asset} HTTP/1.1\r\nHost: x\r\n\r\n`);
+          await new Promise<void>((resolve) => dropped.socket.once("data", () => resolve()));
+          half.socket.destroy();
+          dropped.socket.destroy();
+        }
+        const garbage = raw(port);
+        await garbage.connected;
+        garbage.socket.write(Buffer.from([0, 1, 2, 3, 255, 13, 10, 13, 10]));
+        await garbage.closed;
+        expect(garbage.received()).to.match(/^HTTP\/1\.1 400 /);
+        // A head never finished: answered 408 and closed at the server's headers timeout.
+        const slow = raw(port);
+        await slow.connected;
+        slow.socket.write("GET / HTTP/1.1\r\n");
+        await slow.closed;
+        expect(slow.received()).to.match(/^HTTP\/1\.1 408 /);
+        expect(child.exitCode, out).to.equal(null);
+        expect((await fetch(url)).status).to.equal(200);
+        expect((await fetch(url + "healthz")).status).to.equal(200);
+      } finally {
+        child.kill("SIGINT");
+        rpc.close();
+      }
+      expect(await exited, out).to.equal(0);
     });
 
     it("refuses an RPC that serves another chain than the deployment's, in one line", async function () {
