@@ -788,8 +788,10 @@ export class InferenceNode {
 
   /**
    * A stage failed with an error that is not a revert (sandbox.ts failureClass): a refusal refuses the task
-   * once, by name; the transport is retried at the next round, as long as it takes; anything else is retried
-   * until it failed MAX_UNKNOWN_FAILURES times, then the task is given up. No task is retried forever.
+   * once, by name; the transport is retried at the next round, as long as it takes; anything else, while the
+   * task is being prepared, claimed or posted (`seen`, `claimed`: the stages that run the model), is retried
+   * until it failed MAX_UNKNOWN_FAILURES times, then the task is given up. Once a result is proved or posted,
+   * collateral rides on sending it: those transactions keep being retried.
    */
   private stageFailed(taskId: bigint, ctx: { taskId: string }, err: Error) {
     const key = taskId.toString();
@@ -800,7 +802,7 @@ export class InferenceNode {
       this.unknownFailures.delete(key);
       return this.refuse(taskId, ctx, err);
     }
-    if (kind === "transient") {
+    if (kind === "transient" || !["seen", "claimed"].includes(current.state)) {
       this.log.warn({ ...ctx, err: err.message }, "stage failed; will retry");
       this.journal.setState(taskId, current.state, { reason: err.message });
       return;
