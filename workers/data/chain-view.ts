@@ -1,4 +1,4 @@
-import { JsonRpcProvider } from "ethers";
+import { JsonRpcProvider, type Provider } from "ethers";
 import {
   ModelRegistry__factory,
   NodeStaking__factory,
@@ -33,7 +33,8 @@ export interface DataChainViewOptions {
  * are cached for `cacheMs`; a failed chain call is thrown, never cached.
  */
 export class DataChainView {
-  private readonly provider: JsonRpcProvider;
+  private readonly provider: Provider;
+  private readonly ownProvider?: JsonRpcProvider;
   private readonly staking;
   private readonly models;
   private readonly tasks;
@@ -49,16 +50,22 @@ export class DataChainView {
   private referencedAt = -Infinity;
   private referencedCache = new Set<string>();
 
+  /** `chain`: a JSON-RPC URL (the view owns that provider) or a provider to share. */
   constructor(
-    rpcUrl: string,
+    chain: string | Provider,
     deployment: Deployment,
     private readonly opts: DataChainViewOptions,
   ) {
-    this.provider = new JsonRpcProvider(rpcUrl, undefined, {
-      staticNetwork: true,
-      batchMaxCount: 1,
-      cacheTimeout: -1,
-    });
+    if (typeof chain === "string") {
+      this.ownProvider = new JsonRpcProvider(chain, undefined, {
+        staticNetwork: true,
+        batchMaxCount: 1,
+        cacheTimeout: -1,
+      });
+      this.provider = this.ownProvider;
+    } else {
+      this.provider = chain;
+    }
     this.staking = NodeStaking__factory.connect(deployment.staking, this.provider);
     this.models = ModelRegistry__factory.connect(deployment.models, this.provider);
     this.tasks = TaskRegistry__factory.connect(deployment.tasks, this.provider);
@@ -137,6 +144,6 @@ export class DataChainView {
   }
 
   destroy(): void {
-    this.provider.destroy();
+    this.ownProvider?.destroy();
   }
 }
