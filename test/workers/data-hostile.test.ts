@@ -255,6 +255,34 @@ describe("data node under hostile clients (real processes)", function () {
     await expectServing(node);
   });
 
+  it("answers malformed, oversized and unfinished request heads (400, 431, 408) and closes them", async function () {
+    const node = await startNode(["--headers-timeout-ms", "1000"]);
+    const port = Number(new URL(node.url).port);
+    const send = (what: string | Buffer, from: string) =>
+      new Promise<string>((resolve) => {
+        const s = net.connect({ host: "127.0.0.1", port, localAddress: from });
+        let text = "";
+        s.on("data", (c: Buffer) => (text += c.toString()));
+        s.on("error", () => undefined);
+        s.on("close", () => resolve(text));
+        s.write(what);
+      });
+    const [garbage, huge, unfinished] = await Promise.all([
+      Promise.all(Array.from({ length: 20 }, () => send("\x00\x01 not http\r\n\r\n", "127.0.0.12"))),
+      send(`GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ${"a".repeat(64 * 1024)}\r\n\r\n`, "127.0.0.13"),
+      Promise.all(
+        Array.from({ length: 10 }, () => send("GET /healthz HTTP/1.1\r\nhost: x\r\n", "127.0.0.14")),
+      ),
+    ]);
+    for (const t of garbage) expect(t).to.match(/^HTTP\/1\.1 400 /);
+    expect(huge).to.match(/^HTTP\/1\.1 431 /);
+    for (const t of unfinished) expect(t).to.match(/^HTTP\/1\.1 408 /);
+    const metrics = (await request(`${node.url}/metrics`)).body.toString();
+    expect(metric(metrics, "opg_data_client_errors_total")).to.be.above(0);
+    expect(node.alive()).to.equal(true);
+    await expectServing(node);
+  });
+
   it("leaves no temp file behind an aborted upload, and stays up", async function () {
     const node = await startNode([]);
     const sockets: net.Socket[] = [];

@@ -293,6 +293,9 @@ export class DataServer {
             ? "408 Request Timeout"
             : "400 Bad Request";
       socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      // The answer is flushed before the socket goes; a client that does not read it loses it soon anyway.
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
     }
     socket.destroy();
   }
@@ -396,8 +399,11 @@ export class DataServer {
       this.metrics.requests.inc({ route: label, status: String(status) });
       this.metrics.duration.observe({ route: label }, seconds);
       const line = { method: req.method, route, status, ms: Math.round(seconds * 1e4) / 10, ...fields };
-      if (status === 429) this.log.debug(line, "request refused");
-      else if (status >= 500 || status === 0) this.log.error(line, "request failed");
+      // Refusals and clients that went away are what strangers cause: counted, logged at debug so a flood
+      // of them does not flood the log. A 5xx is the node's own trouble.
+      if (status === 0) this.log.debug(line, "client went away");
+      else if (status === 429 || status === 408) this.log.debug(line, "request refused");
+      else if (status >= 500) this.log.error(line, "request failed");
       else if (route === "/healthz" || route === "/metrics") this.log.debug(line, "request");
       else this.log.info(line, "request");
     }
