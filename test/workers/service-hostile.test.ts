@@ -2,8 +2,11 @@ import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
+import { Writable } from "node:stream";
 import { expect } from "chai";
 import { ethers, getBytes, verifyMessage } from "ethers";
+import pino from "pino";
+import client from "prom-client";
 import {
   account,
   publishModel,
@@ -17,7 +20,7 @@ import {
   type Proc,
 } from "../../scripts/lib/local-network";
 import { outputsHash } from "../../workers/runtime/optimistic";
-import { MAX_JSON_BODY_BYTES } from "../../workers/runtime/service";
+import { MAX_JSON_BODY_BYTES, METRICS_CACHE_MS, ServiceHttp } from "../../workers/runtime/service";
 import { MODES, parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
 import {
   loadPlainManifest,
@@ -483,5 +486,76 @@ describe("node HTTP service under hostile requests (a real verification node)", 
     monitoring = false;
     await monitor;
     expect(await node.stop()).to.equal(0);
+  });
+});
+
+describe("ServiceHttp in process: failures of the node's own code", function () {
+  /** A ServiceHttp whose log lines are kept. */
+  async function serve() {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const service = new ServiceHttp(pino({ level: "info" }, sink));
+    const port = await service.listen(0);
+    return { service, port, lines };
+  }
+
+  it("a handler that throws is a 500 without detail and one error line with the stack; the port serves on", async function () {
+    const { service, port, lines } = await serve();
+    try {
+      service.postJson("/boom", async () => {
+        throw new Error("bug in /tmp/secret/path.ts");
+      });
+      service.setHealth(() => {
+        throw new TypeError("health broke");
+      });
+      const post = await call(port, {
+        method: "POST",
+        path: "/boom",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(post.status).to.equal(500);
+      expect(JSON.parse(post.body)).to.deep.equal({ error: "internal error" });
+      const healthz = await call(port, { path: "/healthz" });
+      expect(healthz.status).to.equal(500);
+      expect(healthz.body).to.not.contain("health broke");
+      const errors = lines.filter((l) => l.msg === "request failed");
+      expect(errors).to.have.length(2);
+      expect((errors[0].err as { stack: string }).stack).to.contain("bug in /tmp/secret/path.ts");
+      const metrics = await call(port, { path: "/metrics" });
+      expect(sample(metrics.body, "opg_http_refused_total", 'reason="internal"')).to.equal(2);
+    } finally {
+      await service.close();
+    }
+  });
+
+  it("renders /metrics at most once per METRICS_CACHE_MS, however many ask", async function () {
+    const { service, port } = await serve();
+    let collected = 0;
+    new client.Gauge({
+      name: "test_collections",
+      help: "how often the registry was collected",
+      registers: [service.registry],
+      collect() {
+        collected++;
+        this.set(collected);
+      },
+    });
+    try {
+      const started = Date.now();
+      const replies = await Promise.all(Array.from({ length: 50 }, () => call(port, { path: "/metrics" })));
+      const elapsed = Date.now() - started;
+      expect(replies.every((r) => r.status === 200)).to.equal(true);
+      // However long the 50 took, they were served from at most one rendering per window.
+      expect(collected).to.be.at.most(1 + Math.floor(elapsed / METRICS_CACHE_MS));
+      expect(collected).to.be.at.least(1);
+    } finally {
+      await service.close();
+    }
   });
 });
