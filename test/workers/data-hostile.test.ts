@@ -419,6 +419,17 @@ describe("data node under hostile clients (real processes)", function () {
       const bytes = crypto.randomBytes(3000);
       const id = await new DataClient(node.url, { uploader: allowed }).put(bytes);
       expect(await new DataClient(node.url).get(id)).to.deep.equal(bytes);
+      // The SDK's way: unsigned first, signed when the node answers 401.
+      let signed = 0;
+      const lazy = {
+        getAddress: () => allowed.getAddress(),
+        signMessage: (m: string) => ((signed += 1), allowed.signMessage(m)),
+      };
+      const lazyBytes = crypto.randomBytes(700);
+      expect(
+        await new DataClient(node.url, { uploader: lazy, signUploads: "on-request" }).put(lazyBytes),
+      ).to.equal(sha256Hex(lazyBytes));
+      expect(signed).to.equal(1);
       const e = await new DataClient(node.url, { uploader: stranger }).put(bytes).catch((x: unknown) => x);
       expect(e).to.be.instanceOf(DataClientError);
       expect((e as DataClientError).code).to.equal("FORBIDDEN");
