@@ -1,10 +1,7 @@
 import { getAddress, getBytes, id, isAddress } from "ethers";
-import { ZkmlError } from "../../zkml";
-import { BundleRejectedError } from "../runtime/bundles";
-import { ExecutionRefusedError } from "../runtime/execution-errors";
 import type { JsonReply } from "../runtime/service";
 import { outputsHash, type TaskStatusName } from "../runtime/optimistic";
-import { InputRejectedError } from "../runtime/task-input";
+import { failureClass } from "../runtime/sandbox";
 import { modeName, type SubmittedTask } from "../runtime/tasks";
 
 /**
@@ -127,14 +124,13 @@ export interface AttestOutcome {
   signed: boolean;
 }
 
-/** Whether `err` says this node will not re-execute the task (422), rather than that it failed this time. */
+/**
+ * Whether `err` says this node will not re-execute the task (422: its bundle, input or compiler refused, or the
+ * model over the node's execution policy or limits), rather than that it failed this time: the nodes' one
+ * classification of failures (sandbox.ts).
+ */
 export function isExecutionRefusal(err: unknown): err is Error {
-  return (
-    err instanceof BundleRejectedError ||
-    err instanceof InputRejectedError ||
-    err instanceof ZkmlError ||
-    err instanceof ExecutionRefusedError
-  );
+  return failureClass(err) === "refuse";
 }
 
 /** A JSON value with object keys sorted and every number as a decimal string: one text per content. */
