@@ -23,6 +23,11 @@ const MAX_HEADER_BYTES = 8 * 1024;
 const MAX_RATE_BUCKETS = 10_000;
 /** How often the server looks for requests past their headers or request timeout. */
 const TIMEOUT_CHECK_MS = 500;
+/**
+ * A connection with no traffic either way for this long is cut: a client that never reads its answer holds
+ * no socket for good. Longer than any answer takes to compute (a re-execution runs under the sandbox's limit).
+ */
+const IDLE_SOCKET_MS = 60_000;
 /** How long a connection answered and closed by the server (FIN sent) may linger before it is cut. */
 const CLOSE_AFTER_ANSWER_MS = 1_000;
 /** Time connections are given to finish at shutdown before they are cut. */
@@ -133,6 +138,7 @@ export class ServiceHttp {
     server.keepAliveTimeout = this.limits.httpKeepAliveTimeoutMs;
     server.maxConnections = this.limits.httpMaxConnections;
     server.maxHeadersCount = 64;
+    server.timeout = IDLE_SOCKET_MS;
     server.on("connection", (socket: Duplex & { remoteAddress?: string }) => this.onConnection(socket));
     server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
     this.server = server;
