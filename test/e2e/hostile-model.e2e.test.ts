@@ -38,6 +38,27 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+/** The execution processes (exec-worker.js) a node process started. */
+function execWorkers(pid: number): number[] {
+  let children: number[];
+  try {
+    children = fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(" ")
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+  return children.filter((c) => {
+    try {
+      return fs.readFileSync(`/proc/${c}/cmdline`, "utf8").includes("exec-worker");
+    } catch {
+      return false;
+    }
+  });
+}
+
 /**
  * Polls each node's /healthz every 100 ms until stopped: the worst answer time, failures, and the nodes'
  * peak resident memory (the node process itself, not its execution processes).
@@ -253,6 +274,45 @@ describe("hostile models: bounded, isolated execution (real processes)", functio
     console.log(
       `      opted in: /healthz worst ${JSON.stringify(seen.worstMs)} ms, peak RSS ${JSON.stringify(seen.peakRssMb)} MiB`,
     );
+    await inference.stop();
+  });
+
+  it("an execution that fails for no reason the sandbox gave (its process killed from outside) is retried twice, then the task is given up", async function () {
+    const startBlock = await net.provider.getBlockNumber();
+    const inference = startInferenceNode(net, 5, path.join(net.tmp, "inference-crash"), {
+      extra: ["--start-block", String(startBlock), "--allow-dynamic-shapes", "--exec-timeout-ms", "120000"],
+    });
+    procs.push(inference);
+    await waitForLog(inference, "node eligible: claiming tasks");
+    const bad = await submit(hostile, hostileX(HOSTILE_N), 0n);
+    // Whenever the node's execution process is busy with the hostile run (its memory past 300 MiB), kill it.
+    let kills = 0;
+    await waitFor(
+      `task ${bad.taskId} given up`,
+      async () => {
+        for (const pid of execWorkers(inference.child.pid!)) {
+          if (rssMb(pid) > 300) {
+            process.kill(pid, "SIGKILL");
+            kills++;
+          }
+        }
+        return (
+          lines(inference, "stage failed again with the same unexpected error; task given up", bad.taskId)
+            .length > 0
+        );
+      },
+      300_000,
+      50,
+      inference,
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(kills).to.equal(3);
+    expect(lines(inference, "stage failed; will retry", bad.taskId), "two retries").to.have.length(2);
+    expect(
+      lines(inference, "stage failed again with the same unexpected error; task given up", bad.taskId),
+    ).to.have.length(1);
+    expect(lines(inference, "task refused", bad.taskId)).to.deep.equal([]);
+    expect(inference.hasExited()).to.equal(false);
     await inference.stop();
   });
 
