@@ -443,7 +443,8 @@ export class DataServer {
       uploader = who.address;
       Object.assign(fields, { uploader: who.address, standing: who.standing });
     }
-    const reserved = declared ?? 0;
+    // A body of unknown length (chunked) may be as large as any blob: it reserves that much until it ends.
+    const reserved = declared ?? this.store.maxBlobBytes;
     const over = this.quota.reserve(uploader, reserved);
     if (over) {
       throw new HttpError(
