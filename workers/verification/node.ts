@@ -84,6 +84,16 @@ export class VerificationNode {
       maxModelBytes: config.maxModelBytes,
     });
     this.sandbox = new ExecutionSandbox(config, log);
+    const sandbox = this.sandbox;
+    new client.Gauge({
+      name: "opg_executions",
+      help: "model runs in the execution sandbox since start, by how they ended: ok, refused (the model failed), time and memory (killed over a limit), crashed",
+      labelNames: ["outcome"],
+      registers: [this.http.registry],
+      collect() {
+        for (const [outcome, n] of Object.entries(sandbox.counts)) this.set({ outcome }, n);
+      },
+    });
     this.optimisticJournal = new Journal(path.join(config.stateDir, "optimistic.db"));
     if (config.optimistic) {
       const submitter = new TxSubmitter(
