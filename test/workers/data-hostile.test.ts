@@ -275,6 +275,9 @@ describe("data node under hostile clients (real processes)", function () {
       ),
     ]);
     for (const t of garbage) expect(t).to.match(/^HTTP\/1\.1 400 /);
+    const badTarget = await send("GET //[ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", "127.0.0.15");
+    expect(badTarget).to.match(/^HTTP\/1\.1 400 /);
+    expect(badTarget).to.contain("malformed request target");
     expect(huge).to.match(/^HTTP\/1\.1 431 /);
     for (const t of unfinished) expect(t).to.match(/^HTTP\/1\.1 408 /);
     const metrics = (await request(`${node.url}/metrics`)).body.toString();

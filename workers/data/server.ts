@@ -365,7 +365,12 @@ export class DataServer {
           { "retry-after": "1" },
         );
       }
-      const url = new URL(req.url ?? "/", "http://localhost");
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://localhost");
+      } catch {
+        throw new HttpError(400, "bad_request", "malformed request target");
+      }
       const method = req.method ?? "GET";
       const p = url.pathname;
       if (p === "/blobs" || p === "/blobs/") {
