@@ -83,7 +83,11 @@ describe("execution sandbox and policy (workers/runtime/sandbox.ts, execution-po
     return s;
   };
 
+  /** The default limits' sandbox, shared by the tests that need nothing else (each process start costs seconds). */
+  let shared: ExecutionSandbox;
+
   before(async function () {
+    shared = sandbox();
     iris = await plainBundle(path.join(MODELS, "iris_mlp.onnx"));
     digits = await plainBundle(path.join(MODELS, "digits_cnn.onnx"), 24);
     hostile = await plainBundle(HOSTILE);
@@ -95,7 +99,7 @@ describe("execution sandbox and policy (workers/runtime/sandbox.ts, execution-po
 
   describe("outputs", function () {
     it("equal the in-process execution bit for bit: plain bundles (iris MLP, digits CNN)", async function () {
-      const s = sandbox();
+      const s = shared;
       const digitInputs: number[][] = JSON.parse(
         fs.readFileSync(path.join(MODELS, "digits_test.json"), "utf8"),
       ).inputs.map((x: unknown) => (x as number[]).flat(3));
@@ -123,7 +127,7 @@ describe("execution sandbox and policy (workers/runtime/sandbox.ts, execution-po
         program: loadProgram(dir),
         verificationKeyHash: "0x",
       };
-      const s = sandbox();
+      const s = shared;
       for (const x of [
         [5.1, 3.5, 1.4, 0.2],
         [6.7, 3.0, 5.2, 2.3],
@@ -144,7 +148,7 @@ describe("execution sandbox and policy (workers/runtime/sandbox.ts, execution-po
     });
 
     it("an input out of range is the ZkmlError the in-process run gives; a model that cannot run is refused without the server's paths", async function () {
-      const s = sandbox();
+      const s = shared;
       const tooBig = [1n << 40n, 0n, 0n, 0n];
       const [sandboxed] = await Promise.allSettled([s.plainOutputs(iris, tooBig)]);
       const [inProcess] = await Promise.allSettled([bundleOutputWords(iris, tooBig)]);
@@ -199,7 +203,7 @@ describe("execution sandbox and policy (workers/runtime/sandbox.ts, execution-po
     });
 
     it("a process that dies for another reason fails its run as a crash (retried, not refused) and is replaced", async function () {
-      const s = sandbox();
+      const s = shared;
       await s.plainOutputs(iris, [0n, 0n, 0n, 0n]);
       const run = s.plainOutputs(hostile, hostileInput(hostile, 6000));
       await new Promise((r) => setTimeout(r, 300));
