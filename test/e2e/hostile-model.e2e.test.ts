@@ -19,6 +19,7 @@ import {
   type Network,
   type Proc,
 } from "../../scripts/lib/local-network";
+import { ensureCliBuilt } from "../helpers/cli";
 
 const MODELS = path.join(__dirname, "..", "fixtures", "models");
 const Status = { Claimed: 2n, Verified: 3n, Pending: 5n };
@@ -145,6 +146,8 @@ describe("hostile models: bounded, isolated execution (real processes)", functio
     proc.logs().filter((l) => l.msg === msg && l.taskId === taskId.toString());
 
   before(async function () {
+    // The nodes run the compiled build (bin/opg.js), execution processes included.
+    ensureCliBuilt();
     net = await startNetwork();
     const pkg = async (file: string, name: string) => {
       const dir = path.join(net.tmp, name);
