@@ -101,8 +101,8 @@ const mib = (kb: number) => Math.round(kb / 1024);
 /**
  * Strangers' models run here, never in the node's own process: a small pool of child processes (execWorkers)
  * that run a plain bundle with onnxruntime or a ZK bundle's fixed-point program, one job each at a time,
- * further jobs queued. Each run has a wall-clock limit (timeoutMs) and a resident-memory limit (memoryMb,
- * read from /proc every 50 ms; V8's heap is capped at the same size): past either, the process is killed
+ * further jobs queued. Each run has a wall-clock limit (execTimeoutMs) and a resident-memory limit
+ * (execMemoryMb, read from /proc every 50 ms; V8's heap is capped at the same size): past either, the process is killed
  * with SIGKILL and replaced, and the run fails with an ExecutionRefusedError ("time" or "memory"). A model
  * that fails to run (an onnxruntime error, a RangeError from huge dimensions) fails with
  * ExecutionRefusedError("runtime"), an input or output out of range with the ZkmlError the in-process
@@ -158,10 +158,11 @@ export class ExecutionSandbox {
     };
   }
 
-  /** Stop every execution process (a run in flight fails). */
+  /** Stop every execution process (a run in flight or queued fails). */
   async close() {
     this.closing = true;
     clearInterval(this.poller);
+    for (const wake of this.waiting.splice(0)) wake();
     await Promise.all(
       this.slots.map(
         (slot) =>
@@ -232,8 +233,9 @@ export class ExecutionSandbox {
   private acquire(): Promise<Slot> {
     const free = this.slots.findIndex((s) => !s?.running && !s?.busy);
     if (free >= 0) return Promise.resolve(this.claimSlot(free));
-    return new Promise((resolve) =>
+    return new Promise((resolve, reject) =>
       this.waiting.push(() => {
+        if (this.closing) return reject(new Error("the execution sandbox is closed"));
         const i = this.slots.findIndex((s) => !s?.running && !s?.busy);
         resolve(this.claimSlot(i));
       }),
