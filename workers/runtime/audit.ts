@@ -2,6 +2,7 @@ import { ethers, toBeHex, type Log, type Provider } from "ethers";
 import { DisputeManager__factory, EnclaveRegistry__factory } from "../../typechain-types";
 import { dequantizeOutput, executeProgram, packValues } from "../../zkml";
 import { groth16Verify } from "../../zkml/prover/groth16";
+import { ExecutionRefusedError } from "./execution-errors";
 import { snarkjsKeyFromWords, snarkjsProof } from "../../zkml/verification-key";
 import { checkEnclaveKey, type KeyCheck } from "../../tee/check-key";
 import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
@@ -226,6 +227,12 @@ export interface AuditDeps {
   data: DataClient;
   /** Setup checks of the bundles, one per bundle (kept across audits: every task of a model shares it). */
   setups: SetupChecks;
+  /**
+   * How the fixed-point program is run (its output values). A long-lived node passes its sandboxed executor
+   * (runtime/execution-policy.ts), so a stranger's heavy program cannot stall it; an ExecutionRefusedError
+   * leaves the output unchecked, said so in the report. Default: in this process (a one-shot `opg audit`).
+   */
+  execute?: (bundle: LoadedBundle, input: bigint[]) => Promise<bigint[]>;
 }
 
 interface Submission {
@@ -426,15 +433,23 @@ async function recompute(
   bundle: LoadedBundle,
   submitted: SubmittedTask,
   outputs: bigint[],
-): Promise<{ inputError: string } | { outputMatches: boolean; output: number[] }> {
+): Promise<{ unchecked: string } | { outputMatches: boolean; output: number[] }> {
   let input: bigint[];
   try {
     input = await decodeTaskInput(bundle.manifest, submitted, deps.data);
   } catch (e) {
     if (!(e instanceof InputRejectedError)) throw e;
-    return { inputError: e.message };
+    return { unchecked: `INPUT NOT RECOVERABLE: ${e.message}` };
   }
-  const recomputed = executeProgram(bundle.program, input)[bundle.program.output.tensor];
+  let recomputed: bigint[];
+  try {
+    recomputed = deps.execute
+      ? await deps.execute(bundle, input)
+      : executeProgram(bundle.program, input)[bundle.program.output.tensor];
+  } catch (e) {
+    if (!(e instanceof ExecutionRefusedError)) throw e;
+    return { unchecked: `OUTPUT NOT RECOMPUTED (over this node's execution policy): ${e.message}` };
+  }
   let words: bigint[] = [];
   try {
     words = packValues(recomputed, bundle.manifest.publicSignals.packBits);
@@ -920,10 +935,10 @@ async function auditZk(ctx: Context, submission: Submission): Promise<AuditRepor
   const { bundle, bundleMatches, bundleDetail, setup } = inspected;
   const submitted: SubmittedTask = { taskId, modelId, task: submission.task, input: submission.input };
   const recomputed = await recompute(deps, bundle, submitted, submission.outputs);
-  if ("inputError" in recomputed) {
+  if ("unchecked" in recomputed) {
     return report(
       { proofValid, bundleMatches, outputMatches: false },
-      `${proofDetail}; ${bundleDetail}; INPUT NOT RECOVERABLE: ${recomputed.inputError}`,
+      `${proofDetail}; ${bundleDetail}; ${recomputed.unchecked}`,
       { setup },
     );
   }
@@ -976,11 +991,11 @@ async function recomputeWithoutProof(
     };
   }
   const recomputed = await recompute(deps, bundle, { taskId, modelId, task, input: words }, outputs);
-  if ("inputError" in recomputed) {
+  if ("unchecked" in recomputed) {
     return {
       bundleMatches,
       outputMatches: false,
-      detail: `${bundleDetail}; INPUT NOT RECOVERABLE: ${recomputed.inputError}`,
+      detail: `${bundleDetail}; ${recomputed.unchecked}`,
     };
   }
   return {

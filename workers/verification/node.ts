@@ -134,7 +134,17 @@ export class VerificationNode {
       ptau: config.setupPtau || undefined,
       log: (message) => log.info(message),
     });
-    this.auditDeps = { provider, models, tasks, bundles: this.bundles, data: this.data, setups };
+    // Audits of verified ZK tasks run the model's program in the sandbox, under the same policy as re-execution.
+    const auditExecutor = new ModelExecutor(this.sandbox, config, log);
+    this.auditDeps = {
+      provider,
+      models,
+      tasks,
+      bundles: this.bundles,
+      data: this.data,
+      setups,
+      execute: async (bundle, input) => (await auditExecutor.outputs(bundle, input)).values,
+    };
     this.checked = new client.Counter({
       name: "opg_verifications_total",
       help: "verified tasks re-checked, by result",
