@@ -55,8 +55,6 @@ const REPORT_FILE = process.env.OPG_HOSTILE_REPORT;
 const DIGITS = "test/fixtures/models/digits_mlp.onnx";
 /** The hostile model: its input's first value is n, the side of the square matrices it multiplies. */
 const HOSTILE_MODEL = "test/fixtures/models/hostile_matmul.onnx";
-/** How the hostile model is packaged: whole numbers (scale 2^0) in 32-bit values, so n up to 8001 fits. */
-const HOSTILE_PACKAGING = { scaleBits: 0, packBits: 32 };
 const FEE = ethers.parseEther("1");
 const STAKE = ethers.parseEther("5000");
 const ATTACKER_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
@@ -395,7 +393,7 @@ async function main() {
     let hostileModel: { modelId: bigint; dir: string } | undefined;
     if (fs.existsSync(HOSTILE_MODEL)) {
       const dir = path.join(network.tmp, "hostile-plain");
-      await packagePlainModel(path.resolve(HOSTILE_MODEL), dir, HOSTILE_PACKAGING);
+      await packagePlainModel(path.resolve(HOSTILE_MODEL), dir);
       const { modelId: id } = await publishModel(network, dir, 0n, { verificationModes: MODES.optimistic });
       hostileModel = { modelId: id, dir };
     }
@@ -542,7 +540,8 @@ async function main() {
       const m = loadPlainManifest(hostileModel.dir);
       for (let i = 0; !stopped; i++) {
         const x = new Array<number>(m.publicSignals.inputCount).fill(0);
-        x[0] = sizes[i % sizes.length];
+        // The model's n is floor(|x| * 64) + 1 (scripts/fixtures/make_hostile.ts).
+        x[0] = (sizes[i % sizes.length] - 1) / 64;
         const words = packValues(quantizePlainInput(m, x), m.publicSignals.packBits);
         hostileTasks.push(await submit(i, MODES.optimistic, hostileModel.modelId, words).catch(() => -1n));
         await sleep(10_000);
