@@ -501,6 +501,10 @@ export class DataServer {
    */
   private async receive(req: http.IncomingMessage, expect: string | undefined) {
     const body = new PassThrough();
+    // The body may be destroyed (client gone, too slow) before the store starts reading it (it opens its temp
+    // file first): without a listener that 'error' would be uncaught and take the process down. The store's
+    // read still sees the error, from the destroyed stream.
+    body.on("error", () => undefined);
     const abort = (): void => {
       if (!req.complete) body.destroy(new Error("client closed the connection before the body ended"));
     };
