@@ -10,7 +10,7 @@ const dist = path.join(root, "dist");
 
 /** Copied as they are. */
 const COPIES = [
-  "scripts/lib/exit-with-parent.js", // preloaded (`node -r`) by the local network harness
+  "network/exit-with-parent.js", // preloaded (`node -r`) by the local network harness
 ];
 
 /**

@@ -7,7 +7,7 @@ import { registerWorkerCommands } from "../workers/cli";
 import { registerClientCommands } from "../sdk/cli";
 import { registerTokenCommands } from "../sdk/token-cli";
 import { registerTeeCommands } from "../sdk/tee-cli";
-import { registerDevCommands } from "../scripts/lib/devnet-cli";
+import { registerDevCommands } from "../network/devnet-cli";
 import { registerExplorerCommands } from "../sdk/explorer-cli";
 
 /**

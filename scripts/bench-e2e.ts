@@ -18,7 +18,7 @@ import {
   startNetwork,
   waitFor,
   type Proc,
-} from "./lib/local-network";
+} from "../network/local-network";
 
 const MODEL = "test/fixtures/models/digits_mlp.onnx";
 const TASKS = Number(process.env.OPG_BENCH_TASKS ?? 20);

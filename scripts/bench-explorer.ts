@@ -22,7 +22,7 @@ import path from "node:path";
 import zlib from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { buildExplorerChain, launchChromium, type ExplorerChain } from "./lib/explorer-chain";
-import { sleep } from "./lib/local-network";
+import { sleep } from "../network/local-network";
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000);
 const BASE = Number(process.env.BENCH_BASE_TASKS ?? 10);

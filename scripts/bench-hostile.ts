@@ -47,7 +47,7 @@ import {
   startVerificationNode,
   waitForLog,
   type Proc,
-} from "./lib/local-network";
+} from "../network/local-network";
 
 const HOSTILE_SECONDS = Number(process.env.OPG_HOSTILE_SECONDS ?? 180);
 const NORMAL_TASKS = Number(process.env.OPG_HOSTILE_TASKS ?? 20);

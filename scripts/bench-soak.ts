@@ -56,7 +56,7 @@ import { ServiceHttp } from "../workers/runtime/service";
 import { MODES, parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
 import { parseAttestRequest } from "../workers/verification/attest";
 import { ensureCliBuilt } from "../test/helpers/cli";
-import { bundleKeyWords, bundleModelSpec, sendRegistration } from "./lib/register-model";
+import { bundleKeyWords, bundleModelSpec, sendRegistration } from "../network/register-model";
 import { RpcProxy } from "./lib/rpc-proxy";
 import {
   account,
@@ -69,7 +69,7 @@ import {
   startVerificationNode,
   waitForLog,
   type Proc,
-} from "./lib/local-network";
+} from "../network/local-network";
 
 const ROUNDS = Number(process.env.OPG_SOAK_ROUNDS ?? 4);
 const SEED = Number(process.env.OPG_SOAK_SEED ?? 19);

@@ -23,8 +23,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ethers as ethersLib, type Signer } from "ethers";
-import { DEFAULT_ECONOMY_PARAMS, deployProtocol } from "./lib/deploy";
-import { registerBundle } from "./lib/register-model";
+import { DEFAULT_ECONOMY_PARAMS, deployProtocol } from "../network/deploy";
+import { registerBundle } from "../network/register-model";
 import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
 import { parseSubmitted, proofWords, TOPICS } from "../workers/runtime/tasks";
 import {

@@ -37,7 +37,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "./lib/local-network";
+} from "../network/local-network";
 
 const MODEL = "test/fixtures/models/digits_mlp.onnx";
 const TASKS = Number(process.env.OPG_DEMO_TASKS ?? 5);

@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ethers, network } from "hardhat";
-import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./lib/deploy";
-import { deploySettings } from "./lib/deploy-settings";
+import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "../network/deploy";
+import { deploySettings } from "../network/deploy-settings";
 
 /**
  * Deploy the protocol to the selected network and write the addresses to deployments/<network>.json.

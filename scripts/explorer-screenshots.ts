@@ -21,7 +21,7 @@ import type { Page } from "playwright-core";
 import { packBundle, bundleArchiveId } from "../workers/data/bundle-archive";
 import { buildExplorerChain, launchChromium, type ExplorerChain } from "./lib/explorer-chain";
 import { lyingDataNodeHandler, swapVerificationKey } from "./lib/forged-bundle";
-import { fixtureBundle, ROOT, sleep } from "./lib/local-network";
+import { fixtureBundle, ROOT, sleep } from "../network/local-network";
 
 const TASKS = Number(process.env.SCREENSHOT_TASKS ?? 60);
 const OUT = path.join(ROOT, "docs", "explorer");

@@ -74,7 +74,7 @@ export function registerModelCommands(program: Command): Command {
         const [{ ModelRegistry__factory }, lib, archives, { DataClient }, { parse }, chain, plain] =
           await Promise.all([
             import("../typechain-types"),
-            import("../scripts/lib/register-plain-model"),
+            import("../network/register-plain-model"),
             import("../workers/data/bundle-archive"),
             import("../workers/data/client"),
             import("../workers/runtime/config"),

@@ -13,7 +13,7 @@ import {
 
 // Loaded by `opg --help`: ethers, the bindings and the attestation code are imported when an action runs.
 
-/** Chains whose deployment approves the development enclave (scripts/lib/deploy-settings.ts). */
+/** Chains whose deployment approves the development enclave (network/deploy-settings.ts). */
 const LOCAL_CHAIN_IDS = [31337n, 1337n];
 
 interface CheckFlags {

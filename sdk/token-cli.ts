@@ -19,7 +19,7 @@ export const LOCAL_CHAIN_IDS: readonly bigint[] = [31337n, 1337n];
 
 /**
  * The first account of Hardhat's and anvil's default mnemonic ("test test ... junk"): the deployer of a
- * local deployment, which holds the whole OPG supply there (scripts/lib/deploy-settings.ts). Public
+ * local deployment, which holds the whole OPG supply there (network/deploy-settings.ts). Public
  * knowledge, worthless anywhere but a local chain, and used only after the chain id check below.
  */
 export const LOCAL_DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";

@@ -2,7 +2,7 @@
 // enclave hardware. It has the interface of a real enclave (a signing key that never leaves it, a measurement,
 // an attestation document binding the key to the measurement), but the key lives in a file of the node's state
 // directory and the document is signed by nobody. Only chains that approve DEV_ENCLAVE_MEASUREMENT (local
-// chains, see scripts/lib/deploy-settings.ts) accept its keys, and `opg tee check-key` reports its documents
+// chains, see network/deploy-settings.ts) accept its keys, and `opg tee check-key` reports its documents
 // as "development attestation: not hardware-backed". docs/tee.md says what a real enclave plugs in instead.
 
 import crypto from "node:crypto";

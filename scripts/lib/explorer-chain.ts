@@ -21,7 +21,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "./local-network";
+} from "../../network/local-network";
 import { TABULAR_FIXTURES, tabularTestData } from "./tabular-fixtures";
 
 /**

@@ -8,7 +8,7 @@ import {
   startNetwork,
   stopAllSpawned,
   type Network,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { ensureCliBuilt, hasStackTrace, runOpg, type OpgRun } from "../helpers/cli";
 
 /** `opg task result` and `opg token` against a hardhat node with a fresh deployment, as child processes. */

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { fixtureBundle } from "../../scripts/lib/local-network";
+import { fixtureBundle } from "../../network/local-network";
 import { assertLocalChain } from "../../sdk/token-cli";
 import { OPG_BIN, ROOT, ensureCliBuilt, hasStackTrace, runOpg } from "../helpers/cli";
 

@@ -5,8 +5,8 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { DEFAULT_ECONOMY_PARAMS, OPG_SUPPLY, deployProtocol } from "../../scripts/lib/deploy";
-import { deploySettings } from "../../scripts/lib/deploy-settings";
+import { DEFAULT_ECONOMY_PARAMS, OPG_SUPPLY, deployProtocol } from "../../network/deploy";
+import { deploySettings } from "../../network/deploy-settings";
 
 describe("deployProtocol", function () {
   it("wires the market and leaves every setter with the timelock", async function () {

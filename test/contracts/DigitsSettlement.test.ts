@@ -3,8 +3,8 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { fixtureBundle } from "../../scripts/lib/local-network";
-import { registerBundle } from "../../scripts/lib/register-model";
+import { fixtureBundle } from "../../network/local-network";
+import { registerBundle } from "../../network/register-model";
 import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
 import {
   executeQuantized,

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, mine, time } from "@nomicfoundation/hardhat-network-helpers";
-import { DEFAULT_ECONOMY_PARAMS } from "../../scripts/lib/deploy";
+import { DEFAULT_ECONOMY_PARAMS } from "../../network/deploy";
 import { OPGTimelock__factory, TimelockController__factory } from "../../typechain-types";
 import { ROLES, Role, economyFixture, productionEconomyFixture } from "../helpers/economy-fixture";
 

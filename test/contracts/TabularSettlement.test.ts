@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { fixtureBundle } from "../../scripts/lib/local-network";
-import { registerBundle } from "../../scripts/lib/register-model";
+import { fixtureBundle } from "../../network/local-network";
+import { registerBundle } from "../../network/register-model";
 import {
   TABULAR_FIXTURES,
   TabularFixture,

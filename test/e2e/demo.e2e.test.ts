@@ -1,6 +1,6 @@
 import path from "node:path";
 import { expect } from "chai";
-import { runToEnd } from "../../scripts/lib/local-network";
+import { runToEnd } from "../../network/local-network";
 
 describe("npm run demo (scripts/demo.ts as a child process)", function () {
   this.timeout(600_000);

@@ -3,7 +3,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { freePort, ROOT, runToEnd, spawnProc, waitFor, type Proc } from "../../scripts/lib/local-network";
+import { freePort, ROOT, runToEnd, spawnProc, waitFor, type Proc } from "../../network/local-network";
 import { ensureCliBuilt, ensureExplorerBuilt } from "../helpers/cli";
 
 const CLI = path.join(ROOT, "bin", "opg.js");

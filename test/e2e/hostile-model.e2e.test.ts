@@ -18,7 +18,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { ensureCliBuilt } from "../helpers/cli";
 
 const MODELS = path.join(__dirname, "..", "fixtures", "models");

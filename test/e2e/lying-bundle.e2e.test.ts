@@ -18,7 +18,7 @@ import { bundleArchiveId, packBundle } from "../../workers/data/bundle-archive";
 import { DataClient } from "../../workers/data/client";
 import { outputsHash } from "../../workers/runtime/optimistic";
 import { MODES, parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
-import { bundleKeyWords, bundleModelSpec } from "../../scripts/lib/register-model";
+import { bundleKeyWords, bundleModelSpec } from "../../network/register-model";
 import {
   account,
   fixtureBundle,
@@ -32,7 +32,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const FEE = ethers.parseEther("1");

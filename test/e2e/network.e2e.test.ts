@@ -27,9 +27,9 @@ import {
   waitFor,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { RpcProxy } from "../../scripts/lib/rpc-proxy";
-import { bundleKeyWords } from "../../scripts/lib/register-model";
+import { bundleKeyWords } from "../../network/register-model";
 import { Journal } from "../../workers/runtime/journal";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";

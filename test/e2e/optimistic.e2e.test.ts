@@ -37,7 +37,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const FEE = ethers.parseEther("1");

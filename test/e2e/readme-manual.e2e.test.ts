@@ -3,7 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { expect } from "chai";
-import { account, Proc, ROOT, waitFor, waitForRpc } from "../../scripts/lib/local-network";
+import { account, Proc, ROOT, waitFor, waitForRpc } from "../../network/local-network";
 import { ensureCliBuilt, ensureExplorerBuilt } from "../helpers/cli";
 
 /**

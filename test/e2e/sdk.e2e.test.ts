@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { ethers, type Wallet } from "ethers";
-import { bundleKeyWords } from "../../scripts/lib/register-model";
+import { bundleKeyWords } from "../../network/register-model";
 import {
   account,
   fixtureBundle,
@@ -15,7 +15,7 @@ import {
   stopAllSpawned,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { OpgClient, OpgClientError } from "../../sdk";
 import { DataClient } from "../../workers/data/client";
 import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";

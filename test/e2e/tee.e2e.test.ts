@@ -16,7 +16,7 @@ import {
   waitFor,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { runOpg } from "../helpers/cli";
 import { OpgClient } from "../../sdk";
 

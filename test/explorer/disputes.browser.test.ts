@@ -14,7 +14,7 @@ import {
   startNetwork,
   stopAllSpawned,
   type Network,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { DisputeManager__factory } from "../../typechain-types";
 import { readDeployment } from "../../workers/runtime/chain";
 import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";

@@ -9,7 +9,7 @@ import { OpgClient } from "../../sdk";
 import { TaskRegistry__factory } from "../../typechain-types";
 import { bundleArchiveId, packBundle } from "../../workers/data/bundle-archive";
 import { lyingDataNodeHandler, swapVerificationKey } from "../../scripts/lib/forged-bundle";
-import { ROOT, account, fixtureBundle, spawnProc, waitFor, type Proc } from "../../scripts/lib/local-network";
+import { ROOT, account, fixtureBundle, spawnProc, waitFor, type Proc } from "../../network/local-network";
 import { packValues, unpackWords } from "../../zkml/packing";
 import { launchChromium, PageErrors } from "../helpers/browser";
 

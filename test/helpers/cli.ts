@@ -9,7 +9,7 @@ export const OPG_BIN = path.join(ROOT, "bin", "opg.js");
 const DIST = path.join(ROOT, "dist");
 const STAMP = path.join(DIST, ".build-stamp");
 /** Source folders compiled into dist/ (tsconfig.build.json), and the build files themselves. */
-const SOURCES = ["cli", "sdk", "tee", "workers", "zkml", "scripts/lib", "typechain-types"];
+const SOURCES = ["cli", "sdk", "tee", "workers", "zkml", "network", "typechain-types"];
 const BUILD_FILES = ["tsconfig.build.json", "tsconfig.json", "cli/copy-assets.js"];
 
 export interface OpgRun {
@@ -48,7 +48,7 @@ export function cliBuildIsStale(): boolean {
 }
 
 /**
- * Rebuild dist/ with tsc (incremental) when a source under cli, sdk, workers, zkml, scripts/lib or
+ * Rebuild dist/ with tsc (incremental) when a source under cli, sdk, workers, zkml, network or
  * typechain-types is newer than the last build, so that a test never runs a stale command line. Type errors
  * do not stop the emit (a test then shows what the code does); a missing typechain-types (contracts never
  * compiled) does: run `npx hardhat compile`. Processes building at the same time wait for each other.

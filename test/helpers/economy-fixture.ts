@@ -1,7 +1,7 @@
 import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type { OPGToken } from "../../typechain-types";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, renounceTimelockAdmin } from "../../scripts/lib/deploy";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, renounceTimelockAdmin } from "../../network/deploy";
 
 /** NodeStaking's roles, as the contract numbers them (`enum Role`). */
 export const Role = { Inference: 0, Verification: 1 } as const;

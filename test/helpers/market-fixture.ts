@@ -4,7 +4,7 @@ import type { SigningKey } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { parseSubmitted, TOPICS, type SubmittedTask } from "../../workers/runtime/tasks";
 import { pinNextBlockTime } from "./chain-time";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../network/deploy";
 import {
   buildTinyCircuit,
   proveTiny,

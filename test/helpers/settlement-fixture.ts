@@ -1,5 +1,5 @@
 import { ethers } from "hardhat";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../network/deploy";
 
 /**
  * The protocol deployed with the real settlement path (economy and market), one inference node staked with

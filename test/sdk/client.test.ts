@@ -22,7 +22,7 @@ import {
   stopAllSpawned,
   waitFor,
   type Network,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { OpgClient, OpgClientError, type TaskWaitStatus } from "../../sdk";
 import { proofWords, type SubmittedTask } from "../../workers/runtime/tasks";
 import { executeQuantized, loadManifest, loadProgram, releaseProver, witnessInput } from "../../zkml";

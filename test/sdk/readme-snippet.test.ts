@@ -15,7 +15,7 @@ import {
   stopAllSpawned,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { ensureCliBuilt } from "../helpers/cli";
 import { executeQuantized, loadProgram } from "../../zkml";
 

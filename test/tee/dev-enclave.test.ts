@@ -4,8 +4,8 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
-import { LOCAL_TEE_SETTINGS } from "../../scripts/lib/deploy-settings";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../network/deploy";
+import { LOCAL_TEE_SETTINGS } from "../../network/deploy-settings";
 import {
   DEV_ATTESTATION_FORMAT,
   DEV_ENCLAVE_MEASUREMENT,

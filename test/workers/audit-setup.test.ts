@@ -4,7 +4,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers, type Log, type Provider } from "ethers";
 import pino from "pino";
-import { fixtureBundle } from "../../scripts/lib/local-network";
+import { fixtureBundle } from "../../network/local-network";
 import type { DataClient } from "../../workers/data/client";
 import { auditVerifiedLog, type AuditDeps } from "../../workers/runtime/audit";
 import { checkBundleSetup, SetupChecks } from "../../workers/runtime/audit-setup";

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import * as snarkjs from "snarkjs";
-import { fixtureBundle } from "../../scripts/lib/local-network";
+import { fixtureBundle } from "../../network/local-network";
 import type { IModelRegistry } from "../../typechain-types/contracts/registry/ModelRegistry";
 import { bundleArchiveId, packBundle } from "../../workers/data/bundle-archive";
 import type { DataClient } from "../../workers/data/client";

@@ -16,7 +16,7 @@ import {
   waitFor,
   waitForLog,
   type Network,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { registerWorkerCommands } from "../../workers/cli";
 import { dataNodeSchema } from "../../workers/data/config";
 import { inferenceSchema } from "../../workers/inference/config";

@@ -24,7 +24,7 @@ import {
 import { bundleOutputWords, modelOutputWords } from "../../workers/runtime/optimistic";
 import { ExecutionCrashError, ExecutionSandbox, failureClass } from "../../workers/runtime/sandbox";
 import { InputRejectedError } from "../../workers/runtime/task-input";
-import { fixtureBundle } from "../../scripts/lib/local-network";
+import { fixtureBundle } from "../../network/local-network";
 
 const MODELS = path.join(__dirname, "..", "fixtures", "models");
 const HOSTILE = path.join(MODELS, "hostile_matmul.onnx");

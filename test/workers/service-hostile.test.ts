@@ -18,7 +18,7 @@ import {
   waitForLog,
   type Network,
   type Proc,
-} from "../../scripts/lib/local-network";
+} from "../../network/local-network";
 import { outputsHash } from "../../workers/runtime/optimistic";
 import { MAX_JSON_BODY_BYTES, METRICS_CACHE_MS, ServiceHttp } from "../../workers/runtime/service";
 import { MODES, parseSubmitted, TOPICS } from "../../workers/runtime/tasks";

@@ -17,8 +17,8 @@ import {
 } from "../../zkml/plain-bundle";
 import { bundleArchiveId, packBundle, readBundleArchive } from "../../workers/data/bundle-archive";
 import { ethers } from "hardhat";
-import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../scripts/lib/deploy";
-import { modeNames, parseModes, registerBundleInModes } from "../../scripts/lib/register-plain-model";
+import { DEFAULT_ECONOMY_PARAMS, deployEconomy, deployMarket } from "../../network/deploy";
+import { modeNames, parseModes, registerBundleInModes } from "../../network/register-plain-model";
 
 const FIXTURES = path.join(__dirname, "..", "fixtures", "models");
 const MODEL = path.join(FIXTURES, "digits_transformer.onnx");
@@ -113,7 +113,7 @@ describe("zkml plain bundles (models without a circuit)", function () {
     expect((err as Error).message).to.match(/holds circuit.circom/);
   });
 
-  describe("registration (scripts/lib/register-plain-model.ts)", function () {
+  describe("registration (network/register-plain-model.ts)", function () {
     it("parses mode lists and names the accepted words", function () {
       expect(parseModes("tee,optimistic")).to.equal(6);
       expect(parseModes(" TEE ")).to.equal(4);

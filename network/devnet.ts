@@ -317,8 +317,8 @@ export class Devnet {
     if (port === undefined || port === false) return undefined;
     try {
       const [{ startExplorer }, { readDeployment }] = await Promise.all([
-        import("../../sdk/explorer-server"),
-        import("../../workers/runtime/chain"),
+        import("../sdk/explorer-server"),
+        import("../workers/runtime/chain"),
       ]);
       const running = await startExplorer({ rpc, data, deployment: readDeployment(deploymentFile), port });
       this.closeExplorer = running.close;

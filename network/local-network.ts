@@ -8,10 +8,10 @@ import { HDNodeWallet, JsonRpcProvider, NonceManager, type Signer } from "ethers
 import { DEFAULT_ECONOMY_PARAMS, deployProtocol, deploymentAddresses } from "./deploy";
 import { LOCAL_TEE_SETTINGS } from "./deploy-settings";
 import { bundleKeyWords, bundleModelSpec, registerBundle } from "./register-model";
-import { compileModel, loadManifest, type BundleManifest } from "../../zkml";
-import { bundleKind, loadPlainManifest } from "../../zkml/plain-bundle";
-import { packBundle, bundleArchiveId } from "../../workers/data/bundle-archive";
-import { DataClient } from "../../workers/data/client";
+import { compileModel, loadManifest, type BundleManifest } from "../zkml";
+import { bundleKind, loadPlainManifest } from "../zkml/plain-bundle";
+import { packBundle, bundleArchiveId } from "../workers/data/bundle-archive";
+import { DataClient } from "../workers/data/client";
 
 /**
  * A local network for end-to-end tests, benchmarks and demos: a real `hardhat node` child process, the protocol deployed on it, a data node child
@@ -23,7 +23,7 @@ const CLI = path.join(ROOT, "bin", "opg.js");
 
 /**
  * The repository root: the first folder above `from` with both package.json and hardhat.config.ts, so
- * that this module finds bin/opg.js and the hardhat config whether it runs from scripts/lib (ts-node) or
+ * that this module finds bin/opg.js and the hardhat config whether it runs from network/ (ts-node) or
  * from its compiled copy under dist/.
  */
 function projectRoot(from: string): string {
@@ -228,8 +228,9 @@ export class Proc {
   }
 }
 
-// A plain JavaScript file next to this one in the sources (not copied into a compiled build).
-const EXIT_WITH_PARENT = path.join(ROOT, "scripts", "lib", "exit-with-parent.js");
+// A plain JavaScript file next to this module: in the sources, and in dist/network, where cli/copy-assets.js
+// copies it (tsc does not emit it).
+const EXIT_WITH_PARENT = path.join(__dirname, "exit-with-parent.js");
 
 export function spawnProc(
   name: string,

@@ -1,7 +1,7 @@
 import type { Signer } from "ethers";
-import type { ModelRegistry } from "../../typechain-types";
-import { loadManifest, verificationKeyHash } from "../../zkml";
-import { loadPlainManifest, type PlainBundleManifest } from "../../zkml/plain-bundle";
+import type { ModelRegistry } from "../typechain-types";
+import { loadManifest, verificationKeyHash } from "../zkml";
+import { loadPlainManifest, type PlainBundleManifest } from "../zkml/plain-bundle";
 import { bundleKeyWords, bundleModelSpec, registerBundle, sendRegistration } from "./register-model";
 
 /** Bits of a model's verification-mode mask (contracts/libraries/VerificationModes.sol). */

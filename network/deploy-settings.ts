@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { ethers } from "ethers";
-import { DEV_ENCLAVE_MEASUREMENT } from "../../tee/measurement";
+import { DEV_ENCLAVE_MEASUREMENT } from "../tee/measurement";
 import { OPG_SUPPLY, type EconomyParams } from "./deploy";
 
 /** Networks where a throw-away deployment may default everything to the deployer. */

@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Signer } from "ethers";
-import type { ModelRegistry } from "../../typechain-types";
-import { loadManifest, verificationKeyHash, verificationKeyWords, type BundleManifest } from "../../zkml";
+import type { ModelRegistry } from "../typechain-types";
+import { loadManifest, verificationKeyHash, verificationKeyWords, type BundleManifest } from "../zkml";
 
 const VERIFICATION_MODE_ZK = 1;
 

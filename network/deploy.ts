@@ -9,7 +9,7 @@ import {
   OPGTimelock__factory,
   OPGToken__factory,
   TaskRegistry__factory,
-} from "../../typechain-types";
+} from "../typechain-types";
 
 /** The whole OPG supply (OPGToken.INITIAL_SUPPLY). */
 export const OPG_SUPPLY = ethers.parseEther("1000000000");
