@@ -324,9 +324,10 @@ export class OpgClient {
   }
 
   /**
-   * Free what the client holds: waits in progress end with an OpgClientError, their event subscriptions
-   * and timers stop, and snarkjs's prover threads (started by audits) are terminated, so a script ends by
-   * itself. The provider is the caller's and stays usable (`provider.destroy()` ends its own resources).
+   * Free what the client holds: waits in progress end with an OpgClientError (those still checking the
+   * deployment or searching for their task's event too, and close() returns only once each has settled, so
+   * none rejects or reports later), their event subscriptions and timers stop, and snarkjs's prover
+   * threads (started by audits) are terminated, so a script ends by itself. The provider is the caller's and stays usable (`provider.destroy()` ends its own resources).
    * Calls made after close fail; closing twice is harmless. snarkjs's threads are shared by the process:
    * close a client while another one in the same process audits, and that audit starts them again.
    */
@@ -656,12 +657,51 @@ export class OpgClient {
    * when it does not exist, when the client is closed, or after `timeoutMs` (the message names the last
    * status).
    */
-  async waitForResult(id: Id, opts: WaitForResultOptions = {}): Promise<TaskResult> {
-    const taskId = toId(id, "task");
-    await this.ready();
-    const isKnown = this.known.has(taskId);
-    const known = isKnown ? this.known.get(taskId)! : await this.findKnown(taskId, opts.fromBlock);
-    const registry = await this.tasks.getAddress();
+  waitForResult(id: Id, opts: WaitForResultOptions = {}): Promise<TaskResult> {
+    let taskId: bigint;
+    try {
+      taskId = toId(id, "task");
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // The wait is registered before its first read: close() during the deployment check or the search for
+    // the task's event ends it too, instead of leaving it to run to its timeout unseen; and close() returns
+    // only once the very promise returned here has settled.
+    let cancelled: Error | undefined;
+    let stepping: { cancel: (e: Error) => void } | undefined;
+    let stopFirstReads!: (e: Error) => void;
+    const firstReadsStopped = new Promise<never>((_, reject) => (stopFirstReads = reject));
+    firstReadsStopped.catch(() => undefined);
+    const cancel = (e: Error) => {
+      cancelled ??= e;
+      stopFirstReads(e);
+      stepping?.cancel(e);
+    };
+    const guard = <T>(p: Promise<T>) => Promise.race([p, firstReadsStopped]);
+    const run = async (): Promise<TaskResult> => {
+      await guard(this.ready());
+      const isKnown = this.known.has(taskId);
+      const known = isKnown ? this.known.get(taskId)! : await guard(this.findKnown(taskId, opts.fromBlock));
+      const registry = await guard(this.tasks.getAddress());
+      if (cancelled) throw cancelled;
+      return this.waitSteps(taskId, registry, known, isKnown, opts, (w) => (stepping = w));
+    };
+    const wait = { result: Promise.resolve() as Promise<unknown>, cancel };
+    this.waits.add(wait);
+    const result = run().finally(() => this.waits.delete(wait));
+    wait.result = result;
+    return result;
+  }
+
+  /** The polling and event-driven part of `waitForResult`, once the task's deadline and mode are known. */
+  private async waitSteps(
+    taskId: bigint,
+    registry: string,
+    known: KnownTask,
+    isKnown: boolean,
+    opts: WaitForResultOptions,
+    started: (wait: { cancel: (e: Error) => void }) => void,
+  ): Promise<TaskResult> {
     const step = async (): Promise<TaskStep<TaskResult>> => {
       const seen = await describeTask({
         provider: this.provider,
@@ -686,12 +726,8 @@ export class OpgClient {
       pollMs: opts.pollMs ?? 1_000,
       onStatus: opts.onStatus,
     });
-    this.waits.add(wait);
-    try {
-      return await wait.result;
-    } finally {
-      this.waits.delete(wait);
-    }
+    started(wait);
+    return wait.result;
   }
 
   /**

@@ -235,10 +235,21 @@ export async function describeTask(deps: {
         },
       };
     }
-    case "None":
+    case "None": {
       if (!deps.known) return { fail: `task ${taskId} does not exist` };
+      if (deadline !== undefined && block.timestamp > deadline) {
+        // The submission was mined once, yet this chain's latest block, past the deadline, does not hold it.
+        const message =
+          `this RPC node's chain does not hold the task, and its latest block (${when(block.timestamp)}) is ` +
+          `past the task's deadline ${when(deadline)}: the submission is not on this chain (a reorganisation, ` +
+          "or another chain behind the same URL), so nothing can settle it here";
+        return { fail: `task ${taskId}: ${message}`, status: { status, message, ...base } };
+      }
       return { status: { status, message: "submitted, not yet visible on this RPC node", ...base } };
+    }
   }
+  // Chain time: the latest block's timestamp, read at this look (never the wall clock), so a deadline passed
+  // while the wait was already polling is seen at the next look.
   const now = block.timestamp;
   if (status === "Pending" || status === "Disputed") {
     // A posted result no longer depends on the deadline: the window (and any dispute) decides.
@@ -484,10 +495,28 @@ export function subscribeTaskEvents(
   };
 }
 
+/** How long one look may take before it counts as an RPC failure and the next poll looks again. */
+export const STEP_TIMEOUT_MS = 30_000;
+
+/** How long a finished wait waits for its subscription to stop before it settles anyway. */
+const UNSUBSCRIBE_TIMEOUT_MS = 10_000;
+
+/** `p`, or a plain Error naming `what` once `ms` have passed without an answer. */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} got no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Wait until `step` finishes: it is run at once, on every event `subscribe` reports and every `pollMs`
  * (the fallback), never twice at a time. `onStatus` sees each new situation; a transient error (an RPC
- * failure) is retried; on timeout the error names the last situation. `cancel` ends the wait with an error.
+ * failure) is retried; a look that gets no answer within `stepTimeoutMs` (default 30,000 ms: a request the
+ * RPC lost) counts as one, so the next poll looks again instead of waiting on it; on timeout the error
+ * names the last situation. `cancel` ends the wait with an error. The result settles once, after the
+ * subscription has stopped (or `UNSUBSCRIBE_TIMEOUT_MS` later), and never after that.
  */
 export function waitForStep<T>(opts: {
   what: string;
@@ -495,8 +524,10 @@ export function waitForStep<T>(opts: {
   subscribe: (onEvent: () => void) => () => Promise<void>;
   timeoutMs: number;
   pollMs: number;
+  stepTimeoutMs?: number;
   onStatus?: (s: TaskWaitStatus) => void;
 }): { result: Promise<T>; cancel: (e: Error) => void } {
+  const stepTimeoutMs = opts.stepTimeoutMs ?? STEP_TIMEOUT_MS;
   let finish!: (outcome: { value: T } | { error: Error }) => void;
   const result = new Promise<T>((resolve, reject) => {
     let done = false;
@@ -527,7 +558,8 @@ export function waitForStep<T>(opts: {
         do {
           again = false;
           try {
-            const step = await opts.step();
+            const step = await bounded(opts.step(), stepTimeoutMs, "the look at the chain");
+            if (done) return;
             lastError = undefined;
             if ("done" in step) return finish({ value: step.done });
             if (step.status) show(step.status);
@@ -555,8 +587,11 @@ export function waitForStep<T>(opts: {
       done = true;
       clearInterval(poll);
       clearTimeout(timeout);
-      // Settle once the subscription is gone, so nothing of the wait outlives it.
-      void unsubscribe().then(() => ("value" in outcome ? resolve(outcome.value) : reject(outcome.error)));
+      // Settle once the subscription is gone, so nothing of the wait outlives it (bounded: an RPC that does not
+      // answer the unsubscription must not keep the wait, or close(), pending).
+      void bounded(unsubscribe(), UNSUBSCRIBE_TIMEOUT_MS, "the unsubscription")
+        .catch(() => undefined)
+        .then(() => ("value" in outcome ? resolve(outcome.value) : reject(outcome.error)));
     };
     void check();
   });

@@ -85,6 +85,18 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
     await releaseProver(); // the proofs made in this process started snarkjs's threads
   });
 
+  /**
+   * Mine a block past `deadline`. Its timestamp is set, not left to the node's clock plus an offset, so the
+   * block cannot land at or before the deadline; the test checks that it did not.
+   */
+  async function minePast(deadline: ethers.BigNumberish) {
+    const latest = (await net.provider.getBlock("latest"))!.timestamp;
+    await net.provider.send("evm_setNextBlockTimestamp", [Math.max(latest, Number(deadline)) + 1]);
+    await net.provider.send("evm_mine", []);
+    const mined = (await net.provider.getBlock("latest"))!.timestamp;
+    expect(mined > Number(deadline), `block at ${mined}, deadline ${deadline}`).to.equal(true);
+  }
+
   /** Node `index` claims `request`'s task and settles it with an honest proof. */
   async function settle(
     index: number,
@@ -249,12 +261,11 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
 
     it("fails at once, saying it is refundable, when the deadline passed unsettled", async function () {
       const request = await client.submit(modelId, irisInputs[5], { deadlineSeconds: 60 });
-      const now = (await net.provider.getBlock("latest"))!.timestamp;
-      await net.provider.send("evm_increaseTime", [Number(request.task.deadline) - now + 1]);
-      await net.provider.send("evm_mine", []);
+      await minePast(request.task.deadline);
       const seen: TaskWaitStatus[] = [];
+      // Bounded below the test's own timeout, so that a wait that missed the deadline fails here, by name.
       await expectClientError(
-        client.waitForResult(request.taskId, { onStatus: (s) => seen.push(s) }),
+        client.waitForResult(request.taskId, { onStatus: (s) => seen.push(s), timeoutMs: 120_000 }),
         new RegExp(
           `^task ${request.taskId}: its deadline .* passed without a verified result \\(still Open\\).*refundable`,
         ),
@@ -266,11 +277,67 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
         deployment: net.deploymentFile,
         dataUrl: net.data.url,
       });
-      await expectClientError(reader.waitForResult(request.taskId), /its deadline .* passed/);
+      await expectClientError(
+        reader.waitForResult(request.taskId, { timeoutMs: 120_000 }),
+        /its deadline .* passed/,
+      );
       await expectClientError(reader.refund(request.taskId), /needs a signer/);
       await client.refund(request.taskId);
       await expectClientError(client.waitForResult(request.taskId), /expired without a verified result/);
       await reader.close();
+    });
+
+    it("notices a deadline that passes while it is already polling, from the chain's latest block", async function () {
+      await client.deposit(FEE);
+      const request = await client.submit(modelId, irisInputs[7], { deadlineSeconds: 60 });
+      const seen: TaskWaitStatus[] = [];
+      let settled = false;
+      const waiting = client.waitForResult(request.taskId, {
+        onStatus: (s) => seen.push(s),
+        pollMs: 100,
+        timeoutMs: 120_000,
+      });
+      waiting.catch(() => (settled = true));
+      await waitFor("the open status", async () => seen.some((s) => s.status === "Open"), 60_000);
+      // Chain time moves past the deadline, but no block carries it yet: the latest block is what counts.
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      await net.provider.send("evm_increaseTime", [Number(request.task.deadline) - now + 1]);
+      const polls = seen.length;
+      await new Promise((r) => setTimeout(r, 500));
+      expect(settled, "no block past the deadline yet").to.equal(false);
+      expect(seen.length, JSON.stringify(seen)).to.equal(polls);
+      await net.provider.send("evm_mine", []);
+      const mined = (await net.provider.getBlock("latest"))!.timestamp;
+      expect(mined > Number(request.task.deadline), `block at ${mined}`).to.equal(true);
+      await expectClientError(
+        waiting,
+        new RegExp(
+          `^task ${request.taskId}: its deadline .* passed without a verified result \\(still Open\\)`,
+        ),
+      );
+      expect(seen.at(-1)!.message).to.match(/refundable to the requester/);
+    });
+
+    it("fails, instead of waiting for its timeout, when the chain no longer holds a task it submitted", async function () {
+      // A key of its own, so that the transactions the revert undoes leave the shared client's nonces alone.
+      const wallet = new Wallet(ethers.hexlify(ethers.randomBytes(32)), provider);
+      await (
+        await net.deployer.sendTransaction({ to: wallet.address, value: ethers.parseEther("1") })
+      ).wait();
+      await (await net.deployment.token.connect(net.deployer).transfer(wallet.address, FEE)).wait();
+      const own = new OpgClient({ runner: wallet, deployment: net.deploymentFile, dataUrl: net.data.url });
+      const snapshot = await net.provider.send("evm_snapshot", []);
+      const request = await own.submit(modelId, irisInputs[8], { deadlineSeconds: 60 });
+      // The chain goes back to before the submission (a reorganisation), then past the task's deadline.
+      await net.provider.send("evm_revert", [snapshot]);
+      await minePast(request.task.deadline);
+      await expectClientError(
+        own.waitForResult(request.taskId, { timeoutMs: 120_000 }),
+        new RegExp(
+          `^task ${request.taskId}: this RPC node's chain does not hold the task, .* past the task's deadline`,
+        ),
+      );
+      await own.close();
     });
 
     it("close() ends a wait in progress, and the client refuses calls after it", async function () {
@@ -280,12 +347,35 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
         dataUrl: net.data.url,
       });
       const request = await client.submit(modelId, irisInputs[6]);
-      const waiting = other.waitForResult(request.taskId, { timeoutMs: 600_000 });
-      await new Promise((r) => setTimeout(r, 200));
+      let ended = false;
+      let looked = false;
+      const waiting = other.waitForResult(request.taskId, {
+        timeoutMs: 120_000,
+        onStatus: () => (looked = true),
+      });
+      waiting.catch(() => (ended = true));
+      await waitFor("the wait's first look", async () => looked, 60_000);
       await other.close();
+      expect(ended, "the wait ended before close() returned").to.equal(true);
       await expectClientError(waiting, /the OpgClient was closed while waiting/);
       await expectClientError(other.status(request.taskId), /this OpgClient is closed/);
       await other.close(); // twice is harmless
+    });
+
+    it("close() ends a wait still in its first reads (the deployment check), and returns once it has ended", async function () {
+      const fresh = new OpgClient({
+        runner: provider,
+        deployment: net.deploymentFile,
+        dataUrl: net.data.url,
+      });
+      const request = await client.submit(modelId, irisInputs[6]);
+      let ended = false;
+      // Nothing has been read yet when close() comes: the wait is still checking the deployment.
+      const waiting = fresh.waitForResult(request.taskId, { timeoutMs: 120_000 });
+      waiting.catch(() => (ended = true));
+      await fresh.close();
+      expect(ended, "the wait ended before close() returned").to.equal(true);
+      await expectClientError(waiting, /^the OpgClient was closed while waiting$/);
     });
   });
 

@@ -118,6 +118,95 @@ describe("sdk/task-watch: waitForStep", function () {
   });
 });
 
+describe("sdk/task-watch: a wait that cannot hang", function () {
+  it("a look the RPC never answers does not freeze the wait: the next poll looks again and sees the deadline", async function () {
+    let calls = 0;
+    const seen: TaskWaitStatus[] = [];
+    const wait = waitForStep<string>({
+      what: "task 9",
+      step: () => {
+        // The first look's request is lost (the fault injected here); the next one finds the deadline passed.
+        if (++calls === 1) return new Promise<TaskStep<string>>(() => undefined);
+        return Promise.resolve({
+          fail: "task 9: its deadline passed without a verified result (still Open)",
+          status: { status: "Open", message: "its deadline passed; refundable" },
+        });
+      },
+      subscribe: fakeSubscription().subscribe,
+      timeoutMs: 120_000,
+      pollMs: 10,
+      stepTimeoutMs: 50,
+      onStatus: (s) => seen.push(s),
+    });
+    try {
+      await wait.result;
+      expect.fail("the wait should fail");
+    } catch (e) {
+      expect(e).to.be.instanceOf(OpgClientError);
+      expect((e as Error).message).to.equal(
+        "task 9: its deadline passed without a verified result (still Open)",
+      );
+    }
+    expect(calls).to.equal(2);
+    expect(seen.map((s) => s.message)).to.deep.equal(["its deadline passed; refundable"]);
+  });
+
+  it("names a look that got no answer in the timeout's message", async function () {
+    const wait = waitForStep<string>({
+      what: "task 5",
+      step: () => new Promise<TaskStep<string>>(() => undefined),
+      subscribe: fakeSubscription().subscribe,
+      timeoutMs: 300,
+      pollMs: 10,
+      stepTimeoutMs: 20,
+    });
+    try {
+      await wait.result;
+      expect.fail("the wait should time out");
+    } catch (e) {
+      expect((e as Error).message).to.equal(
+        "task 5: no result after 300 ms, its status was never read " +
+          "(last error: the look at the chain got no answer within 20 ms)",
+      );
+    }
+  });
+
+  it("reports nothing once cancelled, even when a look in flight answers later", async function () {
+    const seen: TaskWaitStatus[] = [];
+    let answer!: (s: TaskStep<string>) => void;
+    const wait = waitForStep<string>({
+      what: "task 6",
+      step: () => new Promise<TaskStep<string>>((resolve) => (answer = resolve)),
+      subscribe: fakeSubscription().subscribe,
+      timeoutMs: 120_000,
+      pollMs: 60_000,
+      onStatus: (s) => seen.push(s),
+    });
+    wait.cancel(new OpgClientError("closed"));
+    answer(open("late"));
+    try {
+      await wait.result;
+      expect.fail("the wait should fail");
+    } catch (e) {
+      expect((e as Error).message).to.equal("closed");
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(seen).to.deep.equal([]);
+  });
+
+  it("settles when its subscription never finishes stopping (an RPC that does not answer the unsubscription)", async function () {
+    this.timeout(120_000);
+    const wait = waitForStep<string>({
+      what: "task 8",
+      step: async () => ({ done: "verified" }),
+      subscribe: () => () => new Promise<void>(() => undefined),
+      timeoutMs: 120_000,
+      pollMs: 60_000,
+    });
+    expect(await wait.result).to.equal("verified");
+  });
+});
+
 describe("sdk/errors: toId", function () {
   it("takes numbers and bigints", function () {
     expect(toId(1, "model")).to.equal(1n);
