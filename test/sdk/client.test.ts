@@ -1,4 +1,6 @@
 import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import {
   TABULAR_FIXTURES,
@@ -338,6 +340,54 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
         ),
       );
       await own.close();
+    });
+
+    it("a request the RPC never answers holds the wait for one bounded look, not until its timeout", async function () {
+      // A JSON-RPC proxy in front of the hardhat node that leaves one request unanswered (the fault injected
+      // here): the first that reads the latest block, i.e. the wait's first look.
+      let holdNext = false;
+      const held: http.ServerResponse[] = [];
+      const proxy = http.createServer(async (req, res) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        const body = Buffer.concat(chunks).toString();
+        if (holdNext && body.includes("eth_getBlockByNumber")) {
+          holdNext = false;
+          held.push(res);
+          return;
+        }
+        const answer = await fetch(net.chain.url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        });
+        res.writeHead(answer.status, { "content-type": "application/json" });
+        res.end(await answer.text());
+      });
+      await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+      const viaProxy = new JsonRpcProvider(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+      const reader = new OpgClient({
+        runner: viaProxy,
+        deployment: net.deploymentFile,
+        dataUrl: net.data.url,
+      });
+      try {
+        const request = await client.submit(modelId, irisInputs[9], { deadlineSeconds: 60 });
+        await minePast(request.task.deadline);
+        expect(await reader.status(request.taskId)).to.equal("Open"); // deployment checked through the proxy
+        holdNext = true;
+        await expectClientError(
+          reader.waitForResult(request.taskId, { timeoutMs: 120_000 }),
+          new RegExp(`^task ${request.taskId}: its deadline .* passed without a verified result`),
+        );
+        expect(held, "the proxy held the first look's request").to.have.length(1);
+      } finally {
+        await reader.close();
+        viaProxy.destroy();
+        for (const res of held) res.destroy();
+        proxy.closeAllConnections();
+        await new Promise((r) => proxy.close(r));
+      }
     });
 
     it("close() ends a wait in progress, and the client refuses calls after it", async function () {
