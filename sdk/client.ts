@@ -327,9 +327,10 @@ export class OpgClient {
    * Free what the client holds: waits in progress end with an OpgClientError (those still checking the
    * deployment or searching for their task's event too, and close() returns only once each has settled, so
    * none rejects or reports later), their event subscriptions and timers stop, and snarkjs's prover
-   * threads (started by audits) are terminated, so a script ends by itself. The provider is the caller's and stays usable (`provider.destroy()` ends its own resources).
-   * Calls made after close fail; closing twice is harmless. snarkjs's threads are shared by the process:
-   * close a client while another one in the same process audits, and that audit starts them again.
+   * threads (started by audits) are terminated, so a script ends by itself. The provider is the caller's
+   * and stays usable (`provider.destroy()` ends its own resources). Calls made after close fail; closing
+   * twice is harmless. snarkjs's threads are shared by the process: close a client while another one in the
+   * same process audits, and that audit starts them again.
    */
   async close(): Promise<void> {
     if (this.closed) return;
