@@ -31,13 +31,12 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { ethers, type Wallet } from "ethers";
-import { executeQuantized, inputWords, loadManifest, loadProgram, packValues } from "../zkml";
+import { packValues } from "../zkml";
 import { loadPlainManifest, packagePlainModel, quantizePlainInput } from "../zkml/plain-bundle";
-import { MODES, parseSubmitted, TOPICS } from "../workers/runtime/tasks";
+import { MODES, TOPICS } from "../workers/runtime/tasks";
 import { ensureCliBuilt } from "../test/helpers/cli";
 import {
   account,
-  fixtureBundle,
   freePort,
   publishModel,
   sleep,
@@ -48,11 +47,11 @@ import {
   waitForLog,
   type Proc,
 } from "../network/local-network";
+import { digitsWorkload, fundedRequester, submitOne } from "./lib/digits-workload";
 
 const HOSTILE_SECONDS = Number(process.env.OPG_HOSTILE_SECONDS ?? 180);
 const NORMAL_TASKS = Number(process.env.OPG_HOSTILE_TASKS ?? 20);
 const REPORT_FILE = process.env.OPG_HOSTILE_REPORT;
-const DIGITS = "test/fixtures/models/digits_mlp.onnx";
 /** The hostile model: its input's first value is n, the side of the square matrices it multiplies. */
 const HOSTILE_MODEL = "test/fixtures/models/hostile_matmul.onnx";
 const FEE = ethers.parseEther("1");
@@ -371,14 +370,7 @@ function hostileLoad(t: Targets, tally: Tally, stopped: () => boolean): Promise<
 
 async function main() {
   ensureCliBuilt();
-  const bundleDir = await fixtureBundle(DIGITS);
-  const manifest = loadManifest(bundleDir);
-  const program = loadProgram(bundleDir);
-  const digits = JSON.parse(fs.readFileSync("test/fixtures/models/digits_test.json", "utf8")) as {
-    scale: number;
-    inputs: number[][];
-  };
-  const samples = digits.inputs.map((x) => x.map((v) => v * digits.scale));
+  const digits = await digitsWorkload();
   const network = await startNetwork();
   const procs: Record<string, Proc> = {};
   const report: string[] = [];
@@ -387,19 +379,15 @@ async function main() {
     console.log(line);
   };
   try {
-    const { modelId } = await publishModel(network, bundleDir, FEE, {
+    const { modelId } = await publishModel(network, digits.bundleDir, FEE, {
       verificationModes: MODES.zk | MODES.optimistic,
     });
     const verificationPort = await freePort();
     const inferencePort = await freePort();
     await stakeNode(network, 5, 1, STAKE);
     await stakeNode(network, 10, 2, STAKE, `http://127.0.0.1:${verificationPort}`);
-    const requester = account(1).connect(network.provider) as unknown as Wallet;
-    const { token, tasks } = network.deployment;
-    const budget = FEE * BigInt(4 * NORMAL_TASKS + 20);
-    await (await token.connect(network.deployer).transfer(requester.address, budget)).wait();
-    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
-    await (await tasks.connect(requester).deposit(budget)).wait();
+    const requester = await fundedRequester(network, FEE * BigInt(4 * NORMAL_TASKS + 20));
+    const { tasks } = network.deployment;
 
     // The stranger's model: a plain bundle whose cost its input picks, fee 0, registered by a fresh account.
     let hostileModel: { modelId: bigint; dir: string } | undefined;
@@ -455,24 +443,9 @@ async function main() {
     /** A stranger (account 15, no OPG): submits the hostile model's fee-0 tasks from its own nonce sequence. */
     const stranger = account(15).connect(network.provider) as unknown as Wallet;
     const submit = async (i: number, mode: number, model = modelId, input?: bigint[]) => {
-      const words =
-        input ?? inputWords(manifest, executeQuantized(program, samples[i % samples.length]).input);
-      const now = (await network.provider.getBlock("latest"))!.timestamp;
-      const receipt = await (
-        await tasks.connect(model === modelId ? requester : stranger).submitTaskInMode(
-          {
-            modelId: model,
-            input: words,
-            inputDataHash: ethers.ZeroHash,
-            fee: model === modelId ? FEE : 0n,
-            deadline: now + 3600,
-            callback: ethers.ZeroAddress,
-            callbackGasLimit: 0,
-          },
-          mode,
-        )
-      ).wait();
-      return parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
+      const fromStranger = model !== modelId;
+      const task = { modelId: model, input: input ?? digits.words(i), fee: fromStranger ? 0n : FEE, mode };
+      return (await submitOne(network, fromStranger ? stranger : requester, task)).taskId;
     };
     let claimedId = 1n;
     /** Polls `fn` until true; fails at once, naming it, when a node process has exited. */

@@ -14,15 +14,11 @@
  *
  * OPG_BENCH_TASKS (tasks per chain, default 20).
  */
-import fs from "node:fs";
 import path from "node:path";
-import { ethers, type Wallet } from "ethers";
-import { executeQuantized, inputWords, loadManifest, loadProgram } from "../zkml";
-import { parseSubmitted, TOPICS } from "../workers/runtime/tasks";
+import { ethers } from "ethers";
+import { TOPICS } from "../workers/runtime/tasks";
 import { ensureCliBuilt } from "../test/helpers/cli";
 import {
-  account,
-  fixtureBundle,
   freePort,
   publishModel,
   sleep,
@@ -31,9 +27,9 @@ import {
   startNetwork,
   waitForLog,
 } from "../network/local-network";
+import { digitsWorkload, fundedRequester, submitOne } from "./lib/digits-workload";
 
 const TASKS = Number(process.env.OPG_BENCH_TASKS ?? 20);
-const DIGITS = "test/fixtures/models/digits_mlp.onnx";
 const FEE = ethers.parseEther("1");
 
 function percentile(values: number[], p: number): number {
@@ -57,14 +53,7 @@ interface Row {
 }
 
 async function measure(chain: "automine" | "interval"): Promise<Row> {
-  const bundleDir = await fixtureBundle(DIGITS);
-  const manifest = loadManifest(bundleDir);
-  const program = loadProgram(bundleDir);
-  const digits = JSON.parse(fs.readFileSync("test/fixtures/models/digits_test.json", "utf8")) as {
-    scale: number;
-    inputs: number[][];
-  };
-  const samples = digits.inputs.map((x) => x.map((v) => v * digits.scale));
+  const digits = await digitsWorkload();
   const network = await startNetwork();
   const metricsPort = await freePort();
   const node = startInferenceNode(network, 5, path.join(network.tmp, "inference"), {
@@ -72,14 +61,10 @@ async function measure(chain: "automine" | "interval"): Promise<Row> {
     output: { keepLines: 500 },
   });
   try {
-    const { modelId } = await publishModel(network, bundleDir, FEE);
+    const { modelId } = await publishModel(network, digits.bundleDir, FEE);
     await stakeNode(network, 5, 1);
-    const requester = account(1).connect(network.provider) as unknown as Wallet;
-    const { token, tasks } = network.deployment;
-    const budget = FEE * BigInt(TASKS + 2);
-    await (await token.connect(network.deployer).transfer(requester.address, budget)).wait();
-    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
-    await (await tasks.connect(requester).deposit(budget)).wait();
+    const requester = await fundedRequester(network, FEE * BigInt(TASKS + 2));
+    const { tasks } = network.deployment;
     await waitForLog(node, "inference node started");
     if (chain === "interval") {
       await network.provider.send("evm_setAutomine", [false]);
@@ -105,21 +90,12 @@ async function measure(chain: "automine" | "interval"): Promise<Row> {
       }
     })();
     const one = async (i: number) => {
-      const q = executeQuantized(program, samples[i % samples.length]);
-      const now = (await network.provider.getBlock("latest"))!.timestamp;
       const t0 = Date.now();
-      const receipt = await (
-        await tasks.connect(requester).submitTask({
-          modelId,
-          input: inputWords(manifest, q.input),
-          inputDataHash: ethers.ZeroHash,
-          fee: FEE,
-          deadline: now + 3600,
-          callback: ethers.ZeroAddress,
-          callbackGasLimit: 0,
-        })
-      ).wait();
-      const id = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
+      const { taskId: id, block } = await submitOne(network, requester, {
+        modelId,
+        input: digits.words(i),
+        fee: FEE,
+      });
       const started = Date.now();
       while (!verified.has(id)) {
         if (node.hasExited()) throw new Error(`the inference node exited (${node.exitDescription()})`);
@@ -127,7 +103,7 @@ async function measure(chain: "automine" | "interval"): Promise<Row> {
         await sleep(5);
       }
       const v = verified.get(id)!;
-      return { seconds: (v.at - t0) / 1000, blocks: v.block - receipt!.blockNumber };
+      return { seconds: (v.at - t0) / 1000, blocks: v.block - block };
     };
     await one(1000); // warm-up: the node fetches the bundle and starts its prover
     const before = await stageSeconds(metricsPort);

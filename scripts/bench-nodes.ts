@@ -9,15 +9,11 @@
  *
  * OPG_BENCH_TASKS (tasks per node count, default 24), OPG_BENCH_NODES (default "1,2,4,8").
  */
-import fs from "node:fs";
 import path from "node:path";
-import { ethers, type Wallet } from "ethers";
-import { executeQuantized, inputWords, loadManifest, loadProgram } from "../zkml";
-import { parseSubmitted, TOPICS } from "../workers/runtime/tasks";
+import { ethers } from "ethers";
 import { ensureCliBuilt } from "../test/helpers/cli";
 import {
   account,
-  fixtureBundle,
   freePort,
   publishModel,
   sleep,
@@ -27,10 +23,10 @@ import {
   waitForLog,
   type Proc,
 } from "../network/local-network";
+import { digitsWorkload, fundedRequester, submitOne } from "./lib/digits-workload";
 
 const TASKS = Number(process.env.OPG_BENCH_TASKS ?? 24);
 const NODE_COUNTS = (process.env.OPG_BENCH_NODES ?? "1,2,4,8").split(",").map(Number);
-const DIGITS = "test/fixtures/models/digits_mlp.onnx";
 const FEE = ethers.parseEther("1");
 /** Mnemonic accounts of the nodes: 5 to 12. */
 const FIRST_NODE = 5;
@@ -48,26 +44,15 @@ async function metric(port: number, name: string, label?: string): Promise<numbe
 }
 
 async function run(nodes: number) {
-  const bundleDir = await fixtureBundle(DIGITS);
-  const manifest = loadManifest(bundleDir);
-  const program = loadProgram(bundleDir);
-  const digits = JSON.parse(fs.readFileSync("test/fixtures/models/digits_test.json", "utf8")) as {
-    scale: number;
-    inputs: number[][];
-  };
-  const samples = digits.inputs.map((x) => x.map((v) => v * digits.scale));
+  const digits = await digitsWorkload();
   const network = await startNetwork();
   const procs: Proc[] = [];
   const ports: number[] = [];
   try {
-    const { modelId } = await publishModel(network, bundleDir, FEE);
+    const { modelId } = await publishModel(network, digits.bundleDir, FEE);
     for (let i = 0; i < nodes; i++) await stakeNode(network, FIRST_NODE + i, 1);
-    const requester = account(1).connect(network.provider) as unknown as Wallet;
-    const { token, tasks } = network.deployment;
-    const budget = FEE * BigInt(TASKS + nodes + 2);
-    await (await token.connect(network.deployer).transfer(requester.address, budget)).wait();
-    await (await token.connect(requester).approve(await tasks.getAddress(), ethers.MaxUint256)).wait();
-    await (await tasks.connect(requester).deposit(budget)).wait();
+    const requester = await fundedRequester(network, FEE * BigInt(TASKS + nodes + 2));
+    const { tasks } = network.deployment;
     for (let i = 0; i < nodes; i++) {
       ports.push(await freePort());
       procs.push(
@@ -78,22 +63,8 @@ async function run(nodes: number) {
       );
     }
     for (const p of procs) await waitForLog(p, "inference node started");
-    const submit = async (i: number) => {
-      const q = executeQuantized(program, samples[i % samples.length]);
-      const now = (await network.provider.getBlock("latest"))!.timestamp;
-      const receipt = await (
-        await tasks.connect(requester).submitTask({
-          modelId,
-          input: inputWords(manifest, q.input),
-          inputDataHash: ethers.ZeroHash,
-          fee: FEE,
-          deadline: now + 3600,
-          callback: ethers.ZeroAddress,
-          callbackGasLimit: 0,
-        })
-      ).wait();
-      return parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId;
-    };
+    const submit = async (i: number) =>
+      (await submitOne(network, requester, { modelId, input: digits.words(i), fee: FEE })).taskId;
     const verifiedBy = new Map<bigint, string>();
     const until = async (what: string, fn: () => boolean) => {
       const t0 = Date.now();
