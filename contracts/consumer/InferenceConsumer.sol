@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
+import {ITaskRegistry, ITaskRegistryTypes} from "../interfaces/ITaskRegistry.sol";
 import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {IInferenceCallback} from "../interfaces/IInferenceCallback.sol";
 import {PublicSignals} from "../libraries/PublicSignals.sol";
@@ -84,7 +84,7 @@ abstract contract InferenceConsumer is IInferenceCallback {
     function deliverResult(uint256 taskId) external {
         uint256 modelId = _pendingModel[taskId];
         if (modelId == 0) revert InferenceConsumerUnknownTask(taskId);
-        ITaskRegistry.Result memory result = taskRegistry.resultOf(taskId);
+        ITaskRegistryTypes.Result memory result = taskRegistry.resultOf(taskId);
         delete _pendingModel[taskId];
         _deliver(taskId, modelId, result.outputs);
     }
@@ -96,15 +96,15 @@ abstract contract InferenceConsumer is IInferenceCallback {
     /// `TaskSubmitted`; it is not read when the task is already expired or rejected (an optimistic result a
     /// dispute threw out: the registry refunded the fee when it rejected it). Reverts with the registry's errors
     /// before the deadline (`TaskRegistryDeadlineNotReached`) or once verified (`TaskRegistryWrongStatus`).
-    function expireTask(uint256 taskId, ITaskRegistry.Task calldata task) external {
+    function expireTask(uint256 taskId, ITaskRegistryTypes.Task calldata task) external {
         uint256 modelId = _pendingModel[taskId];
         if (modelId == 0) revert InferenceConsumerUnknownTask(taskId);
         // Effects before the registry call: a re-entrant call finds nothing pending.
         delete _pendingModel[taskId];
         // Expired (by anyone, or unattested) and Rejected (an optimistic result a dispute threw out) were
         // refunded already; anything else must be expirable now.
-        ITaskRegistry.TaskStatus status = taskRegistry.taskStatus(taskId);
-        if (status != ITaskRegistry.TaskStatus.Expired && status != ITaskRegistry.TaskStatus.Rejected)
+        ITaskRegistryTypes.TaskStatus status = taskRegistry.taskStatus(taskId);
+        if (status != ITaskRegistryTypes.TaskStatus.Expired && status != ITaskRegistryTypes.TaskStatus.Rejected)
             taskRegistry.expire(taskId, task);
         emit InferenceFailed(taskId, modelId);
         _onInferenceFailed(taskId, modelId);
@@ -221,7 +221,7 @@ abstract contract InferenceConsumer is IInferenceCallback {
             if (balance < fee) revert InferenceConsumerInsufficientFunds(fee, credits, balance);
             feeToken.forceApprove(address(taskRegistry), fee);
         }
-        ITaskRegistry.TaskRequest memory request = ITaskRegistry.TaskRequest({
+        ITaskRegistryTypes.TaskRequest memory request = ITaskRegistryTypes.TaskRequest({
             modelId: modelId,
             input: words,
             inputDataHash: bytes32(0),

@@ -3,14 +3,8 @@ pragma solidity ^0.8.24;
 
 import {IModelRegistry} from "./IModelRegistry.sol";
 
-/// @title The task market: escrowed inference requests, claimed by staked nodes, settled by proof.
-/// @notice Storage per task is one commitment word (the hash of `Task`) plus one claim word. Every later call
-/// passes the `Task` back (nodes take it from `TaskSubmitted`) and the registry checks it against the
-/// commitment, as Chainlink Functions does.
-/// @dev Invariants, NEVER to be violated: the registry's OPG balance equals the fees of open (unsettled,
-/// unexpired) tasks plus all unwithdrawn credits plus the protocol fees held; a task settles (verified or expired) at most once; the
-/// parts of a fee split add up to the fee.
-interface ITaskRegistry {
+/// @title The task market's types, events and errors, shared by the registry and its settlement modules.
+interface ITaskRegistryTypes {
     /// @notice Lifecycle of a task.
     enum TaskStatus {
         None,
@@ -113,6 +107,9 @@ interface ITaskRegistry {
         uint256 collateral
     );
     /// @notice `previousNode` let its claim on `taskId` expire and lost `slashed` of its collateral.
+    /// @notice A batch (`submitResults`) skipped a task that was no longer open when it ran (another node
+    /// settled it first, or it expired): nothing was paid for it and the batch's other tasks settled.
+    event TaskResultSkipped(uint256 indexed taskId, TaskStatus status);
     event TaskClaimAbandoned(uint256 indexed taskId, address indexed previousNode, uint256 slashed);
     /// @notice `node`'s proof for `taskId` verified; the fee was split as given.
     event TaskVerified(
@@ -203,10 +200,6 @@ interface ITaskRegistry {
     error TaskRegistryQuorumNotMet(uint256 taskId, uint256 attestations, uint256 quorum);
     /// @notice Only the governed dispute manager may call this.
     error TaskRegistryNotDisputeManager(address caller);
-    /// @notice The TEE claim of `taskId` lapsed while a key of its node was under challenge: nobody may take
-    /// it over (nobody earns from a task lapsed through a challenge); it waits for its deadline and a full
-    /// refund, and its node's collateral is released without slash.
-    error TaskRegistryClaimUnderChallenge(uint256 taskId, address node);
     /// @notice This verification mode's module is not set.
     error TaskRegistryModuleNotSet(uint8 mode);
     /// @notice The fee is below the model's fee, or above 2^96.
@@ -255,7 +248,17 @@ interface ITaskRegistry {
     error TaskRegistryNoCredits(address account);
     /// @notice A governed parameter is out of range.
     error TaskRegistryInvalidParameter();
+}
 
+/// @title The task market: escrowed inference requests, served by staked nodes, settled by proof, enclave
+/// signature or unchallenged attestation.
+/// @notice Storage per task is one commitment word (the hash of `Task`) plus one status word. Every later call
+/// passes the `Task` back (nodes take it from `TaskSubmitted`) and the registry checks it against the
+/// commitment, as Chainlink Functions does.
+/// @dev Invariants, NEVER to be violated: the registry's OPG balance equals the fees of open (unsettled,
+/// unexpired) tasks plus all unwithdrawn credits plus the protocol fees held; a task settles (verified or expired) at most once; the
+/// parts of a fee split add up to the fee.
+interface ITaskRegistry is ITaskRegistryTypes {
     /// @notice Submit a task and escrow `request.fee` OPG: taken from the caller's credits (prepaid with
     /// `deposit`, or earned) when they cover it, else pulled from the caller's wallet (approval needed).
     function submitTask(TaskRequest calldata request) external returns (uint256 taskId);
@@ -276,12 +279,14 @@ interface ITaskRegistry {
     /// @notice Submit several tasks, pulling their total fee in one transfer. All or nothing.
     function submitTasks(TaskRequest[] calldata requests) external returns (uint256[] memory taskIds);
 
-    /// @notice Claim `taskId` as an eligible inference node, locking `claimCollateral` of stake until the claim
-    /// window ends. A claim whose window passed can be taken over; its node's collateral is slashed to the
+    /// @notice Optimistic mode: claim `taskId` as an eligible inference node, locking `claimCollateral` of stake
+    /// until the claim window ends (ZK and TEE tasks take no claim: `TaskRegistryWrongMode`). A claim whose window passed can be taken over; its node's collateral is slashed to the
     /// treasury (never to the requester or the model owner, who can influence whether a task is provable).
     function claimTask(uint256 taskId, Task calldata task) external;
 
-    /// @notice Submit the claimed task's outputs with a proof. The registry builds the public signals from
+    /// @notice Submit an open ZK task's outputs with a proof, as an eligible inference node; no claim comes
+    /// first (the proof is bound to the caller, so nobody can take the work of another). The registry builds
+    /// the public signals from
     /// the committed input, the task binding of (chain, registry, task, caller) and `outputs`, verifies them
     /// with the protocol's Groth16 verifier against the model's registered key, and settles: fee split into
     /// credits by the shares frozen in the task, collateral released, result stored, then the capped callback.
@@ -293,7 +298,8 @@ interface ITaskRegistry {
         uint256[8] calldata proof
     ) external;
 
-    /// @notice TEE mode: submit the claimed task's outputs with the enclave's signature over
+    /// @notice TEE mode: submit an open task's outputs, as an eligible inference node (no claim: the signed
+    /// digest binds the caller), with the enclave's signature over
     /// `teeResultDigest(taskId, node, inputHash, outputs)`. Settles at once if the key is the caller's and
     /// `Active` in the enclave registry.
     function submitResultTee(
@@ -370,7 +376,9 @@ interface ITaskRegistry {
         address challenger
     ) external;
 
-    /// @notice Several `submitResult`s in one transaction. All or nothing.
+    /// @notice Several `submitResult`s in one transaction, their proofs checked as one batch when they share a
+    /// key (N + 3 pairings instead of 4N). A task no longer open is skipped (`TaskResultSkipped`); an invalid
+    /// proof reverts the whole batch.
     function submitResults(ResultSubmission[] calldata submissions) external;
 
     /// @notice Prepay `amount` OPG into the caller's credits: later `submitTask`s take their fee from there,

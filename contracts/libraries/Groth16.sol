@@ -152,6 +152,135 @@ library Groth16 {
         }
     }
 
+    /// @notice Whether every proof of `proofs` proves its statement under the key stored at `pointer`, checked
+    /// together: `signals` holds each proof's public signals one after the other (`signals.length` is a
+    /// multiple of `proofs.length`). One pairing product of N + 3 pairs instead of N of 4 pairs each.
+    /// @dev Batch verification by a random linear combination: with r_0 = 1 and 128-bit r_i derived by
+    /// hashing the key, every proof and every signal (Fiat-Shamir: the prover fixes the proofs before the
+    /// weights exist), prod e(-r_i A_i, B_i) * e(sum(r_i) alpha, beta) * e(sum_i r_i vk_x_i, gamma) *
+    /// e(sum r_i C_i, delta) == 1 holds for a batch with an invalid proof with probability at most about
+    /// 2^-128. sum_i r_i vk_x_i = sum(r_i) IC[0] + sum_j (sum_i r_i s_ij mod r) IC[j + 1], so the key's points
+    /// are multiplied once per batch, not once per proof. The same range checks as `verify` apply to every
+    /// proof coordinate and signal; ecMul refuses G1 points off the curve and the pairing refuses G2 points
+    /// outside the subgroup.
+    function verifyBatch(
+        address pointer,
+        uint256[8][] memory proofs,
+        uint256[] memory signals
+    ) internal view returns (bool ok) {
+        uint256 count = proofs.length;
+        if (count == 0 || signals.length % count != 0) return false;
+        uint256 n = signals.length / count;
+        uint256 keyBytes = keyWords(n) * 32;
+        if (pointer.code.length != keyBytes + 1) return false;
+        uint256[] memory key = load(pointer);
+        ok = true;
+        for (uint256 i = 0; i < signals.length; ++i) ok = ok && signals[i] < SCALAR_FIELD;
+        bytes32 seed = keccak256(abi.encode(pointer, proofs, signals));
+        // Pairing input: count + 3 pairs of (G1: 2 words, G2: 4 words).
+        uint256[] memory pairs = new uint256[]((count + 3) * 6);
+        uint256[] memory coefficients = new uint256[](n + 1);
+        uint256[2] memory cSum;
+        for (uint256 i = 0; ok && i < count; ++i) {
+            uint256 weight = i == 0 ? 1 : (uint256(keccak256(abi.encode(seed, i))) >> 128) | 1;
+            ok = _addProof(proofs[i], weight, pairs, i * 6, cSum);
+            coefficients[0] += weight;
+            for (uint256 j = 0; j < n; ++j) {
+                coefficients[j + 1] = addmod(
+                    coefficients[j + 1],
+                    mulmod(weight, signals[i * n + j], SCALAR_FIELD),
+                    SCALAR_FIELD
+                );
+            }
+        }
+        if (!ok) return false;
+        // The weighted sum of the proofs' vk_x: sum_j coefficients[j] * IC[j].
+        uint256[2] memory vkSum;
+        for (uint256 j = 0; ok && j <= n; ++j) {
+            uint256 ic = FIXED_KEY_WORDS + 2 * j;
+            (uint256 x, uint256 y, bool okMul) = _ecMul(key[ic], key[ic + 1], coefficients[j]);
+            bool okAdd;
+            (vkSum[0], vkSum[1], okAdd) = _ecAdd(vkSum[0], vkSum[1], x, y);
+            ok = okMul && okAdd;
+        }
+        (uint256 alphaX, uint256 alphaY, bool okAlpha) = _ecMul(key[0], key[1], coefficients[0]);
+        if (!ok || !okAlpha) return false;
+        uint256 tail = count * 6;
+        // (sum r_i) alpha with beta; the weighted vk_x with gamma; the weighted C with delta.
+        pairs[tail] = alphaX;
+        pairs[tail + 1] = alphaY;
+        pairs[tail + 6] = vkSum[0];
+        pairs[tail + 7] = vkSum[1];
+        pairs[tail + 12] = cSum[0];
+        pairs[tail + 13] = cSum[1];
+        for (uint256 w = 0; w < 4; ++w) {
+            pairs[tail + 2 + w] = key[2 + w];
+            pairs[tail + 8 + w] = key[6 + w];
+            pairs[tail + 14 + w] = key[10 + w];
+        }
+        // The pairing reads the array's words in place; the result goes to scratch at the free pointer.
+        assembly ("memory-safe") {
+            let out := mload(0x40)
+            ok := staticcall(gas(), _EC_PAIRING, add(pairs, 0x20), mul(mload(pairs), 0x20), out, 0x20)
+            ok := and(ok, eq(mload(out), 1))
+        }
+    }
+
+    /// @dev Writes -weight * A and B of `proof` as pair `at / 6` of `pairs`, adds weight * C to `cSum`; false
+    /// for a coordinate at or above the base field or a G1 point off the curve.
+    function _addProof(
+        uint256[8] memory proof,
+        uint256 weight,
+        uint256[] memory pairs,
+        uint256 at,
+        uint256[2] memory cSum
+    ) private view returns (bool ok) {
+        ok = true;
+        for (uint256 w = 0; w < 8; ++w) ok = ok && proof[w] < BASE_FIELD;
+        (uint256 ax, uint256 ay, bool okA) = _ecMul(proof[0], proof[1], weight);
+        (uint256 cx, uint256 cy, bool okC) = _ecMul(proof[6], proof[7], weight);
+        bool okSum;
+        (cSum[0], cSum[1], okSum) = _ecAdd(cSum[0], cSum[1], cx, cy);
+        pairs[at] = ax;
+        pairs[at + 1] = (BASE_FIELD - ay) % BASE_FIELD;
+        for (uint256 w = 0; w < 4; ++w) pairs[at + 2 + w] = proof[2 + w];
+        return ok && okA && okC && okSum;
+    }
+
+    /// @dev s * (x, y) on G1; false when the point is not on the curve.
+    function _ecMul(uint256 x, uint256 y, uint256 s) private view returns (uint256 rx, uint256 ry, bool ok) {
+        // Three words of scratch at the free pointer, never kept.
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, x)
+            mstore(add(m, 0x20), y)
+            mstore(add(m, 0x40), s)
+            ok := staticcall(gas(), _EC_MUL, m, 0x60, m, 0x40)
+            rx := mload(m)
+            ry := mload(add(m, 0x20))
+        }
+    }
+
+    /// @dev (x1, y1) + (x2, y2) on G1; false when a point is not on the curve.
+    function _ecAdd(
+        uint256 x1,
+        uint256 y1,
+        uint256 x2,
+        uint256 y2
+    ) private view returns (uint256 rx, uint256 ry, bool ok) {
+        // Four words of scratch at the free pointer, never kept.
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, x1)
+            mstore(add(m, 0x20), y1)
+            mstore(add(m, 0x40), x2)
+            mstore(add(m, 0x60), y2)
+            ok := staticcall(gas(), _EC_ADD, m, 0x80, m, 0x40)
+            rx := mload(m)
+            ry := mload(add(m, 0x20))
+        }
+    }
+
     function _isZero(uint256[] calldata key, uint256 from, uint256 count) private pure returns (bool) {
         for (uint256 i = from; i < from + count; ++i) {
             if (key[i] != 0) return false;

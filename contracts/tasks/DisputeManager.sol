@@ -6,7 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
-import {ITaskRegistry} from "../interfaces/ITaskRegistry.sol";
+import {ITaskRegistry, ITaskRegistryTypes} from "../interfaces/ITaskRegistry.sol";
 import {INodeStaking} from "../interfaces/INodeStaking.sol";
 import {Groth16} from "../libraries/Groth16.sol";
 
@@ -75,7 +75,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         address challenger;
         uint64 deadline;
         DisputeState state;
-        ITaskRegistry.DisputeOutcome outcome;
+        ITaskRegistryTypes.DisputeOutcome outcome;
         bool circuit;
         address node;
         uint96 bond;
@@ -99,7 +99,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         bool circuit
     );
     event DisputeVoted(uint256 indexed taskId, address indexed voter, bool nodeRight, uint256 weight);
-    event DisputeResolved(uint256 indexed taskId, ITaskRegistry.DisputeOutcome outcome, address bondTo);
+    event DisputeResolved(uint256 indexed taskId, ITaskRegistryTypes.DisputeOutcome outcome, address bondTo);
     /// @notice `voter`'s ballot on `taskId` was settled: `slashed` taken from its stake (losing side), `paid`
     /// to it now (winning side; a winning ballot may be settled again as more losers are slashed).
     event BallotSettled(uint256 indexed taskId, address indexed voter, uint256 slashed, uint256 paid);
@@ -160,7 +160,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     /// dispute at once (see the contract's notice). No bond: the proof is the evidence.
     function challengeWithProof(
         uint256 taskId,
-        ITaskRegistry.Task calldata task,
+        ITaskRegistryTypes.Task calldata task,
         bytes32 outputsHash,
         address[] calldata attesters,
         uint256[] calldata input,
@@ -177,19 +177,19 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         d.deadline = uint64(block.timestamp);
         d.openedAt = uint64(block.timestamp);
         d.state = DisputeState.Resolved;
-        d.outcome = ITaskRegistry.DisputeOutcome.NodeWrong;
+        d.outcome = ITaskRegistryTypes.DisputeOutcome.NodeWrong;
         d.circuit = true;
         d.node = node;
         uint96 slash = attesterSlash;
         d.attesterSlash = slash;
         emit DisputeOpened(taskId, msg.sender, node, 0, block.timestamp, true);
-        emit DisputeResolved(taskId, ITaskRegistry.DisputeOutcome.NodeWrong, msg.sender);
+        emit DisputeResolved(taskId, ITaskRegistryTypes.DisputeOutcome.NodeWrong, msg.sender);
         tasks.rejectDisputed(
             taskId,
             task,
             outputsHash,
             attesters,
-            ITaskRegistry.DisputeOutcome.NodeWrong,
+            ITaskRegistryTypes.DisputeOutcome.NodeWrong,
             msg.sender
         );
         _slashAttesters(taskId, attesters, slash);
@@ -199,7 +199,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     /// task's `input`, bound to the task and the caller.
     function _checkDisproof(
         uint256 taskId,
-        ITaskRegistry.Task calldata task,
+        ITaskRegistryTypes.Task calldata task,
         bytes32 outputsHash,
         uint256[] calldata input,
         uint256[] calldata outputs,
@@ -224,7 +224,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     /// bond (approval needed). Opens the vote; the caller's free stake is its ballot against the node.
     function challenge(
         uint256 taskId,
-        ITaskRegistry.Task calldata task,
+        ITaskRegistryTypes.Task calldata task,
         bytes32 outputsHash,
         address[] calldata attesters
     ) external nonReentrant {
@@ -244,7 +244,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
             // Safe casts: timestamps fit 64 bits.
             deadline: uint64(deadline),
             state: DisputeState.Open,
-            outcome: ITaskRegistry.DisputeOutcome.Undecided,
+            outcome: ITaskRegistryTypes.DisputeOutcome.Undecided,
             circuit: false,
             node: node,
             bond: bond,
@@ -285,7 +285,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     /// @notice After the vote window: settle the task by the vote (see the contract's notice). Anyone may call.
     function resolveVote(
         uint256 taskId,
-        ITaskRegistry.Task calldata task,
+        ITaskRegistryTypes.Task calldata task,
         uint256[] calldata outputs,
         address[] calldata attesters
     ) external nonReentrant {
@@ -293,18 +293,18 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         if (block.timestamp <= d.deadline) revert DisputeManagerWindow(taskId, d.deadline, block.timestamp);
         uint256 weightFor = d.weightFor;
         uint256 weightAgainst = d.weightAgainst;
-        ITaskRegistry.DisputeOutcome outcome = ITaskRegistry.DisputeOutcome.Undecided;
+        ITaskRegistryTypes.DisputeOutcome outcome = ITaskRegistryTypes.DisputeOutcome.Undecided;
         if (weightFor + weightAgainst >= d.quorum) {
             outcome =
                 weightAgainst > weightFor
-                    ? ITaskRegistry.DisputeOutcome.NodeWrong
-                    : ITaskRegistry.DisputeOutcome.NodeRight;
+                    ? ITaskRegistryTypes.DisputeOutcome.NodeWrong
+                    : ITaskRegistryTypes.DisputeOutcome.NodeRight;
         }
         d.state = DisputeState.Resolved;
         d.outcome = outcome;
         address challenger = d.challenger;
         uint256 bond = d.bond;
-        if (outcome == ITaskRegistry.DisputeOutcome.NodeRight) {
+        if (outcome == ITaskRegistryTypes.DisputeOutcome.NodeRight) {
             // The bond is the winning ballots' reward (weightFor >= weightAgainst, and the challenger's weight
             // is non-zero, so weightFor > 0).
             d.rewardPerWeight = Math.mulDiv(bond, _ACC, weightFor);
@@ -320,7 +320,7 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
                 outcome,
                 challenger
             );
-            if (outcome == ITaskRegistry.DisputeOutcome.NodeWrong)
+            if (outcome == ITaskRegistryTypes.DisputeOutcome.NodeWrong)
                 _slashAttesters(taskId, attesters, d.attesterSlash);
             token.safeTransfer(challenger, bond);
         }
@@ -338,13 +338,13 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
         if (d.state != DisputeState.Resolved || d.circuit) revert DisputeManagerWrongState(taskId, d.state);
         Ballot storage b = _ballots[taskId][voter];
         if (b.side == 0) revert DisputeManagerNoBallot(taskId, voter);
-        ITaskRegistry.DisputeOutcome outcome = d.outcome;
-        if (outcome == ITaskRegistry.DisputeOutcome.Undecided) {
+        ITaskRegistryTypes.DisputeOutcome outcome = d.outcome;
+        if (outcome == ITaskRegistryTypes.DisputeOutcome.Undecided) {
             b.settled = true;
             emit BallotSettled(taskId, voter, 0, 0);
             return (0, 0);
         }
-        uint8 winning = outcome == ITaskRegistry.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
+        uint8 winning = outcome == ITaskRegistryTypes.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
         if (b.side != winning) {
             if (!b.settled) {
                 b.settled = true;
@@ -377,8 +377,8 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     function rewardOf(uint256 taskId, address voter) external view returns (uint256) {
         Dispute storage d = _disputes[taskId];
         Ballot storage b = _ballots[taskId][voter];
-        if (d.state != DisputeState.Resolved || d.outcome == ITaskRegistry.DisputeOutcome.Undecided) return 0;
-        uint8 winning = d.outcome == ITaskRegistry.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
+        if (d.state != DisputeState.Resolved || d.outcome == ITaskRegistryTypes.DisputeOutcome.Undecided) return 0;
+        uint8 winning = d.outcome == ITaskRegistryTypes.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
         if (b.side != winning) return 0;
         return Math.mulDiv(b.weight, d.rewardPerWeight, _ACC) - b.paid;
     }
