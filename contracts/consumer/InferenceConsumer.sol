@@ -50,6 +50,9 @@ abstract contract InferenceConsumer is IInferenceCallback {
     error InferenceConsumerNotRegistry(address caller);
     /// @notice Thrown when the callback names a task this contract is not waiting for.
     error InferenceConsumerUnknownTask(uint256 taskId);
+    /// @notice `deliverResult` was given something other than the task's verified result (or the task is not
+    /// verified).
+    error InferenceConsumerNotVerified(uint256 taskId);
     /// @notice Thrown when the input does not have the model's number of values.
     error InferenceConsumerInputLength(uint256 modelId, uint256 given, uint256 expected);
     /// @notice Thrown when input value `index` is outside the model's signed `inputBits` range.
@@ -79,12 +82,13 @@ abstract contract InferenceConsumer is IInferenceCallback {
     }
 
     /// @notice Deliver the verified result of a task whose callback failed (it reverted, or the gas the
-    /// requester set was not enough): anyone may call. The outputs are the registry's stored, verified ones;
-    /// reverts with the registry's `TaskRegistryWrongStatus` while the task is not verified.
-    function deliverResult(uint256 taskId) external {
+    /// requester set was not enough): anyone may call, with the result as the task's `TaskVerified` event
+    /// gives it (node, block, outputs); the registry checks it against the hash it keeps
+    /// (`isVerifiedResult`), so only the verified outputs are ever delivered.
+    function deliverResult(uint256 taskId, ITaskRegistryTypes.Result calldata result) external {
         uint256 modelId = _pendingModel[taskId];
         if (modelId == 0) revert InferenceConsumerUnknownTask(taskId);
-        ITaskRegistryTypes.Result memory result = taskRegistry.resultOf(taskId);
+        if (!taskRegistry.isVerifiedResult(taskId, result)) revert InferenceConsumerNotVerified(taskId);
         delete _pendingModel[taskId];
         _deliver(taskId, modelId, result.outputs);
     }

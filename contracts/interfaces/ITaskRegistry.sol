@@ -409,8 +409,10 @@ interface ITaskRegistry is ITaskRegistryTypes {
     /// @notice The claimer of `taskId` and when its claim window ends (zero if unclaimed).
     function claimOf(uint256 taskId) external view returns (address node, uint256 claimExpiresAt);
 
-    /// @notice The verified result of `taskId`; reverts unless it is verified.
-    function resultOf(uint256 taskId) external view returns (Result memory);
+    /// @notice Whether `result` is the verified result of `taskId`: the node that settled it, the block it
+    /// settled in and its outputs, as its `TaskVerified` event says. The chain keeps one word per verified
+    /// task (their hash), so results are read from the event and checked here.
+    function isVerifiedResult(uint256 taskId, Result calldata result) external view returns (bool);
 
     /// @notice Credits `account` can withdraw.
     function creditsOf(address account) external view returns (uint256);

@@ -329,14 +329,11 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
     }
 
     /// @inheritdoc ITaskRegistry
-    function resultOf(uint256 taskId) external view returns (Result memory result) {
+    function isVerifiedResult(uint256 taskId, Result calldata result) external view returns (bool) {
         TaskRecord storage record = _tasks[taskId];
-        if (record.status != TaskStatus.Verified) revert TaskRegistryWrongStatus(taskId, _statusOf(record));
-        result.node = record.node;
-        result.settledBlock = record.time;
-        result.outputs = new uint256[](record.aux);
-        result.outputs[0] = uint256(record.word);
-        for (uint256 i = 1; i < result.outputs.length; ++i) result.outputs[i] = _extraOutputs[taskId][i];
+        return
+            _statusOf(record) == TaskStatus.Verified &&
+            record.word == _resultWord(result.node, result.settledBlock, result.outputs);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -399,8 +396,8 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
     }
 
     /// @inheritdoc ITaskRegistry
-    function hashTask(Task calldata task) public pure returns (bytes32) {
-        return keccak256(abi.encode(task));
+    function hashTask(Task calldata task) external pure returns (bytes32) {
+        return _commitment(task);
     }
 
     /// @inheritdoc ITaskRegistry
@@ -561,7 +558,7 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
             task.attesterFeeBps = _modeConfig.attesterFeeBps;
         }
         taskId = ++_submitConfig.taskCount;
-        _tasks[taskId].word = keccak256(abi.encode(task));
+        _tasks[taskId].word = bytes32(uint256(keccak256(abi.encode(task))) & ~VERIFIED_FLAG);
         emit TaskSubmitted(taskId, request.modelId, msg.sender, task, request.input);
     }
 

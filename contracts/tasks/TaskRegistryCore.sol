@@ -48,10 +48,15 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     /// @notice Most attesters an optimistic task takes (the model registry caps quorums at this).
     uint256 internal constant MAX_ATTESTERS = 16;
 
+    /// @notice Marks a verified task's word (`_resultWord`); a commitment never has it (`_commitment`).
+    uint256 internal constant VERIFIED_FLAG = 1 << 255;
+
     /// @dev Per task, two words. `word` is the commitment `hashTask(task)` while the task is open or claimed,
-    /// and the first output word once it is verified. `aux` is the claim collateral (in COLLATERAL_UNIT)
-    /// while claimed, and the number of output words once verified. `time` is the claim expiry while
-    /// claimed, and the settlement block once verified.
+    /// and `_resultWord` once it is verified: the result itself lives in `TaskVerified`, the chain keeps its
+    /// hash (one word per task, whatever the number of outputs). A ZK or TEE task is served without a claim
+    /// and never writes the second word: its status is Open while `word` is a commitment and Verified once
+    /// `word` carries `VERIFIED_FLAG`. For claimed (optimistic) tasks the second word holds the claim: `aux`
+    /// is its collateral (in COLLATERAL_UNIT), `time` the claim expiry, then the challenge window's end.
     struct TaskRecord {
         bytes32 word;
         address node;
@@ -106,7 +111,6 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     TeeConfig internal _teeConfig;
     address internal _treasury;
     mapping(uint256 taskId => TaskRecord record) internal _tasks;
-    mapping(uint256 taskId => mapping(uint256 index => uint256 word)) internal _extraOutputs;
     mapping(address account => Account balances) internal _accounts;
 
     constructor(IERC20 token_, IModelRegistry models_, INodeStaking staking_, address owner_) Ownable(owner_) {
@@ -212,20 +216,30 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
         record.aux = 0;
     }
 
-    /// @dev Stores the verified outputs over the task's two words; returns the claim collateral to release,
-    /// in COLLATERAL_UNIT.
+    /// @dev Marks the task verified with the hash of its result (`_resultWord`); returns the claim collateral
+    /// to release, in COLLATERAL_UNIT (none without a claim). A claimless task's second word stays empty.
     function _recordResult(
-        uint256 taskId,
         TaskRecord storage record,
+        address node,
         uint256[] calldata outputs
     ) internal returns (uint256 collateralUnits) {
+        record.word = _resultWord(node, block.number, outputs);
+        if (record.status == TaskStatus.None) return 0;
         collateralUnits = record.aux;
-        record.word = bytes32(outputs[0]);
-        // Safe cast: block numbers stay below 2^32 for centuries at any realistic block time.
-        record.time = uint32(block.number);
         record.status = TaskStatus.Verified;
-        record.aux = uint56(outputs.length);
-        for (uint256 i = 1; i < outputs.length; ++i) _extraOutputs[taskId][i] = outputs[i];
+        record.aux = 0;
+    }
+
+    /// @dev The word a verified task keeps: `VERIFIED_FLAG` and the hash of who settled it, when, and its
+    /// outputs (all three are in its `TaskVerified` event; `isVerifiedResult` checks them against the word).
+    function _resultWord(address node, uint256 settledBlock, uint256[] calldata outputs) internal pure returns (bytes32) {
+        return bytes32(VERIFIED_FLAG | (uint256(keccak256(abi.encode(node, settledBlock, outputs))) >> 1));
+    }
+
+    /// @dev What the registry stores for `task` while it is open: its hash with the top bit cleared, so no
+    /// commitment is ever read as a verified result (`VERIFIED_FLAG`).
+    function _commitment(Task calldata task) internal pure returns (bytes32) {
+        return bytes32(uint256(keccak256(abi.encode(task))) & ~VERIFIED_FLAG);
     }
 
     function _splitFee(
@@ -331,12 +345,14 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     }
 
     function _checkCommitment(uint256 taskId, TaskRecord storage record, Task calldata task) internal view {
-        if (record.word != keccak256(abi.encode(task))) revert TaskRegistryTaskMismatch(taskId);
+        if (record.word != _commitment(task)) revert TaskRegistryTaskMismatch(taskId);
     }
 
     function _statusOf(TaskRecord storage record) internal view returns (TaskStatus) {
         TaskStatus status = record.status;
         if (status != TaskStatus.None) return status;
-        return record.word != 0 ? TaskStatus.Open : TaskStatus.None;
+        uint256 word = uint256(record.word);
+        if (word == 0) return TaskStatus.None;
+        return word & VERIFIED_FLAG != 0 ? TaskStatus.Verified : TaskStatus.Open;
     }
 }

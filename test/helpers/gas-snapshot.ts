@@ -32,6 +32,12 @@ export async function recordGas(
   return gas;
 }
 
+/** Record a figure computed from several transactions (e.g. gas per task over a batch). */
+export function recordGasFigure(name: string, gas: number) {
+  if (!measured.has(name)) measured.set(name, gas);
+  return gas;
+}
+
 export function compareWithSnapshot(): string[] {
   if (!GAS_CHECKS) return [];
   const update = process.env.UPDATE_GAS_SNAPSHOT === "1";

@@ -1,6 +1,6 @@
 import type { Log, Result } from "ethers";
 import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
-import { DisputeManager__factory, TaskRegistry__factory } from "../../typechain-types";
+import { DisputeManager__factory, TaskRegistry__factory, type TaskRegistry } from "../../typechain-types";
 
 export const taskRegistryInterface = TaskRegistry__factory.createInterface();
 
@@ -77,4 +77,35 @@ export function proofWords(proof: { pi_a: string[]; pi_b: string[][]; pi_c: stri
     proof.pi_c[0],
     proof.pi_c[1],
   ].map(BigInt);
+}
+
+/** A verified result as its TaskVerified event gives it and the registry's stored hash confirms it. */
+export interface VerifiedResult {
+  node: string;
+  settledBlock: bigint;
+  outputs: bigint[];
+  transactionHash: string;
+}
+
+/**
+ * The verified result of `taskId`: read from its `TaskVerified` event (the chain keeps only a hash of each
+ * result) and checked with `isVerifiedResult`, so a node that rewrote its logs or an RPC that served another
+ * event is caught. Null when the task has no verified result (yet). `fromBlock` narrows the log search
+ * (the task's submission block, when known).
+ */
+export async function readVerifiedResult(
+  tasks: Pick<TaskRegistry, "queryFilter" | "filters" | "isVerifiedResult">,
+  taskId: bigint,
+  fromBlock: number = 0,
+): Promise<VerifiedResult | null> {
+  const logs = await tasks.queryFilter(tasks.filters.TaskVerified(taskId), fromBlock);
+  for (const log of logs) {
+    const result = {
+      node: log.args.node as string,
+      settledBlock: BigInt(log.blockNumber),
+      outputs: [...(log.args.outputs as bigint[])].map((w) => BigInt(w)),
+    };
+    if (await tasks.isVerifiedResult(taskId, result)) return { ...result, transactionHash: log.transactionHash };
+  }
+  return null;
 }

@@ -192,7 +192,7 @@ contract OptimisticSettlement is SettlementModule {
         address[] calldata attesters
     ) private {
         address node = record.node;
-        uint256 collateralUnits = _recordResult(taskId, record, outputs);
+        uint256 collateralUnits = _recordResult(record, node, outputs);
         _splitFee(taskId, node, task, collateralUnits, outputs, attesters);
         _runCallback(taskId, task, outputs);
     }
@@ -216,7 +216,7 @@ contract OptimisticSettlement is SettlementModule {
     ) private view returns (bytes32 commitment) {
         TaskStatus status = _statusOf(record);
         if (status != expected) revert TaskRegistryWrongStatus(taskId, status);
-        commitment = keccak256(abi.encode(task));
+        commitment = _commitment(task);
         if (record.word != _pendingWord(commitment, outputsHash, attesters)) {
             revert TaskRegistryPendingMismatch(taskId);
         }
@@ -233,7 +233,7 @@ contract OptimisticSettlement is SettlementModule {
     ) private view {
         TaskStatus status = _statusOf(record);
         if (status != TaskStatus.Disputed) revert TaskRegistryWrongStatus(taskId, status);
-        bytes32 pending = _pendingWord(keccak256(abi.encode(task)), outputsHash, attesters);
+        bytes32 pending = _pendingWord(_commitment(task), outputsHash, attesters);
         if (record.word != keccak256(abi.encode(pending, msg.sender)))
             revert TaskRegistryPendingMismatch(taskId);
     }

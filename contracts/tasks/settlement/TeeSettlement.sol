@@ -30,7 +30,7 @@ contract TeeSettlement is SettlementModule {
         TaskRecord storage record = _tasks[taskId];
         _checkOpenResult(taskId, record, task, outputs, VerificationModes.TEE);
         _checkEnclaveSignature(taskId, msg.sender, task, outputs, signature);
-        _recordResult(taskId, record, outputs);
+        _recordResult(record, msg.sender, outputs);
         _splitFee(taskId, msg.sender, task, 0, outputs, new address[](0));
         _runCallback(taskId, task, outputs);
     }

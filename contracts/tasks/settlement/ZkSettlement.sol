@@ -35,7 +35,7 @@ contract ZkSettlement is SettlementModule {
         if (!Groth16.verify(task.verificationKey, proof, _publicSignals(taskId, task, input, outputs))) {
             revert TaskRegistryInvalidProof(taskId);
         }
-        _recordResult(taskId, record, outputs);
+        _recordResult(record, msg.sender, outputs);
         _splitFee(taskId, msg.sender, task, 0, outputs, new address[](0));
         _runCallback(taskId, task, outputs);
     }
@@ -70,7 +70,7 @@ contract ZkSettlement is SettlementModule {
         for (uint256 i = 0; i < count; ++i) {
             if (!live[i]) continue;
             ITaskRegistryTypes.ResultSubmission calldata s = submissions[i];
-            _recordResult(s.taskId, _tasks[s.taskId], s.outputs);
+            _recordResult(_tasks[s.taskId], msg.sender, s.outputs);
             _splitFee(s.taskId, msg.sender, s.task, 0, s.outputs, new address[](0));
         }
         // Callbacks run after every settlement of the batch, so no callback observes a half-settled batch.
