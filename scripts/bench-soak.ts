@@ -53,7 +53,7 @@ import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
 import { DataClient } from "../workers/data/client";
 import { attestersOf, corruptOutputWords, outputsHash } from "../workers/runtime/optimistic";
 import { ServiceHttp } from "../workers/runtime/service";
-import { MODES, parseSubmitted, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
+import { MODES, parseSubmitted, readVerifiedResult, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
 import { parseAttestRequest } from "../workers/verification/attest";
 import { ensureCliBuilt } from "../test/helpers/cli";
 import { bundleKeyWords, bundleModelSpec, sendRegistration } from "../network/register-model";
@@ -820,7 +820,7 @@ async function main() {
                 let ok = true;
                 for (const id of inFlight) {
                   const s = Number(await tasks.taskStatus(id));
-                  const by = s === Status.Verified ? who((await tasks.resultOf(id)).node) : "";
+                  const by = s === Status.Verified ? who((await readVerifiedResult(tasks, id))!.node) : "";
                   ok &&= s === Status.Verified && by === "A";
                   ends.push(`${id} ${STATUS_NAME[s]}${by ? ` by ${by}` : ""}`);
                 }

@@ -414,7 +414,6 @@ async function submitResultGas(deployer: Signer, node: Signer, jobs: { dir: stri
         })
       ).wait();
       const t = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
-      await (await tasks.connect(node).claimTask(t.taskId, t.task)).wait();
       const binding = BigInt(await tasks.taskBinding(t.taskId, await node.getAddress()));
       const proved = await proveBundle(job.dir, job.sample, binding, {
         reference: false,

@@ -266,66 +266,101 @@ describe("Optimistic and TEE games under attack (issue 19)", function () {
   });
 
   describe("5. an enclave-key challenge is no weapon", function () {
-    async function teeClaims(f: Fixture, node: HardhatEthersSigner, n: number) {
+    /** `n` TEE tasks on the circuit model, Open: nobody claims a TEE task, any node with an Active key serves it. */
+    async function openTee(f: Fixture, n: number) {
       const out = [];
       for (let i = 0; i < n; i++) {
         const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_TEE });
-        await f.tasks.connect(node).claimTask(s.taskId, s.task);
+        expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Open);
         out.push(s);
       }
       return out;
     }
 
-    it("claims in flight are released without slash, nobody takes them over, the challenger pays the node", async function () {
+    async function stakeOf(f: Fixture, node: string) {
+      const info = await f.staking.nodeInfo(node);
+      return { bonded: info.bonded, locked: info.locked };
+    }
+
+    it("a challenged key costs its node no collateral and only stops its signatures: the tasks stay Open, another node's Active key serves them, the challenger gains nothing", async function () {
       const f = await loadFixture(modesFixture);
-      const [victim, rival] = f.nodes;
+      const [victim, other] = f.nodes;
       const attacker = f.verifiers[3];
       const key = await registerEnclaveKey(f, victim);
-      const claims = await teeClaims(f, victim, 5);
-      const before = await wealthOf(f, [victim, rival, attacker, f.requester]);
+      const otherKey = await registerEnclaveKey(f, other);
+      const tasks = await openTee(f, 5);
+      const before = await wealthOf(f, [victim, other, attacker, f.requester]);
+      const victimStake = await stakeOf(f, victim.address);
+      // No TEE task locks anything: there is nothing a challenge could make the victim lose.
+      expect(victimStake).to.deep.equal({ bonded: NODE_STAKE, locked: 0n });
       await f.enclaves.connect(attacker).challengeKey(key.address, "no evidence");
-      // The victim cannot sign with the suspended key, and a new key waits out the activation delay.
+      expect(await stakeOf(f, victim.address)).to.deep.equal(victimStake);
+      // The victim's signature is refused while its key is challenged; each task stays Open.
       const outputs = [tinyOutputWord(VALUES)];
-      const sig = await signTeeResult(f, key, claims[0], victim.address, outputs);
+      for (const s of tasks) {
+        const sig = await signTeeResult(f, key, s, victim.address, outputs);
+        await expect(f.tasks.connect(victim).submitResultTee(s.taskId, s.task, outputs, sig))
+          .to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected")
+          .withArgs(s.taskId, key.address, 3n);
+        expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Open);
+      }
+      expect(await stakeOf(f, victim.address)).to.deep.equal(victimStake);
+      // The attacker cannot serve them itself (a verifier is no inference node) nor claim them away.
+      const [first] = tasks;
       await expect(
-        f.tasks.connect(victim).submitResultTee(claims[0].taskId, claims[0].task, outputs, sig),
-      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
-      const [, claimExpiresAt] = await f.tasks.claimOf(claims[4].taskId);
-      await time.increaseTo(claimExpiresAt + 1n);
-      // The rival (the attacker's own node) cannot take the lapsed claims over and earn their fees.
-      for (const s of claims) {
-        await expect(f.tasks.connect(rival).claimTask(s.taskId, s.task))
-          .to.be.revertedWithCustomError(f.tasks, "TaskRegistryClaimUnderChallenge")
-          .withArgs(s.taskId, victim.address);
+        f.tasks.connect(attacker).submitResultTee(first.taskId, first.task, outputs, "0x"),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryNodeNotEligible");
+      await expect(f.tasks.connect(attacker).claimTask(first.taskId, first.task))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
+        .withArgs(first.taskId, VERIFICATION_MODE_TEE);
+      // Another node with an Active key serves every task before the deadline.
+      for (const s of tasks) {
+        const sig = await signTeeResult(f, otherKey, s, other.address, outputs);
+        await expect(f.tasks.connect(other).submitResultTee(s.taskId, s.task, outputs, sig))
+          .to.emit(f.tasks, "TaskVerified")
+          .withArgs(
+            s.taskId,
+            other.address,
+            outputs,
+            ethers.parseEther("8"),
+            ethers.parseEther("1"),
+            ethers.parseEther("1"),
+          );
+        expect(await f.tasks.taskStatus(s.taskId)).to.equal(Status.Verified);
       }
-      // At the deadline the requester is refunded in full and the victim's collateral is released.
-      await time.increaseTo(BigInt(claims[4].task.deadline) + 1n);
-      for (const s of claims) {
-        await expect(f.tasks.connect(f.stranger).expire(s.taskId, s.task)).to.not.emit(
-          f.staking,
-          "NodeSlashed",
-        );
-      }
-      await f.tasks.releaseCollateral(victim.address);
-      expect((await f.staking.nodeInfo(victim.address)).locked).to.equal(0n);
-      // Governance finds the document valid: the bond goes to the victim.
+      // Governance finds the document valid: the bond goes to the victim, whose stake was never touched.
       await f.enclaves.connect(f.governance).resolveChallenge(key.address, true);
+      expect(await stakeOf(f, victim.address)).to.deep.equal(victimStake);
       expect(await wealth(f, victim.address)).to.equal(before.get(victim.address)! + CHALLENGE_BOND);
+      // The challenger gains nothing from the tasks: it only lost its bond.
       expect(await wealth(f, attacker.address)).to.equal(before.get(attacker.address)! - CHALLENGE_BOND);
-      expect(await wealth(f, rival.address)).to.equal(before.get(rival.address)!);
-      expect(await wealth(f, f.requester.address)).to.equal(
-        before.get(f.requester.address)! + 5n * MODEL_FEE,
+      expect(await f.tasks.creditsOf(attacker.address)).to.equal(0n);
+      expect(await wealth(f, other.address)).to.equal(
+        before.get(other.address)! + 5n * ethers.parseEther("8"),
+      );
+      // The requester paid each fee once (at submission) and got every result.
+      expect(await wealth(f, f.requester.address)).to.equal(before.get(f.requester.address)!);
+      // The reinstated key signs again.
+      const [next] = await openTee(f, 1);
+      const sig = await signTeeResult(f, key, next, victim.address, outputs);
+      await expect(f.tasks.connect(victim).submitResultTee(next.taskId, next.task, outputs, sig)).to.emit(
+        f.tasks,
+        "TaskVerified",
       );
     });
 
-    it("a node keeps serving its claims on another registered key", async function () {
+    it("a node keeps serving on another registered key", async function () {
       const f = await loadFixture(modesFixture);
       const victim = f.nodes[0];
       const first = await registerEnclaveKey(f, victim, { activate: false });
       const second = await registerEnclaveKey(f, victim);
-      const [s] = await teeClaims(f, victim, 1);
+      const [s] = await openTee(f, 1);
       await f.enclaves.connect(f.verifiers[3]).challengeKey(first.address, "no evidence");
       const outputs = [tinyOutputWord(VALUES)];
+      const refused = await signTeeResult(f, first, s, victim.address, outputs);
+      await expect(
+        f.tasks.connect(victim).submitResultTee(s.taskId, s.task, outputs, refused),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
       const sig = await signTeeResult(f, second, s, victim.address, outputs);
       await expect(f.tasks.connect(victim).submitResultTee(s.taskId, s.task, outputs, sig)).to.emit(
         f.tasks,
@@ -333,17 +368,33 @@ describe("Optimistic and TEE games under attack (issue 19)", function () {
       );
     });
 
-    it("a claim made while the node's key was already under challenge lapses as any other", async function () {
+    it("a task no Active key serves waits Open and at its deadline is refunded in full, nobody slashed", async function () {
       const f = await loadFixture(modesFixture);
-      const [victim, rival] = f.nodes;
+      const [victim, other] = f.nodes;
       const key = await registerEnclaveKey(f, victim);
       await f.enclaves.connect(f.verifiers[3]).challengeKey(key.address, "no evidence");
       await time.increase(3600);
-      const [s] = await teeClaims(f, victim, 1);
-      const [, claimExpiresAt] = await f.tasks.claimOf(s.taskId);
-      await time.increaseTo(claimExpiresAt + 1n);
-      await expect(f.tasks.connect(rival).claimTask(s.taskId, s.task)).to.emit(f.tasks, "TaskClaimAbandoned");
-      expect(await bonded(f, victim.address)).to.equal(NODE_STAKE - CLAIM_COLLATERAL);
+      const [s] = await openTee(f, 1);
+      const before = await wealthOf(f, [victim, other, f.requester]);
+      const outputs = [tinyOutputWord(VALUES)];
+      const sig = await signTeeResult(f, key, s, victim.address, outputs);
+      await expect(
+        f.tasks.connect(victim).submitResultTee(s.taskId, s.task, outputs, sig),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
+      // The other node has no key at all: it cannot sign either.
+      await expect(
+        f.tasks.connect(other).submitResultTee(s.taskId, s.task, outputs, sig),
+      ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
+      await time.increaseTo(BigInt(s.task.deadline) + 1n);
+      const tx = f.tasks.connect(f.stranger).expire(s.taskId, s.task);
+      await expect(tx).to.emit(f.tasks, "TaskExpired").withArgs(s.taskId, f.requester.address, MODEL_FEE);
+      await expect(tx).to.not.emit(f.staking, "NodeSlashed");
+      await expect(tx).to.not.emit(f.tasks, "TaskClaimAbandoned");
+      expect(await wealth(f, f.requester.address)).to.equal(before.get(f.requester.address)! + MODEL_FEE);
+      expect(await wealth(f, victim.address)).to.equal(before.get(victim.address)!);
+      expect(await wealth(f, other.address)).to.equal(before.get(other.address)!);
+      expect(await bonded(f, victim.address)).to.equal(NODE_STAKE);
+      expect((await f.staking.nodeInfo(victim.address)).locked).to.equal(0n);
     });
   });
 

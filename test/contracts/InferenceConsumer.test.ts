@@ -16,6 +16,7 @@ import {
   ToggleConsumer__factory,
 } from "../../typechain-types";
 import { recordGas } from "../helpers/gas-snapshot";
+import { readVerifiedResult, type VerifiedResult } from "../../workers/runtime/tasks";
 import { MODEL_FEE, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
 import {
   TINY_INPUT_BITS,
@@ -122,18 +123,29 @@ async function requestScore(f: Fixture, borrower: HardhatEthersSigner, values: b
   return f.submittedFrom(receipt!.logs);
 }
 
-/** `node` claims `submitted`, proves it for real and submits; returns the settlement receipt. */
-async function claimAndSettle(
+/** `node` proves `submitted` for real and submits (no claim: the proof binds the node); returns the receipt. */
+async function proveAndSettle(
   f: Fixture,
   submitted: SubmittedTask,
   node: HardhatEthersSigner = f.nodes[0],
 ): Promise<ContractTransactionReceipt> {
-  await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
   const { proof, outputs } = await f.prove(submitted, node);
   const tx = await f.tasks
     .connect(node)
     .submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof);
   return (await tx.wait())!;
+}
+
+/** The task's verified result as `deliverResult` takes it (`readVerifiedResult` less its transaction hash). */
+function asResult(r: VerifiedResult) {
+  return { node: r.node, settledBlock: r.settledBlock, outputs: r.outputs };
+}
+
+/** The verified result of `taskId`, read from its TaskVerified event and checked by the registry. */
+async function verifiedResult(f: Fixture, taskId: bigint) {
+  const r = await readVerifiedResult(f.tasks, taskId);
+  if (!r) throw new Error(`task ${taskId} has no verified result`);
+  return asResult(r);
 }
 
 function registryEvents(f: Fixture, receipt: ContractTransactionReceipt, name: string) {
@@ -298,7 +310,6 @@ describe("InferenceConsumer", function () {
     it("expireTask also closes a task someone already expired in the registry (e.g. opg task refund)", async function () {
       const f = await loadFixture(lenderFixture);
       const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
-      await f.tasks.connect(f.nodes[0]).claimTask(submitted.taskId, submitted.task);
       await time.increaseTo(BigInt(submitted.task.deadline) + 1n);
       await f.tasks.connect(f.stranger).expire(submitted.taskId, submitted.task);
       await expect(f.lender.connect(f.stranger).expireTask(submitted.taskId, submitted.task))
@@ -310,7 +321,7 @@ describe("InferenceConsumer", function () {
     it("expireTask refuses a verified task: its result is delivered, not a failure", async function () {
       const f = await loadFixture(lenderFixture);
       const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
-      await claimAndSettle(f, submitted);
+      await proveAndSettle(f, submitted);
       await expect(f.lender.expireTask(submitted.taskId, submitted.task))
         .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
         .withArgs(submitted.taskId);
@@ -324,7 +335,6 @@ describe("InferenceConsumer", function () {
       const submitted = await requestScore(f, f.borrower, values);
 
       const node = f.nodes[1];
-      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
       const { proof, outputs } = await f.prove(submitted, node);
       const settle = f.tasks
         .connect(node)
@@ -349,10 +359,9 @@ describe("InferenceConsumer", function () {
       const f = await loadFixture(lenderFixture);
       const older = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]); // y = 7
       const newer = await requestScore(f, f.borrower, [10n, 20n, -5n, 3n]); // y = -25
-      await claimAndSettle(f, newer, f.nodes[0]);
+      await proveAndSettle(f, newer, f.nodes[0]);
       expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(-25n);
       const late = f.tasks.connect(f.nodes[1]);
-      await late.claimTask(older.taskId, older.task);
       const { proof, outputs } = await f.prove(older, f.nodes[1]);
       await expect(late.submitResult(older.taskId, older.task, older.input, outputs, proof))
         .to.emit(f.lender, "StaleRiskScoreIgnored")
@@ -367,8 +376,8 @@ describe("InferenceConsumer", function () {
       const values = [100n, 0n, 10n, 0n]; // y = 300 + 50 + 7 = 357
       const first = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]); // y = 7
       const second = await requestScore(f, f.otherBorrower, values);
-      await claimAndSettle(f, first, f.nodes[0]);
-      await claimAndSettle(f, second, f.nodes[2]);
+      await proveAndSettle(f, first, f.nodes[0]);
+      await proveAndSettle(f, second, f.nodes[2]);
 
       expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(7n);
       expect(await f.lender.creditLine(f.borrower.address)).to.equal(93n * CREDIT_PER_UNIT);
@@ -378,9 +387,9 @@ describe("InferenceConsumer", function () {
 
     it("updates a borrower's line on a later score", async function () {
       const f = await loadFixture(lenderFixture);
-      await claimAndSettle(f, await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]));
+      await proveAndSettle(f, await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]));
       expect(await f.lender.creditLine(f.borrower.address)).to.equal(93n * CREDIT_PER_UNIT);
-      await claimAndSettle(f, await requestScore(f, f.borrower, [40n, 0n, 0n, 0n])); // y = 127
+      await proveAndSettle(f, await requestScore(f, f.borrower, [40n, 0n, 0n, 0n])); // y = 127
       expect(await f.lender.lastRiskScore(f.borrower.address)).to.equal(127n);
       expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
     });
@@ -423,7 +432,7 @@ describe("InferenceConsumer", function () {
     it("reverts with InferenceConsumerUnknownTask for a task it did not request, or one already answered", async function () {
       const f = await loadFixture(lenderFixture);
       const submitted = await requestScore(f, f.borrower, [0n, 0n, 0n, 0n]);
-      await claimAndSettle(f, submitted);
+      await proveAndSettle(f, submitted);
 
       await impersonateAccount(f.tasksAddress);
       await setBalance(f.tasksAddress, ethers.parseEther("1"));
@@ -443,7 +452,7 @@ describe("InferenceConsumer", function () {
         callback: f.lenderAddress,
         callbackGasLimit: Number(LENDER_CALLBACK_GAS),
       });
-      const receipt = await claimAndSettle(f, submitted);
+      const receipt = await proveAndSettle(f, submitted);
       expect(registryEvents(f, receipt, "TaskVerified")).to.have.length(1);
       expect(registryEvents(f, receipt, "CallbackExecuted").map((e) => e.success)).to.deep.equal([false]);
       expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
@@ -451,8 +460,8 @@ describe("InferenceConsumer", function () {
   });
 
   describe("deliverResult", function () {
-    it("delivers a result whose callback failed, on anyone's call, from the registry's stored outputs", async function () {
-      const f = await loadFixture(lenderFixture);
+    /** A ToggleConsumer whose hook fails, with one task on `values` settled by node 0 (its callback failed). */
+    async function failedCallback(f: Fixture, values: bigint[]) {
       const consumer = await new ToggleConsumer__factory(f.deployer).deploy(
         f.tasksAddress,
         await f.token.getAddress(),
@@ -460,43 +469,146 @@ describe("InferenceConsumer", function () {
       const consumerAddress = await consumer.getAddress();
       await f.token.connect(f.treasury).transfer(consumerAddress, MODEL_FEE * 2n);
       await consumer.setFailing(true);
-      const values = [3n, -1n, 4n, 1n];
       const receipt = await (
         await consumer.request(f.modelId, tinyInputValues(values), MODEL_FEE, await deadline(), 100_000)
       ).wait();
       const submitted = f.submittedFrom(receipt!.logs);
-      const settled = await claimAndSettle(f, submitted);
+      const settled = await proveAndSettle(f, submitted);
       expect(registryEvents(f, settled, "CallbackExecuted")[0].success).to.equal(false);
       expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(3n); // settled all the same
       expect(await consumer.isPending(submitted.taskId)).to.equal(true);
+      return { consumer, submitted, settled };
+    }
+
+    it("delivers a result whose callback failed, on anyone's call, with the result of its TaskVerified event", async function () {
+      const f = await loadFixture(lenderFixture);
+      const values = [3n, -1n, 4n, 1n];
+      const { consumer, submitted, settled } = await failedCallback(f, values);
+      // The result as the registry's TaskVerified event gives it, confirmed against the hash it keeps.
+      const read = (await readVerifiedResult(f.tasks, submitted.taskId))!;
+      expect(read.transactionHash).to.equal(settled.hash);
+      const result = asResult(read);
+      expect(result).to.deep.equal({
+        node: f.nodes[0].address,
+        settledBlock: BigInt(settled.blockNumber),
+        outputs: [tinyOutputWord(values)],
+      });
+      expect(await f.tasks.isVerifiedResult(submitted.taskId, result)).to.equal(true);
 
       // Still failing: the hook's error comes through and the task stays pending.
       await expect(
-        consumer.connect(f.stranger).deliverResult(submitted.taskId),
+        consumer.connect(f.stranger).deliverResult(submitted.taskId, result),
       ).to.be.revertedWithCustomError(consumer, "ToggleConsumerFailing");
+      expect(await consumer.isPending(submitted.taskId)).to.equal(true);
       await consumer.setFailing(false);
-      await consumer.connect(f.stranger).deliverResult(submitted.taskId);
+      await consumer.connect(f.stranger).deliverResult(submitted.taskId, result);
       expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
-      // Decoded from the registry's stored words: signed fixed-point values and the model's scale.
-      expect((await f.tasks.resultOf(submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
+      // Decoded from the verified words: signed fixed-point values and the model's scale.
       expect(await consumer.lastValues()).to.deep.equal([tinyOutputWord(values) - TINY_OUTPUT_OFFSET]);
       expect(await consumer.lastScaleBits()).to.equal(0n);
       expect(await consumer.isPending(submitted.taskId)).to.equal(false);
-      await expect(consumer.deliverResult(submitted.taskId))
+      await expect(consumer.deliverResult(submitted.taskId, result))
         .to.be.revertedWithCustomError(consumer, "InferenceConsumerUnknownTask")
         .withArgs(submitted.taskId);
     });
 
-    it("refuses a task it did not request, and one the registry has not verified", async function () {
+    it("reverts with InferenceConsumerNotVerified for any result but the verified one, and delivers that one exactly once", async function () {
       const f = await loadFixture(lenderFixture);
-      await expect(f.lender.deliverResult(999n))
+      const values = [3n, -1n, 4n, 1n];
+      const { consumer, submitted } = await failedCallback(f, values);
+      await consumer.setFailing(false);
+      const result = await verifiedResult(f, submitted.taskId);
+      const word = result.outputs[0];
+      const forged = [
+        // Altered outputs: another value in the same lane, a flipped high bit, one word too many or too few.
+        { ...result, outputs: [word + 1n] },
+        { ...result, outputs: [word ^ (1n << 200n)] },
+        { ...result, outputs: [word, 0n] },
+        { ...result, outputs: [] },
+        // The right outputs credited to another node, or dated to another block.
+        { ...result, node: f.nodes[1].address },
+        { ...result, settledBlock: result.settledBlock + 1n },
+        { ...result, settledBlock: result.settledBlock - 1n },
+      ];
+      for (const wrong of forged) {
+        expect(await f.tasks.isVerifiedResult(submitted.taskId, wrong)).to.equal(false);
+        await expect(consumer.connect(f.stranger).deliverResult(submitted.taskId, wrong))
+          .to.be.revertedWithCustomError(consumer, "InferenceConsumerNotVerified")
+          .withArgs(submitted.taskId);
+      }
+      // Nothing reached the dapp, and the task still waits for its one true result.
+      expect(await consumer.lastTaskId()).to.equal(0n);
+      expect(await consumer.lastValues()).to.deep.equal([]);
+      expect(await consumer.isPending(submitted.taskId)).to.equal(true);
+
+      const delivered = await (await consumer.connect(f.stranger).deliverResult(submitted.taskId, result)).wait();
+      expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
+      expect(await consumer.lastValues()).to.deep.equal([word - TINY_OUTPUT_OFFSET]);
+      expect(await consumer.isPending(submitted.taskId)).to.equal(false);
+      // Delivering touches nothing in the registry: the result stays verified, for anyone to check again.
+      expect(delivered!.logs.filter((log) => log.address === f.tasksAddress)).to.have.length(0);
+      expect(await f.tasks.isVerifiedResult(submitted.taskId, result)).to.equal(true);
+
+      // Once delivered, neither the same result nor a forged one is taken again (the hook never runs twice).
+      await consumer.setFailing(true);
+      for (const again of [result, forged[0]]) {
+        await expect(consumer.deliverResult(submitted.taskId, again))
+          .to.be.revertedWithCustomError(consumer, "InferenceConsumerUnknownTask")
+          .withArgs(submitted.taskId);
+      }
+      expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
+    });
+
+    it("refuses a task it did not request, and one the registry has not verified (open, then expired)", async function () {
+      const f = await loadFixture(lenderFixture);
+      const values = [1n, 2n, 3n, 4n];
+      // A well-formed result: the output the task would have, credited to a staked node at the current block.
+      const plausible = async () => ({
+        node: f.nodes[0].address,
+        settledBlock: BigInt(await ethers.provider.getBlockNumber()),
+        outputs: [tinyOutputWord(values)],
+      });
+      await expect(f.lender.deliverResult(999n, await plausible()))
         .to.be.revertedWithCustomError(f.lender, "InferenceConsumerUnknownTask")
         .withArgs(999n);
-      const submitted = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
-      await expect(f.lender.connect(f.stranger).deliverResult(submitted.taskId))
-        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
-        .withArgs(submitted.taskId, 1n);
+      const submitted = await requestScore(f, f.borrower, values);
+      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(1n); // Open
+      expect(await readVerifiedResult(f.tasks, submitted.taskId)).to.equal(null);
+      expect(await f.tasks.isVerifiedResult(submitted.taskId, await plausible())).to.equal(false);
+      await expect(f.lender.connect(f.stranger).deliverResult(submitted.taskId, await plausible()))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerNotVerified")
+        .withArgs(submitted.taskId);
       expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
+
+      // Expired in the registry (but not yet closed in the dapp): still no verified result to deliver.
+      await time.increaseTo(BigInt(submitted.task.deadline) + 1n);
+      await f.tasks.connect(f.stranger).expire(submitted.taskId, submitted.task);
+      expect(await readVerifiedResult(f.tasks, submitted.taskId)).to.equal(null);
+      await expect(f.lender.connect(f.stranger).deliverResult(submitted.taskId, await plausible()))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerNotVerified")
+        .withArgs(submitted.taskId);
+      expect(await f.lender.isPending(submitted.taskId)).to.equal(true);
+      expect(await f.lender.creditLine(f.borrower.address)).to.equal(0n);
+      // The dapp closes it as a failure instead.
+      await expect(f.lender.expireTask(submitted.taskId, submitted.task))
+        .to.emit(f.lender, "RiskScoreFailed")
+        .withArgs(f.borrower.address, submitted.taskId);
+    });
+
+    it("refuses another task's verified result", async function () {
+      const f = await loadFixture(lenderFixture);
+      const first = await requestScore(f, f.borrower, [1n, 2n, 3n, 4n]);
+      const second = await requestScore(f, f.otherBorrower, [4n, 3n, 2n, 1n]);
+      await proveAndSettle(f, first);
+      const firstResult = await verifiedResult(f, first.taskId);
+      expect(await f.lender.isPending(first.taskId)).to.equal(false); // delivered by its callback
+      // The second is still open: the first's result is no result of it.
+      await expect(f.lender.deliverResult(second.taskId, firstResult))
+        .to.be.revertedWithCustomError(f.lender, "InferenceConsumerNotVerified")
+        .withArgs(second.taskId);
+      await proveAndSettle(f, second);
+      expect(await f.lender.isPending(second.taskId)).to.equal(false);
+      expect(await f.lender.lastRiskScore(f.otherBorrower.address)).to.equal(tinyScore([4n, 3n, 2n, 1n]));
     });
   });
 
@@ -507,13 +619,13 @@ describe("InferenceConsumer", function () {
       const values = [3n, 1n, 4n, 1n];
       const creditsBefore = await f.tasks.creditsOf(node.address);
       const submitted = await f.submit(values, { callback, callbackGasLimit: gasLimit });
-      const receipt = await claimAndSettle(f, submitted, node);
+      const receipt = await proveAndSettle(f, submitted, node);
 
       const [verified] = registryEvents(f, receipt, "TaskVerified");
       expect(verified.taskId).to.equal(submitted.taskId);
       expect(verified.nodeFee + verified.royalty + verified.protocolFee).to.equal(MODEL_FEE);
       expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(3n); // Verified
-      expect((await f.tasks.resultOf(submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
+      expect((await verifiedResult(f, submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
       expect(await f.tasks.creditsOf(node.address)).to.equal(creditsBefore + verified.nodeFee);
       return { receipt, submitted, callbacks: registryEvents(f, receipt, "CallbackExecuted") };
     }
@@ -587,7 +699,6 @@ describe("InferenceConsumer", function () {
       const node = f.nodes[0];
       const callback = await (await new RecordingCallback__factory(f.deployer).deploy()).getAddress();
       const submitted = await f.submit([1n, 2n, 3n, 4n], { callback, callbackGasLimit: MAX_CALLBACK_GAS });
-      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
       const { proof, outputs } = await f.prove(submitted, node);
       const needed = BigInt(MAX_CALLBACK_GAS) + BigInt(MAX_CALLBACK_GAS) / 63n + 10_000n;
       await expect(
@@ -599,7 +710,14 @@ describe("InferenceConsumer", function () {
       )
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInsufficientCallbackGas")
         .withArgs(submitted.taskId, anyValue, needed);
-      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(2n); // still Claimed: the node can retry
+      expect(await f.tasks.taskStatus(submitted.taskId)).to.equal(1n); // still Open: the node can retry
+      expect(await readVerifiedResult(f.tasks, submitted.taskId)).to.equal(null);
+      // With enough gas the same proof settles, callback included.
+      await expect(
+        f.tasks.connect(node).submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof),
+      )
+        .to.emit(f.tasks, "CallbackExecuted")
+        .withArgs(submitted.taskId, callback, true);
     });
   });
 
@@ -607,7 +725,9 @@ describe("InferenceConsumer", function () {
     it("records a callback that re-enters the registry as failed, and settlement stands", async function () {
       const f = await loadFixture(lenderFixture);
       const node = f.nodes[0];
-      const data = f.tasks.interface.encodeFunctionData("releaseCollateral", [node.address]);
+      // The re-entry sweeps the protocol's share of the node's fees to the treasury: anyone may call it, and
+      // the settlement in progress has already credited that share when the callback runs.
+      const data = f.tasks.interface.encodeFunctionData("withdrawProtocolFees", [[node.address]]);
       const attacker = await deployAttack("ReentrantCallback", [f.tasksAddress, data, true]);
       const attackerAddress = await attacker.getAddress();
 
@@ -615,24 +735,28 @@ describe("InferenceConsumer", function () {
         callback: attackerAddress,
         callbackGasLimit: 200_000,
       });
-      const receipt = await claimAndSettle(f, submitted, node);
+      const receipt = await proveAndSettle(f, submitted, node);
       expect(registryEvents(f, receipt, "TaskVerified")).to.have.length(1);
       expect(
         registryEvents(f, receipt, "CallbackExecuted").map((e) => [e.callback, e.success]),
       ).to.deep.equal([[attackerAddress, false]]);
-      expect(registryEvents(f, receipt, "CollateralReleased")).to.have.length(0);
-      expect(await f.tasks.releasableCollateralOf(node.address)).to.be.gt(0n);
+      expect(registryEvents(f, receipt, "ProtocolFeesWithdrawn")).to.have.length(0);
+      const [verified] = registryEvents(f, receipt, "TaskVerified");
+      expect(verified.protocolFee).to.be.gt(0n);
+      expect(await f.tasks.protocolFeesOf(node.address)).to.equal(verified.protocolFee);
+      const treasuryBefore = await f.token.balanceOf(f.treasury.address);
 
       // The same call outside a callback goes through: the refusal came from the settlement in progress.
       await attacker.getFunction("reenter")();
       expect(await attacker.getFunction("successfulCalls")()).to.equal(1n);
-      expect(await f.tasks.releasableCollateralOf(node.address)).to.equal(0n);
+      expect(await f.tasks.protocolFeesOf(node.address)).to.equal(0n);
+      expect(await f.token.balanceOf(f.treasury.address)).to.equal(treasuryBefore + verified.protocolFee);
     });
 
     it("refuses the re-entrant call with ReentrancyGuardReentrantCall", async function () {
       const f = await loadFixture(lenderFixture);
       const node = f.nodes[0];
-      const data = f.tasks.interface.encodeFunctionData("releaseCollateral", [node.address]);
+      const data = f.tasks.interface.encodeFunctionData("withdrawProtocolFees", [[node.address]]);
       // This one catches the refusal, so the callback succeeds and keeps the reason.
       const attacker = await deployAttack("ReentrantCallback", [f.tasksAddress, data, false]);
       const attackerAddress = await attacker.getAddress();
@@ -641,7 +765,7 @@ describe("InferenceConsumer", function () {
         callback: attackerAddress,
         callbackGasLimit: 200_000,
       });
-      const receipt = await claimAndSettle(f, submitted, node);
+      const receipt = await proveAndSettle(f, submitted, node);
       expect(registryEvents(f, receipt, "CallbackExecuted").map((e) => e.success)).to.deep.equal([true]);
       expect(await attacker.getFunction("lastError")()).to.equal(
         f.tasks.interface.getError("ReentrancyGuardReentrantCall")!.selector,

@@ -5,6 +5,7 @@ import { Groth16Harness__factory, ModelRegistry__factory } from "../../typechain
 import type { IModelRegistry, ModelRegistry } from "../../typechain-types";
 import { MODEL_FEE, TINY_PACK_BITS, defaultModelSpec, marketFixture } from "../helpers/market-fixture";
 import { TINY_INPUT_BITS, tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
+import { readVerifiedResult } from "../../workers/runtime/tasks";
 
 type ModelSpec = IModelRegistry.ModelSpecStruct;
 
@@ -403,12 +404,14 @@ describe("ModelRegistry", function () {
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryModelUnavailable")
         .withArgs(f.modelId);
 
-      await f.tasks.connect(node).claimTask(submitted.taskId, submitted.task);
+      // No claim: the proof binds the node that submits it.
       const { proof, outputs } = await f.prove(submitted, node);
       await expect(
         f.tasks.connect(node).submitResult(submitted.taskId, submitted.task, submitted.input, outputs, proof),
       ).to.emit(f.tasks, "TaskVerified");
-      expect((await f.tasks.resultOf(submitted.taskId)).outputs).to.deep.equal([tinyOutputWord(values)]);
+      const result = await readVerifiedResult(f.tasks, submitted.taskId);
+      expect(result!.outputs).to.deep.equal([tinyOutputWord(values)]);
+      expect(result!.node).to.equal(node.address);
     });
 
     it("reverts with ModelRegistryNotModelOwner for anyone else", async function () {

@@ -10,7 +10,7 @@ import {
   tabularShape,
   tabularTestData,
 } from "../../scripts/lib/tabular-fixtures";
-import { parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
+import { parseSubmitted, proofWords, readVerifiedResult, TOPICS } from "../../workers/runtime/tasks";
 import {
   dequantizeOutput,
   executeQuantized,
@@ -32,7 +32,10 @@ const SETTLED = ["iris_forest", "diabetes_gbr", "cancer_xgb", "wine_logreg", "ca
 
 type Market = Awaited<ReturnType<typeof protocolWithStakedNode>>;
 
-/** Compiles (cached), registers, submits row `row` of the fixture's test data, proves it for real and settles it. */
+/**
+ * Compiles (cached), registers, submits row `row` of the fixture's test data, proves it for real and settles it
+ * (no claim: the proof binds the node).
+ */
 async function settle(m: Market, f: TabularFixture, row: number, bundleId: string) {
   const bundleDir = await fixtureBundle(`test/fixtures/models/${f.name}.onnx`, {
     ...f.options,
@@ -54,7 +57,6 @@ async function settle(m: Market, f: TabularFixture, row: number, bundleId: strin
   };
   const receipt = (await (await m.tasks.connect(m.requester).submitTask(request)).wait())!;
   const submitted = parseSubmitted(receipt.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
-  await m.tasks.connect(m.node).claimTask(submitted.taskId, submitted.task);
   const binding = await m.tasks.taskBinding(submitted.taskId, m.node.address);
   const { proof, publicSignals } = await proveBundle(bundleDir, x, binding, { reference: false });
   const words = publicSignals.slice(0, manifest.publicSignals.outputWords).map(BigInt);
@@ -75,8 +77,12 @@ describe("TaskRegistry with tree-ensemble, linear and 1-D CNN bundles", function
       const s = await settle(m, f, 0, (i + 0x11).toString(16).padStart(2, "0").repeat(32));
       await expect(s.tx).to.emit(m.tasks, "TaskVerified");
       await recordGas(`TaskRegistry.submitResult (${name})`, s.tx);
-      // Read the result back from the registry and decode it as a dapp would.
-      const words = [...(await m.tasks.resultOf(s.taskId)).outputs];
+      // Read the verified result back (its TaskVerified event, checked against the registry's stored hash)
+      // and decode it as a dapp would.
+      const result = await readVerifiedResult(m.tasks, s.taskId);
+      expect(result, name).to.not.equal(null);
+      expect(result!.node).to.equal(m.node.address);
+      const words = [...result!.outputs];
       const layout = s.manifest.publicSignals;
       const named = namedOutputs(
         s.program,

@@ -171,10 +171,24 @@ export const inferenceSchema = {
     default: 500_000,
     parse: parse.int(0, 30_000_000),
   }),
+  assignSlotMs: opt({
+    env: "OPG_ASSIGN_SLOT_MS",
+    description:
+      "ZK and TEE tasks (no claim): each eligible node ahead of this one in a task's order (keccak of task and node) gets this long to settle it before this node starts; 0 starts every task at once (duplicated work)",
+    default: 5000,
+    parse: parse.int(0, 3_600_000),
+  }),
+  settleBatch: opt({
+    env: "OPG_SETTLE_BATCH",
+    description:
+      "most ZK results settled in one submitResults transaction (proofs ready while one is mining go in the next; 1 sends each alone)",
+    default: 16,
+    parse: parse.int(1, 32),
+  }),
   takeOverClaims: opt({
     env: "OPG_TAKE_OVER_CLAIMS",
     description:
-      "claim tasks whose claimer let its claim window lapse (the registry slashes the lapsed claim's collateral)",
+      "optimistic mode: claim tasks whose claimer let its claim window lapse (the registry slashes the lapsed claim's collateral)",
     default: true,
     parse: parse.bool,
   }),

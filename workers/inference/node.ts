@@ -19,6 +19,7 @@ import { decodeTaskInput } from "../runtime/task-input";
 import {
   modeName,
   parseSubmitted,
+  readVerifiedResult,
   taskFromJson,
   taskRegistryInterface,
   taskToJson,
@@ -37,7 +38,9 @@ import { DevEnclave, ensureEnclaveKeyRegistered } from "../../tee/dev-enclave";
 import type { inferenceSchema } from "./config";
 import { gatherAttestations, isHttpEndpoint, type Attestation } from "./attestations";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
+import { Assignment } from "./assignment";
 import { ProverPool } from "./prover-pool";
+import { ZkSettler } from "./zk-settler";
 import { ServedKeyChecks } from "./served-key";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
@@ -208,6 +211,12 @@ export class InferenceNode {
     checkedAt: 0,
   };
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Tasks in flight that only wait for their settlement batch (no CPU): not counted against concurrency. */
+  private readonly settling = new Set<string>();
+  /** Who serves a ZK or TEE task first (no claim): this node waits its turn in each task's order. */
+  private readonly assignment: Assignment;
+  /** ZK results go to the registry in batches (submitResults). */
+  private readonly zkSettler: ZkSettler;
   /** Per model: whether the registered key is the key of the zkey this node proves with. */
   private readonly servedKeys: ServedKeyChecks;
   /**
@@ -239,11 +248,16 @@ export class InferenceNode {
     fs.mkdirSync(config.stateDir, { recursive: true });
     this.journal = new Journal(path.join(config.stateDir, "journal.db"));
     this.http = new ServiceHttp(log, config);
+    this.assignment = new Assignment(this.chain.staking, this.address, {
+      slotMs: config.assignSlotMs,
+      refreshMs: 30_000,
+    });
     this.loop = new PollLoop(
       config.pollIntervalMs,
       async () => {
         try {
           await this.refreshEligibility();
+          await this.assignment.refresh();
           await this.watcher.poll();
           this.chainNow = (await this.chain.provider.getBlock("latest"))!.timestamp;
           await this.takeOverLapsedClaims();
@@ -288,6 +302,16 @@ export class InferenceNode {
         dryRun: config.dryRun,
       },
       log,
+    );
+    this.zkSettler = new ZkSettler(
+      async (data, taskIds) =>
+        this.submitter.send(
+          taskIds.length > 1 ? `results x${taskIds.length}` : "result",
+          await this.chain.tasks.getAddress(),
+          data,
+          taskIds[0],
+        ),
+      config.settleBatch,
     );
     const registers = [this.http.registry];
     this.metrics = {
@@ -630,7 +654,10 @@ export class InferenceNode {
         "task no longer on chain: forgotten until it reappears",
       );
       return;
-    } else if (status === "Open") next = "seen";
+    } else if (status === "Open") {
+      // A proof bound to this node stays good while the task is open (no claim to lose).
+      next = row.state === "proved" ? "proved" : "seen";
+    }
     else if (status === "Expired") next = "expired";
     else if (status === "Rejected") next = "rejected";
     else if (status === "Pending" || status === "Disputed") {
@@ -647,8 +674,8 @@ export class InferenceNode {
         until = Number((await this.chain.disputes!.disputeOf(taskId)).deadline);
       }
     } else if (status === "Verified") {
-      const result = await this.chain.tasks.resultOf(taskId);
-      next = result.node === this.address ? "verified" : "lost";
+      const result = await readVerifiedResult(this.chain.tasks, taskId, row.block);
+      next = result?.node === this.address ? "verified" : "lost";
     } else {
       const [node, expiresAt] = await this.chain.tasks.claimOf(taskId);
       const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
@@ -722,17 +749,32 @@ export class InferenceNode {
 
   private schedule() {
     for (const row of this.journal.tasksIn(...WORKING)) {
-      if (!this.loop.isRunning || this.inFlight.size >= this.config.concurrency) return;
+      if (!this.loop.isRunning) return;
       if (this.inFlight.has(row.taskId)) continue;
-      // A node that may not claim leaves new tasks alone; tasks it already holds go on.
+      // A proved ZK result only waits for its settlement batch: it takes no concurrency slot.
+      const waitsForChain = row.state === "proved";
+      if (!waitsForChain && this.inFlight.size - this.settling.size >= this.config.concurrency) continue;
+      // A node that may not serve leaves new tasks alone; tasks it already holds go on.
       if (row.state === "seen" && !this.eligibility.ready) continue;
+      // ZK and TEE tasks (no claim): wait for this node's turn in the task's order.
+      if (row.state === "seen" && !this.myTurn(row)) continue;
       // A posted result waits for its challenge window to end.
       if (row.state === "posted" && (row.until === null || this.chainNow <= row.until)) continue;
       // A claimed optimistic task short of attestations waits before asking again.
       if (row.state === "claimed" && Date.now() < (this.attestRetry.get(row.taskId)?.at ?? 0)) continue;
-      const work = this.advance(row).finally(() => this.inFlight.delete(row.taskId));
+      if (waitsForChain) this.settling.add(row.taskId);
+      const work = this.advance(row).finally(() => {
+        this.inFlight.delete(row.taskId);
+        this.settling.delete(row.taskId);
+      });
       this.inFlight.set(row.taskId, work);
     }
+  }
+
+  /** Whether a `seen` task may start here now: always for optimistic ones (claimed first), else its turn. */
+  private myTurn(row: TaskRow): boolean {
+    const mode = modeName(taskFromJson(row.data).task.mode);
+    return mode === "optimistic" || this.assignment.isMyTurn(BigInt(row.taskId));
   }
 
   /** Move one task through its remaining stages. Errors that can pass leave the state for the next round. */
@@ -744,34 +786,31 @@ export class InferenceNode {
     try {
       let state = row.state;
       if (state === "posted") return await this.finalizeIfDue(submitted, row);
+      // ZK and TEE tasks take no claim: the proof or the enclave signature binds this node.
+      const claimless = mode !== "optimistic";
+      if (claimless && state === "claimed") state = "seen";
       let prepared: Prepared | undefined =
         state === "claimed" ? this.attestRetry.get(taskId.toString())?.prepared : undefined;
-      if (!prepared && (state === "seen" || state === "claimed"))
+      if (!prepared && (state === "seen" || state === "claimed")) {
+        // A node later in the task's order starts only if the ones before it have not settled it.
+        if (claimless && !(await this.stillOpen(taskId))) return;
         prepared = await this.prepare(submitted, state === "seen");
-      if (!prepared && (state === "seen" || state === "claimed")) return;
-      if (state === "seen") {
+        if (!prepared) return;
+      }
+      if (state === "seen" && !claimless) {
         await this.claim(submitted);
         state = "claimed";
       }
       if (state === "claimed" && mode === "optimistic")
         return await this.postOptimistic(submitted, prepared!);
-      if (state === "claimed" && mode === "tee") return await this.submitTee(submitted, prepared!);
-      if (state === "claimed") {
+      if (state === "seen" && mode === "tee") return await this.submitTee(submitted, prepared!);
+      if (state === "seen") {
         await this.prove(submitted, prepared!);
         state = "proved";
       }
       if (state === "proved") await this.submit(submitted);
     } catch (err) {
       if (err instanceof PipelineStop) return;
-      if (err instanceof RevertedError && /TaskRegistryClaimUnderChallenge/.test(err.reason)) {
-        // A TEE claim that lapsed while its node's enclave key was challenged: nobody may take it over; it
-        // waits for its deadline and a refund. Not retried (the registry would refuse every time).
-        this.journal.setState(taskId, "refused", {
-          reason: `the lapsed claim is under an enclave key challenge: not claimable (${err.reason})`,
-        });
-        this.log.warn({ ...ctx, reason: err.reason }, "task refused: its lapsed claim is under challenge");
-        return;
-      }
       if (err instanceof RevertedError) {
         // Eligibility changed since it was last read (a slash, an unstake): read it again next round.
         if (/NodeNotEligible/.test(err.reason)) this.eligibility.checkedAt = 0;
@@ -949,34 +988,37 @@ export class InferenceNode {
     this.log.info({ taskId: submitted.taskId.toString(), proveMs: proved.ms }, "task proved");
   }
 
+  /** Whether a task is still open on chain; if not, the journal is brought in line (another node won). */
+  private async stillOpen(taskId: bigint): Promise<boolean> {
+    const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
+    if (status === "Open") return true;
+    await this.reconcile(taskId, `already ${status.toLowerCase()} when this node's turn came`);
+    return false;
+  }
+
+  /** Settle a proved ZK task through the batch settler (submitResults with the results proved meanwhile). */
   private async submit(submitted: SubmittedTask) {
     const row = this.journal.task(submitted.taskId)!;
     const { proof, outputs } = JSON.parse(row.proof!) as { proof: string[]; outputs: string[] };
     const started = Date.now();
-    const data = this.chain.tasks.interface.encodeFunctionData("submitResult", [
-      submitted.taskId,
-      submitted.task,
-      submitted.input,
-      outputs,
-      proof,
-    ]);
-    const receipt = await this.submitter.send(
-      "result",
-      await this.chain.tasks.getAddress(),
-      data,
-      submitted.taskId,
-    );
+    const outcome = await this.zkSettler.settle({ submitted, proof, outputs });
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!receipt) return;
-    for (const log of receipt.logs) {
-      const parsed = taskRegistryInterface.parseLog(log);
-      if (parsed?.name === "TaskVerified")
-        this.journal.recordEarning(submitted.taskId, parsed.args.nodeFee, receipt.blockNumber);
+    if (!outcome) return;
+    const taskId = submitted.taskId;
+    if (outcome.kind === "skipped") {
+      // Another node settled it first (or it expired) while the batch was mining: nothing paid, no revert.
+      this.assignment.forget(taskId);
+      await this.reconcile(taskId, "skipped by its batch: no longer open");
+      return;
     }
-    this.journal.setState(submitted.taskId, "verified", { reason: null });
-    this.collateralReleased();
+    this.settled(taskId, outcome.receipt, null, { mode: "zk", outcome: "verified" });
     this.log.info(
-      { taskId: submitted.taskId.toString(), tx: receipt.hash, gasUsed: receipt.gasUsed.toString() },
+      {
+        taskId: taskId.toString(),
+        tx: outcome.receipt.hash,
+        gasUsed: outcome.receipt.gasUsed.toString(),
+        batch: batchSize(outcome.receipt),
+      },
       "task verified",
     );
   }
@@ -1235,9 +1277,10 @@ export class InferenceNode {
   ) {
     for (const log of receipt.logs) {
       const parsed = taskRegistryInterface.parseLog(log);
-      if (parsed?.name === "TaskVerified")
+      if (parsed?.name === "TaskVerified" && parsed.args.taskId === taskId)
         this.journal.recordEarning(taskId, parsed.args.nodeFee, receipt.blockNumber);
     }
+    this.assignment.forget(taskId);
     this.journal.setState(taskId, "verified", { reason });
     this.collateralReleased();
     this.metrics.results.inc(labels);
@@ -1291,4 +1334,9 @@ export class InferenceNode {
       "task verified (TEE)",
     );
   }
+}
+
+/** Tasks settled by the transaction of `receipt` (its TaskVerified logs). */
+function batchSize(receipt: { logs: readonly Log[] }): number {
+  return receipt.logs.filter((log) => taskRegistryInterface.parseLog(log)?.name === "TaskVerified").length;
 }

@@ -323,20 +323,31 @@ export async function readSettlement(
 }
 
 /**
- * The registry's stored result of `taskId` and its TaskVerified log, looked up in the one block the registry
- * says settled it (no scan from genesis, so it works against RPC providers that limit log ranges).
- * Undefined while the task is not verified.
+ * The verified result of `taskId` and its TaskVerified log: the chain keeps one word per verified task (a hash
+ * of node, block and outputs), so the log is found by the task id (`findLogs`, which also works against RPC
+ * providers that limit log ranges) and its result checked against that word (`isVerifiedResult`): a log
+ * that does not match it is not the result. Undefined while the task is not verified.
  */
 export async function findVerifiedLog(deps: AuditDeps, taskId: bigint) {
   if ((await deps.tasks.taskStatus(taskId)) !== 3n) return undefined;
-  const result = await deps.tasks.resultOf(taskId);
-  const logs = await deps.provider.getLogs({
-    address: await deps.tasks.getAddress(),
-    topics: [TOPICS.verified, toBeHex(taskId, 32)],
-    fromBlock: Number(result.settledBlock),
-    toBlock: Number(result.settledBlock),
-  });
-  return logs[0] ? { log: logs[0], result } : undefined;
+  const head = await deps.provider.getBlockNumber();
+  const logs = await findLogs(
+    deps.provider,
+    await deps.tasks.getAddress(),
+    [TOPICS.verified, toBeHex(taskId, 32)],
+    0,
+    head,
+  );
+  for (const log of logs) {
+    const parsed = taskRegistryInterface.parseLog(log)!;
+    const result = {
+      node: parsed.args.node as string,
+      settledBlock: BigInt(log.blockNumber),
+      outputs: [...(parsed.args.outputs as bigint[])].map((w) => BigInt(w)),
+    };
+    if (await deps.tasks.isVerifiedResult(taskId, result)) return { log, result };
+  }
+  return undefined;
 }
 
 /**

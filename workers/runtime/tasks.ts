@@ -1,5 +1,5 @@
 import type { Log, Result } from "ethers";
-import type { ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
+import type { ITaskRegistryTypes as ITaskRegistry } from "../../typechain-types/contracts/tasks/TaskRegistry";
 import { DisputeManager__factory, TaskRegistry__factory, type TaskRegistry } from "../../typechain-types";
 
 export const taskRegistryInterface = TaskRegistry__factory.createInterface();

@@ -1,0 +1,98 @@
+import { solidityPackedKeccak256 } from "ethers";
+import type { NodeStaking } from "../../typechain-types";
+
+/** NodeStaking.Role.Inference. */
+const INFERENCE_ROLE = 0;
+/** Addresses read per nodesByRole page. */
+const PAGE = 200;
+
+export interface AssignmentOptions {
+  /**
+   * How long each node ahead of this one in a task's order has to settle it before this node starts work:
+   * the node ranked r starts r slots after it saw the task (0: every node starts at once, the old race).
+   */
+  slotMs: number;
+  /** How often the roster of eligible inference nodes is read again from NodeStaking. */
+  refreshMs: number;
+}
+
+/**
+ * The order in which nodes serve `taskId`: every node sorted by keccak256(taskId, node), the same order on
+ * every machine that reads the same roster. Independent per task, so the first place falls to each node in
+ * turn about equally often (fairness), and nobody can choose its place without choosing its address before
+ * the task exists.
+ */
+export function serviceOrder(taskId: bigint, nodes: readonly string[]): string[] {
+  const key = (node: string) => solidityPackedKeccak256(["uint256", "address"], [taskId, node]);
+  return [...nodes].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+/**
+ * Claimless assignment of ZK and TEE tasks (issue 21): no claim transaction and no race. A task's proof or
+ * enclave signature binds the node that made it, so the registry takes the first valid result from any
+ * eligible node; the nodes agree among themselves who works first. Each node ranks the eligible inference
+ * nodes by `serviceOrder` and starts a task only when every node ahead of it has had its slot: the first
+ * node starts at once, the second one slot later if the task is still open, and so on. With a shared roster
+ * and live nodes, exactly one node runs each task; a node that is down or skips the task costs one slot of
+ * latency, never the task. The rule is not enforced on chain: a node that jumps the queue only spends its
+ * own work (the first valid result wins, and a batch skips tasks already settled rather than reverting).
+ */
+export class Assignment {
+  private roster: string[] = [];
+  private readAt = 0;
+  private readonly firstSeen = new Map<string, number>();
+
+  constructor(
+    private readonly staking: Pick<NodeStaking, "nodesByRole" | "nodeCount" | "isEligible">,
+    private readonly self: string,
+    private readonly opts: AssignmentOptions,
+  ) {}
+
+  /** The eligible inference nodes as last read (this node always among them). */
+  get nodes(): readonly string[] {
+    return this.roster.length > 0 ? this.roster : [this.self];
+  }
+
+  /** Read the roster again when it is older than `refreshMs` (or `force`). */
+  async refresh(force = false): Promise<void> {
+    if (this.opts.slotMs === 0) return;
+    if (!force && Date.now() - this.readAt < this.opts.refreshMs) return;
+    const count = Number(await this.staking.nodeCount(INFERENCE_ROLE));
+    const all: string[] = [];
+    for (let offset = 0; offset < count; offset += PAGE) {
+      all.push(...(await this.staking.nodesByRole(INFERENCE_ROLE, offset, PAGE)));
+    }
+    const eligible = await Promise.all(all.map((n) => this.staking.isEligible(n, INFERENCE_ROLE)));
+    const roster = all.filter((_, i) => eligible[i]);
+    if (!roster.some((n) => n.toLowerCase() === this.self.toLowerCase())) roster.push(this.self);
+    this.roster = roster;
+    this.readAt = Date.now();
+  }
+
+  /** This node's place in `taskId`'s order (0 = first). */
+  rank(taskId: bigint): number {
+    const order = serviceOrder(taskId, this.nodes);
+    return order.findIndex((n) => n.toLowerCase() === this.self.toLowerCase());
+  }
+
+  /** When (ms since the epoch) this node may start `taskId`: its rank's slot after it first saw the task. */
+  turnAt(taskId: bigint, now = Date.now()): number {
+    const key = taskId.toString();
+    let seen = this.firstSeen.get(key);
+    if (seen === undefined) {
+      seen = now;
+      this.firstSeen.set(key, seen);
+    }
+    return seen + this.rank(taskId) * this.opts.slotMs;
+  }
+
+  /** Whether this node's turn at `taskId` has come. */
+  isMyTurn(taskId: bigint, now = Date.now()): boolean {
+    return this.opts.slotMs === 0 || now >= this.turnAt(taskId, now);
+  }
+
+  /** Drop what is kept for a task that left the queue (settled, expired, refused). */
+  forget(taskId: bigint) {
+    this.firstSeen.delete(taskId.toString());
+  }
+}
