@@ -108,7 +108,8 @@ interface ITaskRegistryTypes {
     );
     /// @notice `previousNode` let its claim on `taskId` expire and lost `slashed` of its collateral.
     /// @notice A batch (`submitResults`) skipped a task that was no longer open when it ran (another node
-    /// settled it first, or it expired): nothing was paid for it and the batch's other tasks settled.
+    /// settled it first, it expired, or it came twice in the batch) or whose deadline had passed (`status`
+    /// Open): nothing was paid for it and the batch's other tasks settled.
     event TaskResultSkipped(uint256 indexed taskId, TaskStatus status);
     event TaskClaimAbandoned(uint256 indexed taskId, address indexed previousNode, uint256 slashed);
     /// @notice `node`'s proof for `taskId` verified; the fee was split as given.

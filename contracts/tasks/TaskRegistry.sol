@@ -21,7 +21,8 @@ import {OptimisticSettlement} from "./settlement/OptimisticSettlement.sol";
 /// governance timelock (fee shares, windows, caps).
 /// @dev Invariants, NEVER to be violated: `_token.balanceOf(this) == open escrow + sum(credits) +
 /// sum(protocol fees held)`; a task
-/// settles at most once (status moves Open -> Claimed -> Verified | Expired, never back); for every
+/// settles at most once (status moves Open -> Verified | Expired for ZK and TEE tasks, Open -> Claimed ->
+/// Pending -> Verified | Rejected | Expired for optimistic ones, never back to a settled state); for every
 /// verified task `nodeFee + royalty + protocolFee == fee`; no slash ever pays the requester or the model
 /// owner (both can influence whether a task is provable), and no refund or payout depends on a
 /// NodeStaking call succeeding.
@@ -181,19 +182,25 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
         if (collateral != 0) _staking.lockCollateral(msg.sender, collateral);
     }
 
+    // The entry points below run their mode's settlement module on this registry's storage (`_delegate`
+    // passes the calldata on as it is). Their parameters are named for the ABI, which tools decode
+    // transactions with; the tuple statement of them marks them read on purpose and compiles to nothing.
+
     /// @inheritdoc ITaskRegistry
     function submitResult(
-        uint256,
-        Task calldata,
-        uint256[] calldata,
-        uint256[] calldata,
-        uint256[8] calldata
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata input,
+        uint256[] calldata outputs,
+        uint256[8] calldata proof
     ) external nonReentrant {
+        (taskId, task, input, outputs, proof);
         _delegate(zkSettlement);
     }
 
     /// @inheritdoc ITaskRegistry
-    function submitResults(ResultSubmission[] calldata) external nonReentrant {
+    function submitResults(ResultSubmission[] calldata submissions) external nonReentrant {
+        submissions;
         _delegate(zkSettlement);
     }
 
@@ -230,7 +237,13 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
     // ---------------------------------------------------------------- TEE mode
 
     /// @inheritdoc ITaskRegistry
-    function submitResultTee(uint256, Task calldata, uint256[] calldata, bytes calldata) external nonReentrant {
+    function submitResultTee(
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes calldata signature
+    ) external nonReentrant {
+        (taskId, task, outputs, signature);
         _delegate(teeSettlement);
     }
 
@@ -238,64 +251,70 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
 
     /// @inheritdoc ITaskRegistry
     function submitResultOptimistic(
-        uint256,
-        Task calldata,
-        uint256[] calldata,
-        bytes[] calldata
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        bytes[] calldata attestations
     ) external nonReentrant {
+        (taskId, task, outputs, attestations);
         _delegate(optimisticSettlement);
     }
 
     /// @inheritdoc ITaskRegistry
     function finalizeResult(
-        uint256,
-        Task calldata,
-        uint256[] calldata,
-        address[] calldata
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
     ) external nonReentrant {
+        (taskId, task, outputs, attesters);
         _delegate(optimisticSettlement);
     }
 
     /// @inheritdoc ITaskRegistry
     function expireUnattested(
-        uint256,
-        Task calldata,
-        bytes32,
-        address[] calldata
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters
     ) external nonReentrant {
+        (taskId, task, outputsHash, attesters);
         _delegate(optimisticSettlement);
     }
 
     /// @inheritdoc ITaskRegistry
     function openDispute(
-        uint256,
-        Task calldata,
-        bytes32,
-        address[] calldata,
-        address
-    ) external nonReentrant returns (address) {
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        address challenger
+    ) external nonReentrant returns (address node) {
+        (taskId, task, outputsHash, attesters, challenger);
         return abi.decode(_delegate(optimisticSettlement), (address));
     }
 
     /// @inheritdoc ITaskRegistry
     function acceptDisputed(
-        uint256,
-        Task calldata,
-        uint256[] calldata,
-        address[] calldata
+        uint256 taskId,
+        Task calldata task,
+        uint256[] calldata outputs,
+        address[] calldata attesters
     ) external nonReentrant {
+        (taskId, task, outputs, attesters);
         _delegate(optimisticSettlement);
     }
 
     /// @inheritdoc ITaskRegistry
     function rejectDisputed(
-        uint256,
-        Task calldata,
-        bytes32,
-        address[] calldata,
-        DisputeOutcome,
-        address
+        uint256 taskId,
+        Task calldata task,
+        bytes32 outputsHash,
+        address[] calldata attesters,
+        DisputeOutcome outcome,
+        address challenger
     ) external nonReentrant {
+        (taskId, task, outputsHash, attesters, outcome, challenger);
         _delegate(optimisticSettlement);
     }
 

@@ -541,7 +541,9 @@ describe("InferenceConsumer", function () {
       expect(await consumer.lastValues()).to.deep.equal([]);
       expect(await consumer.isPending(submitted.taskId)).to.equal(true);
 
-      const delivered = await (await consumer.connect(f.stranger).deliverResult(submitted.taskId, result)).wait();
+      const delivered = await (
+        await consumer.connect(f.stranger).deliverResult(submitted.taskId, result)
+      ).wait();
       expect(await consumer.lastTaskId()).to.equal(submitted.taskId);
       expect(await consumer.lastValues()).to.deep.equal([word - TINY_OUTPUT_OFFSET]);
       expect(await consumer.isPending(submitted.taskId)).to.equal(false);

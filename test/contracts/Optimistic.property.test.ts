@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import fc from "fast-check";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { anyValue } from "@nomicfoundation/hardhat-chai-matchers/withArgs";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import {
   VERIFICATION_MODE_OPTIMISTIC,
@@ -20,11 +21,15 @@ import { tinyOutputWord } from "../helpers/tiny-circuit";
  * Random sequences of optimistic and TEE tasks played by honest and dishonest parties, each task to its end:
  *
  * - honest inference nodes 0 and 1 post correct outputs with honest attestations, or sign them with an
- *   enclave key; dishonest node 2 lies, posts junk nobody attests, or claims and goes silent;
+ *   enclave key (TEE tasks are not claimed: an Open task goes to the first node with an Active key);
+ *   dishonest node 2 lies, posts junk nobody attests, or claims and goes silent (optimistic), and in TEE
+ *   mode, holding no approved key, signs a lie with a key of its own, copies an honest node's signature, or
+ *   stays silent;
  * - honest verifiers 0 and 1 attest only what they re-executed, challenge every lie (a disproof for a model
  *   with a circuit, a vote otherwise) and vote truthfully on every dispute; dishonest verifiers 2 and 3
  *   attest the dishonest node's lies, challenge correct results, vote for the wrong side, challenge honest
- *   enclave keys without evidence, and add stake during a vote to weigh more;
+ *   enclave keys without evidence (the other honest node then serves the task; no collateral is locked for
+ *   a TEE task, so none is at stake), and add stake during a vote to weigh more;
  * - governance may swap the dispute manager while a vote is open; stakers request unstaking between tasks.
  *
  * After each sequence (ballots settled, key challenges judged): no honest party (honest nodes, honest
@@ -109,42 +114,71 @@ describe("Optimistic and TEE games (property)", function () {
           const modelId = ep.kind === "vote" ? f.voteModelId : f.optimisticModelId;
           const mode = ep.kind === "tee" ? VERIFICATION_MODE_TEE : VERIFICATION_MODE_OPTIMISTIC;
           const s = await f.submit(VALUES, { modelId, mode });
-          await f.tasks.connect(node).claimTask(s.taskId, s.task);
           const truth = [tinyOutputWord(VALUES)];
 
           if (ep.kind === "tee") {
+            // TEE tasks are never claimed: any eligible inference node with an Active enclave key settles an
+            // Open task, so nothing is locked and nothing can be taken hostage.
+            // Settled optimistic claims' collateral first goes back to free stake (serving does that too).
+            for (const n of f.nodes) await f.tasks.releaseCollateral(n.address);
+            const lockedBefore = await lockedOf(f);
+            await expect(f.tasks.connect(node).claimTask(s.taskId, s.task))
+              .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
+              .withArgs(s.taskId, VERIFICATION_MODE_TEE);
             if (cheating) {
-              // A dishonest node in TEE mode has no approved key: it claims and goes silent; an honest node
-              // takes the lapsed claim over.
-              await takeOver(f, s, h0, keys);
+              // The dishonest node has no approved enclave key: a lie signed by a key of its own, or a copy of
+              // an honest node's signature sent first, is refused; the task stays Open and an honest node
+              // serves it (a silent dishonest node blocks nothing at all).
+              if (ep.fault === "lie") {
+                const own = ethers.Wallet.createRandom();
+                const sig = await signTeeResult(f, own, s, liar.address, [truth[0] + 1n]);
+                await expect(
+                  f.tasks.connect(liar).submitResultTee(s.taskId, s.task, [truth[0] + 1n], sig),
+                ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
+              } else if (ep.fault === "junk") {
+                const honestSig = await signTeeResult(f, keys.get(h0.address)![0], s, h0.address, truth);
+                await expect(
+                  f.tasks.connect(liar).submitResultTee(s.taskId, s.task, truth, honestSig),
+                ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
+              }
+              expect(await f.tasks.taskStatus(s.taskId)).to.equal(1n);
+              await serve(f, s, h0, keys);
               feesPaid += BigInt(s.task.fee);
             } else {
               let nodeKeys = keys.get(node.address)!;
               if (ep.griefs) {
+                // A dishonest verifier challenges the node's key without evidence: the node's signatures are
+                // refused while it is challenged, it loses no collateral (none is locked), and the task stays
+                // Open for the other honest node's Active key. The challenged node registers a new key for later.
+                const stakeBefore = await f.staking.nodeInfo(node.address);
                 await f.enclaves.connect(d3).challengeKey(nodeKeys[0].address, "griefing");
                 challengedKeys.push(nodeKeys[0].address);
-                // The node's claim lapses (its only key is suspended): nobody may take it over, and at the
-                // deadline it is refunded and released without slash. It registers a new key for later.
-                const [, expiry] = await f.tasks.claimOf(s.taskId);
-                await time.increaseTo(expiry + 1n);
-                await expect(f.tasks.connect(h1 === node ? h0 : h1).claimTask(s.taskId, s.task)).to.be
-                  .reverted;
-                await time.increaseTo(BigInt(s.task.deadline) + 1n);
-                await f.tasks.expire(s.taskId, s.task);
+                const sig = await signTeeResult(f, nodeKeys[0], s, node.address, truth);
+                await expect(f.tasks.connect(node).submitResultTee(s.taskId, s.task, truth, sig))
+                  .to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected")
+                  .withArgs(s.taskId, nodeKeys[0].address, 3n);
+                const stakeAfter = await f.staking.nodeInfo(node.address);
+                expect([stakeAfter.bonded, stakeAfter.locked]).to.deep.equal([
+                  stakeBefore.bonded,
+                  stakeBefore.locked,
+                ]);
+                expect(await f.tasks.taskStatus(s.taskId)).to.equal(1n);
+                await serve(f, s, node === h0 ? h1 : h0, keys);
+                feesPaid += BigInt(s.task.fee);
                 nodeKeys = [await registerEnclaveKey(f, node)];
                 keys.set(node.address, nodeKeys);
               } else {
-                const sig = await signTeeResult(f, nodeKeys[0], s, node.address, truth);
-                await f.tasks.connect(node).submitResultTee(s.taskId, s.task, truth, sig);
+                await serve(f, s, node, keys);
                 feesPaid += BigInt(s.task.fee);
               }
             }
-            await f.tasks.releaseCollateral(node.address);
+            expect(await lockedOf(f)).to.deep.equal(lockedBefore);
             continue;
           }
 
+          await f.tasks.connect(node).claimTask(s.taskId, s.task);
           if (cheating && ep.fault === "silent") {
-            await takeOver(f, s, h1, keys, [v0]);
+            await takeOver(f, s, h1, [v0]);
             feesPaid += BigInt(s.task.fee);
             continue;
           }
@@ -203,7 +237,7 @@ describe("Optimistic and TEE games (property)", function () {
               // Junk nobody attests: the poster is slashed, the task reopens and an honest node serves it.
               await f.tasks.expireUnattested(s.taskId, s.task, outputsHash, attesters);
               expect(await f.tasks.taskStatus(s.taskId)).to.equal(1n);
-              await takeOver(f, s, h0, keys, [v1], false);
+              await takeOver(f, s, h0, [v1], false);
               feesPaid += BigInt(s.task.fee);
             }
           }
@@ -258,15 +292,35 @@ describe("Optimistic and TEE games (property)", function () {
   });
 });
 
+/** Every inference node's stake locked on NodeStaking, in node order. */
+async function lockedOf(f: Fixture) {
+  const out = [];
+  for (const n of f.nodes) out.push((await f.staking.nodeInfo(n.address)).locked);
+  return out;
+}
+
+/** `by` settles the Open TEE task `s` with its first enclave key: no claim, one transaction. */
+async function serve(
+  f: Fixture,
+  s: SubmittedTask,
+  by: HardhatEthersSigner,
+  keys: Map<string, EnclaveKeyWallet[]>,
+) {
+  const truth = [tinyOutputWord(VALUES)];
+  const sig = await signTeeResult(f, keys.get(by.address)![0], s, by.address, truth);
+  await expect(f.tasks.connect(by).submitResultTee(s.taskId, s.task, truth, sig))
+    .to.emit(f.tasks, "TaskVerified")
+    .withArgs(s.taskId, by.address, truth, anyValue, anyValue, anyValue);
+}
+
 /**
- * `s`'s claim lapses (its node went silent or holds no usable key); `by` takes it over and settles it: in
- * TEE mode with its key, else optimistically with `attesters`' signatures.
+ * `s`'s optimistic claim lapses (its node went silent) unless `lapse` is false (the task was reopened); `by`
+ * claims it and settles it with `attesters`' signatures.
  */
 async function takeOver(
   f: Fixture,
   s: SubmittedTask,
   by: HardhatEthersSigner,
-  keys: Map<string, EnclaveKeyWallet[]>,
   attesters: HardhatEthersSigner[] = [],
   lapse = true,
 ) {
@@ -276,11 +330,6 @@ async function takeOver(
   }
   await f.tasks.connect(by).claimTask(s.taskId, s.task);
   const truth = [tinyOutputWord(VALUES)];
-  if (s.task.mode === BigInt(VERIFICATION_MODE_TEE)) {
-    const sig = await signTeeResult(f, keys.get(by.address)![0], s, by.address, truth);
-    await f.tasks.connect(by).submitResultTee(s.taskId, s.task, truth, sig);
-    return;
-  }
   const sigs = [];
   for (const a of attesters) sigs.push(await signAttestation(f, a, s, by.address, truth));
   await f.tasks.connect(by).submitResultOptimistic(s.taskId, s.task, truth, sigs);

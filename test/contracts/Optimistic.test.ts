@@ -36,6 +36,7 @@ import {
   type Posted,
 } from "../helpers/optimistic";
 import { tinyOutputWord } from "../helpers/tiny-circuit";
+import { readVerifiedResult } from "../../workers/runtime/tasks";
 
 describe("Optimistic mode", function () {
   describe("submitTask", function () {
@@ -81,15 +82,22 @@ describe("Optimistic mode", function () {
       expect((await f.staking.nodeInfo(node.address)).locked).to.equal(CLAIM_COLLATERAL);
     });
 
-    it("reverts for a ZK task, a stranger, or a second post", async function () {
+    it("reverts for a ZK task (never claimed), a stranger, or a second post", async function () {
       const f = await loadFixture(modesFixture);
       const node = f.nodes[0];
       const zk = await f.submit(VALUES, { modelId: f.optimisticModelId });
-      await f.tasks.connect(node).claimTask(zk.taskId, zk.task);
-      const outputs = [tinyOutputWord(VALUES)];
-      await expect(f.tasks.connect(node).submitResultOptimistic(zk.taskId, zk.task, outputs, []))
+      // A ZK task is served without a claim, so it is never in the Claimed state an optimistic post needs.
+      await expect(f.tasks.connect(node).claimTask(zk.taskId, zk.task))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
         .withArgs(zk.taskId, VERIFICATION_MODE_ZK);
+      const outputs = [tinyOutputWord(VALUES)];
+      await expect(f.tasks.connect(node).submitResultOptimistic(zk.taskId, zk.task, outputs, []))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(zk.taskId, Status.Open);
+      const { s } = await claimedOptimistic(f, node);
+      await expect(f.tasks.connect(f.nodes[1]).submitResultOptimistic(s.taskId, s.task, outputs, []))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryNotClaimer")
+        .withArgs(s.taskId, f.nodes[1].address, node.address);
       const p = await posted(f);
       await expect(f.tasks.connect(f.nodes[1]).submitResultOptimistic(p.s.taskId, p.s.task, outputs, []))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
@@ -125,7 +133,15 @@ describe("Optimistic mode", function () {
       await expect(tx).to.emit(f.tasks, "AttestersPaid").withArgs(p.s.taskId, p.attesters, share);
 
       expect(await f.tasks.taskStatus(p.s.taskId)).to.equal(Status.Verified);
-      expect((await f.tasks.resultOf(p.s.taskId)).outputs).to.deep.equal(p.outputs);
+      const result = await readVerifiedResult(f.tasks, p.s.taskId);
+      expect(result!.outputs).to.deep.equal(p.outputs);
+      expect(result!.node).to.equal(p.node.address);
+      const { node, settledBlock } = result!;
+      expect(await f.tasks.isVerifiedResult(p.s.taskId, { node, settledBlock, outputs: p.outputs })).to.equal(
+        true,
+      );
+      const forged = { node, settledBlock, outputs: [p.outputs[0] + 1n] };
+      expect(await f.tasks.isVerifiedResult(p.s.taskId, forged)).to.equal(false);
       expect(await f.tasks.creditsOf(p.node.address)).to.equal(nodeFee);
       expect(await f.tasks.creditsOf(f.modelOwner.address)).to.equal(royalty);
       expect(await f.tasks.creditsOf(f.verifiers[0].address)).to.equal(share);
@@ -642,14 +658,18 @@ describe("Optimistic mode", function () {
         .withArgs(q.s.taskId, Status.Disputed);
     });
 
-    it("refuses the ZK path for an optimistic task, and a post after the claim window", async function () {
+    it("refuses the ZK path for an optimistic task, open or claimed, and a post after the claim window", async function () {
       const f = await loadFixture(modesFixture);
       const node = f.nodes[0];
-      const { s } = await claimedOptimistic(f, node);
+      const s = await f.submit(VALUES, { modelId: f.optimisticModelId, mode: VERIFICATION_MODE_OPTIMISTIC });
       const { proof, outputs } = await f.prove(s, node);
       await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
         .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongMode")
         .withArgs(s.taskId, VERIFICATION_MODE_OPTIMISTIC);
+      await f.tasks.connect(node).claimTask(s.taskId, s.task);
+      await expect(f.tasks.connect(node).submitResult(s.taskId, s.task, s.input, outputs, proof))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryWrongStatus")
+        .withArgs(s.taskId, Status.Claimed);
       const [, claimExpiresAt] = await f.tasks.claimOf(s.taskId);
       await time.increaseTo(claimExpiresAt + 1n);
       await expect(

@@ -3,35 +3,38 @@ import { ethers } from "hardhat";
 import fc from "fast-check";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { ContractTransactionReceipt, ContractTransactionResponse } from "ethers";
-import {
-  CLAIM_COLLATERAL,
-  CLAIM_WINDOW,
-  MODEL_FEE,
-  marketFixture,
-  type SubmittedTask,
-} from "../helpers/market-fixture";
+import type { ContractTransactionReceipt, ContractTransactionResponse, Result } from "ethers";
+import { MODEL_FEE, NODE_STAKE, marketFixture, type SubmittedTask } from "../helpers/market-fixture";
 import { tinyInputWords, tinyOutputWord } from "../helpers/tiny-circuit";
+import { readVerifiedResult } from "../../workers/runtime/tasks";
 
 /**
- * Random sequences of submit (paid from the wallet or from deposited credits) / claim (take-overs included) /
- * submitResult (real Groth16 proofs, some tampered) / expire / withdrawCredits / releaseCollateral /
- * withdrawProtocolFees, with time jumps, run against a model of the registry. Every call's outcome, revert
- * and arguments included, is the one the model predicts. After every step:
- * - the registry's OPG balance == fees of Open and Claimed tasks + credits of every account involved
- *   + the protocol fees held in the nodes' accounts (and each of those equals the model's);
- * - every task's status equals the model's and only moved forward; a settled task never changes again, and
- *   submitResult or expire on it reverts with TaskRegistryWrongStatus;
- * - every TaskVerified split adds up to the task's fee and follows the governed shares;
- * - the requester's wallet moved exactly by what it paid, deposited and got refunded: a slash never pays
- *   it (slashed collateral goes to the treasury), so it never ends above where it started.
+ * Random sequences of submit (paid from the wallet or from deposited credits) / claim attempts (ZK tasks take
+ * no claim) / submitResult and submitResults batches by random actors (any of the staked nodes, or an account
+ * that is not an eligible inference node; real Groth16 proofs, some tampered or bound to another node) /
+ * expire / withdrawCredits / releaseCollateral / withdrawProtocolFees, with time jumps, run against a model of
+ * the registry. Every call's outcome, revert and arguments included, is the one the model predicts. After
+ * every step:
+ * - the registry's OPG balance == fees of Open tasks + credits of every account involved + the protocol fees
+ *   held in the nodes' accounts (and each of those equals the model's);
+ * - every task's status equals the model's and only moved forward; a settled task never changes again, is
+ *   paid at most once (one TaskVerified over the whole run), and submitResult, a batch or expire on it is
+ *   refused (TaskRegistryWrongStatus, or skipped in a batch);
+ * - every TaskVerified split adds up to the task's fee and follows the governed shares, and the result it
+ *   carries is the one `isVerifiedResult` confirms;
+ * - no node ever has collateral locked or stake slashed: ZK settlement has no claim;
+ * - the requester's wallet moved exactly by what it paid, deposited and got refunded, so it never ends above
+ *   where it started.
  */
 
-/** 20 sequences of 8 to 14 steps, about 3 real proofs each: about 15 s. */
+/** 20 sequences of 8 to 14 steps, about 4 real proofs each: about 20 s. */
 const NUM_RUNS = 20;
 const GWEI = 10n ** 9n;
 const BPS = 10_000n;
+/** BN254's base field: proof coordinates live in it. */
+const BASE_FIELD = 21888242871839275222246405745257275088696311157297823662689037894645226208583n;
 const SNARK_SCALAR_FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
+const ZK_MODE = 1n;
 
 enum Status {
   None,
@@ -51,10 +54,11 @@ type Action =
       prepaidExtra: bigint;
       deadlineIn: number;
     }
-  | { kind: "claim"; task: TaskPick; node: number }
-  | { kind: "result"; task: TaskPick; byClaimer: boolean; node: number; tamper: Tamper }
+  | { kind: "claim"; task: TaskPick; actor: number }
+  | { kind: "result"; task: TaskPick; actor: number; tamper: Tamper }
+  | { kind: "batch"; tasks: TaskPick[]; actor: number; tamper: Tamper; tamperAt: number }
   | { kind: "expire"; task: TaskPick }
-  | { kind: "resettle"; task: TaskPick }
+  | { kind: "resettle"; task: TaskPick; actor: number }
   | { kind: "wait"; seconds: number }
   | { kind: "withdrawCredits"; account: number }
   | { kind: "releaseCollateral"; node: number }
@@ -69,7 +73,18 @@ const taskPick: fc.Arbitrary<TaskPick> = fc.record({
   offset: fc.nat({ max: 4 }),
   live: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
 });
-const nodePick = fc.nat({ max: 2 });
+/** Who sends a result: one of the three staked nodes (usually), or index 3, an ineligible account. */
+const actorPick = fc.oneof(
+  { weight: 6, arbitrary: fc.nat({ max: 2 }) },
+  { weight: 1, arbitrary: fc.constant(3) },
+);
+const tamperPick: fc.Arbitrary<Tamper> = fc.oneof(
+  { weight: 4, arbitrary: fc.constant("none" as const) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom("output" as const, "proofWord" as const, "otherNodeBinding" as const),
+  },
+);
 
 const submitAction = fc.record({
   kind: fc.constant("submit" as const),
@@ -79,39 +94,46 @@ const submitAction = fc.record({
   extraFee: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 10n ** 19n })),
   prepaid: fc.boolean(),
   prepaidExtra: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 10n ** 19n })),
-  // Around the 600 s claim window, so a claim is sometimes cut short by the deadline.
+  // Short and long deadlines, so results and expiries race the deadline.
   deadlineIn: fc.constantFrom(300, 900, 2_400, 5_000),
 });
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 5, arbitrary: submitAction },
   {
-    weight: 6,
-    arbitrary: fc.record({ kind: fc.constant("claim" as const), task: taskPick, node: nodePick }),
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant("claim" as const), task: taskPick, actor: actorPick }),
   },
   {
     weight: 6,
     arbitrary: fc.record({
       kind: fc.constant("result" as const),
       task: taskPick,
-      byClaimer: fc.oneof(
-        { weight: 4, arbitrary: fc.constant(true) },
-        { weight: 1, arbitrary: fc.constant(false) },
-      ),
-      node: nodePick,
-      tamper: fc.oneof(
-        { weight: 4, arbitrary: fc.constant("none" as const) },
-        {
-          weight: 1,
-          arbitrary: fc.constantFrom("output" as const, "proofWord" as const, "otherNodeBinding" as const),
-        },
-      ),
+      actor: actorPick,
+      tamper: tamperPick,
     }),
   },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("expire" as const), task: taskPick }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("resettle" as const), task: taskPick }) },
   {
-    weight: 2,
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("batch" as const),
+      tasks: fc.array(taskPick, { minLength: 1, maxLength: 3 }),
+      actor: actorPick,
+      tamper: tamperPick,
+      tamperAt: fc.nat({ max: 2 }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("expire" as const), task: taskPick }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("resettle" as const),
+      task: taskPick,
+      actor: fc.nat({ max: 2 }),
+    }),
+  },
+  {
+    weight: 3,
     arbitrary: fc.record({
       kind: fc.constant("wait" as const),
       seconds: fc.constantFrom(30, 400, 700, 2_600, 6_000),
@@ -121,7 +143,10 @@ const action: fc.Arbitrary<Action> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ kind: fc.constant("withdrawCredits" as const), account: fc.nat({ max: 4 }) }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("releaseCollateral" as const), node: nodePick }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("releaseCollateral" as const), node: fc.nat({ max: 2 }) }),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: "withdrawProtocolFees" as const }) },
 );
 
@@ -129,8 +154,8 @@ interface TaskModel {
   submitted: SubmittedTask;
   values: bigint[];
   status: Status;
-  claimer?: HardhatEthersSigner;
-  claimExpiresAt: bigint;
+  /** The node that settled it, once verified. */
+  settledBy?: HardhatEthersSigner;
 }
 
 type Proof = { proof: bigint[]; outputs: bigint[] };
@@ -152,21 +177,28 @@ describe("TaskRegistry (property)", function () {
   });
 });
 
+const COUNTS = new Map<string, number>();
+const hit = (k: string) => COUNTS.set(k, (COUNTS.get(k) ?? 0) + 1);
+after(() => console.log([...COUNTS].sort()));
 async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps: bigint) {
   const f = await loadFixture(marketFixture);
   const { tasks, tasksAddress, token, staking, requester, modelOwner, stranger, treasury, nodes } = f;
   await tasks.connect(f.governance).setFeeShares(protocolFeeBps, royaltyBps);
 
   const accounts = [requester, modelOwner, ...nodes];
+  /** Result senders: the three staked nodes and one account that is no inference node. */
+  const actors = [...nodes, stranger];
+  const eligible = (a: HardhatEthersSigner) => nodes.includes(a);
   const requesterStart = await token.balanceOf(requester.address);
   const nodeAddresses = nodes.map((n) => n.address);
   const model = {
     tasks: [] as TaskModel[],
     credits: new Map<string, bigint>([...accounts, stranger].map((a) => [a.address, 0n])),
-    releasable: new Map<string, bigint>(nodes.map((n) => [n.address, 0n])),
     protocolFees: 0n,
     requesterWallet: await token.balanceOf(requester.address),
   };
+  /** TaskVerified events seen per task over the whole run: a task is paid at most once. */
+  const verifiedEvents = new Map<bigint, number>();
   const proofs = new Map<string, Proof>();
   let clock = BigInt(await time.latest());
   let previousStatuses: Status[] = [];
@@ -197,22 +229,94 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
     if (!proofs.has(key)) proofs.set(key, await f.prove(t.submitted, node));
     return proofs.get(key)!;
   }
-  function pick({ offset, live }: TaskPick, isLive: (t: TaskModel, now: bigint) => boolean) {
+  /** What `caller` sends for `t`: a real proof when the call would reach the verifier, tampered as asked. */
+  async function submission(
+    t: TaskModel,
+    caller: HardhatEthersSigner,
+    tamper: Tamper,
+    reachesVerifier: boolean,
+    inBatch = false,
+  ) {
+    const { taskId } = t.submitted;
+    const bound = tamper === "otherNodeBinding" ? nodes[(nodes.indexOf(caller) + 1) % nodes.length] : caller;
+    let { proof, outputs } = reachesVerifier
+      ? await proofFor(t, bound)
+      : (proofs.get(`${taskId}:${caller.address}`) ?? { proof: new Array(8).fill(1n), outputs: [1n] });
+    if (tamper === "output") outputs = [outputs[0] + 1n];
+    if (tamper === "proofWord") {
+      // Alone: C moved off the curve. In a batch: C negated, on the curve but wrong. (A batch holding an
+      // off-curve point runs out of gas instead of reverting TaskRegistryInvalidProof: see the skipped test
+      // in TaskRegistry.test.ts and the report.)
+      const c = inBatch ? (BASE_FIELD - proof[7]) % BASE_FIELD : (proof[7] + 1n) % SNARK_SCALAR_FIELD;
+      proof = [...proof.slice(0, 7), c];
+    }
+    return { proof, outputs };
+  }
+  /** The task `p` points at, skipping those in `taken` (the next older candidate instead, if any). */
+  function pick(
+    { offset, live }: TaskPick,
+    isLive: (t: TaskModel, now: bigint) => boolean,
+    taken: TaskModel[] = [],
+  ) {
     const now = clock + 1n;
-    const liveTasks = model.tasks.filter((t) => isLive(t, now));
-    const candidates = live && liveTasks.length > 0 ? liveTasks : model.tasks;
+    const liveTasks = model.tasks.filter((t) => isLive(t, now) && !taken.includes(t));
+    const free = model.tasks.filter((t) => !taken.includes(t));
+    const candidates = live && liveTasks.length > 0 ? liveTasks : free;
     return candidates.length === 0
       ? undefined
       : candidates[candidates.length - 1 - (offset % candidates.length)];
   }
-  const unsettled = (t: TaskModel) => t.status === Status.Open || t.status === Status.Claimed;
-  const settled = (t: TaskModel) => !unsettled(t);
-  const claimable = (t: TaskModel, now: bigint) =>
-    unsettled(t) &&
-    now < BigInt(t.submitted.task.deadline) &&
-    !(t.status === Status.Claimed && now <= t.claimExpiresAt);
-  const provable = (t: TaskModel, now: bigint) => t.status === Status.Claimed && now <= t.claimExpiresAt;
-  const expirable = (t: TaskModel, now: bigint) => unsettled(t) && now > BigInt(t.submitted.task.deadline);
+  const settled = (t: TaskModel) => t.status !== Status.Open;
+  const provable = (t: TaskModel, now: bigint) =>
+    t.status === Status.Open && now < BigInt(t.submitted.task.deadline);
+  const expirable = (t: TaskModel, now: bigint) =>
+    t.status === Status.Open && now > BigInt(t.submitted.task.deadline);
+
+  /** Checks one TaskVerified against the model and books its payments. */
+  async function booked(
+    t: TaskModel,
+    caller: HardhatEthersSigner,
+    outputs: bigint[],
+    v: Result,
+    receipt: ContractTransactionReceipt,
+  ) {
+    const { taskId, task } = t.submitted;
+    const fee = BigInt(task.fee);
+    // The protocol's share is held in whole gwei; the dust goes to the node.
+    const protocolFee = ((fee * protocolFeeBps) / BPS / GWEI) * GWEI;
+    const royalty = (fee * royaltyBps) / BPS;
+    expect(outputs).to.deep.equal([tinyOutputWord(t.values)]);
+    expect(v.nodeFee + v.royalty + v.protocolFee).to.equal(fee);
+    expect([v.taskId, v.node, [...v.outputs], v.royalty, v.protocolFee]).to.deep.equal([
+      taskId,
+      caller.address,
+      outputs,
+      royalty,
+      protocolFee,
+    ]);
+    credit(caller.address, v.nodeFee);
+    credit(modelOwner.address, royalty);
+    model.protocolFees += protocolFee;
+    t.status = Status.Verified;
+    t.settledBy = caller;
+    verifiedEvents.set(taskId, (verifiedEvents.get(taskId) ?? 0) + 1);
+    // The result lives in the event; the registry confirms it, and nothing else.
+    const result = await readVerifiedResult(tasks, taskId, receipt.blockNumber);
+    expect(result).to.not.equal(null);
+    expect([result!.node, result!.settledBlock, result!.outputs]).to.deep.equal([
+      caller.address,
+      BigInt(receipt.blockNumber),
+      outputs,
+    ]);
+    const other = nodes[(nodes.indexOf(caller) + 1) % nodes.length];
+    for (const altered of [
+      { node: other.address, settledBlock: result!.settledBlock, outputs },
+      { node: caller.address, settledBlock: result!.settledBlock + 1n, outputs },
+      { node: caller.address, settledBlock: result!.settledBlock, outputs: [outputs[0] + 1n] },
+    ]) {
+      expect(await tasks.isVerifiedResult(taskId, altered)).to.equal(false);
+    }
+  }
 
   for (const step of actions) {
     const now = clock + 1n; // timestamp of the next transaction
@@ -237,119 +341,123 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const receipt = await mined(() => tasks.connect(requester).submitTask(request));
         const submitted = f.submittedFrom(receipt.logs);
         expect(submitted.taskId).to.equal(BigInt(model.tasks.length + 1));
+        expect(submitted.task.mode).to.equal(ZK_MODE);
         if (model.credits.get(requester.address)! >= fee) credit(requester.address, -fee);
         else model.requesterWallet -= fee;
-        model.tasks.push({ submitted, values: step.values, status: Status.Open, claimExpiresAt: 0n });
+        model.tasks.push({ submitted, values: step.values, status: Status.Open });
         break;
       }
 
       case "claim": {
-        const t = pick(step.task, claimable);
+        // ZK tasks take no claim: an attempt is refused whoever makes it, and changes nothing.
+        const t = pick(step.task, (x) => x.status === Status.Open);
         if (!t) break;
-        const node = nodes[step.node];
         const { taskId, task } = t.submitted;
-        const deadline = BigInt(task.deadline);
-        const claim = () => inNextBlock(() => tasks.connect(node).claimTask(taskId, task));
-        if (t.status !== Status.Open && t.status !== Status.Claimed) {
+        const claim = () => inNextBlock(() => tasks.connect(actors[step.actor]).claimTask(taskId, task));
+        if (t.status !== Status.Open) {
           await expect(claim())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
             .withArgs(taskId, t.status);
-        } else if (now >= deadline) {
-          await expect(claim())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryDeadlinePassed")
-            .withArgs(taskId, deadline, now);
-        } else if (t.status === Status.Claimed && now <= t.claimExpiresAt) {
-          await expect(claim())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryAlreadyClaimed")
-            .withArgs(taskId, t.claimer!.address, t.claimExpiresAt);
         } else {
-          const receipt = (await (await claim()).wait())!;
-          const abandoned = events(receipt, "TaskClaimAbandoned");
-          if (t.status === Status.Claimed) {
-            expect(abandoned.map((a) => [a.taskId, a.previousNode, a.slashed])).to.deep.equal([
-              [taskId, t.claimer!.address, CLAIM_COLLATERAL],
-            ]);
-          } else {
-            expect(abandoned).to.have.length(0);
-          }
-          const expiresAt = now + BigInt(CLAIM_WINDOW) < deadline ? now + BigInt(CLAIM_WINDOW) : deadline;
-          const [claimed] = events(receipt, "TaskClaimed");
-          expect([claimed.node, claimed.claimExpiresAt, claimed.collateral]).to.deep.equal([
-            node.address,
-            expiresAt,
-            CLAIM_COLLATERAL,
-          ]);
-          // A claim first releases the node's settled collateral.
-          model.releasable.set(node.address, 0n);
-          Object.assign(t, { status: Status.Claimed, claimer: node, claimExpiresAt: expiresAt });
+          await expect(claim())
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongMode"), "TaskRegistryWrongMode"))
+            .withArgs(taskId, ZK_MODE);
         }
+        expect(await tasks.claimOf(taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
         break;
       }
 
       case "result": {
         const t = pick(step.task, provable);
         if (!t) break;
-        const caller = step.byClaimer && t.claimer ? t.claimer : nodes[step.node];
+        const caller = actors[step.actor];
         const { taskId, task, input } = t.submitted;
-        const reachesVerifier =
-          t.status === Status.Claimed && caller === t.claimer && now <= t.claimExpiresAt;
-        // Only a call that reaches the verifier needs a real proof; the others reuse one when there is one.
-        let { proof, outputs } = reachesVerifier
-          ? await proofFor(
-              t,
-              step.tamper === "otherNodeBinding" ? nodes[(nodes.indexOf(caller) + 1) % 3] : caller,
-            )
-          : (proofs.get(`${taskId}:${caller.address}`) ?? { proof: new Array(8).fill(1n), outputs: [1n] });
-        if (step.tamper === "output") outputs = [outputs[0] + 1n];
-        if (step.tamper === "proofWord") proof = [...proof.slice(0, 7), (proof[7] + 1n) % SNARK_SCALAR_FIELD];
+        const deadline = BigInt(task.deadline);
+        const reachesVerifier = eligible(caller) && t.status === Status.Open && now < deadline;
+        const { proof, outputs } = await submission(t, caller, step.tamper, reachesVerifier);
         const submit = () =>
           inNextBlock(() => tasks.connect(caller).submitResult(taskId, task, input, outputs, proof));
 
-        if (t.status !== Status.Claimed) {
+        if (!eligible(caller)) {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNodeNotEligible"), "TaskRegistryNodeNotEligible"))
+            .withArgs(caller.address);
+        } else if (t.status !== Status.Open) {
+          await expect(submit())
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
             .withArgs(taskId, t.status);
-        } else if (caller !== t.claimer) {
+        } else if (now >= deadline) {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryNotClaimer")
-            .withArgs(taskId, caller.address, t.claimer!.address);
-        } else if (now > t.claimExpiresAt) {
-          await expect(submit())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryClaimExpired")
-            .withArgs(taskId, t.claimExpiresAt, now);
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryDeadlinePassed"), "TaskRegistryDeadlinePassed"))
+            .withArgs(taskId, deadline, now);
         } else if (step.tamper !== "none") {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryInvalidProof")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryInvalidProof"), "TaskRegistryInvalidProof"))
             .withArgs(taskId);
         } else {
-          expect(outputs).to.deep.equal([tinyOutputWord(t.values)]);
           const receipt = (await (await submit()).wait())!;
-          const fee = BigInt(task.fee);
-          // The protocol's share is held in whole gwei; the dust goes to the node.
-          const protocolFee = ((fee * protocolFeeBps) / BPS / GWEI) * GWEI;
-          const royalty = (fee * royaltyBps) / BPS;
           const verified = events(receipt, "TaskVerified");
           expect(verified).to.have.length(1);
-          const v = verified[0];
-          expect(v.nodeFee + v.royalty + v.protocolFee).to.equal(fee);
-          expect([v.taskId, v.node, [...v.outputs], v.royalty, v.protocolFee]).to.deep.equal([
-            taskId,
-            caller.address,
-            outputs,
-            royalty,
-            protocolFee,
-          ]);
-          credit(caller.address, v.nodeFee);
-          credit(modelOwner.address, royalty);
-          model.protocolFees += protocolFee;
-          model.releasable.set(caller.address, model.releasable.get(caller.address)! + CLAIM_COLLATERAL);
-          t.status = Status.Verified;
-          const result = await tasks.resultOf(taskId);
-          expect([result.node, result.settledBlock, [...result.outputs]]).to.deep.equal([
-            caller.address,
-            BigInt(receipt.blockNumber),
-            outputs,
-          ]);
+          hit("result ok"); await booked(t, caller, outputs, verified[0], receipt);
+        }
+        break;
+      }
+
+      case "batch": {
+        // Distinct tasks only: a task listed twice in one batch is a known contract bug (paid twice, see
+        // TaskRegistry.test.ts "pays a task listed twice in one batch once"), kept out of this model.
+        const picked: TaskModel[] = [];
+        for (const p of step.tasks) {
+          const t = pick(p, provable, picked);
+          if (t) picked.push(t);
+        }
+        if (picked.length === 0) break;
+        const caller = actors[step.actor];
+        const tamperAt = step.tamperAt % picked.length;
+        const live = picked.map((t) => t.status === Status.Open);
+        // The first live entry past its deadline reverts the batch before any proof is checked.
+        const late = picked.find((t, i) => live[i] && now >= BigInt(t.submitted.task.deadline));
+        const reachesVerifier = eligible(caller) && !late;
+        const entries: {
+          taskId: bigint;
+          task: SubmittedTask["task"];
+          input: bigint[];
+          outputs: bigint[];
+          proof: bigint[];
+        }[] = [];
+        for (const [i, t] of picked.entries()) {
+          const tamper = i === tamperAt ? step.tamper : "none";
+          const { proof, outputs } = await submission(t, caller, tamper, reachesVerifier && live[i], true);
+          const { taskId, task, input } = t.submitted;
+          entries.push({ taskId, task, input, outputs, proof });
+        }
+        const send = () => inNextBlock(() => tasks.connect(caller).submitResults(entries));
+
+        if (!eligible(caller)) {
+          await expect(send())
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNodeNotEligible"), "TaskRegistryNodeNotEligible"))
+            .withArgs(caller.address);
+        } else if (late) {
+          await expect(send())
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryDeadlinePassed"), "TaskRegistryDeadlinePassed"))
+            .withArgs(late.submitted.taskId, BigInt(late.submitted.task.deadline), now);
+        } else if (live[tamperAt] && step.tamper !== "none") {
+          await expect(send())
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryInvalidProof"), "TaskRegistryInvalidProof"))
+            .withArgs(picked[tamperAt].submitted.taskId);
+        } else {
+          const receipt = (await (await send()).wait())!;
+          const skipped = events(receipt, "TaskResultSkipped"); hit(`batch ok ${live.filter(Boolean).length}/${picked.length}`);
+          expect(skipped.map((s) => [s.taskId, s.status])).to.deep.equal(
+            picked.filter((_, i) => !live[i]).map((t) => [t.submitted.taskId, BigInt(t.status)]),
+          );
+          const verified = events(receipt, "TaskVerified");
+          const settledNow = picked.filter((_, i) => live[i]);
+          expect(verified.map((v) => v.taskId)).to.deep.equal(settledNow.map((t) => t.submitted.taskId));
+          for (const [i, t] of settledNow.entries()) {
+            const entry = entries[picked.indexOf(t)];
+            await booked(t, caller, entry.outputs, verified[i], receipt);
+          }
         }
         break;
       }
@@ -360,13 +468,13 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const { taskId, task } = t.submitted;
         const deadline = BigInt(task.deadline);
         const expire = () => inNextBlock(() => tasks.connect(stranger).expire(taskId, task));
-        if (t.status !== Status.Open && t.status !== Status.Claimed) {
+        if (t.status !== Status.Open) {
           await expect(expire())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
             .withArgs(taskId, t.status);
         } else if (now <= deadline) {
           await expect(expire())
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryDeadlineNotReached")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryDeadlineNotReached"), "TaskRegistryDeadlineNotReached"))
             .withArgs(taskId, deadline, now);
         } else {
           const receipt = (await (await expire()).wait())!;
@@ -376,35 +484,38 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
             requester.address,
             BigInt(task.fee),
           ]);
-          model.requesterWallet += BigInt(task.fee);
-          const abandoned = events(receipt, "TaskClaimAbandoned");
-          if (t.status === Status.Claimed) {
-            expect(abandoned.map((a) => [a.previousNode, a.slashed])).to.deep.equal([
-              [t.claimer!.address, CLAIM_COLLATERAL],
-            ]);
-          } else {
-            expect(abandoned).to.have.length(0);
-          }
+          model.requesterWallet += BigInt(task.fee); hit("expired");
+          // No claim, no slash: nobody is blamed for a ZK task nobody served.
+          expect(events(receipt, "TaskClaimAbandoned")).to.have.length(0);
+          const stakingAddress = await staking.getAddress();
+          expect(receipt.logs.filter((l) => l.address === stakingAddress)).to.have.length(0);
           t.status = Status.Expired;
         }
         break;
       }
 
       case "resettle": {
-        // A settled task, replayed with the proof that settled it where there is one: both calls refused.
+        // A settled task, replayed with the proof that settled it where there is one: every call refused.
         const t = pick({ ...step.task, live: true }, settled);
         if (!t || !settled(t)) break;
         const { taskId, task, input } = t.submitted;
-        const node = t.claimer ?? nodes[0];
+        const node = t.settledBy ?? nodes[step.actor];
         const { proof, outputs } = proofs.get(`${taskId}:${node.address}`) ?? {
           proof: new Array(8).fill(1n),
           outputs: [1n],
         };
         await expect(inNextBlock(() => tasks.connect(node).submitResult(taskId, task, input, outputs, proof)))
-          .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
+          .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
           .withArgs(taskId, t.status);
+        const receipt = await mined(() =>
+          tasks.connect(node).submitResults([{ taskId, task, input, outputs, proof }]),
+        );
+        expect(events(receipt, "TaskResultSkipped").map((s) => [s.taskId, s.status])).to.deep.equal([
+          [taskId, BigInt(t.status)],
+        ]);
+        expect(events(receipt, "TaskVerified")).to.have.length(0);
         await expect(inNextBlock(() => tasks.connect(stranger).expire(taskId, task)))
-          .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
+          .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
           .withArgs(taskId, t.status);
         break;
       }
@@ -418,7 +529,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const owed = model.credits.get(account.address)!;
         if (owed === 0n) {
           await expect(inNextBlock(() => tasks.connect(account).withdrawCredits(account.address)))
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryNoCredits")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNoCredits"), "TaskRegistryNoCredits"))
             .withArgs(account.address);
           break;
         }
@@ -435,23 +546,18 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
       }
 
       case "releaseCollateral": {
+        // ZK settlement locks no collateral, so there is never any to release.
         const node = nodes[step.node];
-        const releasable = model.releasable.get(node.address)!;
-        const lockedBefore = (await staking.nodeInfo(node.address)).locked;
-        expect(await tasks.releaseCollateral.staticCall(node.address)).to.equal(releasable);
+        expect(await tasks.releaseCollateral.staticCall(node.address)).to.equal(0n);
         const receipt = await mined(() => tasks.connect(stranger).releaseCollateral(node.address));
-        expect(events(receipt, "CollateralReleased").map((e) => e.amount)).to.deep.equal(
-          releasable === 0n ? [] : [releasable],
-        );
-        expect((await staking.nodeInfo(node.address)).locked).to.equal(lockedBefore - releasable);
-        model.releasable.set(node.address, 0n);
+        expect(events(receipt, "CollateralReleased")).to.have.length(0);
         break;
       }
 
       case "withdrawProtocolFees": {
         if (model.protocolFees === 0n) {
           await expect(inNextBlock(() => tasks.connect(stranger).withdrawProtocolFees(nodeAddresses)))
-            .to.be.revertedWithCustomError(tasks, "TaskRegistryNoCredits")
+            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNoCredits"), "TaskRegistryNoCredits"))
             .withArgs(treasury.address);
           break;
         }
@@ -474,17 +580,32 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
       else expect(after).to.be.gte(before);
     });
     previousStatuses = statuses;
+    // Settled at most once: one TaskVerified for each verified task, none for any other.
+    for (const t of model.tasks) {
+      expect(
+        verifiedEvents.get(t.submitted.taskId) ?? 0,
+        `TaskVerified count of task ${t.submitted.taskId}`,
+      ).to.equal(t.status === Status.Verified ? 1 : 0);
+    }
 
     const credits = await Promise.all([...model.credits.keys()].map((a) => tasks.creditsOf(a)));
     expect(credits, `credits after ${step.kind}`).to.deep.equal([...model.credits.values()]);
     const releasable = await Promise.all(nodes.map((n) => tasks.releasableCollateralOf(n.address)));
-    expect(releasable).to.deep.equal(nodes.map((n) => model.releasable.get(n.address)));
+    expect(releasable).to.deep.equal(nodes.map(() => 0n));
     const held = await Promise.all(nodeAddresses.map((a) => tasks.protocolFeesOf(a)));
     const protocolFees = held.reduce((sum, v) => sum + v, 0n);
     expect(protocolFees).to.equal(model.protocolFees);
+    // No claim, so no node's stake is ever locked or slashed.
+    for (const n of nodes) {
+      const info = await staking.nodeInfo(n.address);
+      expect([info.bonded, info.locked], `stake of ${n.address} after ${step.kind}`).to.deep.equal([
+        NODE_STAKE,
+        0n,
+      ]);
+    }
 
     const escrow = model.tasks
-      .filter((t) => t.status === Status.Open || t.status === Status.Claimed)
+      .filter((t) => t.status === Status.Open)
       .reduce((sum, t) => sum + BigInt(t.submitted.task.fee), 0n);
     const creditTotal = credits.reduce((sum, c) => sum + c, 0n);
     expect(await token.balanceOf(tasksAddress), `registry balance after ${step.kind}`).to.equal(

@@ -154,7 +154,7 @@ describe("TEE settlement", function () {
     await expect(
       f.tasks
         .connect(node)
-        .submitResultTee(s.taskId, { ...s.task, fee: s.task.fee + 1n }, outputs, signature),
+        .submitResultTee(s.taskId, { ...s.task, fee: BigInt(s.task.fee) + 1n }, outputs, signature),
     )
       .to.be.revertedWithCustomError(f.tasks, "TaskRegistryTaskMismatch")
       .withArgs(s.taskId);

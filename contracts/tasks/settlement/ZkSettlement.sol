@@ -55,7 +55,8 @@ contract ZkSettlement is SettlementModule {
             ITaskRegistryTypes.ResultSubmission calldata s = submissions[i];
             TaskRecord storage record = _tasks[s.taskId];
             TaskStatus status = _statusOf(record);
-            if (status != TaskStatus.Open) {
+            // Not open any more, or past its deadline while the batch waited to be mined: skipped.
+            if (status != TaskStatus.Open || block.timestamp >= s.task.deadline) {
                 emit TaskResultSkipped(s.taskId, status);
                 continue;
             }
@@ -70,7 +71,14 @@ contract ZkSettlement is SettlementModule {
         for (uint256 i = 0; i < count; ++i) {
             if (!live[i]) continue;
             ITaskRegistryTypes.ResultSubmission calldata s = submissions[i];
-            _recordResult(_tasks[s.taskId], msg.sender, s.outputs);
+            TaskRecord storage record = _tasks[s.taskId];
+            // The same task twice in one batch: the first settles it, the others are skipped (never paid twice).
+            if (_statusOf(record) != TaskStatus.Open) {
+                live[i] = false;
+                emit TaskResultSkipped(s.taskId, TaskStatus.Verified);
+                continue;
+            }
+            _recordResult(record, msg.sender, s.outputs);
             _splitFee(s.taskId, msg.sender, s.task, 0, s.outputs, new address[](0));
         }
         // Callbacks run after every settlement of the batch, so no callback observes a half-settled batch.
