@@ -138,7 +138,8 @@ export function registerClientCommands(program: Command) {
     .option(
       "--wait",
       "wait for the verified result and print it (says on stderr what it is waiting for: an eligible node, " +
-        "a claim, the proof, the challenge window and attestations, a vote, a reopening)",
+        "the proof or enclave-signed result, an optimistic claim, the challenge window and attestations, a " +
+        "vote, a reopening)",
     )
     .option("--timeout-seconds <n>", "with --wait: how long to wait (default 300)")
     .action(
@@ -189,7 +190,8 @@ export function registerClientCommands(program: Command) {
 
   withConnection(task.command("status <taskId>"))
     .description(
-      "print a task's status, verification mode and what it waits for: the claim, the challenge window and " +
+      "print a task's status, verification mode and what it waits for: an eligible node (ZK and TEE tasks are " +
+        "settled by the first node in their service order, unclaimed), the claim, the challenge window and " +
         "attestations so far against the quorum (optimistic), a dispute, the refund of a rejected task",
     )
     .option("--from-block <n>", "a block at or before the submission (default: the last 10,000 blocks)")

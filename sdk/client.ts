@@ -229,7 +229,7 @@ export interface SubmittedRequest {
   gasUsed: bigint;
   /** The input as the circuit sees it (fixed point). */
   quantizedInput: bigint[];
-  /** The task as committed on chain, and its input words: what claimTask and submitResult take. */
+  /** The task as committed on chain, and its input words: what submitResult (and an optimistic claimTask) take. */
   task: SubmittedTask["task"];
   input: bigint[];
   /** The verification mode the task was committed with. */
@@ -607,8 +607,8 @@ export class OpgClient {
 
   /**
    * One look at `taskId`: its status, mode and what it waits for, as `waitForResult`'s `onStatus` reports it
-   * (claim, challenge window and attestations, dispute, refund); for a verified task, the mode and how it
-   * became final. `fromBlock`: a block at or before the submission, to find the task's event (default: the
+   * (an eligible node, an optimistic claim, challenge window and attestations, dispute, refund); for a
+   * verified task, the mode and how it became final. `fromBlock`: a block at or before the submission, to find the task's event (default: the
    * last 10,000 blocks).
    */
   async describe(id: Id, opts: { fromBlock?: number } = {}): Promise<TaskWaitStatus> {
@@ -647,12 +647,13 @@ export class OpgClient {
 
   /**
    * Wait until `taskId` is verified and return its result. Listens for the registry's events on the task
-   * (claimed, claim abandoned, verified, expired; in optimistic mode outputs posted, disputed, rejected,
+   * (verified, expired; in optimistic mode claimed, claim abandoned, outputs posted, disputed, rejected,
    * reopened) and polls every `pollMs` as a fallback. `onStatus` hears what it waits for whenever that
-   * changes: no eligible node staked, open and unclaimed (or reopened: served again after posted outputs
-   * met no quorum), claimed by a node until a time (or a TEE claim lapsed through a key challenge, which
-   * waits for the deadline), outputs posted with the challenge window's end and the attestations against
-   * the quorum, a vote open until when with the stake so far. Fails with an OpgClientError when the task
+   * changes: no eligible node staked, open and waiting for the first node in its service order (ZK and TEE
+   * tasks are not claimed: any eligible node settles them, the first valid result wins), in optimistic mode
+   * open and unclaimed (or reopened: served again after posted outputs met no quorum), claimed by a node
+   * until a time, outputs posted with the challenge window's end and the attestations against the quorum,
+   * a vote open until when with the stake so far. Fails with an OpgClientError when the task
    * expired or its deadline passed unsettled (it is then refundable), with a TaskRejectedError (`outcome`,
    * `refund`) when its optimistic outputs were rejected (a challenger proved other outputs, or a vote),
    * when it does not exist, when the client is closed, or after `timeoutMs` (the message names the last
@@ -775,8 +776,8 @@ export class OpgClient {
 
   /**
    * Get the fee of a task nobody settled back once its deadline has passed (anyone may call; the refund goes
-   * to the requester; a claimer that let it lapse loses its collateral, unless the claim was a TEE claim that
-   * lapsed through a challenge of its node's key, which is released). An optimistic task whose challenge
+   * to the requester; an optimistic task's claimer that let its claim lapse loses its collateral; ZK and TEE
+   * tasks are never claimed, so nobody is slashed for them). An optimistic task whose challenge
    * window closed without its quorum of attestations is refunded too once its deadline has passed
    * (`expireUnattested`: the node's collateral is slashed); before it, see `reopen`. Returns the transaction
    * hash.

@@ -1,6 +1,6 @@
 import { ethers, SocketProvider, type Filter, type Provider } from "ethers";
 import type { NodeStaking, TaskRegistry } from "../typechain-types";
-import { DisputeManager__factory, EnclaveRegistry__factory } from "../typechain-types";
+import { DisputeManager__factory } from "../typechain-types";
 import {
   DISPUTE_OUTCOMES,
   MODE_TOPICS,
@@ -28,17 +28,23 @@ export type TaskStatusName = (typeof TASK_STATUSES)[number];
 export interface TaskWaitStatus {
   /** The task's status on chain. */
   status: TaskStatusName;
-  /** One line for a person: "open, nobody has claimed it yet (2 eligible inference nodes staked); ...". */
+  /**
+   * One line for a person: "open, waiting for the first node in its service order to settle it with a proof
+   * (2 eligible inference nodes staked); ...".
+   */
   message: string;
   /** The task's verification mode, when known (tasks submitted by this client, or found by their event). */
   mode?: VerificationModeName;
-  /** The node holding the claim, while the task is claimed. */
+  /** Optimistic mode: the node holding the claim, while the task is claimed (ZK and TEE tasks are not claimed). */
   claimedBy?: string;
   /** When that claim's window ends (unix seconds, chain time). */
   claimExpiresAt?: number;
   /** The task's deadline (unix seconds, chain time), when known. */
   deadline?: number;
-  /** Inference nodes eligible to claim now (counted while the task is open). */
+  /**
+   * Inference nodes eligible to serve it now (counted while the task is open): any of them may settle a ZK or
+   * TEE task, or claim an optimistic one.
+   */
   eligibleNodes?: number;
   /** Optimistic mode, while pending or disputed: the node that posted the outputs. */
   postedBy?: string;
@@ -64,11 +70,6 @@ export interface TaskWaitStatus {
    * quorum of attestations (its collateral slashed): it is open to claims again until its deadline.
    */
   reopened?: { previousNode: string; block: number };
-  /**
-   * TEE mode: the claim lapsed after a key of its node was challenged (at `challengedAt`): nobody may take it
-   * over; it waits for its deadline, then a refund returns the whole fee and releases the node's collateral.
-   */
-  claimUnderChallenge?: { challengedAt: number };
   /** Rejected: how the dispute ended, and the fee refunded to the requester (wei). */
   outcome?: DisputeOutcomeName;
   refund?: bigint;
@@ -101,7 +102,7 @@ const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace
 const opg = (wei: bigint) => `${ethers.formatEther(wei)} OPG`;
 
 /**
- * How many inference nodes are eligible to claim a task now, read from NodeStaking (registered for the
+ * How many inference nodes are eligible to serve a task now (settle a ZK or TEE task, claim an optimistic one), read from NodeStaking (registered for the
  * inference role with free stake at least its minimum: NodeStaking.isEligible). The registry keeps no
  * count of eligible nodes, so the registered ones are read a page at a time (at most `maxScan`), and the
  * answer is kept for `ttlMs`.
@@ -151,11 +152,15 @@ export interface KnownTask {
   quorum?: number;
 }
 
-/** What a claimer must deliver in each mode. */
-const DELIVERY: Record<VerificationModeName, string> = {
-  zk: "waiting for its proof",
-  tee: "waiting for its enclave-signed result",
-  optimistic: "waiting for it to post its outputs",
+/**
+ * What settles an open task in each mode: a ZK or TEE task is not claimed; the eligible inference nodes take
+ * it in their service order (keccak256 of task and node: the first node at once, the next one slot later if
+ * it is still open), and the first valid result from any of them settles it. An optimistic task is claimed.
+ */
+const OPEN_WAIT: Record<VerificationModeName, string> = {
+  zk: "open, waiting for the first node in its service order to settle it with a proof",
+  tee: "open, waiting for the first node in its service order to settle it with an enclave-signed result",
+  optimistic: "open, nobody has claimed it yet",
 };
 
 /** What a task waits for, read fresh from the registry (and NodeStaking while it is open). */
@@ -329,30 +334,21 @@ export async function describeTask(deps: {
   }
   const until = deadline === undefined ? "" : `; deadline ${when(deadline)}`;
   if (status === "Claimed") {
+    // Only optimistic tasks are claimed: the claimer owes its posted outputs.
     const [node, expires] = await read("claimOf");
     const claimExpiresAt = Number(expires);
-    const claim = { claimedBy: node as string, claimExpiresAt, ...base };
-    const delivery = DELIVERY[mode ?? "zk"];
+    const claim = { claimedBy: node as string, claimExpiresAt, ...base, mode: "optimistic" as const };
     if (now <= claimExpiresAt) {
-      const message = `claimed by ${node} until ${when(claimExpiresAt)}: ${delivery}${until}`;
+      const message = `claimed by ${node} until ${when(claimExpiresAt)}: waiting for it to post its outputs${until}`;
       return { status: { status, message, ...claim } };
     }
-    const challengedAt =
-      mode === "tee" ? await claimChallengedAt(deps, node, claimExpiresAt, block.number) : 0;
-    if (challengedAt > 0) {
-      const message =
-        `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} after a key of that node was ` +
-        `challenged (${when(challengedAt)}): nobody may take it over (TaskRegistryClaimUnderChallenge); it waits ` +
-        "for its deadline, then a refund returns the whole fee and releases the node's collateral unslashed" +
-        until;
-      return { status: { status, message, ...claim, claimUnderChallenge: { challengedAt } } };
-    }
     const message =
-      `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without a ` +
-      `${mode === undefined || mode === "zk" ? "proof" : "result"}: another eligible node may take it over${until}`;
+      `claimed by ${node}, whose claim window ended at ${when(claimExpiresAt)} without posted outputs: ` +
+      `another eligible node may take it over${until}`;
     return { status: { status, message, ...claim } };
   }
-  const reopenedLog = mode === "zk" ? null : await lastLog(MODE_TOPICS.reopened);
+  // Only an optimistic task is reopened (posted outputs that met no quorum of attestations).
+  const reopenedLog = mode === "zk" || mode === "tee" ? null : await lastLog(MODE_TOPICS.reopened);
   const reopened = reopenedLog
     ? { previousNode: reopenedLog.args.previousNode as string, block: reopenedLog.blockNumber }
     : undefined;
@@ -362,13 +358,13 @@ export async function describeTask(deps: {
     : "";
   const { eligible, scanned, registered } = await deps.nodes.count();
   const counted = scanned < registered ? `${eligible} of the first ${scanned}` : `${eligible}`;
+  const waiting = mode === undefined ? "open, no result yet" : OPEN_WAIT[mode];
   const message =
     again +
     (eligible === 0
       ? `open, but no eligible node is staked: no inference node has the minimum free stake ` +
-        `(${registered} registered), so nobody can claim it${until}`
-      : `open, nobody has claimed it yet (${counted} eligible inference node${eligible === 1 ? "" : "s"} ` +
-        `staked)${until}`);
+        `(${registered} registered), so nobody can ${mode === "optimistic" ? "claim" : "serve"} it${until}`
+      : `${waiting} (${counted} eligible inference node${eligible === 1 ? "" : "s"} staked)${until}`);
   return {
     status: { status, message, eligibleNodes: eligible, ...base, ...(reopened ? { reopened } : {}) },
   };
@@ -411,35 +407,8 @@ async function disputeOf(
 }
 
 /**
- * When a key of `node` was challenged during or after its TEE claim ending at `claimExpiresAt` (the
- * registry's rule: `lastChallengeOf(node) + claimWindow >= claimExpiresAt`); 0 when not, or when the
- * registry has no enclave registry.
- */
-async function claimChallengedAt(
-  deps: { provider: Provider; tasks: TaskRegistry },
-  node: string,
-  claimExpiresAt: number,
-  blockTag: number,
-): Promise<number> {
-  const { provider, tasks } = deps;
-  const [, enclavesAddress] = (await freshCall(
-    provider,
-    tasks,
-    "modeParameters",
-    [],
-    blockTag,
-  )) as unknown as [string, string];
-  if (enclavesAddress === ethers.ZeroAddress) return 0;
-  const enclaves = EnclaveRegistry__factory.connect(enclavesAddress, provider);
-  const at = Number((await freshCall(provider, enclaves, "lastChallengeOf", [node], blockTag))[0]);
-  if (at === 0) return 0;
-  const claimWindow = Number((await freshCall(provider, tasks, "parameters", [], blockTag))[3]);
-  return at + claimWindow >= claimExpiresAt ? at : 0;
-}
-
-/**
- * Call `onEvent` when the registry logs a claim, an abandoned claim, a verification or an expiry of
- * `taskId`, or in optimistic mode its posted outputs, an attestation, a dispute, a rejection or a
+ * Call `onEvent` when the registry logs a verification or an expiry of `taskId`, or in optimistic mode a
+ * claim, an abandoned claim, its posted outputs, an attestation, a dispute, a rejection or a
  * reopening. A socket provider (WebSocketProvider) pushes the logs; over HTTP each new block (ethers' block
  * polling) is followed by one getLogs for the new range, which needs no server-side filter that could
  * expire. Returns the function that stops it. Failures are left to the caller's polling.

@@ -12,15 +12,35 @@ import {
 } from "ethers";
 import { OpgClientError } from "./errors";
 
+/** Verification modes by their bit (VerificationModes.sol). */
+const MODE_NAMES: Record<number, string> = { 1: "ZK", 2: "optimistic", 4: "TEE" };
+/** IEnclaveRegistry.KeyStanding, by index. */
+const KEY_STANDINGS = [
+  "Unknown",
+  "Pending",
+  "Active",
+  "Challenged",
+  "Revoked",
+  "Expired",
+  "MeasurementWithdrawn",
+];
+
 /**
  * What a custom error means for whoever sent the transaction, where its name and arguments alone do not say
  * (appended to the decoded error).
  */
 const REVERT_HINTS: Record<string, (args: Result) => string> = {
-  TaskRegistryClaimUnderChallenge: (a) =>
-    `task ${a[0]}'s TEE claim by ${a[1]} lapsed after a key of that node was challenged: nobody may take it ` +
-    "over (nobody earns from a task lapsed through a challenge); it waits for its deadline, when expire " +
-    "(opg task refund) returns the whole fee to the requester and releases the node's collateral unslashed",
+  TaskRegistryWrongMode: (a) =>
+    `task ${a[0]} is a ${MODE_NAMES[Number(a[1])] ?? `mode ${a[1]}`} task, which this call does not take: only ` +
+    "optimistic tasks are claimed (claimTask); a ZK or TEE task is settled directly by any eligible inference " +
+    "node (submitResult, submitResults, submitResultTee), the first valid result wins",
+  TaskRegistryEnclaveKeyRejected: (a) => {
+    const standing = KEY_STANDINGS[Number(a[2])] ?? `standing ${a[2]}`;
+    return (
+      `the enclave key ${a[1]} that signed task ${a[0]}'s result is ${standing}, not Active: its signatures ` +
+      "are refused (a challenged key's included); the task stays open for any node with an Active key"
+    );
+  },
   TaskRegistryPendingMismatch: (a) =>
     `the outputs or attester list named for task ${a[0]} are not the ones posted (the attester set is fixed ` +
     "by the posting transaction's TaskAttested logs), or the dispute belongs to another dispute manager",

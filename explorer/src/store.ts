@@ -105,6 +105,7 @@ export class Store {
     tasks: new Map(),
     blockTimes: new Map(),
     enclaveEvents: [],
+    settlements: new Map(),
     version: 0,
   };
   /** Set when the last read failed (the RPC is down): shown in the header, cleared by the next good read. */
@@ -183,6 +184,7 @@ export class Store {
     s.tasks.clear();
     s.blockTimes.clear();
     s.enclaveEvents.length = 0;
+    s.settlements.clear();
     s.fromBlock = 0;
     await this.readRange(this.config.fromBlock ?? 0, head);
     await this.setHead(head);
@@ -368,6 +370,13 @@ export class Store {
     if (ev.name === "AttestersPaid") {
       for (const at of a.attesters as string[]) this.node(at, ev.block).earnings += a.share as bigint;
     }
+    if (ev.name === "TaskVerified" || ev.name === "TaskResultSkipped") {
+      // counted for every task, also those submitted before the first block read
+      let tally = this.snap.settlements.get(ev.tx);
+      if (!tally) this.snap.settlements.set(ev.tx, (tally = { verified: 0, skipped: 0 }));
+      if (ev.name === "TaskVerified") tally.verified++;
+      else tally.skipped++;
+    }
     if (a.taskId === undefined) return;
     const t = this.snap.tasks.get(String(a.taskId));
     if (!t) return;
@@ -416,6 +425,10 @@ export class Store {
         n.earnings += t.nodeFee;
         break;
       }
+      case "TaskResultSkipped":
+        // A batch (submitResults) skipped its submission for this task, which was no longer open (another
+        // node's result came first, or the batch listed it twice) or past its deadline: nothing changes.
+        break;
       case "TaskRejected":
       case "TaskExpired":
         set(ev.name === "TaskRejected" ? "Rejected" : "Expired");

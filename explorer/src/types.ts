@@ -93,7 +93,10 @@ export interface TaskRow {
   refund?: bigint;
   submittedBlock: number;
   submittedTx: string;
-  /** Block and transaction of the TaskVerified (or TaskExpired / TaskRejected) log. */
+  /**
+   * Block and transaction of the TaskVerified (or TaskExpired / TaskRejected) log: for a ZK task, often a
+   * `submitResults` batch that settled other tasks too (see `Snapshot.settlements`).
+   */
   settledBlock?: number;
   settledTx?: string;
   /** Every log about this task (registry and dispute manager), in chain order. */
@@ -171,5 +174,11 @@ export interface Snapshot {
   blockTimes: Map<number, number>;
   /** The enclave registry's logs (key registrations, revocations, challenges), in chain order. */
   enclaveEvents: ChainEvent[];
+  /**
+   * What each settling transaction did, by transaction hash: the tasks it verified (TaskVerified) and those a
+   * `submitResults` batch skipped (TaskResultSkipped: already settled, listed twice, or past the deadline).
+   * A batch settles several ZK tasks in one transaction; a lone settlement verifies one.
+   */
+  settlements: Map<string, { verified: number; skipped: number }>;
   version: number;
 }

@@ -117,7 +117,9 @@ describe("TaskRegistry with the digits MLP bundle", function () {
   it("settles batches with one pairing product: per task at most 300,000 gas at 8 or more, every transaction counted", async function () {
     const f = await loadFixture(digitsFixture);
     // Warm the node's and the royalty receiver's credit words, as in the steady state.
-    await (await settleDigit(f, 0)).tx;
+    await (
+      await settleDigit(f, 0)
+    ).tx;
     let next = 1;
     const perTask: Record<number, number> = {};
     for (const size of [2, 4, 8, 16]) {
@@ -146,7 +148,15 @@ describe("TaskRegistry with the digits MLP bundle", function () {
     const b = await proveDigit(f, 3);
     const c = await proveDigit(f, 4);
     // a settles alone first (as another batch would), then the batch of all three skips it.
-    await f.tasks.connect(f.node).submitResult(a.taskId, a.submission.task, a.submission.input, a.submission.outputs, a.submission.proof);
+    await f.tasks
+      .connect(f.node)
+      .submitResult(
+        a.taskId,
+        a.submission.task,
+        a.submission.input,
+        a.submission.outputs,
+        a.submission.proof,
+      );
     const bad = { ...c.submission, proof: [...c.submission.proof] };
     bad.proof[0] = b.submission.proof[0];
     bad.proof[1] = b.submission.proof[1];

@@ -24,7 +24,11 @@ describe("Contract sizes", function () {
       const share = ((100 * runtime) / EIP170).toFixed(1).padStart(5);
       console.log(`        ${name.padEnd(28)} ${String(runtime).padStart(6)}  ${share}%   init ${init}`);
     }
-    expect(rows.map((r) => r[0])).to.include.members(["TaskRegistry", "ZkSettlement", "OptimisticSettlement"]);
+    expect(rows.map((r) => r[0])).to.include.members([
+      "TaskRegistry",
+      "ZkSettlement",
+      "OptimisticSettlement",
+    ]);
     const over = rows.filter(([, runtime]) => runtime > BUDGET).map(([n, r]) => `${n} ${r}`);
     expect(over, `above 80% of EIP-170 (${BUDGET} bytes)`).to.deep.equal([]);
     const initOver = rows.filter(([, , init]) => init > EIP3860).map(([n, , i]) => `${n} ${i}`);

@@ -178,9 +178,6 @@ describe("TaskRegistry (property)", function () {
   });
 });
 
-const COUNTS = new Map<string, number>();
-const hit = (k: string) => COUNTS.set(k, (COUNTS.get(k) ?? 0) + 1);
-after(() => console.log([...COUNTS].sort()));
 async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps: bigint) {
   const f = await loadFixture(marketFixture);
   const { tasks, tasksAddress, token, staking, requester, modelOwner, stranger, treasury, nodes } = f;
@@ -351,11 +348,11 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const claim = () => inNextBlock(() => tasks.connect(actors[step.actor]).claimTask(taskId, task));
         if (t.status !== Status.Open) {
           await expect(claim())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
             .withArgs(taskId, t.status);
         } else {
           await expect(claim())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongMode"), "TaskRegistryWrongMode"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongMode")
             .withArgs(taskId, ZK_MODE);
         }
         expect(await tasks.claimOf(taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
@@ -375,25 +372,25 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
 
         if (!eligible(caller)) {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNodeNotEligible"), "TaskRegistryNodeNotEligible"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryNodeNotEligible")
             .withArgs(caller.address);
         } else if (t.status !== Status.Open) {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
             .withArgs(taskId, t.status);
         } else if (now >= deadline) {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryDeadlinePassed"), "TaskRegistryDeadlinePassed"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryDeadlinePassed")
             .withArgs(taskId, deadline, now);
         } else if (step.tamper !== "none") {
           await expect(submit())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryInvalidProof"), "TaskRegistryInvalidProof"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryInvalidProof")
             .withArgs(taskId);
         } else {
           const receipt = (await (await submit()).wait())!;
           const verified = events(receipt, "TaskVerified");
           expect(verified).to.have.length(1);
-          hit("result ok"); await booked(t, caller, outputs, verified[0], receipt);
+          await booked(t, caller, outputs, verified[0], receipt);
         }
         break;
       }
@@ -427,11 +424,11 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
 
         if (!eligible(caller)) {
           await expect(send())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNodeNotEligible"), "TaskRegistryNodeNotEligible"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryNodeNotEligible")
             .withArgs(caller.address);
         } else if (live[tamperAt] && step.tamper !== "none") {
           await expect(send())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryInvalidProof"), "TaskRegistryInvalidProof"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryInvalidProof")
             .withArgs(picked[tamperAt].submitted.taskId);
         } else {
           const receipt = (await (await send()).wait())!;
@@ -439,7 +436,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
           // batch itself just settled.
           const settledNow = picked.filter((t, i) => live[i] && picked.indexOf(t) === i);
           const repeats = picked.filter((t, i) => live[i] && picked.indexOf(t) !== i);
-          const skipped = events(receipt, "TaskResultSkipped"); hit(`batch ok settled ${settledNow.length} repeats ${repeats.length} skipped ${picked.length - settledNow.length - repeats.length}`);
+          const skipped = events(receipt, "TaskResultSkipped");
           expect(skipped.map((e) => [e.taskId, e.status])).to.deep.equal([
             ...picked.filter((_, i) => !live[i]).map((t) => [t.submitted.taskId, BigInt(t.status)]),
             ...repeats.map((t) => [t.submitted.taskId, BigInt(Status.Verified)]),
@@ -462,11 +459,11 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const expire = () => inNextBlock(() => tasks.connect(stranger).expire(taskId, task));
         if (t.status !== Status.Open) {
           await expect(expire())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
             .withArgs(taskId, t.status);
         } else if (now <= deadline) {
           await expect(expire())
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryDeadlineNotReached"), "TaskRegistryDeadlineNotReached"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryDeadlineNotReached")
             .withArgs(taskId, deadline, now);
         } else {
           const receipt = (await (await expire()).wait())!;
@@ -476,7 +473,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
             requester.address,
             BigInt(task.fee),
           ]);
-          model.requesterWallet += BigInt(task.fee); hit("expired");
+          model.requesterWallet += BigInt(task.fee);
           // No claim, no slash: nobody is blamed for a ZK task nobody served.
           expect(events(receipt, "TaskClaimAbandoned")).to.have.length(0);
           const stakingAddress = await staking.getAddress();
@@ -497,7 +494,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
           outputs: [1n],
         };
         await expect(inNextBlock(() => tasks.connect(node).submitResult(taskId, task, input, outputs, proof)))
-          .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
+          .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
           .withArgs(taskId, t.status);
         const receipt = await mined(() =>
           tasks.connect(node).submitResults([{ taskId, task, input, outputs, proof }]),
@@ -507,7 +504,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         ]);
         expect(events(receipt, "TaskVerified")).to.have.length(0);
         await expect(inNextBlock(() => tasks.connect(stranger).expire(taskId, task)))
-          .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryWrongStatus"), "TaskRegistryWrongStatus"))
+          .to.be.revertedWithCustomError(tasks, "TaskRegistryWrongStatus")
           .withArgs(taskId, t.status);
         break;
       }
@@ -521,7 +518,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
         const owed = model.credits.get(account.address)!;
         if (owed === 0n) {
           await expect(inNextBlock(() => tasks.connect(account).withdrawCredits(account.address)))
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNoCredits"), "TaskRegistryNoCredits"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryNoCredits")
             .withArgs(account.address);
           break;
         }
@@ -549,7 +546,7 @@ async function runSequence(actions: Action[], protocolFeeBps: bigint, royaltyBps
       case "withdrawProtocolFees": {
         if (model.protocolFees === 0n) {
           await expect(inNextBlock(() => tasks.connect(stranger).withdrawProtocolFees(nodeAddresses)))
-            .to.be.revertedWithCustomError(tasks, (hit("TaskRegistryNoCredits"), "TaskRegistryNoCredits"))
+            .to.be.revertedWithCustomError(tasks, "TaskRegistryNoCredits")
             .withArgs(treasury.address);
           break;
         }

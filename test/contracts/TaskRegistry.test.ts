@@ -594,7 +594,10 @@ describe("TaskRegistry", function () {
       await expect(f.tasks.releaseCollateral(node.address)).not.to.emit(f.tasks, "CollateralReleased");
     });
 
-    it("costs at most 300,000 gas with 6 public signals, steady state", async function () {
+    // The node's eligibility check (a NodeStaking read) moved here from claimTask, and the registry now
+    // delegates to its ZK module: about 12,000 gas more than the claimed path's submitResult alone, and
+    // about 70,000 less per task than that path's claimTask + submitResult.
+    it("costs at most 310,000 gas with 6 public signals, steady state", async function () {
       const f = await loadFixture(marketFixture);
       const node = f.nodes[0];
       await settle(f, await f.submit(), node); // first settlement touches the credit words
@@ -603,7 +606,7 @@ describe("TaskRegistry", function () {
         "TaskRegistry.submitResult (Groth16, 6 public signals)",
         settle(f, s, node),
       );
-      expectGasAtMost(gas, 300_000, "submitResult (6 public signals)");
+      expectGasAtMost(gas, 310_000, "submitResult (6 public signals)");
     });
 
     it("lets any eligible node serve an open task: the first valid proof settles it", async function () {
@@ -879,10 +882,7 @@ describe("TaskRegistry", function () {
       expect(await f.tasks.creditsOf(rival.address)).to.equal(nodeFee);
     });
 
-    // Found while updating these tests: ZkSettlement.submitResults checks every entry's status before
-    // settling any, so a task listed twice passes both checks and is paid twice (out of other tasks'
-    // escrow). Pending until the contract re-checks the status (or refuses duplicates); see the report.
-    it.skip("pays a task listed twice in one batch once", async function () {
+    it("pays a task listed twice in one batch once, skipping the repeat", async function () {
       const f = await loadFixture(marketFixture);
       const node = f.nodes[0];
       const a = await f.submit();
@@ -891,9 +891,72 @@ describe("TaskRegistry", function () {
       const entry = { taskId: a.taskId, task: a.task, input: a.input, outputs: pa.outputs, proof: pa.proof };
       const tx = f.tasks.connect(node).submitResults([entry, entry]);
       await expect(tx).to.emit(f.tasks, "TaskResultSkipped").withArgs(a.taskId, Status.Verified);
+      const receipt = (await (await tx).wait())!;
+      const names = receipt.logs.map((l) => f.tasks.interface.parseLog(l)?.name).filter((n) => n);
+      expect(names.filter((n) => n === "TaskVerified")).to.have.length(1);
       const nodeFee = MODEL_FEE - (MODEL_FEE * (PROTOCOL_BPS + ROYALTY_BPS)) / BPS;
       expect(await f.tasks.creditsOf(node.address)).to.equal(nodeFee);
+      // The registry still holds the other task's escrow in full, beside what the settled one paid out.
       expect(await f.token.balanceOf(f.tasksAddress)).to.equal(MODEL_FEE + BigInt(other.task.fee));
+      expect(await f.tasks.taskStatus(other.taskId)).to.equal(Status.Open);
+    });
+
+    it("skips a task whose deadline passed while the batch waited, and settles the rest", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const late = await f.submit([1n, 2n, 3n, 4n], { deadlineIn: 100 });
+      const onTime = await f.submit([4n, 3n, 2n, 1n], { deadlineIn: 3600 });
+      const pl = await f.prove(late, node);
+      const po = await f.prove(onTime, node);
+      await time.setNextBlockTimestamp(BigInt(late.task.deadline));
+      const tx = f.tasks.connect(node).submitResults([
+        { taskId: late.taskId, task: late.task, input: late.input, outputs: pl.outputs, proof: pl.proof },
+        {
+          taskId: onTime.taskId,
+          task: onTime.task,
+          input: onTime.input,
+          outputs: po.outputs,
+          proof: po.proof,
+        },
+      ]);
+      await expect(tx)
+        .to.emit(f.tasks, "TaskResultSkipped")
+        .withArgs(late.taskId, Status.Open)
+        .and.to.emit(f.tasks, "TaskVerified")
+        .withArgs(onTime.taskId, node.address, po.outputs, anyValue, anyValue, anyValue);
+      expect(await f.tasks.taskStatus(late.taskId)).to.equal(Status.Open);
+      // Nothing was paid for it: the requester gets its fee back once the deadline is behind.
+      await time.increase(1);
+      await expect(f.tasks.expire(late.taskId, late.task))
+        .to.emit(f.tasks, "TaskExpired")
+        .withArgs(late.taskId, f.requester.address, MODEL_FEE);
+    });
+
+    // Found while updating these tests: a proof coordinate below the base field but off the curve makes
+    // Groth16.verifyBatch's ecMul precompile call fail, which burns the gas it was given (all but 1/64: the
+    // library forwards gas()); the one-by-one fallback then fails again and the transaction runs out of gas
+    // instead of reverting TaskRegistryInvalidProof(taskId) as `submitResults` documents. A lone
+    // submitResult with the same proof reverts TaskRegistryInvalidProof. Pending until the library
+    // forwards a fixed stipend to the precompiles (or checks the points first).
+    it.skip("names the task of an off-curve proof in a batch", async function () {
+      const f = await loadFixture(marketFixture);
+      const node = f.nodes[0];
+      const a = await f.submit([1n, 2n, 3n, 4n]);
+      const b = await f.submit([4n, 3n, 2n, 1n]);
+      const pa = await f.prove(a, node);
+      const pb = await f.prove(b, node);
+      const offCurve = [...pa.proof.slice(0, 7), pa.proof[7] + 1n]; // C.y + 1: still below the base field
+      await expect(f.tasks.connect(node).submitResult(a.taskId, a.task, a.input, pa.outputs, offCurve))
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(a.taskId);
+      await expect(
+        f.tasks.connect(node).submitResults([
+          { taskId: a.taskId, task: a.task, input: a.input, outputs: pa.outputs, proof: offCurve },
+          { taskId: b.taskId, task: b.task, input: b.input, outputs: pb.outputs, proof: pb.proof },
+        ]),
+      )
+        .to.be.revertedWithCustomError(f.tasks, "TaskRegistryInvalidProof")
+        .withArgs(a.taskId);
     });
 
     it("reverts on an empty batch", async function () {

@@ -17,7 +17,7 @@ import { programFromJson, programToJson } from "../../zkml/program-io";
 import { bundleArchiveId, packBundle } from "../../workers/data/bundle-archive";
 import { DataClient } from "../../workers/data/client";
 import { outputsHash } from "../../workers/runtime/optimistic";
-import { MODES, parseSubmitted, proofWords, TOPICS } from "../../workers/runtime/tasks";
+import { MODES, parseSubmitted, proofWords, readVerifiedResult, TOPICS } from "../../workers/runtime/tasks";
 import { bundleKeyWords, bundleModelSpec } from "../../network/register-model";
 import {
   account,
@@ -408,7 +408,7 @@ describe("a model whose bundle lies: refused end to end (hardhat node + worker p
       250,
       inference,
     );
-    expect((await tasks.resultOf(control.taskId)).outputs).to.deep.equal(control.honest);
+    expect((await readVerifiedResult(tasks, control.taskId))!.outputs).to.deep.equal(control.honest);
 
     // Past the deadline: the lying tasks expire, still unclaimed, and the owner (requester) gets each fee back.
     const now = (await net.provider.getBlock("latest"))!.timestamp;

@@ -18,7 +18,7 @@ import {
   quantizePlainInput,
   runPlainBundle,
 } from "../../zkml/plain-bundle";
-import { parseSubmitted, proofWords, TOPICS, MODES } from "../../workers/runtime/tasks";
+import { parseSubmitted, proofWords, readVerifiedResult, TOPICS, MODES } from "../../workers/runtime/tasks";
 import { outputsHash } from "../../workers/runtime/optimistic";
 import { ServiceHttp } from "../../workers/runtime/service";
 import { parseAttestRequest } from "../../workers/verification/attest";
@@ -332,9 +332,9 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
     // Honest: finalised by the inference node itself: post (with its attestation) + finalise.
     const gas: bigint[] = [];
     for (const s of honest) {
-      const result = await tasks.resultOf(s.taskId);
-      expect(result.node).to.equal(node);
-      expect(result.outputs).to.deep.equal(s.expected);
+      const result = await readVerifiedResult(tasks, s.taskId);
+      expect(result!.node).to.equal(node);
+      expect(result!.outputs).to.deep.equal(s.expected);
       const [verified] = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
       expect((await net.provider.getTransaction(verified.transactionHash))!.from).to.equal(node);
       const [claimed] = await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId));
@@ -526,7 +526,7 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       verified.transactionHash,
     ]);
     expect(await txsSentTo(node, await disputes.getAddress(), startBlock)).to.be.empty;
-    expect((await tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
 
     const stakesAfter = await Promise.all(
       [...attesters, colluder.address].map(async (a) => (await staking.nodeInfo(a)).bonded),
@@ -588,7 +588,7 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       inference,
     );
     for (const s of submitted) {
-      expect((await tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+      expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
       const [verified] = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
       expect((await net.provider.getTransaction(verified.transactionHash))!.from).to.equal(node);
     }
@@ -685,8 +685,8 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       250,
       inference,
     );
-    const result = await tasks.resultOf(s.taskId);
-    expect([result.node, result.outputs]).to.deep.equal([node, s.expected]);
+    const result = await readVerifiedResult(tasks, s.taskId);
+    expect([result!.node, result!.outputs]).to.deep.equal([node, s.expected]);
     expect(inference.logs().some((l) => /task reopened/.test(String(l.msg)))).to.equal(true);
     expect(await token.balanceOf(requester.address), "paid once").to.equal(requesterBefore);
     for (const p of [inference, verification]) expect(await p.stop()).to.equal(0);
@@ -781,7 +781,7 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       600_000,
       500,
     );
-    for (const s of honest) expect((await tasks.resultOf(s.taskId)).outputs).to.deep.equal(s.expected);
+    for (const s of honest) expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
     const [resolved] = await disputes.queryFilter(disputes.filters.DisputeResolved(lie));
     expect([resolved.args.outcome, resolved.args.bondTo]).to.deep.equal([NODE_WRONG, challenger]);
 

@@ -24,7 +24,7 @@ import {
 import { attestUrl, gatherAttestations, MAX_REPLY_BYTES } from "../../workers/inference/attestations";
 import { ExecutionRefusedError } from "../../workers/runtime/execution-errors";
 import type { TaskStatusName } from "../../workers/runtime/optimistic";
-import type { SubmittedTask } from "../../workers/runtime/tasks";
+import { readVerifiedResult, type SubmittedTask } from "../../workers/runtime/tasks";
 
 const VERIFICATION_MODE_OPTIMISTIC = 2;
 const VALUES = [1n, 2n, 3n, 4n];
@@ -709,7 +709,9 @@ describe("off-chain attestations (verification node POST /attest, inference node
         "TaskVerified",
       );
       expect(await stakes()).to.deep.equal(before);
-      expect((await f.tasks.resultOf(s.taskId)).outputs).to.deep.equal(honest);
+      const result = await readVerifiedResult(f.tasks, s.taskId);
+      expect(result, "verified for the node that posted it").to.include({ node: node.address });
+      expect(result!.outputs).to.deep.equal(honest);
     });
   });
 });

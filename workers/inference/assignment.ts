@@ -6,10 +6,13 @@ const INFERENCE_ROLE = 0;
 /** Addresses read per nodesByRole page. */
 const PAGE = 200;
 
+/** A node ahead in a task's order that keeps settling tasks is waited for at most this many slots per rank. */
+export const BUSY_SLOTS = 6;
+
 export interface AssignmentOptions {
   /**
-   * How long each node ahead of this one in a task's order has to settle it before this node starts work:
-   * the node ranked r starts r slots after it saw the task (0: every node starts at once, the old race).
+   * How long a node ahead of this one in a task's order may stay silent (no result of its own settled) before
+   * this node takes the task on (0: every node starts at once, the old race).
    */
   slotMs: number;
   /** How often the roster of eligible inference nodes is read again from NodeStaking. */
@@ -23,24 +26,33 @@ export interface AssignmentOptions {
  * the task exists.
  */
 export function serviceOrder(taskId: bigint, nodes: readonly string[]): string[] {
-  const key = (node: string) => solidityPackedKeccak256(["uint256", "address"], [taskId, node]);
-  return [...nodes].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  const keyed = nodes.map((node) => ({
+    node,
+    key: solidityPackedKeccak256(["uint256", "address"], [taskId, node]),
+  }));
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return keyed.map((k) => k.node);
 }
 
 /**
  * Claimless assignment of ZK and TEE tasks (issue 21): no claim transaction and no race. A task's proof or
  * enclave signature binds the node that made it, so the registry takes the first valid result from any
  * eligible node; the nodes agree among themselves who works first. Each node ranks the eligible inference
- * nodes by `serviceOrder` and starts a task only when every node ahead of it has had its slot: the first
- * node starts at once, the second one slot later if the task is still open, and so on. With a shared roster
- * and live nodes, exactly one node runs each task; a node that is down or skips the task costs one slot of
- * latency, never the task. The rule is not enforced on chain: a node that jumps the queue only spends its
- * own work (the first valid result wins, and a batch skips tasks already settled rather than reverting).
+ * nodes by `serviceOrder`. The first node starts at once. A later node starts when every node ahead of it
+ * has been silent for a slot: neither the task is younger than a slot, nor has that node settled any task
+ * (its `TaskVerified`) in the last slot. A node ahead that is busy with a queue of its own first-place tasks
+ * keeps settling, so it is waited for (no duplicated work in a burst), but at most BUSY_SLOTS slots per
+ * rank (a node that is alive yet skips this task, by its policy, cannot hold it up for long). With a shared
+ * roster and live nodes exactly one node runs each task; a node that is down costs a slot of latency, never
+ * the task. The rule is not enforced on chain: a node that jumps the queue only spends its own work (the
+ * first valid result wins, and a batch skips tasks already settled rather than reverting).
  */
 export class Assignment {
   private roster: string[] = [];
   private readAt = 0;
   private readonly firstSeen = new Map<string, number>();
+  /** When each node (lower-case address) was last seen settling a task. */
+  private readonly lastActive = new Map<string, number>();
 
   constructor(
     private readonly staking: Pick<NodeStaking, "nodesByRole" | "nodeCount" | "isEligible">,
@@ -75,7 +87,17 @@ export class Assignment {
     return order.findIndex((n) => n.toLowerCase() === this.self.toLowerCase());
   }
 
-  /** When (ms since the epoch) this node may start `taskId`: its rank's slot after it first saw the task. */
+  /** `node` settled a task (its TaskVerified) at `at`: it is alive, and busy with its own queue. */
+  sawActivity(node: string, at = Date.now()) {
+    const key = node.toLowerCase();
+    this.lastActive.set(key, Math.max(at, this.lastActive.get(key) ?? 0));
+  }
+
+  /**
+   * When (ms since the epoch) this node may start `taskId`: at once when first in its order; else once every
+   * node ahead has been silent for a slot since the task appeared, and at the latest BUSY_SLOTS slots per
+   * rank after it appeared.
+   */
   turnAt(taskId: bigint, now = Date.now()): number {
     const key = taskId.toString();
     let seen = this.firstSeen.get(key);
@@ -83,7 +105,15 @@ export class Assignment {
       seen = now;
       this.firstSeen.set(key, seen);
     }
-    return seen + this.rank(taskId) * this.opts.slotMs;
+    const order = serviceOrder(taskId, this.nodes);
+    const rank = order.findIndex((n) => n.toLowerCase() === this.self.toLowerCase());
+    if (rank <= 0) return seen;
+    let start = seen;
+    for (const ahead of order.slice(0, rank)) {
+      const active = this.lastActive.get(ahead.toLowerCase()) ?? 0;
+      start = Math.max(start, Math.max(seen, active) + this.opts.slotMs);
+    }
+    return Math.min(start, seen + rank * BUSY_SLOTS * this.opts.slotMs);
   }
 
   /** Whether this node's turn at `taskId` has come. */

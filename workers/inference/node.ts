@@ -536,6 +536,8 @@ export class InferenceNode {
       }
       const parsed = taskRegistryInterface.parseLog(log);
       if (!parsed) continue;
+      // Who is alive and busy, for the order of claimless tasks (Assignment).
+      if (parsed.name === "TaskVerified") this.assignment.sawActivity(parsed.args.node);
       const taskId: bigint = parsed.args.taskId;
       const row = this.journal.task(taskId);
       if (!row) continue;
@@ -657,8 +659,7 @@ export class InferenceNode {
     } else if (status === "Open") {
       // A proof bound to this node stays good while the task is open (no claim to lose).
       next = row.state === "proved" ? "proved" : "seen";
-    }
-    else if (status === "Expired") next = "expired";
+    } else if (status === "Expired") next = "expired";
     else if (status === "Rejected") next = "rejected";
     else if (status === "Pending" || status === "Disputed") {
       const [node, windowEnd] = await this.chain.tasks.pendingOf(taskId);

@@ -91,8 +91,10 @@ export class ZkSettler {
     for (const one of batch) {
       const outcome = outcomes.get(one.task.submitted.taskId);
       if (outcome?.kind === "verified") one.resolve({ kind: "verified", receipt, nodeFee: outcome.value });
-      else if (outcome?.kind === "skipped") one.resolve({ kind: "skipped", receipt, status: Number(outcome.value) });
-      else one.reject(new Error(`submitResults mined without a verdict for task ${one.task.submitted.taskId}`));
+      else if (outcome?.kind === "skipped")
+        one.resolve({ kind: "skipped", receipt, status: Number(outcome.value) });
+      else
+        one.reject(new Error(`submitResults mined without a verdict for task ${one.task.submitted.taskId}`));
     }
   }
 }
@@ -102,7 +104,8 @@ function outcomesOf(logs: readonly Log[]) {
   const out = new Map<bigint, { kind: "verified" | "skipped"; value: bigint }>();
   for (const log of logs) {
     const parsed = taskRegistryInterface.parseLog(log);
-    if (parsed?.name === "TaskVerified") out.set(parsed.args.taskId, { kind: "verified", value: parsed.args.nodeFee });
+    if (parsed?.name === "TaskVerified")
+      out.set(parsed.args.taskId, { kind: "verified", value: parsed.args.nodeFee });
     if (parsed?.name === "TaskResultSkipped")
       out.set(parsed.args.taskId, { kind: "skipped", value: BigInt(parsed.args.status) });
   }

@@ -1,10 +1,9 @@
 import type { Ctx } from "../ctx";
 import { opg, short, time } from "../format";
-import { getAddress } from "ethers";
-import type { ChainEvent, TaskRow } from "../types";
+import type { TaskRow } from "../types";
 import { loadBundle, type LoadedBundle } from "./bundle";
 import { attestersCheck, challengeWindowCheck, disputeCheck } from "./optimistic";
-import { readSettlement, type Settlement } from "./settlement";
+import { readSettlement, type BatchPlace, type Settlement } from "./settlement";
 import { enclaveSignatureCheck, keyStandingCheck } from "./tee";
 import { errorText, type Check } from "./types";
 import {
@@ -28,6 +27,8 @@ export interface CheckRun {
   bundle?: LoadedBundle;
   /** How the task was settled (the calldata's method), once read. */
   settledBy?: string;
+  /** A `submitResults` settlement: the batch's size and this task's place in it, once read. */
+  batch?: BatchPlace;
   done: boolean;
   listeners: Set<() => void>;
 }
@@ -92,53 +93,36 @@ function planOf(row: TaskRow): [string, string][] {
   return [...OPTIMISTIC_CHECKS.slice(0, 3), ["dispute", "Dispute"], OPTIMISTIC_CHECKS[3]];
 }
 
-/**
- * When a key of `node` was challenged at or after block `fromBlock`, from the enclave registry's logs: a TEE
- * claim made before such a challenge and lapsed after it is neither slashed nor taken over (the registry's
- * TaskRegistryClaimUnderChallenge).
- */
-function challengedSince(enclaveEvents: readonly ChainEvent[], node: string, fromBlock: number) {
-  const keys = new Set(
-    enclaveEvents
-      .filter(
-        (e) => e.name === "EnclaveKeyRegistered" && getAddress(e.args.node as string) === getAddress(node),
-      )
-      .map((e) => getAddress(e.args.key as string)),
-  );
-  return enclaveEvents.find(
-    (e) =>
-      e.name === "EnclaveKeyChallenged" && e.block >= fromBlock && keys.has(getAddress(e.args.key as string)),
-  );
-}
+/** What settles an open task, by mode: ZK and TEE tasks are not claimed; optimistic ones are. */
+const OPEN_WAIT: Record<string, string> = {
+  zk: "open, waiting for the first node in its service order to settle it with a proof",
+  tee: "open, waiting for the first node in its service order to settle it with an enclave-signed result",
+  optimistic: "open, nobody holds a claim",
+};
 
-/** Why nothing can be checked yet, for a task that is not settled. */
-export function waitingFor(row: TaskRow, nowTime: number, enclaveEvents: readonly ChainEvent[] = []): string {
+/**
+ * Why nothing can be checked yet, for a task that is not settled. A ZK or TEE task is never claimed: any
+ * eligible inference node may settle it (the nodes take it in their service order; the first valid result
+ * wins). An optimistic task is claimed, then its outputs posted.
+ */
+export function waitingFor(row: TaskRow, nowTime: number): string {
   const claim = row.events.filter((e) => e.name === "TaskClaimed").at(-1);
-  const what =
-    row.mode === "tee" ? "its enclave signature" : row.mode === "optimistic" ? "its outputs" : "its proof";
   const reopened = row.events.filter((e) => e.name === "TaskReopened").at(-1);
   if (row.state === "Open") {
     const again = reopened
       ? `reopened at block ${reopened.block} (the outputs ${short(String(reopened.args.previousNode), 4)} posted ` +
         "met no quorum of attestations), "
       : "";
-    return `Not settled yet: ${again}open, nobody holds a claim (deadline ${time(Number(row.task.deadline))})`;
+    const open = OPEN_WAIT[row.mode] ?? "open";
+    return `Not settled yet: ${again}${open} (deadline ${time(Number(row.task.deadline))})`;
   }
   if (row.state === "Claimed" && claim) {
     const until = Number(claim.args.claimExpiresAt);
     const lapsed = until < nowTime;
-    const challenge =
-      lapsed && row.mode === "tee"
-        ? challengedSince(enclaveEvents, String(claim.args.node), claim.block)
-        : undefined;
-    if (challenge) {
-      return (
-        `Not settled yet: the claim of ${short(row.node ?? "", 4)} lapsed at ${time(until)} after a key of that node ` +
-        `was challenged (block ${challenge.block}): nobody may take it over; it waits for its deadline ` +
-        `(${time(Number(row.task.deadline))}), then a full refund`
-      );
-    }
-    return `Not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}${lapsed ? " (claim lapsed)" : ""}, waiting for ${what}`;
+    return (
+      `Not settled yet: claimed by ${short(row.node ?? "", 4)} until ${time(until)}` +
+      `${lapsed ? " (claim lapsed: another eligible node may take it over)" : ""}, waiting for its outputs`
+    );
   }
   return `Not settled yet (${row.state})`;
 }
@@ -268,12 +252,16 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
   let method = "";
   let readError: string | undefined;
   try {
-    ({ settlement, method } = await readSettlement(ctx.store.provider, txHash, row.id));
+    let batch: BatchPlace | undefined;
+    ({ settlement, method, batch } = await readSettlement(ctx.store.provider, txHash, row.id));
+    run.batch = batch;
   } catch (e) {
     readError = errorText(e);
   }
   run.settledBy = method || settlement?.via;
-  const calldataName = `calldata of ${settlement?.via ?? method ?? "the settling transaction"}`;
+  const calldataName = run.batch
+    ? `calldata of submitResults (this task's submission, ${run.batch.index + 1} of ${run.batch.size})`
+    : `calldata of ${settlement?.via ?? method ?? "the settling transaction"}`;
   const outputMatch = () =>
     guard("output-match", "Outputs shown are the settled ones", () =>
       outputMatchCheck(ctx, row, settlement?.outputs, calldataName),
@@ -342,7 +330,7 @@ async function execute(ctx: Ctx, row: TaskRow, run: CheckRun, put: (c: Check) =>
     put(
       await guard("public-signals", "Public signals rebuilt from chain data", async () => {
         if (disproof && !opened) throw new Error("no DisputeOpened log in the challenge's transaction");
-        const r = await publicSignalsCheck(ctx, row, prover, s, txHash, vk);
+        const r = await publicSignalsCheck(ctx, row, prover, s, txHash, vk, run.batch);
         signals = r.signals;
         return r.check;
       }),

@@ -23,16 +23,29 @@ export type Settlement =
 const words = (v: unknown) => [...(v as bigint[])].map((w) => BigInt(w));
 const addresses = (v: unknown) => [...(v as string[])];
 
+/** Where a task's submission sits in a `submitResults` batch: `index` (0-based) of `size` submissions. */
+export interface BatchPlace {
+  size: number;
+  index: number;
+}
+
+/** "settled in a batch of 3 (submission 2 of 3)": how the page names a settlement by `submitResults`. */
+export function batchText(batch: BatchPlace): string {
+  return `settled in a batch of ${batch.size}` + (batch.size > 1 ? ` (submission ${batch.index + 1} of ${batch.size})` : "");
+}
+
 /**
  * The settlement of `taskId` in transaction `txHash`: undefined when the transaction is not a direct call
  * of the registry or dispute manager that carries this task (a contract that called them); throws when the
- * transaction cannot be read.
+ * transaction cannot be read. A `submitResults` batch settles several ZK tasks in one transaction: the
+ * task's own submission is the one carrying its id (the first, should a batch list it twice: the registry
+ * skips the later ones), and `batch` says where it sits.
  */
 export async function readSettlement(
   provider: Provider,
   txHash: string,
   taskId: bigint,
-): Promise<{ settlement?: Settlement; method: string }> {
+): Promise<{ settlement?: Settlement; method: string; batch?: BatchPlace }> {
   const tx = await provider.getTransaction(txHash);
   if (!tx) throw new Error(`transaction ${txHash} not found`);
   const call =
@@ -42,15 +55,17 @@ export async function readSettlement(
   const a = call.args;
   const method = call.name;
   if (method === "submitResults") {
-    const s = (a.submissions as Result[]).find((x) => BigInt(x.taskId) === taskId);
-    if (!s) return { method };
+    const submissions = [...(a.submissions as Result[])];
+    const index = submissions.findIndex((x) => BigInt(x.taskId) === taskId);
+    if (index < 0) return { method };
+    const s = submissions[index];
     const settlement: Settlement = {
       via: "submitResult",
       input: words(s.input),
       outputs: words(s.outputs),
       proof: words(s.proof),
     };
-    return { settlement, method };
+    return { settlement, method, batch: { size: submissions.length, index } };
   }
   if (a.taskId === undefined || BigInt(a.taskId) !== taskId) return { method };
   switch (method) {

@@ -11,7 +11,7 @@ import { short } from "../format";
 import type { ModelRow, TaskRow } from "../types";
 import { jsonFile } from "./archive";
 import type { LoadedBundle } from "./bundle";
-import type { Settlement } from "./settlement";
+import { batchText, type BatchPlace, type Settlement } from "./settlement";
 import { errorText, type Check } from "./types";
 
 type ProofSettlement = Extract<Settlement, { via: "submitResult" | "challengeWithProof" }>;
@@ -190,7 +190,8 @@ export interface SignalsResult {
 
 /**
  * `public-signals`: the calldata's input is the committed one and the binding is this task's and `prover`'s
- * (the settling node, or the challenger of a disproof).
+ * (the settling node, or the challenger of a disproof). `batch`: the task's place in a `submitResults` batch,
+ * whose submission `s` is.
  */
 export async function publicSignalsCheck(
   ctx: Ctx,
@@ -199,6 +200,7 @@ export async function publicSignalsCheck(
   s: ProofSettlement,
   txHash: string,
   vk: SnarkjsVerificationKey | undefined,
+  batch?: BatchPlace,
 ): Promise<SignalsResult> {
   const base = {
     id: "public-signals",
@@ -208,7 +210,10 @@ export async function publicSignalsCheck(
   const problems: string[] = [];
   const inputHash = wordsHash(s.input);
   const details: [string, string][] = [
-    ["settled by", `${s.via} in ${short(txHash, 8)}`],
+    [
+      "settled by",
+      batch ? `submitResults in ${short(txHash, 8)}, ${batchText(batch)}` : `${s.via} in ${short(txHash, 8)}`,
+    ],
     ["committed inputHash", row.task.inputHash],
     ["calldata input hash", inputHash],
   ];
@@ -364,7 +369,11 @@ export function setupCheck(loaded: LoadedBundle | undefined, bundleHash: string 
   return { ...base, status: "trust", details, message: `the manifest gives the setup's trust as ${trust}` };
 }
 
-/** `output-match`: the outputs shown are the ones the settlement carried and the registry stores. */
+/**
+ * `output-match`: the outputs shown are the ones the settlement carried, and the ones the registry keeps: it
+ * keeps no outputs, only a hash of (node, settled block, outputs) per verified task, which `isVerifiedResult`
+ * checks the shown result against.
+ */
 export async function outputMatchCheck(
   ctx: Ctx,
   row: TaskRow,
@@ -374,7 +383,9 @@ export async function outputMatchCheck(
   const base = {
     id: "output-match",
     title: "Outputs shown are the settled ones",
-    trusted: "nothing beyond the RPC: three reads of the same outputs are compared",
+    trusted:
+      "nothing beyond the RPC: the outputs shown are compared with the settlement's and checked against the " +
+      "registry's stored hash",
   };
   const shown = (row.outputs ?? []).map((w) => BigInt(w));
   const sources: [string, bigint[]][] = [];
@@ -383,11 +394,24 @@ export async function outputMatchCheck(
   if (posted)
     sources.push(["the TaskResultPosted log", (posted.args.outputs as bigint[]).map((w) => BigInt(w))]);
   const problems: string[] = [];
-  try {
-    const r = await ctx.store.contracts.tasks.resultOf(row.id);
-    sources.push(["resultOf(taskId)", [...(r.outputs as bigint[])].map((w) => BigInt(w))]);
-  } catch (e) {
-    problems.push(`resultOf(${row.id}) could not be read: ${errorText(e)}`);
+  const stored = "the registry's stored hash (isVerifiedResult)";
+  let hashMatches = false;
+  if (row.node === undefined || row.settledBlock === undefined) {
+    problems.push("the TaskVerified log names no node or block to check against the registry's stored hash");
+  } else {
+    try {
+      const result = { node: row.node, settledBlock: BigInt(row.settledBlock), outputs: shown };
+      hashMatches = Boolean(await ctx.store.contracts.tasks.isVerifiedResult(row.id, result));
+      if (!hashMatches) {
+        problems.push(
+          `${stored} does not match the result shown (node ${short(row.node, 4)}, block ` +
+            `${row.settledBlock}, ${shown.length} output word(s)): the TaskVerified log shown is not the ` +
+            "settled result",
+        );
+      }
+    } catch (e) {
+      problems.push(`isVerifiedResult(${row.id}, …) could not be read: ${errorText(e)}`);
+    }
   }
   for (const [name, ws] of sources) {
     if (ws.length !== shown.length) {
@@ -404,13 +428,16 @@ export async function outputMatchCheck(
   if (!calldata) problems.push(`the ${what} could not be read`);
   const details: [string, string][] = [
     ["compared", ["the TaskVerified log", ...sources.map(([n]) => n)].join(", ")],
+    [stored, hashMatches ? "matches the node, block and outputs shown" : "no match"],
   ];
   if (problems.length > 0) return { ...base, status: "fail", details, message: problems.join("; ") };
   return {
     ...base,
     status: "pass",
     details,
-    proved: `the ${shown.length} output word(s) shown (TaskVerified log) equal ${sources.map(([n]) => n).join(" and ")}`,
+    proved:
+      `the ${shown.length} output word(s) shown (TaskVerified log) equal ` +
+      `${sources.map(([n]) => n).join(" and ")}, and with the node and block shown they match ${stored}`,
   };
 }
 

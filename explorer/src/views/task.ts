@@ -12,6 +12,7 @@ import {
 } from "../checks/run";
 import { verdictOf, type Check, type VerdictStatus } from "../checks/types";
 import { DISPUTE_OUTCOMES } from "../checks/optimistic";
+import { batchText } from "../checks/settlement";
 import { append, clear, h, type Child } from "../dom";
 import { ago, argmax, decodeOutputs, fmtNum, opg, short, time } from "../format";
 import type { ChainEvent, ModelRow, Snapshot, TaskRow } from "../types";
@@ -189,6 +190,18 @@ export function taskView(ctx: Ctx, id: string): View {
 
 const FINAL = new Set(["Verified", "Expired", "Rejected"]);
 
+/** ITaskRegistry.TaskStatus by index (TaskResultSkipped names the status a skipped task had). */
+const TASK_STATUS_NAMES = [
+  "None",
+  "Open",
+  "Claimed",
+  "Verified",
+  "Expired",
+  "Pending",
+  "Disputed",
+  "Rejected",
+];
+
 /**
  * The task with the state its settling log gives, whatever came after it in the same transaction (a
  * rejection also slashes the claim, whose TaskClaimAbandoned log follows TaskRejected).
@@ -260,6 +273,20 @@ function renderHeader(ctx: Ctx, el: HTMLElement, row: TaskRow, snap: Snapshot, n
       h("span", { class: "muted" }, ago(snap.blockTimes.get(row.submittedBlock), now)),
     ),
   ]);
+  if (row.state === "Verified" && row.settledTx && row.settledBlock !== undefined) {
+    kv.push([
+      "Settled",
+      h(
+        "span",
+        { "data-testid": "settled" },
+        `block ${row.settledBlock} · `,
+        txLink(row.settledTx),
+        batchNote(row.settledTx, snap),
+        " ",
+        h("span", { class: "muted" }, ago(snap.blockTimes.get(row.settledBlock), now)),
+      ),
+    ]);
+  }
   el.append(
     h(
       "h1",
@@ -285,6 +312,20 @@ function attesterShare(row: TaskRow): Child {
 }
 
 const txLink = (tx: string) => h("span", { class: "mono", title: tx }, short(tx, 6));
+
+/**
+ * " · settled in a batch of 3 (2 verified, 1 skipped)" when the settling transaction settled other tasks too
+ * (a `submitResults` batch), from its logs; nothing for a transaction that settled this task alone.
+ */
+function batchNote(tx: string, snap: Snapshot): string {
+  const tally = snap.settlements.get(tx);
+  const size = tally ? tally.verified + tally.skipped : 0;
+  if (size < 2) return "";
+  return (
+    ` · settled in a batch of ${size} (${tally!.verified} verified` +
+    `${tally!.skipped ? `, ${tally!.skipped} skipped` : ""})`
+  );
+}
 
 // ----------------------------------------------------------------------------------------------- outputs
 
@@ -493,7 +534,7 @@ function verdictSentence(
       return run
         ? "Checking in this page…"
         : row.state === "Open" || row.state === "Claimed"
-          ? `${waitingFor(row, nowTime, snap?.enclaveEvents)}.`
+          ? `${waitingFor(row, nowTime)}.`
           : `Not final yet (${row.state}): checks run once the result settles.`;
     case "skip":
       return row.state === "Expired"
@@ -534,7 +575,14 @@ function renderChecks(
       "h2",
       {},
       "Checks",
-      run?.settledBy ? h("span", { class: "muted" }, ` · settled by ${run.settledBy}`) : null,
+      run?.settledBy
+        ? h(
+            "span",
+            { class: "muted", "data-testid": "settled-by" },
+            ` · settled by ${run.settledBy}`,
+            run.batch ? `, ${batchText(run.batch)}` : "",
+          )
+        : null,
     ),
     h(
       "div",
@@ -713,6 +761,17 @@ function sentence(e: ChainEvent, row: TaskRow): Child[] {
       ];
     case "TaskExpired":
       return [`Expired: ${opg(a.refund as bigint)} refunded to `, addr(a.requester)];
+    case "TaskResultSkipped": {
+      // A batch (submitResults) that carried this task after it stopped being open, or past its deadline.
+      const status = Number(a.status);
+      const why =
+        status === 1
+          ? "its deadline had passed"
+          : status === 3
+            ? "it was already verified (another result came first, or the batch listed it twice)"
+            : `it was ${TASK_STATUS_NAMES[status] ?? `in status ${status}`}`;
+      return [`A submitResults batch skipped its result for this task: ${why}; nothing was paid for it`];
+    }
     case "StakingCallFailed":
       return [
         h("span", { class: "fail" }, `A staking call (${a.selector}) for `),
