@@ -19,7 +19,7 @@ import { baselineTree, REPO_ROOT, resolveRev, runProbe } from "./lib/baseline";
 import type { ProbeResult, ProbeRow } from "./lib/gas-probe-common";
 
 /** The commit before the redesign (issue 21): today's claim-then-settle path. */
-export const BASELINE_REV = process.env.OPG_BASELINE_REV ?? "b0811a3";
+const BASELINE_REV = process.env.OPG_BASELINE_REV ?? "b0811a3";
 
 /** What the baseline's probe needs from this checkout: copied into its worktree's scripts/lib. */
 const BASELINE_PROBE_FILES = ["scripts/lib/gas-probe-common.ts", "scripts/lib/gas-probe-baseline.ts"];
@@ -40,13 +40,25 @@ function log(message: string) {
 
 const number = (n: number) => n.toLocaleString("en-US");
 
-/** The transactions of a row, per task where each task sends its own: "submitTask + claimTask + submitResult". */
-function transactions(row: ProbeRow): string {
-  const counts = new Map<string, number>();
-  for (const t of row.transactions) counts.set(t.name, (counts.get(t.name) ?? 0) + 1);
-  return [...counts]
-    .map(([name, count]) => (count === 1 && row.tasks > 1 ? `one ${name}` : name))
-    .join(" + ");
+/**
+ * A row's transactions and their gas: "submitTask 86,855 + submitResult 310,147", or for a batch
+ * "8 × submitTask (86,799 on average) + submitResults 1,035,874, / 8".
+ */
+function breakdown(row: ProbeRow): string {
+  const byName = new Map<string, number[]>();
+  for (const t of row.transactions) byName.set(t.name, [...(byName.get(t.name) ?? []), t.gas]);
+  const parts = [...byName].map(([name, gas]) =>
+    gas.length === 1
+      ? `${name} ${number(gas[0])}`
+      : `${gas.length} × ${name} (${number(Math.round(gas.reduce((a, b) => a + b, 0) / gas.length))} on average)`,
+  );
+  return parts.join(" + ") + (row.tasks > 1 ? `, / ${row.tasks}` : "");
+}
+
+/** The change from `before` to `after` in percent, signed ("-16.1%", "+2.6%"). */
+function change(before: number, after: number): string {
+  const percent = ((after - before) / before) * 100;
+  return `${percent > 0 ? "+" : ""}${percent.toFixed(1)}%`;
 }
 
 async function main() {
@@ -74,26 +86,23 @@ async function main() {
   for (const { key, label } of ROWS) {
     const before = baseline.rows[key];
     const after = current.rows[key];
-    const change =
-      before && after ? `${(((after.perTask - before.perTask) / before.perTask) * 100).toFixed(1)}%` : "-";
-    console.log(
-      `| ${label} | ${before ? number(before.perTask) : "-"} | ${after ? number(after.perTask) : "-"} | ` +
-        `${change.startsWith("-") || change === "-" ? change : `+${change}`} |`,
-    );
+    const cells = [
+      before ? number(before.perTask) : "-",
+      after ? number(after.perTask) : "-",
+      before && after ? change(before.perTask, after.perTask) : "-",
+    ];
+    console.log(`| ${label} | ${cells.join(" | ")} |`);
   }
   console.log(
     `\nBaseline: ${BASELINE_REV} (${commit}), today's path before the redesign; new: this checkout, HEAD ` +
       `${current.commit}${dirty ? " with uncommitted changes under contracts/" : ""}.`,
   );
-  console.log("Transactions counted per task (a batch's settlement divided by its tasks):\n");
+  console.log("Transactions counted, and their gas (a batch's total is divided by its tasks):\n");
   for (const { key, label } of ROWS) {
     const before = baseline.rows[key];
     const after = current.rows[key];
-    const parts = [
-      before && `baseline ${transactions(before)}`,
-      after && `new ${transactions(after)}`,
-    ].filter(Boolean);
-    console.log(`- ${label}: ${parts.join("; ")}`);
+    const parts = [before && `baseline ${breakdown(before)}`, after && `new ${breakdown(after)}`];
+    console.log(`- ${label}: ${parts.filter(Boolean).join("; ")}`);
   }
 }
 

@@ -106,11 +106,11 @@ interface ITaskRegistryTypes {
         uint256 claimExpiresAt,
         uint256 collateral
     );
-    /// @notice `previousNode` let its claim on `taskId` expire and lost `slashed` of its collateral.
     /// @notice A batch (`submitResults`) skipped a task that was no longer open when it ran (another node
     /// settled it first, it expired, or it came twice in the batch) or whose deadline had passed (`status`
     /// Open): nothing was paid for it and the batch's other tasks settled.
     event TaskResultSkipped(uint256 indexed taskId, TaskStatus status);
+    /// @notice `previousNode` let its claim on `taskId` expire and lost `slashed` of its collateral.
     event TaskClaimAbandoned(uint256 indexed taskId, address indexed previousNode, uint256 slashed);
     /// @notice `node`'s proof for `taskId` verified; the fee was split as given.
     event TaskVerified(
@@ -301,7 +301,7 @@ interface ITaskRegistry is ITaskRegistryTypes {
 
     /// @notice TEE mode: submit an open task's outputs, as an eligible inference node (no claim: the signed
     /// digest binds the caller), with the enclave's signature over
-    /// `teeResultDigest(taskId, node, inputHash, outputs)`. Settles at once if the key is the caller's and
+    /// `teeResultDigest(taskId, node, inputHash, onnxHash, outputs)`. Settles at once if the key is the caller's and
     /// `Active` in the enclave registry.
     function submitResultTee(
         uint256 taskId,

@@ -22,8 +22,11 @@ library Groth16 {
     uint256 private constant _EC_ADD = 0x06;
     uint256 private constant _EC_MUL = 0x07;
     uint256 private constant _EC_PAIRING = 0x08;
-    /// @dev ecAdd costs 150 gas (EIP-1108); a failing precompile call consumes what it was given.
+    /// @dev ecAdd costs 150 gas (EIP-1108); a failing precompile call consumes what it was given, so the
+    /// batch path gives each call a fixed allowance (a bad proof must leave gas to check the batch one by one).
     uint256 private constant _EC_ADD_GAS = 1_000;
+    /// @dev ecMul costs 6,000 gas (EIP-1108).
+    uint256 private constant _EC_MUL_GAS = 10_000;
     /// @dev Pairing of three pairs: 45,000 + 3 * 34,000 (EIP-1108), with room to spare.
     uint256 private constant _PAIRING_3_GAS = 160_000;
 
@@ -221,7 +224,15 @@ library Groth16 {
         // The pairing reads the array's words in place; the result goes to scratch at the free pointer.
         assembly ("memory-safe") {
             let out := mload(0x40)
-            ok := staticcall(gas(), _EC_PAIRING, add(pairs, 0x20), mul(mload(pairs), 0x20), out, 0x20)
+            // 45,000 + 34,000 per pair (EIP-1108), with room to spare: a failing call burns only this.
+            ok := staticcall(
+                add(50000, mul(div(mload(pairs), 6), 35000)),
+                _EC_PAIRING,
+                add(pairs, 0x20),
+                mul(mload(pairs), 0x20),
+                out,
+                0x20
+            )
             ok := and(ok, eq(mload(out), 1))
         }
     }
@@ -255,7 +266,7 @@ library Groth16 {
             mstore(m, x)
             mstore(add(m, 0x20), y)
             mstore(add(m, 0x40), s)
-            ok := staticcall(gas(), _EC_MUL, m, 0x60, m, 0x40)
+            ok := staticcall(_EC_MUL_GAS, _EC_MUL, m, 0x60, m, 0x40)
             rx := mload(m)
             ry := mload(add(m, 0x20))
         }
@@ -275,7 +286,7 @@ library Groth16 {
             mstore(add(m, 0x20), y1)
             mstore(add(m, 0x40), x2)
             mstore(add(m, 0x60), y2)
-            ok := staticcall(gas(), _EC_ADD, m, 0x80, m, 0x40)
+            ok := staticcall(_EC_ADD_GAS, _EC_ADD, m, 0x80, m, 0x40)
             rx := mload(m)
             ry := mload(add(m, 0x20))
         }

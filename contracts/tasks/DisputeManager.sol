@@ -377,7 +377,8 @@ contract DisputeManager is Ownable, ReentrancyGuardTransient {
     function rewardOf(uint256 taskId, address voter) external view returns (uint256) {
         Dispute storage d = _disputes[taskId];
         Ballot storage b = _ballots[taskId][voter];
-        if (d.state != DisputeState.Resolved || d.outcome == ITaskRegistryTypes.DisputeOutcome.Undecided) return 0;
+        if (d.state != DisputeState.Resolved || d.outcome == ITaskRegistryTypes.DisputeOutcome.Undecided)
+            return 0;
         uint8 winning = d.outcome == ITaskRegistryTypes.DisputeOutcome.NodeRight ? _NODE_RIGHT : _NODE_WRONG;
         if (b.side != winning) return 0;
         return Math.mulDiv(b.weight, d.rewardPerWeight, _ACC) - b.paid;

@@ -113,7 +113,12 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     mapping(uint256 taskId => TaskRecord record) internal _tasks;
     mapping(address account => Account balances) internal _accounts;
 
-    constructor(IERC20 token_, IModelRegistry models_, INodeStaking staking_, address owner_) Ownable(owner_) {
+    constructor(
+        IERC20 token_,
+        IModelRegistry models_,
+        INodeStaking staking_,
+        address owner_
+    ) Ownable(owner_) {
         _token = token_;
         _models = models_;
         _staking = staking_;
@@ -147,15 +152,32 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     }
 
     /// @dev What a verification node signs to attest posted outputs (see `ITaskRegistry.attestationDigest`).
-    function _attestationDigest(uint256 taskId, address node, bytes32 outputsHash) internal view returns (bytes32) {
+    function _attestationDigest(
+        uint256 taskId,
+        address node,
+        bytes32 outputsHash
+    ) internal view returns (bytes32) {
         return keccak256(abi.encode(ATTESTATION_TYPEHASH, _taskBinding(taskId, node), outputsHash));
     }
 
     /// @dev Reverts unless the caller may serve tasks: an eligible inference node (its settled claims'
-    /// collateral counted as free stake first).
+    /// collateral counted as free stake first, when NodeStaking still lets the registry release it: a node
+    /// must be able to serve ZK and TEE tasks, which lock nothing, even after governance revoked the
+    /// registry's collateral role).
     function _checkServer() internal {
-        _releaseCollateral(msg.sender);
-        if (!_staking.isEligible(msg.sender, INodeStaking.Role.Inference)) revert TaskRegistryNodeNotEligible(msg.sender);
+        Account storage account = _accounts[msg.sender];
+        uint64 units = account.releasableCollateralUnits;
+        if (units != 0) {
+            account.releasableCollateralUnits = 0;
+            uint256 amount = uint256(units) * COLLATERAL_UNIT;
+            try _staking.unlockCollateral(msg.sender, amount) {
+                emit CollateralReleased(msg.sender, amount);
+            } catch {
+                account.releasableCollateralUnits = units;
+            }
+        }
+        if (!_staking.isEligible(msg.sender, INodeStaking.Role.Inference))
+            revert TaskRegistryNodeNotEligible(msg.sender);
     }
 
     /// @dev Checks of a ZK or TEE result (no claim: the proof or signature binds the caller): the task is
@@ -232,7 +254,11 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
 
     /// @dev The word a verified task keeps: `VERIFIED_FLAG` and the hash of who settled it, when, and its
     /// outputs (all three are in its `TaskVerified` event; `isVerifiedResult` checks them against the word).
-    function _resultWord(address node, uint256 settledBlock, uint256[] calldata outputs) internal pure returns (bytes32) {
+    function _resultWord(
+        address node,
+        uint256 settledBlock,
+        uint256[] calldata outputs
+    ) internal pure returns (bytes32) {
         return bytes32(VERIFIED_FLAG | (uint256(keccak256(abi.encode(node, settledBlock, outputs))) >> 1));
     }
 
@@ -292,7 +318,12 @@ abstract contract TaskRegistryCore is ITaskRegistryTypes, Ownable, ReentrancyGua
     }
 
     /// @dev One read and one write of the node's word (field by field, each update reads and writes it again).
-    function _payNode(address node, uint256 nodeFee, uint256 protocolUnits, uint256 collateralUnits) internal {
+    function _payNode(
+        address node,
+        uint256 nodeFee,
+        uint256 protocolUnits,
+        uint256 collateralUnits
+    ) internal {
         Account memory a = _accounts[node];
         // Safe casts: every amount is bounded by the OPG supply (1e27 wei < 2^96; 1e18 gwei < 2^64) held by
         // this contract.

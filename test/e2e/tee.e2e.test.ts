@@ -1,12 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { ethers, type Wallet } from "ethers";
+import Database from "better-sqlite3";
+import { ethers, solidityPackedKeccak256, type Interface, type Wallet } from "ethers";
 import { packValues } from "../../zkml";
 import { loadPlainManifest, quantizePlainInput, runPlainBundle } from "../../zkml/plain-bundle";
 import { DEV_ENCLAVE_MEASUREMENT, DevEnclave, listKeyRecords } from "../../tee";
-import { Journal } from "../../workers/runtime/journal";
-import { parseSubmitted, TOPICS } from "../../workers/runtime/tasks";
+import { parseSubmitted, readVerifiedResult, TOPICS } from "../../workers/runtime/tasks";
 import {
   account,
   stakeNode,
@@ -14,6 +14,7 @@ import {
   startNetwork,
   stopAllSpawned,
   waitFor,
+  waitForLog,
   type Network,
   type Proc,
 } from "../../network/local-network";
@@ -30,7 +31,11 @@ import { OpgClient } from "../../sdk";
 
 const MODEL = "test/fixtures/models/digits_transformer.onnx";
 const FEE = ethers.parseEther("1");
-const Status = { Verified: 3n };
+const Status = { Open: 1n, Verified: 3n };
+/** IEnclaveRegistry.KeyStanding.Challenged. */
+const CHALLENGED = 3;
+/** What an inference node with `--enclave dev` logs once its enclave key is registered and Active. */
+const ENCLAVE_READY = "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)";
 const VERIFICATION_MODE_TEE = 4;
 const samples = JSON.parse(
   fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "digits_transformer_test.json"), "utf8"),
@@ -38,6 +43,49 @@ const samples = JSON.parse(
 
 const NODE = 5;
 const MODEL_OWNER = 3;
+
+/**
+ * The order in which the inference nodes serve a TEE task (issue 21: no claim): sorted by
+ * keccak256(taskId, node), written here from the rule rather than imported from the node.
+ */
+function orderOf(taskId: bigint, nodes: readonly string[]): string[] {
+  const key = (n: string) => solidityPackedKeccak256(["uint256", "address"], [taskId, n]);
+  return [...nodes].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+}
+
+/** A node's journal rows and the transactions it sent (journal.db, read only). */
+function readJournal(dir: string) {
+  const db = new Database(path.join(dir, "journal.db"), { readonly: true, fileMustExist: true });
+  try {
+    const tasks = db.prepare("SELECT taskId, state, reason FROM tasks").all() as {
+      taskId: string;
+      state: string;
+      reason: string | null;
+    }[];
+    const txs = db.prepare("SELECT hash, kind, taskId, status FROM txs").all() as {
+      hash: string;
+      kind: string;
+      taskId: string | null;
+      status: string;
+    }[];
+    return { tasks, txs, task: (id: bigint) => tasks.find((t) => t.taskId === id.toString()) };
+  } finally {
+    db.close();
+  }
+}
+
+/** The custom error a call reverts with, as `Name(arg, ...)`, or undefined when it does not revert. */
+async function revertOf(call: Promise<unknown>, iface: Interface): Promise<string | undefined> {
+  try {
+    await call;
+    return undefined;
+  } catch (e) {
+    const data = (e as { data?: string }).data;
+    const parsed = data ? iface.parseError(data) : null;
+    if (!parsed) return (e as Error).message;
+    return `${parsed.name}(${parsed.args.map(String).join(", ")})`;
+  }
+}
 
 describe("TEE mode end to end (hardhat node + inference node with the development enclave)", function () {
   this.timeout(600_000);
@@ -161,9 +209,11 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
       inference,
     );
     for (const s of submitted) {
-      const result = await tasks.resultOf(s.taskId);
-      expect(result.node).to.equal(node.address);
-      expect(result.outputs).to.deep.equal(s.expected);
+      const result = await readVerifiedResult(tasks, s.taskId);
+      expect(result, `verified result of task ${s.taskId}`).to.not.equal(null);
+      expect(result!.node).to.equal(node.address);
+      expect(result!.outputs).to.deep.equal(s.expected);
+      expect(await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId)), "no claim").to.have.length(0);
       const signed = await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(s.taskId), 0, "latest");
       expect(signed, `TaskEnclaveSigned for task ${s.taskId}`).to.have.length(1);
       expect(signed[0].args.key).to.equal(key.key);
@@ -315,38 +365,64 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     expect(await net.deployment.token.balanceOf(watcher.address)).to.equal(ethers.parseEther("1000") - bond);
   });
 
-  it("a TEE claim that lapsed under a key challenge is refused by the inference node, not taken over", async function () {
+  it("a TEE task: a challenged key's signature is refused and the task stays open; its first node down, the next in its order serves it after one slot; nobody claims or loses collateral", async function () {
     expect(typeof modelId, "the model was registered by the test before").to.equal("bigint");
-    const { tasks, enclaves, token } = net.deployment;
-    // The operator staked and registered a key in the test before.
+    const { tasks, enclaves, token, staking } = net.deployment;
+    // The operator staked and registered a key in the test before: nodes 5 and 6 serve TEE tasks.
     const operator = account(6).connect(net.provider);
+    const [a, b] = [account(NODE).address, operator.address];
+    const nodes = [a, b];
+    for (const n of nodes) expect(await staking.isEligible(n, 0), `${n} an eligible inference node`).to.equal(true);
     const startBlock = await net.provider.getBlockNumber();
     const manifest = loadPlainManifest(bundleDir);
-    const q = quantizePlainInput(
-      manifest,
-      samples.inputs[0].map((v) => v * samples.scale),
-    );
-    const now = (await net.provider.getBlock("latest"))!.timestamp;
-    const receipt = await (
-      await tasks.connect(requester).submitTask({
-        modelId,
-        input: packValues(q, manifest.publicSignals.packBits),
-        inputDataHash: ethers.ZeroHash,
-        fee: FEE,
-        deadline: now + 3 * 3600,
-        callback: ethers.ZeroAddress,
-        callbackGasLimit: 0,
-      })
-    ).wait();
-    const s = parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!);
-    await (await tasks.connect(operator).claimTask(s.taskId, s.task)).wait();
+    async function submit(sample: number) {
+      const q = quantizePlainInput(
+        manifest,
+        samples.inputs[sample].map((v) => v * samples.scale),
+      );
+      const expected = packValues(await runPlainBundle(bundleDir, q), manifest.publicSignals.packBits);
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      const receipt = await (
+        await tasks.connect(requester).submitTask({
+          modelId,
+          input: packValues(q, manifest.publicSignals.packBits),
+          inputDataHash: ethers.ZeroHash,
+          fee: FEE,
+          deadline: now + 3 * 3600,
+          callback: ethers.ZeroAddress,
+          callbackGasLimit: 0,
+        })
+      ).wait();
+      return { ...parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!), expected };
+    }
+    async function waitVerified(ids: bigint[], proc: Proc) {
+      await waitFor(
+        `tasks ${ids.join(", ")} verified`,
+        async () => {
+          for (const id of ids) if ((await tasks.taskStatus(id)) !== Status.Verified) return false;
+          return true;
+        },
+        300_000,
+        200,
+        proc,
+      );
+    }
+    const bonded = async () => Promise.all(nodes.map(async (n) => (await staking.nodeInfo(n)).bonded));
+    const bondedBefore = await bonded();
 
-    // While the claim runs, a key of the operator's is challenged (one registered with a document naming
-    // another key), and the claim lapses.
+    // The test's task must have node 6 (down) first in its order: ids before it go to tasks node 5 is first on.
+    const fillers = [];
+    while (orderOf((await tasks.taskCount()) + 1n, nodes)[0] !== b) fillers.push(await submit(10 + fillers.length));
+    const s = await submit(0);
+    expect(orderOf(s.taskId, nodes)).to.deep.equal([b, a]);
+
+    // A key of the operator's is challenged (one registered with a document naming another key): its
+    // signature over the true outputs is refused, and the task stays open for a node with an Active key.
     const held = DevEnclave.loadOrCreate(path.join(net.tmp, "operator-6-third"));
     const document = DevEnclave.loadOrCreate(path.join(net.tmp, "someone-else")).attestationDocument();
+    const now = (await net.provider.getBlock("latest"))!.timestamp;
     const expiresAt = BigInt(now + 86_400);
-    const digest = await enclaves.registrationDigest(
+    const registration = await enclaves.registrationDigest(
       operator.address,
       held.address,
       DEV_ENCLAVE_MEASUREMENT,
@@ -356,7 +432,7 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     await (
       await enclaves
         .connect(operator)
-        .registerKey(held.address, DEV_ENCLAVE_MEASUREMENT, expiresAt, document, held.signDigest(digest))
+        .registerKey(held.address, DEV_ENCLAVE_MEASUREMENT, expiresAt, document, held.signDigest(registration))
     ).wait();
     const watcher = account(8).connect(net.provider);
     const bond = await enclaves.challengeBond();
@@ -365,39 +441,134 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     await (
       await enclaves.connect(watcher).challengeKey(held.address, "the document names another key")
     ).wait();
-    const [, claimExpiresAt] = await tasks.claimOf(s.taskId);
-    const later = (await net.provider.getBlock("latest"))!.timestamp;
-    await net.provider.send("evm_increaseTime", [Number(claimExpiresAt) - later + 5]);
-    await net.provider.send("evm_mine", []);
+    const digest = await tasks.teeResultDigest(
+      s.taskId,
+      operator.address,
+      s.task.inputHash,
+      "0x" + manifest.onnx.sha256,
+      s.expected,
+    );
+    const refused = await revertOf(
+      tasks
+        .connect(operator)
+        .submitResultTee.staticCall(s.taskId, s.task, s.expected, held.signDigest(digest)),
+      tasks.interface,
+    );
+    expect(refused).to.equal(`TaskRegistryEnclaveKeyRejected(${s.taskId}, ${held.address}, ${CHALLENGED})`);
+    expect(await tasks.taskStatus(s.taskId)).to.equal(Status.Open);
 
-    // The inference node watches the claim, sees it lapse, and would take the task over: the registry
-    // refuses (nobody earns a task lapsed through a challenge), and the node gives the task up at once.
-    const dir = path.join(net.tmp, "inference-lapsed");
+    // Node 6 is down. Node 5, second in the order, waits one slot (1 s) for it, then serves the task.
+    const dir = path.join(net.tmp, "inference-next");
     const inference = startInferenceNode(net, NODE, dir, {
-      extra: ["--enclave", "dev", "--start-block", String(startBlock)],
+      extra: ["--enclave", "dev", "--start-block", String(startBlock), "--assign-slot-ms", "1000"],
     });
     procs.push(inference);
-    const refusals = () =>
-      inference
-        .logs()
-        .filter(
-          (l) =>
-            l.msg === "task refused: its lapsed claim is under challenge" && l.taskId === s.taskId.toString(),
-        );
-    await waitFor("the take-over refused", async () => refusals().length > 0, 120_000, 200, inference);
-    expect(String(refusals()[0].reason)).to.match(/TaskRegistryClaimUnderChallenge/);
-    // Not retried: a few polls later it is still the one refusal, and the task is still the operator's lapsed claim.
-    await new Promise((r) => setTimeout(r, 2_000));
-    expect(refusals()).to.have.length(1);
-    expect(await tasks.taskStatus(s.taskId)).to.equal(2n); // Claimed (lapsed)
-    const claims = await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId));
-    expect(claims.map((c) => c.args.node)).to.deep.equal([operator.address]);
+    await waitVerified([s.taskId, ...fillers.map((f) => f.taskId)], inference);
+    for (const t of [s, ...fillers]) {
+      const verified = await tasks.queryFilter(tasks.filters.TaskVerified(t.taskId));
+      expect(verified.map((v) => v.args.node), `task ${t.taskId}`).to.deep.equal([a]);
+      expect((await readVerifiedResult(tasks, t.taskId))!.outputs).to.deep.equal(t.expected);
+      const [signed] = await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(t.taskId));
+      expect((await enclaves.keyStatus(signed.args.key))[0], "signed by a key of node 5").to.equal(a);
+      expect(await tasks.queryFilter(tasks.filters.TaskClaimed(t.taskId)), "no claim").to.have.length(0);
+      expect(await tasks.claimOf(t.taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
+    }
+    expect(await bonded(), "no collateral locked or slashed, the challenged operator's included").to.deep.equal(
+      bondedBefore,
+    );
     expect(await inference.stop()).to.equal(0);
-    const journal = new Journal(path.join(dir, "journal.db"));
-    try {
-      expect(journal.task(s.taskId)).to.include({ state: "refused" });
-    } finally {
-      journal.close();
+    const journal = readJournal(dir);
+    expect(journal.task(s.taskId)).to.include({ state: "verified" });
+    expect(journal.txs.filter((t) => t.status === "reverted"), "no reverted transaction").to.deep.equal([]);
+  });
+
+  it("two TEE nodes alive serve each task once, each by the first node in its order: no duplicated work", async function () {
+    expect(typeof modelId, "the model was registered by the test before").to.equal("bigint");
+    const { tasks, staking } = net.deployment;
+    const [a, b] = [account(NODE).address, account(6).address];
+    for (const n of [a, b]) expect(await staking.isEligible(n, 0)).to.equal(true);
+    const startBlock = await net.provider.getBlockNumber();
+    // A slot far longer than a TEE task takes, even on a loaded machine: served once by the order, not timing.
+    const opts = (extra: string[] = []) => ({
+      extra: ["--enclave", "dev", "--start-block", String(startBlock), "--assign-slot-ms", "15000", ...extra],
+    });
+    const dirs = { [a]: path.join(net.tmp, "inference-both-5"), [b]: path.join(net.tmp, "inference-both-6") };
+    const procsByNode = {
+      [a]: startInferenceNode(net, NODE, dirs[a], opts()),
+      [b]: startInferenceNode(net, 6, dirs[b], opts()),
+    };
+    procs.push(...Object.values(procsByNode));
+    // Both enclave keys registered and Active before any task: a node without one would skip TEE tasks.
+    for (const proc of Object.values(procsByNode)) await waitForLog(proc, ENCLAVE_READY, 120_000);
+    const manifest = loadPlainManifest(bundleDir);
+    const submitted: { taskId: bigint; expected: bigint[] }[] = [];
+    for (let i = 4; i < 8; i++) {
+      const q = quantizePlainInput(
+        manifest,
+        samples.inputs[i].map((v) => v * samples.scale),
+      );
+      const expected = packValues(await runPlainBundle(bundleDir, q), manifest.publicSignals.packBits);
+      const now = (await net.provider.getBlock("latest"))!.timestamp;
+      const receipt = await (
+        await tasks.connect(requester).submitTask({
+          modelId,
+          input: packValues(q, manifest.publicSignals.packBits),
+          inputDataHash: ethers.ZeroHash,
+          fee: FEE,
+          deadline: now + 3600,
+          callback: ethers.ZeroAddress,
+          callbackGasLimit: 0,
+        })
+      ).wait();
+      submitted.push({
+        taskId: parseSubmitted(receipt!.logs.find((l) => l.topics[0] === TOPICS.submitted)!).taskId,
+        expected,
+      });
+    }
+    await waitFor(
+      `tasks ${submitted.map((s) => s.taskId).join(", ")} verified`,
+      async () => {
+        for (const s of submitted) if ((await tasks.taskStatus(s.taskId)) !== Status.Verified) return false;
+        return true;
+      },
+      300_000,
+      200,
+    );
+    const firsts = new Map<string, string>();
+    for (const s of submitted) {
+      const first = orderOf(s.taskId, [a, b])[0];
+      firsts.set(s.taskId.toString(), first);
+      const verified = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
+      expect(verified.map((v) => v.args.node), `task ${s.taskId}: the first node in its order`).to.deep.equal([
+        first,
+      ]);
+      expect(await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(s.taskId))).to.have.length(1);
+      expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
+      expect(await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId)), "no claim").to.have.length(0);
+    }
+    // The model ran once per task, on the node that settled it: the other node never started it.
+    const executions: Record<string, number> = {};
+    for (const [node, proc] of Object.entries(procsByNode)) {
+      const port = proc.logs().find((l) => l.msg === "metrics and health listening")!.port;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith('opg_stage_seconds_count{stage="execute"} '));
+      executions[node] = line ? Number(line.split(" ")[1]) : 0;
+    }
+    const wins = (node: string) => [...firsts.values()].filter((f) => f === node).length;
+    expect(executions, "model runs per node").to.deep.equal({ [a]: wins(a), [b]: wins(b) });
+    for (const proc of Object.values(procsByNode)) expect(await proc.stop()).to.equal(0);
+    for (const node of [a, b]) {
+      const journal = readJournal(dirs[node]);
+      const ids = submitted.map((s) => s.taskId.toString());
+      const mine = ids.filter((id) => firsts.get(id) === node);
+      for (const id of ids) {
+        const row = journal.task(BigInt(id));
+        expect(row, `${node}: task ${id}`).to.include({ state: mine.includes(id) ? "verified" : "lost" });
+      }
+      // A node sent a result only for its own tasks, once each, and nothing reverted.
+      const sent = journal.txs.filter((t) => t.taskId !== null && ids.includes(t.taskId));
+      expect(sent.map((t) => t.taskId).sort(), `${node}: results sent`).to.deep.equal([...mine].sort());
+      expect(journal.txs.filter((t) => t.status === "reverted"), `${node}: reverted`).to.deep.equal([]);
     }
   });
 });

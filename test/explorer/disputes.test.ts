@@ -16,7 +16,7 @@ import {
 } from "../../explorer/src/checks/run";
 import { readSettlement } from "../../explorer/src/checks/settlement";
 import { verdictOf, type Check } from "../../explorer/src/checks/types";
-import { bundleKey, groth16Check, publicSignalsCheck } from "../../explorer/src/checks/zk";
+import { bundleKey, groth16Check, outputMatchCheck, publicSignalsCheck } from "../../explorer/src/checks/zk";
 import { Store } from "../../explorer/src/store";
 import type { SubmittedRequest } from "../../sdk";
 import { proofWords } from "../../workers/runtime/tasks";
@@ -30,9 +30,11 @@ import { IRIS_INPUT, sdkModesFixture } from "../sdk/modes-fixture";
  * The explorer page's own store and checks (explorer/src, run here in Node) against the in-process hardhat
  * chain served over HTTP, as the page reads a chain: a rejection by a challenger's proof re-verified with the
  * challenger's binding, a stake vote re-tallied from its ballots, a task reopened after posted outputs met
- * no quorum, and a TEE claim that lapsed through a key challenge. Nodes and verifiers are played by hand.
+ * no quorum, a ZK batch (submitResults) that settles several tasks in one transaction and skips one already
+ * settled, and a TEE task that stays open after its node's key was challenged. Nodes and verifiers are played
+ * by hand.
  */
-describe("explorer: disputes, reopenings and challenged TEE claims (store and checks, in-process chain)", function () {
+describe("explorer: disputes, reopenings, batches and challenged TEE keys (store and checks, in-process chain)", function () {
   this.timeout(600_000);
   let f: Awaited<ReturnType<typeof sdkModesFixture>>;
   let server: JsonRpcServer;
@@ -265,21 +267,122 @@ describe("explorer: disputes, reopenings and challenged TEE claims (store and ch
       expect(c.get(id).status, `${id}:\n  ${c.summary}`).to.equal("pass");
   });
 
-  it("says a TEE claim that lapsed after its node's key was challenged waits for its deadline", async function () {
+  it("shows a ZK task settled inside a batch: its own submission found, the batch's size, a skipped one listed", async function () {
+    const [a, b, c] = [
+      await f.client.submit(f.irisModelId, IRIS_INPUT),
+      await f.client.submit(f.irisModelId, IRIS_INPUT),
+      await f.client.submit(f.irisModelId, IRIS_INPUT),
+    ];
+    const open = await rowOf(a.taskId);
+    expect([open.mode, open.state]).to.deep.equal(["zk", "Open"]);
+    expect(waitingFor(open, await time.latest())).to.match(
+      /^Not settled yet: open, waiting for the first node in its service order to settle it with a proof \(deadline .+ UTC\)$/,
+    );
+    expect(staticChecks(open, await time.latest()).every((x) => x.status === "pending")).to.equal(true);
+    // another node settles c alone; then the node's batch of a, b, c settles a and b and skips c
+    const outputs = f.honestOutputs();
+    const other = f.nodes[1];
+    await f.tasks
+      .connect(other)
+      .submitResult(c.taskId, c.task, c.input, outputs, await proveIris(c, other.address));
+    const batch = [];
+    for (const t of [a, b, c])
+      batch.push({
+        taskId: t.taskId,
+        task: t.task,
+        input: t.input,
+        outputs,
+        proof: await proveIris(t, node.address),
+      });
+    const receipt = (await (await f.tasks.connect(node).submitResults(batch)).wait())!;
+
+    const row = await rowOf(b.taskId);
+    expect(row.state).to.equal("Verified");
+    expect([row.node, row.settledTx]).to.deep.equal([node.address, receipt.hash]);
+    expect(store.snap.settlements.get(receipt.hash)).to.deep.equal({ verified: 2, skipped: 1 });
+    // the task settled first keeps its own settlement; the batch's skip is listed and changes nothing
+    const skipped = await rowOf(c.taskId);
+    expect(skipped.state).to.equal("Verified");
+    expect([skipped.node, skipped.settledTx]).to.deep.equal([
+      other.address,
+      skipped.events.find((e) => e.name === "TaskVerified")!.tx,
+    ]);
+    expect(skipped.settledTx).to.not.equal(receipt.hash);
+    const skip = skipped.events.find((e) => e.name === "TaskResultSkipped")!;
+    expect([skip.tx, Number(skip.args.status)]).to.deep.equal([receipt.hash, 3]);
+    expect(skipped.events.map((e) => e.name)).to.not.include("TaskClaimed");
+
+    const run = verifiedChecks(ctx, row);
+    const checked = await finished(run);
+    expect(run.settledBy).to.equal("submitResults");
+    expect(run.batch).to.deep.equal({ size: 3, index: 1 });
+    for (const id of ["bundle-hash", "vk-hash", "public-signals", "groth16", "output-match"])
+      expect(checked.get(id).status, `${id}:\n  ${checked.summary}`).to.equal("pass");
+    expect(Object.fromEntries(checked.get("public-signals").details!)["settled by"]).to.match(
+      /^submitResults in \S+: a batch of 3, this task's submission 2 of 3$/,
+    );
+    const match = checked.get("output-match");
+    expect(match.proved).to.match(
+      /equal the calldata of submitResults \(this task's submission, 2 of 3\), and with the node and block shown they match the registry's stored hash \(isVerifiedResult\)$/,
+    );
+    expect(verdictOf(run.checks, false)).to.equal("pass");
+
+    // outputs the registry's hash does not hold fail the check, whatever the calldata says
+    const forged = { ...row, outputs: row.outputs!.map((w, i) => (i === 0 ? BigInt(w) + 1n : BigInt(w))) };
+    const lie = await outputMatchCheck(ctx, forged, forged.outputs, "calldata of submitResults");
+    expect(lie.status).to.equal("fail");
+    expect(lie.message).to.match(
+      /the registry's stored hash \(isVerifiedResult\) does not match the result shown/,
+    );
+    // so does another node or block with the true outputs
+    const elsewhere = await outputMatchCheck(
+      ctx,
+      { ...row, settledBlock: row.settledBlock! - 1 },
+      outputs,
+      "x",
+    );
+    expect(elsewhere.status).to.equal("fail");
+
+    // the lone settlement of c: its own checks, no batch
+    const lone = verifiedChecks(ctx, skipped);
+    const loneChecked = await finished(lone);
+    expect([lone.settledBy, lone.batch]).to.deep.equal(["submitResult", undefined]);
+    expect(loneChecked.get("output-match").status, loneChecked.summary).to.equal("pass");
+    expect(loneChecked.get("groth16").status, loneChecked.summary).to.equal("pass");
+  });
+
+  it("keeps a TEE task open after its node's key was challenged: that key's signature is refused, another key settles it", async function () {
     const holder = f.nodes[2];
-    const key = await f.registerKey(holder);
+    const other = f.nodes[1];
+    const challenged = await f.registerKey(holder);
+    const active = await f.registerKey(other);
     const s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee", deadlineSeconds: 3600 });
-    await f.tasks.connect(holder).claimTask(s.taskId, s.task);
-    const [, , , claimWindow] = await f.tasks.parameters();
-    const claimed = await rowOf(s.taskId);
-    expect(waitingFor(claimed, await time.latest(), store.snap.enclaveEvents)).to.match(
-      /^Not settled yet: claimed by \S+ until .+ UTC, waiting for its enclave signature$/,
+    const open = await rowOf(s.taskId);
+    expect(waitingFor(open, await time.latest())).to.match(
+      /^Not settled yet: open, waiting for the first node in its service order to settle it with an enclave-signed result \(deadline .+ UTC\)$/,
     );
-    await f.enclaves.connect(f.verifiers[0]).challengeKey(key.address, "the document looks forged");
-    await time.increase(Number(claimWindow) + 1);
+    await f.enclaves.connect(f.verifiers[0]).challengeKey(challenged.address, "the document looks forged");
+    const outputs = f.honestOutputs();
+    const onnxHash = await f.models.onnxHashOf(s.task.modelId);
+    const sign = async (by: HardhatEthersSigner, key: typeof challenged) =>
+      key.signingKey.sign(
+        await f.tasks.teeResultDigest(s.taskId, by.address, s.task.inputHash, onnxHash, outputs),
+      ).serialized;
+    await expect(
+      f.tasks.connect(holder).submitResultTee(s.taskId, s.task, outputs, await sign(holder, challenged)),
+    ).to.be.revertedWithCustomError(f.tasks, "TaskRegistryEnclaveKeyRejected");
+    const still = await rowOf(s.taskId);
+    expect([still.state, still.node]).to.deep.equal(["Open", undefined]);
+    expect(waitingFor(still, await time.latest())).to.match(
+      /^Not settled yet: open, waiting for the first node/,
+    );
+
+    await f.tasks.connect(other).submitResultTee(s.taskId, s.task, outputs, await sign(other, active));
     const row = await rowOf(s.taskId);
-    expect(waitingFor(row, await time.latest(), store.snap.enclaveEvents)).to.match(
-      /^Not settled yet: the claim of \S+ lapsed at .+ UTC after a key of that node was challenged \(block \d+\): nobody may take it over; it waits for its deadline \(.+ UTC\), then a full refund$/,
-    );
+    expect([row.state, row.node]).to.deep.equal(["Verified", other.address]);
+    const c = await finished(verifiedChecks(ctx, row));
+    for (const id of ["bundle-hash", "enclave-signature", "key-standing", "output-match"])
+      expect(c.get(id).status, `${id}:\n  ${c.summary}`).to.be.oneOf(["pass", "trust"]);
+    expect(c.get("output-match").status, c.summary).to.equal("pass");
   });
 });

@@ -25,7 +25,7 @@ import {
   waitFor,
   type Network,
 } from "../../network/local-network";
-import { OpgClient, OpgClientError, type TaskWaitStatus } from "../../sdk";
+import { OpgClient, OpgClientError, sendTx, type TaskWaitStatus } from "../../sdk";
 import { proofWords, type SubmittedTask } from "../../workers/runtime/tasks";
 import { executeQuantized, loadManifest, loadProgram, releaseProver, witnessInput } from "../../zkml";
 import { fullProve } from "../../zkml/prover/groth16";
@@ -50,7 +50,8 @@ async function expectClientError(p: Promise<unknown>, pattern: RegExp) {
 /**
  * The SDK as a dapp uses it, over a plain `new JsonRpcProvider(url)` (ethers' defaults: request batching,
  * a 250 ms response cache, network detection) against a real `hardhat node`. Node 5 plays the inference
- * node by hand (claim, prove, submit), so each situation a wait reports can be set up in turn.
+ * node by hand (prove, submit: a ZK task is not claimed), so each situation a wait reports can be set up in
+ * turn.
  */
 describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
   this.timeout(600_000);
@@ -99,28 +100,33 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
     expect(mined > Number(deadline), `block at ${mined}, deadline ${deadline}`).to.equal(true);
   }
 
-  /** Node `index` claims `request`'s task and settles it with an honest proof. */
+  /**
+   * Node `index` settles `request`'s task with an honest proof bound to it, as an inference node does: no
+   * claim (ZK tasks are not claimed), a `submitResults` batch (`batch`, what the node's settler sends) or a
+   * lone `submitResult`.
+   */
   async function settle(
     index: number,
     request: { taskId: bigint; task: SubmittedTask["task"]; input: bigint[] },
-    dir = bundleDir,
+    quantizedInput: bigint[],
+    opts: { dir?: string; batch?: boolean } = {},
   ) {
+    const dir = opts.dir ?? bundleDir;
     const node = account(index).connect(net.provider);
     const tasks = net.deployment.tasks.connect(node);
-    await (await tasks.claimTask(request.taskId, request.task)).wait();
-    return async (quantizedInput: bigint[]) => {
-      const manifest = loadManifest(dir);
-      const binding = BigInt(await tasks.taskBinding(request.taskId, node.address));
-      const { proof, publicSignals } = await fullProve(
-        witnessInput(manifest, quantizedInput, binding),
-        path.join(dir, manifest.artifacts.wasm.file),
-        path.join(dir, manifest.artifacts.zkey!.file),
-      );
-      const outputs = publicSignals.slice(0, manifest.publicSignals.outputWords).map(BigInt);
-      await (
-        await tasks.submitResult(request.taskId, request.task, request.input, outputs, proofWords(proof))
-      ).wait();
-    };
+    const manifest = loadManifest(dir);
+    const binding = BigInt(await tasks.taskBinding(request.taskId, node.address));
+    const { proof, publicSignals } = await fullProve(
+      witnessInput(manifest, quantizedInput, binding),
+      path.join(dir, manifest.artifacts.wasm.file),
+      path.join(dir, manifest.artifacts.zkey!.file),
+    );
+    const outputs = publicSignals.slice(0, manifest.publicSignals.outputWords).map(BigInt);
+    const { taskId, task, input } = request;
+    const tx = opts.batch
+      ? await tasks.submitResults([{ taskId, task, input, outputs, proof: proofWords(proof) }])
+      : await tasks.submitResult(taskId, task, input, outputs, proofWords(proof));
+    await tx.wait();
   }
 
   describe("deployment check", function () {
@@ -214,14 +220,15 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
   });
 
   describe("waitForResult", function () {
-    it("says what it waits for: no eligible node, nobody claimed, claimed by a node; then the result", async function () {
+    it("says what it waits for: no eligible node, then the first node in its service order; then the result", async function () {
       const seen: TaskWaitStatus[] = [];
       const request = await client.submit(modelId, irisInputs[4], { deadlineSeconds: 3_600 });
       // No node is staked yet: the timeout names the situation.
       await expectClientError(
         client.waitForResult(request.taskId, { timeoutMs: 2_000, onStatus: (s) => seen.push(s) }),
         new RegExp(
-          `^task ${request.taskId}: no result after 2000 ms, still Open: open, but no eligible node is staked`,
+          `^task ${request.taskId}: no result after 2000 ms, still Open: open, but no eligible node is staked ` +
+            "\\(\\d+ registered\\), so nobody can serve it",
         ),
       );
       expect(seen).to.have.length(1);
@@ -233,29 +240,36 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       await waitFor("the no-node status", async () => seen.length > 0, 60_000);
       await stakeNode(net, 5);
       // Eligibility is re-read every 15 s while the task is open.
-      await waitFor("the unclaimed status", async () => seen.some((s) => s.eligibleNodes === 1), 60_000);
+      await waitFor("the open status", async () => seen.some((s) => s.eligibleNodes === 1), 60_000);
       const open = seen.find((s) => s.eligibleNodes === 1)!;
+      // a ZK task is not claimed: the eligible nodes take it in their service order, the first proof settles it
       expect(open.message).to.match(
-        /^open, nobody has claimed it yet \(1 eligible inference node staked\); deadline \d{4}-\d\d-\d\dT/,
+        /^open, waiting for the first node in its service order to settle it with a proof \(1 eligible inference node staked\); deadline \d{4}-\d\d-\d\dT/,
       );
-      const prove = await settle(5, request);
-      await waitFor("the claimed status", async () => seen.some((s) => s.status === "Claimed"), 60_000);
-      const claimed = seen.find((s) => s.status === "Claimed")!;
-      expect(claimed.claimedBy).to.equal(account(5).address);
-      expect(claimed.message).to.match(
+      expect(open).to.not.have.property("claimedBy");
+      await expectClientError(
+        sendTx("claimTask", net.deployment.tasks.interface, () =>
+          net.deployment.tasks
+            .connect(account(5).connect(net.provider))
+            .claimTask(request.taskId, request.task),
+        ),
         new RegExp(
-          `^claimed by ${account(5).address} until \\d{4}-\\d\\d-\\d\\dT[0-9:]+Z: waiting for its proof`,
+          `^claimTask reverted: TaskRegistryWrongMode\\(${request.taskId}, 1\\): task ${request.taskId} is a ZK ` +
+            "task, which this call does not take: only optimistic tasks are claimed",
         ),
       );
-      await prove(request.quantizedInput);
+      // settled in a submitResults batch, as the node's settler sends it
+      await settle(5, request, request.quantizedInput, { batch: true });
       const result = await waiting;
       const expected = executeQuantized(loadProgram(bundleDir), irisInputs[4]);
       expect(result.quantized).to.deep.equal(expected.quantized);
       expect(result.node).to.equal(account(5).address);
+      // read from its own submission in the batch's calldata
+      expect(result).to.include({ mode: "zk", settledBy: "proof" });
       expect(
         seen.map((s) => s.status),
         JSON.stringify(seen, null, 1),
-      ).to.deep.equal(["Open", "Open", "Claimed"]);
+      ).to.deep.equal(["Open", "Open"]);
       verifiedTaskId = request.taskId;
       // A task already verified resolves at once, by number too.
       expect((await client.waitForResult(Number(request.taskId))).argmax).to.equal(result.argmax);
@@ -483,9 +497,7 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       const x = tabularTestData(forest).inputs[3];
       await client.deposit(FEE);
       const request = await client.submit(forestId, x);
-      await (
-        await settle(6, request, dir)
-      )(request.quantizedInput);
+      await settle(6, request, request.quantizedInput, { dir });
       const result = await client.waitForResult(request.taskId);
       const theirs = await (await referenceOutputs(tabularFile(forest)))(x, [1, 4]);
       expect(result.outputs.label).to.deep.equal(theirs.label);

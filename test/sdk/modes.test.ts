@@ -330,6 +330,8 @@ describe("OpgClient: verification modes (in-process chain)", function () {
         timeoutMs: 60_000,
         onStatus: (x) => seen.push(x),
       });
+      // its rejection is awaited below; handled now, as the wait may end before the test gets there
+      waiting.catch(() => undefined);
       const challenger = f.verifiers[1];
       const proof = await proveIris(s, challenger.address);
       await f.disputes
@@ -533,15 +535,85 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     });
   });
 
+  describe("zk: no claim; results settled in a batch", function () {
+    it("says an open task waits for the first node in its order; a batch settles two and skips one settled before", async function () {
+      const [a, b, c] = [
+        await f.client.submit(f.irisModelId, IRIS_INPUT),
+        await f.client.submit(f.irisModelId, IRIS_INPUT),
+        await f.client.submit(f.irisModelId, IRIS_INPUT),
+      ];
+      expect([a.mode, b.mode, c.mode]).to.deep.equal(["zk", "zk", "zk"]);
+      const open = await look(a.taskId);
+      expect(open).to.include({ status: "Open", mode: "zk" });
+      expect(open).to.not.have.property("claimedBy");
+      expect(open.message).to.match(
+        /^open, waiting for the first node in its service order to settle it with a proof \(\d+ eligible inference nodes? staked\); deadline/,
+      );
+      const outputs = f.honestOutputs();
+      // another node settles c alone first
+      const other = f.nodes[1];
+      await f.tasks
+        .connect(other)
+        .submitResult(c.taskId, c.task, c.input, outputs, await proveIris(c, other.address));
+      // the node's batch of the three: a and b settle, c is skipped (already Verified), nothing reverts
+      const batch = [];
+      for (const t of [a, b, c]) {
+        batch.push({
+          taskId: t.taskId,
+          task: t.task,
+          input: t.input,
+          outputs,
+          proof: await proveIris(t, node.address),
+        });
+      }
+      const receipt = (await (await f.tasks.connect(node).submitResults(batch)).wait())!;
+      const events = receipt.logs
+        .map((l) => f.tasks.interface.parseLog(l))
+        .filter((e) => e && ["TaskVerified", "TaskResultSkipped"].includes(e.name))
+        .map((e) => [e!.name, e!.args.taskId, ...(e!.name === "TaskResultSkipped" ? [e!.args.status] : [])]);
+      expect(events).to.deep.equal([
+        ["TaskVerified", a.taskId],
+        ["TaskVerified", b.taskId],
+        ["TaskResultSkipped", c.taskId, 3n],
+      ]);
+      // each result is read from the task's own submission in the batch
+      for (const t of [a, b]) {
+        const result = await f.client.waitForResult(t.taskId, { pollMs: 50, timeoutMs: 20_000 });
+        expect(result).to.include({ mode: "zk", settledBy: "proof", node: node.address });
+        expect(result.words).to.deep.equal(outputs);
+        const report = await f.client.audit(t.taskId);
+        expect(report).to.include({ mode: "zk", proofValid: true, outputMatches: true, agree: true });
+        expect((await look(t.taskId)).message).to.match(
+          new RegExp(`^verified in zk mode by a Groth16 proof checked on chain: node ${node.address}`),
+        );
+      }
+      // the skipped submission changed nothing: c keeps the lone result of the node that settled it first
+      expect(await f.client.result(c.taskId)).to.include({ node: other.address, mode: "zk" });
+      expect(await f.client.audit(c.taskId)).to.include({ node: other.address, agree: true });
+    });
+  });
+
   describe("tee: signed result, audit of the key", function () {
     let key: Wallet;
     let s: SubmittedRequest;
 
-    it("reports the claim, resolves with the enclave key that signed", async function () {
+    it("reports the open task waiting for an enclave-signed result (no claim), resolves with the key that signed", async function () {
       key = await f.registerKey(node);
       s = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee" });
-      await f.tasks.connect(node).claimTask(s.taskId, s.task);
-      expect((await look(s.taskId)).message).to.match(/: waiting for its enclave-signed result; deadline/);
+      const open = await look(s.taskId);
+      expect(open).to.include({ status: "Open", mode: "tee" });
+      expect(open).to.not.have.property("claimedBy");
+      expect(open.message).to.match(
+        /^open, waiting for the first node in its service order to settle it with an enclave-signed result \(\d+ eligible inference nodes? staked\); deadline/,
+      );
+      // a TEE task is not claimed: the registry refuses, and the client says why
+      await expectClientError(
+        sendTx("claimTask", f.tasks.interface, () => f.tasks.connect(node).claimTask(s.taskId, s.task)),
+        new RegExp(
+          `^claimTask reverted: TaskRegistryWrongMode\\(${s.taskId}, 4\\): task ${s.taskId} is a TEE task, ` +
+            "which this call does not take: only optimistic tasks are claimed \\(claimTask\\)",
+        ),
+      );
       const outputs = f.honestOutputs();
       const onnxHash = await f.models.onnxHashOf(s.task.modelId);
       const digest = await f.tasks.teeResultDigest(
@@ -602,7 +674,6 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     it("disagrees when the key's published document does not check", async function () {
       const bad = await f.registerKey(node, { measurement: DEV_MEASUREMENT, document: TEST_DOCUMENT });
       const t = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee" });
-      await f.tasks.connect(node).claimTask(t.taskId, t.task);
       const outputs = f.honestOutputs();
       const onnxHash = await f.models.onnxHashOf(t.task.modelId);
       const digest = await f.tasks.teeResultDigest(
@@ -621,43 +692,54 @@ describe("OpgClient: verification modes (in-process chain)", function () {
       expect(report.detail).to.match(/THE ATTESTATION DOCUMENT DOES NOT CHECK/);
     });
 
-    it("a claim that lapsed after its node's key was challenged: nobody may take it over, refunded whole at the deadline", async function () {
+    it("a challenged key's signature is refused: the task stays open for any node with an Active key, nobody slashed", async function () {
       const holder = f.nodes[1];
+      const other = f.nodes[2];
       const challenged = await f.registerKey(holder);
+      const active = await f.registerKey(other);
       const t = await f.client.submit(f.irisModelId, IRIS_INPUT, { mode: "tee", deadlineSeconds: 3600 });
-      await f.tasks.connect(holder).claimTask(t.taskId, t.task);
       const before = await f.staking.nodeInfo(holder.address);
       await f.enclaves.connect(f.verifiers[0]).challengeKey(challenged.address, "the document looks forged");
-      const challengedAt = await time.latest();
-      const [, , , claimWindow] = await f.tasks.parameters();
-      await time.increase(Number(claimWindow) + 1);
-      const seen = await look(t.taskId);
-      expect(seen).to.deep.include({ status: "Claimed", claimUnderChallenge: { challengedAt } });
-      expect(seen.message).to.match(
-        new RegExp(
-          `^claimed by ${holder.address}, whose claim window ended at \\S+ after a key of that node was ` +
-            "challenged \\(\\S+\\): nobody may take it over \\(TaskRegistryClaimUnderChallenge\\); it waits for its " +
-            "deadline, then a refund returns the whole fee and releases the node's collateral unslashed; deadline",
-        ),
-      );
+      const outputs = f.honestOutputs();
+      const onnxHash = await f.models.onnxHashOf(t.task.modelId);
+      const signed = async (by: HardhatEthersSigner, key: Wallet) =>
+        key.signingKey.sign(
+          await f.tasks.teeResultDigest(t.taskId, by.address, t.task.inputHash, onnxHash, outputs),
+        ).serialized;
+      const refused = await signed(holder, challenged);
       await expectClientError(
-        sendTx("claimTask", f.tasks.interface, () => f.tasks.connect(f.nodes[2]).claimTask(t.taskId, t.task)),
+        sendTx("submitResultTee", f.tasks.interface, () =>
+          f.tasks.connect(holder).submitResultTee(t.taskId, t.task, outputs, refused),
+        ),
         new RegExp(
-          `^claimTask reverted: TaskRegistryClaimUnderChallenge\\(${t.taskId}, ${holder.address}\\): task ` +
-            `${t.taskId}'s TEE claim by ${holder.address} lapsed after a key of that node was challenged: ` +
-            "nobody may take it over",
+          `^submitResultTee reverted: TaskRegistryEnclaveKeyRejected\\(${t.taskId}, ${challenged.address}, 3\\): ` +
+            `the enclave key ${challenged.address} that signed task ${t.taskId}'s result is Challenged, not ` +
+            "Active: its signatures are refused \\(a challenged key's included\\); the task stays open for any " +
+            "node with an Active key$",
         ),
       );
-      await expectClientError(f.client.refund(t.taskId), /its deadline \S+ has not passed yet/);
-      await time.increase(3600);
-      await f.client.refund(t.taskId);
-      expect(await f.client.status(t.taskId)).to.equal("Expired");
-      // the collateral is released (releasable to the node's free stake), not slashed
-      expect(await f.tasks.releasableCollateralOf(holder.address)).to.be.above(0n);
-      await f.tasks.connect(f.stranger).releaseCollateral(holder.address);
+      // the task is still open, for any eligible node, and the challenge cost the holder nothing
+      const seen = await look(t.taskId);
+      expect(seen).to.include({ status: "Open", mode: "tee" });
+      expect(seen).to.not.have.property("claimedBy");
+      expect(seen.message).to.match(
+        /^open, waiting for the first node in its service order to settle it with an enclave-signed result/,
+      );
       const after = await f.staking.nodeInfo(holder.address);
-      expect(after.bonded).to.equal(before.bonded);
-      expect(after.locked).to.be.below(before.locked);
+      expect([after.bonded, after.locked]).to.deep.equal([before.bonded, before.locked]);
+      // another node with an Active key settles it
+      const waiting = f.client.waitForResult(t.taskId, { pollMs: 50, timeoutMs: 20_000 });
+      waiting.catch(() => undefined); // awaited below; handled now so that a failure is not reported early
+      await f.tasks.connect(other).submitResultTee(t.taskId, t.task, outputs, await signed(other, active));
+      const result = await waiting;
+      expect(result).to.include({
+        mode: "tee",
+        settledBy: "enclave-signature",
+        enclaveKey: active.address,
+        node: other.address,
+      });
+      expect(result.words).to.deep.equal(outputs);
+      expect(await f.client.status(t.taskId)).to.equal("Verified");
     });
   });
 
@@ -665,12 +747,14 @@ describe("OpgClient: verification modes (in-process chain)", function () {
     it("audits every verified or rejected task in its mode; only proofs count toward setupNotSecure", async function () {
       const summary = await f.client.auditRange(0);
       // optimistic: 4 verified (two by attestations, one served again after a reopening, one by vote) and
-      // 3 rejected (by a challenger's proof, two by vote); tee: 2 verified
-      expect(summary.byMode).to.deep.equal({ zk: 0, tee: 2, optimistic: 7, unknown: 0 });
-      expect(summary).to.include({ audited: 9, rejected: 3 });
+      // 3 rejected (by a challenger's proof, two by vote); tee: 3 verified (one after a challenged key's
+      // signature was refused); zk: 3 (two settled in a batch, one alone before the batch skipped it)
+      expect(summary.byMode).to.deep.equal({ zk: 3, tee: 3, optimistic: 7, unknown: 0 });
+      expect(summary).to.include({ audited: 13, rejected: 3 });
       // the wrong output its attesters let through, and the key whose document does not check
       expect(summary.disagreed).to.have.length(2);
-      // the challenger's proof under the development setup; the votes and the TEE results rest on none
+      // the ZK proofs and the challenger's proof under the development setup; the votes and the TEE results
+      // rest on none
       expect(summary.setupNotSecure).to.deep.equal([String(f.irisModelId)]);
     });
   });

@@ -182,10 +182,12 @@ describe("README: Use it from a dapp (the snippet, run as a user runs it)", func
       `task 1: class ${argmax}, output ${expected.output.map((v) => v.toFixed(3)).join(" ")}`,
       "audit agrees",
     ]);
-    // onStatus said what it waited for (unclaimed, or claimed by node 5) before the result came.
+    // onStatus said what it waited for before the result came: a ZK task is not claimed, it waits for the
+    // first node in its service order (node 5, the only one staked)
     expect(ran.stderr, shown).to.match(
-      new RegExp(`^task 1: (open, nobody has claimed it yet|claimed by ${account(5).address} until)`, "m"),
+      /^task 1: open, waiting for the first node in its service order to settle it with a proof \(1 eligible inference node staked\)/m,
     );
+    expect(ran.stderr, shown).to.not.match(/claimed/);
     expect(await net.deployment.tasks.taskStatus(1)).to.equal(3n);
   });
 });

@@ -45,7 +45,13 @@ contract TeeSettlement is SettlementModule {
     ) private {
         IEnclaveRegistry enclaves = _teeConfig.enclaves;
         if (address(enclaves) == address(0)) revert TaskRegistryModuleNotSet(VerificationModes.TEE);
-        bytes32 digest = _teeResultDigest(taskId, node, task.inputHash, _models.onnxHashOf(task.modelId), outputs);
+        bytes32 digest = _teeResultDigest(
+            taskId,
+            node,
+            task.inputHash,
+            _models.onnxHashOf(task.modelId),
+            outputs
+        );
         (address key, address keyNode, IEnclaveRegistry.KeyStanding standing) = enclaves.signerStatus(
             digest,
             signature

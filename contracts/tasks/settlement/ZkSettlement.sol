@@ -42,7 +42,9 @@ contract ZkSettlement is SettlementModule {
 
     /// @dev See `ITaskRegistry.submitResults`. Tasks another node settled (or that expired) since the batch
     /// was sent are skipped, not reverted: one lost task must not waste the batch's other proofs.
-    function submitResults(ITaskRegistryTypes.ResultSubmission[] calldata submissions) external onlyDelegated {
+    function submitResults(
+        ITaskRegistryTypes.ResultSubmission[] calldata submissions
+    ) external onlyDelegated {
         uint256 count = submissions.length;
         if (count == 0 || count > MAX_BATCH) revert TaskRegistryInvalidBatch(count);
         _checkServer();
@@ -55,8 +57,14 @@ contract ZkSettlement is SettlementModule {
             ITaskRegistryTypes.ResultSubmission calldata s = submissions[i];
             TaskRecord storage record = _tasks[s.taskId];
             TaskStatus status = _statusOf(record);
-            // Not open any more, or past its deadline while the batch waited to be mined: skipped.
-            if (status != TaskStatus.Open || block.timestamp >= s.task.deadline) {
+            // Not open any more, or (the task being the committed one) past its deadline while the batch waited
+            // to be mined: skipped.
+            if (status != TaskStatus.Open) {
+                emit TaskResultSkipped(s.taskId, status);
+                continue;
+            }
+            _checkCommitment(s.taskId, record, s.task);
+            if (block.timestamp >= s.task.deadline) {
                 emit TaskResultSkipped(s.taskId, status);
                 continue;
             }
@@ -114,7 +122,8 @@ contract ZkSettlement is SettlementModule {
         for (uint256 i = 0; i < submissions.length; ++i) {
             if (!live[i]) continue;
             ITaskRegistryTypes.ResultSubmission calldata s = submissions[i];
-            if (!Groth16.verify(s.task.verificationKey, s.proof, signals[i])) revert TaskRegistryInvalidProof(s.taskId);
+            if (!Groth16.verify(s.task.verificationKey, s.proof, signals[i]))
+                revert TaskRegistryInvalidProof(s.taskId);
         }
     }
 

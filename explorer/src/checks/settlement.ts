@@ -29,9 +29,12 @@ export interface BatchPlace {
   index: number;
 }
 
-/** "settled in a batch of 3 (submission 2 of 3)": how the page names a settlement by `submitResults`. */
+/** "settled in a batch of 3 (submitResults; this task's submission is 2 of 3)": a `submitResults` settlement. */
 export function batchText(batch: BatchPlace): string {
-  return `settled in a batch of ${batch.size}` + (batch.size > 1 ? ` (submission ${batch.index + 1} of ${batch.size})` : "");
+  return (
+    `settled in a batch of ${batch.size} (submitResults; this task's submission is ${batch.index + 1} of ` +
+    `${batch.size})`
+  );
 }
 
 /**

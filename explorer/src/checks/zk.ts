@@ -11,7 +11,7 @@ import { short } from "../format";
 import type { ModelRow, TaskRow } from "../types";
 import { jsonFile } from "./archive";
 import type { LoadedBundle } from "./bundle";
-import { batchText, type BatchPlace, type Settlement } from "./settlement";
+import type { BatchPlace, Settlement } from "./settlement";
 import { errorText, type Check } from "./types";
 
 type ProofSettlement = Extract<Settlement, { via: "submitResult" | "challengeWithProof" }>;
@@ -212,7 +212,10 @@ export async function publicSignalsCheck(
   const details: [string, string][] = [
     [
       "settled by",
-      batch ? `submitResults in ${short(txHash, 8)}, ${batchText(batch)}` : `${s.via} in ${short(txHash, 8)}`,
+      batch
+        ? `submitResults in ${short(txHash, 8)}: a batch of ${batch.size}, this task's submission ` +
+          `${batch.index + 1} of ${batch.size}`
+        : `${s.via} in ${short(txHash, 8)}`,
     ],
     ["committed inputHash", row.task.inputHash],
     ["calldata input hash", inputHash],

@@ -579,8 +579,7 @@ function renderChecks(
         ? h(
             "span",
             { class: "muted", "data-testid": "settled-by" },
-            ` · settled by ${run.settledBy}`,
-            run.batch ? `, ${batchText(run.batch)}` : "",
+            run.batch ? ` · ${batchText(run.batch)}` : ` · settled by ${run.settledBy}`,
           )
         : null,
     ),
