@@ -11,6 +11,7 @@ export default tseslint.config(
       "coverage/**",
       "dist/**",
       "build/**",
+      ".opg/**",
       "**/*_js/**",
     ],
   },

@@ -102,8 +102,9 @@ const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace
 const opg = (wei: bigint) => `${ethers.formatEther(wei)} OPG`;
 
 /**
- * How many inference nodes are eligible to serve a task now (settle a ZK or TEE task, claim an optimistic one), read from NodeStaking (registered for the
- * inference role with free stake at least its minimum: NodeStaking.isEligible). The registry keeps no
+ * How many inference nodes are eligible to serve a task now (settle a ZK or TEE task, claim an optimistic
+ * one), read from NodeStaking (registered for the inference role with free stake at least its minimum:
+ * NodeStaking.isEligible). The registry keeps no
  * count of eligible nodes, so the registered ones are read a page at a time (at most `maxScan`), and the
  * answer is kept for `ttlMs`.
  */

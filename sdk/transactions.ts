@@ -31,9 +31,10 @@ const KEY_STANDINGS = [
  */
 const REVERT_HINTS: Record<string, (args: Result) => string> = {
   TaskRegistryWrongMode: (a) =>
-    `task ${a[0]} is a ${MODE_NAMES[Number(a[1])] ?? `mode ${a[1]}`} task, which this call does not take: only ` +
-    "optimistic tasks are claimed (claimTask); a ZK or TEE task is settled directly by any eligible inference " +
-    "node (submitResult, submitResults, submitResultTee), the first valid result wins",
+    `task ${a[0]} is a ${MODE_NAMES[Number(a[1])] ?? `mode ${a[1]}`} task, which this call does not take: ZK ` +
+    "tasks are settled with submitResult or submitResults and TEE tasks with submitResultTee, directly by any " +
+    "eligible inference node (no claim: the first valid result wins); only optimistic tasks are claimed " +
+    "(claimTask, then submitResultOptimistic)",
   TaskRegistryEnclaveKeyRejected: (a) => {
     const standing = KEY_STANDINGS[Number(a[2])] ?? `standing ${a[2]}`;
     return (

@@ -44,7 +44,8 @@ function worktreeHead(dir: string): string | null {
  */
 export function baselineTree(rev: string, log: (message: string) => void = () => undefined): string {
   const commit = resolveRev(rev);
-  const dir = path.join(REPO_ROOT, ".opg", "cache", `baseline-${rev}`);
+  // A revision such as HEAD~4 or origin/main names a folder too.
+  const dir = path.join(REPO_ROOT, ".opg", "cache", `baseline-${rev.replace(/[^A-Za-z0-9._-]/g, "_")}`);
   if (worktreeHead(dir) !== commit) {
     log(`creating a worktree of ${rev} at ${path.relative(REPO_ROOT, dir)}`);
     fs.rmSync(dir, { recursive: true, force: true });

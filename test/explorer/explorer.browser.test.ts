@@ -7,6 +7,7 @@ import { JsonRpcProvider, type Wallet } from "ethers";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { OpgClient } from "../../sdk";
 import { TaskRegistry__factory } from "../../typechain-types";
+import { readVerifiedResult } from "../../workers/runtime/tasks";
 import { bundleArchiveId, packBundle } from "../../workers/data/bundle-archive";
 import { lyingDataNodeHandler, swapVerificationKey } from "../../scripts/lib/forged-bundle";
 import { ROOT, account, fixtureBundle, spawnProc, waitFor, type Proc } from "../../network/local-network";
@@ -200,12 +201,18 @@ describe("explorer page in headless Chromium against the demo's network", functi
       expect(c.get(id)?.status, `${id}; ${c.summary}`).to.equal("pass");
     }
     expect(c.verdict, c.summary).to.equal("pass");
-    for (const event of ["TaskSubmitted", "TaskClaimed", "TaskVerified"]) {
+    for (const event of ["TaskSubmitted", "TaskVerified"]) {
       expect(
         await page.$(`[data-testid=timeline] li[data-event=${event}]`),
         `timeline ${event}`,
       ).to.not.equal(null);
     }
+    // a ZK task is not claimed: the node settles it directly, through its settler's submitResults batch
+    expect(await page.$("[data-testid=timeline] li[data-event=TaskClaimed]"), "a claim").to.equal(null);
+    expect(await page.textContent("[data-testid=settled-by]")).to.match(
+      /^ · settled in a batch of (\d+) \(submitResults; this task's submission is [12] of \1\)$/,
+    );
+    expect(await page.textContent("[data-testid=settled]")).to.match(/^block \d+ · 0x/);
     expect((await page.textContent("[data-testid=outputs]"))?.trim()).to.not.equal("");
 
     // Live: a task submitted now appears, then settles, without a reload.
@@ -241,7 +248,7 @@ describe("explorer page in headless Chromium against the demo's network", functi
   });
 
   describe("a tampered output is caught (a lying RPC endpoint rewrites task 1's output)", function () {
-    it("in its TaskVerified log and resultOf: the page shows it, and the output check fails", async function () {
+    it("in its TaskVerified log: the page shows it, and the output check fails against the registry's stored hash", async function () {
       const { tampered, argmax } = await outputTamper();
       const rpc = await lyingRpc(tampered, false);
       const { page, errors } = await newPage();
@@ -255,6 +262,9 @@ describe("explorer page in headless Chromium against the demo's network", functi
       await page.waitForSelector("[data-testid=task-view]");
       const c = await settled(page, ["output-match", "groth16"]);
       expect(c.get("output-match")?.status, c.summary).to.equal("fail");
+      expect(c.get("output-match")?.text, c.summary).to.include(
+        "the registry's stored hash (isVerifiedResult) does not match the result shown",
+      );
       // The proof, from the untouched calldata, still verifies: what fails is the claim about what it proved.
       expect(c.get("groth16")?.status, c.summary).to.equal("pass");
       expect(c.verdict, c.summary).to.equal("fail");
@@ -267,7 +277,8 @@ describe("explorer page in headless Chromium against the demo's network", functi
       const { page, errors } = await newPage();
       await open(page, { rpc }, "#/task/1");
       const c = await settled(page, ["groth16", "output-match"]);
-      // Every source of the outputs agrees (the lie is consistent): only the proof can tell.
+      // Every source of the outputs agrees (the lie is consistent, down to the registry's answer to
+      // isVerifiedResult): only the proof can tell.
       expect(c.get("output-match")?.status, c.summary).to.equal("pass");
       expect(c.get("groth16")?.status, c.summary).to.equal("fail");
       expect(c.verdict, c.summary).to.equal("fail");
@@ -315,11 +326,9 @@ describe("explorer page in headless Chromium against the demo's network", functi
     const scale = 1n << BigInt(manifest.output.scaleBits);
     const provider = new JsonRpcProvider(net.rpc, undefined, { staticNetwork: true });
     try {
-      const result = TASKS.decodeFunctionResult(
-        "resultOf",
-        await provider.call({ to: net.tasks, data: TASKS.encodeFunctionData("resultOf", [1n]) }),
-      )[0];
-      const words = [...(result.outputs as bigint[])];
+      const result = await readVerifiedResult(TaskRegistry__factory.connect(net.tasks, provider), 1n);
+      expect(result, "task 1's verified result").to.not.equal(null);
+      const words = result!.outputs;
       const values = unpackWords(words, outputCount, packBits);
       const top = values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
       const argmax = (top + 1) % outputCount;
@@ -334,8 +343,9 @@ describe("explorer page in headless Chromium against the demo's network", functi
 
   /**
    * A JSON-RPC endpoint in front of the demo's chain that says task 1's outputs are `outputs`: in its
-   * TaskVerified log (eth_getLogs, receipts) and in resultOf(1); with `calldata`, also in the settling
-   * transaction's input (eth_getTransactionByHash), so that every source the page reads agrees.
+   * TaskVerified log (eth_getLogs, receipts); with `calldata`, also in the settling transaction's input
+   * (eth_getTransactionByHash) and in the registry's answer to isVerifiedResult(1, ...) (true for them), so
+   * that every source the page reads agrees.
    */
   async function lyingRpc(outputs: bigint[], calldata: boolean): Promise<string> {
     const isTask1 = (id: unknown) => BigInt(id as bigint) === 1n;
@@ -359,13 +369,16 @@ describe("explorer page in headless Chromium against the demo's network", functi
             rewriteLog(log);
           break;
         case "eth_call": {
+          if (!calldata) break;
           const call = req.params?.[0] as { to?: string; data?: string; input?: string };
           const data = call.data ?? call.input ?? "";
           if (call.to?.toLowerCase() !== net.tasks.toLowerCase()) break;
-          if (!data.startsWith(TASKS.getFunction("resultOf")!.selector)) break;
-          if (!isTask1(TASKS.decodeFunctionData("resultOf", data)[0])) break;
-          const r = TASKS.decodeFunctionResult("resultOf", res.result as string)[0];
-          res.result = TASKS.encodeFunctionResult("resultOf", [[r.node, r.settledBlock, outputs]]);
+          if (!data.startsWith(TASKS.getFunction("isVerifiedResult")!.selector)) break;
+          const [taskId, result] = TASKS.decodeFunctionData("isVerifiedResult", data);
+          if (!isTask1(taskId)) break;
+          const claimed = [...(result.outputs as bigint[])];
+          const same = claimed.length === outputs.length && claimed.every((w, i) => w === outputs[i]);
+          res.result = TASKS.encodeFunctionResult("isVerifiedResult", [same]);
           break;
         }
         case "eth_getTransactionByHash": {

@@ -41,7 +41,7 @@ async function expectClientError(p: Promise<unknown>, pattern: RegExp) {
     await p;
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(OpgClientError);
-    expect((e as Error).message).to.match(pattern);
+    expect((e as Error).message, (e as Error).message).to.match(pattern);
     return;
   }
   expect.fail(`expected an OpgClientError matching ${pattern}`);
@@ -227,8 +227,8 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
       await expectClientError(
         client.waitForResult(request.taskId, { timeoutMs: 2_000, onStatus: (s) => seen.push(s) }),
         new RegExp(
-          `^task ${request.taskId}: no result after 2000 ms, still Open: open, but no eligible node is staked ` +
-            "\\(\\d+ registered\\), so nobody can serve it",
+          `^task ${request.taskId}: no result after 2000 ms, still Open: open, but no eligible node is staked: ` +
+            "no inference node has the minimum free stake \\(\\d+ registered\\), so nobody can serve it",
         ),
       );
       expect(seen).to.have.length(1);
@@ -255,7 +255,8 @@ describe("OpgClient (hardhat node, plain JsonRpcProvider)", function () {
         ),
         new RegExp(
           `^claimTask reverted: TaskRegistryWrongMode\\(${request.taskId}, 1\\): task ${request.taskId} is a ZK ` +
-            "task, which this call does not take: only optimistic tasks are claimed",
+            "task, which this call does not take: ZK tasks are settled with submitResult or submitResults and " +
+            "TEE tasks with submitResultTee, directly by any eligible inference node \\(no claim",
         ),
       );
       // settled in a submitResults batch, as the node's settler sends it

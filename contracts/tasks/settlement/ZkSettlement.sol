@@ -68,7 +68,9 @@ contract ZkSettlement is SettlementModule {
                 emit TaskResultSkipped(s.taskId, status);
                 continue;
             }
-            _checkOpenResult(s.taskId, record, s.task, s.outputs, VerificationModes.ZK);
+            // What `_checkOpenResult` checks beyond the status, commitment and deadline checked above.
+            if (s.task.mode != VerificationModes.ZK) revert TaskRegistryWrongMode(s.taskId, s.task.mode);
+            _checkOutputs(s.taskId, s.outputs, s.task);
             signals[i] = _publicSignals(s.taskId, s.task, s.input, s.outputs);
             if (liveCount == 0) key = s.task.verificationKey;
             oneKey = oneKey && key == s.task.verificationKey;

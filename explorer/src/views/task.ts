@@ -139,7 +139,7 @@ export function taskView(ctx: Ctx, id: string): View {
         run = r;
         onRun = () => {
           checksKey = "";
-          safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r, ctx.snap));
+          safe(checks, () => renderChecks(checks, row, r.checks, nowTime, r));
         };
         r.listeners.add(onRun);
       }
@@ -163,7 +163,7 @@ export function taskView(ctx: Ctx, id: string): View {
     const ck = `${run?.key ?? ""}:${run?.done}:${tick}:${list.map((c) => `${c.id}=${c.status}:${c.message ?? ""}`).join("|")}`;
     if (ck !== checksKey) {
       checksKey = ck;
-      safe(checks, () => renderChecks(checks, row, list, nowTime, run, snap));
+      safe(checks, () => renderChecks(checks, row, list, nowTime, run));
     }
     const tk = `${row.events.length}:${row.events.filter((e) => snap.blockTimes.has(e.block)).length}:${tick}`;
     if (tk !== timelineKey) {
@@ -523,7 +523,6 @@ function verdictSentence(
   row: TaskRow,
   nowTime: number,
   run?: CheckRun,
-  snap?: Snapshot,
 ): string {
   const failed = checks.filter((c) => c.status === "fail");
   const trusted = checks.filter((c) => c.status === "trust");
@@ -557,14 +556,7 @@ function verdictSentence(
   }
 }
 
-function renderChecks(
-  el: HTMLElement,
-  row: TaskRow,
-  checks: Check[],
-  nowTime: number,
-  run?: CheckRun,
-  snap?: Snapshot,
-) {
+function renderChecks(el: HTMLElement, row: TaskRow, checks: Check[], nowTime: number, run?: CheckRun) {
   clear(el);
   // a rejection by proof has its evidence to check; other rejections and expiries have nothing
   const noResult = row.state === "Expired" || (row.state === "Rejected" && !rejectedByProof(row));
@@ -588,7 +580,7 @@ function renderChecks(
       { class: `verdict verdict-${status}`, "data-testid": "verdict", "data-status": status },
       h("span", { class: "badge" }, status === "pass" ? "VERIFIED" : status.toUpperCase()),
       " ",
-      verdictSentence(status, checks, row, nowTime, run, snap),
+      verdictSentence(status, checks, row, nowTime, run),
     ),
     h(
       "div",
