@@ -15,11 +15,11 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { baselineTree, REPO_ROOT, resolveRev, runProbe } from "./lib/baseline";
+import { BASELINE_REV, baselineTree, REPO_ROOT, resolveRev, runProbe } from "./lib/baseline";
 import type { ProbeResult, ProbeRow } from "./lib/gas-probe-common";
 
 /** The commit before the redesign (issue 21): today's claim-then-settle path. */
-const BASELINE_REV = process.env.OPG_BASELINE_REV ?? "b0811a3";
+// BASELINE_REV: see scripts/lib/baseline.ts.
 
 /** What the baseline's probe needs from this checkout: copied into its worktree's scripts/lib. */
 const BASELINE_PROBE_FILES = ["scripts/lib/gas-probe-common.ts", "scripts/lib/gas-probe-baseline.ts"];

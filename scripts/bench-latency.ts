@@ -1,5 +1,5 @@
 /**
- * npm run bench:latency — submit-to-verified latency of a lone ZK task (issue 21, goal 2), today's path: a
+ * npm run bench:latency — submit-to-verified latency of a lone ZK task (issue 21, goal 2): a
  * real `hardhat node`, the protocol, a data node and one idle inference node (child processes), the digits
  * MLP (64-32-16-10). Tasks are submitted one at a time, each after the previous one is verified, so the
  * node is idle when a task arrives.
@@ -10,7 +10,9 @@
  *     20 ms);
  *   - interval mining, a block every second (`evm_setAutomine false`, `evm_setIntervalMining 1000`): the
  *     same in seconds, and in blocks (the block of TaskVerified minus the block of TaskSubmitted).
- * Also prints the node's own stage split (execute, prove, chain) from its /metrics.
+ * Also prints the node's own stage split (execute, prove, chain) from its /metrics. Then runs the same bench
+ * of the baseline revision (scripts/lib/baseline.ts: before the claimless redesign) in a git worktree on
+ * this machine, and prints its table: the same-run baseline (OPG_BASELINE=0 skips it).
  *
  * OPG_BENCH_TASKS (tasks per chain, default 20).
  */
@@ -27,6 +29,7 @@ import {
   startNetwork,
   waitForLog,
 } from "../network/local-network";
+import { printBaseline } from "./lib/baseline";
 import { digitsWorkload, fundedRequester, submitOne } from "./lib/digits-workload";
 
 const TASKS = Number(process.env.OPG_BENCH_TASKS ?? 20);
@@ -138,6 +141,11 @@ async function main() {
       `| ${r.chain === "automine" ? "automine" : "a block every 1 s"} | ${s(50)} | ${s(95)} | ${s(100)} | ${blocks} | ${split} |`,
     );
   }
+  await printBaseline(
+    "scripts/bench-latency.ts",
+    { OPG_BENCH_TASKS: String(TASKS) },
+    "submit, claim, submitResult: three transactions",
+  );
 }
 
 main().then(

@@ -1,11 +1,15 @@
 /**
- * npm run bench:nodes — many inference nodes on one chain (issue 21, goal 3), today's path: a real `hardhat
+ * npm run bench:nodes — many inference nodes on one chain (issue 21, goal 3): a real `hardhat
  * node` (automine), a data node and 1, 2, 4 and 8 inference nodes as child processes on this one machine, a
  * burst of tasks on the digits MLP submitted back to back. Per node count it reports throughput, tasks
  * settled per node (fairness), duplicated work (model runs beyond one per task: nodes that prepared a task
  * another node then claimed), the nodes' transactions that reverted on chain, and gas spent by the nodes per
  * settled task. The CPU is shared by every node, the chain and this script, so throughput here measures the
  * protocol's overhead on one machine, not what separate machines would give.
+ *
+ * Then runs the same bench of the baseline revision (scripts/lib/baseline.ts: every node prepares every task
+ * and races to claim it) in a git worktree on this machine and prints its table: the same-run baseline
+ * (OPG_BASELINE=0 skips it).
  *
  * OPG_BENCH_TASKS (tasks per node count, default 24), OPG_BENCH_NODES (default "1,2,4,8").
  */
@@ -23,6 +27,7 @@ import {
   waitForLog,
   type Proc,
 } from "../network/local-network";
+import { printBaseline } from "./lib/baseline";
 import { digitsWorkload, fundedRequester, submitOne } from "./lib/digits-workload";
 
 const TASKS = Number(process.env.OPG_BENCH_TASKS ?? 24);
@@ -144,6 +149,11 @@ async function main() {
       `| ${r.nodes} | ${r.perMinute.toFixed(1)} | ${(r.perMinute / base).toFixed(2)}x | ${r.perNode.join(" / ")} | ${r.duplicated} | ${r.sent} | ${r.reverted} | ${Math.round(r.gasPerTask).toLocaleString("en-US")} |`,
     );
   }
+  await printBaseline(
+    "scripts/bench-nodes.ts",
+    { OPG_BENCH_TASKS: String(TASKS), OPG_BENCH_NODES: NODE_COUNTS.join(",") },
+    "every node prepares every open task and races to claim it",
+  );
 }
 
 main().then(

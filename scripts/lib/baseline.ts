@@ -105,3 +105,62 @@ export function runProbe<T>(tree: string, script: string, env: Record<string, st
     });
   });
 }
+
+/** The revision the benches compare with: today's path before issue 21's redesign. */
+export const BASELINE_REV = process.env.OPG_BASELINE_REV ?? "b0811a3";
+
+/**
+ * Run the baseline revision's own copy of a bench (`script`, relative to the tree, e.g.
+ * scripts/bench-latency.ts) in its worktree with `env` added, and return the markdown table it prints (the
+ * lines starting with `|`). Its progress goes to this process's standard error.
+ */
+export function runBaselineBench(
+  tree: string,
+  script: string,
+  env: Record<string, string> = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("npx", ["ts-node", "--transpile-only", script], {
+      cwd: tree,
+      env: { ...process.env, OPG_CACHE_DIR: CACHE_DIR, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on("data", (chunk: Buffer) => process.stderr.write(chunk));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const table = stdout
+        .split("\n")
+        .filter((l) => l.startsWith("|"))
+        .join("\n");
+      if (code !== 0 || !table) {
+        reject(
+          new Error(
+            `${script} in ${tree} ended with ${signal ?? `exit code ${code}`}:\n${stdout.slice(-2000)}`,
+          ),
+        );
+        return;
+      }
+      resolve(table);
+    });
+  });
+}
+
+/**
+ * Print the baseline revision's table of the same bench, measured now on this machine (unless
+ * OPG_BASELINE=0), under a heading naming the revision.
+ */
+export async function printBaseline(
+  script: string,
+  env: Record<string, string>,
+  what: string,
+): Promise<void> {
+  if (process.env.OPG_BASELINE === "0") return;
+  const tree = baselineTree(BASELINE_REV, (m) => console.error(m));
+  const table = await runBaselineBench(tree, script, env);
+  console.log(`\n### Same run, today's path before the redesign (${BASELINE_REV}: ${what})\n`);
+  console.log(table);
+}
