@@ -34,8 +34,9 @@ import { launchChromium, PageErrors } from "../helpers/browser";
 /**
  * The explorer page in headless Chromium against a `hardhat node` where the optimistic games were played by
  * hand (no workers): posted outputs proved wrong by a challenger's proof, outputs rejected by a stake vote
- * whose ballots were then settled, and outputs that met no quorum of attestations, reopened. The page reads
- * that chain itself; the test reads what it rendered.
+ * whose ballots were then settled, and outputs that met no quorum of attestations, reopened; and ZK tasks,
+ * which are not claimed: two settled in one `submitResults` batch that lists one of them twice (the second
+ * listing skipped), and one left open. The page reads that chain itself; the test reads what it rendered.
  */
 const IRIS = "test/fixtures/models/iris_mlp.onnx";
 const INPUT = [[5.1, 3.5, 1.4, 0.2]];
@@ -51,7 +52,7 @@ declare const document: {
   querySelector(selector: string): { getAttribute(name: string): string | null } | null;
 };
 
-describe("explorer page in headless Chromium: disputes and reopenings played on a hardhat node", function () {
+describe("explorer page in headless Chromium: disputes, reopenings and a ZK batch played on a hardhat node", function () {
   this.timeout(900_000);
   let browser: Browser | undefined;
   let net: Network;
@@ -59,7 +60,8 @@ describe("explorer page in headless Chromium: disputes and reopenings played on 
   let client: OpgClient;
   let bundleDir: string;
   const contexts: BrowserContext[] = [];
-  const ids = { disproof: 0n, vote: 0n, reopened: 0n };
+  const ids = { disproof: 0n, vote: 0n, reopened: 0n, batchedFirst: 0n, batchedTwice: 0n, openZk: 0n };
+  let batchTx: string;
   let challenger: string;
   let nodeAddress: string;
 
@@ -175,6 +177,32 @@ describe("explorer page in headless Chromium: disputes and reopenings played on 
     await later(601);
     await client.reopen(unattested.taskId);
     ids.reopened = unattested.taskId;
+
+    // 4. ZK: two tasks settled by the node in one batch that lists the second twice (skipped the second time),
+    // with no claim; a third left open
+    const zk = [await client.submit(everyMode, INPUT), await client.submit(everyMode, INPUT)];
+    const submissions = [];
+    for (const t of zk) {
+      const bound = BigInt(await tasks.taskBinding(t.taskId, node.address));
+      const proved = await fullProve(
+        witnessInput(manifest, quantized, bound),
+        path.join(bundleDir, manifest.artifacts.wasm.file),
+        path.join(bundleDir, manifest.artifacts.zkey!.file),
+      );
+      submissions.push({
+        taskId: t.taskId,
+        task: t.task,
+        input: t.input,
+        outputs: honest,
+        proof: proofWords(proved.proof),
+      });
+    }
+    const batch = await (
+      await tasks.connect(node).submitResults([submissions[0], submissions[1], submissions[1]])
+    ).wait();
+    batchTx = batch!.hash;
+    [ids.batchedFirst, ids.batchedTwice] = zk.map((t) => t.taskId);
+    ids.openZk = (await client.submit(everyMode, INPUT)).taskId;
 
     explorer = await startExplorer({
       rpc: net.chain.url,
@@ -296,6 +324,54 @@ describe("explorer page in headless Chromium: disputes and reopenings played on 
     );
     expect(await page.textContent("[data-testid=outputs]")).to.include("No outputs yet.");
     expect(challenger).to.match(/^0x/);
+    expect(errors.unexpected(), "console errors").to.deep.equal([]);
+  });
+
+  it("a ZK task settled in a batch: its own submission re-verified, the batch named, the skipped listing in the timeline", async function () {
+    const { page, errors } = await taskPage(ids.batchedTwice);
+    expect(await page.textContent("[data-testid=task-state]")).to.equal("Verified");
+    const checkIds = ["bundle-hash", "vk-hash", "public-signals", "groth16", "output-match"];
+    const c = await settled(page, checkIds);
+    for (const id of checkIds) expect(c.get(id)?.status, `${id}; ${c.summary}`).to.equal("pass");
+    expect(c.verdict, c.summary).to.equal("pass");
+    // the checks read the task's first listing in the batch, the one that settled it
+    expect(await page.textContent("[data-testid=settled-by]")).to.equal(
+      " · settled in a batch of 3 (submitResults; this task's submission is 2 of 3)",
+    );
+    expect(c.get("public-signals")?.text).to.match(/a batch of 3, this task's submission 2 of 3/);
+    expect(c.get("output-match")?.text).to.include("the registry's stored hash (isVerifiedResult)");
+    // the header names the settling transaction and what else it did, from its logs
+    const header = ((await page.textContent("[data-testid=settled]")) ?? "").replace(/\s+/g, " ");
+    expect(header).to.match(
+      new RegExp(
+        `^block \\d+ · ${batchTx.slice(0, 8)}…${batchTx.slice(-6)} · settled in a batch of 3 \\(2 verified, 1 skipped\\)`,
+      ),
+    );
+    expect(await timelineText(page, "TaskResultSkipped")).to.include(
+      "A submitResults batch skipped its result for this task: it was already verified (another result came " +
+        "first, or the batch listed it twice); nothing was paid for it",
+    );
+    expect(await page.$("[data-testid=timeline] li[data-event=TaskClaimed]"), "a claim").to.equal(null);
+    expect(errors.unexpected(), "console errors").to.deep.equal([]);
+
+    // the batch's first task: its own submission, 1 of 3
+    const first = await taskPage(ids.batchedFirst);
+    await settled(first.page, ["groth16", "output-match"]);
+    expect(await first.page.textContent("[data-testid=settled-by]")).to.equal(
+      " · settled in a batch of 3 (submitResults; this task's submission is 1 of 3)",
+    );
+    expect(await first.page.$("[data-testid=timeline] li[data-event=TaskResultSkipped]")).to.equal(null);
+    expect(first.errors.unexpected(), "console errors").to.deep.equal([]);
+  });
+
+  it("an open ZK task: nobody claims it, it waits for the first node in its service order", async function () {
+    const { page, errors } = await taskPage(ids.openZk);
+    expect(await page.textContent("[data-testid=task-state]")).to.equal("Open");
+    const verdict = ((await page.textContent("[data-testid=verdict]")) ?? "").replace(/\s+/g, " ");
+    expect(verdict).to.match(
+      /Not settled yet: open, waiting for the first node in its service order to settle it with a proof \(deadline .+\)\.$/,
+    );
+    expect(await page.$("[data-testid=settled]")).to.equal(null);
     expect(errors.unexpected(), "console errors").to.deep.equal([]);
   });
 });
