@@ -53,7 +53,13 @@ import { bundleArchiveId, packBundle } from "../workers/data/bundle-archive";
 import { DataClient } from "../workers/data/client";
 import { attestersOf, corruptOutputWords, outputsHash } from "../workers/runtime/optimistic";
 import { ServiceHttp } from "../workers/runtime/service";
-import { MODES, parseSubmitted, readVerifiedResult, TOPICS, type SubmittedTask } from "../workers/runtime/tasks";
+import {
+  MODES,
+  parseSubmitted,
+  readVerifiedResult,
+  TOPICS,
+  type SubmittedTask,
+} from "../workers/runtime/tasks";
 import { parseAttestRequest } from "../workers/verification/attest";
 import { ensureCliBuilt } from "../test/helpers/cli";
 import { bundleKeyWords, bundleModelSpec, sendRegistration } from "../network/register-model";

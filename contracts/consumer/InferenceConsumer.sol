@@ -108,8 +108,10 @@ abstract contract InferenceConsumer is IInferenceCallback {
         // Expired (by anyone, or unattested) and Rejected (an optimistic result a dispute threw out) were
         // refunded already; anything else must be expirable now.
         ITaskRegistryTypes.TaskStatus status = taskRegistry.taskStatus(taskId);
-        if (status != ITaskRegistryTypes.TaskStatus.Expired && status != ITaskRegistryTypes.TaskStatus.Rejected)
-            taskRegistry.expire(taskId, task);
+        if (
+            status != ITaskRegistryTypes.TaskStatus.Expired &&
+            status != ITaskRegistryTypes.TaskStatus.Rejected
+        ) taskRegistry.expire(taskId, task);
         emit InferenceFailed(taskId, modelId);
         _onInferenceFailed(taskId, modelId);
     }

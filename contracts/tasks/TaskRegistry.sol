@@ -496,6 +496,8 @@ contract TaskRegistry is ITaskRegistry, TaskRegistryCore {
     /// included. The caller's `nonReentrant` lock covers the module's code, and ends when the caller returns.
     function _delegate(address module) private returns (bytes memory result) {
         bool ok;
+        // The module is this registry's own code, fixed at construction (see `SettlementModule`).
+        // solhint-disable-next-line avoid-low-level-calls
         (ok, result) = module.delegatecall(msg.data);
         if (!ok) {
             // Re-throws the module's revert data unchanged.

@@ -105,7 +105,8 @@ export async function readVerifiedResult(
       settledBlock: BigInt(log.blockNumber),
       outputs: [...(log.args.outputs as bigint[])].map((w) => BigInt(w)),
     };
-    if (await tasks.isVerifiedResult(taskId, result)) return { ...result, transactionHash: log.transactionHash };
+    if (await tasks.isVerifiedResult(taskId, result))
+      return { ...result, transactionHash: log.transactionHash };
   }
   return null;
 }
