@@ -287,7 +287,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
       expect(events[0].args.node, `task ${s.taskId} settled by the first node in its order`).to.equal(first);
       expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
       expect(await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId)), "no claim").to.have.length(0);
-      expect(await tasks.queryFilter(tasks.filters.TaskResultSkipped(s.taskId)), "no late result").to.have.length(0);
+      expect(
+        await tasks.queryFilter(tasks.filters.TaskResultSkipped(s.taskId)),
+        "no late result",
+      ).to.have.length(0);
       expect(await tasks.claimOf(s.taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
     }
     expect(await a.stop()).to.equal(0);
@@ -313,7 +316,9 @@ describe("network end to end (hardhat node + worker processes)", function () {
           expect(row, `${proc.name}: task ${s.taskId}`).to.include({ state: "lost", proof: null });
         }
       }
-      const sent = journal.txs.filter((t) => t.taskId !== null && submitted.some((s) => s.taskId.toString() === t.taskId));
+      const sent = journal.txs.filter(
+        (t) => t.taskId !== null && submitted.some((s) => s.taskId.toString() === t.taskId),
+      );
       expect(
         sent.every((t) => mine.includes(t.taskId!)),
         `${proc.name} sent transactions for its own tasks only: ${JSON.stringify(sent)}`,
@@ -345,7 +350,10 @@ describe("network end to end (hardhat node + worker processes)", function () {
     const verified = await verifiedEvents(s.taskId);
     expect(verified).to.have.length(1);
     expect(verified[0].args.node).to.equal(account(5).address);
-    expect(await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId), 0, "latest"), "no claim").to.have.length(0);
+    expect(
+      await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId), 0, "latest"),
+      "no claim",
+    ).to.have.length(0);
     expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
     expect(await restarted.stop()).to.equal(0);
     expect(readJournal(dir).task(s.taskId)).to.include({ state: "verified" });
@@ -359,7 +367,8 @@ describe("network end to end (hardhat node + worker processes)", function () {
     expect([...nodes].sort()).to.deep.equal([a, b].sort());
     // The test's task must have node 5 first in its order: ids before it go to tasks node 6 is first on.
     const fillers = [];
-    while (orderOf((await tasks.taskCount()) + 1n, nodes)[0] !== a) fillers.push(await submit(20 + fillers.length));
+    while (orderOf((await tasks.taskCount()) + 1n, nodes)[0] !== a)
+      fillers.push(await submit(20 + fillers.length));
     const stakeBefore = (await staking.nodeInfo(a)).bonded;
     // Node 5 holds its proofs back 20 s, and waits so long for the nodes ahead of it that it only works on
     // tasks it is first on.
@@ -660,7 +669,19 @@ describe("network end to end (hardhat node + worker processes)", function () {
       await net.provider.send("evm_setAutomine", [true]);
     }
     const port = node.logs().find((l) => l.msg === "metrics and health listening")!.port;
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // The only transaction is the result itself (no claim before it), and the node may journal the task
+    // verified from the TaskVerified log before the submitter has its receipt (and counts its gas): the
+    // metrics (rendered at most once per METRICS_CACHE_MS) catch up within a few polls.
+    const metrics = await waitFor(
+      "the node's metrics to count the settled task's gas",
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return /^opg_gas_spent_wei [1-9]/m.test(text) ? text : undefined;
+      },
+      30_000,
+      250,
+      node,
+    );
     expect(metrics).to.match(/^opg_tasks\{state="verified"\} [1-9]/m);
     expect(metrics).to.match(/^opg_stage_seconds_count\{stage="prove"\} [1-9]/m);
     expect(metrics).to.match(/^opg_gas_spent_wei [1-9]/m);

@@ -781,7 +781,8 @@ describe("optimistic mode end to end (hardhat node + worker processes)", functio
       600_000,
       500,
     );
-    for (const s of honest) expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
+    for (const s of honest)
+      expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
     const [resolved] = await disputes.queryFilter(disputes.filters.DisputeResolved(lie));
     expect([resolved.args.outcome, resolved.args.bondTo]).to.deep.equal([NODE_WRONG, challenger]);
 

@@ -35,7 +35,8 @@ const Status = { Open: 1n, Verified: 3n };
 /** IEnclaveRegistry.KeyStanding.Challenged. */
 const CHALLENGED = 3;
 /** What an inference node with `--enclave dev` logs once its enclave key is registered and Active. */
-const ENCLAVE_READY = "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)";
+const ENCLAVE_READY =
+  "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)";
 const VERIFICATION_MODE_TEE = 4;
 const samples = JSON.parse(
   fs.readFileSync(path.join(__dirname, "..", "fixtures", "models", "digits_transformer_test.json"), "utf8"),
@@ -372,7 +373,8 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     const operator = account(6).connect(net.provider);
     const [a, b] = [account(NODE).address, operator.address];
     const nodes = [a, b];
-    for (const n of nodes) expect(await staking.isEligible(n, 0), `${n} an eligible inference node`).to.equal(true);
+    for (const n of nodes)
+      expect(await staking.isEligible(n, 0), `${n} an eligible inference node`).to.equal(true);
     const startBlock = await net.provider.getBlockNumber();
     const manifest = loadPlainManifest(bundleDir);
     async function submit(sample: number) {
@@ -412,7 +414,8 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
 
     // The test's task must have node 6 (down) first in its order: ids before it go to tasks node 5 is first on.
     const fillers = [];
-    while (orderOf((await tasks.taskCount()) + 1n, nodes)[0] !== b) fillers.push(await submit(10 + fillers.length));
+    while (orderOf((await tasks.taskCount()) + 1n, nodes)[0] !== b)
+      fillers.push(await submit(10 + fillers.length));
     const s = await submit(0);
     expect(orderOf(s.taskId, nodes)).to.deep.equal([b, a]);
 
@@ -432,7 +435,13 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     await (
       await enclaves
         .connect(operator)
-        .registerKey(held.address, DEV_ENCLAVE_MEASUREMENT, expiresAt, document, held.signDigest(registration))
+        .registerKey(
+          held.address,
+          DEV_ENCLAVE_MEASUREMENT,
+          expiresAt,
+          document,
+          held.signDigest(registration),
+        )
     ).wait();
     const watcher = account(8).connect(net.provider);
     const bond = await enclaves.challengeBond();
@@ -466,20 +475,27 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
     await waitVerified([s.taskId, ...fillers.map((f) => f.taskId)], inference);
     for (const t of [s, ...fillers]) {
       const verified = await tasks.queryFilter(tasks.filters.TaskVerified(t.taskId));
-      expect(verified.map((v) => v.args.node), `task ${t.taskId}`).to.deep.equal([a]);
+      expect(
+        verified.map((v) => v.args.node),
+        `task ${t.taskId}`,
+      ).to.deep.equal([a]);
       expect((await readVerifiedResult(tasks, t.taskId))!.outputs).to.deep.equal(t.expected);
       const [signed] = await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(t.taskId));
       expect((await enclaves.keyStatus(signed.args.key))[0], "signed by a key of node 5").to.equal(a);
       expect(await tasks.queryFilter(tasks.filters.TaskClaimed(t.taskId)), "no claim").to.have.length(0);
       expect(await tasks.claimOf(t.taskId)).to.deep.equal([ethers.ZeroAddress, 0n]);
     }
-    expect(await bonded(), "no collateral locked or slashed, the challenged operator's included").to.deep.equal(
-      bondedBefore,
-    );
+    expect(
+      await bonded(),
+      "no collateral locked or slashed, the challenged operator's included",
+    ).to.deep.equal(bondedBefore);
     expect(await inference.stop()).to.equal(0);
     const journal = readJournal(dir);
     expect(journal.task(s.taskId)).to.include({ state: "verified" });
-    expect(journal.txs.filter((t) => t.status === "reverted"), "no reverted transaction").to.deep.equal([]);
+    expect(
+      journal.txs.filter((t) => t.status === "reverted"),
+      "no reverted transaction",
+    ).to.deep.equal([]);
   });
 
   it("two TEE nodes alive serve each task once, each by the first node in its order: no duplicated work", async function () {
@@ -539,9 +555,10 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
       const first = orderOf(s.taskId, [a, b])[0];
       firsts.set(s.taskId.toString(), first);
       const verified = await tasks.queryFilter(tasks.filters.TaskVerified(s.taskId));
-      expect(verified.map((v) => v.args.node), `task ${s.taskId}: the first node in its order`).to.deep.equal([
-        first,
-      ]);
+      expect(
+        verified.map((v) => v.args.node),
+        `task ${s.taskId}: the first node in its order`,
+      ).to.deep.equal([first]);
       expect(await tasks.queryFilter(tasks.filters.TaskEnclaveSigned(s.taskId))).to.have.length(1);
       expect((await readVerifiedResult(tasks, s.taskId))!.outputs).to.deep.equal(s.expected);
       expect(await tasks.queryFilter(tasks.filters.TaskClaimed(s.taskId)), "no claim").to.have.length(0);
@@ -568,7 +585,10 @@ describe("TEE mode end to end (hardhat node + inference node with the developmen
       // A node sent a result only for its own tasks, once each, and nothing reverted.
       const sent = journal.txs.filter((t) => t.taskId !== null && ids.includes(t.taskId));
       expect(sent.map((t) => t.taskId).sort(), `${node}: results sent`).to.deep.equal([...mine].sort());
-      expect(journal.txs.filter((t) => t.status === "reverted"), `${node}: reverted`).to.deep.equal([]);
+      expect(
+        journal.txs.filter((t) => t.status === "reverted"),
+        `${node}: reverted`,
+      ).to.deep.equal([]);
     }
   });
 });
