@@ -989,6 +989,15 @@ export class InferenceNode {
     this.log.info({ taskId: submitted.taskId.toString(), proveMs: proved.ms }, "task proved");
   }
 
+  /**
+   * Dry run: everything up to the settling transaction was done and simulated; park the task (`skipped`)
+   * instead of running and simulating it again at every poll.
+   */
+  private parkDryRun(taskId: bigint, what: string): never {
+    this.journal.setState(taskId, "skipped", { reason: `dry run: ${what}` });
+    throw new PipelineStop();
+  }
+
   /** Whether a task is still open on chain; if not, the journal is brought in line (another node won). */
   private async stillOpen(taskId: bigint): Promise<boolean> {
     const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
@@ -1004,7 +1013,7 @@ export class InferenceNode {
     const started = Date.now();
     const outcome = await this.zkSettler.settle({ submitted, proof, outputs });
     this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!outcome) return;
+    if (!outcome) return this.parkDryRun(submitted.taskId, "would submit the result");
     const taskId = submitted.taskId;
     if (outcome.kind === "skipped") {
       // Another node settled it first (or it expired) while the batch was mining: nothing paid, no revert.
@@ -1328,7 +1337,7 @@ export class InferenceNode {
       }
       throw err;
     }
-    if (!receipt) return;
+    if (!receipt) return this.parkDryRun(taskId, "would submit the TEE result");
     this.settled(taskId, receipt, null, { mode: "tee", outcome: "verified" });
     this.log.info(
       { taskId: taskId.toString(), tx: receipt.hash, key: enclave.address },
