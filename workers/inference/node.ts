@@ -1,10 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
-import { toBeHex, type Log } from "ethers";
+import type { Log } from "ethers";
 import client from "prom-client";
-import { expectedPublicSignals, packValues } from "../../zkml";
+import { expectedPublicSignals } from "../../zkml";
 import { DataClient } from "../data/client";
-import { BundleCache, isPlainBundle, type AnyBundle } from "../runtime/bundles";
+import { BundleCache, isPlainBundle } from "../runtime/bundles";
 import { ExecutionRefusedError } from "../runtime/execution-errors";
 import { ModelExecutor } from "../runtime/execution-policy";
 import { ExecutionSandbox, failureClass } from "../runtime/sandbox";
@@ -27,64 +27,26 @@ import {
   type SubmittedTask,
 } from "../runtime/tasks";
 import { ChainWatcher } from "../runtime/watcher";
-import {
-  attestersOf,
-  corruptOutputWords,
-  outputsHash,
-  submittedTaskOf,
-  TASK_STATUS,
-} from "../runtime/optimistic";
-import { DevEnclave, ensureEnclaveKeyRegistered } from "../../tee/dev-enclave";
+import { submittedTaskOf, TASK_STATUS } from "../runtime/optimistic";
 import type { inferenceSchema } from "./config";
-import { gatherAttestations, isHttpEndpoint, type Attestation } from "./attestations";
 import { eligibilityProblem, type Eligibility } from "./eligibility";
 import { Assignment } from "./assignment";
 import { ProverPool } from "./prover-pool";
-import { ZkSettler } from "./zk-settler";
 import { ServedKeyChecks } from "./served-key";
+import { PipelineStop, type ModeContext, type Prepared } from "./modes/context";
+import { OptimisticMode } from "./modes/optimistic";
+import { TeeMode } from "./modes/tee";
+import { ZkMode } from "./modes/zk";
+
+export { nextQuorumAttempt } from "./modes/optimistic";
 
 export type InferenceConfig = ConfigOf<typeof inferenceSchema>;
 
-/**
- * What `prepare` found: the model bundle (a plain bundle only for TEE and optimistic tasks), the quantized
- * input, and the output values (the fixed-point executor's, or onnxruntime's quantized for a plain bundle).
- */
-interface Prepared {
-  bundle: AnyBundle;
-  input: bigint[];
-  outputs: bigint[];
-}
-
-/** What the journal keeps of a posted optimistic result (in the `proof` column). */
-interface PostedResult {
-  outputs: string[];
-  /** Block the result was posted in: attestations are searched from there. */
-  block: number;
-  /** Fault injection: the posted outputs are deliberately wrong. */
-  lied?: boolean;
-}
-
-/** INodeStaking.Role.Verification. */
-const VERIFICATION_ROLE = 1;
-/** How long the verification nodes read from NodeStaking (attestUrls auto) are used before being read again. */
-const VERIFIERS_TTL_MS = 60_000;
-/** Most verification nodes read from NodeStaking to ask for attestations. */
-const MAX_VERIFIERS_LISTED = 256;
-
-/** Ends a task's pipeline quietly: dry run after the first transaction it would send, or a task given up. */
-class PipelineStop extends Error {}
-
-const MAX_PROVE_ATTEMPTS = 3;
 /**
  * Failures of a task's stage that are neither a refusal nor the transport (sandbox.ts failureClass) before
  * the task is given up (`failed`): what failed three times the same way is not going to pass.
  */
 const MAX_UNKNOWN_FAILURES = 3;
-/** First wait before asking again for the attestations an optimistic result lacks; doubled up to the max. */
-const ATTEST_RETRY_MS = 2_000;
-const ATTEST_RETRY_MAX_MS = 30_000;
-/** Seconds kept between the last try at posting an optimistic result and its claim's expiry (mining time). */
-const POST_MARGIN_SECONDS = 30;
 
 /**
  * Journal states of a task, in pipeline order. `watching` waits for another node's claim to lapse (then the
@@ -112,16 +74,6 @@ export const STATES = [
 ] as const;
 const WORKING = ["seen", "claimed", "proved", "posted"];
 
-/** `items` in random order (the load of attesting spread over verification nodes). */
-function shuffled<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
-
 /**
  * Why the claim policy skips a task (the fee, the time left before its deadline at chain time `now`, the
  * callback gas the node's submitResult would pay for), or undefined when the task is worth taking.
@@ -140,26 +92,6 @@ export function policySkipReason(
     return `callback gas limit ${callbackGasLimit} above the node's maxCallbackGas ${policy.maxCallbackGas}`;
   }
   return undefined;
-}
-
-/**
- * When a node short of an optimistic task's quorum of attestations asks again: the wait in ms (ATTEST_RETRY_MS
- * at first, then doubled up to ATTEST_RETRY_MAX_MS), or undefined when the round after that wait (the wait,
- * `attestTimeoutMs` of asking, POST_MARGIN_SECONDS to mine the post) could not end before the claim expires
- * at chain time `claimExpiresAt`: then the task is given up.
- */
-export function nextQuorumAttempt(opts: {
-  previousDelayMs?: number;
-  now: number;
-  claimExpiresAt: number;
-  attestTimeoutMs: number;
-}): number | undefined {
-  const delayMs =
-    opts.previousDelayMs === undefined
-      ? ATTEST_RETRY_MS
-      : Math.min(ATTEST_RETRY_MAX_MS, opts.previousDelayMs * 2);
-  const postedBy = opts.now + Math.ceil((delayMs + opts.attestTimeoutMs) / 1000) + POST_MARGIN_SECONDS;
-  return postedBy < opts.claimExpiresAt ? delayMs : undefined;
 }
 
 /**
@@ -187,7 +119,9 @@ export function modeSkipReason(
  * task, checks the model bundle and the input before claiming, executes the quantized model (and the float
  * model with onnxruntime as a reference), claims, proves in a worker thread, submits the result, and
  * records what it earned. Every stage is a journal state, so a restart resumes and never repeats a
- * completed stage; before each transaction the chain is asked what is true now.
+ * completed stage; before each transaction the chain is asked what is true now. The node holds the task
+ * state machine; each verification mode's steps are in modes/ (zk.ts, tee.ts, optimistic.ts), reached
+ * through one ModeContext (modes/context.ts).
  */
 export class InferenceNode {
   private readonly chain: Chain;
@@ -215,8 +149,6 @@ export class InferenceNode {
   private readonly settling = new Set<string>();
   /** Who serves a ZK or TEE task first (no claim): this node waits its turn in each task's order. */
   private readonly assignment: Assignment;
-  /** ZK results go to the registry in batches (submitResults). */
-  private readonly zkSettler: ZkSettler;
   /** Per model: whether the registered key is the key of the zkey this node proves with. */
   private readonly servedKeys: ServedKeyChecks;
   /**
@@ -229,12 +161,10 @@ export class InferenceNode {
   /** The latest block's timestamp, read every poll: when posted results are due to be finalised. */
   private chainNow = 0;
   private readonly metrics;
-  /** attestUrls auto: eligible verification nodes' registered endpoints, and when they were read. */
-  private verifiers?: { urls: string[]; at: number };
-  /** Verification nodes' URLs that did not answer (refused connection, timed out), and when: asked last. */
-  private readonly unanswered = new Map<string, number>();
-  /** The enclave that signs TEE results (`--enclave dev`), or undefined: TEE tasks are not claimed. */
-  private enclave?: DevEnclave;
+  /** Each verification mode's steps (modes/): the state machine below calls into them. */
+  private readonly zk: ZkMode;
+  private readonly tee: TeeMode;
+  private readonly optimistic: OptimisticMode;
   readonly address: string;
 
   constructor(
@@ -260,7 +190,7 @@ export class InferenceNode {
           await this.assignment.refresh();
           await this.watcher.poll();
           this.chainNow = (await this.chain.provider.getBlock("latest"))!.timestamp;
-          await this.takeOverLapsedClaims();
+          await this.optimistic.takeOverLapsedClaims();
           this.schedule();
         } finally {
           this.updateMetrics();
@@ -303,16 +233,6 @@ export class InferenceNode {
       },
       log,
     );
-    this.zkSettler = new ZkSettler(
-      async (data, taskIds) =>
-        this.submitter.send(
-          taskIds.length > 1 ? `results x${taskIds.length}` : "result",
-          await this.chain.tasks.getAddress(),
-          data,
-          taskIds[0],
-        ),
-      config.settleBatch,
-    );
     const registers = [this.http.registry];
     this.metrics = {
       tasks: new client.Gauge({
@@ -352,6 +272,26 @@ export class InferenceNode {
         registers,
       }),
     };
+    const context: ModeContext = {
+      chain: this.chain,
+      deployment,
+      journal: this.journal,
+      submitter: this.submitter,
+      config,
+      log,
+      metrics: this.metrics,
+      address: this.address,
+      assignment: this.assignment,
+      attestRetry: this.attestRetry,
+      settled: (taskId, receipt, reason, labels) => this.settled(taskId, receipt, reason, labels),
+      reconcile: (taskId, why) => this.reconcile(taskId, why),
+      recheckEligibility: () => {
+        this.eligibility.checkedAt = 0;
+      },
+    };
+    this.zk = new ZkMode(context, this.prover);
+    this.tee = new TeeMode(context);
+    this.optimistic = new OptimisticMode(context);
   }
 
   /**
@@ -397,12 +337,12 @@ export class InferenceNode {
       ready: this.eligibility.ready,
       ...(this.eligibility.ready ? {} : { reason: this.eligibility.reason }),
       address: this.address,
-      ...(this.enclave ? { enclaveKey: this.enclave.address } : {}),
+      ...(this.tee.enclave ? { enclaveKey: this.tee.enclave.address } : {}),
       lag: this.watcher.lag,
       tasks: this.journal.countByState(),
     }));
     await this.refreshEligibility(true);
-    await this.startEnclave();
+    await this.tee.startEnclave();
     this.loop.start();
     this.log.info(
       { address: this.address, chainId: this.chainId.toString(), dryRun: this.config.dryRun },
@@ -411,53 +351,11 @@ export class InferenceNode {
     return port;
   }
 
-  /**
-   * `--enclave dev`: load (or create) the development enclave's key and make sure the EnclaveRegistry has
-   * it registered and usable; only then are TEE tasks claimed. A deployment without an EnclaveRegistry
-   * stops the start; a registration that fails (the node not registered or staked yet, an RPC error) is
-   * logged and tried again at every eligibility check, and TEE tasks are left alone meanwhile.
-   */
-  private async startEnclave() {
-    if (this.config.enclave === "none") return;
-    if (!this.chain.enclaves) {
-      throw new Error(
-        `--enclave ${this.config.enclave}: the deployment file has no "enclaves" address (EnclaveRegistry)`,
-      );
-    }
-    const first = !this.enclave;
-    const enclave = this.enclave ?? DevEnclave.loadOrCreate(path.join(this.config.stateDir, "enclave"));
-    try {
-      await ensureEnclaveKeyRegistered({
-        enclaves: this.chain.enclaves,
-        enclave,
-        log: (msg) => this.log.info({ key: enclave.address }, msg),
-      });
-    } catch (err) {
-      this.log.warn(
-        { key: enclave.address, err: (err as Error).message },
-        "enclave key not registered yet: TEE tasks are left alone until it is (retried at each eligibility check)",
-      );
-      return;
-    }
-    this.enclave = enclave;
-    if (!first) return;
-    this.log.warn(
-      { key: enclave.address, measurement: enclave.measurement },
-      "TEE mode: signing with the DEVELOPMENT enclave key (no hardware isolation; local chains only)",
-    );
-  }
-
   private modeSkipReason(mode: bigint | number | string): string | undefined {
-    return modeSkipReason(mode, { enclave: Boolean(this.enclave), disputes: Boolean(this.chain.disputes) });
-  }
-
-  /** For a TEE task: why the enclave key cannot sign it now (not Active in the EnclaveRegistry), or undefined. */
-  private async enclaveSkipReason(mode: bigint | number | string): Promise<string | undefined> {
-    if (modeName(mode) !== "tee" || !this.enclave) return undefined;
-    const [node, standing] = await this.chain.enclaves!.keyStatus(this.enclave.address);
-    const ACTIVE = 2n; // IEnclaveRegistry.KeyStanding.Active
-    if (node === this.address && standing === ACTIVE) return undefined;
-    return `enclave key ${this.enclave.address} is not Active in the EnclaveRegistry (standing ${standing})`;
+    return modeSkipReason(mode, {
+      enclave: Boolean(this.tee.enclave),
+      disputes: Boolean(this.chain.disputes),
+    });
   }
 
   /** A task of ours settled: its collateral counts as free again, so a node short of stake looks now. */
@@ -474,7 +372,7 @@ export class InferenceNode {
     if (!force && Date.now() < due) return;
     const next = await eligibilityProblem(this.chain.staking, this.chain.tasks, this.address);
     // The enclave key is checked with the stake: registered once the node can, renewed before it expires.
-    if (next.ready && this.config.enclave !== "none" && this.loop.isRunning) await this.startEnclave();
+    if (next.ready && this.config.enclave !== "none" && this.loop.isRunning) await this.tee.startEnclave();
     const before = this.eligibility;
     this.eligibility = { ...next, checkedAt: Date.now() };
     if (next.ready && (!before.ready || force)) {
@@ -566,7 +464,7 @@ export class InferenceNode {
         parsed.args.node !== this.address &&
         (row.state === "seen" || row.state === "watching")
       ) {
-        this.onForeignClaim(row, parsed.args.node, Number(parsed.args.claimExpiresAt));
+        this.optimistic.onForeignClaim(row, parsed.args.node, Number(parsed.args.claimExpiresAt));
       }
     }
   }
@@ -665,7 +563,7 @@ export class InferenceNode {
       const [node, windowEnd] = await this.chain.tasks.pendingOf(taskId);
       // Posted, but the node stopped before it journaled what: read it back from the chain.
       if (node === this.address && !(row.proof && "block" in JSON.parse(row.proof)))
-        await this.recoverPosted(taskId, row.block);
+        await this.optimistic.recoverPosted(taskId, row.block);
       if (node !== this.address) next = "lost";
       else if (status === "Pending") {
         next = "posted";
@@ -685,7 +583,7 @@ export class InferenceNode {
       } else {
         // Another node's claim, or our own that lapsed while we were away: wait for it to lapse, then take
         // the task over (our own lapsed claim is re-claimed the same way; its collateral is lost either way).
-        [next, until] = this.stateForClaimNotHeld(row, Number(expiresAt));
+        [next, until] = this.optimistic.stateForClaimNotHeld(row, Number(expiresAt));
       }
     }
     if (next !== row.state || (until !== undefined && until !== row.until)) {
@@ -698,51 +596,6 @@ export class InferenceNode {
         next,
         next === "seen" || next === "claimed" ? { proof: null } : until !== undefined ? { until } : {},
       );
-    }
-  }
-
-  // ---------------------------------------------------------------- claim take-over
-
-  /**
-   * The state of a task whose claim this node does not hold (another node's, or our own that lapsed) and
-   * that lapses at `expiresAt`: watched when the task can be taken over after it (take-over is on and
-   * enough time would be left before the deadline), else given up.
-   */
-  private stateForClaimNotHeld(row: TaskRow, expiresAt: number): ["watching", number] | ["lost", undefined] {
-    const deadline = Number(taskFromJson(row.data).task.deadline);
-    if (this.config.takeOverClaims && expiresAt + this.config.deadlineMarginSeconds < deadline) {
-      return ["watching", expiresAt];
-    }
-    return ["lost", undefined];
-  }
-
-  /** Another node claimed a task this node tracks: watch the claim for a lapse, or give the task up. */
-  private onForeignClaim(row: TaskRow, node: string, expiresAt: number) {
-    const taskId = BigInt(row.taskId);
-    const [next, until] = this.stateForClaimNotHeld(row, expiresAt);
-    const reason = `claimed by ${node} until ${expiresAt}`;
-    this.journal.setState(taskId, next, { reason, ...(until !== undefined ? { until } : {}) });
-    if (next === "watching") {
-      this.log.info(
-        { taskId: row.taskId, node, claimExpiresAt: expiresAt },
-        "task claimed by another node: watching",
-      );
-    }
-  }
-
-  /**
-   * Send watched tasks whose claim has lapsed back to `seen`: the pipeline then checks policy and claims
-   * them, and the registry slashes the lapsed claimer's collateral to the treasury. A node that claims first
-   * wins; the loser's claim reverts and the task is watched again under the new claim.
-   */
-  private async takeOverLapsedClaims() {
-    const watching = this.journal.tasksIn("watching");
-    if (watching.length === 0) return;
-    const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-    for (const row of watching) {
-      if (row.until === null || now <= row.until) continue;
-      this.journal.setState(BigInt(row.taskId), "seen", { reason: `claim lapsed at ${row.until}` });
-      this.log.info({ taskId: row.taskId, claimExpiredAt: row.until }, "claim lapsed: taking the task over");
     }
   }
 
@@ -786,7 +639,7 @@ export class InferenceNode {
     const mode = modeName(submitted.task.mode);
     try {
       let state = row.state;
-      if (state === "posted") return await this.finalizeIfDue(submitted, row);
+      if (state === "posted") return await this.optimistic.finalizeIfDue(submitted, row);
       // ZK and TEE tasks take no claim: the proof or the enclave signature binds this node.
       const claimless = mode !== "optimistic";
       if (claimless && state === "claimed") state = "seen";
@@ -799,17 +652,17 @@ export class InferenceNode {
         if (!prepared) return;
       }
       if (state === "seen" && !claimless) {
-        await this.claim(submitted);
+        await this.optimistic.claim(submitted);
         state = "claimed";
       }
       if (state === "claimed" && mode === "optimistic")
-        return await this.postOptimistic(submitted, prepared!);
-      if (state === "seen" && mode === "tee") return await this.submitTee(submitted, prepared!);
+        return await this.optimistic.postOptimistic(submitted, prepared!);
+      if (state === "seen" && mode === "tee") return await this.tee.submitTee(submitted, prepared!);
       if (state === "seen") {
-        await this.prove(submitted, prepared!);
+        await this.zk.prove(submitted, prepared!);
         state = "proved";
       }
-      if (state === "proved") await this.submit(submitted);
+      if (state === "proved") await this.zk.submit(submitted);
     } catch (err) {
       if (err instanceof PipelineStop) return;
       if (err instanceof RevertedError) {
@@ -887,7 +740,7 @@ export class InferenceNode {
       const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
       const reason =
         this.modeSkipReason(submitted.task.mode) ?? policySkipReason(submitted.task, now, this.config);
-      const skip = reason ?? (await this.enclaveSkipReason(submitted.task.mode));
+      const skip = reason ?? (await this.tee.enclaveSkipReason(submitted.task.mode));
       if (skip) {
         this.journal.setState(taskId, "skipped", { reason: skip });
         this.log.info({ ...ctx, reason: skip }, "task skipped by policy");
@@ -933,349 +786,12 @@ export class InferenceNode {
     }
   }
 
-  private async claim(submitted: SubmittedTask) {
-    const started = Date.now();
-    const data = this.chain.tasks.interface.encodeFunctionData("claimTask", [
-      submitted.taskId,
-      submitted.task,
-    ]);
-    const receipt = await this.submitter.send(
-      "claim",
-      await this.chain.tasks.getAddress(),
-      data,
-      submitted.taskId,
-    );
-    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!receipt) {
-      // Dry run: everything up to the claim was done; park the task instead of simulating it every poll.
-      this.journal.setState(submitted.taskId, "skipped", { reason: "dry run: would claim" });
-      throw new PipelineStop();
-    }
-    this.journal.setState(submitted.taskId, "claimed", { reason: null });
-    this.log.info({ taskId: submitted.taskId.toString(), tx: receipt.hash }, "task claimed");
-  }
-
-  /**
-   * A Groth16 proof of the task's outputs on its input, bound to this node (the public signals submitResult
-   * rebuilds), made and checked by the prover pool (proveTask). After MAX_PROVE_ATTEMPTS failures the task
-   * is given up (`failed`).
-   */
-  private async prove(submitted: SubmittedTask, prepared: Prepared) {
-    if (isPlainBundle(prepared.bundle)) throw new Error("a plain bundle has no circuit to prove with");
-    const binding = BigInt(await this.chain.tasks.taskBinding(submitted.taskId, this.address));
-    const outputWords = packValues(prepared.outputs, prepared.bundle.manifest.publicSignals.packBits);
-    let proved: Awaited<ReturnType<ProverPool["proveTask"]>>;
-    try {
-      proved = await this.prover.proveTask(prepared.bundle.dir, prepared.input, binding, outputWords);
-    } catch (err) {
-      // Proving is deterministic: after a few failures it will not succeed. Give the task up (it expires and
-      // the requester is refunded) instead of retrying forever.
-      if (this.journal.task(submitted.taskId)!.attempts + 1 >= MAX_PROVE_ATTEMPTS) {
-        this.journal.setState(submitted.taskId, "failed", {
-          reason: `proving failed: ${(err as Error).message}`,
-        });
-        this.log.error(
-          { taskId: submitted.taskId.toString(), err: (err as Error).message },
-          "proving failed; task given up",
-        );
-        throw new PipelineStop();
-      }
-      throw err;
-    }
-    this.metrics.seconds.observe({ stage: "prove" }, proved.ms / 1000);
-    this.journal.setState(submitted.taskId, "proved", {
-      proof: JSON.stringify({ proof: proved.proof.map(String), outputs: proved.outputs.map(String) }),
-    });
-    this.log.info({ taskId: submitted.taskId.toString(), proveMs: proved.ms }, "task proved");
-  }
-
-  /**
-   * Dry run: everything up to the settling transaction was done and simulated; park the task (`skipped`)
-   * instead of running and simulating it again at every poll.
-   */
-  private parkDryRun(taskId: bigint, what: string): never {
-    this.journal.setState(taskId, "skipped", { reason: `dry run: ${what}` });
-    throw new PipelineStop();
-  }
-
   /** Whether a task is still open on chain; if not, the journal is brought in line (another node won). */
   private async stillOpen(taskId: bigint): Promise<boolean> {
     const status = TASK_STATUS[Number(await this.chain.tasks.taskStatus(taskId))];
     if (status === "Open") return true;
     await this.reconcile(taskId, `already ${status.toLowerCase()} when this node's turn came`);
     return false;
-  }
-
-  /** Settle a proved ZK task through the batch settler (submitResults with the results proved meanwhile). */
-  private async submit(submitted: SubmittedTask) {
-    const row = this.journal.task(submitted.taskId)!;
-    const { proof, outputs } = JSON.parse(row.proof!) as { proof: string[]; outputs: string[] };
-    const started = Date.now();
-    const outcome = await this.zkSettler.settle({ submitted, proof, outputs });
-    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!outcome) return this.parkDryRun(submitted.taskId, "would submit the result");
-    const taskId = submitted.taskId;
-    if (outcome.kind === "skipped") {
-      // Another node settled it first (or it expired) while the batch was mining: nothing paid, no revert.
-      this.assignment.forget(taskId);
-      await this.reconcile(taskId, "skipped by its batch: no longer open");
-      return;
-    }
-    this.settled(taskId, outcome.receipt, null, { mode: "zk", outcome: "verified" });
-    this.log.info(
-      {
-        taskId: taskId.toString(),
-        tx: outcome.receipt.hash,
-        gasUsed: outcome.receipt.gasUsed.toString(),
-        batch: batchSize(outcome.receipt),
-      },
-      "task verified",
-    );
-  }
-
-  // ---------------------------------------------------------------- optimistic mode
-
-  /**
-   * Post the executor's outputs without a proof (submitResultOptimistic) with the task's quorum of
-   * attestations signed off chain: the claim collateral stays locked as the node's bond until the result is
-   * final, and the node never proves anything (a challenger proves a lie wrong itself). A result posted
-   * short of its quorum could never be finalised (expireUnattested would slash the collateral and reopen the
-   * task), so without the quorum the node does not post: it asks again, waiting longer each time
-   * (`awaitQuorum`), until too little of its claim is left, then gives the task up.
-   */
-  private async postOptimistic(submitted: SubmittedTask, prepared: Prepared) {
-    const taskId = submitted.taskId;
-    const layout = prepared.bundle.manifest.publicSignals;
-    let outputs = packValues(prepared.outputs, layout.packBits);
-    const every = BigInt(this.config.faultLieEvery);
-    const lied = every > 0n && taskId % every === 0n;
-    if (lied) {
-      outputs = corruptOutputWords(outputs, prepared.outputs.length, layout.packBits);
-      this.log.warn(
-        { taskId: taskId.toString() },
-        "FAULT INJECTION (faultLieEvery): posting a deliberately wrong output",
-      );
-    }
-    const quorum = Number(submitted.task.attestationQuorum);
-    const attestations = await this.gatherAttestations(submitted, outputs);
-    if (attestations.length < quorum) {
-      return this.awaitQuorum(submitted, prepared, `${attestations.length} of ${quorum} attestations`);
-    }
-    const started = Date.now();
-    const data = this.chain.tasks.interface.encodeFunctionData("submitResultOptimistic", [
-      taskId,
-      submitted.task,
-      outputs,
-      attestations.map((a) => a.signature),
-    ]);
-    let receipt;
-    try {
-      receipt = await this.submitter.send("post", await this.chain.tasks.getAddress(), data, taskId);
-    } catch (err) {
-      // An attester that stopped being eligible since it signed makes the whole post revert (the simulation
-      // catches it, nothing is paid): gather again rather than post short of the quorum.
-      if (!(err instanceof RevertedError && /TaskRegistryCannotAttest/.test(err.reason))) throw err;
-      return this.awaitQuorum(
-        submitted,
-        prepared,
-        `an attestation was refused by the registry (${err.reason})`,
-      );
-    }
-    this.attestRetry.delete(taskId.toString());
-    this.metrics.seconds.observe({ stage: "chain" }, (Date.now() - started) / 1000);
-    if (!receipt) return;
-    let windowEnd = 0;
-    for (const log of receipt.logs) {
-      const parsed = taskRegistryInterface.parseLog(log);
-      if (parsed?.name === "TaskResultPosted") windowEnd = Number(parsed.args.windowEnd);
-    }
-    const posted: PostedResult = { outputs: outputs.map(String), block: receipt.blockNumber, lied };
-    this.journal.setState(taskId, "posted", {
-      proof: JSON.stringify(posted),
-      until: windowEnd,
-      reason: null,
-    });
-    let attested = 0;
-    for (const log of receipt.logs) if (log.topics[0] === TOPICS.attested) attested++;
-    this.metrics.results.inc({ mode: "optimistic", outcome: "posted" });
-    this.log.info(
-      { taskId: taskId.toString(), tx: receipt.hash, windowEnd, attestations: attested, quorum },
-      "result posted (optimistic)",
-    );
-  }
-
-  /**
-   * A claimed optimistic task whose quorum of attestations is not in hand (`why`): ask again after a wait
-   * (ATTEST_RETRY_MS, doubled each time up to ATTEST_RETRY_MAX_MS; the outputs are kept, not recomputed), or,
-   * when another round could not post before the claim expires, give the task up (`failed`): the claim lapses
-   * and costs its collateral, as posting an unattested result would have.
-   */
-  private async awaitQuorum(submitted: SubmittedTask, prepared: Prepared, why: string) {
-    const taskId = submitted.taskId;
-    const key = taskId.toString();
-    const [, expiresAt] = await this.chain.tasks.claimOf(taskId);
-    const now = (await this.chain.provider.getBlock("latest"))!.timestamp;
-    const delayMs = nextQuorumAttempt({
-      previousDelayMs: this.attestRetry.get(key)?.delayMs,
-      now,
-      claimExpiresAt: Number(expiresAt),
-      attestTimeoutMs: this.config.attestTimeoutMs,
-    });
-    const ctx = { taskId: key, claimExpiresAt: Number(expiresAt), why };
-    if (delayMs === undefined) {
-      this.attestRetry.delete(key);
-      this.journal.setState(taskId, "failed", {
-        reason: `not posted: ${why} before the claim expires at ${expiresAt}`,
-      });
-      this.metrics.results.inc({ mode: "optimistic", outcome: "unattested" });
-      this.log.error(
-        ctx,
-        "optimistic result NOT posted: the task's quorum of attestations could not be gathered before the " +
-          "claim expires (a result posted without it could only be expired, its collateral slashed); the " +
-          "claim will lapse",
-      );
-      return;
-    }
-    this.attestRetry.set(key, { at: Date.now() + delayMs, delayMs, prepared });
-    this.log.warn(
-      { ...ctx, retryInMs: delayMs },
-      "optimistic result not posted yet: fewer attestations than the task's quorum; asking again",
-    );
-  }
-
-  /**
-   * Attestations of `outputs` signed off chain by verification nodes (`attestUrls`), as many as the task's
-   * quorum (at least one), each checked here; fewer or none when they refuse or do not answer in
-   * `attestTimeoutMs`. Never throws: short of the quorum the result is not posted (postOptimistic).
-   */
-  private async gatherAttestations(submitted: SubmittedTask, outputs: bigint[]): Promise<Attestation[]> {
-    const ctx = { taskId: submitted.taskId.toString() };
-    try {
-      const urls = await this.attestationUrls();
-      if (urls.length === 0) return [];
-      const digest = await this.chain.tasks.attestationDigest(
-        submitted.taskId,
-        this.address,
-        outputsHash(outputs),
-      );
-      const started = Date.now();
-      const { attestations, refused } = await gatherAttestations(
-        { taskId: submitted.taskId, node: this.address, outputs },
-        {
-          urls,
-          wanted: Number(submitted.task.attestationQuorum),
-          timeoutMs: this.config.attestTimeoutMs,
-          digest,
-          eligible: (address) => this.chain.staking.isEligible(address, VERIFICATION_ROLE),
-        },
-      );
-      this.metrics.seconds.observe({ stage: "attest" }, (Date.now() - started) / 1000);
-      for (const r of refused) if (r.status === undefined) this.unanswered.set(r.url, Date.now());
-      const fields = { ...ctx, attesters: attestations.map((a) => a.attester), refused };
-      if (refused.length > 0) this.log.warn(fields, "attestations gathered off chain (some refused)");
-      else this.log.info(fields, "attestations gathered off chain");
-      return attestations;
-    } catch (err) {
-      this.log.warn({ ...ctx, err: (err as Error).message }, "gathering attestations failed");
-      return [];
-    }
-  }
-
-  /** The base URLs to ask for attestations: `attestUrls`, or (auto) eligible verification nodes' endpoints. */
-  private async attestationUrls(): Promise<string[]> {
-    const setting = this.config.attestUrls;
-    if (setting === "none") return [];
-    // Those that did not answer lately are asked last, so a dead endpoint does not hold up every post.
-    const answering = (urls: string[]) => {
-      const late = (url: string) => Date.now() - (this.unanswered.get(url) ?? 0) < VERIFIERS_TTL_MS;
-      return [...urls.filter((u) => !late(u)), ...urls.filter(late)];
-    };
-    if (setting !== "auto") return answering(setting);
-    if (this.verifiers && Date.now() - this.verifiers.at < VERIFIERS_TTL_MS)
-      return answering(shuffled(this.verifiers.urls));
-    const staking = this.chain.staking;
-    const nodes = await staking.nodesByRole(VERIFICATION_ROLE, 0, MAX_VERIFIERS_LISTED);
-    const urls: string[] = [];
-    for (const address of nodes) {
-      if (address === this.address) continue;
-      if (!(await staking.isEligible(address, VERIFICATION_ROLE))) continue;
-      const { endpoint } = await staking.nodeInfo(address);
-      if (isHttpEndpoint(endpoint)) urls.push(endpoint);
-    }
-    this.verifiers = { urls, at: Date.now() };
-    return answering(shuffled(urls));
-  }
-
-  /** The posted result of `taskId` (its TaskResultPosted log, from `fromBlock` on) back into the journal. */
-  private async recoverPosted(taskId: bigint, fromBlock: number) {
-    const logs = await this.chain.provider.getLogs({
-      address: this.deployment.tasks,
-      topics: [TOPICS.posted, toBeHex(taskId, 32)],
-      fromBlock,
-      toBlock: "latest",
-    });
-    const log = logs[logs.length - 1];
-    if (!log) throw new Error(`task ${taskId} is pending but its TaskResultPosted log was not found`);
-    const parsed = taskRegistryInterface.parseLog(log)!;
-    const posted: PostedResult = { outputs: parsed.args.outputs.map(String), block: log.blockNumber };
-    this.journal.setState(taskId, this.journal.task(taskId)!.state, { proof: JSON.stringify(posted) });
-  }
-
-  /**
-   * After the challenge window: finalise the result with the attesters fixed at posting (the fee is split,
-   * the collateral released). A result short of its quorum (posted before this node waited for one) can only
-   * be expired: expireUnattested slashes the claim collateral to the treasury and gives the task back to the
-   * market (TaskReopened, then it is claimable again, by this node too) or, past its deadline, refunds the
-   * requester. Anyone may send it; the node does, so the task does not sit unsettled.
-   */
-  private async finalizeIfDue(submitted: SubmittedTask, row: TaskRow) {
-    const taskId = submitted.taskId;
-    const posted = JSON.parse(row.proof!) as PostedResult;
-    const outputs = posted.outputs.map(BigInt);
-    const attesters = await attestersOf(
-      { provider: this.chain.provider, tasksAddress: this.deployment.tasks },
-      taskId,
-      posted.block,
-    );
-    const quorum = Number(submitted.task.attestationQuorum);
-    const registry = await this.chain.tasks.getAddress();
-    if (attesters.length >= quorum) {
-      const data = this.chain.tasks.interface.encodeFunctionData("finalizeResult", [
-        taskId,
-        submitted.task,
-        outputs,
-        attesters,
-      ]);
-      const receipt = await this.submitter.send("finalize", registry, data, taskId);
-      if (!receipt) return;
-      this.settled(taskId, receipt, null, { mode: "optimistic", outcome: "finalized" });
-      this.log.info(
-        { taskId: taskId.toString(), tx: receipt.hash, attesters: attesters.length },
-        "optimistic result finalised",
-      );
-    } else {
-      const data = this.chain.tasks.interface.encodeFunctionData("expireUnattested", [
-        taskId,
-        submitted.task,
-        outputsHash(outputs),
-        attesters,
-      ]);
-      const receipt = await this.submitter.send("expire-unattested", registry, data, taskId);
-      if (!receipt) return;
-      const reopened = receipt.logs.some((l) => l.topics[0] === TOPICS.reopened);
-      this.journal.setState(taskId, "expired", {
-        reason:
-          `${attesters.length} of ${quorum} attestations when the window closed: collateral slashed, ` +
-          (reopened ? "task reopened" : "requester refunded"),
-      });
-      // The collateral is gone, not released: the free stake is read again all the same.
-      this.eligibility.checkedAt = 0;
-      this.metrics.results.inc({ mode: "optimistic", outcome: "unattested" });
-      this.log.error(
-        { taskId: taskId.toString(), attesters: attesters.length, quorum, reopened },
-        "optimistic result short of its quorum when its window closed: expired, claim collateral slashed",
-      );
-    }
   }
 
   /** A result of ours settled as verified by `receipt`: earnings, journal, collateral, metric. */
@@ -1295,58 +811,4 @@ export class InferenceNode {
     this.collateralReleased();
     this.metrics.results.inc(labels);
   }
-
-  // ---------------------------------------------------------------- TEE mode
-
-  /**
-   * Sign the executor's outputs with the enclave key (a raw ECDSA signature over the registry's
-   * teeResultDigest) and submit them: the task settles at once.
-   */
-  private async submitTee(submitted: SubmittedTask, prepared: Prepared) {
-    const taskId = submitted.taskId;
-    const enclave = this.enclave!;
-    const outputs = packValues(prepared.outputs, prepared.bundle.manifest.publicSignals.packBits);
-    // The hash of the model bytes the enclave ran (the bundle cache checked them against the manifest and
-    // the registry): a host feeding it another model's bytes gets a signature the registry refuses.
-    const digest = await this.chain.tasks.teeResultDigest(
-      taskId,
-      this.address,
-      submitted.task.inputHash,
-      "0x" + prepared.bundle.manifest.onnx.sha256,
-      outputs,
-    );
-    const signature = enclave.signDigest(digest);
-    const data = this.chain.tasks.interface.encodeFunctionData("submitResultTee", [
-      taskId,
-      submitted.task,
-      outputs,
-      signature,
-    ]);
-    let receipt;
-    try {
-      receipt = await this.submitter.send("result-tee", await this.chain.tasks.getAddress(), data, taskId);
-    } catch (err) {
-      // The key may have expired or been revoked since start: register a fresh one, then retry the task.
-      if (err instanceof RevertedError && /EnclaveKeyRejected/.test(err.reason)) {
-        await ensureEnclaveKeyRegistered({
-          enclaves: this.chain.enclaves!,
-          enclave,
-          log: (msg) => this.log.info({ key: enclave.address }, msg),
-        });
-        throw new Error(`enclave key rejected (${err.reason}); key checked, retrying`);
-      }
-      throw err;
-    }
-    if (!receipt) return this.parkDryRun(taskId, "would submit the TEE result");
-    this.settled(taskId, receipt, null, { mode: "tee", outcome: "verified" });
-    this.log.info(
-      { taskId: taskId.toString(), tx: receipt.hash, key: enclave.address },
-      "task verified (TEE)",
-    );
-  }
-}
-
-/** Tasks settled by the transaction of `receipt` (its TaskVerified logs). */
-function batchSize(receipt: { logs: readonly Log[] }): number {
-  return receipt.logs.filter((log) => taskRegistryInterface.parseLog(log)?.name === "TaskVerified").length;
 }
