@@ -148,7 +148,7 @@ export const inferenceSchema = {
   ...executionSchema,
   minFee: opt({
     env: "OPG_MIN_FEE",
-    description: "smallest task fee worth claiming, in OPG",
+    description: "smallest task fee worth serving, in OPG",
     default: 0n,
     parse: parse.opgAmount,
   }),
