@@ -1044,7 +1044,8 @@ async function main() {
     };
     pick("circuit", "junk");
     pick("plain", "unattested");
-    pick("tee", "abandon");
+    // TEE tasks take no claim any more (the enclave signature binds the node): J abandons an optimistic one.
+    pick("plain", "abandon");
     return out;
   }
 
@@ -1739,7 +1740,7 @@ async function main() {
     `| unattested correct result (J) | ${counters.unattestedPosted} | expired unattested after the window (J slashed), ${reopened} task(s) reopened and served again |`,
   );
   L(
-    `| abandoned claim (J, TEE) | ${counters.abandonedClaims} | claim lapsed, taken over by an honest node (${abandonedSlashes} take-over slashes) |`,
+    `| abandoned claim (J, optimistic) | ${counters.abandonedClaims} | claim lapsed, taken over by an honest node (${abandonedSlashes} take-over slashes) |`,
   );
   L(
     `| griefing challenge of a correct result (D1, vote model) | ${counters.d1VoteChallenges} | votes: ${griefs.filter((g) => g.outcome === "NodeRight").length} node right (D1's bond to the winning ballots, its ballot slashed), ${griefs.filter((g) => g.outcome !== "NodeRight").length} other; challenges refused: ${counters.d1VoteChallengeFailed.length} |`,
