@@ -22,8 +22,8 @@ interface Waiting {
 
 /**
  * The ZK mode's settlement step: proved tasks wait here and go to the registry's `submitResults` together,
- * whose proofs it checks with one pairing product (about 236,000 gas per digits task at 8 per batch, every
- * transaction counted, against 467,000 with the old claim and lone settlement; see the README's gas table).
+ * whose proofs it checks with one pairing product (about 216,000 gas per digits task at 8 per batch, every
+ * transaction counted, against 441,000 with the old claim and per-proof checks; see the README's gas table).
  * No proof waits for a batch to fill: a task proved while nothing is being sent goes at once (a lone task
  * keeps its latency); tasks proved while a batch is mining go in the next one, up to `maxBatch`. A batch that
  * reverts is sent again one task at a time, so one bad task cannot hold the others back.
