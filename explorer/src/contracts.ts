@@ -2,7 +2,7 @@ import { Contract, type Interface, type Provider } from "ethers";
 import { IEnclaveRegistry__factory } from "../../typechain-types/factories/contracts/interfaces/IEnclaveRegistry__factory";
 import { IModelRegistry__factory } from "../../typechain-types/factories/contracts/interfaces/IModelRegistry__factory";
 import { INodeStaking__factory } from "../../typechain-types/factories/contracts/interfaces/INodeStaking__factory";
-import { ITaskRegistry__factory } from "../../typechain-types/factories/contracts/interfaces/ITaskRegistry__factory";
+import { ITaskRegistry__factory } from "../../typechain-types/factories/contracts/interfaces/ITaskRegistry.sol/ITaskRegistry__factory";
 import { DisputeManager__factory } from "../../typechain-types/factories/contracts/tasks/DisputeManager__factory";
 import { TaskRegistry__factory } from "../../typechain-types/factories/contracts/tasks/TaskRegistry__factory";
 
