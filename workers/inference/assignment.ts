@@ -51,6 +51,8 @@ export class Assignment {
   private roster: string[] = [];
   private readAt = 0;
   private readonly firstSeen = new Map<string, number>();
+  /** Each task's order over the current roster: computed once per roster, not at every poll. */
+  private readonly orders = new Map<string, string[]>();
   /** When each node (lower-case address) was last seen settling a task. */
   private readonly lastActive = new Map<string, number>();
 
@@ -78,12 +80,13 @@ export class Assignment {
     const roster = all.filter((_, i) => eligible[i]);
     if (!roster.some((n) => n.toLowerCase() === this.self.toLowerCase())) roster.push(this.self);
     this.roster = roster;
+    this.orders.clear();
     this.readAt = Date.now();
   }
 
   /** This node's place in `taskId`'s order (0 = first). */
   rank(taskId: bigint): number {
-    const order = serviceOrder(taskId, this.nodes);
+    const order = this.orderOf(taskId);
     return order.findIndex((n) => n.toLowerCase() === this.self.toLowerCase());
   }
 
@@ -105,7 +108,7 @@ export class Assignment {
       seen = now;
       this.firstSeen.set(key, seen);
     }
-    const order = serviceOrder(taskId, this.nodes);
+    const order = this.orderOf(taskId);
     const rank = order.findIndex((n) => n.toLowerCase() === this.self.toLowerCase());
     if (rank <= 0) return seen;
     let start = seen;
@@ -124,5 +127,16 @@ export class Assignment {
   /** Drop what is kept for a task that left the queue (settled, expired, refused). */
   forget(taskId: bigint) {
     this.firstSeen.delete(taskId.toString());
+    this.orders.delete(taskId.toString());
+  }
+
+  private orderOf(taskId: bigint): string[] {
+    const key = taskId.toString();
+    let order = this.orders.get(key);
+    if (!order) {
+      order = serviceOrder(taskId, this.nodes);
+      this.orders.set(key, order);
+    }
+    return order;
   }
 }
